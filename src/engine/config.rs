@@ -1,0 +1,257 @@
+//! The shape of a decoder-only model, read from `config.json` or GGUF metadata.
+//!
+//! Llama, Qwen2 and Qwen3 differ in only a handful of switches (biases on the
+//! QKV projections, per-head norms on Q/K, tied embeddings, how RoPE pairs
+//! dimensions), so one description drives one model implementation.
+
+use std::collections::HashMap;
+
+use candle_core::quantized::gguf_file;
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Architectures this build can run, as spelled in `config.json` `model_type`
+/// and GGUF `general.architecture`.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+
+/// A supported decoder family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Qwen3,
+}
+
+impl Arch {
+    /// Parses an architecture name, failing with the list of supported ones.
+    pub fn parse(name: &str) -> Result<Self, Error> {
+        match name {
+            "llama" => Ok(Arch::Llama),
+            "qwen2" => Ok(Arch::Qwen2),
+            "qwen3" => Ok(Arch::Qwen3),
+            other => Err(Error::UnsupportedArchitecture {
+                found: other.to_string(),
+                supported: SUPPORTED_ARCHITECTURES.join(", "),
+            }),
+        }
+    }
+
+    /// The name used in configs and GGUF metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// How rotary embeddings pair up the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Dimension `i` pairs with `i + d/2` (Hugging Face `rotate_half`, GGUF "neox").
+    Half,
+    /// Dimension `2i` pairs with `2i + 1`: llama.cpp's converter permutes Llama's
+    /// Q/K rows so that this layout computes the same thing as `rotate_half`.
+    Interleaved,
+}
+
+/// Everything the decoder needs to know about a model's shape.
+#[derive(Debug, Clone)]
+pub struct DecoderConfig {
+    pub arch: Arch,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub intermediate_size: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_style: RopeStyle,
+    /// Llama 3 style per-frequency divisors, when the model uses them.
+    pub rope_freq_factors: Option<Vec<f32>>,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    pub qkv_bias: bool,
+    pub qk_norm: bool,
+}
+
+impl DecoderConfig {
+    /// Reads a Hugging Face `config.json`, accepting both the hub spelling
+    /// (`rope_theta`) and the newer `rope_parameters` block.
+    pub fn from_hf_json(json: &Value) -> Result<Self, Error> {
+        let model_type = json
+            .get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::model("config.json has no `model_type`"))?;
+        let arch = Arch::parse(model_type)?;
+        let get = |key: &str| -> Result<usize, Error> {
+            json.get(key)
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::model(format!("config.json has no integer `{key}`")))
+        };
+        let hidden_size = get("hidden_size")?;
+        let num_heads = get("num_attention_heads")?;
+        let num_kv_heads = get("num_key_value_heads").unwrap_or(num_heads);
+        let head_dim = json
+            .get("head_dim")
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .unwrap_or(hidden_size / num_heads);
+        let rope_params = json.get("rope_parameters");
+        let rope_theta = json
+            .get("rope_theta")
+            .or_else(|| rope_params.and_then(|p| p.get("rope_theta")))
+            .and_then(Value::as_f64)
+            .unwrap_or(10_000.0);
+        let scaling = json
+            .get("rope_scaling")
+            .filter(|v| !v.is_null())
+            .or_else(|| rope_params.filter(|p| p.get("rope_type").is_some()));
+        let rope_freq_factors = match scaling {
+            None => None,
+            Some(s) => hf_rope_freq_factors(s, head_dim, rope_theta)?,
+        };
+        let tie = json
+            .get("tie_word_embeddings")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(DecoderConfig {
+            arch,
+            hidden_size,
+            num_layers: get("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            intermediate_size: get("intermediate_size")?,
+            vocab_size: get("vocab_size")?,
+            rms_norm_eps: json
+                .get("rms_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-6),
+            rope_theta,
+            rope_style: RopeStyle::Half,
+            rope_freq_factors,
+            max_position_embeddings: get("max_position_embeddings").unwrap_or(4096),
+            tie_word_embeddings: tie,
+            qkv_bias: arch == Arch::Qwen2
+                || json
+                    .get("attention_bias")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            qk_norm: arch == Arch::Qwen3,
+        })
+    }
+
+    /// Reads GGUF metadata as llama.cpp's converter writes it
+    /// (`{arch}.embedding_length`, `{arch}.rope.freq_base`, …).
+    pub fn from_gguf(
+        metadata: &HashMap<String, gguf_file::Value>,
+        tensor_names: &[&str],
+    ) -> Result<Self, Error> {
+        let arch_name = metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .ok_or_else(|| Error::model("GGUF file has no `general.architecture`"))?;
+        let arch = Arch::parse(arch_name)?;
+        let key = |k: &str| format!("{arch_name}.{k}");
+        let get = |k: &str| -> Result<usize, Error> {
+            let name = key(k);
+            metadata
+                .get(&name)
+                .and_then(|v| v.to_u64().ok().or_else(|| v.to_u32().ok().map(u64::from)))
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::model(format!("GGUF metadata has no integer `{name}`")))
+        };
+        let get_f = |k: &str| -> Option<f64> {
+            metadata
+                .get(&key(k))
+                .and_then(|v| v.to_f32().ok().map(f64::from).or_else(|| v.to_f64().ok()))
+        };
+        let hidden_size = get("embedding_length")?;
+        let num_heads = get("attention.head_count")?;
+        let num_kv_heads = get("attention.head_count_kv").unwrap_or(num_heads);
+        let head_dim = get("attention.key_length").unwrap_or(hidden_size / num_heads);
+        let has = |name: &str| tensor_names.contains(&name);
+        let vocab_size = match get("vocab_size") {
+            Ok(v) => v,
+            Err(_) => metadata
+                .get("tokenizer.ggml.tokens")
+                .and_then(|v| v.to_vec().ok())
+                .map(Vec::len)
+                .ok_or_else(|| Error::model("GGUF metadata gives no vocabulary size"))?,
+        };
+        Ok(DecoderConfig {
+            arch,
+            hidden_size,
+            num_layers: get("block_count")?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            intermediate_size: get("feed_forward_length")?,
+            vocab_size,
+            rms_norm_eps: get_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
+            rope_theta: get_f("rope.freq_base").unwrap_or(10_000.0),
+            rope_style: match arch {
+                Arch::Llama => RopeStyle::Interleaved,
+                Arch::Qwen2 | Arch::Qwen3 => RopeStyle::Half,
+            },
+            // Filled from the `rope_freqs.weight` tensor by the loader.
+            rope_freq_factors: None,
+            max_position_embeddings: get("context_length").unwrap_or(4096),
+            tie_word_embeddings: !has("output.weight"),
+            qkv_bias: has("blk.0.attn_q.bias"),
+            qk_norm: has("blk.0.attn_q_norm.weight"),
+        })
+    }
+}
+
+/// Llama 3 frequency scaling as `transformers` computes it; other scaling
+/// schemes would silently change outputs, so they are refused.
+fn hf_rope_freq_factors(
+    scaling: &Value,
+    head_dim: usize,
+    theta: f64,
+) -> Result<Option<Vec<f32>>, Error> {
+    let kind = scaling
+        .get("rope_type")
+        .or_else(|| scaling.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    match kind {
+        "default" => Ok(None),
+        "llama3" => {
+            let f = |k: &str, d: f64| scaling.get(k).and_then(Value::as_f64).unwrap_or(d);
+            let factor = f("factor", 8.0);
+            let low = f("low_freq_factor", 1.0);
+            let high = f("high_freq_factor", 4.0);
+            let old_ctx = f("original_max_position_embeddings", 8192.0);
+            let low_wavelen = old_ctx / low;
+            let high_wavelen = old_ctx / high;
+            let factors = (0..head_dim / 2)
+                .map(|i| {
+                    let inv = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+                    let wavelen = 2.0 * std::f64::consts::PI / inv;
+                    let divisor = if wavelen < high_wavelen {
+                        1.0
+                    } else if wavelen > low_wavelen {
+                        factor
+                    } else {
+                        let smooth = (old_ctx / wavelen - low) / (high - low);
+                        1.0 / ((1.0 - smooth) / factor + smooth)
+                    };
+                    divisor as f32
+                })
+                .collect();
+            Ok(Some(factors))
+        }
+        other => Err(Error::model(format!(
+            "RoPE scaling `{other}` is not supported (supported: default, llama3)"
+        ))),
+    }
+}

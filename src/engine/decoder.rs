@@ -1,0 +1,324 @@
+//! One decoder-only transformer for the Llama, Qwen2 and Qwen3 families.
+//!
+//! Written in the project rather than taken from candle-transformers so that
+//! every numeric choice matches `transformers`: RoPE tables are computed in
+//! f32 the way `transformers` computes them (candle's quantized Qwen3 builds
+//! them in f16, which drifts by a tenth of a radian at 1K positions), the same
+//! code serves dense and quantized weights, and Q/K norms, QKV biases and
+//! tied heads are switches rather than separate copies of the model.
+
+use anyhow::Result;
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::kv_cache::KvCache;
+
+use super::config::{DecoderConfig, RopeStyle};
+use super::weights::{Role, Weights};
+
+struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn load(w: &mut Weights, role: Role, bias: Option<Role>, layer: usize) -> Result<Self> {
+        let weight = w.matmul(role, layer)?;
+        let bias = match bias {
+            Some(b) => Some(w.dense(b, layer)?),
+            None => None,
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.weight.forward(x)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    fn load(w: &mut Weights, role: Role, layer: usize, eps: f64) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: w.dense(role, layer)?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
+    }
+}
+
+/// Cosine and sine tables for every position the model may see.
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    style: RopeStyle,
+}
+
+impl Rope {
+    fn new(cfg: &DecoderConfig, len: usize, device: &Device) -> Result<Self> {
+        let half = cfg.head_dim / 2;
+        // `transformers` computes inv_freq as float32 `1 / theta ** (2i / d)` and
+        // the angles as float32 products; doing the same keeps long prompts exact.
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                let exponent = (2 * i) as f32 / cfg.head_dim as f32;
+                let inv = 1.0f32 / (cfg.rope_theta as f32).powf(exponent);
+                match &cfg.rope_freq_factors {
+                    Some(f) => inv / f[i],
+                    None => inv,
+                }
+            })
+            .collect();
+        let len = len.max(1);
+        let mut angles = Vec::with_capacity(len * half);
+        for pos in 0..len {
+            angles.extend(inv_freq.iter().map(|f| pos as f32 * f));
+        }
+        let cos: Vec<f32> = angles.iter().map(|a| a.cos()).collect();
+        let sin: Vec<f32> = angles.iter().map(|a| a.sin()).collect();
+        Ok(Rope {
+            cos: Tensor::from_vec(cos, (len, half), device)?,
+            sin: Tensor::from_vec(sin, (len, half), device)?,
+            style: cfg.rope_style,
+        })
+    }
+
+    fn apply(&self, x: &Tensor, pos: usize) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, pos, seq)?;
+        let sin = self.sin.narrow(0, pos, seq)?;
+        let x = x.contiguous()?;
+        Ok(match self.style {
+            RopeStyle::Half => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+        })
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    cache: KvCache,
+}
+
+impl Attention {
+    fn load(w: &mut Weights, cfg: &DecoderConfig, layer: usize) -> Result<Self> {
+        let bias = |r: Role| cfg.qkv_bias.then_some(r);
+        let norm = |w: &mut Weights, r: Role| -> Result<Option<RmsNorm>> {
+            if cfg.qk_norm {
+                Ok(Some(RmsNorm::load(w, r, layer, cfg.rms_norm_eps)?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Attention {
+            q: Linear::load(w, Role::Q, bias(Role::QBias), layer)?,
+            k: Linear::load(w, Role::K, bias(Role::KBias), layer)?,
+            v: Linear::load(w, Role::V, bias(Role::VBias), layer)?,
+            o: Linear::load(w, Role::O, None, layer)?,
+            q_norm: norm(w, Role::QNorm)?,
+            k_norm: norm(w, Role::KNorm)?,
+            num_heads: cfg.num_heads,
+            num_kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+            cache: KvCache::new(2, 512),
+        })
+    }
+
+    fn heads(&self, x: &Tensor, n: usize, norm: Option<&RmsNorm>) -> Result<Tensor> {
+        let (b, seq, _) = x.dims3()?;
+        let x = x.reshape((b, seq, n, self.head_dim))?;
+        let x = match norm {
+            Some(norm) => norm.forward(&x)?,
+            None => x,
+        };
+        Ok(x.transpose(1, 2)?)
+    }
+
+    /// Repeats each key/value head for the query heads that share it (GQA).
+    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
+        let rep = self.num_heads / self.num_kv_heads;
+        if rep == 1 {
+            return Ok(x);
+        }
+        let (b, kv, seq, d) = x.dims4()?;
+        Ok(x.unsqueeze(2)?
+            .expand((b, kv, rep, seq, d))?
+            .reshape((b, kv * rep, seq, d))?)
+    }
+
+    fn forward(&mut self, x: &Tensor, rope: &Rope, pos: usize) -> Result<Tensor> {
+        let (b, seq, _) = x.dims3()?;
+        let q = self.heads(&self.q.forward(x)?, self.num_heads, self.q_norm.as_ref())?;
+        let k = self.heads(&self.k.forward(x)?, self.num_kv_heads, self.k_norm.as_ref())?;
+        let v = self.heads(&self.v.forward(x)?, self.num_kv_heads, None)?;
+        let q = rope.apply(&q, pos)?;
+        let k = rope.apply(&k, pos)?;
+        let (k, v) = self.cache.append(&k, &v.contiguous()?)?;
+        let k = self.repeat_kv(k)?;
+        let v = self.repeat_kv(v)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+        let scores = if seq > 1 {
+            let total = k.dim(2)?;
+            scores.broadcast_add(&causal_mask(seq, total, x.device())?)?
+        } else {
+            scores
+        };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v.contiguous()?)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((b, seq, self.num_heads * self.head_dim))?;
+        self.o.forward(&out)
+    }
+}
+
+/// Additive mask letting query `i` (at absolute position `total - seq + i`)
+/// see keys up to its own position.
+fn causal_mask(seq: usize, total: usize, device: &Device) -> Result<Tensor> {
+    let offset = total - seq;
+    let mask: Vec<f32> = (0..seq)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if j <= offset + i {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Ok(Tensor::from_vec(mask, (seq, total), device)?)
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate.forward(x)?)?;
+        self.down.forward(&(gate * self.up.forward(x)?)?)
+    }
+}
+
+struct Layer {
+    attn_norm: RmsNorm,
+    attn: Attention,
+    ffn_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// A loaded decoder with its key/value cache.
+pub struct Decoder {
+    embed: QMatMul,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    head: QMatMul,
+    rope: Rope,
+    config: DecoderConfig,
+}
+
+impl Decoder {
+    /// Builds the model from weights whose shape `config` describes, ready for
+    /// sequences of up to `max_len` positions.
+    pub fn load(
+        w: &mut Weights,
+        config: DecoderConfig,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let eps = config.rms_norm_eps;
+        let embed = w.matmul(Role::TokenEmbedding, 0)?;
+        let head = if w.has(Role::Output, 0) {
+            w.matmul(Role::Output, 0)?
+        } else {
+            embed.clone()
+        };
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            layers.push(Layer {
+                attn_norm: RmsNorm::load(w, Role::AttnNorm, i, eps)?,
+                attn: Attention::load(w, &config, i)?,
+                ffn_norm: RmsNorm::load(w, Role::FfnNorm, i, eps)?,
+                mlp: Mlp {
+                    gate: Linear::load(w, Role::Gate, None, i)?,
+                    up: Linear::load(w, Role::Up, None, i)?,
+                    down: Linear::load(w, Role::Down, None, i)?,
+                },
+            });
+        }
+        Ok(Decoder {
+            embed,
+            layers,
+            norm: RmsNorm::load(w, Role::OutputNorm, 0, eps)?,
+            head,
+            rope: Rope::new(&config, max_len, device)?,
+            config,
+        })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Runs `ids` placed at positions `pos..` and returns the logits of the
+    /// last one; earlier positions must already be in the cache.
+    pub fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+        let limit = self.rope.cos.dim(0)?;
+        if pos + ids.len() > limit {
+            anyhow::bail!(
+                "sequence of {} positions exceeds the {limit} this model was loaded for",
+                pos + ids.len()
+            );
+        }
+        let device = self.rope.cos.device().clone();
+        let input = Tensor::new(ids, &device)?.unsqueeze(0)?;
+        let mut x = self.embed.embedding(&input)?.to_dtype(DType::F32)?;
+        for layer in &mut self.layers {
+            let h = layer.attn.forward(&layer.attn_norm.forward(&x)?, &self.rope, pos)?;
+            x = (x + h)?;
+            let h = layer.mlp.forward(&layer.ffn_norm.forward(&x)?)?;
+            x = (x + h)?;
+        }
+        let last = x.narrow(1, ids.len() - 1, 1)?;
+        let logits = self.head.forward(&self.norm.forward(&last)?)?;
+        Ok(logits.squeeze(0)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?)
+    }
+
+    /// Forgets every cached position so a new prompt can start at 0.
+    pub fn clear_cache(&mut self) {
+        for layer in &mut self.layers {
+            layer.attn.cache.reset();
+        }
+    }
+
+    /// Positions currently held in the cache.
+    pub fn cached_len(&self) -> usize {
+        self.layers
+            .first()
+            .map_or(0, |l| l.attn.cache.current_seq_len())
+    }
+}
+

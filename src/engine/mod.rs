@@ -1,0 +1,412 @@
+//! The engine: a loaded model and the one interface tasks talk to.
+//!
+//! Tasks see [`ChatModel`]: count tokens, measure a prompt, complete a
+//! conversation. Everything about formats, architectures, tokenizers and
+//! chat templates stays behind it.
+
+pub mod config;
+pub mod decoder;
+pub mod generate;
+pub mod tokenizer;
+pub mod weights;
+
+use std::fs::File;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::quantized::gguf_file;
+use candle_core::Device;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::hub::{ModelFiles, WeightsFormat};
+use crate::prompt::chat::{ChatTemplate, Message};
+use config::DecoderConfig;
+use decoder::Decoder;
+use generate::{GenParams, Generated, Sampling, StopReason};
+use tokenizer::Tokenizer;
+use weights::Weights;
+
+/// What tasks need from a model.
+pub trait ChatModel {
+    /// Positions the model may use for prompt and answer together.
+    fn context_length(&self) -> usize;
+    /// Tokens `text` takes on its own.
+    fn count_tokens(&self, text: &str) -> Result<usize>;
+    /// Tokens the rendered conversation takes, template included.
+    fn prompt_tokens(&self, messages: &[Message]) -> Result<usize>;
+    /// The assistant's reply to `messages`, at most `max_new_tokens` long.
+    fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion>;
+}
+
+/// One reply and what it cost.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub stop: StopReason,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+/// Describes the loaded model in outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub architecture: &'static str,
+    pub format: String,
+    pub context_length: usize,
+    pub load_secs: f64,
+}
+
+/// How to load and decode.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Cap on the context, below the model's own.
+    pub max_context: Option<usize>,
+}
+
+/// Decoding choices that hold for every completion of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions {
+    pub sampling: Option<Sampling>,
+    pub repeat_guard: bool,
+}
+
+/// A decoder-only chat model ready to generate.
+pub struct Llm {
+    decoder: Decoder,
+    tokenizer: Tokenizer,
+    chat: Option<ChatTemplate>,
+    eos: Vec<u32>,
+    info: ModelInfo,
+    decode: DecodeOptions,
+}
+
+/// The positions a model is loaded for when neither it nor the user says
+/// less: RoPE tables and caches are sized by it, and 32K covers articles.
+const DEFAULT_CONTEXT_CAP: usize = 32_768;
+
+impl Llm {
+    /// Loads weights, tokenizer, chat template and stop tokens.
+    pub fn load(files: &ModelFiles, opts: &LoadOptions) -> Result<Self> {
+        let start = Instant::now();
+        let device = Device::Cpu;
+        let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
+        let tok_config = read_json_opt(files.tokenizer_config.as_deref())?;
+        let gen_config = read_json_opt(files.generation_config.as_deref())?;
+        let (mut weights, mut config, gguf_meta, format) = match &files.weights {
+            WeightsFormat::Safetensors(paths) => {
+                let cfg_path = files.config.as_ref().ok_or_else(|| Error::ModelFileMissing {
+                    path: paths[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+                    what: "config.json".into(),
+                })?;
+                let json = read_json(cfg_path)?;
+                let cfg = DecoderConfig::from_hf_json(&json)
+                    .with_context(|| format!("in {}", cfg_path.display()))?;
+                let w = Weights::safetensors(paths, &device)?;
+                (w, cfg, None, "safetensors".to_string())
+            }
+            WeightsFormat::Gguf(path) => {
+                let mut f =
+                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+                let content = gguf_file::Content::read(&mut f).map_err(|e| {
+                    Error::model(format!("{}: not a readable GGUF file ({e})", path.display()))
+                })?;
+                let names: Vec<&str> = content.tensor_infos.keys().map(String::as_str).collect();
+                let cfg = DecoderConfig::from_gguf(&content.metadata, &names)
+                    .with_context(|| format!("in {}", path.display()))?;
+                let format = format!("gguf {}", gguf_weight_type(&content));
+                let meta = content.metadata.clone();
+                let w = Weights::gguf(path, content, &device)?;
+                (w, cfg, Some(meta), format)
+            }
+        };
+        if gguf_meta.is_some() && weights.has_name("rope_freqs.weight") {
+            let f = weights.dense_by_name("rope_freqs.weight")?.to_vec1::<f32>()?;
+            config.rope_freq_factors = Some(f);
+        }
+        let context_length = effective_context(config.max_position_embeddings, opts.max_context);
+        let eos = stop_tokens(&tokenizer, tok_config.as_ref(), gen_config.as_ref(), gguf_meta.as_ref());
+        if eos.is_empty() {
+            return Err(Error::model(format!(
+                "{}: no end-of-sequence token found (generation_config.json `eos_token_id` or tokenizer_config.json `eos_token`)",
+                files.id
+            ))
+            .into());
+        }
+        let chat = chat_template(files, tok_config.as_ref(), gguf_meta.as_ref())?;
+        let arch = config.arch.name();
+        let decoder = Decoder::load(&mut weights, config, context_length, &device)
+            .with_context(|| format!("cannot load model {}", files.id))?;
+        Ok(Llm {
+            decoder,
+            tokenizer,
+            chat,
+            eos,
+            info: ModelInfo {
+                id: files.id.clone(),
+                architecture: arch,
+                format,
+                context_length,
+                load_secs: start.elapsed().as_secs_f64(),
+            },
+            decode: DecodeOptions {
+                sampling: None,
+                repeat_guard: true,
+            },
+        })
+    }
+
+    /// Sets sampling and the repeat guard for later completions.
+    pub fn set_decode(&mut self, decode: DecodeOptions) {
+        self.decode = decode;
+    }
+
+    /// Metadata for outputs.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Ids that end a reply.
+    pub fn eos(&self) -> &[u32] {
+        &self.eos
+    }
+
+    /// The prompt the chat template makes of `messages`.
+    pub fn render(&self, messages: &[Message]) -> Result<String> {
+        match &self.chat {
+            Some(t) => t.render(messages),
+            None => Err(Error::model(format!(
+                "{}: the model has no chat template (tokenizer_config.json `chat_template`, chat_template.jinja or GGUF `tokenizer.chat_template`)",
+                self.info.id
+            ))
+            .into()),
+        }
+    }
+
+    /// Greedy or sampled continuation of `prompt` ids.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenParams,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generated> {
+        let room = self.info.context_length;
+        if prompt.len() + params.max_new_tokens > room {
+            return Err(Error::Context(format!(
+                "prompt of {} tokens plus {} new tokens does not fit the context of {room} tokens",
+                prompt.len(),
+                params.max_new_tokens
+            ))
+            .into());
+        }
+        generate::generate(self, prompt, params, on_token)
+    }
+}
+
+impl generate::Forward for Llm {
+    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+        self.decoder.forward(ids, pos)
+    }
+    fn reset(&mut self) {
+        self.decoder.clear_cache();
+    }
+}
+
+impl ChatModel for Llm {
+    fn context_length(&self) -> usize {
+        self.info.context_length
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.tokenizer.count(text)
+    }
+
+    fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
+        self.tokenizer.count(&self.render(messages)?)
+    }
+
+    fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
+        let prompt = self.tokenizer.encode(&self.render(messages)?, false)?;
+        let params = GenParams {
+            max_new_tokens,
+            eos: self.eos.clone(),
+            sampling: self.decode.sampling,
+            repeat_guard: self.decode.repeat_guard,
+        };
+        let g = self.generate(&prompt, &params, &mut |_| {})?;
+        let text = strip_think(&self.tokenizer.decode(&g.ids)?);
+        Ok(Completion {
+            text: text.trim().to_string(),
+            prompt_tokens: prompt.len(),
+            generated_tokens: g.ids.len(),
+            stop: g.stop,
+            prefill_secs: g.prefill_secs,
+            decode_secs: g.decode_secs,
+        })
+    }
+}
+
+/// Removes reasoning blocks: `<think>…</think>`, and an unclosed `<think>`
+/// with everything after it (a reply cut at its length cap mid-thought).
+pub fn strip_think(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        match rest.find("<think>") {
+            Some(open) => {
+                out.push_str(&rest[..open]);
+                match rest[open..].find("</think>") {
+                    Some(close) => rest = &rest[open + close + "</think>".len()..],
+                    None => break,
+                }
+            }
+            None => {
+                out.push_str(rest);
+                break;
+            }
+        }
+    }
+    // A reply may also begin inside a thought whose opening tag was in the prompt.
+    match out.find("</think>") {
+        Some(close) => out[close + "</think>".len()..].to_string(),
+        None => out,
+    }
+}
+
+fn effective_context(model: usize, user: Option<usize>) -> usize {
+    let cap = model.min(DEFAULT_CONTEXT_CAP);
+    match user {
+        Some(u) => u.min(model),
+        None => cap,
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", path.display())).into())
+}
+
+fn read_json_opt(path: Option<&Path>) -> Result<Option<Value>> {
+    path.map(read_json).transpose()
+}
+
+/// A special token as tokenizer_config.json spells it: a string or `{"content": …}`.
+fn special_token(config: Option<&Value>, key: &str) -> Option<String> {
+    let v = config?.get(key)?;
+    v.as_str()
+        .or_else(|| v.get("content").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+/// Every id that ends a reply: generation_config's list (or single id),
+/// the tokenizer's EOS token, and GGUF's EOS/EOT ids.
+fn stop_tokens(
+    tok: &Tokenizer,
+    tok_config: Option<&Value>,
+    gen_config: Option<&Value>,
+    gguf: Option<&std::collections::HashMap<String, gguf_file::Value>>,
+) -> Vec<u32> {
+    let mut ids = Vec::new();
+    if let Some(v) = gen_config.and_then(|g| g.get("eos_token_id")) {
+        match v {
+            Value::Array(a) => ids.extend(a.iter().filter_map(Value::as_u64).map(|x| x as u32)),
+            v => ids.extend(v.as_u64().map(|x| x as u32)),
+        }
+    }
+    if let Some(id) = special_token(tok_config, "eos_token").and_then(|t| tok.token_id(&t)) {
+        ids.push(id);
+    }
+    if let Some(meta) = gguf {
+        for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+            if let Some(id) = meta.get(key).and_then(|v| v.to_u32().ok()) {
+                ids.push(id);
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    ids
+}
+
+fn chat_template(
+    files: &ModelFiles,
+    tok_config: Option<&Value>,
+    gguf: Option<&std::collections::HashMap<String, gguf_file::Value>>,
+) -> Result<Option<ChatTemplate>> {
+    let from_config = tok_config.and_then(|c| c.get("chat_template")).and_then(|t| match t {
+        Value::String(s) => Some(s.clone()),
+        // A list of named templates: the default one is the chat template.
+        Value::Array(list) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    });
+    let from_file = match &files.chat_template {
+        Some(p) => Some(
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let from_gguf = gguf
+        .and_then(|m| m.get("tokenizer.chat_template"))
+        .and_then(|v| v.to_string().ok())
+        .cloned();
+    let Some(source) = from_config.or(from_file).or(from_gguf) else {
+        return Ok(None);
+    };
+    let bos = special_token(tok_config, "bos_token").unwrap_or_default();
+    let eos = special_token(tok_config, "eos_token").unwrap_or_default();
+    Ok(Some(ChatTemplate::new(&source, &bos, &eos)?))
+}
+
+/// The most common weight type of a GGUF's matrices, for display.
+fn gguf_weight_type(content: &gguf_file::Content) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for info in content.tensor_infos.values() {
+        if info.shape.rank() == 2 {
+            *counts.entry(format!("{:?}", info.ggml_dtype)).or_insert(0usize) += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(t, _)| t)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn think_blocks_are_removed() {
+        assert_eq!(strip_think("<think>\n\n</think>\n\nHallo"), "\n\nHallo");
+        assert_eq!(strip_think("a<think>x</think>b<think>y</think>c"), "abc");
+        assert_eq!(strip_think("ok<think>cut off"), "ok");
+        assert_eq!(strip_think("inner</think>answer"), "answer");
+        assert_eq!(strip_think("plain"), "plain");
+    }
+
+    #[test]
+    fn context_is_capped_by_model_and_user() {
+        assert_eq!(effective_context(4096, None), 4096);
+        assert_eq!(effective_context(262_144, None), DEFAULT_CONTEXT_CAP);
+        assert_eq!(effective_context(4096, Some(256)), 256);
+        assert_eq!(effective_context(4096, Some(100_000)), 4096);
+    }
+}

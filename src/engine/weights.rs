@@ -1,0 +1,204 @@
+//! Weight access that hides whether tensors come from safetensors or GGUF.
+//!
+//! The decoder asks for tensors by role ("layer 3, key projection"); this
+//! module knows how each format names them and turns them into either dense
+//! f32 tensors or quantized matmuls.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::Error;
+
+/// A tensor of the decoder, independent of any file format's naming.
+#[derive(Debug, Clone, Copy)]
+pub enum Role {
+    TokenEmbedding,
+    OutputNorm,
+    Output,
+    AttnNorm,
+    Q,
+    K,
+    V,
+    O,
+    QBias,
+    KBias,
+    VBias,
+    QNorm,
+    KNorm,
+    FfnNorm,
+    Gate,
+    Up,
+    Down,
+}
+
+fn hf_name(role: Role, layer: usize) -> String {
+    let global = match role {
+        Role::TokenEmbedding => Some("model.embed_tokens.weight"),
+        Role::OutputNorm => Some("model.norm.weight"),
+        Role::Output => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(name) = global {
+        return name.to_string();
+    }
+    let local = match role {
+        Role::AttnNorm => "input_layernorm.weight",
+        Role::Q => "self_attn.q_proj.weight",
+        Role::K => "self_attn.k_proj.weight",
+        Role::V => "self_attn.v_proj.weight",
+        Role::O => "self_attn.o_proj.weight",
+        Role::QBias => "self_attn.q_proj.bias",
+        Role::KBias => "self_attn.k_proj.bias",
+        Role::VBias => "self_attn.v_proj.bias",
+        Role::QNorm => "self_attn.q_norm.weight",
+        Role::KNorm => "self_attn.k_norm.weight",
+        Role::FfnNorm => "post_attention_layernorm.weight",
+        Role::Gate => "mlp.gate_proj.weight",
+        Role::Up => "mlp.up_proj.weight",
+        Role::Down => "mlp.down_proj.weight",
+        Role::TokenEmbedding | Role::OutputNorm | Role::Output => unreachable!(),
+    };
+    format!("model.layers.{layer}.{local}")
+}
+
+fn gguf_name(role: Role, layer: usize) -> String {
+    let global = match role {
+        Role::TokenEmbedding => Some("token_embd.weight"),
+        Role::OutputNorm => Some("output_norm.weight"),
+        Role::Output => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(name) = global {
+        return name.to_string();
+    }
+    let local = match role {
+        Role::AttnNorm => "attn_norm.weight",
+        Role::Q => "attn_q.weight",
+        Role::K => "attn_k.weight",
+        Role::V => "attn_v.weight",
+        Role::O => "attn_output.weight",
+        Role::QBias => "attn_q.bias",
+        Role::KBias => "attn_k.bias",
+        Role::VBias => "attn_v.bias",
+        Role::QNorm => "attn_q_norm.weight",
+        Role::KNorm => "attn_k_norm.weight",
+        Role::FfnNorm => "ffn_norm.weight",
+        Role::Gate => "ffn_gate.weight",
+        Role::Up => "ffn_up.weight",
+        Role::Down => "ffn_down.weight",
+        Role::TokenEmbedding | Role::OutputNorm | Role::Output => unreachable!(),
+    };
+    format!("blk.{layer}.{local}")
+}
+
+enum Source {
+    Safetensors(MmapedSafetensors),
+    Gguf {
+        content: gguf_file::Content,
+        file: File,
+    },
+}
+
+/// Tensors of one model, read lazily by role.
+pub struct Weights {
+    source: Source,
+    origin: PathBuf,
+    device: Device,
+}
+
+impl Weights {
+    /// Memory-maps safetensors files (one, or the shards of an index).
+    pub fn safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
+        // SAFETY: the files are opened read-only; like every mmap-based loader we
+        // rely on nobody truncating them while the model runs.
+        let st = unsafe { MmapedSafetensors::multi(paths) }
+            .with_context(|| format!("cannot read safetensors {}", paths[0].display()))?;
+        Ok(Weights {
+            source: Source::Safetensors(st),
+            origin: paths[0].clone(),
+            device: device.clone(),
+        })
+    }
+
+    /// Opens a GGUF file whose header was already parsed.
+    pub fn gguf(path: &Path, content: gguf_file::Content, device: &Device) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Weights {
+            source: Source::Gguf { content, file },
+            origin: path.to_path_buf(),
+            device: device.clone(),
+        })
+    }
+
+    fn name(&self, role: Role, layer: usize) -> String {
+        match self.source {
+            Source::Safetensors(_) => hf_name(role, layer),
+            Source::Gguf { .. } => gguf_name(role, layer),
+        }
+    }
+
+    /// Whether the model has this tensor (biases, norms and heads are optional).
+    pub fn has(&self, role: Role, layer: usize) -> bool {
+        self.has_name(&self.name(role, layer))
+    }
+
+    /// Whether a tensor of this file-specific name exists.
+    pub fn has_name(&self, name: &str) -> bool {
+        match &self.source {
+            Source::Safetensors(st) => st.get(name).is_ok(),
+            Source::Gguf { content, .. } => content.tensor_infos.contains_key(name),
+        }
+    }
+
+    fn missing(&self, name: &str) -> anyhow::Error {
+        Error::ModelFileMissing {
+            path: self.origin.clone(),
+            what: format!("tensor `{name}`"),
+        }
+        .into()
+    }
+
+    /// A weight matrix ready for `x @ W^T`, kept quantized when the file is.
+    pub fn matmul(&mut self, role: Role, layer: usize) -> Result<QMatMul> {
+        let name = self.name(role, layer);
+        if !self.has(role, layer) {
+            return Err(self.missing(&name));
+        }
+        let m = match &mut self.source {
+            Source::Safetensors(st) => {
+                QMatMul::Tensor(st.load(&name, &self.device)?.to_dtype(DType::F32)?)
+            }
+            Source::Gguf { content, file } => {
+                let q = content.tensor(file, &name, &self.device)?;
+                QMatMul::from_arc(Arc::new(q))?
+            }
+        };
+        Ok(m)
+    }
+
+    /// A small tensor (norm weight, bias) as dense f32.
+    pub fn dense(&mut self, role: Role, layer: usize) -> Result<Tensor> {
+        let name = self.name(role, layer);
+        if !self.has(role, layer) {
+            return Err(self.missing(&name));
+        }
+        self.dense_by_name(&name)
+    }
+
+    /// A tensor by its file-specific name, as dense f32.
+    pub fn dense_by_name(&mut self, name: &str) -> Result<Tensor> {
+        let t = match &mut self.source {
+            Source::Safetensors(st) => st.load(name, &self.device)?,
+            Source::Gguf { content, file } => content
+                .tensor(file, name, &self.device)?
+                .dequantize(&self.device)?,
+        };
+        Ok(t.to_dtype(DType::F32)?)
+    }
+}

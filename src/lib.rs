@@ -1,0 +1,13 @@
+//! glot: summarize and translate articles offline with local transformer models.
+//!
+//! The pipeline runs one way: [`input`] reads and checks a document, [`text`]
+//! splits it into token-budgeted chunks, [`task`] turns chunks into prompts
+//! built from [`prompt`] templates, and [`engine`] runs the model that
+//! [`hub`] located.
+
+pub mod engine;
+pub mod error;
+pub mod hub;
+pub mod prompt;
+
+pub use error::Error;

@@ -1,0 +1,3 @@
+//! Prompts: the task templates in `prompts/` and the model's chat template.
+
+pub mod chat;
