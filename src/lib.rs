@@ -9,5 +9,6 @@ pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod prompt;
+pub mod text;
 
 pub use error::Error;

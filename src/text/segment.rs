@@ -1,0 +1,153 @@
+//! Paragraph and sentence boundaries, as byte ranges into the original text.
+//!
+//! Ranges rather than copies let the chunker prove that every byte of the
+//! input lands in exactly one chunk.
+
+use std::ops::Range;
+
+/// Content ranges of paragraphs: runs of text separated by blank lines,
+/// with surrounding whitespace excluded.
+pub fn paragraphs(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            if let Some(s) = start.take() {
+                out.push(s..end);
+            }
+        } else {
+            let lead = line.len() - line.trim_start().len();
+            if start.is_none() {
+                start = Some(pos + lead);
+            }
+            end = pos + line.trim_end().len();
+        }
+        pos += line.len();
+    }
+    if let Some(s) = start {
+        out.push(s..end);
+    }
+    out
+}
+
+/// Closing punctuation that may follow a sentence end (`."`, `!)`, `。」`).
+fn is_closer(c: char) -> bool {
+    matches!(
+        c,
+        '"' | '\'' | ')' | ']' | '»' | '”' | '’' | '」' | '』' | '）' | '】'
+    )
+}
+
+/// Short words that end in a period without ending a sentence.
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "z.b", "bzw", "usw", "nr",
+    "ca", "vgl", "mme", "mlle", "sr", "sra", "jr", "no", "p", "pp", "т", "е", "г", "др", "см",
+];
+
+fn ends_with_abbreviation(before: &str) -> bool {
+    let word = before
+        .rsplit(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_lowercase();
+    // A single letter ("J. Smith", "z. B.") is an initial, not a sentence end.
+    word.chars().count() == 1 && word.chars().all(char::is_alphabetic)
+        || ABBREVIATIONS.contains(&word.as_str())
+}
+
+/// Sentence content ranges inside `range` of `text`. A sentence ends at
+/// `.`, `!`, `?` or `…` followed by whitespace, at a CJK full stop, or at a
+/// line break; the boundaries never drop a byte that is not whitespace.
+pub fn sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
+    let slice = &text[range.clone()];
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut iter = slice.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        let mut end = None;
+        match c {
+            '。' | '！' | '？' => end = Some(i + c.len_utf8()),
+            '\n' => end = Some(i),
+            '.' | '!' | '?' | '…' => {
+                let mut j = i + c.len_utf8();
+                while let Some(&(k, n)) = iter.peek() {
+                    if is_closer(n) || (n == '.' && c == '.') {
+                        j = k + n.len_utf8();
+                        iter.next();
+                    } else {
+                        break;
+                    }
+                }
+                let next_is_space = iter.peek().is_none_or(|&(_, n)| n.is_whitespace());
+                // "Yes!" he said: a lowercase word after the mark continues the sentence.
+                let continues = slice[j..]
+                    .trim_start()
+                    .chars()
+                    .next()
+                    .is_some_and(char::is_lowercase);
+                if next_is_space
+                    && !continues
+                    && !(c == '.' && ends_with_abbreviation(&slice[start..i]))
+                {
+                    end = Some(j);
+                }
+            }
+            _ => {}
+        }
+        if let Some(e) = end {
+            push_trimmed(&mut out, slice, start, e, range.start);
+            start = e;
+        }
+    }
+    push_trimmed(&mut out, slice, start, slice.len(), range.start);
+    out
+}
+
+fn push_trimmed(out: &mut Vec<Range<usize>>, s: &str, start: usize, end: usize, base: usize) {
+    let piece = &s[start..end];
+    let lead = piece.len() - piece.trim_start().len();
+    let trimmed = piece.trim();
+    if !trimmed.is_empty() {
+        let a = base + start + lead;
+        out.push(a..a + trimmed.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts<'a>(text: &'a str, ranges: &[Range<usize>]) -> Vec<&'a str> {
+        ranges.iter().map(|r| &text[r.clone()]).collect()
+    }
+
+    #[test]
+    fn paragraphs_split_on_blank_lines() {
+        let t = "  One\nstill one.\n\n \nTwo.\r\n\r\nThree";
+        assert_eq!(texts(t, &paragraphs(t)), ["One\nstill one.", "Two.", "Three"]);
+        assert!(paragraphs(" \n\n ").is_empty());
+    }
+
+    #[test]
+    fn sentences_respect_abbreviations_decimals_and_cjk() {
+        let t = "Mr. Smith paid 3.5 euros. Was it enough? \"Yes!\" he said… Then z. B. this.";
+        assert_eq!(
+            texts(t, &sentences(t, 0..t.len())),
+            [
+                "Mr. Smith paid 3.5 euros.",
+                "Was it enough?",
+                "\"Yes!\" he said…",
+                "Then z. B. this."
+            ]
+        );
+        let t = "高铁很快。乘客很多！真的吗？";
+        assert_eq!(
+            texts(t, &sentences(t, 0..t.len())),
+            ["高铁很快。", "乘客很多！", "真的吗？"]
+        );
+    }
+}
