@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod prompt;
+pub mod task;
 pub mod text;
 
 pub use error::Error;

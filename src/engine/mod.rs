@@ -37,6 +37,8 @@ pub trait ChatModel {
     fn count_tokens(&self, text: &str) -> Result<usize>;
     /// Tokens the rendered conversation takes, template included.
     fn prompt_tokens(&self, messages: &[Message]) -> Result<usize>;
+    /// The longest prefix of `text` that takes at most `max` tokens.
+    fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String>;
     /// The assistant's reply to `messages`, at most `max_new_tokens` long.
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion>;
 }
@@ -233,6 +235,11 @@ impl ChatModel for Llm {
 
     fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
         self.tokenizer.count(&self.render(messages)?)
+    }
+
+    fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+        let ids = self.tokenizer.encode(text, false)?;
+        self.tokenizer.decode(&ids[..ids.len().min(max)])
     }
 
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {

@@ -1,0 +1,103 @@
+//! Tasks: what to ask the model for each chunk, and how to put the answers
+//! together.
+
+pub mod summarize;
+pub mod translate;
+
+use serde::Serialize;
+
+use crate::engine::Completion;
+
+/// Tokens and time spent on model calls.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Usage {
+    pub calls: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+impl Usage {
+    fn add(&mut self, c: &Completion) {
+        self.calls += 1;
+        self.prompt_tokens += c.prompt_tokens;
+        self.generated_tokens += c.generated_tokens;
+        self.prefill_secs += c.prefill_secs;
+        self.decode_secs += c.decode_secs;
+    }
+}
+
+/// Tokens kept free between the measured prompt and the limit, for the
+/// small differences between counting pieces and counting the whole.
+const SLACK: usize = 8;
+
+/// A stand-in model for testing task logic: one token per word.
+#[cfg(test)]
+pub(crate) mod fake {
+    use anyhow::Result;
+
+    use crate::engine::generate::StopReason;
+    use crate::engine::{ChatModel, Completion};
+    use crate::prompt::chat::Message;
+
+    /// How the fake answers.
+    pub enum Reply {
+        /// Always exactly as many words as allowed, like a random-weight model.
+        AtCap,
+        /// The document between the prompt's `<text>` tags, in upper case.
+        Echo,
+        /// The document with all its paragraphs run together.
+        Merge,
+    }
+
+    pub struct Fake {
+        pub context: usize,
+        pub reply: Reply,
+        pub calls: Vec<(usize, usize)>,
+    }
+
+    fn words(s: &str) -> usize {
+        s.split_whitespace().count()
+    }
+
+    fn document(prompt: &str) -> &str {
+        let start = prompt.find("<text>\n").map_or(0, |i| i + 7);
+        let end = prompt.rfind("\n</text>").unwrap_or(prompt.len());
+        &prompt[start..end]
+    }
+
+    impl ChatModel for Fake {
+        fn context_length(&self) -> usize {
+            self.context
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            Ok(words(text))
+        }
+        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
+            Ok(messages.iter().map(|m| words(&m.content) + 4).sum())
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            Ok(text.split_whitespace().take(max).collect::<Vec<_>>().join(" "))
+        }
+        fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
+            let prompt = self.prompt_tokens(messages)?;
+            assert!(prompt + max <= self.context, "{prompt} + {max} > {}", self.context);
+            self.calls.push((prompt, max));
+            let user = &messages.last().unwrap().content;
+            let text = match self.reply {
+                Reply::AtCap => vec!["word"; max].join(" "),
+                Reply::Echo => document(user).to_uppercase(),
+                Reply::Merge => document(user).replace("\n\n", " "),
+            };
+            Ok(Completion {
+                generated_tokens: words(&text).min(max),
+                text,
+                prompt_tokens: prompt,
+                stop: StopReason::Length,
+                prefill_secs: 0.0,
+                decode_secs: 0.0,
+            })
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Summaries of any length of article: map each chunk to a partial summary,
+//! then reduce partial summaries in groups until one remains.
+//!
+//! Termination does not depend on the model behaving: partial summaries are
+//! capped so that at least two always fit in one combine prompt, so every
+//! reduce round at least halves their number, even when the model answers
+//! at its length cap every time.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{Usage, SLACK};
+use crate::engine::ChatModel;
+use crate::error::Error;
+use crate::prompt::Prompts;
+use crate::text::chunk;
+
+/// How long the summary should be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Length {
+    pub words: usize,
+}
+
+impl Length {
+    /// Most tokens the final summary may take: generous for languages that
+    /// need several tokens a word, and still a hard cap.
+    pub fn max_tokens(self) -> usize {
+        self.words * 2 + 16
+    }
+}
+
+/// What to summarize into.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Language name for the summary; `None` keeps the article's.
+    pub language: Option<String>,
+    pub length: Length,
+}
+
+/// The result and how it was reached.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub text: String,
+    /// Chunks the article was split into.
+    pub chunks: usize,
+    /// Reduce rounds after the map step (0 when the article fit one chunk).
+    pub rounds: usize,
+    /// Tokens of the final summary.
+    pub summary_tokens: usize,
+    pub usage: Usage,
+}
+
+/// Smallest partial summary worth asking for.
+const MIN_PARTIAL_TOKENS: usize = 16;
+/// Smallest chunk of article worth a model call.
+const MIN_CHUNK_TOKENS: usize = 32;
+
+/// Summarizes `text`, never dropping any of it.
+pub fn summarize(
+    model: &mut dyn ChatModel,
+    prompts: &Prompts,
+    text: &str,
+    req: &Request,
+) -> Result<Summary> {
+    let lang = req.language.as_deref();
+    let words = req.length.words;
+    let ctx = model.context_length();
+    let final_cap = req.length.max_tokens();
+    let combine_overhead = model.prompt_tokens(&prompts.combine(&[], lang, words)?)?;
+    let map_overhead = model.prompt_tokens(&prompts.summarize("", lang, words)?)?;
+    // Room for the parts of one combine prompt; two parts must always fit.
+    let combine_room = room(ctx, combine_overhead + final_cap)?;
+    let part_sep = model.prompt_tokens(&prompts.combine(&["".into(), "".into()], lang, words)?)?
+        .saturating_sub(combine_overhead);
+    let partial_cap = (combine_room / 2).saturating_sub(part_sep).min(final_cap);
+    if partial_cap < MIN_PARTIAL_TOKENS {
+        return Err(too_small(ctx, words).into());
+    }
+    let chunk_budget = room(ctx, map_overhead + partial_cap)?;
+    if chunk_budget < MIN_CHUNK_TOKENS {
+        return Err(too_small(ctx, words).into());
+    }
+    let counter = |s: &str| model.count_tokens(s);
+    let plan = chunk::plan(text, chunk_budget, &counter)?;
+    let mut usage = Usage::default();
+
+    if let [only] = plan.chunks.as_slice() {
+        let c = model.complete(
+            &prompts.summarize(&text[only.content.clone()], lang, words)?,
+            final_cap,
+        )?;
+        usage.add(&c);
+        return Ok(Summary {
+            summary_tokens: c.generated_tokens,
+            text: c.text,
+            chunks: 1,
+            rounds: 0,
+            usage,
+        });
+    }
+
+    let mut parts = Vec::with_capacity(plan.chunks.len());
+    for chunk in &plan.chunks {
+        let c = model.complete(
+            &prompts.summarize(&text[chunk.content.clone()], lang, words)?,
+            partial_cap,
+        )?;
+        usage.add(&c);
+        parts.push(clip(model, c.text, partial_cap)?);
+    }
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let whole = model.prompt_tokens(&prompts.combine(&parts, lang, words)?)?;
+        if whole + final_cap + SLACK <= ctx {
+            let c = model.complete(&prompts.combine(&parts, lang, words)?, final_cap)?;
+            usage.add(&c);
+            return Ok(Summary {
+                summary_tokens: c.generated_tokens,
+                text: c.text,
+                chunks: plan.chunks.len(),
+                rounds,
+                usage,
+            });
+        }
+        let groups = group(model, prompts, &parts, lang, words, ctx - final_cap - SLACK)?;
+        anyhow::ensure!(
+            groups.len() < parts.len(),
+            "combining {} partial summaries made no progress",
+            parts.len()
+        );
+        let mut next = Vec::with_capacity(groups.len());
+        for g in groups {
+            if let [single] = g.as_slice() {
+                // A lone leftover part goes on as it is.
+                next.push(single.clone());
+                continue;
+            }
+            let c = model.complete(&prompts.combine(&g, lang, words)?, partial_cap)?;
+            usage.add(&c);
+            next.push(clip(model, c.text, partial_cap)?);
+        }
+        parts = next;
+    }
+}
+
+/// Consecutive groups of parts whose combine prompt fits `limit` tokens.
+/// Every part is at most `partial_cap` tokens and two such parts fit, so
+/// each group but possibly the last holds at least two parts.
+fn group(
+    model: &dyn ChatModel,
+    prompts: &Prompts,
+    parts: &[String],
+    lang: Option<&str>,
+    words: usize,
+    limit: usize,
+) -> Result<Vec<Vec<String>>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    for part in parts {
+        current.push(part.clone());
+        let fits = model.prompt_tokens(&prompts.combine(&current, lang, words)?)? <= limit;
+        if !fits && current.len() > 1 {
+            let last = current.pop().expect("non-empty");
+            groups.push(std::mem::take(&mut current));
+            current.push(last);
+        }
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    Ok(groups)
+}
+
+/// Bounds a partial summary to `cap` tokens as the reduce arithmetic
+/// assumes (re-tokenizing a reply can take more tokens than generating it).
+fn clip(model: &dyn ChatModel, text: String, cap: usize) -> Result<String> {
+    if model.count_tokens(&text)? <= cap {
+        Ok(text)
+    } else {
+        model.truncate_to_tokens(&text, cap)
+    }
+}
+
+fn room(ctx: usize, used: usize) -> Result<usize, Error> {
+    ctx.checked_sub(used + SLACK).ok_or_else(|| {
+        Error::Context(format!(
+            "the prompt alone needs {used} tokens, more than the context of {ctx}: raise --max-context"
+        ))
+    })
+}
+
+fn too_small(ctx: usize, words: usize) -> Error {
+    Error::Context(format!(
+        "a context of {ctx} tokens is too small for a {words}-word summary: raise --max-context or ask for a shorter --length"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::fake::{Fake, Reply};
+
+    fn article(paragraphs: usize) -> String {
+        (0..paragraphs)
+            .map(|i| format!("Paragraph {i} says something about the city. It has more words here."))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+
+    #[test]
+    fn reduce_terminates_and_respects_length_when_model_answers_at_cap() {
+        let mut m = Fake {
+            context: 400,
+            reply: Reply::AtCap,
+            calls: vec![],
+        };
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: None,
+            length: Length { words: 40 },
+        };
+        let s = summarize(&mut m, &p, &article(200), &req).unwrap();
+        assert!(s.chunks > 10, "{} chunks", s.chunks);
+        assert!(s.rounds >= 2, "{} rounds", s.rounds);
+        assert!(s.summary_tokens <= req.length.max_tokens());
+        assert_eq!(s.text.split_whitespace().count(), req.length.max_tokens());
+        // Map calls = chunks; each reduce round at least halves the parts.
+        assert!(s.usage.calls < 2 * s.chunks + 1, "{} calls", s.usage.calls);
+    }
+
+    #[test]
+    fn short_article_is_one_call() {
+        let mut m = Fake {
+            context: 4000,
+            reply: Reply::AtCap,
+            calls: vec![],
+        };
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: Some("French".into()),
+            length: Length { words: 20 },
+        };
+        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        assert_eq!((s.chunks, s.rounds, s.usage.calls), (1, 0, 1));
+    }
+
+    #[test]
+    fn tiny_context_is_a_clear_error() {
+        let mut m = Fake {
+            context: 120,
+            reply: Reply::AtCap,
+            calls: vec![],
+        };
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: None,
+            length: Length { words: 200 },
+        };
+        let err = summarize(&mut m, &p, &article(3), &req).unwrap_err();
+        assert!(err.to_string().contains("raise --max-context"), "{err}");
+    }
+}
