@@ -8,6 +8,8 @@
 pub mod engine;
 pub mod error;
 pub mod hub;
+pub mod input;
+pub mod output;
 pub mod prompt;
 pub mod task;
 pub mod text;

@@ -1,1 +1,51 @@
-fn main() {}
+//! The `glot` binary: parse flags, resolve settings, dispatch, report errors.
+
+mod cli;
+mod commands;
+mod exit;
+mod printer;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use settings::Task;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return exit::code(if e.use_stderr() {
+                exit::FAILURE
+            } else {
+                exit::SUCCESS
+            });
+        }
+    };
+    if let Some(n) = cli.threads {
+        // candle's CPU kernels size their thread pools from this variable; it
+        // must be set before the first tensor operation. Nothing else runs yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    match run(cli) {
+        Ok(()) => exit::code(exit::SUCCESS),
+        Err(err) => {
+            let code = exit::for_error(&err);
+            if code != exit::SUCCESS {
+                eprintln!("glot: {err:#}");
+            }
+            exit::code(code)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    let s = settings::resolve(cli)?;
+    match s.task {
+        Task::Summarize(t) => commands::summarize::run(t, &s.printer),
+        Task::Translate(t) => commands::translate::run(t, &s.printer),
+        Task::Generate(t) => commands::generate::run(t, &s.printer),
+    }
+}

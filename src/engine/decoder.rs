@@ -53,7 +53,11 @@ impl RmsNorm {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps)?)
+        Ok(candle_nn::ops::rms_norm(
+            &x.contiguous()?,
+            &self.weight,
+            self.eps,
+        )?)
     }
 }
 
@@ -297,14 +301,20 @@ impl Decoder {
         let input = Tensor::new(ids, &device)?.unsqueeze(0)?;
         let mut x = self.embed.embedding(&input)?.to_dtype(DType::F32)?;
         for layer in &mut self.layers {
-            let h = layer.attn.forward(&layer.attn_norm.forward(&x)?, &self.rope, pos)?;
+            let h = layer
+                .attn
+                .forward(&layer.attn_norm.forward(&x)?, &self.rope, pos)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.ffn_norm.forward(&x)?)?;
             x = (x + h)?;
         }
         let last = x.narrow(1, ids.len() - 1, 1)?;
         let logits = self.head.forward(&self.norm.forward(&last)?)?;
-        Ok(logits.squeeze(0)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1()?)
+        Ok(logits
+            .squeeze(0)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?
+            .to_vec1()?)
     }
 
     /// Forgets every cached position so a new prompt can start at 0.
@@ -321,4 +331,3 @@ impl Decoder {
             .map_or(0, |l| l.attn.cache.current_seq_len())
     }
 }
-

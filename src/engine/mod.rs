@@ -102,10 +102,13 @@ impl Llm {
         let gen_config = read_json_opt(files.generation_config.as_deref())?;
         let (mut weights, mut config, gguf_meta, format) = match &files.weights {
             WeightsFormat::Safetensors(paths) => {
-                let cfg_path = files.config.as_ref().ok_or_else(|| Error::ModelFileMissing {
-                    path: paths[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
-                    what: "config.json".into(),
-                })?;
+                let cfg_path = files
+                    .config
+                    .as_ref()
+                    .ok_or_else(|| Error::ModelFileMissing {
+                        path: paths[0].parent().unwrap_or(Path::new(".")).to_path_buf(),
+                        what: "config.json".into(),
+                    })?;
                 let json = read_json(cfg_path)?;
                 let cfg = DecoderConfig::from_hf_json(&json)
                     .with_context(|| format!("in {}", cfg_path.display()))?;
@@ -116,7 +119,10 @@ impl Llm {
                 let mut f =
                     File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
                 let content = gguf_file::Content::read(&mut f).map_err(|e| {
-                    Error::model(format!("{}: not a readable GGUF file ({e})", path.display()))
+                    Error::model(format!(
+                        "{}: not a readable GGUF file ({e})",
+                        path.display()
+                    ))
                 })?;
                 let names: Vec<&str> = content.tensor_infos.keys().map(String::as_str).collect();
                 let cfg = DecoderConfig::from_gguf(&content.metadata, &names)
@@ -128,11 +134,18 @@ impl Llm {
             }
         };
         if gguf_meta.is_some() && weights.has_name("rope_freqs.weight") {
-            let f = weights.dense_by_name("rope_freqs.weight")?.to_vec1::<f32>()?;
+            let f = weights
+                .dense_by_name("rope_freqs.weight")?
+                .to_vec1::<f32>()?;
             config.rope_freq_factors = Some(f);
         }
         let context_length = effective_context(config.max_position_embeddings, opts.max_context);
-        let eos = stop_tokens(&tokenizer, tok_config.as_ref(), gen_config.as_ref(), gguf_meta.as_ref());
+        let eos = stop_tokens(
+            &tokenizer,
+            tok_config.as_ref(),
+            gen_config.as_ref(),
+            gguf_meta.as_ref(),
+        );
         if eos.is_empty() {
             return Err(Error::model(format!(
                 "{}: no end-of-sequence token found (generation_config.json `eos_token_id` or tokenizer_config.json `eos_token`)",
@@ -352,17 +365,19 @@ fn chat_template(
     tok_config: Option<&Value>,
     gguf: Option<&std::collections::HashMap<String, gguf_file::Value>>,
 ) -> Result<Option<ChatTemplate>> {
-    let from_config = tok_config.and_then(|c| c.get("chat_template")).and_then(|t| match t {
-        Value::String(s) => Some(s.clone()),
-        // A list of named templates: the default one is the chat template.
-        Value::Array(list) => list
-            .iter()
-            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
-            .and_then(|t| t.get("template"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        _ => None,
-    });
+    let from_config = tok_config
+        .and_then(|c| c.get("chat_template"))
+        .and_then(|t| match t {
+            Value::String(s) => Some(s.clone()),
+            // A list of named templates: the default one is the chat template.
+            Value::Array(list) => list
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|t| t.get("template"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        });
     let from_file = match &files.chat_template {
         Some(p) => Some(
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
@@ -386,7 +401,9 @@ fn gguf_weight_type(content: &gguf_file::Content) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for info in content.tensor_infos.values() {
         if info.shape.rank() == 2 {
-            *counts.entry(format!("{:?}", info.ggml_dtype)).or_insert(0usize) += 1;
+            *counts
+                .entry(format!("{:?}", info.ggml_dtype))
+                .or_insert(0usize) += 1;
         }
     }
     counts

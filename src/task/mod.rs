@@ -16,6 +16,8 @@ pub struct Usage {
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Calls cut off at their token cap rather than ending on their own.
+    pub capped_calls: usize,
 }
 
 impl Usage {
@@ -25,6 +27,9 @@ impl Usage {
         self.generated_tokens += c.generated_tokens;
         self.prefill_secs += c.prefill_secs;
         self.decode_secs += c.decode_secs;
+        if c.stop == crate::engine::generate::StopReason::Length {
+            self.capped_calls += 1;
+        }
     }
 }
 
@@ -78,11 +83,19 @@ pub(crate) mod fake {
             Ok(messages.iter().map(|m| words(&m.content) + 4).sum())
         }
         fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
-            Ok(text.split_whitespace().take(max).collect::<Vec<_>>().join(" "))
+            Ok(text
+                .split_whitespace()
+                .take(max)
+                .collect::<Vec<_>>()
+                .join(" "))
         }
         fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
             let prompt = self.prompt_tokens(messages)?;
-            assert!(prompt + max <= self.context, "{prompt} + {max} > {}", self.context);
+            assert!(
+                prompt + max <= self.context,
+                "{prompt} + {max} > {}",
+                self.context
+            );
             self.calls.push((prompt, max));
             let user = &messages.last().unwrap().content;
             let text = match self.reply {

@@ -70,7 +70,8 @@ pub fn summarize(
     let map_overhead = model.prompt_tokens(&prompts.summarize("", lang, words)?)?;
     // Room for the parts of one combine prompt; two parts must always fit.
     let combine_room = room(ctx, combine_overhead + final_cap)?;
-    let part_sep = model.prompt_tokens(&prompts.combine(&["".into(), "".into()], lang, words)?)?
+    let part_sep = model
+        .prompt_tokens(&prompts.combine(&["".into(), "".into()], lang, words)?)?
         .saturating_sub(combine_overhead);
     let partial_cap = (combine_room / 2).saturating_sub(part_sep).min(final_cap);
     if partial_cap < MIN_PARTIAL_TOKENS {
@@ -203,7 +204,9 @@ mod tests {
 
     fn article(paragraphs: usize) -> String {
         (0..paragraphs)
-            .map(|i| format!("Paragraph {i} says something about the city. It has more words here."))
+            .map(|i| {
+                format!("Paragraph {i} says something about the city. It has more words here.")
+            })
             .collect::<Vec<_>>()
             .join("\n\n")
     }

@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn paragraphs_split_on_blank_lines() {
         let t = "  One\nstill one.\n\n \nTwo.\r\n\r\nThree";
-        assert_eq!(texts(t, &paragraphs(t)), ["One\nstill one.", "Two.", "Three"]);
+        assert_eq!(
+            texts(t, &paragraphs(t)),
+            ["One\nstill one.", "Two.", "Three"]
+        );
         assert!(paragraphs(" \n\n ").is_empty());
     }
 

@@ -1,0 +1,190 @@
+//! Command-line flags (clap derive only). `settings` turns them into plain
+//! settings; nothing below the commands sees these types.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Summarize and translate articles offline with local transformer models.
+#[derive(Debug, Parser)]
+#[command(name = "glot", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Print only results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Report progress on stderr (model loading, chunks, speed).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Threads used for model computation [default: all cores].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<NonZeroUsize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Summarize an article, in its own language or another.
+    Summarize(SummarizeArgs),
+    /// Translate a whole article, keeping its paragraphs.
+    Translate(TranslateArgs),
+    /// Run the model on a raw prompt (for checking a model).
+    ///
+    /// Decoding is pure greedy, with no repeat guard, unless sampling flags
+    /// are given. `--format json` reports prompt and output token ids.
+    Generate(GenerateArgs),
+}
+
+/// Which model to run.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Model: a folder in Hugging Face layout or a .gguf file.
+    ///
+    /// A folder holds config.json, *.safetensors, tokenizer.json and usually
+    /// tokenizer_config.json and generation_config.json. A .gguf file needs
+    /// a tokenizer.json beside it, or --tokenizer.
+    #[arg(short, long, env = "GLOT_MODEL", value_name = "PATH")]
+    pub model: Option<String>,
+
+    /// tokenizer.json (or the folder holding it) for a GGUF model.
+    #[arg(long, value_name = "PATH")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// Use at most N tokens of context (prompt plus answer).
+    ///
+    /// Lower values make glot split articles into more, smaller chunks.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_context: Option<u32>,
+}
+
+/// Opt-in sampling; decoding is greedy and reproducible without these.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Sample with this temperature instead of decoding greedily.
+    #[arg(long, value_name = "T")]
+    pub temperature: Option<f64>,
+
+    /// Nucleus sampling: keep the most likely tokens up to this mass.
+    #[arg(long, value_name = "P")]
+    pub top_p: Option<f64>,
+
+    /// Seed for sampling (the same seed gives the same output) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+/// Where and how to write the result.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Write the result to this file instead of stdout (replaced atomically).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The text alone.
+    Text,
+    /// A JSON object with the text and metadata (model, languages, chunks, tokens, timings).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LengthArg {
+    /// About 60 words.
+    Short,
+    /// About 150 words.
+    Medium,
+    /// About 300 words.
+    Long,
+}
+
+#[derive(Debug, Args)]
+pub struct SummarizeArgs {
+    /// The article: a text file, or - for stdin.
+    #[arg(value_name = "ARTICLE")]
+    pub input: String,
+
+    /// Write the summary in this language (code or name) [default: the article's].
+    #[arg(long, value_name = "LANG")]
+    pub lang: Option<String>,
+
+    /// How long the summary should be.
+    #[arg(long, value_enum, default_value_t = LengthArg::Medium)]
+    pub length: LengthArg,
+
+    /// At most this many words (overrides --length).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub words: Option<u32>,
+
+    /// Folder with prompt templates that replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
+    /// The article: a text file, or - for stdin.
+    #[arg(value_name = "ARTICLE")]
+    pub input: String,
+
+    /// Target language: a code (de, pt-BR) or a name (German, Deutsch).
+    #[arg(long, value_name = "LANG")]
+    pub to: String,
+
+    /// Source language, when you want to state it.
+    #[arg(long, value_name = "LANG")]
+    pub from: Option<String>,
+
+    /// Folder with prompt templates that replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// File holding the prompt (- for stdin).
+    #[arg(long, value_name = "FILE", required_unless_present = "prompt")]
+    pub prompt_file: Option<String>,
+
+    /// The prompt as an argument.
+    #[arg(long, value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+
+    /// Stop after this many new tokens.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub max_new_tokens: usize,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}

@@ -1,0 +1,52 @@
+//! One file per subcommand; shared steps live here.
+
+pub mod generate;
+pub mod summarize;
+pub mod translate;
+
+use anyhow::Result;
+use glot::engine::{DecodeOptions, Llm};
+use serde::Serialize;
+
+use crate::printer::Printer;
+use crate::settings::{ModelSettings, OutputSettings};
+
+/// Loads the model and applies the run's decoding choices.
+pub fn load_model(m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {
+    printer.info(format!("loading model {}", m.files.id));
+    let mut llm = Llm::load(&m.files, &m.load)?;
+    llm.set_decode(DecodeOptions {
+        sampling: m.sampling,
+        repeat_guard: repeat_guard || m.sampling.is_some(),
+    });
+    let info = llm.info();
+    printer.info(format!(
+        "loaded {} ({}, {}) in {:.2}s; context {} tokens",
+        info.id, info.architecture, info.format, info.load_secs, info.context_length
+    ));
+    Ok(llm)
+}
+
+/// Writes the text, or the JSON report, where the user asked.
+pub fn emit<T: Serialize>(out: &OutputSettings, text: &str, report: &T) -> Result<()> {
+    if out.json {
+        let mut json = serde_json::to_string_pretty(report)?;
+        json.push('\n');
+        glot::output::emit(out.path.as_deref(), &json)
+    } else {
+        let mut text = text.to_string();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        glot::output::emit(out.path.as_deref(), &text)
+    }
+}
+
+/// Seconds taken by phases of a run.
+#[derive(Debug, Serialize)]
+pub struct Timings {
+    pub load_secs: f64,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+    pub total_secs: f64,
+}

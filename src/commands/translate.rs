@@ -1,0 +1,71 @@
+//! `glot translate`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use glot::engine::ModelInfo;
+use glot::prompt::Prompts;
+use glot::task::translate::{self, Request, Translation};
+use glot::text::lang::Language;
+use serde::Serialize;
+
+use super::{emit, load_model, Timings};
+use crate::printer::Printer;
+use crate::settings::TranslateSettings;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    task: &'static str,
+    input: &'a str,
+    text: &'a str,
+    model: &'a ModelInfo,
+    source_language: Option<&'a Language>,
+    target_language: &'a Language,
+    #[serde(flatten)]
+    translation: &'a Translation,
+    timings: Timings,
+}
+
+pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
+    let start = Instant::now();
+    let doc = glot::input::read(&s.input)?;
+    let prompts = Prompts::load(s.prompts.as_deref())?;
+    let mut llm = load_model(&s.model, printer, true)?;
+    let req = Request {
+        target: s.target.name.clone(),
+        source: s.source.as_ref().map(|l| l.name.clone()),
+    };
+    let t = translate::translate(&mut llm, &prompts, &doc.text, &req)?;
+    if t.retried_chunks > 0 {
+        printer.info(format!(
+            "{} chunk(s) came back with the wrong number of paragraphs and were redone paragraph by paragraph",
+            t.retried_chunks
+        ));
+    }
+    if t.usage.capped_calls > 0 {
+        printer.warn(format!(
+            "{} of {} model call(s) reached their length cap: parts of the translation may be incomplete",
+            t.usage.capped_calls, t.usage.calls
+        ));
+    }
+    printer.info(format!(
+        "{} paragraph(s) in {} chunk(s), {} model call(s)",
+        t.paragraphs, t.chunks, t.usage.calls
+    ));
+    let report = Report {
+        task: "translate",
+        input: &doc.name,
+        text: &t.text,
+        model: llm.info(),
+        source_language: s.source.as_ref(),
+        target_language: &s.target,
+        translation: &t,
+        timings: Timings {
+            load_secs: llm.info().load_secs,
+            prefill_secs: t.usage.prefill_secs,
+            decode_secs: t.usage.decode_secs,
+            total_secs: start.elapsed().as_secs_f64(),
+        },
+    };
+    emit(&s.output, &t.text, &report)
+}

@@ -1,0 +1,209 @@
+//! Flags resolved into plain settings before any model loads: languages
+//! are looked up, the model's files located and output paths checked, so a
+//! typo fails in milliseconds rather than after a model load.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use glot::engine::generate::Sampling;
+use glot::engine::LoadOptions;
+use glot::hub::{self, ModelFiles};
+use glot::task::summarize::Length;
+use glot::text::lang::{self, Language};
+use glot::Error;
+
+use crate::cli::{
+    Cli, Command, Format, GenerateArgs, LengthArg, ModelArgs, OutputArgs, SamplingArgs,
+    SummarizeArgs, TranslateArgs,
+};
+use crate::printer::Printer;
+
+/// Everything a command needs.
+pub struct Settings {
+    pub printer: Printer,
+    pub task: Task,
+}
+
+pub enum Task {
+    Summarize(SummarizeSettings),
+    Translate(TranslateSettings),
+    Generate(GenerateSettings),
+}
+
+pub struct ModelSettings {
+    pub files: ModelFiles,
+    pub load: LoadOptions,
+    pub sampling: Option<Sampling>,
+}
+
+pub struct OutputSettings {
+    pub path: Option<PathBuf>,
+    pub json: bool,
+}
+
+pub struct SummarizeSettings {
+    pub input: String,
+    pub language: Option<Language>,
+    pub length: Length,
+    pub prompts: Option<PathBuf>,
+    pub model: ModelSettings,
+    pub output: OutputSettings,
+}
+
+pub struct TranslateSettings {
+    pub input: String,
+    pub target: Language,
+    pub source: Option<Language>,
+    pub prompts: Option<PathBuf>,
+    pub model: ModelSettings,
+    pub output: OutputSettings,
+}
+
+pub enum PromptSource {
+    File(String),
+    Text(String),
+}
+
+pub struct GenerateSettings {
+    pub prompt: PromptSource,
+    pub chat: bool,
+    pub max_new_tokens: usize,
+    pub model: ModelSettings,
+    pub output: OutputSettings,
+}
+
+/// Words for each `--length`.
+fn words(length: LengthArg) -> usize {
+    match length {
+        LengthArg::Short => 60,
+        LengthArg::Medium => 150,
+        LengthArg::Long => 300,
+    }
+}
+
+/// Resolves parsed flags into settings.
+pub fn resolve(cli: Cli) -> Result<Settings> {
+    let printer = Printer::new(cli.quiet, cli.verbose);
+    let task = match cli.command {
+        Command::Summarize(a) => Task::Summarize(summarize(a)?),
+        Command::Translate(a) => Task::Translate(translate(a)?),
+        Command::Generate(a) => Task::Generate(generate(a)?),
+    };
+    Ok(Settings { printer, task })
+}
+
+fn summarize(a: SummarizeArgs) -> Result<SummarizeSettings> {
+    let output = output(&a.output, Some(&a.input))?;
+    Ok(SummarizeSettings {
+        language: a.lang.as_deref().map(lang::resolve).transpose()?,
+        length: Length {
+            words: a.words.map_or(words(a.length), |w| w as usize),
+        },
+        prompts: a.prompts,
+        model: model(&a.model, &a.sampling)?,
+        input: a.input,
+        output,
+    })
+}
+
+fn translate(a: TranslateArgs) -> Result<TranslateSettings> {
+    let output = output(&a.output, Some(&a.input))?;
+    Ok(TranslateSettings {
+        target: lang::resolve(&a.to)?,
+        source: a.from.as_deref().map(lang::resolve).transpose()?,
+        prompts: a.prompts,
+        model: model(&a.model, &a.sampling)?,
+        input: a.input,
+        output,
+    })
+}
+
+fn generate(a: GenerateArgs) -> Result<GenerateSettings> {
+    let prompt = match (a.prompt_file, a.prompt) {
+        (Some(f), _) => PromptSource::File(f),
+        (None, Some(t)) => PromptSource::Text(t),
+        (None, None) => return Err(Error::Usage("give --prompt-file or --prompt".into()).into()),
+    };
+    if a.max_new_tokens == 0 {
+        return Err(Error::Usage("--max-new-tokens must be at least 1".into()).into());
+    }
+    Ok(GenerateSettings {
+        output: output(&a.output, None)?,
+        prompt,
+        chat: a.chat,
+        max_new_tokens: a.max_new_tokens,
+        model: model(&a.model, &a.sampling)?,
+    })
+}
+
+fn model(m: &ModelArgs, s: &SamplingArgs) -> Result<ModelSettings> {
+    let spec = m.model.as_deref().ok_or_else(|| {
+        Error::Usage(
+            "no model given: pass --model PATH (a model folder or a .gguf file) or set GLOT_MODEL"
+                .into(),
+        )
+    })?;
+    Ok(ModelSettings {
+        files: hub::resolve(spec, m.tokenizer.as_deref())?,
+        load: LoadOptions {
+            max_context: m.max_context.map(|n| n as usize),
+        },
+        sampling: sampling(s)?,
+    })
+}
+
+fn sampling(s: &SamplingArgs) -> Result<Option<Sampling>> {
+    if let Some(t) = s.temperature {
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(Error::Usage(format!("--temperature must be 0 or more, not {t}")).into());
+        }
+    }
+    if let Some(p) = s.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(Error::Usage(format!("--top-p must be in (0, 1], not {p}")).into());
+        }
+    }
+    let wanted = s.temperature.is_some_and(|t| t > 0.0) || s.top_p.is_some() || s.seed.is_some();
+    Ok(wanted.then(|| Sampling {
+        temperature: s.temperature.unwrap_or(1.0),
+        top_p: s.top_p.unwrap_or(1.0),
+        seed: s.seed.unwrap_or(0),
+    }))
+}
+
+fn output(o: &OutputArgs, input: Option<&str>) -> Result<OutputSettings> {
+    if let Some(path) = &o.output {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "cannot write {}: folder {} does not exist",
+                path.display(),
+                dir.display()
+            ))
+            .into());
+        }
+        if path.is_dir() {
+            return Err(Error::Usage(format!("{} is a folder, not a file", path.display())).into());
+        }
+        if let Some(input) = input.filter(|i| *i != "-") {
+            let same = std::fs::canonicalize(input)
+                .ok()
+                .zip(std::fs::canonicalize(path).ok())
+                .is_some_and(|(a, b)| a == b);
+            if same {
+                return Err(Error::Usage(format!(
+                    "{} is the input: writing the result there would destroy the article",
+                    path.display()
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(OutputSettings {
+        path: o.output.clone(),
+        json: o.format == Format::Json,
+    })
+}
