@@ -153,7 +153,7 @@ impl Llm {
             ))
             .into());
         }
-        let chat = chat_template(files, tok_config.as_ref(), gguf_meta.as_ref())?;
+        let chat = chat_template(files, &tokenizer, tok_config.as_ref(), gguf_meta.as_ref())?;
         let arch = config.arch.name();
         let decoder = Decoder::load(&mut weights, config, context_length, &device)
             .with_context(|| format!("cannot load model {}", files.id))?;
@@ -362,6 +362,7 @@ fn stop_tokens(
 
 fn chat_template(
     files: &ModelFiles,
+    tok: &Tokenizer,
     tok_config: Option<&Value>,
     gguf: Option<&std::collections::HashMap<String, gguf_file::Value>>,
 ) -> Result<Option<ChatTemplate>> {
@@ -391,8 +392,22 @@ fn chat_template(
     let Some(source) = from_config.or(from_file).or(from_gguf) else {
         return Ok(None);
     };
-    let bos = special_token(tok_config, "bos_token").unwrap_or_default();
-    let eos = special_token(tok_config, "eos_token").unwrap_or_default();
+    // Without a tokenizer_config.json, a GGUF's own ids name the tokens.
+    let from_gguf_id = |key: &str| -> Option<String> {
+        let id = gguf?.get(key)?.to_u32().ok()?;
+        tok.id_to_token(id)
+    };
+    let (bos, eos) = match tok_config {
+        Some(_) => (
+            special_token(tok_config, "bos_token"),
+            special_token(tok_config, "eos_token"),
+        ),
+        None => (
+            from_gguf_id("tokenizer.ggml.bos_token_id"),
+            from_gguf_id("tokenizer.ggml.eos_token_id"),
+        ),
+    };
+    let (bos, eos) = (bos.unwrap_or_default(), eos.unwrap_or_default());
     Ok(Some(ChatTemplate::new(&source, &bos, &eos)?))
 }
 

@@ -45,6 +45,11 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// Text of a token id, if the vocabulary has it.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     /// Size of the vocabulary including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)

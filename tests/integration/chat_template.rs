@@ -1,0 +1,50 @@
+//! Chat templates render byte for byte what `transformers`'
+//! `apply_chat_template` renders.
+
+use glot::engine::{Llm, LoadOptions};
+use glot::hub;
+use glot::prompt::chat::Message;
+
+use crate::parity::load_dir;
+use crate::util::{gguf, model_dir, reference, FAMILIES};
+
+fn messages(ms: &[crate::util::Message]) -> Vec<Message> {
+    ms.iter()
+        .map(|m| Message::new(&m.role, m.content.clone()))
+        .collect()
+}
+
+#[test]
+fn tokenizer_config_templates_match_transformers() {
+    for family in FAMILIES {
+        let llm = load_dir(family);
+        let r = reference(family);
+        assert!(r.chat_template_cases.len() >= 4);
+        for (i, case) in r.chat_template_cases.iter().enumerate() {
+            let got = llm.render(&messages(&case.messages)).unwrap();
+            assert_eq!(got, case.rendered, "{family} template case {i}");
+        }
+    }
+}
+
+/// A GGUF file alone (tokenizer.json but no tokenizer_config.json) uses the
+/// template and special tokens from its own metadata.
+#[test]
+fn gguf_embedded_templates_match_transformers() {
+    for family in FAMILIES {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            model_dir(family).join("tokenizer.json"),
+            dir.path().join("tokenizer.json"),
+        )
+        .unwrap();
+        let path = gguf(family, "q8_0");
+        let files = hub::resolve(path.to_str().unwrap(), Some(dir.path())).unwrap();
+        assert!(files.tokenizer_config.is_none());
+        let llm = Llm::load(&files, &LoadOptions::default()).unwrap();
+        for (i, case) in reference(family).chat_template_cases.iter().enumerate() {
+            let got = llm.render(&messages(&case.messages)).unwrap();
+            assert_eq!(got, case.rendered, "{family} GGUF template case {i}");
+        }
+    }
+}

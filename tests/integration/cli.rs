@@ -1,0 +1,459 @@
+//! The `glot` binary end to end on the tiny fixture models.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::util::{gguf, glot, model_dir, reference, run, stderr, stdout};
+
+const ARTICLE: &str = "The city opened its new tram line on Monday. Thousands of people rode it on the first day.\n\n\
+The line is twelve kilometres long and has twenty stops. It cost 410 million euros.\n\n\
+Critics say the money should have gone to buses. The mayor disagrees.\n";
+
+/// An article long enough to need many chunks at a small context.
+fn long_article() -> String {
+    (0..40)
+        .map(|i| {
+            format!(
+                "Paragraph {i}: the council met again to discuss the budget, the new library and the \
+                 repairs of the old bridge. Residents asked questions about taxes and parking."
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn model() -> String {
+    model_dir("qwen3").to_str().unwrap().to_string()
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ModelJson {
+    id: String,
+    architecture: String,
+    format: String,
+    context_length: usize,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct UsageJson {
+    calls: usize,
+    prompt_tokens: usize,
+    generated_tokens: usize,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct TimingsJson {
+    load_secs: f64,
+    prefill_secs: f64,
+    decode_secs: f64,
+    total_secs: f64,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct SummaryJson {
+    task: String,
+    input: String,
+    text: String,
+    model: ModelJson,
+    source_language: Option<serde_json::Value>,
+    language: Option<serde_json::Value>,
+    words: usize,
+    max_tokens: usize,
+    chunks: usize,
+    rounds: usize,
+    summary_tokens: usize,
+    usage: UsageJson,
+    timings: TimingsJson,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct TranslationJson {
+    task: String,
+    text: String,
+    model: ModelJson,
+    target_language: serde_json::Value,
+    chunks: usize,
+    paragraphs: usize,
+    usage: UsageJson,
+    timings: TimingsJson,
+}
+
+#[derive(Deserialize)]
+struct GenerateJson {
+    prompt_ids: Vec<u32>,
+    output_ids: Vec<u32>,
+    text: String,
+}
+
+fn paragraphs(text: &str) -> usize {
+    glot::text::segment::paragraphs(text).len()
+}
+
+#[test]
+fn summarize_writes_a_summary_to_stdout() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let mut cmd = glot(home.path());
+    cmd.args([
+        "summarize",
+        &article,
+        "--model",
+        &model(),
+        "--length",
+        "short",
+    ]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+    assert!(stderr(&out).is_empty(), "stderr: {}", stderr(&out));
+}
+
+#[test]
+fn long_input_is_map_reduced_within_the_requested_length() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "long.txt", long_article().as_bytes());
+    let mut cmd = glot(home.path());
+    cmd.args([
+        "summarize",
+        &article,
+        "--model",
+        &model(),
+        "--max-context",
+        "320",
+        "--words",
+        "20",
+        "--format",
+        "json",
+        "--lang",
+        "fr",
+    ]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: SummaryJson = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(s.task, "summarize");
+    assert!(s.chunks > 4, "chunks: {}", s.chunks);
+    assert!(s.rounds >= 2, "rounds: {}", s.rounds);
+    assert_eq!(s.max_tokens, 56);
+    assert!(
+        s.summary_tokens <= s.max_tokens,
+        "{} tokens",
+        s.summary_tokens
+    );
+    assert_eq!(s.model.context_length, 320);
+    assert_eq!(s.language.unwrap()["code"], "fr");
+    assert!(s.usage.calls > s.chunks);
+}
+
+#[test]
+fn translate_keeps_every_paragraph() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let mut cmd = glot(home.path());
+    cmd.args(["translate", &article, "--to", "de", "--model", &model()]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(paragraphs(&stdout(&out)), 3, "{}", stdout(&out));
+}
+
+#[test]
+fn translate_reads_stdin_and_splits_long_paragraphs() {
+    let home = tempfile::tempdir().unwrap();
+    let text = long_article();
+    let mut cmd = glot(home.path());
+    cmd.args([
+        "translate",
+        "-",
+        "--to",
+        "Spanish",
+        "--model",
+        &model(),
+        "--max-context",
+        "256",
+        "--format",
+        "json",
+    ]);
+    let out = run(cmd, Some(&text));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t: TranslationJson = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(t.paragraphs, 40);
+    assert_eq!(paragraphs(&t.text), 40);
+    assert!(t.chunks > 1);
+    assert_eq!(t.target_language["name"], "Spanish");
+}
+
+#[test]
+fn output_file_is_written_and_stdout_stays_empty() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let target = home.path().join("a.ja.txt");
+    let mut cmd = glot(home.path());
+    cmd.args([
+        "translate",
+        &article,
+        "--to",
+        "ja",
+        "--model",
+        &model(),
+        "-o",
+    ])
+    .arg(&target);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    let written = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(paragraphs(&written), 3);
+    let names: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+#[test]
+fn generate_json_ids_equal_the_reference() {
+    for (family, source) in [("qwen3", "dir"), ("llama", "q8_0"), ("qwen2", "f32")] {
+        let r = reference(family);
+        let home = tempfile::tempdir().unwrap();
+        for case in r.cases.iter().filter(|c| c.name != "long") {
+            let prompt = match &case.messages {
+                Some(m) if case.chat => {
+                    // The CLI's --chat sends one user message.
+                    if m.len() != 1 {
+                        continue;
+                    }
+                    m[0].content.clone()
+                }
+                _ => case.prompt.clone().unwrap(),
+            };
+            let file = write(home.path(), "p.txt", prompt.as_bytes());
+            let model = if source == "dir" {
+                model_dir(family)
+            } else {
+                gguf(family, source)
+            };
+            let mut cmd = glot(home.path());
+            cmd.args(["generate", "--prompt-file", &file, "--format", "json"])
+                .arg("--model")
+                .arg(&model)
+                .arg("--tokenizer")
+                .arg(model_dir(family))
+                .args(["--max-new-tokens", &case.max_new_tokens.to_string()]);
+            if case.chat {
+                cmd.arg("--chat");
+            }
+            let out = run(cmd, None);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let g: GenerateJson = serde_json::from_str(&stdout(&out)).unwrap();
+            assert_eq!(g.prompt_ids, case.prompt_ids, "{family} {}", case.name);
+            if source != "q8_0" {
+                assert_eq!(g.output_ids, case.output_ids, "{family} {}", case.name);
+            }
+            assert!(!g.text.contains("<think>"));
+        }
+    }
+}
+
+#[test]
+fn sampling_with_a_seed_is_reproducible() {
+    let home = tempfile::tempdir().unwrap();
+    let run_once = || {
+        let mut cmd = glot(home.path());
+        cmd.args([
+            "generate",
+            "--prompt",
+            "Hello world",
+            "--model",
+            &model(),
+            "--temperature",
+            "0.9",
+            "--seed",
+            "7",
+            "--max-new-tokens",
+            "16",
+            "--format",
+            "json",
+        ]);
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<GenerateJson>(&stdout(&out))
+            .unwrap()
+            .output_ids
+    };
+    assert_eq!(run_once(), run_once());
+}
+
+/// Runs glot expecting a user error: exit 1, one line on stderr naming the
+/// problem, nothing on stdout, no panic.
+fn expect_error(home: &Path, args: &[&str], stdin: Option<&str>, needle: &str) {
+    let mut cmd = glot(home);
+    cmd.args(args);
+    let out = run(cmd, stdin);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert!(err.starts_with("glot: "), "{args:?}: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected `{needle}` in {err}"
+    );
+    assert!(!err.contains("panicked"));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let m = model();
+    let empty = write(h, "empty.txt", b"");
+    let blank = write(h, "blank.txt", b"  \n\n\t\n");
+    let binary = write(h, "bin.txt", b"PK\x03\x04\x00\x00binary");
+    let latin1 = write(h, "latin1.txt", b"caf\xe9 cr\xe8me");
+    let good = write(h, "good.txt", ARTICLE.as_bytes());
+    let dir = h.join("folder");
+    std::fs::create_dir(&dir).unwrap();
+    let dir = dir.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["summarize", "missing.txt", "--model", &m],
+            "missing.txt: no such file",
+        ),
+        (vec!["summarize", dir, "--model", &m], "is a directory"),
+        (vec!["summarize", &empty, "--model", &m], "is empty"),
+        (
+            vec!["translate", &blank, "--to", "de", "--model", &m],
+            "is empty",
+        ),
+        (vec!["summarize", &binary, "--model", &m], "binary"),
+        (vec!["summarize", &latin1, "--model", &m], "not valid UTF-8"),
+        (
+            vec!["translate", &good, "--to", "Klingonish", "--model", &m],
+            "unknown language",
+        ),
+        (
+            vec!["summarize", &good, "--lang", "frnch", "--model", &m],
+            "did you mean French",
+        ),
+        (vec!["summarize", &good], "no model given"),
+        (
+            vec!["summarize", &good, "--model", "no/such/model"],
+            "not found",
+        ),
+        (
+            vec!["summarize", &good, "--model", &m, "--max-context", "64"],
+            "--max-context",
+        ),
+        (
+            vec![
+                "translate",
+                &good,
+                "--to",
+                "de",
+                "--model",
+                &m,
+                "--max-context",
+                "40",
+            ],
+            "--max-context",
+        ),
+        (
+            vec![
+                "summarize",
+                &good,
+                "--model",
+                &m,
+                "-o",
+                "no/such/dir/out.txt",
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["summarize", &good, "--model", &m, "-o", &good],
+            "is the input",
+        ),
+    ] {
+        expect_error(h, &args, None, needle);
+    }
+    expect_error(
+        h,
+        &["summarize", "-", "--model", &m],
+        Some("   \n"),
+        "stdin: is empty",
+    );
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), ARTICLE);
+}
+
+#[test]
+fn bad_model_folders_are_clear_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let article = write(h, "a.txt", ARTICLE.as_bytes());
+    let copy = |name: &str, skip: &str| -> String {
+        let dst = h.join(name);
+        std::fs::create_dir(&dst).unwrap();
+        for e in std::fs::read_dir(model_dir("qwen3")).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_file() && e.file_name() != skip {
+                std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+            }
+        }
+        dst.to_str().unwrap().to_string()
+    };
+    let no_tok = copy("no-tok", "tokenizer.json");
+    let no_weights = copy("no-weights", "model.safetensors");
+    let gpt2 = copy("gpt2", "");
+    let cfg = std::path::Path::new(&gpt2).join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, text.replace("\"qwen3\"", "\"gpt2\"")).unwrap();
+    let out_file = h.join("out.txt");
+    for (model, needle) in [
+        (no_tok.as_str(), "missing tokenizer.json"),
+        (no_weights.as_str(), "missing *.safetensors"),
+        (
+            gpt2.as_str(),
+            "unsupported model architecture `gpt2` (supported: llama, qwen2, qwen3)",
+        ),
+    ] {
+        expect_error(
+            h,
+            &[
+                "summarize",
+                &article,
+                "--model",
+                model,
+                "-o",
+                out_file.to_str().unwrap(),
+            ],
+            None,
+            needle,
+        );
+        assert!(!out_file.exists(), "no output file on error");
+    }
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = glot(home.path());
+    cmd.args(["translate", "a.txt"]);
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--to"));
+    let mut cmd = glot(home.path());
+    cmd.arg("--help");
+    let out = run(cmd, None);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("summarize"));
+}

@@ -1,0 +1,7 @@
+//! Integration tests: model parity with `transformers`, chat templates, and
+//! the `glot` binary end to end on tiny fixture models.
+
+mod chat_template;
+mod cli;
+mod parity;
+mod util;

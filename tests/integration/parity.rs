@@ -1,0 +1,155 @@
+//! Token-for-token parity with `transformers` greedy decoding on the tiny
+//! fixture models, from safetensors and from GGUF.
+
+use glot::engine::generate::{GenParams, Generated};
+use glot::engine::{Llm, LoadOptions};
+use glot::hub;
+
+use crate::util::{self, gguf, max_abs_diff, model_dir, reference, Case, FAMILIES};
+
+/// f32 kernels differ from PyTorch's only in summation order.
+const F32_LOGIT_TOL: f32 = 1e-3;
+
+pub fn load_dir(family: &str) -> Llm {
+    let files = hub::resolve(model_dir(family).to_str().unwrap(), None).unwrap();
+    Llm::load(&files, &LoadOptions::default()).unwrap()
+}
+
+pub fn load_gguf(family: &str, ty: &str) -> Llm {
+    let path = gguf(family, ty);
+    let files = hub::resolve(path.to_str().unwrap(), Some(&model_dir(family))).unwrap();
+    Llm::load(&files, &LoadOptions::default()).unwrap()
+}
+
+fn greedy(llm: &mut Llm, case: &Case) -> Generated {
+    let params = GenParams {
+        max_new_tokens: case.max_new_tokens,
+        eos: llm.eos().to_vec(),
+        sampling: None,
+        repeat_guard: false,
+    };
+    llm.generate(&case.prompt_ids, &params, &mut |_| {})
+        .unwrap()
+}
+
+/// The prompt ids glot builds from the case's text equal the reference ids.
+fn check_prompt(llm: &Llm, family: &str, case: &Case) {
+    let ids = if case.chat {
+        let messages: Vec<glot::prompt::chat::Message> = case
+            .messages
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| glot::prompt::chat::Message::new(&m.role, m.content.clone()))
+            .collect();
+        let rendered = llm.render(&messages).unwrap();
+        assert_eq!(
+            &rendered,
+            case.rendered.as_ref().unwrap(),
+            "{family}/{}",
+            case.name
+        );
+        llm.tokenizer().encode(&rendered, false).unwrap()
+    } else {
+        llm.tokenizer()
+            .encode(case.prompt.as_ref().unwrap(), true)
+            .unwrap()
+    };
+    assert_eq!(ids, case.prompt_ids, "{family}/{}: prompt ids", case.name);
+}
+
+fn check_exact(llm: &mut Llm, family: &str, source: &str) {
+    let r = reference(family);
+    assert_eq!(r.model_type, family);
+    for case in &r.cases {
+        check_prompt(llm, family, case);
+        let g = greedy(llm, case);
+        let diff = max_abs_diff(&g.first_logits, &case.first_logits);
+        println!(
+            "{family} {source} {}: {} prompt tokens, first-step logits max |diff| {diff:.2e}, reference top-2 margin >= {:.3}",
+            case.name,
+            case.prompt_ids.len(),
+            case.min_top2_margin
+        );
+        assert!(
+            diff <= F32_LOGIT_TOL,
+            "{family} {source} {}: logits differ by {diff}",
+            case.name
+        );
+        assert_eq!(
+            g.ids, case.output_ids,
+            "{family} {source} {}: greedy ids differ from transformers",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn safetensors_greedy_matches_transformers() {
+    for family in FAMILIES {
+        let mut llm = load_dir(family);
+        check_exact(&mut llm, family, "safetensors");
+    }
+}
+
+#[test]
+fn gguf_f32_greedy_matches_transformers() {
+    for family in FAMILIES {
+        let mut llm = load_gguf(family, "f32");
+        check_exact(&mut llm, family, "gguf-f32");
+    }
+}
+
+#[test]
+fn long_prompts_exceed_a_thousand_positions() {
+    for family in FAMILIES {
+        let r = reference(family);
+        let longest = r.cases.iter().map(|c| c.prompt_ids.len()).max().unwrap();
+        assert!(longest > 1000, "{family}: longest prompt {longest} tokens");
+    }
+}
+
+/// Largest first-step logit difference from the f32 reference allowed for
+/// each quantized format, measured on these fixtures (see the printed
+/// values) with headroom. Weights are random, so these are worst cases.
+const QUANT_TOL: &[(&str, f32)] = &[("f16", 0.01), ("q8_0", 0.15), ("q4_k_m", 1.0)];
+
+#[test]
+fn quantized_gguf_logits_stay_near_the_reference() {
+    for family in FAMILIES {
+        let r = reference(family);
+        for &(ty, tol) in QUANT_TOL {
+            let mut llm = load_gguf(family, ty);
+            for case in &r.cases {
+                let g = greedy(&mut llm, case);
+                let diff = max_abs_diff(&g.first_logits, &case.first_logits);
+                let scale = case.first_logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                let agree = g
+                    .ids
+                    .iter()
+                    .zip(&case.output_ids)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                println!(
+                    "{family} {ty} {}: max |diff| {diff:.4} (max |logit| {scale:.2}), greedy agrees for {agree}/{} tokens",
+                    case.name,
+                    case.output_ids.len()
+                );
+                assert!(
+                    diff <= tol,
+                    "{family} {ty} {}: logits differ by {diff}, tolerance {tol}",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_fixture_format_exists() {
+    for family in FAMILIES {
+        for ty in util::GGUF_TYPES {
+            assert!(gguf(family, ty).is_file(), "{family} {ty}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! A small harness: fixture paths, the reference outputs, and the real
+//! `glot` binary run with a scrubbed environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde::Deserialize;
+
+/// Tiny model families committed under tests/fixtures/models.
+pub const FAMILIES: &[&str] = &["qwen2", "qwen3", "llama"];
+
+/// GGUF variants of each fixture.
+pub const GGUF_TYPES: &[&str] = &["f32", "f16", "q8_0", "q4_k_m"];
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn model_dir(family: &str) -> PathBuf {
+    fixtures().join("models").join(family)
+}
+
+pub fn gguf(family: &str, ty: &str) -> PathBuf {
+    model_dir(family)
+        .join("gguf")
+        .join(format!("{family}-{ty}.gguf"))
+}
+
+#[derive(Debug, Deserialize, Clone)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub chat: bool,
+    #[serde(default)]
+    pub prompt: Option<String>,
+    #[serde(default)]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default)]
+    pub rendered: Option<String>,
+    pub prompt_ids: Vec<u32>,
+    pub max_new_tokens: usize,
+    pub output_ids: Vec<u32>,
+    pub first_logits: Vec<f32>,
+    pub min_top2_margin: f32,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TemplateCase {
+    pub messages: Vec<Message>,
+    pub rendered: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reference {
+    pub model_type: String,
+    pub cases: Vec<Case>,
+    pub chat_template_cases: Vec<TemplateCase>,
+}
+
+pub fn reference(family: &str) -> Reference {
+    let path = model_dir(family).join("reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `glot` with a clean environment: no user config, no model variable, an
+/// empty Hugging Face home, offline.
+pub fn glot(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glot"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("HF_HOME", home.join("hf"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("NO_COLOR", "1")
+        .env("RAYON_NUM_THREADS", "2")
+        .current_dir(home)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command, feeding `stdin` when given.
+pub fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("glot runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Largest absolute difference between two logit vectors.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "logit vectors differ in length");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
