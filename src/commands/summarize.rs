@@ -17,7 +17,6 @@ use crate::settings::SummarizeSettings;
 struct Report<'a> {
     task: &'static str,
     input: &'a str,
-    text: &'a str,
     model: &'a ModelInfo,
     /// Not detected yet: the summary is asked for in the article's language.
     source_language: Option<Language>,
@@ -46,7 +45,6 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let report = Report {
         task: "summarize",
         input: &doc.name,
-        text: &summary.text,
         model: llm.info(),
         source_language: None,
         language: s.language.as_ref(),

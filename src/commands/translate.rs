@@ -17,7 +17,6 @@ use crate::settings::TranslateSettings;
 struct Report<'a> {
     task: &'static str,
     input: &'a str,
-    text: &'a str,
     model: &'a ModelInfo,
     source_language: Option<&'a Language>,
     target_language: &'a Language,
@@ -55,7 +54,6 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let report = Report {
         task: "translate",
         input: &doc.name,
-        text: &t.text,
         model: llm.info(),
         source_language: s.source.as_ref(),
         target_language: &s.target,

@@ -131,7 +131,7 @@ fn long_input_is_map_reduced_within_the_requested_length() {
         "--model",
         &model(),
         "--max-context",
-        "320",
+        "512",
         "--words",
         "20",
         "--format",
@@ -151,7 +151,7 @@ fn long_input_is_map_reduced_within_the_requested_length() {
         "{} tokens",
         s.summary_tokens
     );
-    assert_eq!(s.model.context_length, 320);
+    assert_eq!(s.model.context_length, 512);
     assert_eq!(s.language.unwrap()["code"], "fr");
     assert!(s.usage.calls > s.chunks);
 }
@@ -180,7 +180,7 @@ fn translate_reads_stdin_and_splits_long_paragraphs() {
         "--model",
         &model(),
         "--max-context",
-        "256",
+        "600",
         "--format",
         "json",
     ]);
