@@ -41,6 +41,7 @@ pub enum Command {
 
 /// Which model to run.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Model")]
 pub struct ModelArgs {
     /// Model: a folder in Hugging Face layout or a .gguf file.
     ///
@@ -63,6 +64,7 @@ pub struct ModelArgs {
 
 /// Opt-in sampling; decoding is greedy and reproducible without these.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Sampling")]
 pub struct SamplingArgs {
     /// Sample with this temperature instead of decoding greedily.
     #[arg(long, value_name = "T")]
@@ -79,6 +81,7 @@ pub struct SamplingArgs {
 
 /// Where and how to write the result.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Write the result to this file instead of stdout (replaced atomically).
     #[arg(short, long, value_name = "FILE")]
@@ -107,23 +110,12 @@ pub enum LengthArg {
     Long,
 }
 
+/// The article and everything about running the model on it.
 #[derive(Debug, Args)]
-pub struct SummarizeArgs {
+pub struct DocumentArgs {
     /// The article: a text file, or - for stdin.
     #[arg(value_name = "ARTICLE")]
     pub input: String,
-
-    /// Write the summary in this language (code or name) [default: the article's].
-    #[arg(long, value_name = "LANG")]
-    pub lang: Option<String>,
-
-    /// How long the summary should be.
-    #[arg(long, value_enum, default_value_t = LengthArg::Medium)]
-    pub length: LengthArg,
-
-    /// At most this many words (overrides --length).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
-    pub words: Option<u32>,
 
     /// Folder with prompt templates that replace the built-in ones.
     #[arg(long, value_name = "DIR")]
@@ -138,11 +130,25 @@ pub struct SummarizeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TranslateArgs {
-    /// The article: a text file, or - for stdin.
-    #[arg(value_name = "ARTICLE")]
-    pub input: String,
+pub struct SummarizeArgs {
+    /// Write the summary in this language (code or name) [default: the article's].
+    #[arg(long, value_name = "LANG")]
+    pub lang: Option<String>,
 
+    /// How long the summary should be.
+    #[arg(long, value_enum, default_value_t = LengthArg::Medium)]
+    pub length: LengthArg,
+
+    /// At most this many words (overrides --length).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub words: Option<u32>,
+
+    #[command(flatten)]
+    pub doc: DocumentArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TranslateArgs {
     /// Target language: a code (de, pt-BR) or a name (German, Deutsch).
     #[arg(long, value_name = "LANG")]
     pub to: String,
@@ -151,16 +157,8 @@ pub struct TranslateArgs {
     #[arg(long, value_name = "LANG")]
     pub from: Option<String>,
 
-    /// Folder with prompt templates that replace the built-in ones.
-    #[arg(long, value_name = "DIR")]
-    pub prompts: Option<PathBuf>,
-
     #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub doc: DocumentArgs,
 }
 
 #[derive(Debug, Args)]

@@ -13,8 +13,8 @@ use glot::text::lang::{self, Language};
 use glot::Error;
 
 use crate::cli::{
-    Cli, Command, Format, GenerateArgs, LengthArg, ModelArgs, OutputArgs, SamplingArgs,
-    SummarizeArgs, TranslateArgs,
+    Cli, Command, DocumentArgs, Format, GenerateArgs, LengthArg, ModelArgs, OutputArgs,
+    SamplingArgs, SummarizeArgs, TranslateArgs,
 };
 use crate::printer::Printer;
 
@@ -41,22 +41,24 @@ pub struct OutputSettings {
     pub json: bool,
 }
 
-pub struct SummarizeSettings {
+/// One article to run a task on.
+pub struct DocumentSettings {
     pub input: String,
-    pub language: Option<Language>,
-    pub length: Length,
     pub prompts: Option<PathBuf>,
     pub model: ModelSettings,
     pub output: OutputSettings,
 }
 
+pub struct SummarizeSettings {
+    pub language: Option<Language>,
+    pub length: Length,
+    pub doc: DocumentSettings,
+}
+
 pub struct TranslateSettings {
-    pub input: String,
     pub target: Language,
     pub source: Option<Language>,
-    pub prompts: Option<PathBuf>,
-    pub model: ModelSettings,
-    pub output: OutputSettings,
+    pub doc: DocumentSettings,
 }
 
 pub enum PromptSource {
@@ -93,28 +95,29 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
 }
 
 fn summarize(a: SummarizeArgs) -> Result<SummarizeSettings> {
-    let output = output(&a.output, Some(&a.input))?;
     Ok(SummarizeSettings {
         language: a.lang.as_deref().map(lang::resolve).transpose()?,
         length: Length {
             words: a.words.map_or(words(a.length), |w| w as usize),
         },
-        prompts: a.prompts,
-        model: model(&a.model, &a.sampling)?,
-        input: a.input,
-        output,
+        doc: document(a.doc)?,
     })
 }
 
 fn translate(a: TranslateArgs) -> Result<TranslateSettings> {
-    let output = output(&a.output, Some(&a.input))?;
     Ok(TranslateSettings {
         target: lang::resolve(&a.to)?,
         source: a.from.as_deref().map(lang::resolve).transpose()?,
-        prompts: a.prompts,
+        doc: document(a.doc)?,
+    })
+}
+
+fn document(a: DocumentArgs) -> Result<DocumentSettings> {
+    Ok(DocumentSettings {
+        output: output(&a.output, Some(&a.input))?,
         model: model(&a.model, &a.sampling)?,
+        prompts: a.prompts,
         input: a.input,
-        output,
     })
 }
 

@@ -9,7 +9,22 @@ use glot::engine::{DecodeOptions, Llm};
 use serde::Serialize;
 
 use crate::printer::Printer;
-use crate::settings::{ModelSettings, OutputSettings};
+use crate::settings::{DocumentSettings, ModelSettings, OutputSettings};
+
+/// The document read, the prompts compiled and the model loaded, in that
+/// order, so bad input fails before the slow model load.
+pub struct Prepared {
+    pub doc: glot::input::Document,
+    pub prompts: glot::prompt::Prompts,
+    pub llm: Llm,
+}
+
+pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
+    let doc = glot::input::read(&s.input)?;
+    let prompts = glot::prompt::Prompts::load(s.prompts.as_deref())?;
+    let llm = load_model(&s.model, printer, true)?;
+    Ok(Prepared { doc, prompts, llm })
+}
 
 /// Loads the model and applies the run's decoding choices.
 pub fn load_model(m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {

@@ -4,12 +4,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use glot::engine::ModelInfo;
-use glot::prompt::Prompts;
 use glot::task::summarize::{self, Request, Summary};
 use glot::text::lang::Language;
 use serde::Serialize;
 
-use super::{emit, load_model, Timings};
+use super::{emit, prepare, Prepared, Timings};
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
 
@@ -30,9 +29,11 @@ struct Report<'a> {
 
 pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
-    let doc = glot::input::read(&s.input)?;
-    let prompts = Prompts::load(s.prompts.as_deref())?;
-    let mut llm = load_model(&s.model, printer, true)?;
+    let Prepared {
+        doc,
+        prompts,
+        mut llm,
+    } = prepare(&s.doc, printer)?;
     let req = Request {
         language: s.language.as_ref().map(|l| l.name.clone()),
         length: s.length,
@@ -58,5 +59,5 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             total_secs: start.elapsed().as_secs_f64(),
         },
     };
-    emit(&s.output, &summary.text, &report)
+    emit(&s.doc.output, &summary.text, &report)
 }

@@ -4,12 +4,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use glot::engine::ModelInfo;
-use glot::prompt::Prompts;
 use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::Language;
 use serde::Serialize;
 
-use super::{emit, load_model, Timings};
+use super::{emit, prepare, Prepared, Timings};
 use crate::printer::Printer;
 use crate::settings::TranslateSettings;
 
@@ -27,9 +26,11 @@ struct Report<'a> {
 
 pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
-    let doc = glot::input::read(&s.input)?;
-    let prompts = Prompts::load(s.prompts.as_deref())?;
-    let mut llm = load_model(&s.model, printer, true)?;
+    let Prepared {
+        doc,
+        prompts,
+        mut llm,
+    } = prepare(&s.doc, printer)?;
     let req = Request {
         target: s.target.name.clone(),
         source: s.source.as_ref().map(|l| l.name.clone()),
@@ -65,5 +66,5 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             total_secs: start.elapsed().as_secs_f64(),
         },
     };
-    emit(&s.output, &t.text, &report)
+    emit(&s.doc.output, &t.text, &report)
 }

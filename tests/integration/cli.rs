@@ -457,3 +457,42 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("summarize"));
 }
+
+#[test]
+fn verbose_logs_go_to_stderr_and_threads_are_honoured() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let mut quiet = glot(home.path());
+    quiet.args([
+        "summarize",
+        &article,
+        "--model",
+        &model(),
+        "--words",
+        "10",
+        "-q",
+    ]);
+    let quiet = run(quiet, None);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(stderr(&quiet).is_empty());
+    let mut verbose = glot(home.path());
+    verbose.args([
+        "summarize",
+        &article,
+        "--model",
+        &model(),
+        "--words",
+        "10",
+        "-v",
+        "--threads",
+        "1",
+    ]);
+    let verbose = run(verbose, None);
+    assert!(verbose.status.success(), "{}", stderr(&verbose));
+    let log = stderr(&verbose);
+    assert!(log.contains("glot: loaded"), "{log}");
+    assert!(log.lines().all(|l| l.starts_with("glot: ")), "{log}");
+    // Greedy decoding: same summary whatever the thread count or verbosity.
+    assert_eq!(stdout(&verbose), stdout(&quiet));
+    assert!(!stdout(&verbose).contains("glot:"));
+}
