@@ -109,21 +109,33 @@ fn long_prompts_exceed_a_thousand_positions() {
     }
 }
 
-/// Largest first-step logit difference from the f32 reference allowed for
-/// each quantized format, measured on these fixtures (see the printed
-/// values) with headroom. Weights are random, so these are worst cases.
-const QUANT_TOL: &[(&str, f32)] = &[("f16", 0.01), ("q8_0", 0.15), ("q4_k_m", 1.0)];
+/// How far glot's first-step logits on a quantized GGUF may be from the f32
+/// reference, as a multiple of how far llama.cpp's own logits on the same
+/// file are. Quantization alone moves these random-weight logits a lot
+/// (llama.cpp: about 0.1% of the largest logit for F16, 3% for Q8_0, 25% for
+/// Q4_K_M), so the yardstick is the reference implementation of the format.
+const PEER_FACTOR: f32 = 1.5;
+
+/// For Q4_K_M the two implementations should agree far better with each
+/// other than with the unquantized model: both read the same blocks and
+/// quantize activations the same way. Seen here: about 0.1 of llama.cpp's
+/// distance to `transformers`.
+const Q4_PEER_RATIO: f32 = 0.25;
 
 #[test]
-fn quantized_gguf_logits_stay_near_the_reference() {
+fn quantized_gguf_logits_are_as_close_as_llama_cpp() {
     for family in FAMILIES {
         let r = reference(family);
-        for &(ty, tol) in QUANT_TOL {
+        let peer = util::llama_cpp(family);
+        for ty in ["f16", "q8_0", "q4_k_m"] {
             let mut llm = load_gguf(family, ty);
+            let (mut ours, mut theirs) = (0.0f32, 0.0f32);
             for case in &r.cases {
                 let g = greedy(&mut llm, case);
-                let diff = max_abs_diff(&g.first_logits, &case.first_logits);
-                let scale = case.first_logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                let cpp = &peer.first_logits[ty][&case.name];
+                let d_ours = max_abs_diff(&g.first_logits, &case.first_logits);
+                let d_cpp = max_abs_diff(cpp, &case.first_logits);
+                let d_peer = max_abs_diff(&g.first_logits, cpp);
                 let agree = g
                     .ids
                     .iter()
@@ -131,16 +143,24 @@ fn quantized_gguf_logits_stay_near_the_reference() {
                     .take_while(|(a, b)| a == b)
                     .count();
                 println!(
-                    "{family} {ty} {}: max |diff| {diff:.4} (max |logit| {scale:.2}), greedy agrees for {agree}/{} tokens",
+                    "{family} {ty} {}: max |diff| to transformers glot {d_ours:.4}, llama.cpp {d_cpp:.4}; glot to llama.cpp {d_peer:.4}; greedy agrees for {agree}/{} tokens",
                     case.name,
                     case.output_ids.len()
                 );
-                assert!(
-                    diff <= tol,
-                    "{family} {ty} {}: logits differ by {diff}, tolerance {tol}",
-                    case.name
-                );
+                if ty == "q4_k_m" {
+                    assert!(
+                        d_peer <= Q4_PEER_RATIO * d_cpp,
+                        "{family} {ty} {}: glot is {d_peer} from llama.cpp, llama.cpp {d_cpp} from transformers",
+                        case.name
+                    );
+                }
+                ours = ours.max(d_ours);
+                theirs = theirs.max(d_cpp);
             }
+            assert!(
+                ours <= PEER_FACTOR * theirs,
+                "{family} {ty}: glot's logits differ from transformers by up to {ours}, llama.cpp's by {theirs}"
+            );
         }
     }
 }

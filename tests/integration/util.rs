@@ -68,6 +68,19 @@ pub fn reference(family: &str) -> Reference {
     serde_json::from_str(&text).unwrap()
 }
 
+/// llama.cpp's first-step logits on the quantized fixtures.
+#[derive(Debug, Deserialize)]
+pub struct LlamaCpp {
+    pub first_logits:
+        std::collections::HashMap<String, std::collections::HashMap<String, Vec<f32>>>,
+}
+
+pub fn llama_cpp(family: &str) -> LlamaCpp {
+    let path = model_dir(family).join("llama_cpp.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
 /// `glot` with a clean environment: no user config, no model variable, an
 /// empty Hugging Face home, offline.
 pub fn glot(home: &Path) -> Command {
