@@ -5,7 +5,8 @@ pub mod summarize;
 pub mod translate;
 
 use anyhow::Result;
-use glot::engine::{DecodeOptions, Llm};
+use glot::engine::{ChatModel, Completion, DecodeOptions, Llm};
+use glot::prompt::chat::Message;
 use serde::Serialize;
 
 use crate::printer::Printer;
@@ -64,4 +65,40 @@ pub struct Timings {
     pub prefill_secs: f64,
     pub decode_secs: f64,
     pub total_secs: f64,
+}
+
+/// A model that reports every call on stderr with `-v`, so a long article
+/// shows its progress without the tasks knowing about terminals.
+pub struct Logged<'a> {
+    pub model: &'a mut Llm,
+    pub printer: &'a Printer,
+    pub calls: usize,
+}
+
+impl ChatModel for Logged<'_> {
+    fn context_length(&self) -> usize {
+        self.model.context_length()
+    }
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.model.count_tokens(text)
+    }
+    fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
+        self.model.prompt_tokens(messages)
+    }
+    fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+        self.model.truncate_to_tokens(text, max)
+    }
+    fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
+        let c = self.model.complete(messages, max_new_tokens)?;
+        self.calls += 1;
+        self.printer.info(format!(
+            "call {}: {} prompt tokens ({:.0} tok/s), {} new tokens of at most {max_new_tokens} ({:.1} tok/s)",
+            self.calls,
+            c.prompt_tokens,
+            c.prompt_tokens as f64 / c.prefill_secs.max(1e-9),
+            c.generated_tokens,
+            c.generated_tokens as f64 / c.decode_secs.max(1e-9),
+        ));
+        Ok(c)
+    }
 }

@@ -8,7 +8,7 @@ use glot::task::summarize::{self, Request, Summary};
 use glot::text::lang::Language;
 use serde::Serialize;
 
-use super::{emit, prepare, Prepared, Timings};
+use super::{emit, prepare, Logged, Prepared, Timings};
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
 
@@ -38,11 +38,23 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         language: s.language.as_ref().map(|l| l.name.clone()),
         length: s.length,
     };
-    let summary = summarize::summarize(&mut llm, &prompts, &doc.text, &req)?;
+    let summary = summarize::summarize(
+        &mut Logged {
+            model: &mut llm,
+            printer,
+            calls: 0,
+        },
+        &prompts,
+        &doc.text,
+        &req,
+    )?;
     printer.info(format!(
         "{} chunk(s), {} reduce round(s), {} model call(s), {} tokens generated",
         summary.chunks, summary.rounds, summary.usage.calls, summary.usage.generated_tokens
     ));
+    if summary.text.trim().is_empty() {
+        printer.warn("the model returned an empty summary");
+    }
     let report = Report {
         task: "summarize",
         input: &doc.name,

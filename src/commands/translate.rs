@@ -8,7 +8,7 @@ use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::Language;
 use serde::Serialize;
 
-use super::{emit, prepare, Prepared, Timings};
+use super::{emit, prepare, Logged, Prepared, Timings};
 use crate::printer::Printer;
 use crate::settings::TranslateSettings;
 
@@ -35,7 +35,16 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         target: s.target.name.clone(),
         source: s.source.as_ref().map(|l| l.name.clone()),
     };
-    let t = translate::translate(&mut llm, &prompts, &doc.text, &req)?;
+    let t = translate::translate(
+        &mut Logged {
+            model: &mut llm,
+            printer,
+            calls: 0,
+        },
+        &prompts,
+        &doc.text,
+        &req,
+    )?;
     if t.retried_chunks > 0 {
         printer.info(format!(
             "{} chunk(s) came back with the wrong number of paragraphs and were redone paragraph by paragraph",

@@ -2,6 +2,7 @@
 //! the `glot` binary end to end on tiny fixture models.
 
 mod chat_template;
+mod chunking;
 mod cli;
 mod parity;
 mod util;
