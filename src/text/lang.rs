@@ -105,9 +105,11 @@ fn suggestions(lower: &str) -> String {
         })
         .collect();
     scored.sort();
+    // Short inputs are codes: only a one-letter slip counts as near.
+    let near = (lower.chars().count() / 3 + 1).min(3);
     let mut names: Vec<&str> = Vec::new();
     for (d, name) in scored {
-        if d > 3 || names.len() == 3 {
+        if d > near || names.len() == 3 {
             break;
         }
         if !names.contains(&name) {
@@ -163,5 +165,7 @@ mod tests {
         assert!(err.contains("unknown language `Germn`"), "{err}");
         assert!(err.contains("German"), "{err}");
         assert!(resolve("klingonese-xx-yy").is_err());
+        let err = resolve("xq").unwrap_err().to_string();
+        assert!(!err.contains("Afrikaans"), "{err}");
     }
 }
