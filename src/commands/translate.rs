@@ -51,6 +51,12 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             t.retried_chunks
         ));
     }
+    if t.untranslated > 0 {
+        printer.warn(format!(
+            "the model returned nothing for {} paragraph(s) or part(s): they are left untranslated",
+            t.untranslated
+        ));
+    }
     if t.usage.capped_calls > 0 {
         printer.warn(format!(
             "{} of {} model call(s) reached their length cap: parts of the translation may be incomplete",

@@ -54,6 +54,8 @@ pub(crate) mod fake {
         Echo,
         /// The document with all its paragraphs run together.
         Merge,
+        /// Nothing at all.
+        Empty,
     }
 
     pub struct Fake {
@@ -102,6 +104,7 @@ pub(crate) mod fake {
                 Reply::AtCap => vec!["word"; max].join(" "),
                 Reply::Echo => document(user).to_uppercase(),
                 Reply::Merge => document(user).replace("\n\n", " "),
+                Reply::Empty => String::new(),
             };
             Ok(Completion {
                 generated_tokens: words(&text).min(max),

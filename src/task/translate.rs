@@ -32,6 +32,9 @@ pub struct Translation {
     pub paragraphs: usize,
     /// Chunks whose paragraphs had to be translated one by one.
     pub retried_chunks: usize,
+    /// Paragraphs or parts the model answered with nothing: they are kept
+    /// in the source language rather than dropped.
+    pub untranslated: usize,
     pub usage: Usage,
 }
 
@@ -66,11 +69,13 @@ pub fn translate(
     let mut usage = Usage::default();
     let mut out: Vec<String> = vec![String::new(); plan.paragraphs.len()];
     let mut retried = 0;
+    let mut untranslated = 0;
     for c in &plan.chunks {
         let content = &text[c.content.clone()];
         if c.partial {
             // A piece of a long paragraph: pieces are joined back into it.
-            let piece = one_paragraph(&run(model, prompts, req, content, 1, c.tokens, &mut usage)?);
+            let reply = run(model, prompts, req, content, 1, c.tokens, &mut usage)?;
+            let piece = or_source(one_paragraph(&reply), content, &mut untranslated);
             let para = &mut out[c.paragraphs.start];
             if !para.is_empty() && !piece.is_empty() {
                 para.push(' ');
@@ -83,7 +88,8 @@ pub fn translate(
         let got = paragraphs(&reply);
         if got.len() == n || n == 1 {
             if n == 1 {
-                out[c.paragraphs.start] = one_paragraph(&reply);
+                out[c.paragraphs.start] =
+                    or_source(one_paragraph(&reply), content, &mut untranslated);
             } else {
                 for (i, r) in got.iter().enumerate() {
                     out[c.paragraphs.start + i] = reply[r.clone()].to_string();
@@ -95,7 +101,8 @@ pub fn translate(
         for p in c.paragraphs.clone() {
             let src = &text[plan.paragraphs[p].clone()];
             let tokens = model.count_tokens(src)?;
-            out[p] = one_paragraph(&run(model, prompts, req, src, 1, tokens, &mut usage)?);
+            let reply = run(model, prompts, req, src, 1, tokens, &mut usage)?;
+            out[p] = or_source(one_paragraph(&reply), src, &mut untranslated);
         }
     }
     let mut joined = out.join("\n\n");
@@ -107,6 +114,7 @@ pub fn translate(
         chunks: plan.chunks.len(),
         paragraphs: plan.paragraphs.len(),
         retried_chunks: retried,
+        untranslated,
         usage,
     })
 }
@@ -126,6 +134,17 @@ fn run(
     let c = model.complete(&messages, cap)?;
     usage.add(&c);
     Ok(c.text)
+}
+
+/// An empty reply would silently drop text (and a paragraph): keep the
+/// source instead, and count it.
+fn or_source(translated: String, source: &str, untranslated: &mut usize) -> String {
+    if translated.trim().is_empty() {
+        *untranslated += 1;
+        source.to_string()
+    } else {
+        translated
+    }
 }
 
 /// Makes a reply one paragraph: blank lines inside become single breaks.
@@ -167,6 +186,20 @@ mod tests {
         assert_eq!(&t.text[out[3].clone()], "LAST PARAGRAPH.");
         assert!(t.chunks > 2, "the long paragraph is split: {}", t.chunks);
         assert_eq!(t.retried_chunks, 0);
+    }
+
+    #[test]
+    fn empty_replies_keep_the_source_text() {
+        let mut m = Fake {
+            context: 300,
+            reply: Reply::Empty,
+            calls: vec![],
+        };
+        let p = Prompts::load(None).unwrap();
+        let t = translate(&mut m, &p, &doc(), &req()).unwrap();
+        assert_eq!(paragraphs(&t.text).len(), 4);
+        assert!(t.text.starts_with("First one.\n\nSecond one here."));
+        assert!(t.untranslated >= 4, "{}", t.untranslated);
     }
 
     #[test]
