@@ -24,6 +24,12 @@ pub struct Cli {
     /// Threads used for model computation [default: all cores].
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
+
+    /// Never touch the network: use only models already in the cache.
+    ///
+    /// Setting HF_HUB_OFFLINE=1 does the same.
+    #[arg(long, global = true)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,23 +43,57 @@ pub enum Command {
     /// Decoding is pure greedy, with no repeat guard, unless sampling flags
     /// are given. `--format json` reports prompt and output token ids.
     Generate(GenerateArgs),
+    /// List, inspect, download and remove models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// The known models (built-in and your own manifests) and whether they are cached.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// A model's files, repositories, revision, context length and cache location.
+    Info {
+        /// Model id or alias (see `glot models list`).
+        #[arg(value_name = "MODEL")]
+        model: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Download a model ahead of time (the default model if none is named).
+    ///
+    /// Also takes hub repositories as hf:OWNER/NAME[@REVISION][:FILE].
+    Download {
+        #[arg(value_name = "MODEL")]
+        model: Option<String>,
+    },
+    /// Delete a model's files from the cache (files other models use are kept).
+    Remove {
+        #[arg(value_name = "MODEL")]
+        model: String,
+    },
 }
 
 /// Which model to run.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Model")]
 pub struct ModelArgs {
-    /// Model: a folder in Hugging Face layout or a .gguf file.
+    /// Model: an id from `glot models list`, hf:OWNER/NAME[@REV][:FILE], a folder or a .gguf file [default: qwen3-4b].
     ///
-    /// A folder holds config.json, *.safetensors, tokenizer.json and usually
-    /// tokenizer_config.json and generation_config.json. A .gguf file needs
-    /// a tokenizer.json beside it, or --tokenizer.
-    #[arg(short, long, env = "GLOT_MODEL", value_name = "PATH")]
+    /// Ids and hf: repositories are downloaded into the Hugging Face cache
+    /// on first use. A local folder holds config.json, *.safetensors,
+    /// tokenizer.json and usually tokenizer_config.json and
+    /// generation_config.json. A .gguf file needs a tokenizer.json beside
+    /// it, or --tokenizer.
+    #[arg(short, long, env = "GLOT_MODEL", value_name = "MODEL")]
     pub model: Option<String>,
 
-    /// tokenizer.json (or the folder holding it) for a GGUF model.
+    /// tokenizer.json (or its folder), or hf:OWNER/NAME, for a GGUF model.
     #[arg(long, value_name = "PATH")]
-    pub tokenizer: Option<PathBuf>,
+    pub tokenizer: Option<String>,
 
     /// Use at most N tokens of context (prompt plus answer).
     ///

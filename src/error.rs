@@ -22,6 +22,10 @@ pub enum Error {
     Context(String),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    HubNotFound(String),
+    #[error("{0}")]
+    HubUnreachable(String),
 }
 
 impl Error {

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod exit;
 mod printer;
+mod progress;
 mod settings;
 
 use std::process::ExitCode;
@@ -47,5 +48,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::Summarize(t) => commands::summarize::run(t, &s.printer),
         Task::Translate(t) => commands::translate::run(t, &s.printer),
         Task::Generate(t) => commands::generate::run(t, &s.printer),
+        Task::Models(t) => commands::models::run(t, &s.printer),
     }
 }

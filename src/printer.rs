@@ -14,6 +14,11 @@ impl Printer {
         Printer { level }
     }
 
+    /// Whether `-q` silenced everything but results and errors.
+    pub fn quiet(&self) -> bool {
+        self.level < 0
+    }
+
     /// Progress details, shown with `-v`.
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.level >= 1 {

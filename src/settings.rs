@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use glot::engine::generate::Sampling;
 use glot::engine::LoadOptions;
-use glot::hub::{self, ModelFiles};
 use glot::task::summarize::Length;
 use glot::text::lang::{self, Language};
 use glot::Error;
 
 use crate::cli::{
-    Cli, Command, DocumentArgs, Format, GenerateArgs, LengthArg, ModelArgs, OutputArgs,
-    SamplingArgs, SummarizeArgs, TranslateArgs,
+    Cli, Command, DocumentArgs, Format, GenerateArgs, LengthArg, ModelArgs, ModelsCommand,
+    OutputArgs, SamplingArgs, SummarizeArgs, TranslateArgs,
 };
 use crate::printer::Printer;
 
@@ -28,10 +27,21 @@ pub enum Task {
     Summarize(SummarizeSettings),
     Translate(TranslateSettings),
     Generate(GenerateSettings),
+    Models(ModelsSettings),
 }
 
+/// `glot models …`: the subcommand needs no further resolution.
+pub struct ModelsSettings {
+    pub command: ModelsCommand,
+    pub offline: bool,
+}
+
+/// The model as named; it is resolved (and fetched if need be) only after
+/// the input has been read, so bad input never waits on a download.
 pub struct ModelSettings {
-    pub files: ModelFiles,
+    pub spec: Option<String>,
+    pub tokenizer: Option<String>,
+    pub offline: bool,
     pub load: LoadOptions,
     pub sampling: Option<Sampling>,
 }
@@ -87,41 +97,45 @@ fn words(length: LengthArg) -> usize {
 pub fn resolve(cli: Cli) -> Result<Settings> {
     let printer = Printer::new(cli.quiet, cli.verbose);
     let task = match cli.command {
-        Command::Summarize(a) => Task::Summarize(summarize(a)?),
-        Command::Translate(a) => Task::Translate(translate(a)?),
-        Command::Generate(a) => Task::Generate(generate(a)?),
+        Command::Summarize(a) => Task::Summarize(summarize(a, cli.offline)?),
+        Command::Translate(a) => Task::Translate(translate(a, cli.offline)?),
+        Command::Generate(a) => Task::Generate(generate(a, cli.offline)?),
+        Command::Models(c) => Task::Models(ModelsSettings {
+            command: c,
+            offline: cli.offline,
+        }),
     };
     Ok(Settings { printer, task })
 }
 
-fn summarize(a: SummarizeArgs) -> Result<SummarizeSettings> {
+fn summarize(a: SummarizeArgs, offline: bool) -> Result<SummarizeSettings> {
     Ok(SummarizeSettings {
         language: a.lang.as_deref().map(lang::resolve).transpose()?,
         length: Length {
             words: a.words.map_or(words(a.length), |w| w as usize),
         },
-        doc: document(a.doc)?,
+        doc: document(a.doc, offline)?,
     })
 }
 
-fn translate(a: TranslateArgs) -> Result<TranslateSettings> {
+fn translate(a: TranslateArgs, offline: bool) -> Result<TranslateSettings> {
     Ok(TranslateSettings {
         target: lang::resolve(&a.to)?,
         source: a.from.as_deref().map(lang::resolve).transpose()?,
-        doc: document(a.doc)?,
+        doc: document(a.doc, offline)?,
     })
 }
 
-fn document(a: DocumentArgs) -> Result<DocumentSettings> {
+fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
     Ok(DocumentSettings {
         output: output(&a.output, Some(&a.input))?,
-        model: model(&a.model, &a.sampling)?,
+        model: model(&a.model, &a.sampling, offline)?,
         prompts: a.prompts,
         input: a.input,
     })
 }
 
-fn generate(a: GenerateArgs) -> Result<GenerateSettings> {
+fn generate(a: GenerateArgs, offline: bool) -> Result<GenerateSettings> {
     let prompt = match (a.prompt_file, a.prompt) {
         (Some(f), _) => PromptSource::File(f),
         (None, Some(t)) => PromptSource::Text(t),
@@ -135,19 +149,15 @@ fn generate(a: GenerateArgs) -> Result<GenerateSettings> {
         prompt,
         chat: a.chat,
         max_new_tokens: a.max_new_tokens,
-        model: model(&a.model, &a.sampling)?,
+        model: model(&a.model, &a.sampling, offline)?,
     })
 }
 
-fn model(m: &ModelArgs, s: &SamplingArgs) -> Result<ModelSettings> {
-    let spec = m.model.as_deref().ok_or_else(|| {
-        Error::Usage(
-            "no model given: pass --model PATH (a model folder or a .gguf file) or set GLOT_MODEL"
-                .into(),
-        )
-    })?;
+fn model(m: &ModelArgs, s: &SamplingArgs, offline: bool) -> Result<ModelSettings> {
     Ok(ModelSettings {
-        files: hub::resolve(spec, m.tokenizer.as_deref())?,
+        spec: m.model.clone().filter(|s| !s.is_empty()),
+        tokenizer: m.tokenizer.clone(),
+        offline,
         load: LoadOptions {
             max_context: m.max_context.map(|n| n as usize),
         },

@@ -1,6 +1,7 @@
 //! One file per subcommand; shared steps live here.
 
 pub mod generate;
+pub mod models;
 pub mod summarize;
 pub mod translate;
 
@@ -27,10 +28,24 @@ pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
     Ok(Prepared { doc, prompts, llm })
 }
 
-/// Loads the model and applies the run's decoding choices.
+/// The hub client for this run, reporting downloads the way the terminal allows.
+pub fn fetcher(offline: bool, printer: &Printer) -> glot::hub::download::Fetcher {
+    glot::hub::download::Fetcher::new(offline, crate::progress::for_downloads(printer))
+}
+
+/// Resolves (fetching if need be) and loads the model, and applies the
+/// run's decoding choices.
 pub fn load_model(m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {
-    printer.info(format!("loading model {}", m.files.id));
-    let mut llm = Llm::load(&m.files, &m.load)?;
+    let catalog = glot::hub::manifest::Catalog::load()?;
+    let fetcher = fetcher(m.offline, printer);
+    let files = glot::hub::resolve(
+        m.spec.as_deref(),
+        m.tokenizer.as_deref(),
+        &catalog,
+        &fetcher,
+    )?;
+    printer.info(format!("loading model {}", files.id));
+    let mut llm = Llm::load(&files, &m.load)?;
     llm.set_decode(DecodeOptions {
         sampling: m.sampling,
         repeat_guard: repeat_guard || m.sampling.is_some(),

@@ -1,38 +1,14 @@
-//! Where a model's files are: the seam between "what the user named" and
-//! "files on disk".
-//!
-//! Today a model is a local folder in the Hugging Face layout or a local
-//! GGUF file; hub ids resolve to the same [`ModelFiles`] once downloaded.
+//! Models on the local disk: a folder in the Hugging Face layout or a GGUF
+//! file with its tokenizer beside it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::{ModelFiles, WeightsFormat};
 use crate::error::Error;
 
-/// How the weights are stored.
-#[derive(Debug, Clone)]
-pub enum WeightsFormat {
-    /// One or more safetensors files (shards of one checkpoint).
-    Safetensors(Vec<PathBuf>),
-    /// One GGUF file.
-    Gguf(PathBuf),
-}
-
-/// Every file a model needs, resolved to local paths.
-#[derive(Debug, Clone)]
-pub struct ModelFiles {
-    /// What the user called the model (shown in outputs and manifests).
-    pub id: String,
-    pub weights: WeightsFormat,
-    pub config: Option<PathBuf>,
-    pub tokenizer: PathBuf,
-    pub tokenizer_config: Option<PathBuf>,
-    pub generation_config: Option<PathBuf>,
-    pub chat_template: Option<PathBuf>,
-}
-
-/// Resolves `--model` (and `--tokenizer`) to files on disk.
+/// Resolves a local path (and `--tokenizer`) to files on disk.
 pub fn resolve(spec: &str, tokenizer: Option<&Path>) -> Result<ModelFiles> {
     let path = Path::new(spec);
     if path.is_dir() {
@@ -46,10 +22,7 @@ pub fn resolve(spec: &str, tokenizer: Option<&Path>) -> Result<ModelFiles> {
         }
         resolve_gguf(spec, path, tokenizer)
     } else {
-        Err(Error::model(format!(
-            "model `{spec}` not found: give a model folder (config.json, tokenizer.json, *.safetensors) or a .gguf file"
-        ))
-        .into())
+        Err(Error::model(format!("model `{spec}` not found")).into())
     }
 }
 
@@ -69,7 +42,7 @@ fn required(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Files of the given extension directly inside `dir`, sorted.
-fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+pub(super) fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let p = entry?.path();

@@ -39,7 +39,7 @@ fn gguf_embedded_templates_match_transformers() {
         )
         .unwrap();
         let path = gguf(family, "q8_0");
-        let files = hub::resolve(path.to_str().unwrap(), Some(dir.path())).unwrap();
+        let files = hub::resolve_local(path.to_str().unwrap(), Some(dir.path())).unwrap();
         assert!(files.tokenizer_config.is_none());
         let llm = Llm::load(&files, &LoadOptions::default()).unwrap();
         for (i, case) in reference(family).chat_template_cases.iter().enumerate() {

@@ -346,7 +346,10 @@ fn bad_input_is_a_clear_error() {
             vec!["summarize", &good, "--lang", "frnch", "--model", &m],
             "did you mean French",
         ),
-        (vec!["summarize", &good], "no model given"),
+        (
+            vec!["summarize", &good],
+            "run `glot models download qwen3-4b`",
+        ),
         (
             vec!["summarize", &good, "--model", "no/such/model"],
             "not found",

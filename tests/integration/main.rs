@@ -4,5 +4,7 @@
 mod chat_template;
 mod chunking;
 mod cli;
+mod hub;
+mod hubserver;
 mod parity;
 mod util;

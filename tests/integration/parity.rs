@@ -11,13 +11,13 @@ use crate::util::{self, gguf, max_abs_diff, model_dir, reference, Case, FAMILIES
 const F32_LOGIT_TOL: f32 = 1e-3;
 
 pub fn load_dir(family: &str) -> Llm {
-    let files = hub::resolve(model_dir(family).to_str().unwrap(), None).unwrap();
+    let files = hub::resolve_local(model_dir(family).to_str().unwrap(), None).unwrap();
     Llm::load(&files, &LoadOptions::default()).unwrap()
 }
 
 pub fn load_gguf(family: &str, ty: &str) -> Llm {
     let path = gguf(family, ty);
-    let files = hub::resolve(path.to_str().unwrap(), Some(&model_dir(family))).unwrap();
+    let files = hub::resolve_local(path.to_str().unwrap(), Some(&model_dir(family))).unwrap();
     Llm::load(&files, &LoadOptions::default()).unwrap()
 }
 

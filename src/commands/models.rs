@@ -1,0 +1,359 @@
+//! `glot models`: list, inspect, download and remove models.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use glot::hub::download::{Fetcher, FileRef};
+use glot::hub::manifest::{Catalog, Manifest};
+use glot::hub::{self, ModelRef};
+use glot::Error;
+use indicatif::HumanBytes;
+use serde::Serialize;
+
+use super::fetcher;
+use crate::cli::{Format, ModelsCommand};
+use crate::printer::Printer;
+use crate::settings::ModelsSettings;
+
+pub fn run(s: ModelsSettings, printer: &Printer) -> Result<()> {
+    let catalog = Catalog::load()?;
+    let fetcher = fetcher(s.offline, printer);
+    match s.command {
+        ModelsCommand::List { format } => list(&catalog, &fetcher, format),
+        ModelsCommand::Info { model, format } => info(&catalog, &fetcher, &model, format),
+        ModelsCommand::Download { model } => {
+            download(&catalog, &fetcher, model.as_deref(), printer)
+        }
+        ModelsCommand::Remove { model } => remove(&catalog, &fetcher, &model),
+    }
+}
+
+fn manifest<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Manifest> {
+    catalog.find(name).ok_or_else(|| {
+        let ids: Vec<&str> = catalog.manifests.iter().map(|m| m.id.as_str()).collect();
+        Error::model(format!(
+            "unknown model `{name}` (known: {})",
+            ids.join(", ")
+        ))
+        .into()
+    })
+}
+
+fn file_ref<'a>(
+    m: &'a Manifest,
+    repo: &'a glot::hub::manifest::RepoFiles,
+    file: &'a str,
+    origin: &'a str,
+) -> FileRef<'a> {
+    FileRef {
+        repo: &repo.repo,
+        revision: &repo.revision,
+        file,
+        origin,
+        model: &m.id,
+    }
+}
+
+/// Cached path of each of the manifest's files, in order.
+fn cached_files(m: &Manifest, fetcher: &Fetcher) -> Vec<Option<PathBuf>> {
+    let origin = format!("manifest {}", m.origin);
+    m.files()
+        .into_iter()
+        .map(|(repo, file)| {
+            fetcher
+                .cached(&file_ref(m, repo, file, &origin))
+                .ok()
+                .flatten()
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    id: &'a str,
+    aliases: &'a [String],
+    default: bool,
+    name: &'a str,
+    family: &'a str,
+    tasks: &'a [String],
+    languages: &'a [String],
+    size_bytes: u64,
+    license: &'a str,
+    gated: bool,
+    /// "yes", "partly" or "no".
+    cached: &'static str,
+}
+
+fn cached_state(files: &[Option<PathBuf>]) -> &'static str {
+    match files.iter().filter(|f| f.is_some()).count() {
+        0 => "no",
+        n if n == files.len() => "yes",
+        _ => "partly",
+    }
+}
+
+fn list(catalog: &Catalog, fetcher: &Fetcher, format: Format) -> Result<()> {
+    let rows: Vec<Row> = catalog
+        .manifests
+        .iter()
+        .map(|m| Row {
+            id: &m.id,
+            aliases: &m.aliases,
+            default: m.default,
+            name: &m.name,
+            family: &m.family,
+            tasks: &m.tasks,
+            languages: &m.languages,
+            size_bytes: m.size_bytes,
+            license: &m.license,
+            gated: m.gated,
+            cached: cached_state(&cached_files(m, fetcher)),
+        })
+        .collect();
+    let out = if format == Format::Json {
+        serde_json::to_string_pretty(&rows)? + "\n"
+    } else {
+        let mut t = format!(
+            "{:<14} {:<8} {:<20} {:>9} {:>9} {:<12} {:<6} {}\n",
+            "ID", "FAMILY", "TASKS", "LANGUAGES", "SIZE", "LICENSE", "GATED", "CACHED"
+        );
+        for r in &rows {
+            let id = if r.default {
+                format!("{} *", r.id)
+            } else {
+                r.id.to_string()
+            };
+            t.push_str(&format!(
+                "{:<14} {:<8} {:<20} {:>9} {:>9} {:<12} {:<6} {}\n",
+                id,
+                r.family,
+                r.tasks.join(","),
+                r.languages.len(),
+                HumanBytes(r.size_bytes).to_string(),
+                r.license,
+                if r.gated { "yes" } else { "no" },
+                r.cached
+            ));
+        }
+        t.push_str("* default model\n");
+        t
+    };
+    glot::output::emit(None, &out)
+}
+
+#[derive(Serialize)]
+struct FileInfo<'a> {
+    repo: &'a str,
+    revision: &'a str,
+    file: &'a str,
+    cached: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Info<'a> {
+    #[serde(flatten)]
+    manifest: &'a Manifest,
+    origin: &'a str,
+    cache_dir: PathBuf,
+    files: Vec<FileInfo<'a>>,
+}
+
+fn info(catalog: &Catalog, fetcher: &Fetcher, name: &str, format: Format) -> Result<()> {
+    let m = manifest(catalog, name)?;
+    let cached = cached_files(m, fetcher);
+    let files: Vec<FileInfo> = m
+        .files()
+        .into_iter()
+        .zip(cached)
+        .map(|((repo, file), cached)| FileInfo {
+            repo: &repo.repo,
+            revision: &repo.revision,
+            file,
+            cached,
+        })
+        .collect();
+    let info = Info {
+        manifest: m,
+        origin: &m.origin,
+        cache_dir: fetcher.cache_dir()?,
+        files,
+    };
+    let out = if format == Format::Json {
+        serde_json::to_string_pretty(&info)? + "\n"
+    } else {
+        let mut t = format!("{} — {}\n", m.id, m.name);
+        if !m.aliases.is_empty() {
+            t.push_str(&format!("aliases:        {}\n", m.aliases.join(", ")));
+        }
+        t.push_str(&format!("architecture:   {}", m.architecture));
+        if let Some(q) = &m.quantization {
+            t.push_str(&format!(" ({q})"));
+        }
+        t.push_str(&format!(
+            "\ncontext length: {}\nsize:           about {}\nlicense:        {}{}\ntasks:          {}\nlanguages:      {}\nmanifest:       {}\ncache:          {}\nfiles:\n",
+            m.context_length,
+            HumanBytes(m.size_bytes),
+            m.license,
+            if m.gated { " (gated: needs HF_TOKEN)" } else { "" },
+            m.tasks.join(", "),
+            m.languages.join(" "),
+            m.origin,
+            info.cache_dir.display()
+        ));
+        for f in &info.files {
+            t.push_str(&format!(
+                "  {}@{} {}\n    {}\n",
+                f.repo,
+                f.revision,
+                f.file,
+                f.cached
+                    .as_ref()
+                    .map_or("not cached".to_string(), |p| p.display().to_string())
+            ));
+        }
+        t
+    };
+    glot::output::emit(None, &out)
+}
+
+fn download(
+    catalog: &Catalog,
+    fetcher: &Fetcher,
+    name: Option<&str>,
+    printer: &Printer,
+) -> Result<()> {
+    let warn = |msg: &str| printer.warn(msg);
+    match hub::model_ref(name, catalog)? {
+        ModelRef::Local(p) => Err(Error::Usage(format!(
+            "`{p}` is a local path: there is nothing to download"
+        ))
+        .into()),
+        ModelRef::Manifest(m) => {
+            let origin = format!("manifest {}", m.origin);
+            let mut total = 0;
+            for (repo, file) in m.files() {
+                let p = fetcher.refresh(&file_ref(m, repo, file, &origin), &warn)?;
+                total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            }
+            glot::output::emit(
+                None,
+                &format!(
+                    "{}: {} file(s), {} in {}\n",
+                    m.id,
+                    m.files().len(),
+                    HumanBytes(total),
+                    fetcher.cache_dir()?.display()
+                ),
+            )
+        }
+        ModelRef::Hub(_) => {
+            let files = hub::resolve(name, None, catalog, fetcher)?;
+            glot::output::emit(
+                None,
+                &format!(
+                    "{}: ready in {}\n",
+                    files.id,
+                    fetcher.cache_dir()?.display()
+                ),
+            )
+        }
+    }
+}
+
+/// Deletes the snapshot links of the model's files and the blobs that no
+/// other link in the cache still points to. Files another manifest also
+/// lists are kept.
+fn remove(catalog: &Catalog, fetcher: &Fetcher, name: &str) -> Result<()> {
+    let m = manifest(catalog, name)?;
+    let shared: HashSet<(String, String)> = catalog
+        .manifests
+        .iter()
+        .filter(|o| o.id != m.id)
+        .flat_map(|o| {
+            o.files()
+                .into_iter()
+                .map(|(r, f)| (r.repo.clone(), f.to_string()))
+        })
+        .collect();
+    let mut removed_blobs = Vec::new();
+    let mut repo_dirs = HashSet::new();
+    let mut kept = 0;
+    for ((repo, file), cached) in m.files().into_iter().zip(cached_files(m, fetcher)) {
+        let Some(link) = cached else { continue };
+        if shared.contains(&(repo.repo.clone(), file.to_string())) {
+            kept += 1;
+            continue;
+        }
+        let blob = std::fs::canonicalize(&link).ok();
+        std::fs::remove_file(&link).with_context(|| format!("cannot remove {}", link.display()))?;
+        if let Some(dir) = repo_dir(&link) {
+            repo_dirs.insert(dir);
+        }
+        removed_blobs.extend(blob);
+    }
+    let mut still_used = HashSet::new();
+    for dir in &repo_dirs {
+        collect_link_targets(&dir.join("snapshots"), &mut still_used);
+    }
+    let mut freed = 0;
+    for blob in removed_blobs {
+        if !still_used.contains(&blob) {
+            freed += std::fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&blob)
+                .with_context(|| format!("cannot remove {}", blob.display()))?;
+        }
+    }
+    for dir in &repo_dirs {
+        prune_empty_dirs(&dir.join("snapshots"));
+    }
+    let note = if kept > 0 {
+        format!(" ({kept} file(s) kept: other models use them)")
+    } else {
+        String::new()
+    };
+    glot::output::emit(
+        None,
+        &format!("{}: freed {}{note}\n", m.id, HumanBytes(freed)),
+    )
+}
+
+/// `…/models--owner--name` above a snapshot path.
+fn repo_dir(link: &Path) -> Option<PathBuf> {
+    link.ancestors()
+        .find(|a| {
+            a.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("models--"))
+        })
+        .map(Path::to_path_buf)
+}
+
+fn collect_link_targets(dir: &Path, out: &mut HashSet<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() && !p.is_symlink() {
+            collect_link_targets(&p, out);
+        } else if let Ok(target) = std::fs::canonicalize(&p) {
+            out.insert(target);
+        }
+    }
+}
+
+/// Removes empty folders below `dir` (and `dir` itself when empty).
+fn prune_empty_dirs(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut empty = true;
+    for e in entries.flatten() {
+        let p = e.path();
+        if !(p.is_dir() && !p.is_symlink() && prune_empty_dirs(&p)) {
+            empty = false;
+        }
+    }
+    empty && std::fs::remove_dir(dir).is_ok()
+}

@@ -1,0 +1,250 @@
+//! Model manifests: what a model id means (repos, revisions, files) as data.
+//!
+//! The manifests in `models/` are compiled into the binary; a user adds
+//! their own as `*.toml` files in `$XDG_CONFIG_HOME/glot/models/`
+//! (`~/.config/glot/models/`), which may also override built-in ids.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The manifests shipped with glot, by file name.
+const BUILTIN: &[(&str, &str)] = &[
+    ("qwen3-4b.toml", include_str!("../../models/qwen3-4b.toml")),
+    (
+        "qwen3-1.7b.toml",
+        include_str!("../../models/qwen3-1.7b.toml"),
+    ),
+];
+
+/// Files of one repository at one revision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RepoFiles {
+    pub repo: String,
+    #[serde(default = "main")]
+    pub revision: String,
+    pub files: Vec<String>,
+}
+
+fn main() -> String {
+    "main".to_string()
+}
+
+/// One model as `glot models` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The model used when none is named.
+    #[serde(default)]
+    pub default: bool,
+    pub name: String,
+    pub family: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub quantization: Option<String>,
+    pub context_length: usize,
+    /// Approximate download size.
+    pub size_bytes: u64,
+    pub license: String,
+    #[serde(default)]
+    pub gated: bool,
+    pub tasks: Vec<String>,
+    pub languages: Vec<String>,
+    /// Weights (and, for safetensors models, config files).
+    pub weights: RepoFiles,
+    /// Where tokenizer and chat template come from, when not beside the weights.
+    #[serde(default)]
+    pub tokenizer: Option<RepoFiles>,
+    /// Where the manifest was read from, for error messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+impl Manifest {
+    /// Every repository file the model needs, weights first.
+    pub fn files(&self) -> Vec<(&RepoFiles, &str)> {
+        let mut out: Vec<(&RepoFiles, &str)> = self
+            .weights
+            .files
+            .iter()
+            .map(|f| (&self.weights, f.as_str()))
+            .collect();
+        if let Some(t) = &self.tokenizer {
+            out.extend(t.files.iter().map(|f| (t, f.as_str())));
+        }
+        out
+    }
+
+    /// Whether `name` is this model's id or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.id.eq_ignore_ascii_case(name)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+}
+
+/// All manifests known to this run.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub manifests: Vec<Manifest>,
+}
+
+/// The user's manifest folder.
+pub fn user_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("glot").join("models"))
+}
+
+impl Catalog {
+    /// Built-in manifests plus the user's (which win on the same id).
+    pub fn load() -> Result<Self> {
+        let mut manifests = Vec::new();
+        for (name, text) in BUILTIN {
+            manifests.push(parse(text, &format!("built-in models/{name}"))?);
+        }
+        if let Some(dir) = user_dir().filter(|d| d.is_dir()) {
+            for m in read_dir(&dir)? {
+                manifests.retain(|old: &Manifest| old.id != m.id);
+                manifests.push(m);
+            }
+        }
+        Ok(Catalog { manifests })
+    }
+
+    /// The manifest with this id or alias.
+    pub fn find(&self, name: &str) -> Option<&Manifest> {
+        // A user's manifest comes last and wins over a built-in alias.
+        self.manifests.iter().rev().find(|m| m.answers_to(name))
+    }
+
+    /// The model used when none is named.
+    pub fn default_model(&self) -> Option<&Manifest> {
+        self.manifests.iter().rev().find(|m| m.default)
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<Manifest>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            parse(&text, &p.display().to_string())
+        })
+        .collect()
+}
+
+/// Parses and checks one manifest; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Manifest> {
+    let mut m: Manifest = toml::from_str(text)
+        .map_err(|e| Error::model(format!("manifest {origin} is invalid: {e}")))?;
+    m.origin = origin.to_string();
+    for (repo, file) in m.files() {
+        check_repo_id(&repo.repo).map_err(|e| Error::model(format!("manifest {origin}: {e}")))?;
+        refuse_pickle(file).map_err(|e| Error::model(format!("manifest {origin}: {e}")))?;
+    }
+    Ok(m)
+}
+
+/// `owner/name`, as the hub spells repository ids.
+pub fn check_repo_id(repo: &str) -> Result<(), Error> {
+    let ok = repo.split('/').count() == 2
+        && repo.split('/').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::model(format!(
+            "`{repo}` is not a repository id (owner/name)"
+        )))
+    }
+}
+
+/// Pickled weights can run code when loaded; glot never loads them.
+pub fn refuse_pickle(file: &str) -> Result<(), Error> {
+    let pickled = [".bin", ".pt", ".pth", ".ckpt", ".pkl"]
+        .iter()
+        .any(|ext| file.to_ascii_lowercase().ends_with(ext));
+    if pickled {
+        Err(Error::model(format!(
+            "`{file}` is a pickled PyTorch file: loading one can run arbitrary code, so glot only loads safetensors and GGUF weights"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_manifests_parse_and_cover_models_folder() {
+        let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                names.contains(&name.as_str()),
+                "models/{name} is not compiled in"
+            );
+        }
+        let c = Catalog {
+            manifests: BUILTIN.iter().map(|(n, t)| parse(t, n).unwrap()).collect(),
+        };
+        assert_eq!(c.default_model().unwrap().id, "qwen3-4b");
+        assert_eq!(c.find("fast").unwrap().id, "qwen3-1.7b");
+        assert_eq!(c.find("QWEN3-4B").unwrap().id, "qwen3-4b");
+    }
+
+    #[test]
+    fn bad_manifests_are_refused_with_their_origin() {
+        let base = r#"
+            id = "x"
+            name = "x"
+            family = "qwen3"
+            architecture = "qwen3"
+            context_length = 10
+            size_bytes = 1
+            license = "mit"
+            tasks = []
+            languages = []
+        "#;
+        let err = parse(
+            &format!("{base}\n[weights]\nrepo = \"a/b\"\nfiles = [\"pytorch_model.bin\"]"),
+            "my.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("my.toml") && err.contains("pickled"), "{err}");
+        let err = parse(
+            &format!("{base}\n[weights]\nrepo = \"nope\"\nfiles = [\"a.gguf\"]"),
+            "my.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a repository id"), "{err}");
+        assert!(parse("id = 3", "bad.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("bad.toml"));
+    }
+}

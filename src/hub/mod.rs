@@ -1,0 +1,443 @@
+//! Where a model's files are: the seam between what the user named and files
+//! on disk.
+//!
+//! `--model` may be a local folder or `.gguf` file, a manifest id or alias
+//! from `models/` (`qwen3-4b`, `fast`), or any hub repository as
+//! `hf:OWNER/NAME[@REVISION][:FILE]`. Every form ends as [`ModelFiles`]:
+//! local paths, fetched into the Hugging Face cache when needed.
+
+pub mod download;
+mod local;
+pub mod manifest;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::error::Error;
+use download::{Fetcher, FileRef};
+use manifest::{refuse_pickle, Catalog, Manifest};
+
+/// How the weights are stored.
+#[derive(Debug, Clone)]
+pub enum WeightsFormat {
+    /// One or more safetensors files (shards of one checkpoint).
+    Safetensors(Vec<PathBuf>),
+    /// One GGUF file.
+    Gguf(PathBuf),
+}
+
+/// Every file a model needs, resolved to local paths.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// What the user called the model (shown in outputs and manifests).
+    pub id: String,
+    pub weights: WeightsFormat,
+    pub config: Option<PathBuf>,
+    pub tokenizer: PathBuf,
+    pub tokenizer_config: Option<PathBuf>,
+    pub generation_config: Option<PathBuf>,
+    pub chat_template: Option<PathBuf>,
+}
+
+/// Resolves a local path only (and a local `--tokenizer`), never the hub.
+pub fn resolve_local(spec: &str, tokenizer: Option<&Path>) -> Result<ModelFiles> {
+    local::resolve(spec, tokenizer)
+}
+
+/// A hub repository as `--model hf:OWNER/NAME[@REVISION][:FILE]` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubSpec {
+    pub repo: String,
+    pub revision: String,
+    pub file: Option<String>,
+}
+
+impl HubSpec {
+    /// Parses the part after `hf:`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let (repo_rev, file) = match s.split_once(':') {
+            Some((r, f)) if !f.is_empty() => (r, Some(f.to_string())),
+            Some(_) => {
+                return Err(Error::Usage(format!(
+                    "`hf:{s}`: the file after `:` is empty"
+                )))
+            }
+            None => (s, None),
+        };
+        let (repo, revision) = match repo_rev.split_once('@') {
+            Some((r, v)) if !v.is_empty() => (r, v.to_string()),
+            Some(_) => {
+                return Err(Error::Usage(format!(
+                    "`hf:{s}`: the revision after `@` is empty"
+                )))
+            }
+            None => (repo_rev, "main".to_string()),
+        };
+        manifest::check_repo_id(repo).map_err(|_| {
+            Error::Usage(format!(
+                "`hf:{s}` is not of the form hf:OWNER/NAME[@REVISION][:FILE]"
+            ))
+        })?;
+        if let Some(f) = &file {
+            refuse_pickle(f)?;
+        }
+        Ok(HubSpec {
+            repo: repo.to_string(),
+            revision,
+            file,
+        })
+    }
+}
+
+/// What `--model` names.
+pub enum ModelRef<'a> {
+    Local(&'a str),
+    Manifest(&'a Manifest),
+    Hub(HubSpec),
+}
+
+/// Classifies `--model`; `None` means the default model.
+pub fn model_ref<'a>(spec: Option<&'a str>, catalog: &'a Catalog) -> Result<ModelRef<'a>> {
+    let Some(spec) = spec else {
+        return catalog
+            .default_model()
+            .map(ModelRef::Manifest)
+            .ok_or_else(|| {
+                Error::Usage("no model given and no default model: pass --model".into()).into()
+            });
+    };
+    if let Some(rest) = spec.strip_prefix("hf:") {
+        return Ok(ModelRef::Hub(HubSpec::parse(rest)?));
+    }
+    if Path::new(spec).exists() {
+        return Ok(ModelRef::Local(spec));
+    }
+    if let Some(m) = catalog.find(spec) {
+        return Ok(ModelRef::Manifest(m));
+    }
+    let looks_like_path = spec.contains(std::path::MAIN_SEPARATOR) || spec.ends_with(".gguf");
+    Err(Error::model(if looks_like_path {
+        format!("model `{spec}` not found: no such file or folder")
+    } else {
+        format!(
+            "unknown model `{spec}`: not a local folder or .gguf file, nor a model id of `glot models list`; name hub repositories as hf:OWNER/NAME"
+        )
+    })
+    .into())
+}
+
+/// Resolves `--model` and `--tokenizer` to local files, fetching what the
+/// cache lacks (unless offline).
+pub fn resolve(
+    spec: Option<&str>,
+    tokenizer: Option<&str>,
+    catalog: &Catalog,
+    fetcher: &Fetcher,
+) -> Result<ModelFiles> {
+    match model_ref(spec, catalog)? {
+        ModelRef::Local(path) => match tokenizer {
+            Some(t) if t.starts_with("hf:") => {
+                let mut files = local::resolve(path, None).or_else(|_| {
+                    // A lone GGUF file: take the tokenizer from the hub instead.
+                    local::resolve(
+                        path,
+                        Some(Path::new(path).parent().unwrap_or(Path::new("."))),
+                    )
+                });
+                let tok = hub_tokenizer(t, fetcher, path)?;
+                if let Ok(f) = &mut files {
+                    apply_tokenizer(f, tok);
+                    return files;
+                }
+                Err(Error::model(format!("model `{path}` not found")).into())
+            }
+            t => local::resolve(path, t.map(Path::new)),
+        },
+        ModelRef::Manifest(m) => {
+            let mut files = resolve_manifest(m, fetcher)?;
+            if let Some(t) = tokenizer {
+                apply_tokenizer(&mut files, tokenizer_files(t, fetcher, &m.id)?);
+            }
+            Ok(files)
+        }
+        ModelRef::Hub(h) => resolve_hub(&h, tokenizer, fetcher, spec.unwrap_or_default()),
+    }
+}
+
+/// Tokenizer files found for a model.
+struct TokenizerFiles {
+    tokenizer: PathBuf,
+    tokenizer_config: Option<PathBuf>,
+    generation_config: Option<PathBuf>,
+    chat_template: Option<PathBuf>,
+}
+
+fn apply_tokenizer(files: &mut ModelFiles, t: TokenizerFiles) {
+    files.tokenizer = t.tokenizer;
+    files.tokenizer_config = t.tokenizer_config.or(files.tokenizer_config.take());
+    files.generation_config = files.generation_config.take().or(t.generation_config);
+    files.chat_template = t.chat_template.or(files.chat_template.take());
+}
+
+/// `--tokenizer` as a local path or `hf:OWNER/NAME[@REVISION]`.
+fn tokenizer_files(spec: &str, fetcher: &Fetcher, model: &str) -> Result<TokenizerFiles> {
+    if spec.starts_with("hf:") {
+        return hub_tokenizer(spec, fetcher, model);
+    }
+    let p = Path::new(spec);
+    let dir = if p.is_dir() {
+        p.to_path_buf()
+    } else {
+        p.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let tokenizer = if p.is_file() {
+        p.to_path_buf()
+    } else {
+        dir.join("tokenizer.json")
+    };
+    if !tokenizer.is_file() {
+        return Err(Error::model(format!("tokenizer {} not found", tokenizer.display())).into());
+    }
+    let opt = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
+    Ok(TokenizerFiles {
+        tokenizer,
+        tokenizer_config: opt("tokenizer_config.json"),
+        generation_config: opt("generation_config.json"),
+        chat_template: opt("chat_template.jinja"),
+    })
+}
+
+fn hub_tokenizer(spec: &str, fetcher: &Fetcher, model: &str) -> Result<TokenizerFiles> {
+    let h = HubSpec::parse(spec.trim_start_matches("hf:"))?;
+    let origin = format!("--tokenizer {spec}");
+    fetch_tokenizer(&h.repo, &h.revision, fetcher, &origin, model)?
+        .ok_or_else(|| Error::model(format!("{} has no tokenizer.json ({origin})", h.repo)).into())
+}
+
+/// The tokenizer files of a repository; `None` when it has no tokenizer.json.
+fn fetch_tokenizer(
+    repo: &str,
+    revision: &str,
+    fetcher: &Fetcher,
+    origin: &str,
+    model: &str,
+) -> Result<Option<TokenizerFiles>> {
+    let get = |file: &str, required: bool| {
+        fetcher.fetch(
+            &FileRef {
+                repo,
+                revision,
+                file,
+                origin,
+                model,
+            },
+            required,
+        )
+    };
+    let Some(tokenizer) = get("tokenizer.json", false)? else {
+        return Ok(None);
+    };
+    Ok(Some(TokenizerFiles {
+        tokenizer,
+        tokenizer_config: get("tokenizer_config.json", false)?,
+        generation_config: get("generation_config.json", false)?,
+        chat_template: get("chat_template.jinja", false)?,
+    }))
+}
+
+/// Every file of a manifest, fetched, sorted into roles by name.
+fn resolve_manifest(m: &Manifest, fetcher: &Fetcher) -> Result<ModelFiles> {
+    let mut paths = Vec::new();
+    for (repo, file) in m.files() {
+        let f = FileRef {
+            repo: &repo.repo,
+            revision: &repo.revision,
+            file,
+            origin: &format!("manifest {}", m.origin),
+            model: &m.id,
+        };
+        let p = fetcher
+            .fetch(&f, true)?
+            .expect("required files are fetched or fail");
+        paths.push((file.to_string(), p));
+    }
+    assemble(&m.id, &paths, &format!("manifest {}", m.origin))
+}
+
+/// Sorts fetched files into a [`ModelFiles`] by their names.
+fn assemble(id: &str, paths: &[(String, PathBuf)], origin: &str) -> Result<ModelFiles> {
+    let named = |n: &str| {
+        paths
+            .iter()
+            .find(|(f, _)| f.rsplit('/').next() == Some(n))
+            .map(|(_, p)| p.clone())
+    };
+    let with_ext = |e: &str| -> Vec<PathBuf> {
+        paths
+            .iter()
+            .filter(|(f, _)| f.ends_with(e))
+            .map(|(_, p)| p.clone())
+            .collect()
+    };
+    let ggufs = with_ext(".gguf");
+    let shards = with_ext(".safetensors");
+    let weights = match (ggufs.as_slice(), shards.is_empty()) {
+        ([one], true) => WeightsFormat::Gguf(one.clone()),
+        ([], false) => WeightsFormat::Safetensors(shards),
+        _ => {
+            return Err(Error::model(format!(
+                "{origin} must list either one .gguf file or safetensors files"
+            ))
+            .into())
+        }
+    };
+    if matches!(weights, WeightsFormat::Safetensors(_)) && named("config.json").is_none() {
+        return Err(Error::model(format!(
+            "{origin} lists safetensors weights but no config.json"
+        ))
+        .into());
+    }
+    Ok(ModelFiles {
+        id: id.to_string(),
+        weights,
+        config: named("config.json"),
+        tokenizer: named("tokenizer.json")
+            .ok_or_else(|| Error::model(format!("{origin} lists no tokenizer.json")))?,
+        tokenizer_config: named("tokenizer_config.json"),
+        generation_config: named("generation_config.json"),
+        chat_template: named("chat_template.jinja"),
+    })
+}
+
+/// `hf:OWNER/NAME[@REV][:FILE]`: the named file, or what the architecture
+/// needs (configs, tokenizer, safetensors shards via their index).
+fn resolve_hub(
+    h: &HubSpec,
+    tokenizer: Option<&str>,
+    fetcher: &Fetcher,
+    spec: &str,
+) -> Result<ModelFiles> {
+    let origin = format!("--model {spec}");
+    let get = |file: &str, required: bool| {
+        fetcher.fetch(
+            &FileRef {
+                repo: &h.repo,
+                revision: &h.revision,
+                file,
+                origin: &origin,
+                model: spec,
+            },
+            required,
+        )
+    };
+    let mut paths: Vec<(String, PathBuf)> = Vec::new();
+    match &h.file {
+        Some(file) if file.ends_with(".gguf") => {
+            paths.push((file.clone(), get(file, true)?.expect("required")));
+        }
+        Some(file) if file.ends_with(".safetensors") => {
+            paths.push((file.clone(), get(file, true)?.expect("required")));
+            paths.push((
+                "config.json".into(),
+                get("config.json", true)?.expect("required"),
+            ));
+        }
+        Some(file) => {
+            return Err(Error::model(format!(
+                "`{file}`: name a .gguf or .safetensors file, or no file to fetch the whole model"
+            ))
+            .into())
+        }
+        None => {
+            paths.push((
+                "config.json".into(),
+                get("config.json", true)?.expect("required"),
+            ));
+            let shards = match get("model.safetensors.index.json", false)? {
+                Some(index) => shard_names(&index)?,
+                None => vec!["model.safetensors".to_string()],
+            };
+            for shard in shards {
+                let p = get(&shard, true).map_err(|e| {
+                    e.context(format!(
+                        "{} has no safetensors weights at its top level: name a file, as in hf:{}:FILE.gguf",
+                        h.repo, h.repo
+                    ))
+                })?;
+                paths.push((shard, p.expect("required")));
+            }
+        }
+    }
+    let tok = match tokenizer {
+        Some(t) => Some(tokenizer_files(t, fetcher, spec)?),
+        None => match fetch_tokenizer(&h.repo, &h.revision, fetcher, &origin, spec)? {
+            Some(t) => Some(t),
+            // GGUF repositories seldom carry tokenizer.json: the base model's has it.
+            None => match h
+                .repo
+                .strip_suffix("-GGUF")
+                .or_else(|| h.repo.strip_suffix("-gguf"))
+            {
+                Some(base) => fetch_tokenizer(base, "main", fetcher, &origin, spec)?,
+                None => None,
+            },
+        },
+    };
+    let tok = tok.ok_or_else(|| {
+        Error::model(format!(
+            "{} has no tokenizer.json: pass --tokenizer hf:OWNER/BASE-MODEL or a local tokenizer.json",
+            h.repo
+        ))
+    })?;
+    paths.push(("tokenizer.json".into(), tok.tokenizer.clone()));
+    let mut files = assemble(spec, &paths, &origin)?;
+    apply_tokenizer(&mut files, tok);
+    Ok(files)
+}
+
+fn shard_names(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index)?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", index.display())))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::model(format!("{} has no weight_map", index.display())))?;
+    let mut names: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names.dedup();
+    for n in &names {
+        refuse_pickle(n)?;
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_specs() {
+        let h = HubSpec::parse("Qwen/Qwen3-1.7B-GGUF:Qwen3-1.7B-Q8_0.gguf").unwrap();
+        assert_eq!(
+            h,
+            HubSpec {
+                repo: "Qwen/Qwen3-1.7B-GGUF".into(),
+                revision: "main".into(),
+                file: Some("Qwen3-1.7B-Q8_0.gguf".into())
+            }
+        );
+        let h = HubSpec::parse("Qwen/Qwen3-1.7B@v1.0").unwrap();
+        assert_eq!((h.revision.as_str(), h.file), ("v1.0", None));
+        assert!(HubSpec::parse("Qwen").is_err());
+        assert!(HubSpec::parse("a/b@").is_err());
+        let e = HubSpec::parse("a/b:pytorch_model.bin")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pickled"), "{e}");
+    }
+}
