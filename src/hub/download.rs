@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -155,7 +155,7 @@ impl Fetcher {
             .into());
         }
         match self.download(f, false) {
-            Ok(p) => Ok(Some(p)),
+            Ok(d) => Ok(Some(d.path)),
             Err(e) if !required && is_not_found(&e) => Ok(None),
             Err(e) => Err(e),
         }
@@ -169,7 +169,15 @@ impl Fetcher {
             return self.fetch(f, true).map(|p| p.expect("required file"));
         }
         match self.download(f, false) {
-            Ok(p) => Ok(p),
+            // hf-hub itself falls back to the cache when the hub is unreachable.
+            Ok(d) if !d.hub_answered => {
+                warn(&format!(
+                    "cannot reach the hub; using the cached {} of {}",
+                    f.file, f.repo
+                ));
+                Ok(d.path)
+            }
+            Ok(d) => Ok(d.path),
             Err(e) if is_network(&e) => match self.cached(f) {
                 Ok(Some(p)) => {
                     warn(&format!(
@@ -185,14 +193,16 @@ impl Fetcher {
     }
 
     /// Downloads through hf-hub on a worker thread watched for silence.
-    fn download(&self, f: &FileRef, force: bool) -> Result<PathBuf> {
+    fn download(&self, f: &FileRef, force: bool) -> Result<Downloaded> {
         let client = self.client()?;
         let (owner, name) = f.repo.split_once('/').unwrap_or((f.repo, ""));
         let repo = client.sync.model(owner, name);
         let activity = Arc::new(AtomicU64::new(0));
+        let answered = Arc::new(AtomicBool::new(false));
         let started = Instant::now();
         let handler = Watch {
             activity: activity.clone(),
+            answered: answered.clone(),
             started,
             repo: f.repo.to_string(),
             file: f.file.to_string(),
@@ -240,8 +250,17 @@ impl Fetcher {
         }
         let path = result.map_err(|e| explain(e, f, &client.endpoint))?;
         verify_if_fresh(&path, wall_start, f)?;
-        Ok(path)
+        Ok(Downloaded {
+            path,
+            hub_answered: answered.load(Ordering::Relaxed),
+        })
     }
+}
+
+/// A file hf-hub handed back, and whether the hub took part.
+struct Downloaded {
+    path: PathBuf,
+    hub_answered: bool,
 }
 
 /// The hub client and what glot reports about it.
@@ -254,6 +273,7 @@ struct Client {
 /// Feeds the watchdog and the user's progress display.
 struct Watch {
     activity: Arc<AtomicU64>,
+    answered: Arc<AtomicBool>,
     started: Instant,
     repo: String,
     file: String,
@@ -264,6 +284,11 @@ impl ProgressHandler for Watch {
     fn on_progress(&self, event: &ProgressEvent) {
         self.activity
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // `Complete` also follows hf-hub's silent fallback to the cache; the
+        // other events only follow an answer from the hub.
+        if !matches!(event, ProgressEvent::Download(DownloadEvent::Complete)) {
+            self.answered.store(true, Ordering::Relaxed);
+        }
         let (Some(p), ProgressEvent::Download(ev)) = (&self.progress, event) else {
             return;
         };

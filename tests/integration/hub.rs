@@ -246,6 +246,17 @@ fn download_then_run_from_the_cache_with_the_hub_gone() {
         "a cached model must not touch the network"
     );
     env.hub.stop();
+    // Refreshing with the hub gone falls back to the cache, and says so.
+    let o = env.glot(&["models", "download", "tiny"]);
+    ok(&o);
+    assert!(
+        stderr(&o).contains("cannot reach the hub"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.glot(&["-q", "models", "download", "tiny"]);
+    ok(&o);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     let started = std::time::Instant::now();
     let o = env.glot(&[
         "generate",
