@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::{ModelFiles, WeightsFormat};
+use super::{index_shards, ModelFiles, TokenizerFiles, WeightsFormat};
 use crate::error::Error;
 
 /// Resolves a local path (and `--tokenizer`) to files on disk.
@@ -74,75 +74,69 @@ fn resolve_dir(spec: &str, dir: &Path, tokenizer: Option<&Path>) -> Result<Model
         }
         .into());
     }
-    let tok_dir = tokenizer_dir(dir, tokenizer);
+    let config = required(dir, "config.json")?;
+    let tok = tokenizer_at(tokenizer.unwrap_or(dir))?;
     Ok(ModelFiles {
         id: spec.to_string(),
         weights: WeightsFormat::Safetensors(shards),
-        config: Some(required(dir, "config.json")?),
-        tokenizer: tokenizer_file(&tok_dir, tokenizer)?,
-        tokenizer_config: optional(&tok_dir, "tokenizer_config.json"),
+        config: Some(config),
+        tokenizer: tok.tokenizer,
+        tokenizer_config: tok.tokenizer_config,
         generation_config: optional(dir, "generation_config.json"),
-        chat_template: optional(&tok_dir, "chat_template.jinja"),
+        chat_template: tok.chat_template,
     })
 }
 
 /// Shards listed by `model.safetensors.index.json`, or every `*.safetensors`.
 fn safetensors_shards(dir: &Path) -> Result<Vec<PathBuf>> {
-    let Some(index) = optional(dir, "model.safetensors.index.json") else {
-        return files_with_ext(dir, "safetensors");
-    };
-    let text = std::fs::read_to_string(&index)
-        .with_context(|| format!("cannot read {}", index.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", index.display()))?;
-    let map = json
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::model(format!("{} has no weight_map", index.display())))?;
-    let mut names: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    names.into_iter().map(|n| required(dir, n)).collect()
+    match optional(dir, "model.safetensors.index.json") {
+        Some(index) => index_shards(&index)?
+            .iter()
+            .map(|n| required(dir, n))
+            .collect(),
+        None => files_with_ext(dir, "safetensors"),
+    }
 }
 
 fn resolve_gguf(spec: &str, file: &Path, tokenizer: Option<&Path>) -> Result<ModelFiles> {
     let dir = file.parent().unwrap_or(Path::new("."));
-    let tok_dir = tokenizer_dir(dir, tokenizer);
-    let tok = tokenizer_file(&tok_dir, tokenizer).map_err(|_| {
-        Error::model(format!(
-            "{}: no tokenizer.json beside the GGUF file; pass --tokenizer PATH (a tokenizer.json or its folder)",
+    let tok = tokenizer_at(tokenizer.unwrap_or(dir)).map_err(|e| match tokenizer {
+        Some(_) => e,
+        None => Error::model(format!(
+            "{}: no tokenizer.json beside the GGUF file; pass --tokenizer PATH (a tokenizer.json or its folder) or hf:OWNER/NAME",
             file.display()
         ))
+        .into(),
     })?;
     Ok(ModelFiles {
         id: spec.to_string(),
         weights: WeightsFormat::Gguf(file.to_path_buf()),
         config: None,
-        tokenizer: tok,
-        tokenizer_config: optional(&tok_dir, "tokenizer_config.json"),
-        generation_config: optional(&tok_dir, "generation_config.json")
+        tokenizer: tok.tokenizer,
+        tokenizer_config: tok.tokenizer_config,
+        generation_config: tok
+            .generation_config
             .or_else(|| optional(dir, "generation_config.json")),
-        chat_template: optional(&tok_dir, "chat_template.jinja"),
+        chat_template: tok.chat_template,
     })
 }
 
-fn tokenizer_dir(model_dir: &Path, tokenizer: Option<&Path>) -> PathBuf {
-    match tokenizer {
-        Some(t) if t.is_dir() => t.to_path_buf(),
-        Some(t) => t
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-        None => model_dir.to_path_buf(),
+/// A tokenizer given as its `tokenizer.json` or the folder holding it, with
+/// the files that sit beside it.
+pub(super) fn tokenizer_at(path: &Path) -> Result<TokenizerFiles> {
+    if !path.exists() {
+        return Err(Error::model(format!("tokenizer {} not found", path.display())).into());
     }
-}
-
-fn tokenizer_file(dir: &Path, tokenizer: Option<&Path>) -> Result<PathBuf> {
-    match tokenizer {
-        Some(t) if t.is_file() => Ok(t.to_path_buf()),
-        Some(t) if !t.exists() => {
-            Err(Error::model(format!("tokenizer {} not found", t.display())).into())
-        }
-        _ => required(dir, "tokenizer.json"),
-    }
+    let (dir, tokenizer) = if path.is_dir() {
+        (path.to_path_buf(), required(path, "tokenizer.json")?)
+    } else {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (dir, path.to_path_buf())
+    };
+    Ok(TokenizerFiles {
+        tokenizer,
+        tokenizer_config: optional(&dir, "tokenizer_config.json"),
+        generation_config: optional(&dir, "generation_config.json"),
+        chat_template: optional(&dir, "chat_template.jinja"),
+    })
 }

@@ -136,24 +136,14 @@ pub fn resolve(
     fetcher: &Fetcher,
 ) -> Result<ModelFiles> {
     match model_ref(spec, catalog)? {
-        ModelRef::Local(path) => match tokenizer {
-            Some(t) if t.starts_with("hf:") => {
-                let mut files = local::resolve(path, None).or_else(|_| {
-                    // A lone GGUF file: take the tokenizer from the hub instead.
-                    local::resolve(
-                        path,
-                        Some(Path::new(path).parent().unwrap_or(Path::new("."))),
-                    )
-                });
-                let tok = hub_tokenizer(t, fetcher, path)?;
-                if let Ok(f) = &mut files {
-                    apply_tokenizer(f, tok);
-                    return files;
-                }
-                Err(Error::model(format!("model `{path}` not found")).into())
-            }
-            t => local::resolve(path, t.map(Path::new)),
-        },
+        ModelRef::Local(path) => {
+            // A hub tokenizer lands in the cache, its files side by side.
+            let tok = match tokenizer {
+                Some(t) if t.starts_with("hf:") => Some(hub_tokenizer(t, fetcher, path)?.tokenizer),
+                t => t.map(PathBuf::from),
+            };
+            local::resolve(path, tok.as_deref())
+        }
         ModelRef::Manifest(m) => {
             let mut files = resolve_manifest(m, fetcher)?;
             if let Some(t) = tokenizer {
@@ -166,7 +156,7 @@ pub fn resolve(
 }
 
 /// Tokenizer files found for a model.
-struct TokenizerFiles {
+pub(crate) struct TokenizerFiles {
     tokenizer: PathBuf,
     tokenizer_config: Option<PathBuf>,
     generation_config: Option<PathBuf>,
@@ -183,29 +173,10 @@ fn apply_tokenizer(files: &mut ModelFiles, t: TokenizerFiles) {
 /// `--tokenizer` as a local path or `hf:OWNER/NAME[@REVISION]`.
 fn tokenizer_files(spec: &str, fetcher: &Fetcher, model: &str) -> Result<TokenizerFiles> {
     if spec.starts_with("hf:") {
-        return hub_tokenizer(spec, fetcher, model);
-    }
-    let p = Path::new(spec);
-    let dir = if p.is_dir() {
-        p.to_path_buf()
+        hub_tokenizer(spec, fetcher, model)
     } else {
-        p.parent().unwrap_or(Path::new(".")).to_path_buf()
-    };
-    let tokenizer = if p.is_file() {
-        p.to_path_buf()
-    } else {
-        dir.join("tokenizer.json")
-    };
-    if !tokenizer.is_file() {
-        return Err(Error::model(format!("tokenizer {} not found", tokenizer.display())).into());
+        local::tokenizer_at(Path::new(spec))
     }
-    let opt = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
-    Ok(TokenizerFiles {
-        tokenizer,
-        tokenizer_config: opt("tokenizer_config.json"),
-        generation_config: opt("generation_config.json"),
-        chat_template: opt("chat_template.jinja"),
-    })
 }
 
 fn hub_tokenizer(spec: &str, fetcher: &Fetcher, model: &str) -> Result<TokenizerFiles> {
@@ -355,7 +326,7 @@ fn resolve_hub(
                 get("config.json", true)?.expect("required"),
             ));
             let shards = match get("model.safetensors.index.json", false)? {
-                Some(index) => shard_names(&index)?,
+                Some(index) => index_shards(&index)?,
                 None => vec!["model.safetensors".to_string()],
             };
             for shard in shards {
@@ -396,8 +367,10 @@ fn resolve_hub(
     Ok(files)
 }
 
-fn shard_names(index: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(index)?;
+/// Shard file names listed by a `model.safetensors.index.json`.
+fn index_shards(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index)
+        .map_err(|e| Error::model(format!("cannot read {}: {e}", index.display())))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", index.display())))?;
     let map = json
