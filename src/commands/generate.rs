@@ -67,12 +67,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         text: &text,
         stop: g.stop,
         seed: s.model.sampling.map(|x| x.seed),
-        timings: Timings {
-            load_secs: llm.info().load_secs,
-            prefill_secs: g.prefill_secs,
-            decode_secs: g.decode_secs,
-            total_secs: start.elapsed().as_secs_f64(),
-        },
+        timings: Timings::new(&llm, g.prefill_secs, g.decode_secs, start),
     };
     emit(&s.output, &text, &report)
 }

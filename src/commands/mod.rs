@@ -82,6 +82,18 @@ pub struct Timings {
     pub total_secs: f64,
 }
 
+impl Timings {
+    /// Phases of a run that started at `start` with `llm`.
+    pub fn new(llm: &Llm, prefill_secs: f64, decode_secs: f64, start: std::time::Instant) -> Self {
+        Timings {
+            load_secs: llm.info().load_secs,
+            prefill_secs,
+            decode_secs,
+            total_secs: start.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// A model that reports every call on stderr with `-v`, so a long article
 /// shows its progress without the tasks knowing about terminals.
 pub struct Logged<'a> {

@@ -64,12 +64,12 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         words: s.length.words,
         max_tokens: s.length.max_tokens(),
         summary: &summary,
-        timings: Timings {
-            load_secs: llm.info().load_secs,
-            prefill_secs: summary.usage.prefill_secs,
-            decode_secs: summary.usage.decode_secs,
-            total_secs: start.elapsed().as_secs_f64(),
-        },
+        timings: Timings::new(
+            &llm,
+            summary.usage.prefill_secs,
+            summary.usage.decode_secs,
+            start,
+        ),
     };
     emit(&s.doc.output, &summary.text, &report)
 }

@@ -74,12 +74,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         source_language: s.source.as_ref(),
         target_language: &s.target,
         translation: &t,
-        timings: Timings {
-            load_secs: llm.info().load_secs,
-            prefill_secs: t.usage.prefill_secs,
-            decode_secs: t.usage.decode_secs,
-            total_secs: start.elapsed().as_secs_f64(),
-        },
+        timings: Timings::new(&llm, t.usage.prefill_secs, t.usage.decode_secs, start),
     };
     emit(&s.doc.output, &t.text, &report)
 }
