@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::hub::{ModelFiles, WeightsFormat};
-use crate::prompt::chat::{ChatTemplate, Message};
+use crate::prompt::chat::{ChatTemplate, Message, Part};
 use config::DecoderConfig;
 use decoder::Decoder;
 use generate::{GenParams, Generated, Sampling, StopReason};
@@ -200,12 +200,37 @@ impl Llm {
     pub fn render(&self, messages: &[Message]) -> Result<String> {
         match &self.chat {
             Some(t) => t.render(messages),
-            None => Err(Error::model(format!(
-                "{}: the model has no chat template (tokenizer_config.json `chat_template`, chat_template.jinja or GGUF `tokenizer.chat_template`)",
-                self.info.id
-            ))
-            .into()),
+            None => Err(self.no_template()),
         }
+    }
+
+    /// Token ids of a conversation whose contents are untrusted (articles):
+    /// the template's own special tokens count, strings in the contents
+    /// that look like special tokens are plain text.
+    pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let template = self.chat.as_ref().ok_or_else(|| self.no_template())?;
+        let Some(parts) = template.render_parts(messages)? else {
+            // The template rewrites contents: tokenize the whole rendering.
+            return self.tokenizer.encode(&template.render(messages)?, false);
+        };
+        let mut ids = Vec::new();
+        for part in parts {
+            match part {
+                Part::Template(t) => ids.extend(self.tokenizer.encode(&t, false)?),
+                Part::Content(i) => {
+                    ids.extend(self.tokenizer.encode_literal(&messages[i].content)?)
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    fn no_template(&self) -> anyhow::Error {
+        Error::model(format!(
+            "{}: the model has no chat template (tokenizer_config.json `chat_template`, chat_template.jinja or GGUF `tokenizer.chat_template`)",
+            self.info.id
+        ))
+        .into()
     }
 
     /// Greedy or sampled continuation of `prompt` ids.
@@ -247,7 +272,7 @@ impl ChatModel for Llm {
     }
 
     fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
-        self.tokenizer.count(&self.render(messages)?)
+        Ok(self.encode_chat(messages)?.len())
     }
 
     fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
@@ -256,7 +281,7 @@ impl ChatModel for Llm {
     }
 
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
-        let prompt = self.tokenizer.encode(&self.render(messages)?, false)?;
+        let prompt = self.encode_chat(messages)?;
         let params = GenParams {
             max_new_tokens,
             eos: self.eos.clone(),

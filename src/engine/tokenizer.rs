@@ -7,6 +7,9 @@ use anyhow::{anyhow, Context, Result};
 /// A thin wrapper that turns tokenizer failures into errors naming the file.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// The same tokenizer reading special-token strings as plain text, for
+    /// documents: an article that contains `<|im_end|>` must not end a turn.
+    literal: tokenizers::Tokenizer,
 }
 
 impl Tokenizer {
@@ -15,7 +18,9 @@ impl Tokenizer {
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("cannot load tokenizer {}", path.display()))?;
-        Ok(Tokenizer { inner })
+        let mut literal = inner.clone();
+        literal.set_encode_special_tokens(true);
+        Ok(Tokenizer { inner, literal })
     }
 
     /// Token ids of `text`; `special` adds what the tokenizer's post-processor
@@ -28,9 +33,19 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
-    /// Number of tokens `text` takes, without special tokens.
+    /// Token ids of untrusted text: strings that look like special tokens
+    /// are tokenized as the characters they are.
+    pub fn encode_literal(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .literal
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Number of tokens `text` takes as document text.
     pub fn count(&self, text: &str) -> Result<usize> {
-        Ok(self.encode(text, false)?.len())
+        Ok(self.encode_literal(text)?.len())
     }
 
     /// Text of `ids`, special tokens left out.

@@ -72,6 +72,53 @@ impl ChatTemplate {
     }
 }
 
+/// A piece of a rendered conversation: text the template wrote (which may
+/// hold special tokens) or the content of one message (which may not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Template(String),
+    Content(usize),
+}
+
+/// Marks message contents in a rendering; private-use characters no
+/// template writes on its own.
+fn placeholder(i: usize) -> String {
+    format!("\u{F8FF}glot{i}\u{F8FF}")
+}
+
+impl ChatTemplate {
+    /// Renders `messages` as template text and message contents, in order,
+    /// so each can be tokenized by its own rules. `None` when the template
+    /// alters contents so that they cannot be located.
+    pub fn render_parts(&self, messages: &[Message]) -> Result<Option<Vec<Part>>> {
+        let marked: Vec<Message> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Message::new(&m.role, placeholder(i)))
+            .collect();
+        let mut rest = self.render(&marked)?;
+        let mut parts = Vec::new();
+        for i in 0..messages.len() {
+            let mark = placeholder(i);
+            let Some(at) = rest.find(&mark) else {
+                return Ok(None);
+            };
+            if at > 0 {
+                parts.push(Part::Template(rest[..at].to_string()));
+            }
+            parts.push(Part::Content(i));
+            rest = rest[at + mark.len()..].to_string();
+        }
+        if rest.contains("\u{F8FF}glot") {
+            return Ok(None);
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Template(rest));
+        }
+        Ok(Some(parts))
+    }
+}
+
 /// Today's date in a `strftime` format (the subset chat templates use).
 fn strftime_now(fmt: &str) -> String {
     const MONTHS: [&str; 12] = [
@@ -140,6 +187,36 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_454), (2026, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn contents_are_located_in_the_rendering() {
+        let t = ChatTemplate::new(
+            "{% for m in messages %}<s>{{ m.role }}\n{{ m.content | trim }}</s>{% endfor %}<s>assistant\n",
+            "",
+            "",
+        )
+        .unwrap();
+        let parts = t
+            .render_parts(&[Message::new("system", "a"), Message::new("user", "b")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                Part::Template("<s>system\n".into()),
+                Part::Content(0),
+                Part::Template("</s><s>user\n".into()),
+                Part::Content(1),
+                // Like jinja2, a single trailing newline of the source is dropped.
+                Part::Template("</s><s>assistant".into()),
+            ]
+        );
+        let upper = ChatTemplate::new("{{ messages[0].content | upper }}", "", "").unwrap();
+        assert_eq!(
+            upper.render_parts(&[Message::new("user", "x")]).unwrap(),
+            None
+        );
     }
 
     #[test]
