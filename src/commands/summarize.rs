@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use glot::engine::ModelInfo;
 use glot::task::summarize::{self, Request, Summary};
-use glot::text::lang::Language;
+use glot::text::lang::{self, Detected, Language};
 use serde::Serialize;
 
 use super::{emit, prepare, Logged, Prepared, Timings};
@@ -17,8 +17,9 @@ struct Report<'a> {
     task: &'static str,
     input: &'a str,
     model: &'a ModelInfo,
-    /// Not detected yet: the summary is asked for in the article's language.
-    source_language: Option<Language>,
+    /// Detected from the whole article.
+    source_language: Option<&'a Detected>,
+    /// The summary's language: asked for, or the article's when detected reliably.
     language: Option<&'a Language>,
     words: usize,
     max_tokens: usize,
@@ -34,8 +35,22 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         prompts,
         mut llm,
     } = prepare(&s.doc, printer)?;
+    let detected = lang::detect(&doc.text);
+    // Naming the article's language beats "the same language as the
+    // article", but only when the detector vouches for it.
+    let language = s.language.as_ref().or(detected
+        .as_ref()
+        .filter(|d| d.reliable)
+        .map(|d| &d.language));
+    if let Some(d) = &detected {
+        printer.info(format!(
+            "article language: {} ({:.0}% confident)",
+            d.language.name,
+            d.confidence * 100.0
+        ));
+    }
     let req = Request {
-        language: s.language.as_ref().map(|l| l.name.clone()),
+        language: language.map(|l| l.name.clone()),
         length: s.length,
     };
     let summary = summarize::summarize(
@@ -59,8 +74,8 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         task: "summarize",
         input: &doc.name,
         model: llm.info(),
-        source_language: None,
-        language: s.language.as_ref(),
+        source_language: detected.as_ref(),
+        language,
         words: s.length.words,
         max_tokens: s.length.max_tokens(),
         summary: &summary,

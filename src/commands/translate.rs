@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use glot::engine::ModelInfo;
 use glot::task::translate::{self, Request, Translation};
-use glot::text::lang::Language;
+use glot::text::lang::{self, Detected, Language};
 use serde::Serialize;
 
 use super::{emit, prepare, Logged, Prepared, Timings};
@@ -17,7 +17,9 @@ struct Report<'a> {
     task: &'static str,
     input: &'a str,
     model: &'a ModelInfo,
+    /// As given with --from, else as detected from the whole article.
     source_language: Option<&'a Language>,
+    detected_language: Option<&'a Detected>,
     target_language: &'a Language,
     #[serde(flatten)]
     translation: &'a Translation,
@@ -31,9 +33,24 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         prompts,
         mut llm,
     } = prepare(&s.doc, printer)?;
+    let detected = lang::detect(&doc.text);
+    let source = s.source.as_ref().or(detected
+        .as_ref()
+        .filter(|d| d.reliable)
+        .map(|d| &d.language));
+    if let Some(d) = detected.as_ref().filter(|d| d.reliable) {
+        if d.language.code.split('-').next() == s.target.code.split('-').next()
+            && s.source.is_none()
+        {
+            printer.warn(format!(
+                "the article already seems to be in {}",
+                d.language.name
+            ));
+        }
+    }
     let req = Request {
         target: s.target.name.clone(),
-        source: s.source.as_ref().map(|l| l.name.clone()),
+        source: source.map(|l| l.name.clone()),
     };
     let t = translate::translate(
         &mut Logged {
@@ -71,7 +88,8 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         task: "translate",
         input: &doc.name,
         model: llm.info(),
-        source_language: s.source.as_ref(),
+        source_language: source,
+        detected_language: detected.as_ref(),
         target_language: &s.target,
         translation: &t,
         timings: Timings::new(&llm, t.usage.prefill_secs, t.usage.decode_secs, start),

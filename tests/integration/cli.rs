@@ -81,6 +81,7 @@ struct SummaryJson {
 #[allow(dead_code)]
 struct TranslationJson {
     task: String,
+    source_language: Option<serde_json::Value>,
     text: String,
     model: ModelJson,
     target_language: serde_json::Value,
@@ -153,6 +154,11 @@ fn long_input_is_map_reduced_within_the_requested_length() {
     );
     assert_eq!(s.model.context_length, 512);
     assert_eq!(s.language.unwrap()["code"], "fr");
+    let source = s.source_language.unwrap();
+    assert_eq!(
+        (source["code"].as_str(), source["reliable"].as_bool()),
+        (Some("en"), Some(true))
+    );
     assert!(s.usage.calls > s.chunks);
 }
 
@@ -191,6 +197,7 @@ fn translate_reads_stdin_and_splits_long_paragraphs() {
     assert_eq!(paragraphs(&t.text), 40);
     assert!(t.chunks > 1);
     assert_eq!(t.target_language["name"], "Spanish");
+    assert_eq!(t.source_language.unwrap()["name"], "English");
 }
 
 #[test]
