@@ -49,16 +49,13 @@ pub fn read(source: &str) -> Result<Document> {
     })
 }
 
-/// Checks and decodes document bytes: UTF-8 with an optional BOM, not
-/// binary, not blank.
+/// Checks and decodes document bytes: UTF-8 with an optional BOM or UTF-16
+/// with a BOM; not binary, not blank.
 pub fn decode(name: &str, bytes: &[u8]) -> Result<String, Error> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if memchr::memchr(0, bytes).is_some() {
-        return Err(Error::input(
-            name,
-            "looks like a binary file (it contains NUL bytes)",
-        ));
+    if let Some(text) = decode_utf16(name, bytes)? {
+        return checked(name, text);
     }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Error::input(
             name,
@@ -68,6 +65,43 @@ pub fn decode(name: &str, bytes: &[u8]) -> Result<String, Error> {
             ),
         )
     })?;
+    checked(name, text.to_string())
+}
+
+/// UTF-16 text, recognised only by its byte-order mark (without one,
+/// UTF-16 is indistinguishable from binary data).
+fn decode_utf16(name: &str, bytes: &[u8]) -> Result<Option<String>, Error> {
+    let (body, little) = match bytes {
+        [0xFF, 0xFE, rest @ ..] => (rest, true),
+        [0xFE, 0xFF, rest @ ..] => (rest, false),
+        _ => return Ok(None),
+    };
+    if body.len() % 2 != 0 {
+        return Err(Error::input(
+            name,
+            "is not valid UTF-16 text (odd number of bytes)",
+        ));
+    }
+    let units = body.chunks_exact(2).map(|c| {
+        if little {
+            u16::from_le_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], c[1]])
+        }
+    });
+    char::decode_utf16(units)
+        .collect::<Result<String, _>>()
+        .map(Some)
+        .map_err(|_| Error::input(name, "is not valid UTF-16 text (unpaired surrogate)"))
+}
+
+fn checked(name: &str, text: String) -> Result<String, Error> {
+    if text.contains('\0') {
+        return Err(Error::input(
+            name,
+            "looks like a binary file (it contains NUL characters)",
+        ));
+    }
     if text.trim().is_empty() {
         return Err(Error::input(name, "is empty"));
     }
