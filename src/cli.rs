@@ -43,6 +43,11 @@ pub enum Command {
     /// Decoding is pure greedy, with no repeat guard, unless sampling flags
     /// are given. `--format json` reports prompt and output token ids.
     Generate(GenerateArgs),
+    /// The language names and codes glot understands, and which the models claim.
+    Languages {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// List, inspect, download and remove models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -95,9 +100,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<String>,
 
-    /// Use at most N tokens of context (prompt plus answer).
+    /// Use at most N tokens of context (prompt plus answer) [default: 8192 or the model's, if less].
     ///
-    /// Lower values make glot split articles into more, smaller chunks.
+    /// Lower values make glot split articles into more, smaller chunks and
+    /// use less memory; higher ones (up to the model's context) fewer, larger
+    /// chunks.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
     pub max_context: Option<u32>,
 }

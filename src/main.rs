@@ -49,5 +49,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::Translate(t) => commands::translate::run(t, &s.printer),
         Task::Generate(t) => commands::generate::run(t, &s.printer),
         Task::Models(t) => commands::models::run(t, &s.printer),
+        Task::Languages { json } => commands::languages::run(json),
     }
 }

@@ -28,6 +28,7 @@ pub enum Task {
     Translate(TranslateSettings),
     Generate(GenerateSettings),
     Models(ModelsSettings),
+    Languages { json: bool },
 }
 
 /// `glot models …`: the subcommand needs no further resolution.
@@ -100,6 +101,9 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Summarize(a) => Task::Summarize(summarize(a, cli.offline)?),
         Command::Translate(a) => Task::Translate(translate(a, cli.offline)?),
         Command::Generate(a) => Task::Generate(generate(a, cli.offline)?),
+        Command::Languages { format } => Task::Languages {
+            json: format == Format::Json,
+        },
         Command::Models(c) => Task::Models(ModelsSettings {
             command: c,
             offline: cli.offline,

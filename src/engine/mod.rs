@@ -88,9 +88,11 @@ pub struct Llm {
     decode: DecodeOptions,
 }
 
-/// The positions a model is loaded for when neither it nor the user says
-/// less: RoPE tables and caches are sized by it, and 32K covers articles.
-const DEFAULT_CONTEXT_CAP: usize = 32_768;
+/// The context used when the user does not ask for more (`--max-context`):
+/// long articles are chunked to fit it. The key/value cache grows with it
+/// (about 2.4 GB at 8K positions for a 4B model in f32), and summaries of
+/// 8K-token chunks are better than of whole books at once.
+const DEFAULT_CONTEXT_CAP: usize = 8192;
 
 impl Llm {
     /// Loads weights, tokenizer, chat template and stop tokens.

@@ -6,6 +6,27 @@ use crate::error::Error;
 
 const TABLE: &str = include_str!("languages.tsv");
 
+/// One row of the language table, as `glot languages` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub code: &'static str,
+    pub code3: &'static str,
+    pub name: &'static str,
+    pub native: &'static str,
+}
+
+/// Every language glot knows by name.
+pub fn all() -> Vec<Entry> {
+    rows()
+        .map(|r| Entry {
+            code: r.code,
+            code3: r.code3,
+            name: r.english,
+            native: r.native,
+        })
+        .collect()
+}
+
 /// A language the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Language {

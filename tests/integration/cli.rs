@@ -506,3 +506,24 @@ fn verbose_logs_go_to_stderr_and_threads_are_honoured() {
     assert_eq!(stdout(&verbose), stdout(&quiet));
     assert!(!stdout(&verbose).contains("glot:"));
 }
+
+#[test]
+fn languages_lists_codes_names_and_models() {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = glot(home.path());
+    cmd.args(["languages", "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let de = rows.iter().find(|r| r["code"] == "de").unwrap();
+    assert_eq!(
+        (de["code3"].as_str(), de["native"].as_str()),
+        (Some("deu"), Some("Deutsch"))
+    );
+    assert!(de["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m == "qwen3-4b"));
+    assert!(rows.len() > 50);
+}
