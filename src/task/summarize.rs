@@ -81,15 +81,14 @@ pub fn summarize(
     if chunk_budget < MIN_CHUNK_TOKENS {
         return Err(too_small(ctx, words).into());
     }
-    let counter = |s: &str| model.count_tokens(s);
-    let plan = chunk::plan(text, chunk_budget, &counter)?;
     let mut usage = Usage::default();
 
-    if let [only] = plan.chunks.as_slice() {
-        let c = model.complete(
-            &prompts.summarize(&text[only.content.clone()], lang, words)?,
-            final_cap,
-        )?;
+    // An article that fits one prompt with room for the full-length answer
+    // is summarized in one call.
+    let whole = text.trim();
+    let single = model.prompt_tokens(&prompts.summarize(whole, lang, words)?)?;
+    if single + final_cap + SLACK <= ctx {
+        let c = model.complete(&prompts.summarize(whole, lang, words)?, final_cap)?;
         usage.add(&c);
         return Ok(Summary {
             summary_tokens: c.generated_tokens,
@@ -100,6 +99,8 @@ pub fn summarize(
         });
     }
 
+    let counter = |s: &str| model.count_tokens(s);
+    let plan = chunk::plan(text, chunk_budget, &counter)?;
     let mut parts = Vec::with_capacity(plan.chunks.len());
     for chunk in &plan.chunks {
         let c = model.complete(
@@ -246,6 +247,26 @@ mod tests {
         };
         let s = summarize(&mut m, &p, &article(3), &req).unwrap();
         assert_eq!((s.chunks, s.rounds, s.usage.calls), (1, 0, 1));
+    }
+
+    #[test]
+    fn an_article_too_long_for_one_full_answer_is_map_reduced() {
+        // Partial summaries are capped below the final length here, so a
+        // text can fit one map chunk yet not one prompt plus the full answer.
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: None,
+            length: Length { words: 60 },
+        };
+        for paragraphs in 1..25 {
+            let mut m = Fake {
+                context: 420,
+                reply: Reply::AtCap,
+                calls: vec![],
+            };
+            let s = summarize(&mut m, &p, &article(paragraphs), &req).unwrap();
+            assert!(s.summary_tokens <= req.length.max_tokens());
+        }
     }
 
     #[test]
