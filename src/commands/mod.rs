@@ -18,15 +18,31 @@ use crate::settings::{DocumentSettings, ModelSettings, OutputSettings};
 /// order, so bad input fails before the slow model load.
 pub struct Prepared {
     pub doc: glot::input::Document,
+    /// The article's language, detected from all of it.
+    pub detected: Option<glot::text::lang::Detected>,
     pub prompts: glot::prompt::Prompts,
     pub llm: Llm,
 }
 
 pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
     let doc = glot::input::read(&s.input)?;
+    let detected = glot::text::lang::detect(&doc.text);
+    if let Some(d) = &detected {
+        printer.info(format!(
+            "article language: {} ({:.0}% confident{})",
+            d.language.name,
+            d.confidence * 100.0,
+            if d.reliable { "" } else { ", unreliable" }
+        ));
+    }
     let prompts = glot::prompt::Prompts::load(s.prompts.as_deref())?;
     let llm = load_model(&s.model, printer, true)?;
-    Ok(Prepared { doc, prompts, llm })
+    Ok(Prepared {
+        doc,
+        detected,
+        prompts,
+        llm,
+    })
 }
 
 /// The hub client for this run, reporting downloads the way the terminal allows.

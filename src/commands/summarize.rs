@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use glot::engine::ModelInfo;
 use glot::task::summarize::{self, Request, Summary};
-use glot::text::lang::{self, Detected, Language};
+use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
 use super::{emit, prepare, Logged, Prepared, Timings};
@@ -32,23 +32,16 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Prepared {
         doc,
+        detected,
         prompts,
         mut llm,
     } = prepare(&s.doc, printer)?;
-    let detected = lang::detect(&doc.text);
     // Naming the article's language beats "the same language as the
     // article", but only when the detector vouches for it.
-    let language = s.language.as_ref().or(detected
+    let language = s
+        .language
         .as_ref()
-        .filter(|d| d.reliable)
-        .map(|d| &d.language));
-    if let Some(d) = &detected {
-        printer.info(format!(
-            "article language: {} ({:.0}% confident)",
-            d.language.name,
-            d.confidence * 100.0
-        ));
-    }
+        .or(detected.as_ref().and_then(Detected::reliable_language));
     let req = Request {
         language: language.map(|l| l.name.clone()),
         length: s.length,

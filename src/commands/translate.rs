@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::Result;
 use glot::engine::ModelInfo;
 use glot::task::translate::{self, Request, Translation};
-use glot::text::lang::{self, Detected, Language};
+use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
 use super::{emit, prepare, Logged, Prepared, Timings};
@@ -30,14 +30,12 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Prepared {
         doc,
+        detected,
         prompts,
         mut llm,
     } = prepare(&s.doc, printer)?;
-    let detected = lang::detect(&doc.text);
-    let source = s.source.as_ref().or(detected
-        .as_ref()
-        .filter(|d| d.reliable)
-        .map(|d| &d.language));
+    let detected_source = detected.as_ref().and_then(Detected::reliable_language);
+    let source = s.source.as_ref().or(detected_source);
     if let Some(d) = detected.as_ref().filter(|d| d.reliable) {
         if d.language.code.split('-').next() == s.target.code.split('-').next()
             && s.source.is_none()

@@ -71,6 +71,13 @@ pub struct Detected {
     pub reliable: bool,
 }
 
+impl Detected {
+    /// The language, when the detection is reliable enough to act on.
+    pub fn reliable_language(&self) -> Option<&Language> {
+        self.reliable.then_some(&self.language)
+    }
+}
+
 /// Individual-language codes the detector reports for what the table lists
 /// under the macro-language (Mandarin for Chinese, …).
 const DETECTOR_CODES: &[(&str, &str)] = &[
