@@ -70,9 +70,12 @@ pub fn sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
     while let Some((i, c)) = iter.next() {
         let mut end = None;
         match c {
-            '。' | '！' | '？' => end = Some(i + c.len_utf8()),
+            // CJK marks end a sentence with no space after them.
+            '。' | '！' | '？' | '．' | '｡' => end = Some(i + c.len_utf8()),
             '\n' => end = Some(i),
-            '.' | '!' | '?' | '…' => {
+            // Latin/Cyrillic/Greek marks, the Devanagari danda, Arabic and
+            // Urdu marks, the Ethiopic full stop: all followed by a space.
+            '.' | '!' | '?' | '…' | '।' | '॥' | '؟' | '۔' | '።' => {
                 let mut j = i + c.len_utf8();
                 while let Some(&(k, n)) = iter.peek() {
                     if is_closer(n) || (n == '.' && c == '.') {
@@ -133,6 +136,46 @@ mod tests {
             ["One\nstill one.", "Two.", "Three"]
         );
         assert!(paragraphs(" \n\n ").is_empty());
+    }
+
+    /// Eight languages in six scripts, each with the trap its writing
+    /// system sets (abbreviations, decimals, quotes, marks without spaces).
+    #[test]
+    fn sentences_in_many_languages_and_scripts() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "en",
+                &["Dr. Lee earned $3.5 million in 2024.", "Was it enough?"],
+            ),
+            ("de", &["Das gilt z. B. für Züge.", "Der Bahnhof ist neu!"]),
+            (
+                "fr",
+                &["M. Dupont prend le tramway.", "« Il est rapide », dit-il."],
+            ),
+            (
+                "es",
+                &["¿Corriste el maratón?", "Sí, terminé en 3 h 41 min."],
+            ),
+            (
+                "ru",
+                &["Это т. е. пример.", "Библиотека открыта до 21.00 часа."],
+            ),
+            ("el", &["Το τρένο έφτασε.", "Ήταν γεμάτο."]),
+            ("hi", &["ट्रेन आज देर से आई।", "यात्री नाराज़ थे।"]),
+            ("ar", &["هل وصل القطار؟", "نعم، وصل متأخرا."]),
+            ("zh", &["高铁很快。", "乘客很多！"]),
+            ("ja", &["祭りは八月です。", "花火もあります！"]),
+        ];
+        for (lang, expected) in cases {
+            let sep = if matches!(*lang, "zh" | "ja") {
+                ""
+            } else {
+                " "
+            };
+            let text = expected.join(sep);
+            let got = texts(&text, &sentences(&text, 0..text.len()));
+            assert_eq!(&got, expected, "{lang}");
+        }
     }
 
     #[test]
