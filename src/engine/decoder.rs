@@ -240,7 +240,6 @@ pub struct Decoder {
     norm: RmsNorm,
     head: QMatMul,
     rope: Rope,
-    config: DecoderConfig,
 }
 
 impl Decoder {
@@ -248,7 +247,7 @@ impl Decoder {
     /// sequences of up to `max_len` positions.
     pub fn load(
         w: &mut Weights,
-        config: DecoderConfig,
+        config: &DecoderConfig,
         max_len: usize,
         device: &Device,
     ) -> Result<Self> {
@@ -263,7 +262,7 @@ impl Decoder {
         for i in 0..config.num_layers {
             layers.push(Layer {
                 attn_norm: RmsNorm::load(w, Role::AttnNorm, i, eps)?,
-                attn: Attention::load(w, &config, i)?,
+                attn: Attention::load(w, config, i)?,
                 ffn_norm: RmsNorm::load(w, Role::FfnNorm, i, eps)?,
                 mlp: Mlp {
                     gate: Linear::load(w, Role::Gate, None, i)?,
@@ -277,14 +276,8 @@ impl Decoder {
             layers,
             norm: RmsNorm::load(w, Role::OutputNorm, 0, eps)?,
             head,
-            rope: Rope::new(&config, max_len, device)?,
-            config,
+            rope: Rope::new(config, max_len, device)?,
         })
-    }
-
-    /// The model's shape.
-    pub fn config(&self) -> &DecoderConfig {
-        &self.config
     }
 
     /// Runs `ids` placed at positions `pos..` and returns the logits of the
@@ -322,12 +315,5 @@ impl Decoder {
         for layer in &mut self.layers {
             layer.attn.cache.reset();
         }
-    }
-
-    /// Positions currently held in the cache.
-    pub fn cached_len(&self) -> usize {
-        self.layers
-            .first()
-            .map_or(0, |l| l.attn.cache.current_seq_len())
     }
 }

@@ -157,7 +157,7 @@ impl Llm {
         }
         let chat = chat_template(files, &tokenizer, tok_config.as_ref(), gguf_meta.as_ref())?;
         let arch = config.arch.name();
-        let decoder = Decoder::load(&mut weights, config, context_length, &device)
+        let decoder = Decoder::load(&mut weights, &config, context_length, &device)
             .with_context(|| format!("cannot load model {}", files.id))?;
         Ok(Llm {
             decoder,

@@ -77,11 +77,6 @@ impl Fetcher {
         }
     }
 
-    /// Whether the network is off limits.
-    pub fn offline(&self) -> bool {
-        self.offline
-    }
-
     fn client(&self) -> Result<&Client> {
         if let Some(c) = self.client.get() {
             return Ok(c);
