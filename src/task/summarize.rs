@@ -85,10 +85,9 @@ pub fn summarize(
 
     // An article that fits one prompt with room for the full-length answer
     // is summarized in one call.
-    let whole = text.trim();
-    let single = model.prompt_tokens(&prompts.summarize(whole, lang, words)?)?;
-    if single + final_cap + SLACK <= ctx {
-        let c = model.complete(&prompts.summarize(whole, lang, words)?, final_cap)?;
+    let single = prompts.summarize(text.trim(), lang, words)?;
+    if model.prompt_tokens(&single)? + final_cap + SLACK <= ctx {
+        let c = model.complete(&single, final_cap)?;
         usage.add(&c);
         return Ok(Summary {
             summary_tokens: c.generated_tokens,
@@ -113,9 +112,9 @@ pub fn summarize(
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let whole = model.prompt_tokens(&prompts.combine(&parts, lang, words)?)?;
-        if whole + final_cap + SLACK <= ctx {
-            let c = model.complete(&prompts.combine(&parts, lang, words)?, final_cap)?;
+        let all = prompts.combine(&parts, lang, words)?;
+        if model.prompt_tokens(&all)? + final_cap + SLACK <= ctx {
+            let c = model.complete(&all, final_cap)?;
             usage.add(&c);
             return Ok(Summary {
                 summary_tokens: c.generated_tokens,
