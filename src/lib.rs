@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod input;
+pub mod markup;
 pub mod output;
 pub mod prompt;
 pub mod task;

@@ -1,0 +1,184 @@
+//! Document structure: what the model may see, and everything it must not touch.
+//!
+//! A document is cut, in order, into bytes kept exactly as they are (Markdown
+//! syntax, HTML tags, code, front matter) and *units*: runs of prose such as a
+//! paragraph, a heading or a table cell. A unit is handed to the model as its
+//! prose with short numbered placeholders standing for the inline markup it
+//! contains (`<g1>…</g1>` around emphasis or a link's text, `<x2/>` for inline
+//! code, a URL or an image), and is put back with the placeholders turned into
+//! the original bytes. A model that returns its input therefore reproduces the
+//! document byte for byte, and a model that changes the prose cannot change a
+//! URL, an attribute or a line of code.
+
+mod html;
+mod markdown;
+mod unit;
+
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Serialize;
+
+pub use unit::{Broken, Unit};
+
+/// How a document is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Text,
+    Markdown,
+    Html,
+}
+
+impl Format {
+    /// The format a file name implies; plain text when nothing else fits.
+    pub fn from_path(path: &str) -> Format {
+        let ext = Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("md" | "markdown" | "mdown" | "mkd") => Format::Markdown,
+            Some("html" | "htm" | "xhtml") => Format::Html,
+            _ => Format::Text,
+        }
+    }
+
+    /// Lower-case name, as `--input-format` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+        }
+    }
+}
+
+/// A parsed document: the source, cut into kept bytes and units.
+#[derive(Debug, Clone)]
+pub struct Markup {
+    source: String,
+    format: Format,
+    pieces: Vec<Piece>,
+    units: Vec<Unit>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Keep(Range<usize>),
+    Unit(usize),
+}
+
+impl Markup {
+    /// Parses `source` written in `format`.
+    pub fn parse(source: String, format: Format) -> Markup {
+        let drafts = match format {
+            Format::Text => plain_units(&source),
+            Format::Markdown => markdown::units(&source),
+            Format::Html => html::units(&source),
+        };
+        let units: Vec<Unit> = drafts
+            .into_iter()
+            .flat_map(|d| Unit::finish(&source, d))
+            .collect();
+        let mut pieces = Vec::with_capacity(units.len() * 2 + 1);
+        let mut pos = 0;
+        for (i, u) in units.iter().enumerate() {
+            if u.range.start > pos {
+                pieces.push(Piece::Keep(pos..u.range.start));
+            }
+            pieces.push(Piece::Unit(i));
+            pos = u.range.end;
+        }
+        if pos < source.len() {
+            pieces.push(Piece::Keep(pos..source.len()));
+        }
+        Markup {
+            source,
+            format,
+            pieces,
+            units,
+        }
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The units, in document order.
+    pub fn units(&self) -> &[Unit] {
+        &self.units
+    }
+
+    /// Every unit's model text, one paragraph each, separated by blank lines:
+    /// the text the chunker plans over, whose paragraphs are the units.
+    pub fn model_text(&self) -> String {
+        let texts: Vec<&str> = self.units.iter().map(Unit::text).collect();
+        texts.join("\n\n")
+    }
+
+    /// Restores one unit from the model's answer for it.
+    pub fn restore_unit(&self, index: usize, reply: &str) -> Result<String, Broken> {
+        self.units[index].restore(&self.source, reply)
+    }
+
+    /// The document with each unit replaced by `outputs[i]` (already
+    /// restored markup, see [`Markup::restore_unit`]).
+    pub fn assemble(&self, outputs: &[String]) -> String {
+        assert_eq!(outputs.len(), self.units.len(), "one output per unit");
+        let mut out = String::with_capacity(self.source.len() + self.source.len() / 4);
+        for p in &self.pieces {
+            match p {
+                Piece::Keep(r) => out.push_str(&self.source[r.clone()]),
+                Piece::Unit(i) => out.push_str(&outputs[*i]),
+            }
+        }
+        out
+    }
+
+    /// The text a reader sees, without markup, one unit per paragraph; with
+    /// `main_only`, only the article's main text (no menus, footers or
+    /// page titles) when the document marks it or it can be told apart.
+    pub fn prose(&self, main_only: bool) -> String {
+        let any_main = self.units.iter().any(|u| u.main);
+        let paras: Vec<String> = self
+            .units
+            .iter()
+            .filter(|u| !main_only || !any_main || u.main)
+            .map(|u| u.plain(self.format == Format::Html))
+            .filter(|p| !p.trim().is_empty())
+            .collect();
+        paras.join("\n\n")
+    }
+
+    /// Bytes kept as they are, for tests that check what is never sent.
+    #[cfg(test)]
+    fn kept(&self) -> Vec<&str> {
+        self.pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Keep(r) => Some(&self.source[r.clone()]),
+                Piece::Unit(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Plain text: paragraphs are the units, URLs inside them are kept.
+fn plain_units(source: &str) -> Vec<unit::Draft> {
+    crate::text::segment::paragraphs(source)
+        .into_iter()
+        .map(|r| {
+            let mut d = unit::Draft::new(true, true);
+            d.prose(source, r, None);
+            d
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

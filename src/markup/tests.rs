@@ -1,0 +1,271 @@
+use super::*;
+
+const MARKDOWN: &str = include_str!("../../tests/fixtures/documents/article.md");
+const HTML: &str = include_str!("../../tests/fixtures/documents/page.html");
+const TEXT: &str = include_str!("../../tests/fixtures/documents/notes.txt");
+const SPANISH: &str = include_str!("../../tests/fixtures/documents/es-maraton.md");
+const JAPANESE: &str = include_str!("../../tests/fixtures/documents/ja-matsuri.html");
+
+fn all() -> Vec<(Format, &'static str)> {
+    vec![
+        (Format::Markdown, MARKDOWN),
+        (Format::Html, HTML),
+        (Format::Text, TEXT),
+        (Format::Markdown, SPANISH),
+        (Format::Html, JAPANESE),
+    ]
+}
+
+/// Runs every unit through `engine` and puts the document back together.
+fn round_trip(m: &Markup, engine: impl Fn(&str) -> String) -> String {
+    let outputs: Vec<String> = (0..m.units().len())
+        .map(|i| {
+            m.restore_unit(i, &engine(m.units()[i].text()))
+                .unwrap_or_else(|e| panic!("unit {i} {:?}: {e}", m.units()[i].text()))
+        })
+        .collect();
+    m.assemble(&outputs)
+}
+
+fn texts(m: &Markup) -> Vec<&str> {
+    m.units().iter().map(Unit::text).collect()
+}
+
+#[test]
+fn an_identity_engine_gives_back_every_document_byte_for_byte() {
+    for (format, doc) in all() {
+        let m = Markup::parse(doc.to_string(), format);
+        assert!(!m.units().is_empty());
+        assert_eq!(round_trip(&m, str::to_string), doc, "{format:?}");
+    }
+}
+
+#[test]
+fn units_are_single_trimmed_paragraphs() {
+    for (format, doc) in all() {
+        let m = Markup::parse(doc.to_string(), format);
+        for t in texts(&m) {
+            assert_eq!(t, t.trim(), "{format:?}");
+            assert_eq!(crate::text::segment::paragraphs(t).len(), 1, "{t:?}");
+        }
+        let joined = m.model_text();
+        assert_eq!(
+            crate::text::segment::paragraphs(&joined).len(),
+            m.units().len()
+        );
+    }
+}
+
+#[test]
+fn a_marking_engine_changes_prose_only() {
+    for (format, doc) in all() {
+        let m = Markup::parse(doc.to_string(), format);
+        // Upper case, and a mark for scripts without case.
+        let out = round_trip(&m, |t| format!("※{}", t.to_uppercase()));
+        let mut rest = out.as_str();
+        // Everything kept appears, unchanged and in order, in the output.
+        for kept in m.kept() {
+            let at = rest
+                .find(kept)
+                .unwrap_or_else(|| panic!("{format:?}: kept {kept:?} changed"));
+            rest = &rest[at + kept.len()..];
+        }
+        assert_ne!(out, doc);
+    }
+    let m = Markup::parse(MARKDOWN.to_string(), Format::Markdown);
+    let out = round_trip(&m, |t| t.to_uppercase());
+    for verbatim in [
+        "title: \"Front matter: never translated\"",
+        "`code`",
+        "(https://example.org/a_(b) \"Title\")",
+        "https://example.com/path?q=1",
+        "![image](img.png \"alt\")",
+        "[ref]: https://example.org/ref",
+        "`cell code`",
+        "<span>HTML</span>",
+        "fn main() { println!(\"never sent\"); }",
+        "    indented code block",
+        "An HTML block is kept as it is.",
+        "<https://example.net>",
+        "<me@example.com>",
+        "[^1]",
+        "- [ ] ",
+        "|:-----------|---------------:|",
+    ] {
+        assert!(out.contains(verbatim), "{verbatim:?} changed:\n{out}");
+    }
+    for prose in [
+        "# A HEADING WITH `code` AND A [LINK](",
+        "INTRO PARAGRAPH WITH **BOLD**, *EMPHASIS*, ~~STRUCK~~",
+        "IT WRAPS ONTO A SECOND LINE WITH A HARD BREAK  \nAND A THIRD LINE.",
+        "> A QUOTED PARAGRAPH\n> THAT SPANS TWO LINES",
+        "2. SECOND ITEM WITH [A REFERENCE LINK][ref]\n   CONTINUED ON THE NEXT LINE",
+        "   - NESTED *ITEM*",
+        "- [ ] A TASK",
+        "| COLUMN ONE | COLUMN **TWO** |",
+        "ESCAPED \\*STAR\\* &AMP; AN ENTITY.",
+        "[^1]: THE FOOTNOTE TEXT.",
+    ] {
+        assert!(out.contains(prose), "{prose:?} not in:\n{out}");
+    }
+}
+
+#[test]
+fn html_keeps_tags_attributes_scripts_and_code() {
+    let m = Markup::parse(HTML.to_string(), Format::Html);
+    let out = round_trip(&m, |t| t.to_uppercase());
+    for verbatim in [
+        "<title>PAGE TITLE</title>",
+        "<style>body { font-family: serif; } p::after { content: \"never\"; }</style>",
+        "<script>var s = \"<p>never sent</p>\"; if (a < b && c > d) {}</script>",
+        "<a href=\"https://example.org/x?a=1&amp;b=2\" title=\"Link title\">INLINE LINK</a>",
+        "<code>inline_code()</code>",
+        "<h1 id=\"top\" class=\"title\">THE HEADLINE OF THE ARTICLE</h1>",
+        "SECOND PARAGRAPH<br>AFTER A LINE BREAK, <em>WITH <b>NESTED</b> MARKUP</em>.<!-- a comment -->",
+        "<img src=\"a.png\" alt=\"An image\">",
+        "    return \"never sent\"",
+        "<textarea>never translated</textarea>",
+        "<span class=\"x\">A SPAN</span>",
+        "A QUOTATION,\n\nWITH A BLANK LINE INSIDE.",
+    ] {
+        assert!(out.contains(verbatim), "{verbatim:?} not in:\n{out}");
+    }
+}
+
+#[test]
+fn html_main_text_leaves_out_page_furniture() {
+    let m = Markup::parse(HTML.to_string(), Format::Html);
+    let main = m.prose(true);
+    assert!(main.starts_with("The headline of the article\n\nFirst paragraph with strong words"));
+    assert!(
+        main.contains("inline_code() in it & an entity été."),
+        "{main}"
+    );
+    assert!(
+        main.contains("Second paragraph after a line break"),
+        "{main}"
+    );
+    for furniture in [
+        "Page title",
+        "Home",
+        "News",
+        "Share this",
+        "Article footer",
+        "Sidebar",
+        "© 2026",
+        "never",
+    ] {
+        assert!(!main.contains(furniture), "{furniture:?} in:\n{main}");
+    }
+    let all = m.prose(false);
+    assert!(all.contains("Sidebar text") && all.contains("Page title"));
+
+    let ja = Markup::parse(JAPANESE.to_string(), Format::Html);
+    let main = ja.prose(true);
+    assert!(main.starts_with("港町の夏祭り、過去最多の人出\n\n2026年8月3日\n\n"));
+    assert!(!main.contains("ホーム") && !main.contains("©"), "{main}");
+    assert_eq!(
+        crate::text::lang::detect(&main).map(|d| d.language.code),
+        Some("ja".to_string())
+    );
+}
+
+#[test]
+fn markdown_prose_is_what_a_reader_sees() {
+    let m = Markup::parse(SPANISH.to_string(), Format::Markdown);
+    let prose = m.prose(true);
+    assert!(prose.starts_with("Récord de participación en el maratón de Sevilla\n\n"));
+    assert!(prose.contains("reunió este domingo a 14.200 corredores, una cifra récord."));
+    assert!(
+        !prose.contains("title:") && !prose.contains("curl"),
+        "{prose}"
+    );
+    assert!(prose.contains("con el parámetro bib."), "{prose}");
+}
+
+#[test]
+fn what_the_model_sees_has_placeholders_for_markup() {
+    let m = Markup::parse(MARKDOWN.to_string(), Format::Markdown);
+    let t = texts(&m);
+    assert_eq!(t[0], "A heading with <x1/> and a <g2>link</g2>");
+    assert_eq!(
+        t[1],
+        "Intro paragraph with <g1>bold</g1>, <g2>emphasis</g2>, <g3>struck</g3> and a bare URL <x4/>.\n\
+         It wraps onto a second line with a hard break<x5/>and a third line."
+    );
+    assert!(t.contains(&"A quoted paragraph\nthat spans two lines, with an <x1/> inside."));
+    assert!(t.contains(&"a task"));
+    assert!(t.contains(&"Column <g1>two</g1>"));
+    for t in &t {
+        assert!(!t.contains("http") && !t.contains("never"), "{t}");
+    }
+    let plain = Markup::parse(TEXT.to_string(), Format::Text);
+    assert_eq!(
+        texts(&plain),
+        [
+            "First paragraph of plain text,\nwrapped over two lines. See <x1/>.",
+            "Second paragraph after two blank lines.",
+            "Third paragraph after a line of white space."
+        ]
+    );
+}
+
+#[test]
+fn broken_placeholders_are_refused() {
+    let m = Markup::parse("Some **bold** and `code` here.".into(), Format::Markdown);
+    assert_eq!(texts(&m), ["Some <g1>bold</g1> and <x2/> here."]);
+    let ok = |r: &str| m.restore_unit(0, r);
+    assert_eq!(
+        ok("Etwas <G1>Fettes</G1> und <x2 /> hier.").unwrap(),
+        "Etwas **Fettes** und `code` hier."
+    );
+    assert_eq!(
+        ok("<x2> zuerst, dann <g1>fett</g1>.").unwrap(),
+        "`code` zuerst, dann **fett**."
+    );
+    assert_eq!(
+        ok("Etwas <g1>Fettes</g1> hier."),
+        Err(Broken::Missing("<x2/>".into()))
+    );
+    assert_eq!(
+        ok("<x2/> <x2/> <g1>a</g1>"),
+        Err(Broken::Repeated("<x2/>".into()))
+    );
+    assert_eq!(
+        ok("<x2/> <g1>a</g1> <x3/>"),
+        Err(Broken::Unknown("<x3/>".into()))
+    );
+    assert_eq!(ok("<x2/> </g1>a<g1>"), Err(Broken::Order("</g1>".into())));
+    // Angle brackets that are no placeholder are text.
+    assert_eq!(
+        ok("a < b <g1>x</g1> <x2/> <gx>").unwrap(),
+        "a < b **x** `code` <gx>"
+    );
+}
+
+#[test]
+fn reflowed_lines_keep_their_container_prefix() {
+    let m = Markup::parse("> one\n> two\n> three\n".into(), Format::Markdown);
+    assert_eq!(texts(&m), ["one\ntwo\nthree"]);
+    assert_eq!(m.restore_unit(0, "eins\nzwei").unwrap(), "eins\n> zwei");
+    let h = Markup::parse("# Title\n".into(), Format::Markdown);
+    assert_eq!(h.restore_unit(0, "Ti\ntel").unwrap(), "Ti tel");
+}
+
+#[test]
+fn urls_are_found_without_trailing_punctuation() {
+    let s = "See https://a.org/x_(y), www.b.com. And (http://c.net/p?q=1) or mailto.www.no";
+    let urls: Vec<&str> = unit::find_urls(s).into_iter().map(|r| &s[r]).collect();
+    assert_eq!(
+        urls,
+        ["https://a.org/x_(y)", "www.b.com", "http://c.net/p?q=1"]
+    );
+}
+
+#[test]
+fn formats_follow_file_names() {
+    assert_eq!(Format::from_path("a/b.MD"), Format::Markdown);
+    assert_eq!(Format::from_path("page.htm"), Format::Html);
+    assert_eq!(Format::from_path("notes.txt"), Format::Text);
+    assert_eq!(Format::from_path("-"), Format::Text);
+}

@@ -1,0 +1,624 @@
+//! Units: prose with numbered placeholders for its inline markup, and the
+//! way back from the model's answer to the original markup.
+
+use std::ops::Range;
+
+/// What a placeholder in the model's answer was wrong about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    #[error("placeholder {0} is missing")]
+    Missing(String),
+    #[error("placeholder {0} appears more than once")]
+    Repeated(String),
+    #[error("placeholder {0} was not in the text")]
+    Unknown(String),
+    #[error("placeholder {0} closes before it opens")]
+    Order(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// Text the model translates.
+    Prose,
+    /// A line break inside the unit, with the next line's container prefix
+    /// (`> ` in a quote, indentation in a list item).
+    Break,
+    /// Opening markup of a span (`**`, `[`, `<a href=…>`), by pair number.
+    Open(u32),
+    /// Closing markup of a span (`**`, `](url)`, `</a>`), by pair number.
+    Close(u32),
+    /// Markup or text the model must not change (inline code, a URL, an
+    /// image), by number.
+    Keep(u32),
+}
+
+#[derive(Debug, Clone)]
+struct Atom {
+    kind: Kind,
+    range: Range<usize>,
+    /// What a reader sees of it (entities decoded, escapes removed).
+    plain: String,
+}
+
+/// Draft atoms as a parser finds them; pairs are matched by key later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DraftKind {
+    Prose,
+    Break,
+    Open(String),
+    Close(String),
+    Keep,
+}
+
+#[derive(Debug, Clone)]
+struct DraftAtom {
+    kind: DraftKind,
+    range: Range<usize>,
+    plain: String,
+}
+
+/// A unit as a parser collects it: atoms in source order.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    atoms: Vec<DraftAtom>,
+    multiline: bool,
+    main: bool,
+}
+
+impl Draft {
+    /// `multiline`: whether the unit may span lines (not a Markdown heading
+    /// or table cell). `main`: whether it belongs to the main text.
+    pub fn new(multiline: bool, main: bool) -> Draft {
+        Draft {
+            atoms: Vec::new(),
+            multiline,
+            main,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.atoms.is_empty()
+    }
+
+    /// Where the last atom so far ends.
+    pub fn last_end(&self) -> Option<usize> {
+        self.atoms.last().map(|a| a.range.end)
+    }
+
+    /// Prose at `range` of `source`, read as `plain` (the raw bytes when
+    /// `None`); URLs in it are kept apart, as they are.
+    pub fn prose(&mut self, source: &str, range: Range<usize>, plain: Option<&str>) {
+        let raw = &source[range.clone()];
+        let urls = find_urls(raw);
+        if urls.is_empty() {
+            self.push(DraftKind::Prose, range, plain.unwrap_or(raw));
+            return;
+        }
+        let base = range.start;
+        let mut pos = 0;
+        for u in urls {
+            self.push(
+                DraftKind::Prose,
+                base + pos..base + u.start,
+                &raw[pos..u.start],
+            );
+            self.push(
+                DraftKind::Keep,
+                base + u.start..base + u.end,
+                &raw[u.clone()],
+            );
+            pos = u.end;
+        }
+        self.push(DraftKind::Prose, base + pos..range.end, &raw[pos..]);
+    }
+
+    /// A line break and whatever prefix the next line carries.
+    pub fn line_break(&mut self, range: Range<usize>) {
+        self.push(DraftKind::Break, range, "\n");
+    }
+
+    /// Opening markup of a span, matched with the next `close` of `key`.
+    pub fn open(&mut self, range: Range<usize>, key: &str) {
+        self.push(DraftKind::Open(key.to_string()), range, "");
+    }
+
+    pub fn close(&mut self, range: Range<usize>, key: &str) {
+        self.push(DraftKind::Close(key.to_string()), range, "");
+    }
+
+    /// Bytes the model must not change, read as `plain`.
+    pub fn keep(&mut self, range: Range<usize>, plain: &str) {
+        self.push(DraftKind::Keep, range, plain);
+    }
+
+    fn push(&mut self, kind: DraftKind, range: Range<usize>, plain: &str) {
+        if range.is_empty() {
+            return;
+        }
+        self.atoms.push(DraftAtom {
+            kind,
+            range,
+            plain: plain.to_string(),
+        });
+    }
+}
+
+/// Byte ranges of URLs in `text`: `http://`, `https://` and `www.` runs up
+/// to whitespace, without trailing punctuation.
+pub(crate) fn find_urls(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut search = 0;
+    while search < text.len() {
+        let rest = &text[search..];
+        let hit = ["https://", "http://", "www."]
+            .iter()
+            .filter_map(|p| find_ascii_ci(rest, p).map(|i| (i, p.len())))
+            .min();
+        let Some((i, plen)) = hit else { break };
+        let start = search + i;
+        let word_start = text[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '.' && c != '/');
+        let mut end = start
+            + text[start..]
+                .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`'))
+                .unwrap_or(text.len() - start);
+        while end > start {
+            let last = text[..end].chars().next_back().unwrap_or(' ');
+            let unbalanced = last == ')'
+                && text[start..end].matches('(').count() < text[start..end].matches(')').count();
+            if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*' | '_') || unbalanced {
+                end -= last.len_utf8();
+            } else {
+                break;
+            }
+        }
+        if word_start && end > start + plen {
+            out.push(start..end);
+            search = end;
+        } else {
+            search = start + plen;
+        }
+    }
+    out
+}
+
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    hay.as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// One unit of prose, ready for the model.
+#[derive(Debug, Clone)]
+pub struct Unit {
+    /// The bytes of the source it stands for.
+    pub range: Range<usize>,
+    /// Whether it belongs to the article's main text.
+    pub main: bool,
+    atoms: Vec<Atom>,
+    multiline: bool,
+    text: String,
+}
+
+impl Unit {
+    /// Turns drafts into units: pairs matched, edges trimmed, split where a
+    /// blank line falls inside (a unit is one paragraph to the chunker).
+    pub(crate) fn finish(source: &str, draft: Draft) -> Vec<Unit> {
+        let atoms = normalize(source, draft.atoms);
+        split_at_blank_lines(source, atoms)
+            .into_iter()
+            .filter_map(|atoms| Unit::build(source, atoms, draft.multiline, draft.main))
+            .collect()
+    }
+
+    fn build(source: &str, atoms: Vec<DraftAtom>, multiline: bool, main: bool) -> Option<Unit> {
+        let mut atoms = pair(atoms);
+        trim(source, &mut atoms);
+        let has_words = atoms.iter().any(|a| {
+            a.kind == Kind::Prose && source[a.range.clone()].chars().any(char::is_alphabetic)
+        });
+        if !has_words {
+            return None;
+        }
+        let range = atoms[0].range.start..atoms[atoms.len() - 1].range.end;
+        let mut unit = Unit {
+            range,
+            main,
+            atoms,
+            multiline,
+            text: String::new(),
+        };
+        unit.text = unit.encode(source);
+        Some(unit)
+    }
+
+    /// What the model is given.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the unit holds any placeholder the answer must keep.
+    pub fn has_markup(&self) -> bool {
+        self.atoms
+            .iter()
+            .any(|a| !matches!(a.kind, Kind::Prose | Kind::Break))
+    }
+
+    fn encode(&self, source: &str) -> String {
+        let mut s = String::new();
+        for a in &self.atoms {
+            match a.kind {
+                Kind::Prose => s.push_str(&source[a.range.clone()]),
+                Kind::Break => s.push(if self.multiline { '\n' } else { ' ' }),
+                Kind::Open(n) => s.push_str(&format!("<g{n}>")),
+                Kind::Close(n) => s.push_str(&format!("</g{n}>")),
+                Kind::Keep(n) => s.push_str(&format!("<x{n}/>")),
+            }
+        }
+        s
+    }
+
+    /// What a reader sees; `collapse` folds runs of white space (HTML).
+    pub fn plain(&self, collapse: bool) -> String {
+        let mut s = String::new();
+        for a in &self.atoms {
+            s.push_str(&a.plain);
+        }
+        if collapse {
+            s.split_whitespace().collect::<Vec<_>>().join(" ")
+        } else {
+            s.trim().to_string()
+        }
+    }
+
+    /// The source bytes for the model's answer: placeholders back to the
+    /// markup they stand for, line breaks back to the source's, and an
+    /// error when a placeholder was lost, repeated, invented or misordered.
+    pub fn restore(&self, source: &str, reply: &str) -> Result<String, Broken> {
+        let tokens = scan(reply.trim());
+        self.check(&tokens)?;
+        let breaks: Vec<&str> = self
+            .atoms
+            .iter()
+            .filter(|a| a.kind == Kind::Break)
+            .map(|a| &source[a.range.clone()])
+            .collect();
+        let newlines = tokens
+            .iter()
+            .map(|t| match t {
+                Token::Text(s) => s.matches('\n').count(),
+                _ => 0,
+            })
+            .sum::<usize>();
+        let mut next_break = 0;
+        let mut out = String::with_capacity(reply.len() + 64);
+        for t in &tokens {
+            match t {
+                Token::Text(s) => {
+                    for (i, line) in s.split('\n').enumerate() {
+                        if i > 0 {
+                            out.push_str(&self.newline(&breaks, newlines, next_break));
+                            next_break += 1;
+                        }
+                        out.push_str(line);
+                    }
+                }
+                Token::Tag(tag) => out.push_str(&source[self.atom_for(*tag).range.clone()]),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes for the `k`-th line break of an answer with `count` of them.
+    fn newline(&self, breaks: &[&str], count: usize, k: usize) -> String {
+        if !self.multiline {
+            " ".to_string()
+        } else if count == breaks.len() {
+            breaks[k].to_string()
+        } else {
+            // The model reflowed the lines: each break takes the first
+            // break's prefix, so a quote or list item stays one.
+            breaks.first().copied().unwrap_or("\n").to_string()
+        }
+    }
+
+    fn atom_for(&self, tag: Tag) -> &Atom {
+        self.atoms
+            .iter()
+            .find(|a| match (tag, &a.kind) {
+                (Tag::Open(n), Kind::Open(m)) | (Tag::Close(n), Kind::Close(m)) => n == *m,
+                (Tag::Keep(n), Kind::Keep(m)) => n == *m,
+                _ => false,
+            })
+            .expect("checked tags name atoms of the unit")
+    }
+
+    fn check(&self, tokens: &[Token]) -> Result<(), Broken> {
+        let expected: Vec<Tag> = self
+            .atoms
+            .iter()
+            .filter_map(|a| match a.kind {
+                Kind::Open(n) => Some(Tag::Open(n)),
+                Kind::Close(n) => Some(Tag::Close(n)),
+                Kind::Keep(n) => Some(Tag::Keep(n)),
+                _ => None,
+            })
+            .collect();
+        let got: Vec<Tag> = tokens
+            .iter()
+            .filter_map(|t| match t {
+                Token::Tag(tag) => Some(*tag),
+                Token::Text(_) => None,
+            })
+            .collect();
+        for (i, tag) in got.iter().enumerate() {
+            if !expected.contains(tag) {
+                return Err(Broken::Unknown(tag.to_string()));
+            }
+            if got[..i].contains(tag) {
+                return Err(Broken::Repeated(tag.to_string()));
+            }
+            if let Tag::Close(n) = tag {
+                if !got[..i].contains(&Tag::Open(*n)) {
+                    return Err(Broken::Order(tag.to_string()));
+                }
+            }
+        }
+        if let Some(missing) = expected.iter().find(|t| !got.contains(t)) {
+            return Err(Broken::Missing(missing.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Open(u32),
+    Close(u32),
+    Keep(u32),
+}
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tag::Open(n) => write!(f, "<g{n}>"),
+            Tag::Close(n) => write!(f, "</g{n}>"),
+            Tag::Keep(n) => write!(f, "<x{n}/>"),
+        }
+    }
+}
+
+enum Token<'a> {
+    Text(&'a str),
+    Tag(Tag),
+}
+
+/// Splits an answer into text and placeholders. Models change case and
+/// spacing of tags now and then (`<G1>`, `<x2 />`, `<x2>`): those count.
+fn scan(reply: &str) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let mut text_start = 0;
+    let mut i = 0;
+    let bytes = reply.as_bytes();
+    while i < bytes.len() {
+        if bytes[i] == b'<' {
+            if let Some((tag, len)) = parse_tag(&reply[i..]) {
+                if i > text_start {
+                    out.push(Token::Text(&reply[text_start..i]));
+                }
+                out.push(Token::Tag(tag));
+                i += len;
+                text_start = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    if text_start < reply.len() {
+        out.push(Token::Text(&reply[text_start..]));
+    }
+    out
+}
+
+/// A placeholder at the start of `s`, and its length in bytes.
+fn parse_tag(s: &str) -> Option<(Tag, usize)> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    let closing = b.get(i) == Some(&b'/');
+    if closing {
+        i += 1;
+    }
+    let letter = b.get(i)?.to_ascii_lowercase();
+    if letter != b'g' && letter != b'x' {
+        return None;
+    }
+    i += 1;
+    let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 6 {
+        return None;
+    }
+    let n: u32 = s[i..i + digits].parse().ok()?;
+    i += digits;
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let self_closing = b.get(i) == Some(&b'/');
+    if self_closing {
+        i += 1;
+    }
+    if b.get(i) != Some(&b'>') {
+        return None;
+    }
+    let tag = match (letter, closing, self_closing) {
+        (b'g', false, false) => Tag::Open(n),
+        (b'g', true, false) => Tag::Close(n),
+        (b'x', false, _) => Tag::Keep(n),
+        _ => return None,
+    };
+    Some((tag, i + 1))
+}
+
+/// Atoms in order, without overlaps; a gap between two atoms joins the
+/// first (an escape's backslash, a line prefix), and adjacent prose merges.
+fn normalize(source: &str, atoms: Vec<DraftAtom>) -> Vec<DraftAtom> {
+    let mut out: Vec<DraftAtom> = Vec::with_capacity(atoms.len());
+    for mut a in atoms {
+        if let Some(prev) = out.last_mut() {
+            if a.range.start < prev.range.end {
+                a.range.start = prev.range.end;
+            }
+            if a.range.start >= a.range.end {
+                continue;
+            }
+            prev.range.end = a.range.start;
+            if prev.kind == DraftKind::Prose && a.kind == DraftKind::Prose {
+                prev.range.end = a.range.end;
+                prev.plain.push_str(&a.plain);
+                continue;
+            }
+        }
+        out.push(a);
+    }
+    debug_assert!(out
+        .iter()
+        .all(|a| source.is_char_boundary(a.range.start) && source.is_char_boundary(a.range.end)));
+    out
+}
+
+/// Cuts atoms where a prose atom holds a blank line; the blank line itself
+/// is left between the pieces.
+fn split_at_blank_lines(source: &str, atoms: Vec<DraftAtom>) -> Vec<Vec<DraftAtom>> {
+    let mut groups = vec![Vec::new()];
+    for a in atoms {
+        if a.kind != DraftKind::Prose {
+            groups.last_mut().expect("never empty").push(a);
+            continue;
+        }
+        let raw = &source[a.range.clone()];
+        let paras = crate::text::segment::paragraphs(raw);
+        if paras.len() <= 1 {
+            groups.last_mut().expect("never empty").push(a);
+            continue;
+        }
+        for (i, p) in paras.iter().enumerate() {
+            // The first piece keeps the whitespace before it, the last the
+            // whitespace after it; what lies between pieces is dropped.
+            let start = if i == 0 { 0 } else { p.start };
+            let end = if i + 1 == paras.len() {
+                raw.len()
+            } else {
+                p.end
+            };
+            if i > 0 {
+                groups.push(Vec::new());
+            }
+            // Entities or escapes cannot be mapped into pieces: pieces
+            // read as their raw bytes.
+            let plain = raw[start..end].to_string();
+            groups.last_mut().expect("never empty").push(DraftAtom {
+                kind: DraftKind::Prose,
+                range: a.range.start + start..a.range.start + end,
+                plain,
+            });
+        }
+    }
+    groups
+}
+
+/// Matches opens with closes of the same key, innermost first; what stays
+/// unmatched is kept as it is.
+fn pair(atoms: Vec<DraftAtom>) -> Vec<Atom> {
+    let mut kinds: Vec<Option<Kind>> = vec![None; atoms.len()];
+    let mut stack: Vec<(usize, &str)> = Vec::new();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    for (i, a) in atoms.iter().enumerate() {
+        match &a.kind {
+            DraftKind::Open(key) => stack.push((i, key)),
+            DraftKind::Close(key) => {
+                if let Some(depth) = stack.iter().rposition(|(_, k)| *k == key.as_str()) {
+                    let (open, _) = stack[depth];
+                    stack.truncate(depth);
+                    pairs.push((open, i));
+                }
+            }
+            _ => {}
+        }
+    }
+    pairs.sort_unstable();
+    let mut n = 0;
+    for (open, close) in pairs {
+        n += 1;
+        kinds[open] = Some(Kind::Open(n));
+        kinds[close] = Some(Kind::Close(n));
+    }
+    atoms
+        .into_iter()
+        .zip(kinds)
+        .map(|(a, kind)| {
+            let kind = kind.unwrap_or(match a.kind {
+                DraftKind::Prose => Kind::Prose,
+                DraftKind::Break => Kind::Break,
+                _ => Kind::Keep(0),
+            });
+            Atom {
+                kind,
+                range: a.range,
+                plain: a.plain,
+            }
+        })
+        .collect()
+}
+
+/// Leaves white space, line breaks and invisible markup (comments, empty
+/// tags) at the edges outside the unit.
+fn trim(source: &str, atoms: &mut Vec<Atom>) {
+    let invisible = |a: &Atom| match a.kind {
+        Kind::Break => true,
+        Kind::Keep(_) => a.plain.trim().is_empty(),
+        Kind::Prose => source[a.range.clone()].trim().is_empty(),
+        _ => false,
+    };
+    while atoms.first().is_some_and(invisible) {
+        atoms.remove(0);
+    }
+    while atoms.last().is_some_and(invisible) {
+        atoms.pop();
+    }
+    if let Some(first) = atoms.first_mut().filter(|a| a.kind == Kind::Prose) {
+        let raw = &source[first.range.clone()];
+        first.range.start += raw.len() - raw.trim_start().len();
+        first.plain = first.plain.trim_start().to_string();
+    }
+    if let Some(last) = atoms.last_mut().filter(|a| a.kind == Kind::Prose) {
+        let raw = &source[last.range.clone()];
+        last.range.end -= raw.len() - raw.trim_end().len();
+        last.plain = last.plain.trim_end().to_string();
+    }
+    renumber(atoms);
+}
+
+/// Numbers placeholders 1, 2, … in order of appearance once trimming has
+/// removed some.
+fn renumber(atoms: &mut [Atom]) {
+    let mut map: Vec<(u32, u32)> = Vec::new();
+    let mut next = 0;
+    for a in atoms.iter_mut() {
+        match &mut a.kind {
+            Kind::Open(n) | Kind::Keep(n) => {
+                next += 1;
+                map.push((*n, next));
+                *n = next;
+            }
+            Kind::Close(n) => {
+                *n = map
+                    .iter()
+                    .find(|(old, _)| old == n)
+                    .map(|(_, new)| *new)
+                    .unwrap_or(*n);
+            }
+            _ => {}
+        }
+    }
+}
