@@ -148,6 +148,18 @@ pub enum Format {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormatArg {
+    /// Plain text: paragraphs separated by blank lines.
+    Text,
+    /// CommonMark with GFM tables, task lists and front matter.
+    #[value(alias = "md")]
+    Markdown,
+    /// An HTML page or fragment.
+    #[value(alias = "htm")]
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LengthArg {
     /// About 60 words.
     Short,
@@ -160,9 +172,22 @@ pub enum LengthArg {
 /// The article and everything about running the model on it.
 #[derive(Debug, Args)]
 pub struct DocumentArgs {
-    /// The article: a text file, or - for stdin.
+    /// The article: a text, Markdown or HTML file, or - for stdin.
     #[arg(value_name = "ARTICLE")]
     pub input: String,
+
+    /// How the article is written [default: from its extension; text for stdin].
+    ///
+    /// Markdown and HTML keep their structure: code, URLs, link targets,
+    /// front matter, tags and attributes are never sent to the model, and a
+    /// translation comes back with the same markup. Summaries of HTML use
+    /// the page's main text, without menus and footers.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<InputFormatArg>,
+
+    /// Replace bytes that are not valid UTF-8 (or UTF-16) by U+FFFD instead of refusing the file.
+    #[arg(long)]
+    pub lossy: bool,
 
     /// Folder with prompt templates that replace the built-in ones.
     #[arg(long, value_name = "DIR")]

@@ -14,10 +14,13 @@ pub struct Document {
     /// Where it came from (`-` for stdin), for messages and metadata.
     pub name: String,
     pub text: String,
+    /// Undecodable byte sequences replaced by U+FFFD (only with `lossy`).
+    pub replaced: usize,
 }
 
-/// Reads `source`: a path, or `-` for stdin.
-pub fn read(source: &str) -> Result<Document> {
+/// Reads `source`: a path, or `-` for stdin. With `lossy`, bytes that are
+/// not valid text become U+FFFD instead of an error.
+pub fn read(source: &str, lossy: bool) -> Result<Document> {
     let bytes = if source == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -43,40 +46,57 @@ pub fn read(source: &str) -> Result<Document> {
         })?
     };
     let name = if source == "-" { "stdin" } else { source };
+    let (text, replaced) = decode(name, &bytes, lossy)?;
     Ok(Document {
         name: name.to_string(),
-        text: decode(name, &bytes)?,
+        text,
+        replaced,
     })
 }
 
 /// Checks and decodes document bytes: UTF-8 with an optional BOM or UTF-16
-/// with a BOM; not binary, not blank.
-pub fn decode(name: &str, bytes: &[u8]) -> Result<String, Error> {
-    if let Some(text) = decode_utf16(name, bytes)? {
-        return checked(name, text);
+/// with a BOM; not binary, not blank. Returns the text and how many
+/// undecodable sequences `lossy` replaced.
+pub fn decode(name: &str, bytes: &[u8], lossy: bool) -> Result<(String, usize), Error> {
+    if let Some((text, replaced)) = decode_utf16(name, bytes, lossy)? {
+        return Ok((checked(name, text)?, replaced));
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Error::input(
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok((checked(name, text.to_string())?, 0)),
+        Err(_) if lossy => {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let replaced =
+                text.matches('\u{FFFD}').count() - count_valid_replacement_chars(bytes);
+            Ok((checked(name, text)?, replaced))
+        }
+        Err(e) => Err(Error::input(
             name,
             format!(
-                "is not valid UTF-8 text (bad byte at offset {})",
+                "is not valid UTF-8 text (bad byte at offset {}): convert it to UTF-8, or pass --lossy to replace bad bytes",
                 e.valid_up_to()
             ),
-        )
-    })?;
-    checked(name, text.to_string())
+        )),
+    }
+}
+
+/// U+FFFD characters the input itself contains, which are not replacements.
+fn count_valid_replacement_chars(bytes: &[u8]) -> usize {
+    bytes
+        .windows(3)
+        .filter(|w| *w == "\u{FFFD}".as_bytes())
+        .count()
 }
 
 /// UTF-16 text, recognised only by its byte-order mark (without one,
 /// UTF-16 is indistinguishable from binary data).
-fn decode_utf16(name: &str, bytes: &[u8]) -> Result<Option<String>, Error> {
+fn decode_utf16(name: &str, bytes: &[u8], lossy: bool) -> Result<Option<(String, usize)>, Error> {
     let (body, little) = match bytes {
         [0xFF, 0xFE, rest @ ..] => (rest, true),
         [0xFE, 0xFF, rest @ ..] => (rest, false),
         _ => return Ok(None),
     };
-    if body.len() % 2 != 0 {
+    if body.len() % 2 != 0 && !lossy {
         return Err(Error::input(
             name,
             "is not valid UTF-16 text (odd number of bytes)",
@@ -89,10 +109,27 @@ fn decode_utf16(name: &str, bytes: &[u8]) -> Result<Option<String>, Error> {
             u16::from_be_bytes([c[0], c[1]])
         }
     });
-    char::decode_utf16(units)
-        .collect::<Result<String, _>>()
-        .map(Some)
-        .map_err(|_| Error::input(name, "is not valid UTF-16 text (unpaired surrogate)"))
+    let mut text = String::with_capacity(body.len() / 2);
+    let mut replaced = body.len() % 2;
+    for c in char::decode_utf16(units) {
+        match c {
+            Ok(c) => text.push(c),
+            Err(_) if lossy => {
+                text.push('\u{FFFD}');
+                replaced += 1;
+            }
+            Err(_) => {
+                return Err(Error::input(
+                    name,
+                    "is not valid UTF-16 text (unpaired surrogate): pass --lossy to replace it",
+                ))
+            }
+        }
+    }
+    if replaced > 0 && body.len() % 2 == 1 {
+        text.push('\u{FFFD}');
+    }
+    Ok(Some((text, replaced)))
 }
 
 fn checked(name: &str, text: String) -> Result<String, Error> {
@@ -114,19 +151,37 @@ mod tests {
 
     #[test]
     fn decode_checks() {
-        assert_eq!(decode("a", b"\xEF\xBB\xBFhi\r\n").unwrap(), "hi\n");
-        assert!(decode("a", b" \n\t ")
+        assert_eq!(
+            decode("a", b"\xEF\xBB\xBFhi\r\n", false).unwrap(),
+            ("hi\n".to_string(), 0)
+        );
+        assert!(decode("a", b" \n\t ", false)
             .unwrap_err()
             .to_string()
             .contains("is empty"));
-        assert!(decode("a", b"x\0y")
+        assert!(decode("a", b"x\0y", true)
             .unwrap_err()
             .to_string()
             .contains("binary"));
-        let e = decode("a", b"ok \xff").unwrap_err().to_string();
+        let e = decode("a", b"ok \xff", false).unwrap_err().to_string();
         assert!(
-            e.contains("not valid UTF-8") && e.contains("offset 3"),
+            e.contains("not valid UTF-8") && e.contains("offset 3") && e.contains("--lossy"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn lossy_decoding_replaces_and_counts_bad_bytes() {
+        let (text, n) = decode("a", b"ok \xEF\xBF\xBD \xff x \xc3", true).unwrap();
+        assert_eq!((text.as_str(), n), ("ok \u{FFFD} \u{FFFD} x \u{FFFD}", 2));
+        // Latin-1 bytes of "café".
+        assert_eq!(
+            decode("a", b"caf\xe9", true).unwrap(),
+            ("caf\u{FFFD}".into(), 1)
+        );
+        // UTF-16 with a lone surrogate and an odd trailing byte.
+        let (text, n) = decode("a", b"\xFF\xFEh\x00\x00\xD8i\x00!", true).unwrap();
+        assert_eq!((text.as_str(), n), ("h\u{FFFD}i\u{FFFD}", 2));
+        assert!(decode("a", b"\xFF\xFEh\x00\x00\xD8", false).is_err());
     }
 }

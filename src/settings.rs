@@ -12,8 +12,8 @@ use glot::text::lang::{self, Language};
 use glot::Error;
 
 use crate::cli::{
-    Cli, Command, DocumentArgs, Format, GenerateArgs, LengthArg, ModelArgs, ModelsCommand,
-    OutputArgs, SamplingArgs, SummarizeArgs, TranslateArgs,
+    Cli, Command, DocumentArgs, Format, GenerateArgs, InputFormatArg, LengthArg, ModelArgs,
+    ModelsCommand, OutputArgs, SamplingArgs, SummarizeArgs, TranslateArgs,
 };
 use crate::printer::Printer;
 
@@ -55,6 +55,8 @@ pub struct OutputSettings {
 /// One article to run a task on.
 pub struct DocumentSettings {
     pub input: String,
+    pub format: glot::markup::Format,
+    pub lossy: bool,
     pub prompts: Option<PathBuf>,
     pub model: ModelSettings,
     pub output: OutputSettings,
@@ -135,6 +137,13 @@ fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
         output: output(&a.output, Some(&a.input))?,
         model: model(&a.model, &a.sampling, offline)?,
         prompts: a.prompts,
+        format: match a.input_format {
+            Some(InputFormatArg::Text) => glot::markup::Format::Text,
+            Some(InputFormatArg::Markdown) => glot::markup::Format::Markdown,
+            Some(InputFormatArg::Html) => glot::markup::Format::Html,
+            None => glot::markup::Format::from_path(&a.input),
+        },
+        lossy: a.lossy,
         input: a.input,
     })
 }

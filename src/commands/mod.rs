@@ -8,6 +8,7 @@ pub mod translate;
 
 use anyhow::Result;
 use glot::engine::{ChatModel, Completion, DecodeOptions, Llm};
+use glot::markup::Markup;
 use glot::prompt::chat::Message;
 use serde::Serialize;
 
@@ -18,6 +19,8 @@ use crate::settings::{DocumentSettings, ModelSettings, OutputSettings};
 /// order, so bad input fails before the slow model load.
 pub struct Prepared {
     pub doc: glot::input::Document,
+    /// The document's structure: what the model sees and what it must not.
+    pub markup: Markup,
     /// The article's language, detected from all of it.
     pub detected: Option<glot::text::lang::Detected>,
     pub prompts: glot::prompt::Prompts,
@@ -25,8 +28,30 @@ pub struct Prepared {
 }
 
 pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
-    let doc = glot::input::read(&s.input)?;
-    let detected = glot::text::lang::detect(&doc.text);
+    let doc = glot::input::read(&s.input, s.lossy)?;
+    if doc.replaced > 0 {
+        printer.warn(format!(
+            "{}: {} undecodable byte sequence(s) replaced by U+FFFD",
+            doc.name, doc.replaced
+        ));
+    }
+    let markup = Markup::parse(doc.text.clone(), s.format);
+    if markup.units().is_empty() {
+        return Err(glot::Error::input(
+            &doc.name,
+            format!("has no text to work on (read as {})", s.format.name()),
+        )
+        .into());
+    }
+    printer.info(format!(
+        "{}: {} text unit(s), read as {}",
+        doc.name,
+        markup.units().len(),
+        s.format.name()
+    ));
+    // The main text only: a menu or a code block says little about the
+    // language an article is written in.
+    let detected = glot::text::lang::detect(&markup.prose(true));
     if let Some(d) = &detected {
         printer.info(format!(
             "article language: {} ({:.0}% confident{})",
@@ -39,6 +64,7 @@ pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
     let llm = load_model(&s.model, printer, true)?;
     Ok(Prepared {
         doc,
+        markup,
         detected,
         prompts,
         llm,

@@ -16,6 +16,7 @@ use crate::settings::SummarizeSettings;
 struct Report<'a> {
     task: &'static str,
     input: &'a str,
+    input_format: glot::markup::Format,
     model: &'a ModelInfo,
     /// Detected from the whole article.
     source_language: Option<&'a Detected>,
@@ -32,6 +33,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Prepared {
         doc,
+        markup,
         detected,
         prompts,
         mut llm,
@@ -44,6 +46,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         .or(detected.as_ref().and_then(Detected::reliable_language));
     let req = Request {
         language: language.map(|l| l.name.clone()),
+        language_code: language.map(|l| l.code.clone()),
         length: s.length,
     };
     let summary = summarize::summarize(
@@ -53,7 +56,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             calls: 0,
         },
         &prompts,
-        &doc.text,
+        &markup.prose(true),
         &req,
     )?;
     printer.info(format!(
@@ -63,9 +66,16 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     if summary.text.trim().is_empty() {
         printer.warn("the model returned an empty summary");
     }
+    if let Some(l) = language.filter(|_| summary.wrong_language) {
+        printer.warn(format!(
+            "the summary does not seem to be in {}, even when asked again",
+            l.name
+        ));
+    }
     let report = Report {
         task: "summarize",
         input: &doc.name,
+        input_format: markup.format(),
         model: llm.info(),
         source_language: detected.as_ref(),
         language,

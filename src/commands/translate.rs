@@ -16,6 +16,7 @@ use crate::settings::TranslateSettings;
 struct Report<'a> {
     task: &'static str,
     input: &'a str,
+    input_format: glot::markup::Format,
     model: &'a ModelInfo,
     /// As given with --from, else as detected from the whole article.
     source_language: Option<&'a Language>,
@@ -30,6 +31,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Prepared {
         doc,
+        markup,
         detected,
         prompts,
         mut llm,
@@ -48,6 +50,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     }
     let req = Request {
         target: s.target.name.clone(),
+        target_code: Some(s.target.code.clone()),
         source: source.map(|l| l.name.clone()),
     };
     let t = translate::translate(
@@ -57,7 +60,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             calls: 0,
         },
         &prompts,
-        &doc.text,
+        &markup,
         &req,
     )?;
     if t.retried_chunks > 0 {
@@ -68,8 +71,22 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     }
     if t.untranslated > 0 {
         printer.warn(format!(
-            "the model returned nothing for {} paragraph(s) or part(s): they are left untranslated",
-            t.untranslated
+            "{} paragraph(s) or part(s) are left untranslated: the model returned nothing for them{}",
+            t.untranslated,
+            if t.broken_markup > 0 {
+                format!(
+                    ", or lost the placeholders of their formatting, links or code ({})",
+                    t.broken_markup
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if t.wrong_language > 0 {
+        printer.warn(format!(
+            "{} answer(s) do not seem to be in {}, even when asked again",
+            t.wrong_language, s.target.name
         ));
     }
     if t.usage.capped_calls > 0 {
@@ -79,12 +96,13 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         ));
     }
     printer.info(format!(
-        "{} paragraph(s) in {} chunk(s), {} model call(s)",
+        "{} unit(s) of text in {} chunk(s), {} model call(s)",
         t.paragraphs, t.chunks, t.usage.calls
     ));
     let report = Report {
         task: "translate",
         input: &doc.name,
+        input_format: markup.format(),
         model: llm.info(),
         source_language: source,
         detected_language: detected.as_ref(),

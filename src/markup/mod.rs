@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use unit::{Broken, Unit};
+pub use unit::{strip_placeholders, Broken, Unit};
 
 /// How a document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -395,6 +395,17 @@ enum Token<'a> {
     Tag(Tag),
 }
 
+/// `text` without placeholders: what to run language detection on.
+pub fn strip_placeholders(text: &str) -> String {
+    scan(text)
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Text(s) => Some(s),
+            Token::Tag(_) => None,
+        })
+        .collect()
+}
+
 /// Splits an answer into text and placeholders. Models change case and
 /// spacing of tags now and then (`<G1>`, `<x2 />`, `<x2>`): those count.
 fn scan(reply: &str) -> Vec<Token<'_>> {

@@ -33,6 +33,20 @@ impl Usage {
     }
 }
 
+/// Whether `text` is reliably in another language than `code` (`None`
+/// checks nothing). Short or mixed answers are given the benefit of the
+/// doubt: only a detection the detector vouches for counts.
+pub(crate) fn wrong_language(text: &str, code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    let primary = |c: &str| c.split('-').next().unwrap_or(c).to_string();
+    match crate::text::lang::detect(text) {
+        Some(d) if d.reliable && text.chars().filter(|c| c.is_alphabetic()).count() >= 24 => {
+            primary(&d.language.code) != primary(code)
+        }
+        _ => false,
+    }
+}
+
 /// Tokens kept free between the measured prompt and the limit, for the
 /// small differences between counting pieces and counting the whole.
 const SLACK: usize = 8;
@@ -56,6 +70,15 @@ pub(crate) mod fake {
         Merge,
         /// Nothing at all.
         Empty,
+        /// The document as it is.
+        Identity,
+        /// The document without its markup placeholders.
+        StripPlaceholders,
+        /// `wrong` unless the prompt insists on the language, then `right`.
+        Language {
+            wrong: &'static str,
+            right: &'static str,
+        },
     }
 
     pub struct Fake {
@@ -105,6 +128,14 @@ pub(crate) mod fake {
                 Reply::Echo => document(user).to_uppercase(),
                 Reply::Merge => document(user).replace("\n\n", " "),
                 Reply::Empty => String::new(),
+                Reply::Identity => document(user).to_string(),
+                Reply::StripPlaceholders => crate::markup::strip_placeholders(document(user)),
+                Reply::Language { wrong, right } => if user.contains(" only in ") {
+                    right
+                } else {
+                    wrong
+                }
+                .to_string(),
             };
             Ok(Completion {
                 generated_tokens: words(&text).min(max),

@@ -9,7 +9,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Usage, SLACK};
+use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
 use crate::prompt::Prompts;
@@ -34,6 +34,8 @@ impl Length {
 pub struct Request {
     /// Language name for the summary; `None` keeps the article's.
     pub language: Option<String>,
+    /// Its code, to check what the model wrote; `None` checks nothing.
+    pub language_code: Option<String>,
     pub length: Length,
 }
 
@@ -47,6 +49,9 @@ pub struct Summary {
     pub rounds: usize,
     /// Tokens of the final summary.
     pub summary_tokens: usize,
+    /// Whether the summary is still in another language than requested
+    /// after being asked again.
+    pub wrong_language: bool,
     pub usage: Usage,
 }
 
@@ -66,12 +71,12 @@ pub fn summarize(
     let words = req.length.words;
     let ctx = model.context_length();
     let final_cap = req.length.max_tokens();
-    let combine_overhead = model.prompt_tokens(&prompts.combine(&[], lang, words)?)?;
-    let map_overhead = model.prompt_tokens(&prompts.summarize("", lang, words)?)?;
+    let combine_overhead = model.prompt_tokens(&prompts.combine(&[], lang, words, false)?)?;
+    let map_overhead = model.prompt_tokens(&prompts.summarize("", lang, words, false)?)?;
     // Room for the parts of one combine prompt; two parts must always fit.
     let combine_room = room(ctx, combine_overhead + final_cap)?;
     let part_sep = model
-        .prompt_tokens(&prompts.combine(&["".into(), "".into()], lang, words)?)?
+        .prompt_tokens(&prompts.combine(&["".into(), "".into()], lang, words, false)?)?
         .saturating_sub(combine_overhead);
     let partial_cap = (combine_room / 2).saturating_sub(part_sep).min(final_cap);
     if partial_cap < MIN_PARTIAL_TOKENS {
@@ -85,15 +90,17 @@ pub fn summarize(
 
     // An article that fits one prompt with room for the full-length answer
     // is summarized in one call.
-    let single = prompts.summarize(text.trim(), lang, words)?;
+    let single = prompts.summarize(text.trim(), lang, words, false)?;
     if model.prompt_tokens(&single)? + final_cap + SLACK <= ctx {
-        let c = model.complete(&single, final_cap)?;
-        usage.add(&c);
+        let (c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
+            prompts.summarize(text.trim(), lang, words, firm)
+        })?;
         return Ok(Summary {
             summary_tokens: c.generated_tokens,
             text: c.text,
             chunks: 1,
             rounds: 0,
+            wrong_language,
             usage,
         });
     }
@@ -103,7 +110,7 @@ pub fn summarize(
     let mut parts = Vec::with_capacity(plan.chunks.len());
     for chunk in &plan.chunks {
         let c = model.complete(
-            &prompts.summarize(&text[chunk.content.clone()], lang, words)?,
+            &prompts.summarize(&text[chunk.content.clone()], lang, words, false)?,
             partial_cap,
         )?;
         usage.add(&c);
@@ -112,15 +119,17 @@ pub fn summarize(
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let all = prompts.combine(&parts, lang, words)?;
+        let all = prompts.combine(&parts, lang, words, false)?;
         if model.prompt_tokens(&all)? + final_cap + SLACK <= ctx {
-            let c = model.complete(&all, final_cap)?;
-            usage.add(&c);
+            let (c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
+                prompts.combine(&parts, lang, words, firm)
+            })?;
             return Ok(Summary {
                 summary_tokens: c.generated_tokens,
                 text: c.text,
                 chunks: plan.chunks.len(),
                 rounds,
+                wrong_language,
                 usage,
             });
         }
@@ -137,12 +146,38 @@ pub fn summarize(
                 next.push(single.clone());
                 continue;
             }
-            let c = model.complete(&prompts.combine(&g, lang, words)?, partial_cap)?;
+            let c = model.complete(&prompts.combine(&g, lang, words, false)?, partial_cap)?;
             usage.add(&c);
             next.push(clip(model, c.text, partial_cap)?);
         }
         parts = next;
     }
+}
+
+/// The call that writes the summary: asked again, firmly, when the answer
+/// is reliably in another language than the one requested. Returns the
+/// answer and whether it is still in the wrong language.
+fn last_call(
+    model: &mut dyn ChatModel,
+    req: &Request,
+    cap: usize,
+    usage: &mut Usage,
+    messages: impl Fn(bool) -> Result<Vec<crate::prompt::chat::Message>>,
+) -> Result<(crate::engine::Completion, bool)> {
+    let c = model.complete(&messages(false)?, cap)?;
+    usage.add(&c);
+    let code = req.language_code.as_deref();
+    if !wrong_language(&c.text, code) {
+        return Ok((c, false));
+    }
+    let firm = messages(true)?;
+    let room = model
+        .context_length()
+        .saturating_sub(model.prompt_tokens(&firm)? + SLACK);
+    let again = model.complete(&firm, cap.min(room))?;
+    usage.add(&again);
+    let wrong = wrong_language(&again.text, code);
+    Ok((again, wrong))
 }
 
 /// Consecutive groups of parts whose combine prompt fits `limit` tokens.
@@ -160,7 +195,7 @@ fn group(
     let mut current: Vec<String> = Vec::new();
     for part in parts {
         current.push(part.clone());
-        let fits = model.prompt_tokens(&prompts.combine(&current, lang, words)?)? <= limit;
+        let fits = model.prompt_tokens(&prompts.combine(&current, lang, words, false)?)? <= limit;
         if !fits && current.len() > 1 {
             let last = current.pop().expect("non-empty");
             groups.push(std::mem::take(&mut current));
@@ -221,6 +256,7 @@ mod tests {
         let p = Prompts::load(None).unwrap();
         let req = Request {
             language: None,
+            language_code: None,
             length: Length { words: 40 },
         };
         let s = summarize(&mut m, &p, &article(200), &req).unwrap();
@@ -242,6 +278,7 @@ mod tests {
         let p = Prompts::load(None).unwrap();
         let req = Request {
             language: Some("French".into()),
+            language_code: None,
             length: Length { words: 20 },
         };
         let s = summarize(&mut m, &p, &article(3), &req).unwrap();
@@ -255,6 +292,7 @@ mod tests {
         let p = Prompts::load(None).unwrap();
         let req = Request {
             language: None,
+            language_code: None,
             length: Length { words: 60 },
         };
         for paragraphs in 1..25 {
@@ -278,9 +316,45 @@ mod tests {
         let p = Prompts::load(None).unwrap();
         let req = Request {
             language: None,
+            language_code: None,
             length: Length { words: 200 },
         };
         let err = summarize(&mut m, &p, &article(3), &req).unwrap_err();
         assert!(err.to_string().contains("raise --max-context"), "{err}");
+    }
+
+    #[test]
+    fn a_summary_in_the_wrong_language_is_asked_again() {
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: Some("German".into()),
+            language_code: Some("de".into()),
+            length: Length { words: 40 },
+        };
+        let wrong = "Ceci est toujours une phrase en français, pas en allemand du tout.";
+        let right = "Dies ist ein deutscher Satz, lang genug, um erkannt zu werden.";
+        let mut m = Fake {
+            context: 4000,
+            reply: Reply::Language { wrong, right },
+            calls: vec![],
+        };
+        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.wrong_language, s.usage.calls),
+            (right, false, 2)
+        );
+        let mut m = Fake {
+            context: 4000,
+            reply: Reply::Language {
+                wrong,
+                right: wrong,
+            },
+            calls: vec![],
+        };
+        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.wrong_language, s.usage.calls),
+            (wrong, true, 2)
+        );
     }
 }

@@ -1,16 +1,20 @@
-//! Whole-document translation, chunk by chunk, with every paragraph kept.
+//! Whole-document translation, chunk by chunk, with every unit kept.
 //!
-//! A chunk of several paragraphs must come back with as many paragraphs;
-//! when the model merges or splits them, each paragraph of that chunk is
-//! translated on its own, so the output always has exactly the input's
-//! paragraphs, in order.
+//! The chunker plans over the document's units (paragraphs, headings, list
+//! items, table cells: see [`crate::markup`]), one per paragraph of the text
+//! it sees. A chunk of several units must come back with as many paragraphs,
+//! each with its placeholders intact; units that do not are asked again one
+//! by one, with a firmer instruction. An answer in the wrong language is
+//! asked again once the same way. What still fails keeps its source text
+//! and is counted, so nothing is ever dropped or half-restored.
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Usage, SLACK};
+use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
+use crate::markup::Markup;
 use crate::prompt::Prompts;
 use crate::text::chunk;
 use crate::text::segment::paragraphs;
@@ -20,6 +24,9 @@ use crate::text::segment::paragraphs;
 pub struct Request {
     /// Target language name, as used in prompts.
     pub target: String,
+    /// Target language code, to check what the model wrote; `None` skips
+    /// the check.
+    pub target_code: Option<String>,
     /// Source language name when known.
     pub source: Option<String>,
 }
@@ -29,12 +36,18 @@ pub struct Request {
 pub struct Translation {
     pub text: String,
     pub chunks: usize,
+    /// Units of text translated: paragraphs, headings, list items, cells.
     pub paragraphs: usize,
-    /// Chunks whose paragraphs had to be translated one by one.
+    /// Chunks whose units had to be translated one by one.
     pub retried_chunks: usize,
-    /// Paragraphs or parts the model answered with nothing: they are kept
-    /// in the source language rather than dropped.
+    /// Units kept in the source language because the model answered with
+    /// nothing or broke their markup placeholders even when asked again.
     pub untranslated: usize,
+    /// Of those, units whose placeholders could not be restored.
+    pub broken_markup: usize,
+    /// Answers that were still in another language than the target after
+    /// being asked again (kept, and reported).
+    pub wrong_language: usize,
     pub usage: Usage,
 }
 
@@ -43,17 +56,17 @@ fn answer_cap(source_tokens: usize) -> usize {
     source_tokens * 2 + 16
 }
 
-/// Translates `text` paragraph-faithfully.
+/// Translates the units of `doc`, keeping everything else as it is.
 pub fn translate(
     model: &mut dyn ChatModel,
     prompts: &Prompts,
-    text: &str,
+    doc: &Markup,
     req: &Request,
 ) -> Result<Translation> {
     let ctx = model.context_length();
-    let target = req.target.as_str();
-    let source = req.source.as_deref();
-    let overhead = model.prompt_tokens(&prompts.translate("", target, source, 2)?)?;
+    let markup = doc.units().iter().any(|u| u.has_markup());
+    let overhead =
+        model.prompt_tokens(&prompts.translate(&prompt_args(req, "", 2, markup, true))?)?;
     // overhead + budget + answer_cap(budget) + slack <= ctx
     let budget = ctx
         .checked_sub(overhead + answer_cap(0) + SLACK)
@@ -64,86 +77,188 @@ pub fn translate(
                 "the translation prompt alone needs {overhead} tokens, too many for the context of {ctx}: raise --max-context"
             ))
         })?;
+    let text = doc.model_text();
     let counter = |s: &str| model.count_tokens(s);
-    let plan = chunk::plan(text, budget, &counter)?;
-    let mut usage = Usage::default();
-    let mut out: Vec<String> = vec![String::new(); plan.paragraphs.len()];
-    let mut retried = 0;
-    let mut untranslated = 0;
-    for c in &plan.chunks {
+    let plan = chunk::plan(&text, budget, &counter)?;
+    debug_assert_eq!(plan.paragraphs.len(), doc.units().len());
+    let mut t = Translator {
+        model,
+        prompts,
+        req,
+        doc,
+        usage: Usage::default(),
+        out: vec![None; doc.units().len()],
+        retried: 0,
+        untranslated: 0,
+        broken: 0,
+        wrong_language: 0,
+    };
+    // Pieces of a unit too long for one chunk, joined once all are in.
+    let mut pieces: Vec<String> = Vec::new();
+    for (i, c) in plan.chunks.iter().enumerate() {
         let content = &text[c.content.clone()];
+        let first = c.paragraphs.start;
         if c.partial {
-            // A piece of a long paragraph: pieces are joined back into it.
-            let reply = run(model, prompts, req, content, 1, c.tokens, &mut usage)?;
-            let piece = or_source(one_paragraph(&reply), content, &mut untranslated);
-            let para = &mut out[c.paragraphs.start];
-            if !para.is_empty() && !piece.is_empty() {
-                para.push(' ');
-            }
-            para.push_str(&piece);
-            continue;
-        }
-        let n = c.paragraphs.len();
-        let reply = run(model, prompts, req, content, n, c.tokens, &mut usage)?;
-        let got = paragraphs(&reply);
-        if got.len() == n || n == 1 {
-            if n == 1 {
-                out[c.paragraphs.start] =
-                    or_source(one_paragraph(&reply), content, &mut untranslated);
+            let reply = t.ask(content, 1, c.tokens, false)?;
+            pieces.push(if reply.trim().is_empty() {
+                t.untranslated += 1;
+                content.to_string()
             } else {
-                for (i, r) in got.iter().enumerate() {
-                    out[c.paragraphs.start + i] = reply[r.clone()].to_string();
+                one_paragraph(&reply)
+            });
+            let last_piece = plan
+                .chunks
+                .get(i + 1)
+                .is_none_or(|k| !k.partial || k.paragraphs.start != first);
+            if last_piece {
+                let joined = pieces.join(" ");
+                pieces.clear();
+                // Too long to ask again as a whole: a unit whose
+                // placeholders did not survive keeps its source.
+                match doc.restore_unit(first, &joined) {
+                    Ok(restored) => t.out[first] = Some(restored),
+                    Err(_) => t.broken += 1,
                 }
             }
             continue;
         }
-        retried += 1;
-        for p in c.paragraphs.clone() {
-            let src = &text[plan.paragraphs[p].clone()];
-            let tokens = model.count_tokens(src)?;
-            let reply = run(model, prompts, req, src, 1, tokens, &mut usage)?;
-            out[p] = or_source(one_paragraph(&reply), src, &mut untranslated);
+        let n = c.paragraphs.len();
+        let reply = t.ask(content, n, c.tokens, false)?;
+        let replies: Vec<String> = if n == 1 {
+            vec![one_paragraph(&reply)]
+        } else {
+            paragraphs(&reply)
+                .into_iter()
+                .map(|r| reply[r].to_string())
+                .collect()
+        };
+        if replies.len() != n {
+            t.retried += 1;
+            for u in c.paragraphs.clone() {
+                t.alone(u)?;
+            }
+            continue;
+        }
+        for (u, r) in c.paragraphs.clone().zip(&replies) {
+            match t.settle(u, r) {
+                Some(restored) => t.out[u] = Some(restored),
+                None => t.alone(u)?,
+            }
         }
     }
-    let mut joined = out.join("\n\n");
-    if !joined.is_empty() {
-        joined.push('\n');
-    }
+    let Translator {
+        out,
+        usage,
+        retried,
+        mut untranslated,
+        broken,
+        wrong_language,
+        ..
+    } = t;
+    let outputs: Vec<String> = out
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            o.unwrap_or_else(|| {
+                untranslated += 1;
+                doc.source()[doc.units()[i].range.clone()].to_string()
+            })
+        })
+        .collect();
     Ok(Translation {
-        text: joined,
+        text: doc.assemble(&outputs),
         chunks: plan.chunks.len(),
-        paragraphs: plan.paragraphs.len(),
+        paragraphs: doc.units().len(),
         retried_chunks: retried,
         untranslated,
+        broken_markup: broken,
+        wrong_language,
         usage,
     })
 }
 
-fn run(
-    model: &mut dyn ChatModel,
-    prompts: &Prompts,
-    req: &Request,
-    text: &str,
-    paragraphs: usize,
-    tokens: usize,
-    usage: &mut Usage,
-) -> Result<String> {
-    let messages = prompts.translate(text, &req.target, req.source.as_deref(), paragraphs)?;
-    let prompt = model.prompt_tokens(&messages)?;
-    let cap = answer_cap(tokens).min(model.context_length().saturating_sub(prompt + SLACK));
-    let c = model.complete(&messages, cap)?;
-    usage.add(&c);
-    Ok(c.text)
+/// The model's side of a translation, and what came of each unit.
+struct Translator<'a> {
+    model: &'a mut dyn ChatModel,
+    prompts: &'a Prompts,
+    req: &'a Request,
+    doc: &'a Markup,
+    usage: Usage,
+    /// Restored output per unit; `None` keeps the source.
+    out: Vec<Option<String>>,
+    retried: usize,
+    untranslated: usize,
+    broken: usize,
+    wrong_language: usize,
 }
 
-/// An empty reply would silently drop text (and a paragraph): keep the
-/// source instead, and count it.
-fn or_source(translated: String, source: &str, untranslated: &mut usize) -> String {
-    if translated.trim().is_empty() {
-        *untranslated += 1;
-        source.to_string()
-    } else {
-        translated
+impl Translator<'_> {
+    /// Asks for `text`; an answer reliably in another language than the
+    /// target is asked for once more, firmly.
+    fn ask(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
+        let reply = self.call(text, paragraphs, tokens, firm)?;
+        let code = self.req.target_code.as_deref();
+        if !wrong_language(&crate::markup::strip_placeholders(&reply), code) {
+            return Ok(reply);
+        }
+        let again = self.call(text, paragraphs, tokens, true)?;
+        if wrong_language(&crate::markup::strip_placeholders(&again), code) {
+            self.wrong_language += 1;
+        }
+        Ok(again)
+    }
+
+    fn call(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
+        let markup = crate::markup::strip_placeholders(text) != text;
+        let messages = self
+            .prompts
+            .translate(&prompt_args(self.req, text, paragraphs, markup, firm))?;
+        let prompt = self.model.prompt_tokens(&messages)?;
+        let cap =
+            answer_cap(tokens).min(self.model.context_length().saturating_sub(prompt + SLACK));
+        let c = self.model.complete(&messages, cap)?;
+        self.usage.add(&c);
+        Ok(c.text)
+    }
+
+    /// The unit's output from `reply`, or `None` when the reply is empty
+    /// or its placeholders cannot be restored.
+    fn settle(&mut self, unit: usize, reply: &str) -> Option<String> {
+        if reply.trim().is_empty() {
+            return None;
+        }
+        self.doc.restore_unit(unit, reply).ok()
+    }
+
+    /// Asks for one unit alone, firmly; keeps the source when that fails too.
+    fn alone(&mut self, unit: usize) -> Result<()> {
+        let src = self.doc.units()[unit].text();
+        let tokens = self.model.count_tokens(src)?;
+        let reply = self.ask(src, 1, tokens, true)?;
+        let reply = one_paragraph(&reply);
+        match self.doc.restore_unit(unit, &reply) {
+            Ok(restored) if !reply.trim().is_empty() => self.out[unit] = Some(restored),
+            Ok(_) => {}
+            Err(_) => self.broken += 1,
+        }
+        Ok(())
+    }
+}
+
+fn prompt_args<'a>(
+    req: &'a Request,
+    text: &'a str,
+    paragraphs: usize,
+    markup: bool,
+    firm: bool,
+) -> crate::prompt::Translate<'a> {
+    crate::prompt::Translate {
+        text,
+        target: &req.target,
+        source: req.source.as_deref(),
+        paragraphs,
+        markup,
+        firm,
     }
 }
 
@@ -166,7 +281,20 @@ mod tests {
     fn req() -> Request {
         Request {
             target: "German".into(),
+            target_code: None,
             source: None,
+        }
+    }
+
+    fn text(s: &str) -> Markup {
+        Markup::parse(s.to_string(), crate::markup::Format::Text)
+    }
+
+    fn fake(reply: Reply) -> Fake {
+        Fake {
+            context: 300,
+            reply,
+            calls: vec![],
         }
     }
 
@@ -178,7 +306,7 @@ mod tests {
             calls: vec![],
         };
         let p = Prompts::load(None).unwrap();
-        let t = translate(&mut m, &p, &doc(), &req()).unwrap();
+        let t = translate(&mut m, &p, &text(&doc()), &req()).unwrap();
         assert_eq!(t.paragraphs, 4);
         let out = paragraphs(&t.text);
         assert_eq!(out.len(), 4);
@@ -196,7 +324,7 @@ mod tests {
             calls: vec![],
         };
         let p = Prompts::load(None).unwrap();
-        let t = translate(&mut m, &p, &doc(), &req()).unwrap();
+        let t = translate(&mut m, &p, &text(&doc()), &req()).unwrap();
         assert_eq!(paragraphs(&t.text).len(), 4);
         assert!(t.text.starts_with("First one.\n\nSecond one here."));
         assert!(t.untranslated >= 4, "{}", t.untranslated);
@@ -210,8 +338,64 @@ mod tests {
             calls: vec![],
         };
         let p = Prompts::load(None).unwrap();
-        let t = translate(&mut m, &p, &doc(), &req()).unwrap();
+        let t = translate(&mut m, &p, &text(&doc()), &req()).unwrap();
         assert_eq!(paragraphs(&t.text).len(), 4);
         assert!(t.retried_chunks >= 1);
+    }
+
+    const MARKDOWN: &str = "# Title with `code`\n\nSome **bold** text and [a link](https://example.org/x).\n\n```\nnever sent\n```\n\n- item *one*\n- item two\n";
+
+    #[test]
+    fn markdown_round_trips_through_an_identity_engine() {
+        let p = Prompts::load(None).unwrap();
+        let doc = Markup::parse(MARKDOWN.into(), crate::markup::Format::Markdown);
+        let mut m = fake(Reply::Identity);
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        assert_eq!(t.text, MARKDOWN);
+        assert_eq!((t.paragraphs, t.untranslated, t.retried_chunks), (4, 0, 0));
+        let mut m = fake(Reply::Echo);
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        assert_eq!(
+            t.text,
+            "# TITLE WITH `code`\n\nSOME **BOLD** TEXT AND [A LINK](https://example.org/x).\n\n```\nnever sent\n```\n\n- ITEM *ONE*\n- ITEM TWO\n"
+        );
+    }
+
+    #[test]
+    fn lost_placeholders_are_asked_again_then_the_source_is_kept() {
+        let p = Prompts::load(None).unwrap();
+        let doc = Markup::parse(MARKDOWN.into(), crate::markup::Format::Markdown);
+        let mut m = fake(Reply::StripPlaceholders);
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        // Units with markup keep their source; the item without is translated.
+        assert_eq!(t.text, MARKDOWN);
+        assert_eq!((t.untranslated, t.broken_markup), (3, 3));
+        // One chunk, then each of the three broken units alone.
+        assert_eq!(m.calls.len(), 4);
+    }
+
+    #[test]
+    fn an_answer_in_the_wrong_language_is_asked_again_firmly() {
+        let p = Prompts::load(None).unwrap();
+        let doc = text("Un paragraphe en français, assez long pour être reconnu.");
+        let mut req = req();
+        req.target_code = Some("de".into());
+        let wrong = "Ceci est toujours une phrase en français, pas en allemand du tout.";
+        let right = "Dies ist ein deutscher Satz, lang genug, um erkannt zu werden.";
+        let mut m = fake(Reply::Language { wrong, right });
+        let t = translate(&mut m, &p, &doc, &req).unwrap();
+        assert_eq!((t.text.as_str(), t.wrong_language), (right, 0));
+        assert_eq!(m.calls.len(), 2);
+        let mut m = fake(Reply::Language {
+            wrong,
+            right: wrong,
+        });
+        let t = translate(&mut m, &p, &doc, &req).unwrap();
+        assert_eq!((t.text.as_str(), t.wrong_language), (wrong, 1));
+        // Without a code to check against, the first answer stands.
+        req.target_code = None;
+        let mut m = fake(Reply::Language { wrong, right });
+        let t = translate(&mut m, &p, &doc, &req).unwrap();
+        assert_eq!((t.text.as_str(), m.calls.len()), (wrong, 1));
     }
 }
