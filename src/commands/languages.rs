@@ -44,7 +44,10 @@ pub fn run(json: bool) -> Result<()> {
                 r.models.join(", ")
             ));
         }
-        t.push_str("Also accepted: region or script tags such as pt-BR or zh-Hant, and names in any case.\n");
+        t.push_str("Also accepted: region or script tags such as pt-BR or zh-Hant, a name with one in brackets\n(\"Portuguese (BR)\"), names in any case, and these regional names:\n");
+        for (name, tag) in lang::variants() {
+            t.push_str(&format!("  {name:<28} {tag}\n"));
+        }
         t
     };
     glot::output::emit(None, &out)

@@ -5,6 +5,7 @@
 use crate::error::Error;
 
 const TABLE: &str = include_str!("languages.tsv");
+const VARIANTS: &str = include_str!("language_variants.tsv");
 
 /// One row of the language table, as `glot languages` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -117,10 +118,25 @@ pub fn detect(text: &str) -> Option<Detected> {
 }
 
 /// Resolves a code (`de`, `deu`, `pt-BR`), English name or native name,
-/// case-insensitively.
+/// case-insensitively; also regional names ("português do Brasil") and a
+/// name with a subtag in brackets ("Portuguese (BR)").
 pub fn resolve(input: &str) -> Result<Language, Error> {
     let wanted = input.trim();
     let lower = wanted.to_lowercase();
+    if let Some(tag) = variant(&lower) {
+        return resolve(tag);
+    }
+    if let Some((name, sub)) = lower
+        .strip_suffix(')')
+        .and_then(|s| s.split_once(" ("))
+        .filter(|(_, sub)| {
+            (2..=4).contains(&sub.len()) && sub.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+    {
+        if let Ok(base) = resolve(name) {
+            return resolve(&format!("{}-{sub}", base.code));
+        }
+    }
     let (primary, subtag) = match lower.split_once(['-', '_']) {
         Some((p, s)) if p.len() <= 3 && p.is_ascii() => (p.to_string(), Some(s.to_string())),
         _ => (lower.clone(), None),
@@ -148,6 +164,22 @@ pub fn resolve(input: &str) -> Result<Language, Error> {
     )))
 }
 
+/// Regional names and the tags they stand for.
+pub fn variants() -> impl Iterator<Item = (&'static str, &'static str)> {
+    VARIANTS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, tag)| (name, tag.trim()))
+}
+
+/// The tag a regional name stands for.
+fn variant(lower: &str) -> Option<&'static str> {
+    variants()
+        .find(|(name, _)| *name == lower)
+        .map(|(_, tag)| tag)
+}
+
 fn region_case(sub: &str) -> String {
     match sub.len() {
         2 => sub.to_uppercase(),
@@ -170,6 +202,7 @@ fn subtag_name(sub: &str) -> String {
         "ca" => "Canada".into(),
         "ch" => "Switzerland".into(),
         "at" => "Austria".into(),
+        "419" => "Latin America".into(),
         other => region_case(other),
     }
 }
@@ -181,6 +214,7 @@ fn suggestions(lower: &str) -> String {
                 .into_iter()
                 .map(move |cand| (edit_distance(lower, &cand.to_lowercase()), r.english))
         })
+        .chain(variants().map(|(name, _)| (edit_distance(lower, name), name)))
         .collect();
     scored.sort();
     // Short inputs are codes: only a one-letter slip counts as near.
@@ -231,14 +265,27 @@ mod tests {
             ("pt-BR", "pt-BR", "Portuguese (Brazil)"),
             ("zh-Hant", "zh-Hant", "Chinese (Traditional script)"),
             ("русский", "ru", "Russian"),
+            ("português do Brasil", "pt-BR", "Portuguese (Brazil)"),
+            ("Brazilian Portuguese", "pt-BR", "Portuguese (Brazil)"),
+            ("Portuguese (BR)", "pt-BR", "Portuguese (Brazil)"),
+            ("Português (pt)", "pt-PT", "Portuguese (Portugal)"),
+            ("繁體中文", "zh-Hant", "Chinese (Traditional script)"),
+            (
+                "Traditional Chinese",
+                "zh-Hant",
+                "Chinese (Traditional script)",
+            ),
+            ("français canadien", "fr-CA", "French (Canada)"),
+            ("es-419", "es-419", "Spanish (Latin America)"),
+            ("pt_br", "pt-BR", "Portuguese (Brazil)"),
         ] {
             let l = resolve(input).unwrap();
             assert_eq!((l.code.as_str(), l.name.as_str()), (code, name), "{input}");
         }
     }
 
-    /// The Japanese sample is HTML: its markup outweighs its text until
-    /// HTML input is parsed, so it is not part of this check yet.
+    /// The plain samples; the Japanese one is HTML and is detected from its
+    /// main text in the markup tests.
     #[test]
     fn detects_the_sample_articles() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus");
@@ -279,6 +326,8 @@ mod tests {
         assert!(err.contains("unknown language `Germn`"), "{err}");
         assert!(err.contains("German"), "{err}");
         assert!(resolve("klingonese-xx-yy").is_err());
+        let err = resolve("portugues brasil").unwrap_err().to_string();
+        assert!(err.contains("do brasil"), "{err}");
         let err = resolve("xq").unwrap_err().to_string();
         assert!(!err.contains("Afrikaans"), "{err}");
     }
