@@ -45,6 +45,8 @@ fn is_closer(c: char) -> bool {
 const ABBREVIATIONS: &[&str] = &[
     "mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "z.b", "bzw", "usw", "nr",
     "ca", "vgl", "mme", "mlle", "sr", "sra", "jr", "no", "p", "pp", "т", "е", "г", "др", "см",
+    "mio", "mrd", "sig", "sigg", "dott", "avv", "ing", "gen", "fig", "tel", "str", "dipl",
+    "approx", "dept", "gg", "тыс", "млн", "млрд", "руб", "ул", "им", "проф",
 ];
 
 fn ends_with_abbreviation(before: &str) -> bool {
@@ -54,14 +56,33 @@ fn ends_with_abbreviation(before: &str) -> bool {
         .unwrap_or("")
         .trim_end_matches('.')
         .to_lowercase();
-    // A single letter ("J. Smith", "z. B.") is an initial, not a sentence end.
-    word.chars().count() == 1 && word.chars().all(char::is_alphabetic)
+    // A single letter ("J. Smith", "z. B.") is an initial, not a sentence
+    // end; one or two digits after a short word are an ordinal ("am 3.
+    // Oktober", but not "à 8 h 30."). Joining two sentences costs a chunk a
+    // little room; a wrong cut costs meaning.
+    let chars = word.chars().count();
+    chars == 1 && word.chars().all(char::is_alphabetic)
+        || (1..=2).contains(&chars)
+            && word.chars().all(|c| c.is_ascii_digit())
+            && preceded_by_short_word(before, &word)
         || ABBREVIATIONS.contains(&word.as_str())
 }
 
+/// Whether the word before `number` at the end of `before` is a short
+/// lower-case word such as a preposition or article.
+fn preceded_by_short_word(before: &str, number: &str) -> bool {
+    let rest = before.trim_end_matches('.').trim_end();
+    let rest = rest.strip_suffix(number).unwrap_or(rest).trim_end();
+    let prev = rest.rsplit(char::is_whitespace).next().unwrap_or("");
+    (2..=4).contains(&prev.chars().count()) && prev.chars().all(char::is_lowercase)
+}
+
 /// Sentence content ranges inside `range` of `text`. A sentence ends at
-/// `.`, `!`, `?` or `…` followed by whitespace, at a CJK full stop, or at a
-/// line break; the boundaries never drop a byte that is not whitespace.
+/// `.`, `!`, `?` or `…` followed by whitespace, at a CJK, Khmer or Myanmar
+/// full stop, at a line break, and in Thai, Lao, Khmer and Myanmar text
+/// (which has no sentence punctuation) at a space between two words of the
+/// script, the way those languages mark clause and sentence ends. The
+/// boundaries never drop a byte that is not whitespace.
 pub fn sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
     let slice = &text[range.clone()];
     let mut out = Vec::new();
@@ -71,11 +92,20 @@ pub fn sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
         let mut end = None;
         match c {
             // CJK marks end a sentence with no space after them.
-            '。' | '！' | '？' | '．' | '｡' => end = Some(i + c.len_utf8()),
+            '。' | '！' | '？' | '．' | '｡' | '។' | '။' => end = Some(i + c.len_utf8()),
             '\n' => end = Some(i),
+            ' ' if slice[..i].chars().next_back().is_some_and(spaceless)
+                && slice[i..]
+                    .trim_start()
+                    .chars()
+                    .next()
+                    .is_some_and(spaceless) =>
+            {
+                end = Some(i)
+            }
             // Latin/Cyrillic/Greek marks, the Devanagari danda, Arabic and
             // Urdu marks, the Ethiopic full stop: all followed by a space.
-            '.' | '!' | '?' | '…' | '।' | '॥' | '؟' | '۔' | '።' => {
+            '.' | '!' | '?' | '…' | '।' | '॥' | '؟' | '۔' | '።' | '։' | '།' => {
                 let mut j = i + c.len_utf8();
                 while let Some(&(k, n)) = iter.peek() {
                     if is_closer(n) || (n == '.' && c == '.') {
@@ -86,9 +116,10 @@ pub fn sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
                     }
                 }
                 let next_is_space = iter.peek().is_none_or(|&(_, n)| n.is_whitespace());
-                // "Yes!" he said: a lowercase word after the mark continues the sentence.
+                // "Yes!" he said: a lowercase word after the mark continues
+                // the sentence, also after a dash («Идём!» — сказал он).
                 let continues = slice[j..]
-                    .trim_start()
+                    .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '—' | '–'))
                     .chars()
                     .next()
                     .is_some_and(char::is_lowercase);
@@ -108,6 +139,12 @@ pub fn sentences(text: &str, range: Range<usize>) -> Vec<Range<usize>> {
     }
     push_trimmed(&mut out, slice, start, slice.len(), range.start);
     out
+}
+
+/// Scripts written without spaces between words, where a space ends a
+/// clause or sentence: Thai, Lao, Myanmar, Khmer.
+fn spaceless(c: char) -> bool {
+    matches!(c, '\u{0E00}'..='\u{0EFF}' | '\u{1000}'..='\u{109F}' | '\u{1780}'..='\u{17FF}')
 }
 
 fn push_trimmed(out: &mut Vec<Range<usize>>, s: &str, start: usize, end: usize, base: usize) {

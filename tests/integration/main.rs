@@ -8,4 +8,5 @@ mod documents;
 mod hub;
 mod hubserver;
 mod parity;
+mod segmentation;
 mod util;
