@@ -86,28 +86,34 @@ impl Draft {
     }
 
     /// Prose at `range` of `source`, read as `plain` (the raw bytes when
-    /// `None`); URLs in it are kept apart, as they are.
+    /// `None`). URLs in it, and text that looks like a placeholder, are
+    /// kept apart, as they are.
     pub fn prose(&mut self, source: &str, range: Range<usize>, plain: Option<&str>) {
         let raw = &source[range.clone()];
-        let urls = find_urls(raw);
-        if urls.is_empty() {
+        let mut kept = find_urls(raw);
+        kept.extend(find_placeholders(raw));
+        if kept.is_empty() {
             self.push(DraftKind::Prose, range, plain.unwrap_or(raw));
             return;
         }
+        kept.sort_by_key(|r| r.start);
         let base = range.start;
         let mut pos = 0;
-        for u in urls {
+        for k in kept {
+            if k.start < pos {
+                continue;
+            }
             self.push(
                 DraftKind::Prose,
-                base + pos..base + u.start,
-                &raw[pos..u.start],
+                base + pos..base + k.start,
+                &raw[pos..k.start],
             );
             self.push(
                 DraftKind::Keep,
-                base + u.start..base + u.end,
-                &raw[u.clone()],
+                base + k.start..base + k.end,
+                &raw[k.clone()],
             );
-            pos = u.end;
+            pos = k.end;
         }
         self.push(DraftKind::Prose, base + pos..range.end, &raw[pos..]);
     }
@@ -184,6 +190,14 @@ pub(crate) fn find_urls(text: &str) -> Vec<Range<usize>> {
     out
 }
 
+/// Byte ranges of text that reads as a placeholder (`<g1>`, `<x2/>`): an
+/// article may contain such text, and it must not pass for one.
+fn find_placeholders(text: &str) -> Vec<Range<usize>> {
+    text.match_indices('<')
+        .filter_map(|(i, _)| parse_tag(&text[i..]).map(|(_, len)| i..i + len))
+        .collect()
+}
+
 fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
     hay.as_bytes()
         .windows(needle.len())
@@ -251,7 +265,7 @@ impl Unit {
         for a in &self.atoms {
             match a.kind {
                 Kind::Prose => s.push_str(&source[a.range.clone()]),
-                Kind::Break => s.push(if self.multiline { '\n' } else { ' ' }),
+                Kind::Break => s.push('\n'),
                 Kind::Open(n) => s.push_str(&format!("<g{n}>")),
                 Kind::Close(n) => s.push_str(&format!("</g{n}>")),
                 Kind::Keep(n) => s.push_str(&format!("<x{n}/>")),
@@ -313,10 +327,10 @@ impl Unit {
 
     /// The bytes for the `k`-th line break of an answer with `count` of them.
     fn newline(&self, breaks: &[&str], count: usize, k: usize) -> String {
-        if !self.multiline {
-            " ".to_string()
-        } else if count == breaks.len() {
+        if count == breaks.len() {
             breaks[k].to_string()
+        } else if !self.multiline {
+            " ".to_string()
         } else {
             // The model reflowed the lines: each break takes the first
             // break's prefix, so a quote or list item stays one.
@@ -498,44 +512,64 @@ fn normalize(source: &str, atoms: Vec<DraftAtom>) -> Vec<DraftAtom> {
     out
 }
 
-/// Cuts atoms where a prose atom holds a blank line; the blank line itself
-/// is left between the pieces.
+/// Cuts atoms where a prose atom holds a blank line (anywhere, edges
+/// included); the blank lines themselves are left between the pieces.
 fn split_at_blank_lines(source: &str, atoms: Vec<DraftAtom>) -> Vec<Vec<DraftAtom>> {
     let mut groups = vec![Vec::new()];
     for a in atoms {
-        if a.kind != DraftKind::Prose {
+        let runs = if a.kind == DraftKind::Prose {
+            blank_runs(&source[a.range.clone()])
+        } else {
+            Vec::new()
+        };
+        if runs.is_empty() {
             groups.last_mut().expect("never empty").push(a);
             continue;
         }
         let raw = &source[a.range.clone()];
-        let paras = crate::text::segment::paragraphs(raw);
-        if paras.len() <= 1 {
-            groups.last_mut().expect("never empty").push(a);
-            continue;
-        }
-        for (i, p) in paras.iter().enumerate() {
-            // The first piece keeps the whitespace before it, the last the
-            // whitespace after it; what lies between pieces is dropped.
-            let start = if i == 0 { 0 } else { p.start };
-            let end = if i + 1 == paras.len() {
-                raw.len()
-            } else {
-                p.end
-            };
-            if i > 0 {
+        let mut pos = 0;
+        for run in runs
+            .iter()
+            .cloned()
+            .chain(std::iter::once(raw.len()..raw.len()))
+        {
+            if run.start > pos {
+                // Entities or escapes cannot be mapped into pieces: pieces
+                // read as their raw bytes.
+                groups.last_mut().expect("never empty").push(DraftAtom {
+                    kind: DraftKind::Prose,
+                    range: a.range.start + pos..a.range.start + run.start,
+                    plain: raw[pos..run.start].to_string(),
+                });
+            }
+            if !run.is_empty() {
                 groups.push(Vec::new());
             }
-            // Entities or escapes cannot be mapped into pieces: pieces
-            // read as their raw bytes.
-            let plain = raw[start..end].to_string();
-            groups.last_mut().expect("never empty").push(DraftAtom {
-                kind: DraftKind::Prose,
-                range: a.range.start + start..a.range.start + end,
-                plain,
-            });
+            pos = run.end;
         }
     }
     groups
+}
+
+/// Runs of white space that hold a blank line: two line breaks or more.
+fn blank_runs(raw: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = None;
+    let mut newlines = 0;
+    for (i, c) in raw.char_indices().chain(std::iter::once((raw.len(), 'x'))) {
+        if c.is_whitespace() {
+            start.get_or_insert(i);
+            newlines += usize::from(c == '\n');
+        } else {
+            if let Some(s) = start.take() {
+                if newlines >= 2 {
+                    out.push(s..i);
+                }
+            }
+            newlines = 0;
+        }
+    }
+    out
 }
 
 /// Matches opens with closes of the same key, innermost first; what stays

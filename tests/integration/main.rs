@@ -9,4 +9,5 @@ mod hub;
 mod hubserver;
 mod parity;
 mod segmentation;
+mod structure;
 mod util;
