@@ -6,6 +6,8 @@
 //! stack kept here only answers "is this inside `<pre>`, `<nav>`, the
 //! article?", which tolerates the missing end tags real pages have.
 
+use std::ops::Range;
+
 use html5gum::{DefaultEmitter, Token, Tokenizer};
 
 use super::unit::Draft;
@@ -93,8 +95,9 @@ struct Frame {
     furniture: bool,
 }
 
-/// Units of an HTML document.
-pub(crate) fn units(source: &str) -> Vec<Draft> {
+/// Units of an HTML document, and where the value of the root element's
+/// `lang` attribute lies, to say what language a translation is in.
+pub(crate) fn units(source: &str) -> (Vec<Draft>, Option<Range<usize>>) {
     let mut emitter = DefaultEmitter::<usize>::new_with_span();
     emitter.naively_switch_states(true);
     let tokens: Vec<Token<usize>> = Tokenizer::new_with_emitter(source, emitter)
@@ -116,7 +119,22 @@ pub(crate) fn units(source: &str) -> Vec<Draft> {
         i = w.token(&tokens, i);
     }
     w.flush();
-    w.drafts
+    (w.drafts, lang_value(source, &tokens))
+}
+
+/// The bytes of `<html lang="…">`'s value.
+fn lang_value(source: &str, tokens: &[Token<usize>]) -> Option<Range<usize>> {
+    let root = tokens.iter().find_map(|t| match t {
+        Token::StartTag(tag) if name(&tag.name) == "html" => Some(tag),
+        _ => None,
+    })?;
+    let attr = root.attributes.get(b"lang".as_slice())?;
+    let value = std::str::from_utf8(&attr.value).ok()?;
+    let raw = source.get(attr.span.start..attr.span.end.min(source.len()))?;
+    let eq = raw.find('=')?;
+    let at = eq + raw[eq..].find(value)?;
+    let range = attr.span.start + at..attr.span.start + at + value.len();
+    (!value.is_empty() && source.get(range.clone()) == Some(value)).then_some(range)
 }
 
 fn name(bytes: &[u8]) -> String {

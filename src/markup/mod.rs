@@ -61,6 +61,8 @@ pub struct Markup {
     format: Format,
     pieces: Vec<Piece>,
     units: Vec<Unit>,
+    /// The value of an HTML page's `lang` attribute.
+    lang: Option<Range<usize>>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,9 +74,9 @@ enum Piece {
 impl Markup {
     /// Parses `source` written in `format`.
     pub fn parse(source: String, format: Format) -> Markup {
-        let drafts = match format {
-            Format::Text => plain_units(&source),
-            Format::Markdown => markdown::units(&source),
+        let (drafts, lang) = match format {
+            Format::Text => (plain_units(&source), None),
+            Format::Markdown => (markdown::units(&source), None),
             Format::Html => html::units(&source),
         };
         let units: Vec<Unit> = drafts
@@ -98,6 +100,7 @@ impl Markup {
             format,
             pieces,
             units,
+            lang,
         }
     }
 
@@ -127,17 +130,29 @@ impl Markup {
     }
 
     /// The document with each unit replaced by `outputs[i]` (already
-    /// restored markup, see [`Markup::restore_unit`]).
-    pub fn assemble(&self, outputs: &[String]) -> String {
+    /// restored markup, see [`Markup::restore_unit`]); with `language`, an
+    /// HTML page's `lang` attribute says so too.
+    pub fn assemble(&self, outputs: &[String], language: Option<&str>) -> String {
         assert_eq!(outputs.len(), self.units.len(), "one output per unit");
         let mut out = String::with_capacity(self.source.len() + self.source.len() / 4);
         for p in &self.pieces {
             match p {
-                Piece::Keep(r) => out.push_str(&self.source[r.clone()]),
+                Piece::Keep(r) => self.push_kept(&mut out, r.clone(), language),
                 Piece::Unit(i) => out.push_str(&outputs[*i]),
             }
         }
         out
+    }
+
+    fn push_kept(&self, out: &mut String, r: Range<usize>, language: Option<&str>) {
+        match (&self.lang, language) {
+            (Some(lang), Some(code)) if r.start <= lang.start && lang.end <= r.end => {
+                out.push_str(&self.source[r.start..lang.start]);
+                out.push_str(code);
+                out.push_str(&self.source[lang.end..r.end]);
+            }
+            _ => out.push_str(&self.source[r]),
+        }
     }
 
     /// The text a reader sees, without markup, one unit per paragraph; with

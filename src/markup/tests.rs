@@ -24,7 +24,7 @@ fn round_trip(m: &Markup, engine: impl Fn(&str) -> String) -> String {
                 .unwrap_or_else(|e| panic!("unit {i} {:?}: {e}", m.units()[i].text()))
         })
         .collect();
-    m.assemble(&outputs)
+    m.assemble(&outputs, None)
 }
 
 fn texts(m: &Markup) -> Vec<&str> {
@@ -268,4 +268,26 @@ fn formats_follow_file_names() {
     assert_eq!(Format::from_path("page.htm"), Format::Html);
     assert_eq!(Format::from_path("notes.txt"), Format::Text);
     assert_eq!(Format::from_path("-"), Format::Text);
+}
+
+#[test]
+fn a_translated_page_says_its_new_language() {
+    let m = Markup::parse(JAPANESE.to_string(), Format::Html);
+    let same: Vec<String> = m
+        .units()
+        .iter()
+        .map(|u| m.source()[u.range.clone()].to_string())
+        .collect();
+    let out = m.assemble(&same, Some("de"));
+    assert!(
+        out.starts_with("<!DOCTYPE html>\n<html lang=\"de\">\n<head>"),
+        "{out}"
+    );
+    assert_eq!(out.replacen("lang=\"de\"", "lang=\"ja\"", 1), JAPANESE);
+    assert_eq!(m.assemble(&same, None), JAPANESE);
+    let bare = Markup::parse("<html lang=en><p>Text</p>".into(), Format::Html);
+    assert_eq!(
+        bare.assemble(&["Texte".into()], Some("fr")),
+        "<html lang=fr><p>Texte</p>"
+    );
 }

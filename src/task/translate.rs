@@ -166,7 +166,7 @@ pub fn translate(
         })
         .collect();
     Ok(Translation {
-        text: doc.assemble(&outputs),
+        text: doc.assemble(&outputs, req.target_code.as_deref()),
         chunks: plan.chunks.len(),
         paragraphs: doc.units().len(),
         retried_chunks: retried,

@@ -111,7 +111,7 @@ fn html_markup_scripts_and_attributes_survive_translation() {
     in_order(
         &r.text,
         &[
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>",
+            "<!DOCTYPE html>\n<html lang=\"de\">\n<head>\n<meta charset=\"utf-8\">\n<title>",
             "</title>\n<style>body { font-family: serif; } p::after { content: \"never\"; }</style>\n<script>var s = \"<p>never sent</p>\"; if (a < b && c > d) {}</script>\n</head>",
             "<h1 id=\"top\" class=\"title\">",
             "<a href=\"https://example.org/x?a=1&amp;b=2\" title=\"Link title\">",

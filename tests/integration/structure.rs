@@ -158,7 +158,7 @@ fn check(source: &str, format: Format, budget: usize) -> Result<(usize, usize), 
                 .expect("its own text restores")
         })
         .collect();
-    prop_assert_eq!(m.assemble(&identity), source);
+    prop_assert_eq!(m.assemble(&identity, None), source);
     for u in units {
         prop_assert_eq!(u.text(), u.text().trim());
         prop_assert_eq!(paragraphs(u.text()).len(), 1, "unit {:?}", u.text());
