@@ -3,8 +3,8 @@ use super::*;
 const MARKDOWN: &str = include_str!("../../tests/fixtures/documents/article.md");
 const HTML: &str = include_str!("../../tests/fixtures/documents/page.html");
 const TEXT: &str = include_str!("../../tests/fixtures/documents/notes.txt");
-const SPANISH: &str = include_str!("../../tests/fixtures/documents/es-maraton.md");
-const JAPANESE: &str = include_str!("../../tests/fixtures/documents/ja-matsuri.html");
+const SPANISH: &str = include_str!("../../tests/fixtures/corpus/es-maraton.md");
+const JAPANESE: &str = include_str!("../../tests/fixtures/corpus/ja-matsuri.html");
 
 fn all() -> Vec<(Format, &'static str)> {
     vec![

@@ -20,7 +20,13 @@ fn document(name: &str) -> PathBuf {
 
 fn copy(dir: &Path, name: &str, to: &str) -> String {
     let p = dir.join(to);
-    std::fs::copy(document(name), &p).unwrap();
+    let from = document(name);
+    let from = if from.exists() {
+        from
+    } else {
+        fixtures().join("corpus").join(name)
+    };
+    std::fs::copy(from, &p).unwrap();
     p.to_str().unwrap().to_string()
 }
 

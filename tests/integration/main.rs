@@ -4,6 +4,7 @@
 mod chat_template;
 mod chunking;
 mod cli;
+mod detection;
 mod documents;
 mod hub;
 mod hubserver;
