@@ -12,6 +12,7 @@
 
 mod html;
 mod markdown;
+mod placeholder;
 mod unit;
 
 use std::ops::Range;
@@ -19,7 +20,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-pub use unit::{strip_placeholders, Broken, Unit};
+pub use placeholder::strip_placeholders;
+pub use unit::{Broken, Unit};
 
 /// How a document is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -255,7 +255,10 @@ fn reflowed_lines_keep_their_container_prefix() {
 #[test]
 fn urls_are_found_without_trailing_punctuation() {
     let s = "See https://a.org/x_(y), www.b.com. And (http://c.net/p?q=1) or mailto.www.no";
-    let urls: Vec<&str> = unit::find_urls(s).into_iter().map(|r| &s[r]).collect();
+    let urls: Vec<&str> = placeholder::find_urls(s)
+        .into_iter()
+        .map(|r| &s[r])
+        .collect();
     assert_eq!(
         urls,
         ["https://a.org/x_(y)", "www.b.com", "http://c.net/p?q=1"]
