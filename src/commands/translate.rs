@@ -39,9 +39,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let detected_source = detected.as_ref().and_then(Detected::reliable_language);
     let source = s.source.as_ref().or(detected_source);
     if let Some(d) = detected.as_ref().filter(|d| d.reliable) {
-        if d.language.code.split('-').next() == s.target.code.split('-').next()
-            && s.source.is_none()
-        {
+        if glot::text::lang::same_language(&d.language.code, &s.target.code) && s.source.is_none() {
             printer.warn(format!(
                 "the article already seems to be in {}",
                 d.language.name

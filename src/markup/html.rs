@@ -181,19 +181,29 @@ impl Walker<'_> {
             Token::StartTag(tag) => {
                 let n = name(&tag.name);
                 let span = tag.span.start..tag.span.end;
-                if !tag.self_closing
-                    && (INLINE_VERBATIM.contains(&n.as_str())
-                        || BLOCK_VERBATIM.contains(&n.as_str()))
-                {
-                    let (end, plain, next) = self.skip_element(tokens, i, &n);
-                    if INLINE_VERBATIM.contains(&n.as_str()) {
-                        self.draft().keep(span.start..end, &plain);
-                    } else {
-                        self.flush();
+                let inline_verbatim = INLINE_VERBATIM.contains(&n.as_str());
+                if !tag.self_closing && (inline_verbatim || BLOCK_VERBATIM.contains(&n.as_str())) {
+                    let skipped = self.skip_element(tokens, i, &n);
+                    match skipped {
+                        Some((end, plain, next)) if inline_verbatim => {
+                            self.draft().keep(span.start..end, &plain);
+                            return next;
+                        }
+                        // An inline element never closed is only its tag:
+                        // it must not swallow the rest of the page.
+                        None if inline_verbatim => self.draft().keep(span, ""),
+                        Some((_, _, next)) => {
+                            self.flush();
+                            return next;
+                        }
+                        // A block never closed runs to the end, as it would
+                        // in a browser: kept as it is.
+                        None => {
+                            self.flush();
+                            return tokens.len();
+                        }
                     }
-                    return next;
-                }
-                if INLINE_VOID.contains(&n.as_str()) {
+                } else if inline_verbatim || INLINE_VOID.contains(&n.as_str()) {
                     let plain = if n == "br" { "\n" } else { "" };
                     self.draft().keep(span, plain);
                 } else if INLINE.contains(&n.as_str()) {
@@ -250,9 +260,14 @@ impl Walker<'_> {
     }
 
     /// Skips an element copied as it is, from its start tag at `i` to its
-    /// end tag (or the end of the document): where it ends, the text a
-    /// reader sees in it, and the index of the next token.
-    fn skip_element(&self, tokens: &[Token<usize>], i: usize, n: &str) -> (usize, String, usize) {
+    /// end tag: where it ends, the text a reader sees in it, and the index
+    /// of the next token; `None` when it is never closed.
+    fn skip_element(
+        &self,
+        tokens: &[Token<usize>],
+        i: usize,
+        n: &str,
+    ) -> Option<(usize, String, usize)> {
         let mut depth = 0;
         let mut plain = String::new();
         for (j, t) in tokens.iter().enumerate().skip(i) {
@@ -261,14 +276,14 @@ impl Walker<'_> {
                 Token::EndTag(tag) if name(&tag.name) == n => {
                     depth -= 1;
                     if depth == 0 {
-                        return (tag.span.end, plain, j + 1);
+                        return Some((tag.span.end, plain, j + 1));
                     }
                 }
                 Token::String(s) => plain.push_str(&String::from_utf8_lossy(&s.value)),
                 _ => {}
             }
         }
-        (self.source.len(), plain, tokens.len())
+        None
     }
 
     /// The unit being collected, begun if need be.
@@ -277,7 +292,7 @@ impl Walker<'_> {
             Some(f) => (f.main || !self.has_main) && !f.furniture,
             None => !self.has_main,
         };
-        self.draft.get_or_insert_with(|| Draft::new(true, main))
+        self.draft.get_or_insert_with(|| Draft::html(main))
     }
 
     fn flush(&mut self) {

@@ -66,6 +66,13 @@ pub(super) enum Tag {
     Open(u32),
     Close(u32),
     Keep(u32),
+    /// A form no placeholder takes (`</x1>`, `<g1/>`): never valid, so it
+    /// cannot slip into the output as text.
+    Stray {
+        letter: char,
+        closing: bool,
+        n: u32,
+    },
 }
 
 impl std::fmt::Display for Tag {
@@ -74,6 +81,12 @@ impl std::fmt::Display for Tag {
             Tag::Open(n) => write!(f, "<g{n}>"),
             Tag::Close(n) => write!(f, "</g{n}>"),
             Tag::Keep(n) => write!(f, "<x{n}/>"),
+            Tag::Stray {
+                letter,
+                closing: true,
+                n,
+            } => write!(f, "</{letter}{n}>"),
+            Tag::Stray { letter, n, .. } => write!(f, "<{letter}{n}/>"),
         }
     }
 }
@@ -95,7 +108,8 @@ pub fn strip_placeholders(text: &str) -> String {
 }
 
 /// Splits an answer into text and placeholders. Models change case and
-/// spacing of tags now and then (`<G1>`, `<x2 />`, `<x2>`): those count.
+/// spacing of tags now and then (`<G1>`, `<x2 />`, `<x2>`): those count;
+/// other tag forms of the same names are read as stray tags.
 pub(super) fn scan(reply: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     let mut text_start = 0;
@@ -154,7 +168,11 @@ fn parse_tag(s: &str) -> Option<(Tag, usize)> {
         (b'g', false, false) => Tag::Open(n),
         (b'g', true, false) => Tag::Close(n),
         (b'x', false, _) => Tag::Keep(n),
-        _ => return None,
+        _ => Tag::Stray {
+            letter: char::from(letter),
+            closing,
+            n,
+        },
     };
     Some((tag, i + 1))
 }

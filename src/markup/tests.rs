@@ -236,11 +236,57 @@ fn broken_placeholders_are_refused() {
         Err(Broken::Unknown("<x3/>".into()))
     );
     assert_eq!(ok("<x2/> </g1>a<g1>"), Err(Broken::Order("</g1>".into())));
+    // Stray forms and crossed spans are refused too.
+    assert_eq!(
+        ok("<x2></x2> <g1>a</g1>"),
+        Err(Broken::Unknown("</x2>".into()))
+    );
+    let nested = Markup::parse("*a **b** c* `d`".into(), Format::Markdown);
+    assert_eq!(texts(&nested), ["<g1>a <g2>b</g2> c</g1> <x3/>"]);
+    assert_eq!(
+        nested.restore_unit(0, "<g1>a <g2>b</g1> c</g2> <x3/>"),
+        Err(Broken::Order("</g1>".into()))
+    );
     // Angle brackets that are no placeholder are text.
     assert_eq!(
         ok("a < b <g1>x</g1> <x2/> <gx>").unwrap(),
         "a < b **x** `code` <gx>"
     );
+}
+
+#[test]
+fn answers_cannot_add_html_tags() {
+    let m = Markup::parse(
+        "<p>Use the &lt;div&gt; element, if a < b.</p>".into(),
+        Format::Html,
+    );
+    let t = m.units()[0].text();
+    assert_eq!(
+        m.restore_unit(0, t).unwrap(),
+        "Use the &lt;div&gt; element, if a < b."
+    );
+    assert_eq!(
+        m.restore_unit(0, "Nimm das <div>-Element & <b>fett</b>, wenn a < b.")
+            .unwrap(),
+        "Nimm das &lt;div>-Element & &lt;b>fett&lt;/b>, wenn a < b."
+    );
+}
+
+#[test]
+fn unclosed_inline_code_does_not_swallow_the_page() {
+    let m = Markup::parse(
+        "<p>Call <code>f() now.</p><p>Next <svg/> paragraph.</p>".into(),
+        Format::Html,
+    );
+    assert_eq!(texts(&m), ["Call <x1/>f() now.", "Next <x1/> paragraph."]);
+    let pre = Markup::parse("<p>Text.</p><pre>kept to the end".into(), Format::Html);
+    assert_eq!(texts(&pre), ["Text."]);
+}
+
+#[test]
+fn numbers_alone_are_units_too() {
+    let m = Markup::parse("Intro.\n\n2024: 3.5 %\n\n***\n".into(), Format::Markdown);
+    assert_eq!(texts(&m), ["Intro.", "2024: 3.5 %"]);
 }
 
 #[test]

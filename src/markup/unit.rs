@@ -14,7 +14,7 @@ pub enum Broken {
     Repeated(String),
     #[error("placeholder {0} was not in the text")]
     Unknown(String),
-    #[error("placeholder {0} closes before it opens")]
+    #[error("placeholder {0} closes before it opens or across another span")]
     Order(String),
 }
 
@@ -65,6 +65,7 @@ pub(crate) struct Draft {
     atoms: Vec<DraftAtom>,
     multiline: bool,
     main: bool,
+    html: bool,
 }
 
 impl Draft {
@@ -75,6 +76,16 @@ impl Draft {
             atoms: Vec::new(),
             multiline,
             main,
+            html: false,
+        }
+    }
+
+    /// A unit of an HTML page: the model's text is escaped on the way back,
+    /// so an answer cannot add tags of its own.
+    pub fn html(main: bool) -> Draft {
+        Draft {
+            html: true,
+            ..Draft::new(true, main)
         }
     }
 
@@ -160,25 +171,26 @@ pub struct Unit {
     pub main: bool,
     atoms: Vec<Atom>,
     multiline: bool,
+    html: bool,
     text: String,
 }
 
 impl Unit {
     /// Turns drafts into units: pairs matched, edges trimmed, split where a
     /// blank line falls inside (a unit is one paragraph to the chunker).
-    pub(crate) fn finish(source: &str, draft: Draft) -> Vec<Unit> {
-        let atoms = normalize(source, draft.atoms);
+    pub(crate) fn finish(source: &str, mut draft: Draft) -> Vec<Unit> {
+        let atoms = normalize(source, std::mem::take(&mut draft.atoms));
         split_at_blank_lines(source, atoms)
             .into_iter()
-            .filter_map(|atoms| Unit::build(source, atoms, draft.multiline, draft.main))
+            .filter_map(|atoms| Unit::build(source, atoms, &draft))
             .collect()
     }
 
-    fn build(source: &str, atoms: Vec<DraftAtom>, multiline: bool, main: bool) -> Option<Unit> {
+    fn build(source: &str, atoms: Vec<DraftAtom>, draft: &Draft) -> Option<Unit> {
         let mut atoms = pair(atoms);
         trim(source, &mut atoms);
         let has_words = atoms.iter().any(|a| {
-            a.kind == Kind::Prose && source[a.range.clone()].chars().any(char::is_alphabetic)
+            a.kind == Kind::Prose && source[a.range.clone()].chars().any(char::is_alphanumeric)
         });
         if !has_words {
             return None;
@@ -186,9 +198,10 @@ impl Unit {
         let range = atoms[0].range.start..atoms[atoms.len() - 1].range.end;
         let mut unit = Unit {
             range,
-            main,
+            main: draft.main,
             atoms,
-            multiline,
+            multiline: draft.multiline,
+            html: draft.html,
             text: String::new(),
         };
         unit.text = unit.encode(source);
@@ -263,7 +276,11 @@ impl Unit {
                             out.push_str(&self.newline(&breaks, newlines, next_break));
                             next_break += 1;
                         }
-                        out.push_str(line);
+                        if self.html {
+                            escape_html(&mut out, line);
+                        } else {
+                            out.push_str(line);
+                        }
                     }
                 }
                 Token::Tag(tag) => out.push_str(&source[self.atom_for(*tag).range.clone()]),
@@ -314,6 +331,8 @@ impl Unit {
                 Token::Text(_) => None,
             })
             .collect();
+        // Spans must nest: a close ends the innermost open span.
+        let mut open: Vec<u32> = Vec::new();
         for (i, tag) in got.iter().enumerate() {
             if !expected.contains(tag) {
                 return Err(Broken::Unknown(tag.to_string()));
@@ -321,16 +340,37 @@ impl Unit {
             if got[..i].contains(tag) {
                 return Err(Broken::Repeated(tag.to_string()));
             }
-            if let Tag::Close(n) = tag {
-                if !got[..i].contains(&Tag::Open(*n)) {
-                    return Err(Broken::Order(tag.to_string()));
+            match tag {
+                Tag::Open(n) => open.push(*n),
+                Tag::Close(n) if open.last() == Some(n) => {
+                    open.pop();
                 }
+                Tag::Close(_) => return Err(Broken::Order(tag.to_string())),
+                _ => {}
             }
         }
         if let Some(missing) = expected.iter().find(|t| !got.contains(t)) {
             return Err(Broken::Missing(missing.to_string()));
         }
         Ok(())
+    }
+}
+
+/// Appends `text` with every `<` that would open a tag escaped: the
+/// model's words stay words in the page. (A lone `<` or `&` is text to an
+/// HTML parser already, and a character reference is what it says.)
+fn escape_html(out: &mut String, text: &str) {
+    for (i, c) in text.char_indices() {
+        let opens_tag = c == '<'
+            && text[i + 1..]
+                .chars()
+                .next()
+                .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'));
+        if opens_tag {
+            out.push_str("&lt;");
+        } else {
+            out.push(c);
+        }
     }
 }
 

@@ -34,14 +34,17 @@ impl Usage {
 }
 
 /// Whether `text` is reliably in another language than `code` (`None`
-/// checks nothing). Short or mixed answers are given the benefit of the
-/// doubt: only a detection the detector vouches for counts.
+/// checks nothing, nor does a language the detector cannot recognise).
+/// Short or mixed answers are given the benefit of the doubt: only a
+/// detection the detector vouches for counts.
 pub(crate) fn wrong_language(text: &str, code: Option<&str>) -> bool {
-    let Some(code) = code else { return false };
-    let primary = |c: &str| c.split('-').next().unwrap_or(c).to_string();
-    match crate::text::lang::detect(text) {
+    use crate::text::lang;
+    let Some(code) = code.filter(|c| lang::detectable(c)) else {
+        return false;
+    };
+    match lang::detect(text) {
         Some(d) if d.reliable && text.chars().filter(|c| c.is_alphabetic()).count() >= 24 => {
-            primary(&d.language.code) != primary(code)
+            !lang::same_language(&d.language.code, code)
         }
         _ => false,
     }

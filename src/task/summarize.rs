@@ -155,8 +155,9 @@ pub fn summarize(
 }
 
 /// The call that writes the summary: asked again, firmly, when the answer
-/// is reliably in another language than the one requested. Returns the
-/// answer and whether it is still in the wrong language.
+/// is reliably in another language than the one requested. The second
+/// answer replaces the first only when it is in the right language and not
+/// empty. Returns the answer and whether it is in the wrong language.
 fn last_call(
     model: &mut dyn ChatModel,
     req: &Request,
@@ -176,8 +177,11 @@ fn last_call(
         .saturating_sub(model.prompt_tokens(&firm)? + SLACK);
     let again = model.complete(&firm, cap.min(room))?;
     usage.add(&again);
-    let wrong = wrong_language(&again.text, code);
-    Ok((again, wrong))
+    if again.text.trim().is_empty() || wrong_language(&again.text, code) {
+        Ok((c, true))
+    } else {
+        Ok((again, false))
+    }
 }
 
 /// Consecutive groups of parts whose combine prompt fits `limit` tokens.

@@ -45,8 +45,8 @@ pub struct Translation {
     pub untranslated: usize,
     /// Of those, units whose placeholders could not be restored.
     pub broken_markup: usize,
-    /// Answers that were still in another language than the target after
-    /// being asked again (kept, and reported).
+    /// Units whose translation is still in another language than the
+    /// target after being asked again (kept, and reported).
     pub wrong_language: usize,
     pub usage: Usage,
 }
@@ -89,41 +89,39 @@ pub fn translate(
         usage: Usage::default(),
         out: vec![None; doc.units().len()],
         retried: 0,
-        untranslated: 0,
         broken: 0,
         wrong_language: 0,
     };
-    // Pieces of a unit too long for one chunk, joined once all are in.
-    let mut pieces: Vec<String> = Vec::new();
+    // Pieces of a unit too long for one chunk, joined once all are in:
+    // (answer, still in the wrong language); `None` once a piece failed.
+    let mut pieces: Option<Vec<(String, bool)>> = Some(Vec::new());
     for (i, c) in plan.chunks.iter().enumerate() {
         let content = &text[c.content.clone()];
         let first = c.paragraphs.start;
         if c.partial {
-            let reply = t.ask(content, 1, c.tokens, false)?;
-            pieces.push(if reply.trim().is_empty() {
-                t.untranslated += 1;
-                content.to_string()
-            } else {
-                one_paragraph(&reply)
-            });
+            let (reply, wrong) = t.ask(content, 1, c.tokens, false)?;
+            if reply.trim().is_empty() {
+                pieces = None;
+            } else if let Some(p) = pieces.as_mut() {
+                p.push((one_paragraph(&reply), wrong));
+            }
             let last_piece = plan
                 .chunks
                 .get(i + 1)
                 .is_none_or(|k| !k.partial || k.paragraphs.start != first);
             if last_piece {
-                let joined = pieces.join(" ");
-                pieces.clear();
-                // Too long to ask again as a whole: a unit whose
-                // placeholders did not survive keeps its source.
-                match doc.restore_unit(first, &joined) {
-                    Ok(restored) => t.out[first] = Some(restored),
-                    Err(_) => t.broken += 1,
+                // Too long to ask again as a whole: a unit with an empty
+                // piece or lost placeholders keeps its source, all of it.
+                if let Some(p) = pieces.replace(Vec::new()) {
+                    let joined: Vec<&str> = p.iter().map(|(s, _)| s.as_str()).collect();
+                    let wrong = p.iter().any(|(_, w)| *w);
+                    t.accept(first, &joined.join(" "), wrong);
                 }
             }
             continue;
         }
         let n = c.paragraphs.len();
-        let reply = t.ask(content, n, c.tokens, false)?;
+        let (reply, wrong) = t.ask(content, n, c.tokens, false)?;
         let replies: Vec<String> = if n == 1 {
             vec![one_paragraph(&reply)]
         } else {
@@ -140,9 +138,8 @@ pub fn translate(
             continue;
         }
         for (u, r) in c.paragraphs.clone().zip(&replies) {
-            match t.settle(u, r) {
-                Some(restored) => t.out[u] = Some(restored),
-                None => t.alone(u)?,
+            if !t.accept_or_not(u, r, wrong) {
+                t.alone(u)?;
             }
         }
     }
@@ -150,11 +147,11 @@ pub fn translate(
         out,
         usage,
         retried,
-        mut untranslated,
         broken,
         wrong_language,
         ..
     } = t;
+    let mut untranslated = 0;
     let outputs: Vec<String> = out
         .into_iter()
         .enumerate()
@@ -187,25 +184,35 @@ struct Translator<'a> {
     /// Restored output per unit; `None` keeps the source.
     out: Vec<Option<String>>,
     retried: usize,
-    untranslated: usize,
     broken: usize,
     wrong_language: usize,
 }
 
 impl Translator<'_> {
     /// Asks for `text`; an answer reliably in another language than the
-    /// target is asked for once more, firmly.
-    fn ask(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
+    /// target is asked for once more, firmly (unless it was already asked
+    /// firmly: greedy decoding would only repeat itself). Returns the answer
+    /// and whether it is still in the wrong language.
+    fn ask(
+        &mut self,
+        text: &str,
+        paragraphs: usize,
+        tokens: usize,
+        firm: bool,
+    ) -> Result<(String, bool)> {
         let reply = self.call(text, paragraphs, tokens, firm)?;
         let code = self.req.target_code.as_deref();
-        if !wrong_language(&crate::markup::strip_placeholders(&reply), code) {
-            return Ok(reply);
+        let wrong = |r: &str| wrong_language(&crate::markup::strip_placeholders(r), code);
+        if firm || !wrong(&reply) {
+            let w = firm && wrong(&reply);
+            return Ok((reply, w));
         }
         let again = self.call(text, paragraphs, tokens, true)?;
-        if wrong_language(&crate::markup::strip_placeholders(&again), code) {
-            self.wrong_language += 1;
+        if again.trim().is_empty() {
+            return Ok((reply, true));
         }
-        Ok(again)
+        let w = wrong(&again);
+        Ok((again, w))
     }
 
     fn call(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
@@ -221,26 +228,35 @@ impl Translator<'_> {
         Ok(c.text)
     }
 
-    /// The unit's output from `reply`, or `None` when the reply is empty
-    /// or its placeholders cannot be restored.
-    fn settle(&mut self, unit: usize, reply: &str) -> Option<String> {
+    /// Takes `reply` as the unit's translation when it is not empty and its
+    /// placeholders restore; says whether it did.
+    fn accept_or_not(&mut self, unit: usize, reply: &str, wrong: bool) -> bool {
         if reply.trim().is_empty() {
-            return None;
+            return false;
         }
-        self.doc.restore_unit(unit, reply).ok()
+        match self.doc.restore_unit(unit, reply) {
+            Ok(restored) => {
+                self.out[unit] = Some(restored);
+                self.wrong_language += usize::from(wrong);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Takes `reply` as the unit's last chance: what fails keeps the source.
+    fn accept(&mut self, unit: usize, reply: &str, wrong: bool) {
+        if !self.accept_or_not(unit, reply, wrong) && !reply.trim().is_empty() {
+            self.broken += 1;
+        }
     }
 
     /// Asks for one unit alone, firmly; keeps the source when that fails too.
     fn alone(&mut self, unit: usize) -> Result<()> {
         let src = self.doc.units()[unit].text();
         let tokens = self.model.count_tokens(src)?;
-        let reply = self.ask(src, 1, tokens, true)?;
-        let reply = one_paragraph(&reply);
-        match self.doc.restore_unit(unit, &reply) {
-            Ok(restored) if !reply.trim().is_empty() => self.out[unit] = Some(restored),
-            Ok(_) => {}
-            Err(_) => self.broken += 1,
-        }
+        let (reply, wrong) = self.ask(src, 1, tokens, true)?;
+        self.accept(unit, &one_paragraph(&reply), wrong);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use crate::error::Error;
 
 const TABLE: &str = include_str!("languages.tsv");
 const VARIANTS: &str = include_str!("language_variants.tsv");
+const SUBTAGS: &str = include_str!("subtags.tsv");
 
 /// One row of the language table, as `glot languages` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -92,6 +93,44 @@ const DETECTOR_CODES: &[(&str, &str)] = &[
     ("ekk", "et"),
     ("lvs", "lv"),
 ];
+
+/// Macro-languages and the individual language that stands for them, as
+/// far as telling an answer's language goes.
+const SAME_LANGUAGE: &[(&str, &str)] = &[("no", "nb")];
+
+/// Whether the detector can recognise the language of `code` at all: for
+/// the others, a detection says nothing about whether a text is in it.
+pub fn detectable(code: &str) -> bool {
+    let primary = primary(code);
+    rows().any(|r| {
+        r.code == primary
+            && (whatlang::Lang::from_code(r.code3).is_some()
+                || DETECTOR_CODES.iter().any(|(det, ours)| {
+                    *ours == primary && whatlang::Lang::from_code(*det).is_some()
+                })
+                || SAME_LANGUAGE.iter().any(|(macro_code, individual)| {
+                    *macro_code == primary && detectable(individual)
+                }))
+    })
+}
+
+/// Whether two codes name the same language, ignoring region and script
+/// (`pt-BR` and `pt`, `no` and `nb`).
+pub fn same_language(a: &str, b: &str) -> bool {
+    let canonical = |c: &str| {
+        let p = primary(c);
+        SAME_LANGUAGE
+            .iter()
+            .find(|(m, _)| *m == p)
+            .map_or(p, |(_, i)| *i)
+            .to_string()
+    };
+    canonical(a) == canonical(b)
+}
+
+fn primary(code: &str) -> &str {
+    code.split(['-', '_']).next().unwrap_or(code)
+}
 
 /// Characters looked at: enough for a confident answer on any article.
 const DETECT_CHARS: usize = 20_000;
@@ -188,23 +227,14 @@ fn region_case(sub: &str) -> String {
     }
 }
 
-/// Human names for the subtags users commonly give.
+/// Human names for the subtags users commonly give (`subtags.tsv`).
 fn subtag_name(sub: &str) -> String {
-    match sub {
-        "br" => "Brazil".into(),
-        "pt" => "Portugal".into(),
-        "us" => "United States".into(),
-        "gb" | "uk" => "United Kingdom".into(),
-        "hant" | "tw" => "Traditional script".into(),
-        "hans" | "cn" => "Simplified script".into(),
-        "mx" => "Mexico".into(),
-        "es" => "Spain".into(),
-        "ca" => "Canada".into(),
-        "ch" => "Switzerland".into(),
-        "at" => "Austria".into(),
-        "419" => "Latin America".into(),
-        other => region_case(other),
-    }
+    SUBTAGS
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(tag, _)| *tag == sub)
+        .map_or_else(|| region_case(sub), |(_, name)| name.trim().to_string())
 }
 
 fn suggestions(lower: &str) -> String {
@@ -318,6 +348,18 @@ mod tests {
             assert!(d.language.code == code || !d.reliable, "{text}: {d:?}");
         }
         assert!(detect("").is_none());
+    }
+
+    #[test]
+    fn languages_the_detector_knows() {
+        for code in ["en", "de", "zh-Hant", "ja", "no", "nb", "fa", "pt-BR"] {
+            assert!(detectable(code), "{code}");
+        }
+        for code in ["gl", "eu"] {
+            assert!(!detectable(code), "{code}");
+        }
+        assert!(same_language("no", "nb") && same_language("pt-BR", "pt"));
+        assert!(!same_language("pt", "es"));
     }
 
     #[test]
