@@ -361,11 +361,14 @@ impl Unit {
 /// HTML parser already, and a character reference is what it says.)
 fn escape_html(out: &mut String, text: &str) {
     for (i, c) in text.char_indices() {
+        let rest = &text[i + c.len_utf8()..];
+        let letter = |s: &str| s.chars().next().is_some_and(|n| n.is_ascii_alphabetic());
+        // What an HTML tokenizer reads as markup: `<a`, `</a`, `<!`, `<?`.
         let opens_tag = c == '<'
-            && text[i + 1..]
-                .chars()
-                .next()
-                .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?'));
+            && (letter(rest)
+                || rest.starts_with('!')
+                || rest.starts_with('?')
+                || rest.strip_prefix('/').is_some_and(letter));
         if opens_tag {
             out.push_str("&lt;");
         } else {

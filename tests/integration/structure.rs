@@ -224,6 +224,8 @@ fn known_hard_documents() {
         ("| a |\n|---|\n| `b` |", Format::Markdown),
         ("<script>never", Format::Html),
         ("<pre>never", Format::Html),
+        ("# </>a", Format::Html),
+        ("<p>a <b>b</p>", Format::Html),
     ] {
         check(doc, format, 3).unwrap();
     }
