@@ -38,6 +38,17 @@ pub enum Command {
     Summarize(SummarizeArgs),
     /// Translate a whole article, keeping its paragraphs.
     Translate(TranslateArgs),
+    /// Summarize and translate every document of folders, resumably.
+    ///
+    /// Outputs mirror the input tree under --out: NAME.summary.md for
+    /// summaries, NAME.LANG.EXT for translations. A manifest in --out
+    /// (manifest*.jsonl, one JSON line per document and job) records what
+    /// was done with which settings; a rerun skips what is done and
+    /// unchanged. Ctrl-C stops after the current document (a second one at
+    /// once); nothing half-written is ever left. --shard splits the work
+    /// across processes or machines (Slurm job arrays, Kubernetes Indexed
+    /// Jobs).
+    Batch(BatchArgs),
     /// Run the model on a raw prompt (for checking a model).
     ///
     /// Decoding is pure greedy, with no repeat guard, unless sampling flags
@@ -145,6 +156,105 @@ pub enum Format {
     Text,
     /// A JSON object with the text and metadata (model, languages, chunks, tokens, timings).
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Folders (walked recursively) and files to process.
+    #[arg(value_name = "INPUT", required_unless_present = "status")]
+    pub inputs: Vec<PathBuf>,
+
+    /// Folder for outputs and the manifest (created if need be).
+    #[arg(long, value_name = "DIR", required_unless_present = "status")]
+    pub out: Option<PathBuf>,
+
+    /// Show what the manifests in DIR say (done, copied, failed, pending) and exit.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["inputs", "out"])]
+    pub status: Option<PathBuf>,
+
+    /// Write a summary of each document.
+    #[arg(long, help_heading = "Jobs")]
+    pub summarize: bool,
+
+    /// Translate each document into these languages (comma-separated codes or names).
+    #[arg(
+        long,
+        value_name = "LANGS",
+        value_delimiter = ',',
+        help_heading = "Jobs"
+    )]
+    pub translate: Vec<String>,
+
+    /// Write summaries in this language [default: each document's].
+    #[arg(long, value_name = "LANG", help_heading = "Jobs")]
+    pub lang: Option<String>,
+
+    /// The documents' language for translation [default: detected per document].
+    #[arg(long, value_name = "LANG", help_heading = "Jobs")]
+    pub from: Option<String>,
+
+    /// How long summaries should be.
+    #[arg(long, value_enum, default_value_t = LengthArg::Medium, help_heading = "Jobs")]
+    pub length: LengthArg,
+
+    /// Summaries of at most this many words (overrides --length).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000), help_heading = "Jobs")]
+    pub words: Option<u32>,
+
+    /// Only documents whose path (relative to its folder) matches this glob; repeatable.
+    #[arg(long, value_name = "GLOB", help_heading = "Selection")]
+    pub include: Vec<String>,
+
+    /// Leave out documents whose relative path matches this glob (e.g. 'drafts/**'); repeatable.
+    #[arg(long, value_name = "GLOB", help_heading = "Selection")]
+    pub exclude: Vec<String>,
+
+    /// Do this share of the documents: K/N (3/8 is the third of eight), or `auto`.
+    ///
+    /// `auto` reads SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and
+    /// SLURM_ARRAY_TASK_COUNT (a Slurm job array), or JOB_COMPLETION_INDEX
+    /// and GLOT_SHARD_COUNT (a Kubernetes Indexed Job). Documents are split
+    /// by a hash of their relative path, so N shards do each exactly once.
+    #[arg(long, value_name = "K/N", help_heading = "Selection")]
+    pub shard: Option<String>,
+
+    /// Documents larger than this many bytes fail instead of running.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 10_000_000,
+        help_heading = "Selection"
+    )]
+    pub max_bytes: u64,
+
+    /// Redo every document, done or not.
+    #[arg(long, conflicts_with = "retry_failed")]
+    pub force: bool,
+
+    /// Redo only documents whose last run failed.
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    /// Walk, hash and check the manifest, then say what a run would do, without loading a model.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// How the documents are written [default: from each extension].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub input_format: Option<InputFormatArg>,
+
+    /// Replace bytes that are not valid UTF-8 (or UTF-16) by U+FFFD instead of failing the document.
+    #[arg(long)]
+    pub lossy: bool,
+
+    /// Folder with prompt templates that replace the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -26,6 +26,12 @@ pub enum Error {
     HubNotFound(String),
     #[error("{0}")]
     HubUnreachable(String),
+    /// A batch ended with documents that failed (each is in the manifest).
+    #[error("{0}")]
+    BatchFailures(String),
+    /// Stopped by a signal before the work was done.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl Error {

@@ -8,13 +8,18 @@ pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// A bug or an environment failure glot did not expect.
 pub const UNEXPECTED: u8 = 2;
+/// Stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: u8 = 130;
 
 /// The exit code for an error: user errors are 1, the rest 2, and a closed
 /// stdout (`glot … | head`) is not an error at all.
 pub fn for_error(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.downcast_ref::<glot::Error>().is_some() {
-            return FAILURE;
+        if let Some(e) = cause.downcast_ref::<glot::Error>() {
+            return match e {
+                glot::Error::Interrupted(_) => INTERRUPTED,
+                _ => FAILURE,
+            };
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::BrokenPipe {

@@ -5,6 +5,7 @@
 //! built from [`prompt`] templates, and [`engine`] runs the model that
 //! [`hub`] located.
 
+pub mod batch;
 pub mod engine;
 pub mod error;
 pub mod hub;

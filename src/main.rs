@@ -47,6 +47,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match s.task {
         Task::Summarize(t) => commands::summarize::run(t, &s.printer),
         Task::Translate(t) => commands::translate::run(t, &s.printer),
+        Task::Batch(t) => commands::batch::run(t, &s.printer),
+        Task::BatchStatus(dir) => commands::batch::status(&dir),
         Task::Generate(t) => commands::generate::run(t, &s.printer),
         Task::Models(t) => commands::models::run(t, &s.printer),
         Task::Languages { json } => commands::languages::run(json),

@@ -99,3 +99,80 @@ impl DownloadProgress for Lines {
         }
     }
 }
+
+/// Progress through a batch: a bar with the current item, tokens/s and ETA
+/// on a terminal, one line per item otherwise, nothing with `-q`.
+pub struct Items {
+    bar: Option<ProgressBar>,
+    lines: bool,
+    total: usize,
+    done: std::cell::Cell<usize>,
+    tokens: std::cell::Cell<(usize, f64)>,
+}
+
+impl Items {
+    pub fn new(printer: &Printer, total: usize) -> Items {
+        let terminal = !printer.quiet() && std::io::stderr().is_terminal();
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:30}] {pos}/{len} ETA {eta} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Items {
+            bar,
+            lines: !printer.quiet() && !terminal,
+            total,
+            done: std::cell::Cell::new(0),
+            tokens: std::cell::Cell::new((0, 0.0)),
+        }
+    }
+
+    /// An item begins.
+    pub fn start(&self, name: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{name}{}", self.rate()));
+        }
+    }
+
+    /// An item ended as `how`; `work` is (generated tokens, seconds).
+    pub fn finish(&self, name: &str, how: &str, work: Option<(usize, f64)>) {
+        self.done.set(self.done.get() + 1);
+        if let Some((tokens, secs)) = work {
+            let (t, s) = self.tokens.get();
+            self.tokens.set((t + tokens, s + secs));
+        }
+        if let Some(bar) = &self.bar {
+            if how.starts_with("failed") {
+                bar.println(format!("glot: {how}: {name}"));
+            }
+            bar.inc(1);
+        } else if self.lines {
+            let took = work.map_or(String::new(), |(_, secs)| format!(", {secs:.1}s"));
+            eprintln!(
+                "glot: [{}/{}] {how}: {name}{took}",
+                self.done.get(),
+                self.total
+            );
+        }
+    }
+
+    fn rate(&self) -> String {
+        let (t, s) = self.tokens.get();
+        if s > 0.0 {
+            format!(" ({:.1} tok/s)", t as f64 / s)
+        } else {
+            String::new()
+        }
+    }
+
+    /// The batch is over.
+    pub fn done(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

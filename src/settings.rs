@@ -12,8 +12,8 @@ use glot::text::lang::{self, Language};
 use glot::Error;
 
 use crate::cli::{
-    Cli, Command, DocumentArgs, Format, GenerateArgs, InputFormatArg, LengthArg, ModelArgs,
-    ModelsCommand, OutputArgs, SamplingArgs, SummarizeArgs, TranslateArgs,
+    BatchArgs, Cli, Command, DocumentArgs, Format, GenerateArgs, InputFormatArg, LengthArg,
+    ModelArgs, ModelsCommand, OutputArgs, SamplingArgs, SummarizeArgs, TranslateArgs,
 };
 use crate::printer::Printer;
 
@@ -25,6 +25,8 @@ pub struct Settings {
 
 pub enum Task {
     Summarize(SummarizeSettings),
+    Batch(BatchSettings),
+    BatchStatus(PathBuf),
     Translate(TranslateSettings),
     Generate(GenerateSettings),
     Models(ModelsSettings),
@@ -102,6 +104,10 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
     let task = match cli.command {
         Command::Summarize(a) => Task::Summarize(summarize(a, cli.offline)?),
         Command::Translate(a) => Task::Translate(translate(a, cli.offline)?),
+        Command::Batch(a) => match a.status {
+            Some(dir) => Task::BatchStatus(dir),
+            None => Task::Batch(batch(a, cli.offline)?),
+        },
         Command::Generate(a) => Task::Generate(generate(a, cli.offline)?),
         Command::Languages { format } => Task::Languages {
             json: format == Format::Json,
@@ -132,17 +138,96 @@ fn translate(a: TranslateArgs, offline: bool) -> Result<TranslateSettings> {
     })
 }
 
+/// `glot batch`: what to do with each document of a selection.
+pub struct BatchSettings {
+    pub selection: glot::batch::walk::Selection,
+    pub jobs: Vec<glot::batch::Job>,
+    pub source: Option<Language>,
+    pub shard: glot::batch::shard::Shard,
+    pub max_bytes: u64,
+    pub force: bool,
+    pub retry_failed: bool,
+    pub dry_run: bool,
+    pub format: Option<glot::markup::Format>,
+    pub lossy: bool,
+    pub prompts: Option<PathBuf>,
+    pub model: ModelSettings,
+}
+
+fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
+    let out = a
+        .out
+        .ok_or_else(|| Error::Usage("give --out DIR for the outputs".into()))?;
+    let mut jobs = Vec::new();
+    if a.summarize {
+        jobs.push(glot::batch::Job::Summarize {
+            language: a.lang.as_deref().map(lang::resolve).transpose()?,
+            words: a.words.map_or(words(a.length), |w| w as usize),
+        });
+    } else if a.lang.is_some() || a.words.is_some() {
+        return Err(
+            Error::Usage("--lang and --words set the summary: add --summarize".into()).into(),
+        );
+    }
+    for t in a.translate.iter().filter(|t| !t.trim().is_empty()) {
+        let job = glot::batch::Job::Translate {
+            target: lang::resolve(t)?,
+        };
+        if !jobs.contains(&job) {
+            jobs.push(job);
+        }
+    }
+    if jobs.is_empty() {
+        return Err(
+            Error::Usage("say what to do: --summarize and/or --translate LANGS".into()).into(),
+        );
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(
+            Error::Usage(format!("--out {} is a file, not a folder", out.display())).into(),
+        );
+    }
+    let shard = match &a.shard {
+        Some(spec) => glot::batch::shard::Shard::parse(spec, |k| std::env::var(k).ok())?,
+        None => glot::batch::shard::Shard::ALL,
+    };
+    Ok(BatchSettings {
+        selection: glot::batch::walk::Selection {
+            roots: a.inputs,
+            include: a.include,
+            exclude: a.exclude,
+            out,
+        },
+        jobs,
+        source: a.from.as_deref().map(lang::resolve).transpose()?,
+        shard,
+        max_bytes: a.max_bytes,
+        force: a.force,
+        retry_failed: a.retry_failed,
+        dry_run: a.dry_run,
+        format: a.input_format.map(input_format),
+        lossy: a.lossy,
+        prompts: a.prompts,
+        model: model(&a.model, &a.sampling, offline)?,
+    })
+}
+
+fn input_format(f: InputFormatArg) -> glot::markup::Format {
+    match f {
+        InputFormatArg::Text => glot::markup::Format::Text,
+        InputFormatArg::Markdown => glot::markup::Format::Markdown,
+        InputFormatArg::Html => glot::markup::Format::Html,
+    }
+}
+
 fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
     Ok(DocumentSettings {
         output: output(&a.output, Some(&a.input))?,
         model: model(&a.model, &a.sampling, offline)?,
         prompts: a.prompts,
-        format: match a.input_format {
-            Some(InputFormatArg::Text) => glot::markup::Format::Text,
-            Some(InputFormatArg::Markdown) => glot::markup::Format::Markdown,
-            Some(InputFormatArg::Html) => glot::markup::Format::Html,
-            None => glot::markup::Format::from_path(&a.input),
-        },
+        format: a
+            .input_format
+            .map_or_else(|| glot::markup::Format::from_path(&a.input), input_format),
         lossy: a.lossy,
         input: a.input,
     })

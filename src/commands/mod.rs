@@ -1,5 +1,6 @@
 //! One file per subcommand; shared steps live here.
 
+pub mod batch;
 pub mod generate;
 pub mod languages;
 pub mod models;

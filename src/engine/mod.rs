@@ -58,10 +58,26 @@ pub struct Completion {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
     pub id: String,
+    /// The hub commit the files come from, when they are in the hub cache.
+    pub revision: Option<String>,
     pub architecture: &'static str,
     pub format: String,
     pub context_length: usize,
     pub load_secs: f64,
+}
+
+/// The commit of a file in the hub cache (`…/snapshots/<commit>/…`).
+fn snapshot_of(path: &std::path::Path) -> Option<String> {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts
+        .windows(2)
+        .find(|w| {
+            w[0] == "snapshots" && w[1].len() == 40 && w[1].chars().all(|c| c.is_ascii_hexdigit())
+        })
+        .map(|w| w[1].clone())
 }
 
 /// How to load and decode.
@@ -166,6 +182,7 @@ impl Llm {
             eos,
             info: ModelInfo {
                 id: files.id.clone(),
+                revision: snapshot_of(&files.tokenizer),
                 architecture: arch,
                 format,
                 context_length,

@@ -38,6 +38,7 @@ pub struct Translate<'a> {
 /// Compiled task templates.
 pub struct Prompts {
     env: Environment<'static>,
+    fingerprint: String,
 }
 
 impl Prompts {
@@ -52,16 +53,31 @@ impl Prompts {
                 crate::Error::Usage(format!("prompts folder {} not found", dir.display()))
             );
         }
+        let mut digest = <sha2::Sha256 as sha2::Digest>::new();
         for (name, builtin) in BUILTIN {
             let source = match override_dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(p) => std::fs::read_to_string(&p)
                     .with_context(|| format!("cannot read prompt {}", p.display()))?,
                 None => builtin.to_string(),
             };
+            sha2::Digest::update(&mut digest, name.as_bytes());
+            sha2::Digest::update(&mut digest, [0]);
+            sha2::Digest::update(&mut digest, source.as_bytes());
+            sha2::Digest::update(&mut digest, [0]);
             env.add_template_owned(name.to_string(), source)
                 .map_err(|e| anyhow!("prompt template {name} does not compile: {e}"))?;
         }
-        Ok(Prompts { env })
+        let fingerprint = sha2::Digest::finalize(digest)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Prompts { env, fingerprint })
+    }
+
+    /// A digest of the templates in use: outputs made with other prompts
+    /// are not the same outputs.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String> {

@@ -1,0 +1,517 @@
+//! `glot batch` end to end: reruns, failures, signals, shards and escapes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{glot, model_dir, run, stderr, stdout};
+
+fn model() -> String {
+    model_dir("qwen3").to_str().unwrap().to_string()
+}
+
+/// A folder of small documents, with things a walk must pass over.
+fn articles(dir: &Path, n: usize) -> PathBuf {
+    let root = dir.join("articles");
+    for i in 0..n {
+        let sub = if i % 2 == 0 { "news" } else { "sport" };
+        let p = root.join(sub).join(format!("a{i}.txt"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            format!("The council met on day {i}. It voted on the new tram line.\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.join("page.html"),
+        "<p>A page about <b>trams</b>.</p>\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("notes.md"), "# Notes\n\nThe *tram* is `fast`.\n").unwrap();
+    std::fs::write(root.join(".hidden.txt"), "hidden").unwrap();
+    std::fs::write(root.join("picture.png"), [0u8, 1, 2]).unwrap();
+    root
+}
+
+fn batch(home: &Path, args: &[&str]) -> Command {
+    let mut cmd = glot(home);
+    cmd.args(["batch", "--model", &model(), "--words", "5"]);
+    cmd.args(args);
+    cmd
+}
+
+/// Every output file under `out` (not the manifest or `.glot`), by path.
+fn outputs(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for e in walk(out) {
+        let rel = e.strip_prefix(out).unwrap().to_string_lossy().into_owned();
+        if !rel.starts_with(".glot") && !rel.starts_with("manifest") {
+            files.insert(rel, std::fs::read(&e).unwrap());
+        }
+    }
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Manifest records of every manifest file in `out`.
+fn records(out: &Path) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(out).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("manifest") {
+            for line in std::fs::read_to_string(&p).unwrap().lines() {
+                if let Ok(v) = serde_json::from_str(line) {
+                    all.push(v);
+                }
+            }
+        }
+    }
+    all
+}
+
+fn count(records: &[serde_json::Value], status: &str) -> usize {
+    records.iter().filter(|r| r["status"] == status).count()
+}
+
+#[test]
+fn jobs_run_once_and_reruns_skip_what_is_done() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 3);
+    let out = home.path().join("out");
+    let (root_s, out_s) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let o = run(
+        batch(
+            home.path(),
+            &[
+                root_s,
+                "--summarize",
+                "--translate",
+                "fr,de",
+                "--out",
+                out_s,
+            ],
+        ),
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = outputs(&out);
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "news/a0.de.txt",
+            "news/a0.fr.txt",
+            "news/a0.summary.md",
+            "news/a2.de.txt",
+            "news/a2.fr.txt",
+            "news/a2.summary.md",
+            "notes.de.md",
+            "notes.fr.md",
+            "notes.summary.md",
+            "page.de.html",
+            "page.fr.html",
+            "page.summary.md",
+            "sport/a1.de.txt",
+            "sport/a1.fr.txt",
+            "sport/a1.summary.md",
+        ]
+    );
+    // Code and markup are kept in translated documents.
+    let notes = String::from_utf8(files["notes.fr.md"].clone()).unwrap();
+    assert!(
+        notes.starts_with("# ") && notes.contains("`fast`"),
+        "{notes}"
+    );
+    let r = records(&out);
+    assert_eq!(r.len(), 15);
+    assert_eq!(count(&r, "done") + count(&r, "copied"), 15);
+    let first = &r[0];
+    for field in [
+        "input",
+        "sha256",
+        "task",
+        "settings",
+        "settings_hash",
+        "model",
+        "output",
+        "tokens",
+        "seconds",
+    ] {
+        assert!(!first[field].is_null(), "{field} in {first}");
+    }
+    assert!(stdout(&o).contains("summarize"), "{}", stdout(&o));
+
+    // Run again: nothing to do, and the model is not even loaded.
+    let mut again = batch(
+        home.path(),
+        &[
+            root_s,
+            "--summarize",
+            "--translate",
+            "fr,de",
+            "--out",
+            out_s,
+            "-v",
+        ],
+    );
+    again.env("GLOT_MODEL", "unused");
+    let o = run(again, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("loading model"), "{}", stderr(&o));
+    assert_eq!(records(&out).len(), 15);
+    let table = stdout(&o);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("summarize") && l.split_whitespace().nth(3) == Some("5")),
+        "{table}"
+    );
+
+    // A changed document is redone, the rest is not.
+    std::fs::write(root.join("sport/a1.txt"), "Changed text about the tram.\n").unwrap();
+    let o = run(
+        batch(home.path(), &[root_s, "--summarize", "--out", out_s]),
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = records(&out);
+    assert_eq!(r.len(), 16);
+    assert_eq!(r[15]["input"], "sport/a1.txt");
+    // --force redoes everything asked for.
+    let o = run(
+        batch(
+            home.path(),
+            &[root_s, "--summarize", "--out", out_s, "--force"],
+        ),
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(records(&out).len(), 21);
+
+    // --status tells it all; --dry-run plans without a model.
+    let mut st = glot(home.path());
+    st.args(["batch", "--status", out_s]);
+    let o = run(st, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("PENDING"), "{}", stdout(&o));
+    let mut dry = glot(home.path());
+    dry.args([
+        "batch",
+        root_s,
+        "--translate",
+        "es",
+        "--out",
+        out_s,
+        "--dry-run",
+    ]);
+    dry.args(["--model", "not-loaded"]);
+    let o = run(dry, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("WOULD RUN"), "{}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("translate:es") && l.contains(" 5 ")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!outputs(&out).keys().any(|k| k.contains(".es.")));
+}
+
+#[test]
+fn bad_documents_fail_alone_and_retry_failed_retries_them() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 2);
+    std::fs::write(root.join("latin1.txt"), b"caf\xe9 au lait\n").unwrap();
+    std::fs::write(root.join("empty.txt"), b"  \n").unwrap();
+    std::fs::write(root.join("binary.txt"), b"\x00\x01\x02").unwrap();
+    std::fs::write(root.join("big.txt"), "word ".repeat(400)).unwrap();
+    let out = home.path().join("out");
+    let (root_s, out_s) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let o = run(
+        batch(
+            home.path(),
+            &[root_s, "--summarize", "--out", out_s, "--max-bytes", "1000"],
+        ),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = records(&out);
+    assert_eq!((count(&r, "done"), count(&r, "failed")), (4, 4));
+    let reason = |input: &str| {
+        r.iter().find(|x| x["input"] == input).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(reason("latin1.txt").contains("not valid UTF-8"));
+    assert!(reason("empty.txt").contains("empty"));
+    assert!(reason("binary.txt").contains("binary"));
+    assert!(reason("big.txt").contains("--max-bytes"));
+    assert!(
+        stdout(&o).contains("failed: latin1.txt (summarize)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("4 item(s) failed"), "{}", stderr(&o));
+    // Only the failures run again, and with --lossy one of them succeeds.
+    let o = run(
+        batch(
+            home.path(),
+            &[
+                root_s,
+                "--summarize",
+                "--out",
+                out_s,
+                "--retry-failed",
+                "--lossy",
+                "--max-bytes",
+                "1000",
+            ],
+        ),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let r = records(&out);
+    assert_eq!(r.len(), 12);
+    assert!(outputs(&out).contains_key("latin1.summary.md"));
+}
+
+/// Starts a batch of `n` documents and waits until its manifest has a
+/// record, so a signal lands in the middle of the run.
+fn start_and_wait(home: &Path, root: &Path, out: &Path) -> Child {
+    let mut cmd = batch(
+        home,
+        &[
+            root.to_str().unwrap(),
+            "--summarize",
+            "--translate",
+            "fr",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while records_exist(out) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn records_exist(out: &Path) -> usize {
+    if out.join("manifest.jsonl").exists() {
+        records(out).len()
+    } else {
+        0
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// Every output file has a record. After a graceful stop the scratch space
+/// is gone too; after `kill -9` it may hold a half-written file, which is no
+/// output and goes on the next run.
+fn consistent(out: &Path, graceful: bool) {
+    let r = records(out);
+    for name in outputs(out).keys() {
+        assert!(
+            r.iter().any(|x| x["output"] == name.as_str()),
+            "{name} has no record"
+        );
+    }
+    if graceful {
+        assert_eq!(std::fs::read_dir(out.join(".glot/tmp")).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn interrupted_runs_resume_to_the_same_outputs() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 8);
+    let reference = home.path().join("reference");
+    let o = run(
+        batch(
+            home.path(),
+            &[
+                root.to_str().unwrap(),
+                "--summarize",
+                "--translate",
+                "fr",
+                "--out",
+                reference.to_str().unwrap(),
+            ],
+        ),
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = outputs(&reference);
+    assert_eq!(expected.len(), 20);
+
+    for (sig, code) in [("-INT", Some(130)), ("-TERM", Some(130)), ("-KILL", None)] {
+        let out = home.path().join(format!("out{sig}"));
+        let mut child = start_and_wait(home.path(), &root, &out);
+        signal(&child, sig);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), code, "{sig}");
+        let done = records(&out).len();
+        assert!(
+            done < 20,
+            "{sig}: the run finished before the signal ({done})"
+        );
+        consistent(&out, code.is_some());
+        // Resume: every output ends up as in the uninterrupted run.
+        let o = run(
+            batch(
+                home.path(),
+                &[
+                    root.to_str().unwrap(),
+                    "--summarize",
+                    "--translate",
+                    "fr",
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+            ),
+            None,
+        );
+        assert!(o.status.success(), "{sig}: {}", stderr(&o));
+        assert_eq!(outputs(&out), expected, "{sig}");
+        // The killed run's scratch folder was cleared by the next one.
+        assert_eq!(
+            std::fs::read_dir(out.join(".glot/tmp")).unwrap().count(),
+            0,
+            "{sig}"
+        );
+    }
+}
+
+#[test]
+fn four_concurrent_shards_equal_one_run() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 10);
+    let whole = home.path().join("whole");
+    let root_s = root.to_str().unwrap();
+    let o = run(
+        batch(
+            home.path(),
+            &[root_s, "--summarize", "--out", whole.to_str().unwrap()],
+        ),
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sharded = home.path().join("sharded");
+    let children: Vec<Child> = (1..=4)
+        .map(|k| {
+            let mut cmd = batch(
+                home.path(),
+                &[
+                    root_s,
+                    "--summarize",
+                    "--out",
+                    sharded.to_str().unwrap(),
+                    "--shard",
+                    &format!("{k}/4"),
+                ],
+            );
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(outputs(&sharded), outputs(&whole));
+    let r = records(&sharded);
+    assert_eq!(r.len(), 12, "each document exactly once");
+    let shards: std::collections::BTreeSet<String> = r
+        .iter()
+        .map(|x| x["shard"].as_str().unwrap().to_string())
+        .collect();
+    assert!(shards.len() > 1, "{shards:?}");
+    // An unsharded rerun sees the shards' manifests: nothing left to do.
+    let o = run(
+        batch(
+            home.path(),
+            &[root_s, "--summarize", "--out", sharded.to_str().unwrap()],
+        ),
+        None,
+    );
+    assert!(o.status.success());
+    assert_eq!(records(&sharded).len(), 12);
+}
+
+#[cfg(unix)]
+#[test]
+fn nothing_is_written_outside_the_output_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 2);
+    let out = home.path().join("out");
+    let elsewhere = home.path().join("elsewhere");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    // A folder of the output tree that is a link to somewhere else.
+    std::os::unix::fs::symlink(&elsewhere, out.join("news")).unwrap();
+    // An input link pointing outside the input folder is read, not followed out of --out.
+    std::os::unix::fs::symlink(home.path().join("outside.txt"), root.join("link.txt")).unwrap();
+    std::fs::write(
+        home.path().join("outside.txt"),
+        "Text outside the folder.\n",
+    )
+    .unwrap();
+    let o = run(
+        batch(
+            home.path(),
+            &[
+                root.to_str().unwrap(),
+                "--summarize",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        ),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    let r = records(&out);
+    let escaped = r.iter().find(|x| x["input"] == "news/a0.txt").unwrap();
+    assert!(
+        escaped["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside the output folder"),
+        "{escaped}"
+    );
+    assert!(out.join("link.summary.md").is_file());
+    assert!(!home.path().join("outside.summary.md").exists());
+}
