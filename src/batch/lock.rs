@@ -49,13 +49,23 @@ impl Scratch {
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create {}", root.display()))?;
         remove_abandoned(&root);
-        let dir = tempfile::Builder::new()
-            .prefix("run-")
+        // Locked before it gets the name cleanup looks at, so no other
+        // process ever sees it unlocked.
+        let staging = tempfile::Builder::new()
+            .prefix("staging-")
             .tempdir_in(&root)
             .with_context(|| format!("cannot create a folder in {}", root.display()))?
             .keep();
-        let lock = File::create(dir.join(".lock"))?;
+        let lock = File::create(staging.join(".lock"))?;
         lock.lock()?;
+        let name = staging
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| n.replacen("staging-", "run-", 1))
+            .expect("a name tempfile made");
+        let dir = root.join(name);
+        std::fs::rename(&staging, &dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         Ok(Scratch { dir, _lock: lock })
     }
 
@@ -90,9 +100,12 @@ fn remove_abandoned(root: &Path) {
     };
     for e in entries.flatten() {
         let dir = e.path();
+        // Only named folders: a staging one is locked by its maker already
+        // or about to be.
+        if !e.file_name().to_string_lossy().starts_with("run-") {
+            continue;
+        }
         let Ok(lock) = File::open(dir.join(".lock")) else {
-            // A folder whose lock was never created is as good as dead only
-            // if it is old; leave young ones to their maker.
             continue;
         };
         if lock.try_lock().is_ok() {

@@ -128,14 +128,28 @@ pub struct Index {
     outputs: HashMap<String, (String, u64)>,
     /// Lines that were not records (cut short by a crash).
     pub damaged: usize,
+    dir: PathBuf,
+    /// How far each manifest file has been read.
+    offsets: HashMap<PathBuf, u64>,
 }
 
 impl Index {
     /// Reads every `manifest*.jsonl` in `out` (none yet is fine).
     pub fn load(out: &Path) -> Result<Index> {
-        let mut index = Index::default();
-        let Ok(entries) = std::fs::read_dir(out) else {
-            return Ok(index);
+        let mut index = Index {
+            dir: out.to_path_buf(),
+            ..Index::default()
+        };
+        index.refresh()?;
+        Ok(index)
+    }
+
+    /// Reads what other processes appended since the last read: complete
+    /// lines only, so a line being written is read next time.
+    pub fn refresh(&mut self) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
         };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -147,16 +161,29 @@ impl Index {
             .collect();
         files.sort();
         for f in files {
-            let text = std::fs::read_to_string(&f)
+            let offset = self.offsets.get(&f).copied().unwrap_or(0);
+            let mut file = std::fs::File::open(&f)
                 .with_context(|| format!("cannot read the manifest {}", f.display()))?;
-            for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                match serde_json::from_str::<Record>(line) {
-                    Ok(r) => index.add(r),
-                    Err(_) => index.damaged += 1,
+            if file.metadata()?.len() <= offset {
+                continue;
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .with_context(|| format!("cannot read the manifest {}", f.display()))?;
+            let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            for line in bytes[..complete].split(|b| *b == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<Record>(line) {
+                    Ok(r) => self.add(r),
+                    Err(_) => self.damaged += 1,
                 }
             }
+            self.offsets.insert(f, offset + complete as u64);
         }
-        Ok(index)
+        Ok(())
     }
 
     /// Keeps `r` if it is the latest for its item and task.

@@ -65,9 +65,15 @@ pub fn prepare(out: &Path, path: &Path) -> Result<(), Escape> {
     let mut current = out.to_path_buf();
     for part in rest.components() {
         current.push(part);
-        if !current.exists() {
-            std::fs::create_dir(&current)
-                .map_err(|e| Escape(format!("cannot create folder {}: {e}", current.display())))?;
+        match std::fs::create_dir(&current) {
+            // Another process may create it at the same moment.
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(Escape(format!(
+                    "cannot create folder {}: {e}",
+                    current.display()
+                )))
+            }
+            _ => {}
         }
         let real = current
             .canonicalize()

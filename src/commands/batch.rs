@@ -192,6 +192,14 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 tally.busy += 1;
                 continue;
             };
+            // Another process on the same folder may have done it meanwhile.
+            index.refresh()?;
+            let prev = index.get(&found.relative, &p.key);
+            if !needed(&s, prev, sha.as_deref(), &p.hash, &out) && !s.force {
+                tally.count(&p.key, UP_TO_DATE);
+                progress.finish(&name, "up to date", None);
+                continue;
+            }
             let start = Instant::now();
             let result = match &bytes {
                 Ok(b) => produce(&mut cx, &found, b, p, &index),

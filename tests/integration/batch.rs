@@ -471,6 +471,36 @@ fn four_concurrent_shards_equal_one_run() {
     assert_eq!(records(&sharded).len(), 12);
 }
 
+#[test]
+fn two_runs_on_one_folder_do_each_item_once() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 10);
+    let out = home.path().join("out");
+    let args = [
+        root.to_str().unwrap(),
+        "--summarize",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let children: Vec<Child> = (0..2)
+        .map(|_| {
+            batch(home.path(), &args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let r = records(&out);
+    let inputs: std::collections::BTreeSet<&str> =
+        r.iter().map(|x| x["input"].as_str().unwrap()).collect();
+    assert_eq!((r.len(), inputs.len()), (12, 12));
+}
+
 #[cfg(unix)]
 #[test]
 fn nothing_is_written_outside_the_output_folder() {
