@@ -120,10 +120,31 @@ fn ends_with_newline(file: &mut std::fs::File) -> Result<bool> {
     Ok(last[0] == b'\n')
 }
 
+/// What a rerun needs of a record: everything but its settings and
+/// counts, so the index of a large batch stays small.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Seen {
+    pub sha256: Option<String>,
+    pub settings_hash: String,
+    pub status: Status,
+    pub error: Option<String>,
+    pub output: Option<String>,
+    pub finished: u64,
+}
+
+/// A manifest line as the index reads it (other fields are skipped).
+#[derive(Deserialize)]
+struct Line {
+    input: String,
+    task: String,
+    #[serde(flatten)]
+    seen: Seen,
+}
+
 /// What the manifests say, per item and task: the latest record.
 #[derive(Debug, Default)]
 pub struct Index {
-    latest: HashMap<(String, String), Record>,
+    latest: HashMap<(String, String), Seen>,
     /// Output path → (input that wrote it, when).
     outputs: HashMap<String, (String, u64)>,
     /// Lines that were not records (cut short by a crash).
@@ -144,10 +165,10 @@ impl Index {
         Ok(index)
     }
 
-    /// Reads what other processes appended since the last read: complete
-    /// lines only, so a line being written is read next time.
+    /// Reads what was appended since the last read (by other processes
+    /// too): complete lines only, so a line being written is read next time.
     pub fn refresh(&mut self) -> Result<()> {
-        use std::io::{Read, Seek, SeekFrom};
+        use std::io::{BufRead, Seek, SeekFrom};
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(());
         };
@@ -161,57 +182,85 @@ impl Index {
             .collect();
         files.sort();
         for f in files {
-            let offset = self.offsets.get(&f).copied().unwrap_or(0);
+            let mut offset = self.offsets.get(&f).copied().unwrap_or(0);
             let mut file = std::fs::File::open(&f)
                 .with_context(|| format!("cannot read the manifest {}", f.display()))?;
             if file.metadata()?.len() <= offset {
                 continue;
             }
             file.seek(SeekFrom::Start(offset))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)
-                .with_context(|| format!("cannot read the manifest {}", f.display()))?;
-            let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            for line in bytes[..complete].split(|b| *b == b'\n') {
+            let mut reader = std::io::BufReader::new(file);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .with_context(|| format!("cannot read the manifest {}", f.display()))?;
+                if n == 0 || line.last() != Some(&b'\n') {
+                    break;
+                }
+                offset += n as u64;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                match serde_json::from_slice::<Record>(line) {
-                    Ok(r) => self.add(r),
+                match serde_json::from_slice::<Line>(&line) {
+                    Ok(l) => self.insert(l.input, l.task, l.seen),
                     Err(_) => self.damaged += 1,
                 }
             }
-            self.offsets.insert(f, offset + complete as u64);
+            self.offsets.insert(f, offset);
         }
         Ok(())
     }
 
-    /// Keeps `r` if it is the latest for its item and task.
-    pub fn add(&mut self, r: Record) {
-        if let Some(out) = r.output.as_ref().filter(|_| r.status != Status::Failed) {
-            let newer = self.outputs.get(out).is_none_or(|(_, t)| *t <= r.finished);
+    /// Adds a record this process just wrote.
+    pub fn add(&mut self, r: &Record) {
+        let seen = Seen {
+            sha256: r.sha256.clone(),
+            settings_hash: r.settings_hash.clone(),
+            status: r.status,
+            error: r.error.clone(),
+            output: r.output.clone(),
+            finished: r.finished,
+        };
+        self.insert(r.input.clone(), r.task.clone(), seen);
+    }
+
+    /// Keeps `seen` if it is the latest for its item and task.
+    fn insert(&mut self, input: String, task: String, seen: Seen) {
+        if let Some(out) = seen
+            .output
+            .as_ref()
+            .filter(|_| seen.status != Status::Failed)
+        {
+            let newer = self
+                .outputs
+                .get(out)
+                .is_none_or(|(_, t)| *t <= seen.finished);
             if newer {
                 self.outputs
-                    .insert(out.clone(), (r.input.clone(), r.finished));
+                    .insert(out.clone(), (input.clone(), seen.finished));
             }
         }
-        let key = (r.input.clone(), r.task.clone());
+        let key = (input, task);
         match self.latest.get(&key) {
-            Some(old) if old.finished > r.finished => {}
+            Some(old) if old.finished > seen.finished => {}
             _ => {
-                self.latest.insert(key, r);
+                self.latest.insert(key, seen);
             }
         }
     }
 
     /// The latest record of `input`'s `task`.
-    pub fn get(&self, input: &str, task: &str) -> Option<&Record> {
+    pub fn get(&self, input: &str, task: &str) -> Option<&Seen> {
         self.latest.get(&(input.to_string(), task.to_string()))
     }
 
-    /// Every latest record, in no particular order.
-    pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.latest.values()
+    /// Every latest record as (input, task, record), in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &str, &Seen)> {
+        self.latest
+            .iter()
+            .map(|((input, task), seen)| (input.as_str(), task.as_str(), seen))
     }
 
     /// The input that last wrote `output`, if any.

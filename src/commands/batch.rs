@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use glot::batch::lock::{lock_item, Scratch};
-use glot::batch::manifest::{self, Index, Record, Status, Tokens, Writer};
+use glot::batch::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
 use glot::batch::walk::{walk, Entry, Found};
 use glot::batch::{paths, settings_hash, sha256_hex, Job};
 use glot::engine::Llm;
@@ -245,7 +245,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                     .map(|t| (t.generated, record.seconds)),
             );
             writer.as_mut().expect("not a dry run").append(&record)?;
-            index.add(record);
+            index.add(&record);
         }
     }
     progress.done();
@@ -297,7 +297,7 @@ fn read(found: &Found, max_bytes: u64) -> Result<Vec<u8>, String> {
 /// Whether an item must run, given its latest record.
 fn needed(
     s: &BatchSettings,
-    prev: Option<&Record>,
+    prev: Option<&Seen>,
     sha: Option<&str>,
     hash: &str,
     out: &Path,
@@ -594,15 +594,17 @@ pub fn status(out: &Path) -> Result<()> {
             }
         }
     } else {
-        for r in index.records() {
+        for (input, task, r) in index.records() {
             match r.status {
                 Status::Failed => {
-                    tally.count(&r.task, FAILED);
+                    tally.count(task, FAILED);
                     let err = r.error.clone().unwrap_or_default();
-                    tally.failures.push((r.input.clone(), r.task.clone(), err));
+                    tally
+                        .failures
+                        .push((input.to_string(), task.to_string(), err));
                 }
-                Status::Copied => tally.count(&r.task, COPIED),
-                Status::Done => tally.count(&r.task, DONE),
+                Status::Copied => tally.count(task, COPIED),
+                Status::Done => tally.count(task, DONE),
             }
         }
     }
