@@ -353,11 +353,26 @@ fn request_reason(e: &reqwest::Error) -> String {
     msg
 }
 
+/// Where a snapshot link points. Another process fetching the same file
+/// replaces the link (remove, then create): a moment without it is waited
+/// out rather than reported.
+fn resolve_link(path: &Path) -> Result<PathBuf> {
+    let mut tries = 0;
+    loop {
+        match std::fs::canonicalize(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r.with_context(|| format!("cannot open {}", path.display())),
+        }
+    }
+}
+
 /// Checks a blob that this call wrote against the SHA-256 in its name (LFS
 /// files are stored under their hash); a mismatch removes it.
 fn verify_if_fresh(path: &Path, since: SystemTime, f: &FileRef) -> Result<()> {
-    let blob =
-        std::fs::canonicalize(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let blob = resolve_link(path)?;
     let Some(expected) = blob
         .file_name()
         .and_then(|n| n.to_str())
