@@ -147,13 +147,13 @@ impl Items {
         }
         if let Some(bar) = &self.bar {
             if how.starts_with("failed") {
-                bar.println(format!("glot: {how}: {name}"));
+                bar.println(format!("glot: {name}: {how}"));
             }
             bar.inc(1);
         } else if self.lines {
             let took = work.map_or(String::new(), |(_, secs)| format!(", {secs:.1}s"));
             eprintln!(
-                "glot: [{}/{}] {how}: {name}{took}",
+                "glot: [{}/{}] {name}: {how}{took}",
                 self.done.get(),
                 self.total
             );

@@ -222,7 +222,6 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             match record.status {
                 Status::Failed => {
                     let err = record.error.clone().unwrap_or_default();
-                    printer.warn(format!("{name}: {err}"));
                     tally
                         .failures
                         .push((found.relative.clone(), p.key.clone(), err));
