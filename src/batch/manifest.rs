@@ -57,7 +57,7 @@ pub struct Record {
     pub output: Option<String>,
     pub tokens: Option<Tokens>,
     pub seconds: f64,
-    /// Unix time the item finished.
+    /// When the item finished, in milliseconds since the Unix epoch.
     pub finished: u64,
     pub shard: Option<String>,
 }
@@ -130,7 +130,13 @@ pub struct Seen {
     pub error: Option<String>,
     pub output: Option<String>,
     pub finished: u64,
+    /// Which manifest file it came from ([`OWN`] for this process's).
+    #[serde(skip)]
+    from: usize,
 }
+
+/// Records this process appended: they follow what it read before.
+const OWN: usize = usize::MAX;
 
 /// A manifest line as the index reads it (other fields are skipped).
 #[derive(Deserialize)]
@@ -152,6 +158,8 @@ pub struct Index {
     dir: PathBuf,
     /// How far each manifest file has been read.
     offsets: HashMap<PathBuf, u64>,
+    /// Manifest files by number, for [`Seen::from`].
+    files: Vec<PathBuf>,
 }
 
 impl Index {
@@ -182,6 +190,13 @@ impl Index {
             .collect();
         files.sort();
         for f in files {
+            let from = match self.files.iter().position(|k| *k == f) {
+                Some(i) => i,
+                None => {
+                    self.files.push(f.clone());
+                    self.files.len() - 1
+                }
+            };
             let mut offset = self.offsets.get(&f).copied().unwrap_or(0);
             let mut file = std::fs::File::open(&f)
                 .with_context(|| format!("cannot read the manifest {}", f.display()))?;
@@ -204,7 +219,10 @@ impl Index {
                     continue;
                 }
                 match serde_json::from_slice::<Line>(&line) {
-                    Ok(l) => self.insert(l.input, l.task, l.seen),
+                    Ok(mut l) => {
+                        l.seen.from = from;
+                        self.insert(l.input, l.task, l.seen)
+                    }
                     Err(_) => self.damaged += 1,
                 }
             }
@@ -222,11 +240,15 @@ impl Index {
             error: r.error.clone(),
             output: r.output.clone(),
             finished: r.finished,
+            from: OWN,
         };
         self.insert(r.input.clone(), r.task.clone(), seen);
     }
 
-    /// Keeps `seen` if it is the latest for its item and task.
+    /// Keeps `seen` if it is the latest for its item and task: a later line
+    /// of the same file or this process's own record always is; between
+    /// files, the later finishing time (clocks of machines may differ, so
+    /// order within a file never depends on them).
     fn insert(&mut self, input: String, task: String, seen: Seen) {
         if let Some(out) = seen
             .output
@@ -243,11 +265,11 @@ impl Index {
             }
         }
         let key = (input, task);
-        match self.latest.get(&key) {
-            Some(old) if old.finished > seen.finished => {}
-            _ => {
-                self.latest.insert(key, seen);
-            }
+        let newer = self.latest.get(&key).is_none_or(|old| {
+            old.from == seen.from || seen.from == OWN || seen.finished >= old.finished
+        });
+        if newer {
+            self.latest.insert(key, seen);
         }
     }
 
@@ -269,11 +291,11 @@ impl Index {
     }
 }
 
-/// Seconds since the Unix epoch.
+/// Milliseconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -22,9 +22,9 @@ impl Shard {
 
     /// Parses `K/N` (1-based, as people count: `3/8` is the third of
     /// eight), or `auto`, which reads the job array of Slurm
-    /// (`SLURM_ARRAY_TASK_ID`, `SLURM_ARRAY_TASK_MIN`,
-    /// `SLURM_ARRAY_TASK_COUNT`) or of a Kubernetes Indexed Job
-    /// (`JOB_COMPLETION_INDEX` and `GLOT_SHARD_COUNT`).
+    /// (`SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN`, of
+    /// `GLOT_SHARD_COUNT` or else `SLURM_ARRAY_TASK_COUNT`) or of a
+    /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX` of `GLOT_SHARD_COUNT`).
     pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard, Error> {
         if spec == "auto" {
             return from_env(env);
@@ -77,9 +77,14 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Shard, Error> {
     };
     let shard = if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
         let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-        let count = number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
-            Error::Usage("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into())
-        })?;
+        // GLOT_SHARD_COUNT wins: a stepped or partial array (`--array=0-14:2`,
+        // a resubmitted `--array=3,5`) has fewer tasks than shards.
+        let count = match number("GLOT_SHARD_COUNT")? {
+            Some(n) => n,
+            None => number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                Error::Usage("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into())
+            })?,
+        };
         Shard {
             index: id.checked_sub(min).ok_or_else(|| {
                 Error::Usage(format!(

@@ -66,6 +66,7 @@ pub fn walk(sel: &Selection) -> Result<impl Iterator<Item = Entry>, Error> {
         }
     }
     let out = sel.out.canonicalize().ok();
+    check_roots(&sel.roots, out.as_deref())?;
     let several = sel.roots.len() > 1;
     let roots = sel.roots.clone();
     Ok(roots.into_iter().flat_map(move |root| {
@@ -98,6 +99,35 @@ pub fn walk(sel: &Selection) -> Result<impl Iterator<Item = Entry>, Error> {
                 )
             })
     }))
+}
+
+/// Roots must give every document its own relative path, and none may lie
+/// inside the output folder (its outputs would become inputs).
+fn check_roots(roots: &[PathBuf], out: Option<&Path>) -> Result<(), Error> {
+    let mut names: Vec<String> = Vec::new();
+    for r in roots {
+        let real = r.canonicalize().unwrap_or_else(|_| r.clone());
+        if out.is_some_and(|o| real.starts_with(o)) {
+            return Err(Error::Usage(format!(
+                "{} is inside the output folder: give --out a folder of its own",
+                r.display()
+            )));
+        }
+        // A folder among several is known by its name, a file by its name.
+        if roots.len() > 1 || r.is_file() {
+            let name = real
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if names.contains(&name) {
+                return Err(Error::Usage(format!(
+                    "two inputs are named `{name}`: their outputs would collide; give their parent folder instead"
+                )));
+            }
+            names.push(name);
+        }
+    }
+    Ok(())
 }
 
 fn globs(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, Error> {
@@ -237,9 +267,21 @@ mod tests {
         assert_eq!(docs(&sel), ["c.png", "sub/d.html"]);
         let missing = Selection {
             roots: vec![d.path().join("nope")],
-            ..sel
+            ..sel.clone()
         };
         assert!(walk(&missing).is_err());
+        let twice = Selection {
+            roots: vec![d.path().join("in/sub"), d.path().join("in/drafts/../sub")],
+            ..sel.clone()
+        };
+        assert!(walk(&twice).is_err());
+        let inside = Selection {
+            roots: vec![d.path().join("in/out")],
+            out: d.path().join("in"),
+            ..sel
+        };
+        let err = walk(&inside).err().expect("refused").to_string();
+        assert!(err.contains("inside the output"), "{err}");
     }
 
     #[cfg(unix)]

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use glot::batch::lock::{lock_item, Scratch};
+use glot::batch::lock::{lock_item, ItemLock, Scratch};
 use glot::batch::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
+use glot::batch::shard::Shard;
 use glot::batch::walk::{walk, Entry, Found};
 use glot::batch::{paths, settings_hash, sha256_hex, Job};
 use glot::engine::Llm;
@@ -25,7 +26,7 @@ use glot::text::lang;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{load_model, Logged};
+use super::{load_files, load_model, Logged};
 use crate::printer::Printer;
 use crate::progress::Items;
 use crate::settings::BatchSettings;
@@ -87,6 +88,7 @@ struct Run<'a> {
     printer: &'a Printer,
     prompts: &'a Prompts,
     out: &'a Path,
+    files: Option<glot::hub::ModelFiles>,
     model: Option<Llm>,
 }
 
@@ -97,21 +99,36 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     }
     let prompts = Prompts::load(s.prompts.as_deref())?;
+    // The exact model files go into every item's settings, so a changed
+    // model (another revision, a replaced local file) redoes the work. A
+    // dry run never downloads: without the files, everything is to do.
+    let files = match super::resolve_model(&s.model, printer, s.model.offline || s.dry_run) {
+        Ok(files) => Some(files),
+        Err(e) if s.dry_run => {
+            printer.warn(format!(
+                "{e:#}: without the model's files, every item counts as to do"
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let common = json!({
-        "model": s.model.spec,
+        "model": files.as_ref().map_or_else(|| json!(s.model.spec), |f| f.fingerprint()),
         "tokenizer": s.model.tokenizer,
         "max_context": s.model.load.max_context,
         "sampling": s.model.sampling.map(|x| json!([x.temperature, x.top_p, x.seed])),
         "input_format": s.format.map(Format::name),
         "lossy": s.lossy,
-        "source": s.source.as_ref().map(|l| &l.code),
         "prompts": prompts.fingerprint(),
     });
     let planned: Vec<Planned> = s
         .jobs
         .iter()
         .map(|job| {
-            let settings = job.settings(&common);
+            let mut settings = job.settings(&common);
+            if matches!(job, Job::Translate { .. }) {
+                settings["job"]["source"] = json!(s.source.as_ref().map(|l| &l.code));
+            }
             Planned {
                 key: job.key(),
                 hash: settings_hash(&settings),
@@ -141,9 +158,11 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         planned.len()
     ));
     let stop = on_signals()?;
+    let run_started = manifest::now();
     let (scratch, mut writer) = if s.dry_run {
         (None, None)
     } else {
+        refuse_links(&out)?;
         save_run(&out, &s, &planned)?;
         (Some(Scratch::new(&out)?), Some(Writer::open(&out, shard)?))
     };
@@ -152,6 +171,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         printer,
         prompts: &prompts,
         out: &out,
+        files,
         model: None,
     };
     let mut tally = Tally::default();
@@ -163,6 +183,11 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             Entry::Problem { path, reason } => {
                 printer.warn(format!("{path}: {reason}"));
                 tally.problems += 1;
+                if let Some(w) = writer.as_mut() {
+                    for p in &planned {
+                        w.append(&problem_record(&path, &reason, p, shard))?;
+                    }
+                }
                 continue;
             }
             _ => continue,
@@ -192,18 +217,35 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 tally.busy += 1;
                 continue;
             };
-            // Another process on the same folder may have done it meanwhile.
+            // Another process on the same folder may have done it meanwhile
+            // (with --force too: then since this run began).
             index.refresh()?;
             let prev = index.get(&found.relative, &p.key);
-            if !needed(&s, prev, sha.as_deref(), &p.hash, &out) && !s.force {
+            let done_meanwhile = s.force
+                && prev.is_some_and(|r| {
+                    r.finished >= run_started
+                        && r.status != Status::Failed
+                        && r.sha256 == sha
+                        && r.settings_hash == p.hash
+                });
+            if (!s.force && !needed(&s, prev, sha.as_deref(), &p.hash, &out)) || done_meanwhile {
                 tally.count(&p.key, UP_TO_DATE);
                 progress.finish(&name, "up to date", None);
                 continue;
             }
             let start = Instant::now();
-            let result = match &bytes {
-                Ok(b) => produce(&mut cx, &found, b, p, &index),
-                Err(e) => Err(anyhow::anyhow!("{e}")),
+            let claim = claim_output(&out, &found, p, &mut index)?;
+            let Some((path, _output_lock)) = claim else {
+                printer.warn(format!(
+                    "{name}: another glot process is writing its output; left to it"
+                ));
+                tally.busy += 1;
+                continue;
+            };
+            let result = match (path, &bytes) {
+                (Ok(path), Ok(b)) => produce(&mut cx, &found, b, p, path),
+                (Err(e), _) => Err(e),
+                (_, Err(e)) => Err(anyhow::anyhow!("{e}")),
             };
             let result = match result {
                 Err(e) if e.downcast_ref::<Fatal>().is_some() => {
@@ -318,20 +360,56 @@ fn needed(
 
 /// Runs one job on one document: the status, where the output goes, its
 /// bytes, and the tokens spent.
+/// The item's output path, locked for this process: two documents whose
+/// outputs share a name (`a.md`, `a.html`) must not overwrite each other,
+/// even from two shards. `Ok(None)` when another process holds the output;
+/// `Ok(Some(Err(_)))` when the path is refused (it would leave `--out`, or
+/// another document still present wrote it).
+fn claim_output(
+    out: &Path,
+    found: &Found,
+    p: &Planned,
+    index: &mut Index,
+) -> Result<Option<(Result<PathBuf>, Option<ItemLock>)>> {
+    let path = match paths::output_path(out, &found.relative, |stem, ext| {
+        p.job.output_name(stem, ext)
+    }) {
+        Ok(path) => path,
+        Err(e) => return Ok(Some((Err(e.into()), None))),
+    };
+    let rel_out = relative_output(out, &path);
+    let Some(lock) = lock_item(out, &rel_out, "output")? else {
+        return Ok(None);
+    };
+    index.refresh()?;
+    // Where the other document would be, if it still exists.
+    let base = found
+        .path
+        .to_string_lossy()
+        .strip_suffix(&found.relative)
+        .map(PathBuf::from);
+    let other = index
+        .writer_of(&rel_out)
+        .filter(|o| *o != found.relative)
+        .filter(|o| base.as_ref().is_none_or(|b| b.join(o).exists()));
+    match other {
+        Some(other) => Ok(Some((
+            Err(anyhow::anyhow!(
+                "its output {rel_out} is written from {other}: rename one of them"
+            )),
+            Some(lock),
+        ))),
+        None => Ok(Some((Ok(path), Some(lock)))),
+    }
+}
+
 fn produce(
     cx: &mut Run,
     found: &Found,
     bytes: &[u8],
     p: &Planned,
-    index: &Index,
+    path: PathBuf,
 ) -> Result<(Status, PathBuf, Vec<u8>, Usage)> {
-    let path = paths::output_path(cx.out, &found.relative, |stem, ext| {
-        p.job.output_name(stem, ext)
-    })?;
-    let rel_out = relative_output(cx.out, &path);
-    if let Some(other) = index.writer_of(&rel_out).filter(|o| *o != found.relative) {
-        anyhow::bail!("its output {rel_out} was already written from {other}: rename one of them");
-    }
     let (text, _) = glot::input::decode(&found.relative, bytes, cx.s.lossy)?;
     let format =
         cx.s.format
@@ -415,8 +493,11 @@ fn produce(
 /// batch: every item would fail the same way.
 fn model<'a>(cx: &'a mut Run) -> Result<&'a mut Llm> {
     if cx.model.is_none() {
-        let llm = load_model(&cx.s.model, cx.printer, true).context(Fatal)?;
-        cx.model = Some(llm);
+        let llm = match &cx.files {
+            Some(files) => load_files(files, &cx.s.model, cx.printer, true),
+            None => load_model(&cx.s.model, cx.printer, true),
+        };
+        cx.model = Some(llm.context(Fatal)?);
     }
     Ok(cx.model.as_mut().expect("just loaded"))
 }
@@ -447,7 +528,7 @@ fn record(
     p: &Planned,
     result: Result<(Status, PathBuf, Usage)>,
     start: Instant,
-    shard: glot::batch::shard::Shard,
+    shard: Shard,
 ) -> Record {
     let info = cx.model.as_ref().map(|m| m.info());
     let (status, error, output, tokens) = match result {
@@ -487,6 +568,48 @@ fn record(
         finished: manifest::now(),
         shard: (shard.count > 1).then(|| shard.label()),
     }
+}
+
+/// A record for something the walk could not read (a link loop, a folder
+/// without permission), so `--status` and the manifest show it.
+fn problem_record(path: &str, reason: &str, p: &Planned, shard: Shard) -> Record {
+    Record {
+        input: path.to_string(),
+        sha256: None,
+        task: p.key.clone(),
+        settings: p.settings.clone(),
+        settings_hash: p.hash.clone(),
+        model: None,
+        revision: None,
+        status: Status::Failed,
+        error: Some(reason.to_string()),
+        output: None,
+        tokens: None,
+        seconds: 0.0,
+        finished: manifest::now(),
+        shard: (shard.count > 1).then(|| shard.label()),
+    }
+}
+
+/// glot's own files in `out` are written in place: none may be a link
+/// that would lead the writes elsewhere.
+fn refuse_links(out: &Path) -> Result<()> {
+    let mut own = vec![out.join(".glot")];
+    if let Ok(entries) = std::fs::read_dir(out) {
+        own.extend(entries.flatten().map(|e| e.path()).filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("manifest"))
+        }));
+    }
+    if let Some(link) = own.iter().find(|p| p.is_symlink()) {
+        return Err(glot::Error::Usage(format!(
+            "{} is a symbolic link: glot writes its own files there only when they are real files",
+            link.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn save_run(out: &Path, s: &BatchSettings, planned: &[Planned]) -> Result<()> {
@@ -571,7 +694,19 @@ pub fn status(out: &Path) -> Result<()> {
             pending.push((key.clone(), 0));
         }
         for entry in walk(&sel)? {
-            let Entry::Document(f) = entry else { continue };
+            let f = match entry {
+                Entry::Document(f) => f,
+                Entry::Problem { path, reason } => {
+                    for (key, _) in &run.jobs {
+                        tally.count(key, FAILED);
+                        tally
+                            .failures
+                            .push((path.clone(), key.clone(), reason.clone()));
+                    }
+                    continue;
+                }
+                Entry::Skipped => continue,
+            };
             let sha = std::fs::read(&f.path).ok().map(|b| sha256_hex(&b));
             for (i, (key, hash)) in run.jobs.iter().enumerate() {
                 match index.get(&f.relative, key) {
@@ -580,14 +715,20 @@ pub fn status(out: &Path) -> Result<()> {
                         let err = r.error.clone().unwrap_or_default();
                         tally.failures.push((f.relative.clone(), key.clone(), err));
                     }
-                    Some(r) if r.sha256 == sha && &r.settings_hash == hash => tally.count(
-                        key,
-                        if r.status == Status::Copied {
-                            COPIED
-                        } else {
-                            DONE
-                        },
-                    ),
+                    Some(r)
+                        if r.sha256 == sha
+                            && &r.settings_hash == hash
+                            && r.output.as_ref().is_some_and(|o| out.join(o).is_file()) =>
+                    {
+                        tally.count(
+                            key,
+                            if r.status == Status::Copied {
+                                COPIED
+                            } else {
+                                DONE
+                            },
+                        )
+                    }
                     _ => pending[i].1 += 1,
                 }
             }

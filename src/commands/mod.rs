@@ -80,16 +80,35 @@ pub fn fetcher(offline: bool, printer: &Printer) -> glot::hub::download::Fetcher
 /// Resolves (fetching if need be) and loads the model, and applies the
 /// run's decoding choices.
 pub fn load_model(m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {
+    let files = resolve_model(m, printer, m.offline)?;
+    load_files(&files, m, printer, repeat_guard)
+}
+
+/// Finds (fetching if need be, unless `offline`) the model's files.
+pub fn resolve_model(
+    m: &ModelSettings,
+    printer: &Printer,
+    offline: bool,
+) -> Result<glot::hub::ModelFiles> {
     let catalog = glot::hub::manifest::Catalog::load()?;
-    let fetcher = fetcher(m.offline, printer);
-    let files = glot::hub::resolve(
+    let fetcher = fetcher(offline, printer);
+    glot::hub::resolve(
         m.spec.as_deref(),
         m.tokenizer.as_deref(),
         &catalog,
         &fetcher,
-    )?;
+    )
+}
+
+/// Loads resolved model files and applies the run's decoding choices.
+pub fn load_files(
+    files: &glot::hub::ModelFiles,
+    m: &ModelSettings,
+    printer: &Printer,
+    repeat_guard: bool,
+) -> Result<Llm> {
     printer.info(format!("loading model {}", files.id));
-    let mut llm = Llm::load(&files, &m.load)?;
+    let mut llm = Llm::load(files, &m.load)?;
     llm.set_decode(DecodeOptions {
         sampling: m.sampling,
         repeat_guard: repeat_guard || m.sampling.is_some(),

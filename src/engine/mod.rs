@@ -67,7 +67,7 @@ pub struct ModelInfo {
 }
 
 /// The commit of a file in the hub cache (`…/snapshots/<commit>/…`).
-fn snapshot_of(path: &std::path::Path) -> Option<String> {
+pub(crate) fn snapshot_of(path: &std::path::Path) -> Option<String> {
     let parts: Vec<String> = path
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())

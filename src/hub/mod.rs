@@ -40,6 +40,35 @@ pub struct ModelFiles {
     pub chat_template: Option<PathBuf>,
 }
 
+impl ModelFiles {
+    /// What pins these exact files: the id with the hub commit of cached
+    /// files, or, for local files, their paths, sizes and modification
+    /// times. Outputs made from other files are other outputs.
+    pub fn fingerprint(&self) -> serde_json::Value {
+        let weights: Vec<&PathBuf> = match &self.weights {
+            WeightsFormat::Safetensors(v) => v.iter().collect(),
+            WeightsFormat::Gguf(p) => vec![p],
+        };
+        let files: Vec<serde_json::Value> = weights
+            .into_iter()
+            .chain(std::iter::once(&self.tokenizer))
+            .map(|p| {
+                let meta = std::fs::metadata(p).ok();
+                let modified = meta
+                    .as_ref()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs());
+                match crate::engine::snapshot_of(p) {
+                    Some(commit) => serde_json::json!(commit),
+                    None => serde_json::json!([p, meta.map(|m| m.len()), modified]),
+                }
+            })
+            .collect();
+        serde_json::json!({ "id": self.id, "files": files })
+    }
+}
+
 /// Resolves a local path only (and a local `--tokenizer`), never the hub.
 pub fn resolve_local(spec: &str, tokenizer: Option<&Path>) -> Result<ModelFiles> {
     local::resolve(spec, tokenizer)

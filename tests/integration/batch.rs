@@ -157,7 +157,7 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
     assert!(stdout(&o).contains("summarize"), "{}", stdout(&o));
 
     // Run again: nothing to do, and the model is not even loaded.
-    let mut again = batch(
+    let again = batch(
         home.path(),
         &[
             root_s,
@@ -169,7 +169,6 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
             "-v",
         ],
     );
-    again.env("GLOT_MODEL", "unused");
     let o = run(again, None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("loading model"), "{}", stderr(&o));
@@ -208,7 +207,21 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
     st.args(["batch", "--status", out_s]);
     let o = run(st, None);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("PENDING"), "{}", stdout(&o));
+    let line = |o: &std::process::Output| {
+        stdout(o)
+            .lines()
+            .find(|l| l.starts_with("summarize"))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    // DONE COPIED FAILED PENDING
+    assert_eq!(line(&o), "5 0 0 0", "{}", stdout(&o));
+    std::fs::write(root.join("news/a0.txt"), "Changed again.\n").unwrap();
+    std::fs::remove_file(out.join("notes.summary.md")).unwrap();
+    let mut st = glot(home.path());
+    st.args(["batch", "--status", out_s]);
+    let o = run(st, None);
+    assert_eq!(line(&o), "3 0 0 2", "{}", stdout(&o));
     let mut dry = glot(home.path());
     dry.args([
         "batch",
@@ -411,6 +424,71 @@ fn interrupted_runs_resume_to_the_same_outputs() {
             "{sig}"
         );
     }
+}
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("long");
+    std::fs::create_dir_all(&root).unwrap();
+    // The first document takes seconds to translate; the second is short.
+    let long = "The council met again and talked about the budget for the year. ".repeat(150);
+    std::fs::write(root.join("a.txt"), long).unwrap();
+    std::fs::write(root.join("b.txt"), "A short one.\n").unwrap();
+    for (signals, records_after) in [(1, 1), (2, 0)] {
+        let out = home.path().join(format!("out{signals}"));
+        let mut child = glot(home.path())
+            .args(["batch", root.to_str().unwrap(), "--translate", "fr"])
+            .args(["--out", out.to_str().unwrap(), "--model", &model()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !out.join(".glot/run.json").exists() {
+            assert!(start.elapsed() < Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Inside the first document by now (it takes several seconds).
+        std::thread::sleep(Duration::from_millis(500));
+        for _ in 0..signals {
+            signal(&child, "-INT");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(child.wait().unwrap().code(), Some(130));
+        // One signal: the document in hand is finished, the next not begun.
+        // Two: not even the document in hand, and nothing half-written.
+        assert_eq!(records(&out).len(), records_after, "{signals} signal(s)");
+        assert_eq!(outputs(&out).len(), records_after, "{signals} signal(s)");
+    }
+}
+
+#[test]
+fn documents_sharing_an_output_name_do_not_overwrite_each_other() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("in");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a.html"), "<p>The tram is new.</p>\n").unwrap();
+    std::fs::write(root.join("a.md"), "The *tram* is new.\n").unwrap();
+    let out = home.path().join("out");
+    let args = [
+        root.to_str().unwrap(),
+        "--summarize",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = run(batch(home.path(), &args), None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o)
+            .contains("failed: a.md (summarize): its output a.summary.md is written from a.html"),
+        "{}",
+        stdout(&o)
+    );
+    // Once the other document is gone, its claim goes with it.
+    std::fs::remove_file(root.join("a.html")).unwrap();
+    let o = run(batch(home.path(), &args), None);
+    assert!(o.status.success(), "{}", stdout(&o));
 }
 
 #[test]
