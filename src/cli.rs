@@ -239,18 +239,8 @@ pub struct BatchArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// How the documents are written [default: from each extension].
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub input_format: Option<InputFormatArg>,
-
-    /// Replace bytes that are not valid UTF-8 (or UTF-16) by U+FFFD instead of failing the document.
-    #[arg(long)]
-    pub lossy: bool,
-
-    /// Folder with prompt templates that replace the built-in ones.
-    #[arg(long, value_name = "DIR")]
-    pub prompts: Option<PathBuf>,
-
+    #[command(flatten)]
+    pub reading: ReadingArgs,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -286,7 +276,20 @@ pub struct DocumentArgs {
     #[arg(value_name = "ARTICLE")]
     pub input: String,
 
-    /// How the article is written [default: from its extension; text for stdin].
+    #[command(flatten)]
+    pub reading: ReadingArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How documents are read and what the model is asked.
+#[derive(Debug, Args)]
+pub struct ReadingArgs {
+    /// How documents are written [default: from the extension; text for stdin].
     ///
     /// Markdown and HTML keep their structure: code, URLs, link targets,
     /// front matter, tags and attributes are never sent to the model, and a
@@ -295,20 +298,13 @@ pub struct DocumentArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub input_format: Option<InputFormatArg>,
 
-    /// Replace bytes that are not valid UTF-8 (or UTF-16) by U+FFFD instead of refusing the file.
+    /// Replace bytes that are not valid UTF-8 (or UTF-16) by U+FFFD instead of refusing them.
     #[arg(long)]
     pub lossy: bool,
 
     /// Folder with prompt templates that replace the built-in ones.
     #[arg(long, value_name = "DIR")]
     pub prompts: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub sampling: SamplingArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -205,9 +205,9 @@ fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
         force: a.force,
         retry_failed: a.retry_failed,
         dry_run: a.dry_run,
-        format: a.input_format.map(input_format),
-        lossy: a.lossy,
-        prompts: a.prompts,
+        format: a.reading.input_format.map(input_format),
+        lossy: a.reading.lossy,
+        prompts: a.reading.prompts,
         model: model(&a.model, &a.sampling, offline)?,
     })
 }
@@ -224,11 +224,12 @@ fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
     Ok(DocumentSettings {
         output: output(&a.output, Some(&a.input))?,
         model: model(&a.model, &a.sampling, offline)?,
-        prompts: a.prompts,
+        prompts: a.reading.prompts,
         format: a
+            .reading
             .input_format
             .map_or_else(|| glot::markup::Format::from_path(&a.input), input_format),
-        lossy: a.lossy,
+        lossy: a.reading.lossy,
         input: a.input,
     })
 }

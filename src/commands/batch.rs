@@ -435,18 +435,8 @@ fn produce(
                 language_code: language.as_ref().map(|l| l.code.clone()),
                 length: summarize::Length { words: *words },
             };
-            let (printer, prompts) = (cx.printer, cx.prompts);
-            let model = model(cx)?;
-            let sum = summarize::summarize(
-                &mut Logged {
-                    model,
-                    printer,
-                    calls: 0,
-                },
-                prompts,
-                &markup.prose(true),
-                &req,
-            )?;
+            let prompts = cx.prompts;
+            let sum = summarize::summarize(&mut model(cx)?, prompts, &markup.prose(true), &req)?;
             let mut text = sum.text;
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -467,17 +457,7 @@ fn produce(
                 source: source.map(|l| l.name),
             };
             let (printer, prompts) = (cx.printer, cx.prompts);
-            let model = model(cx)?;
-            let t = translate::translate(
-                &mut Logged {
-                    model,
-                    printer,
-                    calls: 0,
-                },
-                prompts,
-                &markup,
-                &req,
-            )?;
+            let t = translate::translate(&mut model(cx)?, prompts, &markup, &req)?;
             if t.untranslated > 0 {
                 printer.warn(format!(
                     "{}: {} unit(s) left untranslated",
@@ -489,9 +469,9 @@ fn produce(
     }
 }
 
-/// The model, loaded on first use. A model that fails to load ends the
-/// batch: every item would fail the same way.
-fn model<'a>(cx: &'a mut Run) -> Result<&'a mut Llm> {
+/// The model, loaded on first use and logging its calls with `-v`. A model
+/// that fails to load ends the batch: every item would fail the same way.
+fn model<'a>(cx: &'a mut Run) -> Result<Logged<'a>> {
     if cx.model.is_none() {
         let llm = match &cx.files {
             Some(files) => load_files(files, &cx.s.model, cx.printer, true),
@@ -499,7 +479,11 @@ fn model<'a>(cx: &'a mut Run) -> Result<&'a mut Llm> {
         };
         cx.model = Some(llm.context(Fatal)?);
     }
-    Ok(cx.model.as_mut().expect("just loaded"))
+    Ok(Logged {
+        model: cx.model.as_mut().expect("just loaded"),
+        printer: cx.printer,
+        calls: 0,
+    })
 }
 
 /// Marks an error that ends the whole batch rather than one item.

@@ -370,20 +370,14 @@ fn interrupted_runs_resume_to_the_same_outputs() {
     let home = tempfile::tempdir().unwrap();
     let root = articles(home.path(), 8);
     let reference = home.path().join("reference");
-    let o = run(
+    let both_jobs = |out: &Path| {
+        let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
         batch(
             home.path(),
-            &[
-                root.to_str().unwrap(),
-                "--summarize",
-                "--translate",
-                "fr",
-                "--out",
-                reference.to_str().unwrap(),
-            ],
-        ),
-        None,
-    );
+            &[root, "--summarize", "--translate", "fr", "--out", out],
+        )
+    };
+    let o = run(both_jobs(&reference), None);
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = outputs(&reference);
     assert_eq!(expected.len(), 20);
@@ -401,20 +395,7 @@ fn interrupted_runs_resume_to_the_same_outputs() {
         );
         consistent(&out, code.is_some());
         // Resume: every output ends up as in the uninterrupted run.
-        let o = run(
-            batch(
-                home.path(),
-                &[
-                    root.to_str().unwrap(),
-                    "--summarize",
-                    "--translate",
-                    "fr",
-                    "--out",
-                    out.to_str().unwrap(),
-                ],
-            ),
-            None,
-        );
+        let o = run(both_jobs(&out), None);
         assert!(o.status.success(), "{sig}: {}", stderr(&o));
         assert_eq!(outputs(&out), expected, "{sig}");
         // The killed run's scratch folder was cleared by the next one.
