@@ -189,7 +189,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "LANG", help_heading = "Jobs")]
     pub lang: Option<String>,
 
-    /// The documents' language for translation [default: detected per document].
+    /// The documents' language for translation, or `auto` [default: auto, detected per document].
     #[arg(long, value_name = "LANG", help_heading = "Jobs")]
     pub from: Option<String>,
 
@@ -331,7 +331,7 @@ pub struct TranslateArgs {
     #[arg(long, value_name = "LANG")]
     pub to: String,
 
-    /// Source language, when you want to state it.
+    /// The article's language, or `auto` to detect it [default: auto].
     #[arg(long, value_name = "LANG")]
     pub from: Option<String>,
 

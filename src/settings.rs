@@ -133,7 +133,7 @@ fn summarize(a: SummarizeArgs, offline: bool) -> Result<SummarizeSettings> {
 fn translate(a: TranslateArgs, offline: bool) -> Result<TranslateSettings> {
     Ok(TranslateSettings {
         target: lang::resolve(&a.to)?,
-        source: a.from.as_deref().map(lang::resolve).transpose()?,
+        source: source_language(a.from.as_deref())?,
         doc: document(a.doc, offline)?,
     })
 }
@@ -199,7 +199,7 @@ fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
             out,
         },
         jobs,
-        source: a.from.as_deref().map(lang::resolve).transpose()?,
+        source: source_language(a.from.as_deref())?,
         shard,
         max_bytes: a.max_bytes,
         force: a.force,
@@ -210,6 +210,15 @@ fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
         prompts: a.reading.prompts,
         model: model(&a.model, &a.sampling, offline)?,
     })
+}
+
+/// `--from`: a language, or `auto` (the default) to detect it.
+fn source_language(from: Option<&str>) -> Result<Option<Language>> {
+    match from {
+        None => Ok(None),
+        Some(f) if f.trim().eq_ignore_ascii_case("auto") => Ok(None),
+        Some(f) => Ok(Some(lang::resolve(f)?)),
+    }
 }
 
 fn input_format(f: InputFormatArg) -> glot::markup::Format {

@@ -218,3 +218,35 @@ fn a_document_without_text_is_an_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn cross_lingual_summaries_and_translations_from_any_detected_language() {
+    let home = tempfile::tempdir().unwrap();
+    let html = copy(home.path(), "ja-matsuri.html", "matsuri.html");
+    let mut cmd = glot(home.path());
+    cmd.args(["summarize", &html, "--lang", "fr", "--words", "10"]);
+    cmd.args(["--model", &model(), "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["source_language"]["code"], "ja");
+    assert_eq!(v["language"]["name"], "French");
+
+    let txt = copy(home.path(), "ru-biblioteka.txt", "notes.txt");
+    let mut cmd = glot(home.path());
+    cmd.args([
+        "translate",
+        &txt,
+        "--from",
+        "auto",
+        "--to",
+        "português do Brasil",
+    ]);
+    cmd.args(["--model", &model(), "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["source_language"]["code"], "ru");
+    assert_eq!(v["target_language"]["code"], "pt-BR");
+    assert_eq!(v["target_language"]["name"], "Portuguese (Brazil)");
+}
