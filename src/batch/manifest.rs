@@ -60,6 +60,18 @@ pub struct Record {
     /// When the item finished, in milliseconds since the Unix epoch.
     pub finished: u64,
     pub shard: Option<String>,
+    /// Units of a translation kept in the source language because the
+    /// model answered with nothing or broke their markup.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untranslated: usize,
+    /// Units of a translation (or 1 for a summary) still in another
+    /// language than asked after being asked again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wrong_language: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The file this process appends to.
@@ -318,6 +330,8 @@ mod tests {
             seconds: 0.0,
             finished,
             shard: None,
+            untranslated: 0,
+            wrong_language: 0,
         }
     }
 

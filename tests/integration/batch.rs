@@ -140,6 +140,32 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
     let r = records(&out);
     assert_eq!(r.len(), 15);
     assert_eq!(count(&r, "done") + count(&r, "copied"), 15);
+    // What a translation left untranslated is in its record, as
+    // `glot translate` reports it for the same document.
+    let mut single = glot(home.path());
+    single.args([
+        "translate",
+        root.join("notes.md").to_str().unwrap(),
+        "--to",
+        "fr",
+    ]);
+    single.args(["--model", &model(), "--format", "json"]);
+    let one = run(single, None);
+    assert!(one.status.success(), "{}", stderr(&one));
+    let alone: serde_json::Value = serde_json::from_str(&stdout(&one)).unwrap();
+    let record = r
+        .iter()
+        .find(|x| x["input"] == "notes.md" && x["task"] == "translate:fr")
+        .unwrap();
+    assert_eq!(
+        record["untranslated"].as_u64().unwrap_or(0),
+        alone["untranslated"].as_u64().unwrap(),
+        "{record}"
+    );
+    assert_eq!(
+        files["notes.fr.md"],
+        alone["text"].as_str().unwrap().as_bytes()
+    );
     let first = &r[0];
     for field in [
         "input",

@@ -215,11 +215,11 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 }
                 other => other,
             };
-            let result = result.and_then(|(status, path, data, usage)| {
+            let result = result.and_then(|made| {
                 let scratch = scratch.as_ref().expect("not a dry run");
-                paths::prepare(&out, &path)?;
-                scratch.write(&path, &data)?;
-                Ok((status, path, usage))
+                paths::prepare(&out, &made.path)?;
+                scratch.write(&made.path, &made.data)?;
+                Ok(made)
             });
             let record = record(&cx, &found, sha.clone(), p, result, start, shard);
             match record.status {
@@ -231,7 +231,12 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                     tally.count(&p.key, FAILED);
                 }
                 Status::Copied => tally.count(&p.key, COPIED),
-                Status::Done => tally.count(&p.key, DONE),
+                Status::Done => {
+                    tally.count(&p.key, DONE);
+                    if record.untranslated + record.wrong_language > 0 {
+                        tally.flagged += 1;
+                    }
+                }
             }
             let label = match record.status {
                 Status::Done => "done".to_string(),
@@ -362,15 +367,21 @@ fn claim_output(
     }
 }
 
-/// Runs one job on one document: the status, where the output goes, its
-/// bytes, and the tokens spent.
-fn produce(
-    cx: &mut Run,
-    found: &Found,
-    bytes: &[u8],
-    p: &Planned,
+/// What a job made of a document.
+struct Made {
+    status: Status,
     path: PathBuf,
-) -> Result<(Status, PathBuf, Vec<u8>, Usage)> {
+    data: Vec<u8>,
+    usage: Usage,
+    /// Units left in the source language (translations).
+    untranslated: usize,
+    /// Units (translations) or the summary still in another language.
+    wrong_language: usize,
+}
+
+/// Runs one job on one document: the status, where the output goes, its
+/// bytes, the tokens spent, and what did not come out as asked.
+fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf) -> Result<Made> {
     let (text, _) = glot::input::decode(&found.relative, bytes, cx.s.lossy)?;
     let format =
         cx.s.format
@@ -402,7 +413,14 @@ fn produce(
             if !text.ends_with('\n') {
                 text.push('\n');
             }
-            Ok((Status::Done, path, text.into_bytes(), sum.usage))
+            Ok(Made {
+                status: Status::Done,
+                path,
+                data: text.into_bytes(),
+                usage: sum.usage,
+                untranslated: 0,
+                wrong_language: usize::from(sum.wrong_language),
+            })
         }
         Job::Translate { target } => {
             let source = cx.s.source.clone().or(reliable);
@@ -410,7 +428,14 @@ fn produce(
                 .as_ref()
                 .is_some_and(|l| lang::same_language(&l.code, &target.code))
             {
-                return Ok((Status::Copied, path, bytes.to_vec(), Usage::default()));
+                return Ok(Made {
+                    status: Status::Copied,
+                    path,
+                    data: bytes.to_vec(),
+                    usage: Usage::default(),
+                    untranslated: 0,
+                    wrong_language: 0,
+                });
             }
             let req = translate::Request {
                 target: target.name.clone(),
@@ -425,7 +450,14 @@ fn produce(
                     found.relative, t.untranslated
                 ));
             }
-            Ok((Status::Done, path, t.text.into_bytes(), t.usage))
+            Ok(Made {
+                status: Status::Done,
+                path,
+                data: t.text.into_bytes(),
+                usage: t.usage,
+                untranslated: t.untranslated,
+                wrong_language: t.wrong_language,
+            })
         }
     }
 }
@@ -471,21 +503,25 @@ fn record(
     found: &Found,
     sha: Option<String>,
     p: &Planned,
-    result: Result<(Status, PathBuf, Usage)>,
+    result: Result<Made>,
     start: Instant,
     shard: Shard,
 ) -> Record {
     let info = cx.model.as_ref().map(|m| m.info());
+    let (mut untranslated, mut wrong_language) = (0, 0);
     let (status, error, output, tokens) = match result {
-        Ok((status, path, usage)) => (
-            status,
-            None,
-            Some(relative_output(cx.out, &path)),
-            Some(Tokens {
-                prompt: usage.prompt_tokens,
-                generated: usage.generated_tokens,
-            }),
-        ),
+        Ok(made) => {
+            (untranslated, wrong_language) = (made.untranslated, made.wrong_language);
+            (
+                made.status,
+                None,
+                Some(relative_output(cx.out, &made.path)),
+                Some(Tokens {
+                    prompt: made.usage.prompt_tokens,
+                    generated: made.usage.generated_tokens,
+                }),
+            )
+        }
         Err(e) => {
             // Messages about the document start with its name: the record
             // names it already.
@@ -512,6 +548,8 @@ fn record(
         seconds: start.elapsed().as_secs_f64(),
         finished: manifest::now(),
         shard: (shard.count > 1).then(|| shard.label()),
+        untranslated,
+        wrong_language,
     }
 }
 
@@ -533,6 +571,8 @@ fn problem_record(path: &str, reason: &str, p: &Planned, shard: Shard) -> Record
         seconds: 0.0,
         finished: manifest::now(),
         shard: (shard.count > 1).then(|| shard.label()),
+        untranslated: 0,
+        wrong_language: 0,
     }
 }
 

@@ -16,6 +16,8 @@ pub(super) struct Tally {
     pub jobs: Vec<(String, [usize; 5])>,
     pub failures: Vec<(String, String, String)>,
     pub busy: usize,
+    /// Items done with parts untranslated or in another language.
+    pub flagged: usize,
     pub problems: usize,
 }
 
@@ -81,6 +83,12 @@ pub(super) fn print_table(t: &Tally, dry_run: bool) -> Result<()> {
         s.push_str(&format!(
             "{} path(s) could not be walked (see the warnings)\n",
             t.problems
+        ));
+    }
+    if t.flagged > 0 {
+        s.push_str(&format!(
+            "{} item(s) are done with parts left untranslated or in another language (`untranslated`, `wrong_language` in the manifest)\n",
+            t.flagged
         ));
     }
     if t.busy > 0 {
