@@ -22,6 +22,8 @@ pub struct Prepared {
     pub doc: glot::input::Document,
     /// The document's structure: what the model sees and what it must not.
     pub markup: Markup,
+    /// What a reader sees of the article's main text (what summaries read).
+    pub main_text: String,
     /// The article's language, detected from all of it.
     pub detected: Option<glot::text::lang::Detected>,
     pub prompts: glot::prompt::Prompts,
@@ -52,7 +54,8 @@ pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
     ));
     // The main text only: a menu or a code block says little about the
     // language an article is written in.
-    let detected = glot::text::lang::detect(&markup.prose(true));
+    let main_text = markup.prose(true);
+    let detected = glot::text::lang::detect(&main_text);
     if let Some(d) = &detected {
         printer.info(format!(
             "article language: {} ({:.0}% confident{})",
@@ -66,6 +69,7 @@ pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
     Ok(Prepared {
         doc,
         markup,
+        main_text,
         detected,
         prompts,
         llm,

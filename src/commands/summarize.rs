@@ -34,6 +34,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let Prepared {
         doc,
         markup,
+        main_text,
         detected,
         prompts,
         mut llm,
@@ -56,7 +57,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             calls: 0,
         },
         &prompts,
-        &markup.prose(true),
+        &main_text,
         &req,
     )?;
     printer.info(format!(

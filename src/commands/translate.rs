@@ -35,6 +35,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         detected,
         prompts,
         mut llm,
+        ..
     } = prepare(&s.doc, printer)?;
     let detected_source = detected.as_ref().and_then(Detected::reliable_language);
     let source = s.source.as_ref().or(detected_source);

@@ -178,9 +178,17 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 tally.busy += 1;
                 continue;
             };
-            // Another process on the same folder may have done it meanwhile
-            // (with --force too: then since this run began).
-            index.refresh()?;
+            // Claiming the output re-reads the manifests: another process on
+            // the same folder may have done the item meanwhile (with --force
+            // too: then since this run began).
+            let claim = claim_output(&out, &found, p, &mut index)?;
+            let Some((path, _output_lock)) = claim else {
+                printer.warn(format!(
+                    "{name}: another glot process is writing its output; left to it"
+                ));
+                tally.busy += 1;
+                continue;
+            };
             let prev = index.get(&found.relative, &p.key);
             let done_meanwhile = s.force
                 && prev.is_some_and(|r| {
@@ -195,14 +203,6 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 continue;
             }
             let start = Instant::now();
-            let claim = claim_output(&out, &found, p, &mut index)?;
-            let Some((path, _output_lock)) = claim else {
-                printer.warn(format!(
-                    "{name}: another glot process is writing its output; left to it"
-                ));
-                tally.busy += 1;
-                continue;
-            };
             let result = match (path, &bytes) {
                 (Ok(path), Ok(b)) => produce(&mut cx, &found, b, p, path),
                 (Err(e), _) => Err(e),
@@ -324,9 +324,9 @@ fn needed(
     !up_to_date
 }
 
-/// The item's output path, locked for this process: two documents whose
-/// outputs share a name (`a.md`, `a.html`) must not overwrite each other,
-/// even from two shards. `Ok(None)` when another process holds the output;
+/// The item's output path, locked for this process, with the manifests
+/// re-read under the lock: two documents whose outputs share a name
+/// (`a.md`, `a.html`) must not overwrite each other, even from two shards. `Ok(None)` when another process holds the output;
 /// `Ok(Some(Err(_)))` when the path is refused (it would leave `--out`, or
 /// another document still present wrote it).
 fn claim_output(
@@ -394,7 +394,8 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
         )
         .into());
     }
-    let detected = lang::detect(&markup.prose(true));
+    let main_text = markup.prose(true);
+    let detected = lang::detect(&main_text);
     let reliable = detected
         .as_ref()
         .and_then(|d| d.reliable_language())
@@ -408,7 +409,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                 length: summarize::Length { words: *words },
             };
             let prompts = cx.prompts;
-            let sum = summarize::summarize(&mut model(cx)?, prompts, &markup.prose(true), &req)?;
+            let sum = summarize::summarize(&mut model(cx)?, prompts, &main_text, &req)?;
             let mut text = sum.text;
             if !text.ends_with('\n') {
                 text.push('\n');
