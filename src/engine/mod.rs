@@ -7,6 +7,8 @@
 pub mod config;
 pub mod decoder;
 pub mod generate;
+pub mod sentencepiece;
+pub mod seq2seq;
 pub mod tokenizer;
 pub mod weights;
 
@@ -355,7 +357,7 @@ fn effective_context(model: usize, user: Option<usize>) -> usize {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text)

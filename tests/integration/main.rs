@@ -11,5 +11,6 @@ mod hub;
 mod hubserver;
 mod parity;
 mod segmentation;
+mod seq2seq;
 mod structure;
 mod util;

@@ -1,0 +1,406 @@
+//! Marian (opus-mt): a post-norm encoder-decoder transformer with
+//! sinusoidal positions, as `transformers`' `MarianMTModel` computes it.
+//!
+//! Every attention takes a padding mask, so sentences of different lengths
+//! share one batch and get the same result they get alone.
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use serde_json::Value;
+
+use super::{Activation, EncoderDecoder};
+use crate::error::Error;
+
+/// The shape and special ids of a Marian model (`config.json`).
+#[derive(Debug, Clone)]
+pub struct MarianConfig {
+    pub vocab_size: usize,
+    pub decoder_vocab_size: usize,
+    pub d_model: usize,
+    pub encoder_layers: usize,
+    pub decoder_layers: usize,
+    pub encoder_heads: usize,
+    pub decoder_heads: usize,
+    pub encoder_ffn: usize,
+    pub decoder_ffn: usize,
+    pub activation: Activation,
+    pub max_positions: usize,
+    pub scale_embedding: bool,
+    pub share_embeddings: bool,
+    pub pad: u32,
+    pub eos: u32,
+    pub decoder_start: u32,
+    pub forced_eos: Option<u32>,
+}
+
+impl MarianConfig {
+    pub fn from_json(v: &Value) -> Result<Self> {
+        let int = |key: &str| -> Result<usize> {
+            v.get(key)
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| Error::model(format!("config.json has no `{key}`")).into())
+        };
+        let flag =
+            |key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
+        if flag("normalize_embedding", false) || flag("normalize_before", false) {
+            return Err(Error::model(
+                "this Marian variant (normalize_embedding / normalize_before) is not supported",
+            )
+            .into());
+        }
+        if !flag("static_position_embeddings", true) {
+            return Err(Error::model("learned position embeddings are not supported").into());
+        }
+        let act = v
+            .get("activation_function")
+            .and_then(Value::as_str)
+            .unwrap_or("swish");
+        let vocab_size = int("vocab_size")?;
+        let pad = int("pad_token_id")? as u32;
+        Ok(MarianConfig {
+            vocab_size,
+            decoder_vocab_size: int("decoder_vocab_size").unwrap_or(vocab_size),
+            d_model: int("d_model")?,
+            encoder_layers: int("encoder_layers")?,
+            decoder_layers: int("decoder_layers")?,
+            encoder_heads: int("encoder_attention_heads")?,
+            decoder_heads: int("decoder_attention_heads")?,
+            encoder_ffn: int("encoder_ffn_dim")?,
+            decoder_ffn: int("decoder_ffn_dim")?,
+            activation: Activation::from_name(act)?,
+            max_positions: int("max_position_embeddings")?,
+            scale_embedding: flag("scale_embedding", true),
+            share_embeddings: flag("share_encoder_decoder_embeddings", true),
+            pad,
+            eos: int("eos_token_id")? as u32,
+            decoder_start: int("decoder_start_token_id").map_or(pad, |x| x as u32),
+            forced_eos: int("forced_eos_token_id").ok().map(|x| x as u32),
+        })
+    }
+}
+
+/// Sinusoids as Marian lays them out: all sines, then all cosines.
+fn sinusoids(n: usize, dim: usize, device: &Device) -> Result<Tensor> {
+    let half = dim.div_ceil(2);
+    let mut data = vec![0f32; n * dim];
+    for pos in 0..n {
+        for j in 0..dim {
+            // Column j of the interleaved table has frequency 10000^(-2⌊j/2⌋/dim);
+            // even columns become sines, odd ones cosines.
+            let angle = pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+            let (col, value) = if j % 2 == 0 {
+                (j / 2, angle.sin())
+            } else {
+                (half + j / 2, angle.cos())
+            };
+            data[pos * dim + col] = value as f32;
+        }
+    }
+    Ok(Tensor::from_vec(data, (n, dim), device)?)
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, d: usize, heads: usize) -> Result<Self> {
+        Ok(Attention {
+            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
+            k: candle_nn::linear(d, d, vb.pp("k_proj"))?,
+            v: candle_nn::linear(d, d, vb.pp("v_proj"))?,
+            o: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            heads,
+            head_dim: d / heads,
+        })
+    }
+
+    /// (B, T, D) → (B, H, T, Dh)
+    fn split(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        Ok(x.reshape((b, t, self.heads, self.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    }
+
+    fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.split(&self.k.forward(x)?)?,
+            self.split(&self.v.forward(x)?)?,
+        ))
+    }
+
+    /// Attention of `x` over `k`/`v`, with an additive `mask` broadcast to
+    /// (B, H, T, S).
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let q = self.split(&self.q.forward(x)?)?;
+        let scale = (self.head_dim as f64).powf(-0.5);
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        Ok(self.o.forward(&out)?)
+    }
+}
+
+struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl FeedForward {
+    fn load(vb: &VarBuilder, d: usize, ffn: usize, act: Activation) -> Result<Self> {
+        Ok(FeedForward {
+            fc1: candle_nn::linear(d, ffn, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(ffn, d, vb.pp("fc2"))?,
+            act,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)?)
+    }
+}
+
+fn layer_norm(vb: VarBuilder, d: usize) -> Result<LayerNorm> {
+    Ok(candle_nn::layer_norm(d, 1e-5, vb)?)
+}
+
+struct EncoderLayer {
+    attn: Attention,
+    attn_norm: LayerNorm,
+    ffn: FeedForward,
+    ffn_norm: LayerNorm,
+}
+
+struct DecoderLayer {
+    attn: Attention,
+    attn_norm: LayerNorm,
+    cross: Attention,
+    cross_norm: LayerNorm,
+    ffn: FeedForward,
+    ffn_norm: LayerNorm,
+}
+
+/// A loaded Marian model.
+pub struct Marian {
+    config: MarianConfig,
+    enc_embed: Embedding,
+    dec_embed: Embedding,
+    lm_head: Tensor,
+    logits_bias: Option<Tensor>,
+    enc_pos: Tensor,
+    dec_pos: Tensor,
+    encoder: Vec<EncoderLayer>,
+    decoder: Vec<DecoderLayer>,
+    embed_scale: f64,
+}
+
+/// What the decoder carries from step to step for a batch.
+pub struct MarianState {
+    /// Encoder keys and values per decoder layer, computed once.
+    cross: Vec<(Tensor, Tensor)>,
+    /// Self-attention keys and values of the tokens so far, per layer.
+    past: Vec<Option<(Tensor, Tensor)>>,
+    /// (B, 1, 1, S): 0 for real source tokens, -inf for padding.
+    source_mask: Tensor,
+    /// Decoder positions used so far.
+    pos: usize,
+}
+
+impl Marian {
+    pub fn load(vb: VarBuilder, config: MarianConfig) -> Result<Self> {
+        let d = config.d_model;
+        let device = vb.device().clone();
+        let shared_name = if vb.contains_tensor("model.shared.weight") {
+            "model.shared.weight"
+        } else {
+            "model.encoder.embed_tokens.weight"
+        };
+        let shared = vb
+            .get((config.vocab_size, d), shared_name)
+            .with_context(|| format!("loading {shared_name}"))?;
+        let dec_weights = if !config.share_embeddings
+            && vb.contains_tensor("model.decoder.embed_tokens.weight")
+        {
+            vb.get(
+                (config.decoder_vocab_size, d),
+                "model.decoder.embed_tokens.weight",
+            )?
+        } else {
+            shared.clone()
+        };
+        let lm_head = if vb.contains_tensor("lm_head.weight") {
+            vb.get((config.decoder_vocab_size, d), "lm_head.weight")?
+        } else {
+            dec_weights.clone()
+        };
+        let logits_bias = if vb.contains_tensor("final_logits_bias") {
+            Some(
+                vb.get((1, config.decoder_vocab_size), "final_logits_bias")?
+                    .squeeze(0)?,
+            )
+        } else {
+            None
+        };
+        let positions = |side: &str| -> Result<Tensor> {
+            let name = format!("model.{side}.embed_positions.weight");
+            if vb.contains_tensor(&name) {
+                Ok(vb.get((config.max_positions, d), &name)?)
+            } else {
+                sinusoids(config.max_positions, d, &device)
+            }
+        };
+        let mut encoder = Vec::new();
+        for i in 0..config.encoder_layers {
+            let l = vb.pp(format!("model.encoder.layers.{i}"));
+            encoder.push(EncoderLayer {
+                attn: Attention::load(l.pp("self_attn"), d, config.encoder_heads)?,
+                attn_norm: layer_norm(l.pp("self_attn_layer_norm"), d)?,
+                ffn: FeedForward::load(&l, d, config.encoder_ffn, config.activation)?,
+                ffn_norm: layer_norm(l.pp("final_layer_norm"), d)?,
+            });
+        }
+        let mut decoder = Vec::new();
+        for i in 0..config.decoder_layers {
+            let l = vb.pp(format!("model.decoder.layers.{i}"));
+            decoder.push(DecoderLayer {
+                attn: Attention::load(l.pp("self_attn"), d, config.decoder_heads)?,
+                attn_norm: layer_norm(l.pp("self_attn_layer_norm"), d)?,
+                cross: Attention::load(l.pp("encoder_attn"), d, config.decoder_heads)?,
+                cross_norm: layer_norm(l.pp("encoder_attn_layer_norm"), d)?,
+                ffn: FeedForward::load(&l, d, config.decoder_ffn, config.activation)?,
+                ffn_norm: layer_norm(l.pp("final_layer_norm"), d)?,
+            });
+        }
+        Ok(Marian {
+            enc_embed: Embedding::new(shared, d),
+            dec_embed: Embedding::new(dec_weights, d),
+            lm_head,
+            logits_bias,
+            enc_pos: positions("encoder")?,
+            dec_pos: positions("decoder")?,
+            encoder,
+            decoder,
+            embed_scale: if config.scale_embedding {
+                (d as f64).sqrt()
+            } else {
+                1.0
+            },
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &MarianConfig {
+        &self.config
+    }
+}
+
+/// (B, S) of 1/0 → additive (B, 1, 1, S) of 0/-inf.
+fn additive_mask(mask: &Tensor) -> Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let zeros = Tensor::zeros((b, s), DType::F32, mask.device())?;
+    let neg = Tensor::full(f32::NEG_INFINITY, (b, s), mask.device())?;
+    Ok(mask
+        .ne(0u32)?
+        .where_cond(&zeros, &neg)?
+        .reshape((b, 1, 1, s))?)
+}
+
+impl EncoderDecoder for Marian {
+    type State = MarianState;
+
+    fn max_positions(&self) -> usize {
+        self.config.max_positions
+    }
+
+    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<MarianState> {
+        let (_, s) = ids.dims2()?;
+        let add_mask = additive_mask(mask)?;
+        let pos = self.enc_pos.narrow(0, 0, s)?;
+        let mut x = (self.enc_embed.forward(ids)? * self.embed_scale)?.broadcast_add(&pos)?;
+        for l in &self.encoder {
+            let (k, v) = l.attn.keys_values(&x)?;
+            let h = l.attn.attend(&x, &k, &v, Some(&add_mask))?;
+            x = l.attn_norm.forward(&(x + h)?)?;
+            let h = l.ffn.forward(&x)?;
+            x = l.ffn_norm.forward(&(x + h)?)?;
+        }
+        let cross = self
+            .decoder
+            .iter()
+            .map(|l| l.cross.keys_values(&x))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MarianState {
+            cross,
+            past: vec![None; self.decoder.len()],
+            source_mask: add_mask,
+            pos: 0,
+        })
+    }
+
+    fn step(&self, state: &mut MarianState, tokens: &Tensor) -> Result<Tensor> {
+        if state.pos >= self.config.max_positions {
+            return Err(Error::Context(format!(
+                "the translation is longer than the model's {} positions",
+                self.config.max_positions
+            ))
+            .into());
+        }
+        let pos = self.dec_pos.narrow(0, state.pos, 1)?;
+        let ids = tokens.unsqueeze(1)?;
+        let mut x = (self.dec_embed.forward(&ids)? * self.embed_scale)?.broadcast_add(&pos)?;
+        for (i, l) in self.decoder.iter().enumerate() {
+            let (k, v) = l.attn.keys_values(&x)?;
+            let (k, v) = match state.past[i].take() {
+                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                None => (k, v),
+            };
+            let h = l.attn.attend(&x, &k, &v, None)?;
+            state.past[i] = Some((k, v));
+            x = l.attn_norm.forward(&(x + h)?)?;
+            let (ck, cv) = &state.cross[i];
+            let h = l.cross.attend(&x, ck, cv, Some(&state.source_mask))?;
+            x = l.cross_norm.forward(&(x + h)?)?;
+            let h = l.ffn.forward(&x)?;
+            x = l.ffn_norm.forward(&(x + h)?)?;
+        }
+        state.pos += 1;
+        let x = x.squeeze(1)?;
+        let logits = x.matmul(&self.lm_head.t()?)?;
+        Ok(match &self.logits_bias {
+            Some(b) => logits.broadcast_add(b)?,
+            None => logits,
+        })
+    }
+
+    fn retain(&self, state: &mut MarianState, rows: &[usize]) -> Result<()> {
+        let idx = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            state.source_mask.device(),
+        )?;
+        let pick = |t: &Tensor| t.index_select(&idx, 0);
+        for (k, v) in state.cross.iter_mut() {
+            *k = pick(k)?;
+            *v = pick(v)?;
+        }
+        for (k, v) in state.past.iter_mut().flatten() {
+            *k = pick(k)?;
+            *v = pick(v)?;
+        }
+        state.source_mask = pick(&state.source_mask)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Marian's vocabulary: text is cut into pieces by the source SentencePiece
+//! model, and pieces are numbered by `vocab.json`, the model's own joint
+//! vocabulary, whose order is neither `.spm` file's.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use tokenizers::{NormalizedString, Normalizer};
+
+use crate::engine::sentencepiece::SpModel;
+use crate::error::Error;
+
+/// Encodes source text to model ids and decodes model ids to text.
+pub struct MarianVocab {
+    source: tokenizers::Tokenizer,
+    ids: HashMap<String, u32>,
+    pieces: Vec<Option<String>>,
+    pub eos: u32,
+    pub unk: u32,
+    pub pad: u32,
+}
+
+impl MarianVocab {
+    /// Loads `source.spm` and `vocab.json`.
+    pub fn load(source_spm: &Path, vocab_json: &Path) -> Result<Self> {
+        let source = SpModel::from_file(source_spm)?.to_tokenizer()?;
+        let json = crate::engine::read_json(vocab_json)?;
+        let map = json.as_object().ok_or_else(|| {
+            Error::model(format!(
+                "{}: expected an object of pieces and ids",
+                vocab_json.display()
+            ))
+        })?;
+        let mut ids = HashMap::with_capacity(map.len());
+        for (piece, id) in map {
+            let id = id
+                .as_u64()
+                .and_then(|i| u32::try_from(i).ok())
+                .ok_or_else(|| {
+                    Error::model(format!(
+                        "{}: id of `{piece}` is not a number",
+                        vocab_json.display()
+                    ))
+                })?;
+            ids.insert(piece.clone(), id);
+        }
+        let size = ids.values().max().map_or(0, |m| *m as usize + 1);
+        let mut pieces = vec![None; size];
+        for (piece, id) in &ids {
+            pieces[*id as usize] = Some(piece.clone());
+        }
+        let special = |name: &str| {
+            ids.get(name)
+                .copied()
+                .ok_or_else(|| Error::model(format!("{}: no `{name}` entry", vocab_json.display())))
+        };
+        Ok(MarianVocab {
+            eos: special("</s>")?,
+            unk: special("<unk>")?,
+            pad: special("<pad>")?,
+            source,
+            ids,
+            pieces,
+        })
+    }
+
+    /// Ids of `text` followed by `</s>`, preceded by a target-language
+    /// token such as `>>fra<<` for models that translate into several
+    /// languages. Strings in the text that look like special tokens are
+    /// plain text.
+    pub fn encode(&self, text: &str, target_token: Option<&str>) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        if let Some(t) = target_token {
+            out.push(*self.ids.get(t).ok_or_else(|| {
+                Error::model(format!("the model has no target-language token `{t}`"))
+            })?);
+        }
+        if !self.normalizes_to_nothing(text)? {
+            let enc = self
+                .source
+                .encode(text, false)
+                .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+            out.extend(
+                enc.get_tokens()
+                    .iter()
+                    .map(|t| self.ids.get(t).copied().unwrap_or(self.unk)),
+            );
+        }
+        out.push(self.eos);
+        Ok(out)
+    }
+
+    /// SentencePiece gives no pieces at all for text that normalizes to
+    /// nothing (a dummy "▁" would otherwise be the only piece).
+    fn normalizes_to_nothing(&self, text: &str) -> Result<bool> {
+        let Some(n) = self.source.get_normalizer() else {
+            return Ok(text.is_empty());
+        };
+        let mut s = NormalizedString::from(text);
+        n.normalize(&mut s)
+            .map_err(|e| anyhow!("cannot normalize text: {e}"))?;
+        Ok(s.get().is_empty())
+    }
+
+    /// Text of `ids`, without `</s>`, `<unk>` and `<pad>`.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let mut text = String::new();
+        for &id in ids {
+            if id == self.eos || id == self.unk || id == self.pad {
+                continue;
+            }
+            if let Some(Some(p)) = self.pieces.get(id as usize) {
+                text.push_str(p);
+            }
+        }
+        text.replace('▁', " ").trim().to_string()
+    }
+
+    /// Number of ids the model knows.
+    pub fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Whether the vocabulary is empty (never, for a loaded model).
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// Target-language tokens (`>>deu<<`) of a multilingual model.
+    pub fn target_tokens(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .ids
+            .keys()
+            .filter(|k| k.starts_with(">>") && k.ends_with("<<"))
+            .map(String::as_str)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
