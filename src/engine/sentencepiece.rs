@@ -20,8 +20,9 @@ use tokenizers::normalizers::{Precompiled, Replace, Sequence as NormalizerSequen
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{NormalizerWrapper, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{AddedToken, NormalizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
 use crate::error::Error;
 
@@ -237,6 +238,56 @@ impl SpModel {
         }
         tok.with_decoder(Some(DecoderSequence::new(decoders)));
 
+        Ok(tok)
+    }
+}
+
+impl SpModel {
+    /// The tokenizer `transformers`' `T5Tokenizer` builds from a
+    /// `spiece.model` when a repository has no `tokenizer.json`: the
+    /// pieces plus `extra_ids` sentinels `<extra_id_N>` (highest N first),
+    /// text split on whitespace before the unigram model, no byte fallback,
+    /// and the control, unknown and user-defined pieces (MADLAD's `<2xx>`)
+    /// as special tokens.
+    pub fn to_t5_tokenizer(&self, extra_ids: usize) -> Result<Tokenizer> {
+        let mut vocab: Vec<(String, f64)> = self
+            .pieces
+            .iter()
+            .map(|p| (p.text.clone(), f64::from(p.score)))
+            .collect();
+        vocab.extend(
+            (0..extra_ids)
+                .rev()
+                .map(|i| (format!("<extra_id_{i}>"), 0.0)),
+        );
+        let unigram = Unigram::from(vocab, Some(self.unk_id), false)
+            .map_err(|e| anyhow!("cannot build the unigram model: {e}"))?;
+        let mut tok = Tokenizer::new(unigram);
+        if !self.precompiled_charsmap.is_empty() {
+            let pre = Precompiled::from(&self.precompiled_charsmap)
+                .map_err(|e| anyhow!("invalid normalization map: {e}"))?;
+            tok.with_normalizer(Some(pre)).map_err(|e| anyhow!("{e}"))?;
+        }
+        let pre: Vec<PreTokenizerWrapper> = vec![
+            WhitespaceSplit.into(),
+            Metaspace::new('▁', PrependScheme::Always, true).into(),
+        ];
+        tok.with_pre_tokenizer(Some(PreSequence::new(pre)));
+        tok.with_decoder(Some(Metaspace::new('▁', PrependScheme::Always, true)));
+        let mut special: Vec<AddedToken> = self
+            .pieces
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.kind,
+                    PieceKind::Control | PieceKind::Unknown | PieceKind::UserDefined
+                )
+            })
+            .map(|p| AddedToken::from(p.text.clone(), true))
+            .collect();
+        special.extend((0..extra_ids).map(|i| AddedToken::from(format!("<extra_id_{i}>"), true)));
+        tok.add_special_tokens(special)
+            .map_err(|e| anyhow!("special pieces: {e}"))?;
         Ok(tok)
     }
 }

@@ -88,7 +88,7 @@ fn resolve_dir(spec: &str, dir: &Path, tokenizer: Option<&Path>) -> Result<Model
 }
 
 /// Shards listed by `model.safetensors.index.json`, or every `*.safetensors`.
-fn safetensors_shards(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn safetensors_shards(dir: &Path) -> Result<Vec<PathBuf>> {
     match optional(dir, "model.safetensors.index.json") {
         Some(index) => index_shards(&index)?
             .iter()

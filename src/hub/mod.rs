@@ -69,6 +69,12 @@ impl ModelFiles {
     }
 }
 
+/// Safetensors files of a model folder: the shards its index lists, or
+/// every `*.safetensors` file.
+pub fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    local::safetensors_shards(dir)
+}
+
 /// Resolves a local path only (and a local `--tokenizer`), never the hub.
 pub fn resolve_local(spec: &str, tokenizer: Option<&Path>) -> Result<ModelFiles> {
     local::resolve(spec, tokenizer)

@@ -3,7 +3,9 @@
 //! ids equal the reference token for token, alone and in padded batches.
 
 use glot::engine::generate::StopReason;
-use glot::engine::seq2seq::{MarianFiles, Output, Seq2Seq};
+use glot::engine::sentencepiece::SpModel;
+use glot::engine::seq2seq::t5::relative_bucket;
+use glot::engine::seq2seq::{Output, Seq2Seq, Seq2SeqFiles, Vocab};
 use serde_json::Value;
 
 use crate::util::{max_abs_diff, model_dir};
@@ -11,13 +13,28 @@ use crate::util::{max_abs_diff, model_dir};
 const F32_LOGIT_TOL: f32 = 1e-3;
 
 fn reference() -> Value {
-    let path = model_dir("marian").join("reference.json");
+    reference_of("marian")
+}
+
+fn reference_of(family: &str) -> Value {
+    let path = model_dir(family).join("reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn load() -> Seq2Seq {
-    let files = MarianFiles::in_dir(&model_dir("marian")).unwrap();
-    Seq2Seq::load_marian("marian", &files).unwrap()
+    load_family("marian")
+}
+
+fn load_family(family: &str) -> Seq2Seq {
+    let files = Seq2SeqFiles::in_dir(&model_dir(family)).unwrap();
+    Seq2Seq::load(family, &files, None).unwrap()
+}
+
+fn marian(m: &Seq2Seq) -> &glot::engine::seq2seq::vocab::MarianVocab {
+    match m.vocab() {
+        Vocab::Marian(v) => v,
+        _ => panic!("not marian"),
+    }
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -45,7 +62,7 @@ fn converted_tokenizer_encodes_and_decodes_as_marian_tokenizer() {
         assert_eq!(got, ids(&case["ids"]), "encoding {text:?}");
     }
     for case in r["tokenizer"]["decode"].as_array().unwrap() {
-        let got = m.vocab().decode(&ids(&case["ids"]));
+        let got = marian(&m).decode(&ids(&case["ids"]));
         assert_eq!(
             got,
             case["text"].as_str().unwrap(),
@@ -55,16 +72,25 @@ fn converted_tokenizer_encodes_and_decodes_as_marian_tokenizer() {
     }
 }
 
-#[test]
-fn greedy_ids_equal_transformers_one_sentence_at_a_time() {
-    let m = load();
-    let r = reference();
+/// Source ids as glot builds them: a leading `<2xx>` tag is the target
+/// token, the rest is text.
+fn encode(m: &Seq2Seq, text: &str) -> Vec<u32> {
+    match text.strip_prefix("<2").and_then(|t| t.split_once('>')) {
+        Some((lang, rest)) => m.vocab().encode(rest, Some(&format!("<2{lang}>"))),
+        None => m.vocab().encode(text, None),
+    }
+    .unwrap()
+}
+
+fn check_greedy(family: &str) {
+    let m = load_family(family);
+    let r = reference_of(family);
     let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
     let mut ended = 0;
     for case in r["greedy"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        let input = m.vocab().encode(text, None).unwrap();
-        assert_eq!(input, ids(&case["input_ids"]), "{text}");
+        let input = encode(&m, text);
+        assert_eq!(input, ids(&case["input_ids"]), "{family}: {text}");
         let logits = m.first_logits(&input).unwrap();
         let want: Vec<f32> = case["first_logits"]
             .as_array()
@@ -75,36 +101,31 @@ fn greedy_ids_equal_transformers_one_sentence_at_a_time() {
         let diff = max_abs_diff(&logits, &want);
         assert!(
             diff < F32_LOGIT_TOL,
-            "{text}: first logits differ by {diff}"
+            "{family}: {text}: first logits differ by {diff}"
         );
         let out = &m.generate_ids(&[input], &[max_new]).unwrap()[0];
-        assert_eq!(reported(out), ids(&case["output_ids"]), "{text}");
+        assert_eq!(reported(out), ids(&case["output_ids"]), "{family}: {text}");
         assert_eq!(
-            m.vocab().decode(&out.ids),
+            m.vocab().decode(&out.ids).unwrap(),
             case["output_text"].as_str().unwrap()
         );
         if out.stop == StopReason::Eos {
             ended += 1;
         }
     }
-    // The fixture has sentences that end on their own and ones cut at the cap.
+    // The fixtures have sentences that end on their own and ones cut at the cap.
     assert!(ended >= 1 && ended < r["greedy"].as_array().unwrap().len());
 }
 
-#[test]
-fn padded_batches_give_the_same_ids_as_single_sentences() {
-    let m = load();
-    let r = reference();
+fn check_batched(family: &str) {
+    let m = load_family(family);
+    let r = reference_of(family);
     let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
-    let texts: Vec<&str> = r["batched"]["texts"]
+    let inputs: Vec<Vec<u32>> = r["batched"]["texts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
-    let inputs: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| m.vocab().encode(t, None).unwrap())
+        .map(|t| encode(&m, t.as_str().unwrap()))
         .collect();
     let lengths: Vec<usize> = inputs.iter().map(Vec::len).collect();
     assert!(
@@ -120,11 +141,83 @@ fn padded_batches_give_the_same_ids_as_single_sentences() {
     let got = m
         .generate_ids(&inputs, &vec![max_new; inputs.len()])
         .unwrap();
-    assert_eq!(got.iter().map(reported).collect::<Vec<_>>(), want);
-    // Any order and grouping gives the same result.
+    assert_eq!(
+        got.iter().map(reported).collect::<Vec<_>>(),
+        want,
+        "{family}"
+    );
+    // Any order gives the same result.
     let mut rev = inputs.clone();
     rev.reverse();
     let mut got_rev = m.generate_ids(&rev, &vec![max_new; rev.len()]).unwrap();
     got_rev.reverse();
-    assert_eq!(got_rev.iter().map(reported).collect::<Vec<_>>(), want);
+    assert_eq!(
+        got_rev.iter().map(reported).collect::<Vec<_>>(),
+        want,
+        "{family}"
+    );
+}
+
+#[test]
+fn marian_greedy_ids_equal_transformers_one_sentence_at_a_time() {
+    check_greedy("marian");
+}
+
+#[test]
+fn marian_padded_batches_give_the_same_ids_as_single_sentences() {
+    check_batched("marian");
+}
+
+#[test]
+fn t5_greedy_ids_equal_transformers_one_sentence_at_a_time() {
+    check_greedy("t5");
+}
+
+#[test]
+fn t5_padded_batches_give_the_same_ids_as_single_sentences() {
+    check_batched("t5");
+}
+
+#[test]
+fn t5_relative_position_buckets_equal_transformers() {
+    let r = reference_of("t5");
+    let rp = &r["relative_position"];
+    let first = rp["first"].as_i64().unwrap();
+    for (name, bidirectional) in [("bidirectional", true), ("unidirectional", false)] {
+        let want = ids(&rp[name]);
+        let got: Vec<u32> = (0..want.len() as i64)
+            .map(|i| relative_bucket(first + i, bidirectional, 32, 128) as u32)
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+/// The tokenizer built in Rust from `spiece.model` alone, and the
+/// repository's `tokenizer.json`, both encode and decode as `T5Tokenizer`.
+#[test]
+fn t5_tokenizers_encode_and_decode_as_t5_tokenizer() {
+    let dir = model_dir("t5");
+    let r = reference_of("t5");
+    let converted = SpModel::from_file(&dir.join("spiece.model"))
+        .unwrap()
+        .to_t5_tokenizer(100)
+        .unwrap();
+    let published = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    for (name, tok) in [("converted", &converted), ("tokenizer.json", &published)] {
+        for case in r["tokenizer"]["encode"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let mut got = tok.encode(text, false).unwrap().get_ids().to_vec();
+            got.push(1);
+            assert_eq!(got, ids(&case["ids"]), "{name}: encoding {text:?}");
+        }
+        for case in r["tokenizer"]["decode"].as_array().unwrap() {
+            let got = tok.decode(&ids(&case["ids"]), true).unwrap();
+            assert_eq!(
+                got,
+                case["text"].as_str().unwrap(),
+                "{name}: decoding {:?}",
+                case["ids"]
+            );
+        }
+    }
 }

@@ -5,10 +5,12 @@
 //! share one batch and get the same result they get alone.
 
 use anyhow::{Context, Result};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde_json::Value;
 
+use super::linear::Lin;
 use super::{Activation, EncoderDecoder};
 use crate::error::Error;
 
@@ -102,21 +104,22 @@ fn sinusoids(n: usize, dim: usize, device: &Device) -> Result<Tensor> {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Lin,
+    k: Lin,
+    v: Lin,
+    o: Lin,
     heads: usize,
     head_dim: usize,
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, d: usize, heads: usize) -> Result<Self> {
+    fn load(vb: VarBuilder, d: usize, heads: usize, quant: Option<GgmlDType>) -> Result<Self> {
+        let lin = |name: &str| Lin::load(&vb.pp(name), d, d, true, quant);
         Ok(Attention {
-            q: candle_nn::linear(d, d, vb.pp("q_proj"))?,
-            k: candle_nn::linear(d, d, vb.pp("k_proj"))?,
-            v: candle_nn::linear(d, d, vb.pp("v_proj"))?,
-            o: candle_nn::linear(d, d, vb.pp("out_proj"))?,
+            q: lin("q_proj")?,
+            k: lin("k_proj")?,
+            v: lin("v_proj")?,
+            o: lin("out_proj")?,
             heads,
             head_dim: d / heads,
         })
@@ -149,27 +152,33 @@ impl Attention {
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        Ok(self.o.forward(&out)?)
+        self.o.forward(&out)
     }
 }
 
 struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Lin,
+    fc2: Lin,
     act: Activation,
 }
 
 impl FeedForward {
-    fn load(vb: &VarBuilder, d: usize, ffn: usize, act: Activation) -> Result<Self> {
+    fn load(
+        vb: &VarBuilder,
+        d: usize,
+        ffn: usize,
+        act: Activation,
+        quant: Option<GgmlDType>,
+    ) -> Result<Self> {
         Ok(FeedForward {
-            fc1: candle_nn::linear(d, ffn, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(ffn, d, vb.pp("fc2"))?,
+            fc1: Lin::load(&vb.pp("fc1"), d, ffn, true, quant)?,
+            fc2: Lin::load(&vb.pp("fc2"), ffn, d, true, quant)?,
             act,
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)?)
+        self.fc2.forward(&self.act.apply(&self.fc1.forward(x)?)?)
     }
 }
 
@@ -198,7 +207,7 @@ pub struct Marian {
     config: MarianConfig,
     enc_embed: Embedding,
     dec_embed: Embedding,
-    lm_head: Tensor,
+    lm_head: Lin,
     logits_bias: Option<Tensor>,
     enc_pos: Tensor,
     dec_pos: Tensor,
@@ -220,7 +229,8 @@ pub struct MarianState {
 }
 
 impl Marian {
-    pub fn load(vb: VarBuilder, config: MarianConfig) -> Result<Self> {
+    /// Loads the weights in f32, or with matrices in `quant` format.
+    pub fn load(vb: VarBuilder, config: MarianConfig, quant: Option<GgmlDType>) -> Result<Self> {
         let d = config.d_model;
         let device = vb.device().clone();
         let shared_name = if vb.contains_tensor("model.shared.weight") {
@@ -266,9 +276,9 @@ impl Marian {
         for i in 0..config.encoder_layers {
             let l = vb.pp(format!("model.encoder.layers.{i}"));
             encoder.push(EncoderLayer {
-                attn: Attention::load(l.pp("self_attn"), d, config.encoder_heads)?,
+                attn: Attention::load(l.pp("self_attn"), d, config.encoder_heads, quant)?,
                 attn_norm: layer_norm(l.pp("self_attn_layer_norm"), d)?,
-                ffn: FeedForward::load(&l, d, config.encoder_ffn, config.activation)?,
+                ffn: FeedForward::load(&l, d, config.encoder_ffn, config.activation, quant)?,
                 ffn_norm: layer_norm(l.pp("final_layer_norm"), d)?,
             });
         }
@@ -276,18 +286,18 @@ impl Marian {
         for i in 0..config.decoder_layers {
             let l = vb.pp(format!("model.decoder.layers.{i}"));
             decoder.push(DecoderLayer {
-                attn: Attention::load(l.pp("self_attn"), d, config.decoder_heads)?,
+                attn: Attention::load(l.pp("self_attn"), d, config.decoder_heads, quant)?,
                 attn_norm: layer_norm(l.pp("self_attn_layer_norm"), d)?,
-                cross: Attention::load(l.pp("encoder_attn"), d, config.decoder_heads)?,
+                cross: Attention::load(l.pp("encoder_attn"), d, config.decoder_heads, quant)?,
                 cross_norm: layer_norm(l.pp("encoder_attn_layer_norm"), d)?,
-                ffn: FeedForward::load(&l, d, config.decoder_ffn, config.activation)?,
+                ffn: FeedForward::load(&l, d, config.decoder_ffn, config.activation, quant)?,
                 ffn_norm: layer_norm(l.pp("final_layer_norm"), d)?,
             });
         }
         Ok(Marian {
             enc_embed: Embedding::new(shared, d),
             dec_embed: Embedding::new(dec_weights, d),
-            lm_head,
+            lm_head: Lin::new(lm_head, None, quant)?,
             logits_bias,
             enc_pos: positions("encoder")?,
             dec_pos: positions("decoder")?,
@@ -308,7 +318,7 @@ impl Marian {
 }
 
 /// (B, S) of 1/0 → additive (B, 1, 1, S) of 0/-inf.
-fn additive_mask(mask: &Tensor) -> Result<Tensor> {
+pub(super) fn additive_mask(mask: &Tensor) -> Result<Tensor> {
     let (b, s) = mask.dims2()?;
     let zeros = Tensor::zeros((b, s), DType::F32, mask.device())?;
     let neg = Tensor::full(f32::NEG_INFINITY, (b, s), mask.device())?;
@@ -377,8 +387,7 @@ impl EncoderDecoder for Marian {
             x = l.ffn_norm.forward(&(x + h)?)?;
         }
         state.pos += 1;
-        let x = x.squeeze(1)?;
-        let logits = x.matmul(&self.lm_head.t()?)?;
+        let logits = self.lm_head.forward(&x.squeeze(1)?)?;
         Ok(match &self.logits_bias {
             Some(b) => logits.broadcast_add(b)?,
             None => logits,

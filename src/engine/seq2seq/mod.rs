@@ -4,7 +4,9 @@
 //! Unlike the chat models there is no prompt: the task layer hands over
 //! sentences and gets sentences back.
 
+pub mod linear;
 pub mod marian;
+pub mod t5;
 pub mod vocab;
 
 use std::path::{Path, PathBuf};
@@ -17,8 +19,10 @@ use candle_nn::VarBuilder;
 use crate::engine::generate::StopReason;
 use crate::engine::{read_json, snapshot_of, ModelInfo};
 use crate::error::Error;
+use candle_core::quantized::GgmlDType;
 use marian::{Marian, MarianConfig};
-use vocab::MarianVocab;
+use t5::{T5Config, T5};
+use vocab::{MarianVocab, T5Vocab};
 
 /// Feed-forward activations used by the supported configs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,98 +184,230 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// The files of a Marian model as Helsinki-NLP publishes them.
-#[derive(Debug, Clone)]
-pub struct MarianFiles {
-    pub config: PathBuf,
-    pub weights: Vec<PathBuf>,
-    pub source_spm: PathBuf,
-    pub vocab: PathBuf,
-    pub generation_config: Option<PathBuf>,
+/// The families of translation models glot runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Helsinki-NLP opus-mt: one language pair (or a group) per model.
+    Marian,
+    /// MADLAD-400 and flan-t5.
+    T5,
 }
 
-impl MarianFiles {
-    /// The files in a local folder.
+/// The files of a translation model as its repository publishes them.
+#[derive(Debug, Clone)]
+pub struct Seq2SeqFiles {
+    pub family: Family,
+    pub config: PathBuf,
+    pub weights: Vec<PathBuf>,
+    pub generation_config: Option<PathBuf>,
+    /// Marian: `source.spm` and `vocab.json`.
+    pub source_spm: Option<PathBuf>,
+    pub vocab: Option<PathBuf>,
+    /// T5: `tokenizer.json`, or `spiece.model` to build one from.
+    pub tokenizer: Option<PathBuf>,
+    pub spiece: Option<PathBuf>,
+}
+
+impl Seq2SeqFiles {
+    /// The family a `config.json` describes, if it is a translation model.
+    pub fn family_of(config: &serde_json::Value) -> Option<Family> {
+        match config.get("model_type").and_then(|v| v.as_str()) {
+            Some("marian") => Some(Family::Marian),
+            Some("t5") | Some("mt5") => Some(Family::T5),
+            _ => None,
+        }
+    }
+
+    /// The files in a local folder, which must hold a Marian or T5 model.
     pub fn in_dir(dir: &Path) -> Result<Self> {
-        let need = |name: &str| -> Result<PathBuf> {
+        let file = |name: &str| {
             let p = dir.join(name);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                Err(Error::ModelFileMissing {
+            p.is_file().then_some(p)
+        };
+        let need = |name: &str| -> Result<PathBuf> {
+            file(name).ok_or_else(|| {
+                Error::ModelFileMissing {
                     path: dir.to_path_buf(),
                     what: name.to_string(),
                 }
-                .into())
-            }
+                .into()
+            })
         };
-        let gen = dir.join("generation_config.json");
-        Ok(MarianFiles {
-            config: need("config.json")?,
-            weights: vec![need("model.safetensors")?],
-            source_spm: need("source.spm")?,
-            vocab: need("vocab.json")?,
-            generation_config: gen.is_file().then_some(gen),
-        })
+        let config = need("config.json")?;
+        let family = Self::family_of(&read_json(&config)?).ok_or_else(|| {
+            Error::model(format!(
+                "{}: not a Marian or T5 translation model",
+                config.display()
+            ))
+        })?;
+        let weights = crate::hub::safetensors_in(dir)?;
+        if weights.is_empty() {
+            return Err(Error::ModelFileMissing {
+                path: dir.to_path_buf(),
+                what: "*.safetensors weights (pickled .bin weights are never loaded)".into(),
+            }
+            .into());
+        }
+        let mut files = Seq2SeqFiles {
+            family,
+            config,
+            weights,
+            generation_config: file("generation_config.json"),
+            source_spm: None,
+            vocab: None,
+            tokenizer: None,
+            spiece: None,
+        };
+        match family {
+            Family::Marian => {
+                files.source_spm = Some(need("source.spm")?);
+                files.vocab = Some(need("vocab.json")?);
+            }
+            Family::T5 => {
+                files.tokenizer = file("tokenizer.json");
+                files.spiece = file("spiece.model");
+                if files.tokenizer.is_none() && files.spiece.is_none() {
+                    need("tokenizer.json")?;
+                }
+            }
+        }
+        Ok(files)
     }
+}
+
+/// A model's vocabulary: text to ids and back.
+pub enum Vocab {
+    Marian(Box<MarianVocab>),
+    T5(Box<T5Vocab>),
+}
+
+impl Vocab {
+    /// Ids of `text` with the model's target-language token, if any
+    /// (`>>deu<<` for multilingual Marian models, `<2de>` for MADLAD).
+    pub fn encode(&self, text: &str, target: Option<&str>) -> Result<Vec<u32>> {
+        match self {
+            Vocab::Marian(v) => v.encode(text, target),
+            Vocab::T5(v) => v.encode(text, target),
+        }
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        match self {
+            Vocab::Marian(v) => Ok(v.decode(ids)),
+            Vocab::T5(v) => v.decode(ids),
+        }
+    }
+
+    /// Whether the model knows the target token `token`.
+    pub fn has(&self, token: &str) -> bool {
+        match self {
+            Vocab::Marian(v) => v.target_tokens().contains(&token),
+            Vocab::T5(v) => v.has(token),
+        }
+    }
+}
+
+enum Net {
+    Marian(Marian),
+    T5(T5),
 }
 
 /// A translation model ready to run.
 pub struct Seq2Seq {
-    model: Marian,
-    vocab: MarianVocab,
+    net: Net,
+    vocab: Vocab,
     special: Special,
     device: Device,
     info: ModelInfo,
 }
 
 impl Seq2Seq {
-    /// Loads a Marian model in f32.
-    pub fn load_marian(id: &str, files: &MarianFiles) -> Result<Self> {
+    /// Loads the model in f32, or with its matrices quantized to `quant`.
+    pub fn load(id: &str, files: &Seq2SeqFiles, quant: Option<GgmlDType>) -> Result<Self> {
         let start = Instant::now();
         let device = Device::Cpu;
         let json = read_json(&files.config)?;
-        let config = MarianConfig::from_json(&json)
-            .with_context(|| format!("in {}", files.config.display()))?;
-        let vocab = MarianVocab::load(&files.source_spm, &files.vocab)?;
-        if vocab.len() > config.vocab_size {
-            return Err(Error::model(format!(
-                "{}: {} entries, but the model has {}",
-                files.vocab.display(),
-                vocab.len(),
-                config.vocab_size
-            ))
-            .into());
-        }
-        // SAFETY: read-only maps of files nobody should truncate while we run.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, &device) }
-                .with_context(|| format!("cannot read the weights of {id}"))?;
         let gen = match &files.generation_config {
             Some(p) => Some(read_json(p)?),
             None => None,
         };
-        let banned = banned_ids(gen.as_ref().unwrap_or(&json), config.pad);
-        let special = Special {
-            pad: config.pad,
-            eos: config.eos,
-            start: config.decoder_start,
-            forced_eos: config.forced_eos,
-            banned,
+        // SAFETY: read-only maps of files nobody should truncate while we run.
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, &device) }
+                .with_context(|| format!("cannot read the weights of {id}"))?;
+        let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
+        let (net, vocab, special, positions) = match files.family {
+            Family::Marian => {
+                let config = MarianConfig::from_json(&json).map_err(in_config)?;
+                let (spm, vocab_json) = (
+                    files.source_spm.as_deref().expect("in_dir checks"),
+                    files.vocab.as_deref().expect("in_dir checks"),
+                );
+                let vocab = MarianVocab::load(spm, vocab_json)?;
+                if vocab.len() > config.vocab_size {
+                    return Err(Error::model(format!(
+                        "{}: {} entries, but the model has {}",
+                        vocab_json.display(),
+                        vocab.len(),
+                        config.vocab_size
+                    ))
+                    .into());
+                }
+                let special = Special {
+                    pad: config.pad,
+                    eos: config.eos,
+                    start: config.decoder_start,
+                    forced_eos: config.forced_eos,
+                    banned: banned_ids(gen.as_ref().unwrap_or(&json), Some(config.pad)),
+                };
+                let positions = config.max_positions;
+                let net = Marian::load(vb, config, quant)
+                    .with_context(|| format!("cannot load model {id}"))?;
+                (
+                    Net::Marian(net),
+                    Vocab::Marian(Box::new(vocab)),
+                    special,
+                    positions,
+                )
+            }
+            Family::T5 => {
+                let config = T5Config::from_json(&json).map_err(in_config)?;
+                let vocab = T5Vocab::load(
+                    files.tokenizer.as_deref(),
+                    files.spiece.as_deref(),
+                    config.eos,
+                )?;
+                let special = Special {
+                    pad: config.pad,
+                    eos: config.eos,
+                    start: config.decoder_start,
+                    forced_eos: None,
+                    banned: banned_ids(gen.as_ref().unwrap_or(&json), None),
+                };
+                let net = T5::load(vb, config, quant)
+                    .with_context(|| format!("cannot load model {id}"))?;
+                let positions = net.max_positions();
+                (Net::T5(net), Vocab::T5(Box::new(vocab)), special, positions)
+            }
         };
-        let max_positions = config.max_positions;
-        let model = Marian::load(vb, config).with_context(|| format!("cannot load model {id}"))?;
+        let format = match quant {
+            Some(q) => format!("safetensors, {q:?} in memory"),
+            None => "safetensors".into(),
+        };
         Ok(Seq2Seq {
-            model,
+            net,
             vocab,
             special,
             device,
             info: ModelInfo {
                 id: id.to_string(),
                 revision: snapshot_of(&files.config),
-                architecture: "marian",
-                format: "safetensors".into(),
-                context_length: max_positions,
+                architecture: match files.family {
+                    Family::Marian => "marian",
+                    Family::T5 => "t5",
+                },
+                format,
+                context_length: positions,
                 load_secs: start.elapsed().as_secs_f64(),
             },
         })
@@ -281,7 +417,7 @@ impl Seq2Seq {
         &self.info
     }
 
-    pub fn vocab(&self) -> &MarianVocab {
+    pub fn vocab(&self) -> &Vocab {
         &self.vocab
     }
 
@@ -291,23 +427,33 @@ impl Seq2Seq {
 
     /// Greedy outputs for already-encoded sentences, as one batch.
     pub fn generate_ids(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Vec<Output>> {
-        greedy(&self.model, inputs, max_new, &self.special, &self.device)
+        match &self.net {
+            Net::Marian(m) => greedy(m, inputs, max_new, &self.special, &self.device),
+            Net::T5(m) => greedy(m, inputs, max_new, &self.special, &self.device),
+        }
     }
 
     /// Logits of the first decoder step for one encoded sentence.
     pub fn first_logits(&self, input: &[u32]) -> Result<Vec<f32>> {
+        match &self.net {
+            Net::Marian(m) => self.first(m, input),
+            Net::T5(m) => self.first(m, input),
+        }
+    }
+
+    fn first<M: EncoderDecoder>(&self, m: &M, input: &[u32]) -> Result<Vec<f32>> {
         let ids = Tensor::from_vec(input.to_vec(), (1, input.len()), &self.device)?;
         let mask = Tensor::ones((1, input.len()), DType::U32, &self.device)?;
-        let mut state = self.model.encode(&ids, &mask)?;
+        let mut state = m.encode(&ids, &mask)?;
         let start = Tensor::from_vec(vec![self.special.start], 1, &self.device)?;
-        Ok(self.model.step(&mut state, &start)?.squeeze(0)?.to_vec1()?)
+        Ok(m.step(&mut state, &start)?.squeeze(0)?.to_vec1()?)
     }
 }
 
 /// Ids the model must never produce: `bad_words_ids` entries of one token,
-/// and the pad id, which Marian's decoder starts from but never emits.
-fn banned_ids(config: &serde_json::Value, pad: u32) -> Vec<u32> {
-    let mut out = vec![pad];
+/// and for Marian the pad id, which its decoder starts from but never emits.
+fn banned_ids(config: &serde_json::Value, pad: Option<u32>) -> Vec<u32> {
+    let mut out: Vec<u32> = pad.into_iter().collect();
     if let Some(list) = config.get("bad_words_ids").and_then(|v| v.as_array()) {
         for seq in list {
             if let Some([single]) = seq.as_array().map(Vec::as_slice) {

@@ -139,3 +139,58 @@ impl MarianVocab {
         v
     }
 }
+
+/// T5's vocabulary: the repository's `tokenizer.json`, or one built from its
+/// `spiece.model` as `transformers` would build it.
+pub struct T5Vocab {
+    tok: tokenizers::Tokenizer,
+    /// The same tokenizer reading special-token strings in text as text.
+    literal: tokenizers::Tokenizer,
+    pub eos: u32,
+}
+
+impl T5Vocab {
+    /// Loads `tokenizer.json` when there is one, else converts `spiece.model`.
+    pub fn load(tokenizer_json: Option<&Path>, spiece: Option<&Path>, eos: u32) -> Result<Self> {
+        let tok = match (tokenizer_json, spiece) {
+            (Some(p), _) => tokenizers::Tokenizer::from_file(p)
+                .map_err(|e| Error::model(format!("cannot load tokenizer {}: {e}", p.display())))?,
+            (None, Some(p)) => SpModel::from_file(p)?.to_t5_tokenizer(100)?,
+            (None, None) => {
+                return Err(Error::model("no tokenizer.json or spiece.model").into());
+            }
+        };
+        let mut literal = tok.clone();
+        literal.set_encode_special_tokens(true);
+        Ok(T5Vocab { tok, literal, eos })
+    }
+
+    /// `prefix` tokens (MADLAD's `<2de>`), the ids of `text`, and `</s>`.
+    pub fn encode(&self, text: &str, prefix: Option<&str>) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        if let Some(p) = prefix {
+            out.push(self.tok.token_to_id(p).ok_or_else(|| {
+                Error::model(format!("the model has no target-language token `{p}`"))
+            })?);
+        }
+        let enc = self
+            .literal
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+        out.extend_from_slice(enc.get_ids());
+        out.push(self.eos);
+        Ok(out)
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tok
+            .decode(ids, true)
+            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+    }
+
+    /// Whether the vocabulary has `token` (a `<2xx>` tag).
+    pub fn has(&self, token: &str) -> bool {
+        self.tok.token_to_id(token).is_some()
+    }
+}
