@@ -2,6 +2,7 @@
 //! SentencePiece in Rust encodes and decodes as `MarianTokenizer`, and greedy
 //! ids equal the reference token for token, alone and in padded batches.
 
+use candle_core::quantized::GgmlDType;
 use glot::engine::generate::StopReason;
 use glot::engine::sentencepiece::SpModel;
 use glot::engine::seq2seq::t5::relative_bucket;
@@ -11,6 +12,26 @@ use serde_json::Value;
 use crate::util::{max_abs_diff, model_dir};
 
 const F32_LOGIT_TOL: f32 = 1e-3;
+/// Largest first-step logit error with Q8_0 weights (and, as candle's
+/// kernels do, Q8_0 activations), as the RMS of the change over the standard
+/// deviation of the f32 logits. The fixtures' random weights are scaled to
+/// make outputs vary, which also amplifies any perturbation: they measure
+/// about 8% (weights alone about 3.6%).
+const Q8_LOGIT_TOL: f32 = 0.12;
+
+fn relative_rms(got: &[f32], want: &[f32]) -> f32 {
+    let n = want.len() as f32;
+    let mean = want.iter().sum::<f32>() / n;
+    let sd = (want.iter().map(|w| (w - mean).powi(2)).sum::<f32>() / n).sqrt();
+    let rms = (got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).powi(2))
+        .sum::<f32>()
+        / n)
+        .sqrt();
+    rms / sd
+}
 
 fn reference() -> Value {
     reference_of("marian")
@@ -219,5 +240,42 @@ fn t5_tokenizers_encode_and_decode_as_t5_tokenizer() {
                 case["ids"]
             );
         }
+    }
+}
+
+/// Q8_0 in memory moves logits by a bounded amount.
+#[test]
+fn q8_0_stays_within_tolerance() {
+    for family in ["marian", "t5"] {
+        let files = Seq2SeqFiles::in_dir(&model_dir(family)).unwrap();
+        let q = Seq2Seq::load(family, &files, Some(GgmlDType::Q8_0)).unwrap();
+        assert!(q.info().format.contains("Q8_0"));
+        let r = reference_of(family);
+        let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
+        let (mut worst, mut same, mut total) = (0f32, 0, 0);
+        for case in r["greedy"].as_array().unwrap() {
+            let input = encode(&q, case["text"].as_str().unwrap());
+            let want: Vec<f32> = case["first_logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            let got = q.first_logits(&input).unwrap();
+            worst = worst.max(relative_rms(&got, &want));
+            let got = &q.generate_ids(&[input], &[max_new]).unwrap()[0].ids;
+            let want_ids = ids(&case["output_ids"]);
+            same += got
+                .iter()
+                .zip(&want_ids)
+                .take_while(|(a, b)| a == b)
+                .count();
+            total += want_ids.len();
+        }
+        eprintln!(
+            "{family} q8_0: first-logit error {:.2}% of their spread, greedy prefix agreement {same}/{total}",
+            worst * 100.0
+        );
+        assert!(worst < Q8_LOGIT_TOL, "{family}: {worst}");
     }
 }
