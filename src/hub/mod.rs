@@ -9,6 +9,7 @@
 pub mod download;
 mod local;
 pub mod manifest;
+pub mod seq2seq;
 
 use std::path::{Path, PathBuf};
 
@@ -403,7 +404,7 @@ fn resolve_hub(
 }
 
 /// Shard file names listed by a `model.safetensors.index.json`.
-fn index_shards(index: &Path) -> Result<Vec<String>> {
+pub(crate) fn index_shards(index: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index)
         .map_err(|e| Error::model(format!("cannot read {}: {e}", index.display())))?;
     let json: serde_json::Value = serde_json::from_str(&text)

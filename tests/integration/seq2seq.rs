@@ -47,8 +47,10 @@ fn load() -> Seq2Seq {
 }
 
 fn load_family(family: &str) -> Seq2Seq {
-    let files = Seq2SeqFiles::in_dir(&model_dir(family)).unwrap();
-    Seq2Seq::load(family, &files, None).unwrap()
+    let files = Seq2SeqFiles::in_dir(family, &model_dir(family))
+        .unwrap()
+        .unwrap();
+    Seq2Seq::load(&files, None).unwrap()
 }
 
 fn marian(m: &Seq2Seq) -> &glot::engine::seq2seq::vocab::MarianVocab {
@@ -247,8 +249,10 @@ fn t5_tokenizers_encode_and_decode_as_t5_tokenizer() {
 #[test]
 fn q8_0_stays_within_tolerance() {
     for family in ["marian", "t5"] {
-        let files = Seq2SeqFiles::in_dir(&model_dir(family)).unwrap();
-        let q = Seq2Seq::load(family, &files, Some(GgmlDType::Q8_0)).unwrap();
+        let files = Seq2SeqFiles::in_dir(family, &model_dir(family))
+            .unwrap()
+            .unwrap();
+        let q = Seq2Seq::load(&files, Some(GgmlDType::Q8_0)).unwrap();
         assert!(q.info().format.contains("Q8_0"));
         let r = reference_of(family);
         let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;

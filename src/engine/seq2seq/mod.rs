@@ -9,7 +9,6 @@ pub mod marian;
 pub mod t5;
 pub mod vocab;
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -19,6 +18,7 @@ use candle_nn::VarBuilder;
 use crate::engine::generate::StopReason;
 use crate::engine::{read_json, snapshot_of, ModelInfo};
 use crate::error::Error;
+pub use crate::hub::seq2seq::{Family, Seq2SeqFiles};
 use candle_core::quantized::GgmlDType;
 use marian::{Marian, MarianConfig};
 use t5::{T5Config, T5};
@@ -184,97 +184,6 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// The families of translation models glot runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Helsinki-NLP opus-mt: one language pair (or a group) per model.
-    Marian,
-    /// MADLAD-400 and flan-t5.
-    T5,
-}
-
-/// The files of a translation model as its repository publishes them.
-#[derive(Debug, Clone)]
-pub struct Seq2SeqFiles {
-    pub family: Family,
-    pub config: PathBuf,
-    pub weights: Vec<PathBuf>,
-    pub generation_config: Option<PathBuf>,
-    /// Marian: `source.spm` and `vocab.json`.
-    pub source_spm: Option<PathBuf>,
-    pub vocab: Option<PathBuf>,
-    /// T5: `tokenizer.json`, or `spiece.model` to build one from.
-    pub tokenizer: Option<PathBuf>,
-    pub spiece: Option<PathBuf>,
-}
-
-impl Seq2SeqFiles {
-    /// The family a `config.json` describes, if it is a translation model.
-    pub fn family_of(config: &serde_json::Value) -> Option<Family> {
-        match config.get("model_type").and_then(|v| v.as_str()) {
-            Some("marian") => Some(Family::Marian),
-            Some("t5") | Some("mt5") => Some(Family::T5),
-            _ => None,
-        }
-    }
-
-    /// The files in a local folder, which must hold a Marian or T5 model.
-    pub fn in_dir(dir: &Path) -> Result<Self> {
-        let file = |name: &str| {
-            let p = dir.join(name);
-            p.is_file().then_some(p)
-        };
-        let need = |name: &str| -> Result<PathBuf> {
-            file(name).ok_or_else(|| {
-                Error::ModelFileMissing {
-                    path: dir.to_path_buf(),
-                    what: name.to_string(),
-                }
-                .into()
-            })
-        };
-        let config = need("config.json")?;
-        let family = Self::family_of(&read_json(&config)?).ok_or_else(|| {
-            Error::model(format!(
-                "{}: not a Marian or T5 translation model",
-                config.display()
-            ))
-        })?;
-        let weights = crate::hub::safetensors_in(dir)?;
-        if weights.is_empty() {
-            return Err(Error::ModelFileMissing {
-                path: dir.to_path_buf(),
-                what: "*.safetensors weights (pickled .bin weights are never loaded)".into(),
-            }
-            .into());
-        }
-        let mut files = Seq2SeqFiles {
-            family,
-            config,
-            weights,
-            generation_config: file("generation_config.json"),
-            source_spm: None,
-            vocab: None,
-            tokenizer: None,
-            spiece: None,
-        };
-        match family {
-            Family::Marian => {
-                files.source_spm = Some(need("source.spm")?);
-                files.vocab = Some(need("vocab.json")?);
-            }
-            Family::T5 => {
-                files.tokenizer = file("tokenizer.json");
-                files.spiece = file("spiece.model");
-                if files.tokenizer.is_none() && files.spiece.is_none() {
-                    need("tokenizer.json")?;
-                }
-            }
-        }
-        Ok(files)
-    }
-}
-
 /// A model's vocabulary: text to ids and back.
 pub enum Vocab {
     Marian(Box<MarianVocab>),
@@ -323,8 +232,9 @@ pub struct Seq2Seq {
 
 impl Seq2Seq {
     /// Loads the model in f32, or with its matrices quantized to `quant`.
-    pub fn load(id: &str, files: &Seq2SeqFiles, quant: Option<GgmlDType>) -> Result<Self> {
+    pub fn load(files: &Seq2SeqFiles, quant: Option<GgmlDType>) -> Result<Self> {
         let start = Instant::now();
+        let id = files.id.as_str();
         let device = Device::Cpu;
         let json = read_json(&files.config)?;
         let gen = match &files.generation_config {

@@ -1,0 +1,411 @@
+//! Translation models (Marian, T5): the files they are published with, and
+//! the registry of opus-mt language pairs that `--model opus-mt` chooses
+//! from.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use super::download::{Fetcher, FileRef};
+use super::manifest::Manifest;
+use crate::error::Error;
+
+/// The families of translation models glot runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Helsinki-NLP opus-mt: one language pair (or group) per model.
+    Marian,
+    /// MADLAD-400 and flan-t5.
+    T5,
+}
+
+impl Family {
+    /// The family a `config.json` describes, if it is a translation model.
+    pub fn of_config(config: &serde_json::Value) -> Option<Family> {
+        match config.get("model_type").and_then(|v| v.as_str()) {
+            Some("marian") => Some(Family::Marian),
+            Some("t5") | Some("mt5") => Some(Family::T5),
+            _ => None,
+        }
+    }
+
+    /// The family a manifest's `architecture` names.
+    pub fn of_architecture(arch: &str) -> Option<Family> {
+        match arch {
+            "marian" => Some(Family::Marian),
+            "t5" => Some(Family::T5),
+            _ => None,
+        }
+    }
+}
+
+/// The files of a translation model, resolved to local paths.
+#[derive(Debug, Clone)]
+pub struct Seq2SeqFiles {
+    /// What the user called the model (shown in outputs and manifests).
+    pub id: String,
+    pub family: Family,
+    pub config: PathBuf,
+    pub weights: Vec<PathBuf>,
+    pub generation_config: Option<PathBuf>,
+    /// Marian: `source.spm` and `vocab.json`.
+    pub source_spm: Option<PathBuf>,
+    pub vocab: Option<PathBuf>,
+    /// T5: `tokenizer.json`, or `spiece.model` to build one from.
+    pub tokenizer: Option<PathBuf>,
+    pub spiece: Option<PathBuf>,
+}
+
+impl Seq2SeqFiles {
+    /// Sorts files by name into roles; `origin` names where they came from.
+    pub fn from_named(
+        id: &str,
+        family: Family,
+        paths: &[(String, PathBuf)],
+        origin: &str,
+    ) -> Result<Self> {
+        let named = |n: &str| {
+            paths
+                .iter()
+                .find(|(f, _)| f.rsplit('/').next() == Some(n))
+                .map(|(_, p)| p.clone())
+        };
+        let need = |n: &str| -> Result<PathBuf> {
+            named(n).ok_or_else(|| Error::model(format!("{origin}: no {n}")).into())
+        };
+        let weights: Vec<PathBuf> = paths
+            .iter()
+            .filter(|(f, _)| f.ends_with(".safetensors"))
+            .map(|(_, p)| p.clone())
+            .collect();
+        if weights.is_empty() {
+            return Err(Error::model(format!(
+                "{origin}: no *.safetensors weights (pickled .bin weights are never loaded)"
+            ))
+            .into());
+        }
+        let mut files = Seq2SeqFiles {
+            id: id.to_string(),
+            family,
+            config: need("config.json")?,
+            weights,
+            generation_config: named("generation_config.json"),
+            source_spm: None,
+            vocab: None,
+            tokenizer: None,
+            spiece: None,
+        };
+        match family {
+            Family::Marian => {
+                files.source_spm = Some(need("source.spm")?);
+                files.vocab = Some(need("vocab.json")?);
+            }
+            Family::T5 => {
+                files.tokenizer = named("tokenizer.json");
+                files.spiece = named("spiece.model");
+                if files.tokenizer.is_none() && files.spiece.is_none() {
+                    need("tokenizer.json")?;
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// The files in a local folder holding a Marian or T5 model; `None` when
+    /// its config describes another kind of model.
+    pub fn in_dir(id: &str, dir: &Path) -> Result<Option<Self>> {
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            return Ok(None);
+        }
+        let Some(family) = Family::of_config(&crate::engine::read_json(&config)?) else {
+            return Ok(None);
+        };
+        let mut paths = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            if p.is_file() {
+                let name = p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                paths.push((name, p));
+            }
+        }
+        // Shards named by an index, when there is one.
+        let shards = super::safetensors_in(dir)?;
+        paths.retain(|(n, _)| !n.ends_with(".safetensors"));
+        for s in shards {
+            let name = s
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            paths.push((name, s));
+        }
+        Self::from_named(id, family, &paths, &dir.display().to_string()).map(Some)
+    }
+
+    /// Fetches what a family needs from a hub repository at `revision`.
+    pub fn fetch(
+        id: &str,
+        family: Family,
+        repo: &str,
+        revision: &str,
+        fetcher: &Fetcher,
+        origin: &str,
+    ) -> Result<Self> {
+        let get = |file: &str, required: bool| {
+            fetcher.fetch(
+                &FileRef {
+                    repo,
+                    revision,
+                    file,
+                    origin,
+                    model: id,
+                },
+                required,
+            )
+        };
+        let mut paths = Vec::new();
+        let mut add = |name: &str, p: Option<PathBuf>| {
+            if let Some(p) = p {
+                paths.push((name.to_string(), p));
+            }
+        };
+        add("config.json", get("config.json", true)?);
+        add(
+            "generation_config.json",
+            get("generation_config.json", false)?,
+        );
+        match family {
+            Family::Marian => {
+                add("source.spm", get("source.spm", true)?);
+                add("vocab.json", get("vocab.json", true)?);
+            }
+            Family::T5 => match get("tokenizer.json", false)? {
+                Some(p) => add("tokenizer.json", Some(p)),
+                None => add("spiece.model", get("spiece.model", true)?),
+            },
+        }
+        let shards = match get("model.safetensors.index.json", false)? {
+            Some(index) => super::index_shards(&index)?,
+            None => vec!["model.safetensors".to_string()],
+        };
+        for shard in shards {
+            let p = get(&shard, true).map_err(|e| {
+                let hint = if family == Family::Marian && revision == "main" {
+                    format!(
+                        "; many opus-mt repositories have safetensors only in a conversion pull request: try --model hf:{repo}@refs/pr/N"
+                    )
+                } else {
+                    String::new()
+                };
+                e.context(format!(
+                    "{repo}@{revision} has no {shard} (pickled weights are never loaded){hint}"
+                ))
+            })?;
+            add(&shard, p);
+        }
+        Self::from_named(id, family, &paths, origin)
+    }
+
+    /// Fetches every file a manifest of a translation model lists.
+    pub fn from_manifest(m: &Manifest, family: Family, fetcher: &Fetcher) -> Result<Self> {
+        let origin = format!("manifest {}", m.origin);
+        let mut paths = Vec::new();
+        for (repo, file) in m.files() {
+            let f = FileRef {
+                repo: &repo.repo,
+                revision: &repo.revision,
+                file,
+                origin: &origin,
+                model: &m.id,
+            };
+            let p = fetcher
+                .fetch(&f, true)?
+                .expect("required files are fetched or fail");
+            paths.push((file.to_string(), p));
+        }
+        Self::from_named(&m.id, family, &paths, &origin)
+    }
+}
+
+/// One opus-mt model: a source and target language and where it lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    pub from: String,
+    pub to: String,
+    pub repo: String,
+    /// The revision with safetensors weights (a conversion pull request,
+    /// `refs/pr/N`, for many of these repositories).
+    #[serde(default = "main")]
+    pub revision: String,
+    /// Token that selects the target language of a multilingual model.
+    #[serde(default)]
+    pub target_token: Option<String>,
+}
+
+fn main() -> String {
+    "main".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    pair: Vec<Pair>,
+}
+
+/// How to get from one language to another with opus-mt models.
+#[derive(Debug, Clone)]
+pub enum Route<'a> {
+    Direct(&'a Pair),
+    /// Through English: two models, one after the other.
+    Pivot(&'a Pair, &'a Pair),
+}
+
+/// The opus-mt pairs glot knows (`models/opus-mt.toml`).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    pub pairs: Vec<Pair>,
+}
+
+/// Language of a pair entry matching `code`: exactly, or by its base
+/// language (`pt-BR` → `pt`) when the entry has no subtag.
+fn matches(entry: &str, code: &str) -> bool {
+    let base = |c: &str| c.split('-').next().unwrap_or(c).to_ascii_lowercase();
+    entry.eq_ignore_ascii_case(code) || (!entry.contains('-') && base(code) == entry)
+}
+
+impl Registry {
+    pub fn builtin() -> Self {
+        Self::parse(include_str!("../../models/opus-mt.toml")).expect("built-in registry parses")
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let f: RegistryFile =
+            toml::from_str(text).map_err(|e| Error::model(format!("opus-mt registry: {e}")))?;
+        Ok(Registry { pairs: f.pair })
+    }
+
+    /// The model from `from` into `to`; an entry for the exact subtag wins.
+    pub fn direct(&self, from: &str, to: &str) -> Option<&Pair> {
+        let candidates = || {
+            self.pairs
+                .iter()
+                .filter(|p| matches(&p.from, from) && matches(&p.to, to))
+        };
+        candidates()
+            .find(|p| p.to.eq_ignore_ascii_case(to))
+            .or_else(|| candidates().next())
+    }
+
+    /// A direct model, or two through English; an error that lists what
+    /// exists for each language otherwise.
+    pub fn route(&self, from: &str, to: &str) -> Result<Route<'_>> {
+        if let Some(p) = self.direct(from, to) {
+            return Ok(Route::Direct(p));
+        }
+        if let (Some(a), Some(b)) = (self.direct(from, "en"), self.direct("en", to)) {
+            if !matches("en", from) && !matches("en", to) {
+                return Ok(Route::Pivot(a, b));
+            }
+        }
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let out_of = list(self.from_language(from).map(|p| p.to.clone()).collect());
+        let into = list(self.into_language(to).map(|p| p.from.clone()).collect());
+        Err(Error::model(format!(
+            "no opus-mt model translates {from} into {to}, directly or through English; known models from {from} into: {out_of}; into {to} from: {into} (see `glot models pairs`; --model madlad400-3b covers 400+ languages)"
+        ))
+        .into())
+    }
+
+    pub fn from_language<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a Pair> + 'a {
+        self.pairs.iter().filter(move |p| matches(&p.from, code))
+    }
+
+    pub fn into_language<'a>(&'a self, code: &'a str) -> impl Iterator<Item = &'a Pair> + 'a {
+        self.pairs.iter().filter(move |p| matches(&p.to, code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[[pair]]
+from = "en"
+to = "de"
+repo = "Helsinki-NLP/opus-mt-en-de"
+revision = "refs/pr/4"
+
+[[pair]]
+from = "fi"
+to = "en"
+repo = "Helsinki-NLP/opus-mt-fi-en"
+
+[[pair]]
+from = "en"
+to = "zh"
+repo = "Helsinki-NLP/opus-mt-en-zh"
+target_token = ">>cmn_Hans<<"
+
+[[pair]]
+from = "en"
+to = "zh-Hant"
+repo = "Helsinki-NLP/opus-mt-en-zh"
+target_token = ">>cmn_Hant<<"
+"#;
+
+    #[test]
+    fn routes_direct_through_english_or_not_at_all() {
+        let r = Registry::parse(SAMPLE).unwrap();
+        assert!(
+            matches!(r.route("en", "de").unwrap(), Route::Direct(p) if p.revision == "refs/pr/4")
+        );
+        match r.route("fi", "de").unwrap() {
+            Route::Pivot(a, b) => {
+                assert_eq!(a.repo, "Helsinki-NLP/opus-mt-fi-en");
+                assert_eq!(b.repo, "Helsinki-NLP/opus-mt-en-de");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = r.route("de", "fi").unwrap_err().to_string();
+        assert!(e.contains("no opus-mt model translates de into fi"), "{e}");
+        assert!(e.contains("into fi from: none"), "{e}");
+    }
+
+    #[test]
+    fn subtags_pick_their_own_entry_or_the_base_language() {
+        let r = Registry::parse(SAMPLE).unwrap();
+        let token = |to: &str| r.direct("en", to).unwrap().target_token.clone().unwrap();
+        assert_eq!(token("zh-Hant"), ">>cmn_Hant<<");
+        assert_eq!(token("zh"), ">>cmn_Hans<<");
+        assert_eq!(token("zh-Hans"), ">>cmn_Hans<<");
+        assert!(r.direct("en-GB", "de").is_some());
+    }
+
+    #[test]
+    fn the_builtin_registry_covers_twenty_pairs_with_english() {
+        let r = Registry::builtin();
+        let with_english = r
+            .pairs
+            .iter()
+            .filter(|p| p.from == "en" || p.to == "en")
+            .count();
+        assert!(with_english >= 20, "{with_english}");
+        for p in &r.pairs {
+            crate::hub::manifest::check_repo_id(&p.repo).unwrap();
+        }
+    }
+}
