@@ -1,6 +1,7 @@
 //! Tasks: what to ask the model for each chunk, and how to put the answers
 //! together.
 
+pub mod mt;
 pub mod summarize;
 pub mod translate;
 
@@ -21,6 +22,16 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds what another stretch of work cost.
+    pub fn absorb(&mut self, other: &Usage) {
+        self.calls += other.calls;
+        self.prompt_tokens += other.prompt_tokens;
+        self.generated_tokens += other.generated_tokens;
+        self.prefill_secs += other.prefill_secs;
+        self.decode_secs += other.decode_secs;
+        self.capped_calls += other.capped_calls;
+    }
+
     fn add(&mut self, c: &Completion) {
         self.calls += 1;
         self.prompt_tokens += c.prompt_tokens;

@@ -138,8 +138,8 @@ fn pack(
 }
 
 /// Ranges of a paragraph, each within budget: sentences, or smaller pieces
-/// of sentences that alone exceed it.
-fn split_paragraph(
+/// of sentences that alone exceed it. What lies between them is whitespace.
+pub fn split_paragraph(
     text: &str,
     para: Range<usize>,
     budget: usize,

@@ -92,6 +92,14 @@ pub struct Output {
     pub stop: StopReason,
 }
 
+/// Outputs of one batch and where its time went.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub outputs: Vec<Output>,
+    pub encode_secs: f64,
+    pub decode_secs: f64,
+}
+
 /// Greedy decoding of a batch: `inputs` are source ids, `max_new[i]` caps
 /// sentence i. Finished sentences leave the batch, so a long one does not
 /// keep short ones computing.
@@ -101,11 +109,16 @@ pub fn greedy<M: EncoderDecoder>(
     max_new: &[usize],
     special: &Special,
     device: &Device,
-) -> Result<Vec<Output>> {
+) -> Result<Generation> {
     let b = inputs.len();
     if b == 0 {
-        return Ok(Vec::new());
+        return Ok(Generation {
+            outputs: Vec::new(),
+            encode_secs: 0.0,
+            decode_secs: 0.0,
+        });
     }
+    let started = Instant::now();
     let s = inputs.iter().map(Vec::len).max().unwrap_or(0).max(1);
     if s > model.max_positions() {
         return Err(Error::Context(format!(
@@ -125,6 +138,8 @@ pub fn greedy<M: EncoderDecoder>(
     let ids = Tensor::from_vec(ids, (b, s), device)?;
     let mask = Tensor::from_vec(mask, (b, s), device)?;
     let mut state = model.encode(&ids, &mask)?;
+    let encode_secs = started.elapsed().as_secs_f64();
+    let decoding = Instant::now();
 
     let limit = model.max_positions();
     let caps: Vec<usize> = max_new.iter().map(|&m| m.min(limit).max(1)).collect();
@@ -170,7 +185,11 @@ pub fn greedy<M: EncoderDecoder>(
         }
         tokens = next;
     }
-    Ok(outputs)
+    Ok(Generation {
+        outputs,
+        encode_secs,
+        decode_secs: decoding.elapsed().as_secs_f64(),
+    })
 }
 
 /// Index of the first largest value, as `torch.argmax` picks it.
@@ -337,10 +356,75 @@ impl Seq2Seq {
 
     /// Greedy outputs for already-encoded sentences, as one batch.
     pub fn generate_ids(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Vec<Output>> {
+        Ok(self.generate(inputs, max_new)?.outputs)
+    }
+
+    /// Greedy outputs and timings for already-encoded sentences, as one batch.
+    pub fn generate(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Generation> {
         match &self.net {
             Net::Marian(m) => greedy(m, inputs, max_new, &self.special, &self.device),
             Net::T5(m) => greedy(m, inputs, max_new, &self.special, &self.device),
         }
+    }
+
+    /// Source tokens `text` takes, without the end token.
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
+        Ok(self.vocab.encode(text, None)?.len().saturating_sub(1))
+    }
+
+    /// The most source tokens one sentence may take, end and target tokens
+    /// included.
+    pub fn max_source_tokens(&self) -> usize {
+        match &self.net {
+            Net::Marian(m) => m.max_positions(),
+            // T5 has no position table; MADLAD was trained on 256-token
+            // inputs, so longer ones are split rather than risked.
+            Net::T5(_) => 256,
+        }
+    }
+
+    /// Translations of `texts` (into `target`, a model token such as
+    /// `>>deu<<` or `<2de>`, when the model needs one), `batch_size`
+    /// sentences at a time, similar lengths together so that little of a
+    /// batch is padding.
+    pub fn translate(
+        &self,
+        texts: &[String],
+        target: Option<&str>,
+        batch_size: usize,
+    ) -> Result<(Vec<Translated>, BatchStats)> {
+        let inputs: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.vocab.encode(t, target))
+            .collect::<Result<_>>()?;
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
+        let mut out: Vec<Option<Translated>> = vec![None; inputs.len()];
+        let mut stats = BatchStats::default();
+        for group in order.chunks(batch_size.max(1)) {
+            let batch: Vec<Vec<u32>> = group.iter().map(|&i| inputs[i].clone()).collect();
+            let caps: Vec<usize> = batch.iter().map(|ids| answer_cap(ids.len())).collect();
+            let g = self.generate(&batch, &caps)?;
+            stats.batches += 1;
+            stats.encode_secs += g.encode_secs;
+            stats.decode_secs += g.decode_secs;
+            for ((&i, ids), o) in group.iter().zip(&batch).zip(g.outputs) {
+                stats.source_tokens += ids.len();
+                stats.generated_tokens += o.ids.len();
+                let capped = o.stop == StopReason::Length;
+                stats.capped += usize::from(capped);
+                out[i] = Some(Translated {
+                    text: self.vocab.decode(&o.ids)?,
+                    capped,
+                });
+            }
+        }
+        Ok((
+            out.into_iter()
+                .map(|t| t.expect("every sentence is in a batch"))
+                .collect(),
+            stats,
+        ))
     }
 
     /// Logits of the first decoder step for one encoded sentence.
@@ -358,6 +442,31 @@ impl Seq2Seq {
         let start = Tensor::from_vec(vec![self.special.start], 1, &self.device)?;
         Ok(m.step(&mut state, &start)?.squeeze(0)?.to_vec1()?)
     }
+}
+
+/// One sentence's translation.
+#[derive(Debug, Clone)]
+pub struct Translated {
+    pub text: String,
+    /// Cut at its length cap rather than ended by the model.
+    pub capped: bool,
+}
+
+/// What a call to [`Seq2Seq::translate`] cost.
+#[derive(Debug, Clone, Default)]
+pub struct BatchStats {
+    pub batches: usize,
+    pub source_tokens: usize,
+    pub generated_tokens: usize,
+    pub encode_secs: f64,
+    pub decode_secs: f64,
+    /// Sentences cut at their length cap.
+    pub capped: usize,
+}
+
+/// Room for a translation: twice the source tokens and some.
+fn answer_cap(source_tokens: usize) -> usize {
+    source_tokens * 2 + 16
 }
 
 /// Ids the model must never produce: `bad_words_ids` entries of one token,

@@ -1,0 +1,298 @@
+//! Whole-document translation with a dedicated translation model (Marian,
+//! T5): every unit is cut into sentences, all sentences go through the
+//! model in batches, and each unit is put back together with its own
+//! spacing, line breaks and markup.
+//!
+//! These models take one sentence and give one back, with no instructions:
+//! there is nothing to ask again. A unit whose placeholders do not come
+//! back keeps its source text, and a sentence that comes back empty keeps
+//! its own; both are counted, never dropped.
+
+use anyhow::Result;
+
+use super::translate::Translation;
+use super::{wrong_language, Usage};
+use crate::engine::seq2seq::Seq2Seq;
+use crate::markup::{strip_placeholders, Markup};
+use crate::text::chunk::split_paragraph;
+
+/// What the task needs from a sentence translator.
+pub trait SentenceModel {
+    /// Source tokens `text` takes.
+    fn count_tokens(&self, text: &str) -> Result<usize>;
+    /// The most source tokens one sentence may take.
+    fn max_tokens(&self) -> usize;
+    /// Translations of `sentences`, in order, and what they cost.
+    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)>;
+}
+
+/// A loaded translation model, with the target token it needs (if any).
+pub struct Mt<'a> {
+    pub model: &'a Seq2Seq,
+    pub target: Option<String>,
+    pub batch_size: usize,
+}
+
+/// Tokens kept free for the end token and a target-language token.
+const RESERVED: usize = 2;
+
+impl SentenceModel for Mt<'_> {
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.model.count_tokens(text)
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.model
+            .max_source_tokens()
+            .saturating_sub(RESERVED)
+            .max(1)
+    }
+
+    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+        let (out, stats) =
+            self.model
+                .translate(sentences, self.target.as_deref(), self.batch_size)?;
+        let usage = Usage {
+            calls: stats.batches,
+            prompt_tokens: stats.source_tokens,
+            generated_tokens: stats.generated_tokens,
+            prefill_secs: stats.encode_secs,
+            decode_secs: stats.decode_secs,
+            capped_calls: stats.capped,
+        };
+        Ok((out.into_iter().map(|t| t.text).collect(), usage))
+    }
+}
+
+/// Two models one after the other: source → English → target.
+pub struct Pivot<'a> {
+    pub first: &'a mut dyn SentenceModel,
+    pub second: &'a mut dyn SentenceModel,
+}
+
+impl SentenceModel for Pivot<'_> {
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.first.count_tokens(text)
+    }
+
+    fn max_tokens(&self) -> usize {
+        self.first.max_tokens()
+    }
+
+    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+        let (middle, mut usage) = self.first.translate(sentences)?;
+        let (out, second) = self.second.translate(&middle)?;
+        usage.absorb(&second);
+        Ok((out, usage))
+    }
+}
+
+/// Languages written without spaces between sentences.
+fn spaceless(code: Option<&str>) -> bool {
+    let base = code.map(|c| c.split('-').next().unwrap_or(c));
+    matches!(base, Some("zh" | "ja" | "th" | "lo" | "km" | "my"))
+}
+
+/// A piece of a unit: a sentence (or part of one over the model's limit).
+struct Segment {
+    unit: usize,
+    range: std::ops::Range<usize>,
+    /// Index into the sentences sent to the model; `None` for pieces with
+    /// no letters (numbers, code placeholders), kept as they are.
+    sent: Option<usize>,
+}
+
+/// Translates the units of `doc` into the language `target_code` names.
+pub fn translate(
+    model: &mut dyn SentenceModel,
+    doc: &Markup,
+    target_code: Option<&str>,
+) -> Result<Translation> {
+    let budget = model.max_tokens();
+    let mut segments = Vec::new();
+    let mut to_send: Vec<String> = Vec::new();
+    for (u, unit) in doc.units().iter().enumerate() {
+        let text = unit.text();
+        let counter = |s: &str| model.count_tokens(s);
+        for range in split_paragraph(text, 0..text.len(), budget, &counter)? {
+            let piece = &text[range.clone()];
+            let sent = strip_placeholders(piece)
+                .chars()
+                .any(char::is_alphabetic)
+                .then(|| {
+                    to_send.push(piece.to_string());
+                    to_send.len() - 1
+                });
+            segments.push(Segment {
+                unit: u,
+                range,
+                sent,
+            });
+        }
+    }
+    let (answers, usage) = model.translate(&to_send)?;
+    anyhow::ensure!(
+        answers.len() == to_send.len(),
+        "the model returned {} translations for {} sentences",
+        answers.len(),
+        to_send.len()
+    );
+
+    let join_tight = spaceless(target_code);
+    let mut outputs = Vec::with_capacity(doc.units().len());
+    let (mut untranslated, mut broken, mut wrong) = (0, 0, 0);
+    let mut segs = segments.iter().peekable();
+    for (u, unit) in doc.units().iter().enumerate() {
+        let text = unit.text();
+        let mut joined = String::new();
+        let mut end = 0;
+        let mut empty = false;
+        while let Some(s) = segs.next_if(|s| s.unit == u) {
+            let gap = &text[end..s.range.start];
+            // A space between two sentences has no place in Chinese or
+            // Japanese; line breaks stay.
+            if !(join_tight && !gap.contains('\n') && !joined.is_empty()) {
+                joined.push_str(gap);
+            }
+            match s.sent {
+                Some(i) if !answers[i].trim().is_empty() => joined.push_str(answers[i].trim()),
+                Some(_) => {
+                    empty = true;
+                    joined.push_str(&text[s.range.clone()]);
+                }
+                None => joined.push_str(&text[s.range.clone()]),
+            }
+            end = s.range.end;
+        }
+        joined.push_str(&text[end..]);
+        match doc.restore_unit(u, &joined) {
+            Ok(restored) => {
+                untranslated += usize::from(empty);
+                wrong += usize::from(wrong_language(&strip_placeholders(&joined), target_code));
+                outputs.push(restored);
+            }
+            Err(_) => {
+                untranslated += 1;
+                broken += 1;
+                outputs.push(doc.source()[unit.range.clone()].to_string());
+            }
+        }
+    }
+    Ok(Translation {
+        text: doc.assemble(&outputs, target_code),
+        chunks: usage.calls,
+        paragraphs: doc.units().len(),
+        retried_chunks: 0,
+        untranslated,
+        broken_markup: broken,
+        wrong_language: wrong,
+        usage,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::markup::Format;
+
+    /// Upper-cases each sentence and counts one token per word; drops
+    /// placeholders when `lose_markup`, answers nothing for "SILENT".
+    struct Upper {
+        lose_markup: bool,
+        seen: Vec<String>,
+    }
+
+    impl SentenceModel for Upper {
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            Ok(text.split_whitespace().count())
+        }
+        fn max_tokens(&self) -> usize {
+            6
+        }
+        fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+            self.seen.extend(sentences.iter().cloned());
+            let out = sentences
+                .iter()
+                .map(|s| {
+                    if s.contains("silent") {
+                        String::new()
+                    } else if self.lose_markup {
+                        strip_placeholders(s).to_uppercase()
+                    } else {
+                        s.to_uppercase()
+                    }
+                })
+                .collect();
+            let usage = Usage {
+                calls: 1,
+                ..Usage::default()
+            };
+            Ok((out, usage))
+        }
+    }
+
+    fn upper() -> Upper {
+        Upper {
+            lose_markup: false,
+            seen: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sentences_go_one_by_one_and_units_keep_their_shape() {
+        let src = "# A title\n\nOne sentence here. Another one follows!\n\n- item one\n- item 42\n\n```\ncode stays\n```\n";
+        let doc = Markup::parse(src.to_string(), Format::Markdown);
+        let mut m = upper();
+        let t = translate(&mut m, &doc, Some("de")).unwrap();
+        assert_eq!(
+            t.text,
+            "# A TITLE\n\nONE SENTENCE HERE. ANOTHER ONE FOLLOWS!\n\n- ITEM ONE\n- ITEM 42\n\n```\ncode stays\n```\n"
+        );
+        assert!(m.seen.contains(&"One sentence here.".to_string()));
+        assert!(m.seen.contains(&"Another one follows!".to_string()));
+        assert_eq!(t.untranslated, 0);
+    }
+
+    #[test]
+    fn long_sentences_are_cut_to_the_model_limit_and_joined() {
+        let long = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13.";
+        let doc = Markup::parse(long.to_string(), Format::Text);
+        let mut m = upper();
+        let t = translate(&mut m, &doc, None).unwrap();
+        assert_eq!(t.text, long.to_uppercase());
+        assert!(m.seen.len() >= 3);
+        assert!(m.seen.iter().all(|s| s.split_whitespace().count() <= 6));
+    }
+
+    #[test]
+    fn lost_markup_keeps_the_source_and_empty_answers_keep_their_sentence() {
+        let src = "Some *bold* words here.\n\nPlain text. A silent one.";
+        let doc = Markup::parse(src.to_string(), Format::Markdown);
+        let mut m = Upper {
+            lose_markup: true,
+            seen: Vec::new(),
+        };
+        let t = translate(&mut m, &doc, None).unwrap();
+        assert_eq!(
+            t.text,
+            "Some *bold* words here.\n\nPLAIN TEXT. A silent one."
+        );
+        assert_eq!((t.untranslated, t.broken_markup), (2, 1));
+    }
+
+    #[test]
+    fn no_space_between_sentences_in_japanese() {
+        let doc = Markup::parse("First one. Second one.\nThird.".to_string(), Format::Text);
+        let t = translate(&mut upper(), &doc, Some("ja")).unwrap();
+        assert_eq!(t.text, "FIRST ONE.SECOND ONE.\nTHIRD.");
+    }
+
+    #[test]
+    fn pieces_without_letters_are_not_sent() {
+        let doc = Markup::parse("2026\n\nSee `x = 1` now.".to_string(), Format::Markdown);
+        let mut m = upper();
+        let t = translate(&mut m, &doc, None).unwrap();
+        assert_eq!(t.text, "2026\n\nSEE `x = 1` NOW.");
+        assert_eq!(m.seen.len(), 1);
+    }
+}
