@@ -47,6 +47,10 @@ pub struct ModelSettings {
     pub offline: bool,
     pub load: LoadOptions,
     pub sampling: Option<Sampling>,
+    /// In-memory quantization of translation models.
+    pub quantize: Option<candle_core::quantized::GgmlDType>,
+    /// Sentences per batch for translation models.
+    pub batch_size: usize,
 }
 
 pub struct OutputSettings {
@@ -270,6 +274,10 @@ fn model(m: &ModelArgs, s: &SamplingArgs, offline: bool) -> Result<ModelSettings
             max_context: m.max_context.map(|n| n as usize),
         },
         sampling: sampling(s)?,
+        quantize: m.quantize.map(|q| match q {
+            crate::cli::Quantize::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
+        }),
+        batch_size: m.batch_size as usize,
     })
 }
 

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod generate;
 pub mod languages;
 pub mod models;
+pub mod mt;
 pub mod summarize;
 pub mod translate;
 
@@ -31,6 +32,35 @@ pub struct Prepared {
 }
 
 pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
+    let Read {
+        doc,
+        markup,
+        main_text,
+        detected,
+        prompts,
+    } = read(s, printer)?;
+    let llm = load_model(&s.model, printer, true)?;
+    Ok(Prepared {
+        doc,
+        markup,
+        main_text,
+        detected,
+        prompts,
+        llm,
+    })
+}
+
+/// A document read and understood, before any model is chosen.
+pub struct Read {
+    pub doc: glot::input::Document,
+    pub markup: Markup,
+    pub main_text: String,
+    pub detected: Option<glot::text::lang::Detected>,
+    pub prompts: glot::prompt::Prompts,
+}
+
+/// Reads the document, its structure and language, and the prompts.
+pub fn read(s: &DocumentSettings, printer: &Printer) -> Result<Read> {
     let doc = glot::input::read(&s.input, s.lossy)?;
     if doc.replaced > 0 {
         printer.warn(format!(
@@ -65,14 +95,12 @@ pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
         ));
     }
     let prompts = glot::prompt::Prompts::load(s.prompts.as_deref())?;
-    let llm = load_model(&s.model, printer, true)?;
-    Ok(Prepared {
+    Ok(Read {
         doc,
         markup,
         main_text,
         detected,
         prompts,
-        llm,
     })
 }
 
@@ -95,6 +123,7 @@ pub fn resolve_model(
     offline: bool,
 ) -> Result<glot::hub::ModelFiles> {
     let catalog = glot::hub::manifest::Catalog::load()?;
+    mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
     let fetcher = fetcher(offline, printer);
     glot::hub::resolve(
         m.spec.as_deref(),
@@ -152,8 +181,18 @@ pub struct Timings {
 impl Timings {
     /// Phases of a run that started at `start` with `llm`.
     pub fn new(llm: &Llm, prefill_secs: f64, decode_secs: f64, start: std::time::Instant) -> Self {
+        Self::of(llm.info(), prefill_secs, decode_secs, start)
+    }
+
+    /// Phases of a run that started at `start` with the model `info` describes.
+    pub fn of(
+        info: &glot::engine::ModelInfo,
+        prefill_secs: f64,
+        decode_secs: f64,
+        start: std::time::Instant,
+    ) -> Self {
         Timings {
-            load_secs: llm.info().load_secs,
+            load_secs: info.load_secs,
             prefill_secs,
             decode_secs,
             total_secs: start.elapsed().as_secs_f64(),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use glot::hub::download::{Fetcher, FileRef};
 use glot::hub::manifest::{Catalog, Manifest};
+use glot::hub::seq2seq::{parse_pair, Family, Registry, Route, Seq2SeqFiles};
 use glot::hub::{self, ModelRef};
 use glot::Error;
 use indicatif::HumanBytes;
@@ -26,7 +27,76 @@ pub fn run(s: ModelsSettings, printer: &Printer) -> Result<()> {
             download(&catalog, &fetcher, model.as_deref(), printer)
         }
         ModelsCommand::Remove { model } => remove(&catalog, &fetcher, &model),
+        ModelsCommand::Pairs { language, format } => pairs(language.as_deref(), format),
     }
+}
+
+#[derive(Serialize)]
+struct PairRow<'a> {
+    from: &'a str,
+    to: &'a str,
+    repo: &'a str,
+    revision: &'a str,
+    target_token: Option<&'a str>,
+}
+
+/// The registry, or what it has from and into one language.
+fn pairs(language: Option<&str>, format: Format) -> Result<()> {
+    let registry = Registry::builtin();
+    let code = match language {
+        Some(l) => Some(glot::text::lang::resolve(l)?.code),
+        None => None,
+    };
+    let rows: Vec<PairRow> = registry
+        .pairs
+        .iter()
+        .filter(|p| {
+            code.as_deref().is_none_or(|c| {
+                registry.from_language(c).any(|q| std::ptr::eq(q, *p))
+                    || registry.into_language(c).any(|q| std::ptr::eq(q, *p))
+            })
+        })
+        .map(|p| PairRow {
+            from: &p.from,
+            to: &p.to,
+            repo: &p.repo,
+            revision: &p.revision,
+            target_token: p.target_token.as_deref(),
+        })
+        .collect();
+    if format == Format::Json {
+        let mut json = serde_json::to_string_pretty(&rows)?;
+        json.push('\n');
+        return glot::output::emit(None, &json);
+    }
+    let mut out = String::new();
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<8} {:<8} {}@{}{}\n",
+            r.from,
+            r.to,
+            r.repo,
+            r.revision,
+            r.target_token.map(|t| format!(" {t}")).unwrap_or_default()
+        ));
+    }
+    if let Some(c) = &code {
+        let into: Vec<&str> = registry.into_language(c).map(|p| p.from.as_str()).collect();
+        let from: Vec<&str> = registry.from_language(c).map(|p| p.to.as_str()).collect();
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(" ")
+            }
+        };
+        out.push_str(&format!(
+            "\n{c} → {}; {} → {c}; other pairs with {c} go through English when both halves exist\n",
+            list(&from),
+            list(&into),
+        ));
+    }
+    glot::output::emit(None, &out)
 }
 
 fn manifest<'a>(catalog: &'a Catalog, name: &str) -> Result<&'a Manifest> {
@@ -224,6 +294,27 @@ fn download(
     printer: &Printer,
 ) -> Result<()> {
     let warn = |msg: &str| printer.warn(msg);
+    if let Some((from, to)) = name.and_then(parse_pair) {
+        let registry = Registry::builtin();
+        let pairs = match registry.route(from, to)? {
+            Route::Direct(p) => vec![p],
+            Route::Pivot(a, b) => vec![a, b],
+        };
+        for p in pairs {
+            let files = super::mt::fetch_pair(p, fetcher)?;
+            glot::output::emit(
+                None,
+                &format!(
+                    "{} ({}→{}): ready in {}\n",
+                    files.id,
+                    p.from,
+                    p.to,
+                    fetcher.cache_dir()?.display()
+                ),
+            )?;
+        }
+        return Ok(());
+    }
     match hub::model_ref(name, catalog)? {
         ModelRef::Local(p) => Err(Error::Usage(format!(
             "`{p}` is a local path: there is nothing to download"
@@ -247,6 +338,21 @@ fn download(
                 ),
             )
         }
+        ModelRef::Hub(h) if h.file.is_none() && translation_repo(&h, fetcher, name)?.is_some() => {
+            let family = translation_repo(&h, fetcher, name)?.expect("checked");
+            let spec = name.unwrap_or_default();
+            let origin = format!("glot models download {spec}");
+            let files =
+                Seq2SeqFiles::fetch(spec, family, &h.repo, &h.revision, fetcher, &origin, spec)?;
+            glot::output::emit(
+                None,
+                &format!(
+                    "{}: ready in {}\n",
+                    files.id,
+                    fetcher.cache_dir()?.display()
+                ),
+            )
+        }
         ModelRef::Hub(_) => {
             let files = hub::resolve(name, None, catalog, fetcher)?;
             glot::output::emit(
@@ -259,6 +365,31 @@ fn download(
             )
         }
     }
+}
+
+/// The family of a hub repository whose config.json describes a
+/// translation model.
+fn translation_repo(
+    h: &hub::HubSpec,
+    fetcher: &Fetcher,
+    name: Option<&str>,
+) -> Result<Option<Family>> {
+    let spec = name.unwrap_or_default();
+    let origin = format!("glot models download {spec}");
+    let config = fetcher.fetch(
+        &FileRef {
+            repo: &h.repo,
+            revision: &h.revision,
+            file: "config.json",
+            origin: &origin,
+            model: spec,
+        },
+        false,
+    )?;
+    Ok(match config {
+        Some(c) => Family::of_config(&glot::engine::read_json(&c)?),
+        None => None,
+    })
 }
 
 /// Deletes the snapshot links of the model's files and the blobs that no

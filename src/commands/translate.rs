@@ -8,7 +8,7 @@ use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, prepare, Logged, Prepared, Timings};
+use super::{emit, load_model, mt, read, Logged, Read, Timings};
 use crate::printer::Printer;
 use crate::settings::TranslateSettings;
 
@@ -29,14 +29,13 @@ struct Report<'a> {
 
 pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
-    let Prepared {
+    let Read {
         doc,
         markup,
         detected,
         prompts,
-        mut llm,
         ..
-    } = prepare(&s.doc, printer)?;
+    } = read(&s.doc, printer)?;
     let detected_source = detected.as_ref().and_then(Detected::reliable_language);
     let source = s.source.as_ref().or(detected_source);
     if let Some(d) = detected.as_ref().filter(|d| d.reliable) {
@@ -47,21 +46,36 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             ));
         }
     }
-    let req = Request {
-        target: s.target.name.clone(),
-        target_code: Some(s.target.code.clone()),
-        source: source.map(|l| l.name.clone()),
+    let legs = mt::legs(&s.doc.model, source, &s.target, printer)?;
+    let sentences = legs.is_some();
+    let (t, info) = match legs {
+        Some(legs) => {
+            let mut engine = mt::Engine::load(legs, &s.target, &s.doc.model, printer)?;
+            (
+                engine.translate(&markup, &s.target, printer)?,
+                engine.info(),
+            )
+        }
+        None => {
+            let mut llm = load_model(&s.doc.model, printer, true)?;
+            let req = Request {
+                target: s.target.name.clone(),
+                target_code: Some(s.target.code.clone()),
+                source: source.map(|l| l.name.clone()),
+            };
+            let t = translate::translate(
+                &mut Logged {
+                    model: &mut llm,
+                    printer,
+                    calls: 0,
+                },
+                &prompts,
+                &markup,
+                &req,
+            )?;
+            (t, llm.info().clone())
+        }
     };
-    let t = translate::translate(
-        &mut Logged {
-            model: &mut llm,
-            printer,
-            calls: 0,
-        },
-        &prompts,
-        &markup,
-        &req,
-    )?;
     if t.retried_chunks > 0 {
         printer.info(format!(
             "{} chunk(s) came back with the wrong number of paragraphs and were redone paragraph by paragraph",
@@ -89,25 +103,32 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         ));
     }
     if t.usage.capped_calls > 0 {
-        printer.warn(format!(
-            "{} of {} model call(s) reached their length cap: parts of the translation may be incomplete",
-            t.usage.capped_calls, t.usage.calls
-        ));
+        printer.warn(if sentences {
+            format!(
+                "{} sentence(s) reached their length cap: parts of the translation may be incomplete",
+                t.usage.capped_calls
+            )
+        } else {
+            format!(
+                "{} of {} model call(s) reached their length cap: parts of the translation may be incomplete",
+                t.usage.capped_calls, t.usage.calls
+            )
+        });
     }
     printer.info(format!(
-        "{} unit(s) of text in {} chunk(s), {} model call(s)",
+        "{} unit(s) of text in {} chunk(s) or batch(es), {} model call(s)",
         t.paragraphs, t.chunks, t.usage.calls
     ));
     let report = Report {
         task: "translate",
         input: &doc.name,
         input_format: markup.format(),
-        model: llm.info(),
+        model: &info,
         source_language: source,
         detected_language: detected.as_ref(),
         target_language: &s.target,
         translation: &t,
-        timings: Timings::new(&llm, t.usage.prefill_secs, t.usage.decode_secs, start),
+        timings: Timings::of(&info, t.usage.prefill_secs, t.usage.decode_secs, start),
     };
     emit(&s.doc.output, &t.text, &report)
 }

@@ -357,7 +357,8 @@ fn effective_context(model: usize, user: Option<usize>) -> usize {
     }
 }
 
-pub(crate) fn read_json(path: &Path) -> Result<Value> {
+/// Reads a JSON file; invalid JSON is a model error naming the file.
+pub fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text)

@@ -247,8 +247,8 @@ impl SpModel {
     /// `spiece.model` when a repository has no `tokenizer.json`: the
     /// pieces plus `extra_ids` sentinels `<extra_id_N>` (highest N first),
     /// text split on whitespace before the unigram model, no byte fallback,
-    /// and the control, unknown and user-defined pieces (MADLAD's `<2xx>`)
-    /// as special tokens.
+    /// the control and unknown pieces as special tokens, and user-defined
+    /// pieces (MADLAD's `<2xx>`) as whole tokens that decoding keeps.
     pub fn to_t5_tokenizer(&self, extra_ids: usize) -> Result<Tokenizer> {
         let mut vocab: Vec<(String, f64)> = self
             .pieces
@@ -277,14 +277,17 @@ impl SpModel {
         let mut special: Vec<AddedToken> = self
             .pieces
             .iter()
-            .filter(|p| {
-                matches!(
-                    p.kind,
-                    PieceKind::Control | PieceKind::Unknown | PieceKind::UserDefined
-                )
-            })
+            .filter(|p| matches!(p.kind, PieceKind::Control | PieceKind::Unknown))
             .map(|p| AddedToken::from(p.text.clone(), true))
             .collect();
+        let user: Vec<AddedToken> = self
+            .pieces
+            .iter()
+            .filter(|p| p.kind == PieceKind::UserDefined)
+            .map(|p| AddedToken::from(p.text.clone(), false))
+            .collect();
+        tok.add_tokens(user)
+            .map_err(|e| anyhow!("user-defined pieces: {e}"))?;
         special.extend((0..extra_ids).map(|i| AddedToken::from(format!("<extra_id_{i}>"), true)));
         tok.add_special_tokens(special)
             .map_err(|e| anyhow!("special pieces: {e}"))?;

@@ -148,7 +148,9 @@ impl Seq2SeqFiles {
         Self::from_named(id, family, &paths, &dir.display().to_string()).map(Some)
     }
 
-    /// Fetches what a family needs from a hub repository at `revision`.
+    /// Fetches what a family needs from a hub repository at `revision`;
+    /// `download_name` is what `glot models download` takes to fetch it.
+    #[allow(clippy::too_many_arguments)]
     pub fn fetch(
         id: &str,
         family: Family,
@@ -156,6 +158,7 @@ impl Seq2SeqFiles {
         revision: &str,
         fetcher: &Fetcher,
         origin: &str,
+        download_name: &str,
     ) -> Result<Self> {
         let get = |file: &str, required: bool| {
             fetcher.fetch(
@@ -164,7 +167,7 @@ impl Seq2SeqFiles {
                     revision,
                     file,
                     origin,
-                    model: id,
+                    model: download_name,
                 },
                 required,
             )
@@ -278,6 +281,21 @@ pub struct Registry {
 fn matches(entry: &str, code: &str) -> bool {
     let base = |c: &str| c.split('-').next().unwrap_or(c).to_ascii_lowercase();
     entry.eq_ignore_ascii_case(code) || (!entry.contains('-') && base(code) == entry)
+}
+
+impl Pair {
+    /// The name `glot models download` takes for this pair.
+    pub fn download_name(&self) -> String {
+        format!("opus-mt:{}-{}", self.from, self.to)
+    }
+}
+
+/// `SRC-TGT` of `opus-mt:SRC-TGT`; language codes may carry subtags
+/// (`en-zh-Hant`), so the source is the first part.
+pub fn parse_pair(spec: &str) -> Option<(&str, &str)> {
+    let rest = spec.strip_prefix("opus-mt:")?;
+    rest.split_once('-')
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
 }
 
 impl Registry {

@@ -54,6 +54,7 @@ fn repos() -> HashMap<String, Repo> {
             Repo {
                 files: base.clone(),
                 token: None,
+                ..Repo::default()
             },
         ),
         (
@@ -61,6 +62,7 @@ fn repos() -> HashMap<String, Repo> {
             Repo {
                 files: gguf.clone(),
                 token: None,
+                ..Repo::default()
             },
         ),
         (
@@ -68,6 +70,7 @@ fn repos() -> HashMap<String, Repo> {
             Repo {
                 files: gguf,
                 token: Some(TOKEN.into()),
+                ..Repo::default()
             },
         ),
         (
@@ -75,6 +78,7 @@ fn repos() -> HashMap<String, Repo> {
             Repo {
                 files: base,
                 token: Some(TOKEN.into()),
+                ..Repo::default()
             },
         ),
         (
@@ -82,6 +86,7 @@ fn repos() -> HashMap<String, Repo> {
             Repo {
                 files: llama,
                 token: None,
+                ..Repo::default()
             },
         ),
     ])

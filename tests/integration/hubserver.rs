@@ -19,6 +19,8 @@ pub struct Repo {
     pub files: HashMap<String, Vec<u8>>,
     /// Requests must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// The branch the files are on, when not `main` (`refs/pr/4`).
+    pub revision: Option<String>,
 }
 
 /// What to do wrong for a file.
@@ -218,7 +220,9 @@ fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>, port: u16) {
             return error(&mut stream, "403 Forbidden", "GatedRepo", head);
         }
     }
-    if revision != "main" && revision != COMMIT {
+    // hf-hub sends a revision as one segment, its slashes percent-encoded.
+    let revision = revision.replace("%2F", "/").replace("%2f", "/");
+    if revision != repo.revision.as_deref().unwrap_or("main") && revision != COMMIT {
         return error(&mut stream, "404 Not Found", "RevisionNotFound", head);
     }
     let Some(bytes) = repo.files.get(file).cloned() else {

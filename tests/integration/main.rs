@@ -9,6 +9,7 @@ mod detection;
 mod documents;
 mod hub;
 mod hubserver;
+mod mt;
 mod parity;
 mod segmentation;
 mod seq2seq;

@@ -1,0 +1,315 @@
+//! Translation models for `--model`: which one (or two, through English)
+//! translates a document, loading them, and running the sentence task.
+
+use anyhow::Result;
+use glot::engine::seq2seq::{Seq2Seq, Vocab};
+use glot::engine::ModelInfo;
+use glot::hub::manifest::Catalog;
+use glot::hub::seq2seq::{Family, Registry, Route, Seq2SeqFiles};
+use glot::hub::{model_ref, ModelRef};
+use glot::markup::Markup;
+use glot::task::mt::{Mt, Pivot, SentenceModel};
+use glot::task::translate::Translation;
+use glot::task::Usage;
+use glot::text::lang::Language;
+
+use super::fetcher;
+use crate::printer::Printer;
+use crate::settings::ModelSettings;
+
+/// One model of a translation, with the target token it is given.
+pub struct Leg {
+    pub files: Seq2SeqFiles,
+    /// `>>deu<<` for multilingual opus-mt models, from the registry.
+    pub target_token: Option<String>,
+}
+
+/// Whether `--model` names a translation model rather than a chat model.
+/// Only `opus-mt` needs the source language; it is an error without one.
+pub fn legs(
+    m: &ModelSettings,
+    source: Option<&Language>,
+    target: &Language,
+    printer: &Printer,
+) -> Result<Option<Vec<Leg>>> {
+    let Some(spec) = m.spec.as_deref() else {
+        return Ok(None);
+    };
+    let fetcher = fetcher(m.offline, printer);
+    if spec.eq_ignore_ascii_case("opus-mt") {
+        let source = source.ok_or_else(|| {
+            glot::Error::Language(
+                "--model opus-mt picks a model by language pair, and the article's language is unknown: pass --from"
+                    .into(),
+            )
+        })?;
+        let registry = Registry::builtin();
+        let pairs = match registry.route(&source.code, &target.code)? {
+            Route::Direct(p) => vec![p],
+            Route::Pivot(a, b) => {
+                printer.info(format!(
+                    "no opus-mt model translates {} into {}: going through English with {} and {}",
+                    source.name, target.name, a.repo, b.repo
+                ));
+                vec![a, b]
+            }
+        };
+        let mut legs = Vec::new();
+        for p in pairs {
+            legs.push(Leg {
+                files: fetch_pair(p, &fetcher)?,
+                target_token: p.target_token.clone(),
+            });
+        }
+        return Ok(Some(legs));
+    }
+    let catalog = Catalog::load()?;
+    let files = match model_ref(Some(spec), &catalog)? {
+        ModelRef::Local(path) => Seq2SeqFiles::in_dir(spec, std::path::Path::new(path))?,
+        ModelRef::Manifest(man) => match Family::of_architecture(&man.architecture) {
+            Some(family) => Some(Seq2SeqFiles::from_manifest(man, family, &fetcher)?),
+            None => None,
+        },
+        ModelRef::Hub(h) if h.file.is_none() => {
+            let origin = format!("--model {spec}");
+            let config = fetcher.fetch(
+                &glot::hub::download::FileRef {
+                    repo: &h.repo,
+                    revision: &h.revision,
+                    file: "config.json",
+                    origin: &origin,
+                    model: spec,
+                },
+                false,
+            )?;
+            let family = match config {
+                Some(c) => Family::of_config(&glot::engine::read_json(&c)?),
+                None => None,
+            };
+            match family {
+                Some(f) => Some(Seq2SeqFiles::fetch(
+                    spec,
+                    f,
+                    &h.repo,
+                    &h.revision,
+                    &fetcher,
+                    &origin,
+                    spec,
+                )?),
+                None => None,
+            }
+        }
+        ModelRef::Hub(_) => None,
+    };
+    Ok(files.map(|files| {
+        vec![Leg {
+            files,
+            target_token: None,
+        }]
+    }))
+}
+
+/// The files of one registry pair, fetched if need be.
+pub fn fetch_pair(
+    p: &glot::hub::seq2seq::Pair,
+    fetcher: &glot::hub::download::Fetcher,
+) -> Result<Seq2SeqFiles> {
+    let origin = format!("--model opus-mt ({}→{})", p.from, p.to);
+    Seq2SeqFiles::fetch(
+        &p.repo,
+        Family::Marian,
+        &p.repo,
+        &p.revision,
+        fetcher,
+        &origin,
+        &p.download_name(),
+    )
+}
+
+/// A clear error when a chat model is needed and `spec` names a
+/// translation model (summaries, `glot generate`, batch summaries).
+pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result<()> {
+    let Some(spec) = spec else {
+        return Ok(());
+    };
+    let family = if spec.eq_ignore_ascii_case("opus-mt") {
+        Some(Family::Marian)
+    } else {
+        match model_ref(Some(spec), catalog) {
+            Ok(ModelRef::Local(path)) => {
+                let config = std::path::Path::new(path).join("config.json");
+                match config.is_file() {
+                    true => Family::of_config(&glot::engine::read_json(&config)?),
+                    false => None,
+                }
+            }
+            Ok(ModelRef::Manifest(man)) => Family::of_architecture(&man.architecture),
+            _ => None,
+        }
+    };
+    match family {
+        Some(f) => Err(glot::Error::Usage(format!(
+            "{spec} is a translation model ({}): it can only translate; summaries need a chat model such as qwen3-4b",
+            match f {
+                Family::Marian => "Marian",
+                Family::T5 => "T5",
+            }
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// Loaded translation models, run one after the other.
+pub struct Engine {
+    models: Vec<(Seq2Seq, Option<String>)>,
+    batch_size: usize,
+}
+
+impl Engine {
+    /// Loads every leg and settles its target token.
+    pub fn load(
+        legs: Vec<Leg>,
+        target: &Language,
+        m: &ModelSettings,
+        printer: &Printer,
+    ) -> Result<Self> {
+        let count = legs.len();
+        let mut models = Vec::new();
+        for (i, leg) in legs.into_iter().enumerate() {
+            printer.info(format!("loading model {}", leg.files.id));
+            let model = Seq2Seq::load(&leg.files, m.quantize)?;
+            let info = model.info();
+            printer.info(format!(
+                "loaded {} ({}, {}) in {:.2}s",
+                info.id, info.architecture, info.format, info.load_secs
+            ));
+            // Only the last leg writes the target language.
+            let token = match leg.target_token {
+                Some(t) => Some(t),
+                None if i + 1 == count => target_token(&model, target)?,
+                None => None,
+            };
+            models.push((model, token));
+        }
+        Ok(Engine {
+            models,
+            batch_size: m.batch_size,
+        })
+    }
+
+    /// The model, or the chain of models, as outputs describe it.
+    pub fn info(&self) -> ModelInfo {
+        let mut info = self.models[0].0.info().clone();
+        if self.models.len() > 1 {
+            info.id = self
+                .models
+                .iter()
+                .map(|(m, _)| m.info().id.as_str())
+                .collect::<Vec<_>>()
+                .join(" → ");
+            info.revision = None;
+            info.load_secs = self.models.iter().map(|(m, _)| m.info().load_secs).sum();
+        }
+        info
+    }
+
+    /// Translates `doc`'s units into `target`, logging batches with `-v`.
+    pub fn translate(
+        &mut self,
+        doc: &Markup,
+        target: &Language,
+        printer: &Printer,
+    ) -> Result<Translation> {
+        let mut legs: Vec<Logged> = self
+            .models
+            .iter()
+            .map(|(model, token)| Logged {
+                inner: Mt {
+                    model,
+                    target: token.clone(),
+                    batch_size: self.batch_size,
+                },
+                printer,
+            })
+            .collect();
+        let code = Some(target.code.as_str());
+        match legs.as_mut_slice() {
+            [one] => glot::task::mt::translate(one, doc, code),
+            [first, second] => glot::task::mt::translate(&mut Pivot { first, second }, doc, code),
+            _ => unreachable!("one model or two"),
+        }
+    }
+}
+
+/// The token that makes a multilingual model write `target`: `<2de>` for
+/// MADLAD, `>>de<<` or similar for opus-mt models with several targets.
+fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
+    let base = target.code.split('-').next().unwrap_or(&target.code);
+    match model.vocab() {
+        Vocab::T5(_) => {
+            let candidates = [format!("<2{}>", target.code), format!("<2{base}>")];
+            match candidates.iter().find(|c| model.vocab().has(c)) {
+                Some(c) => Ok(Some(c.clone())),
+                None => Err(glot::Error::model(format!(
+                    "{} has no {} token: it cannot be told to write {}",
+                    model.info().id,
+                    candidates[1],
+                    target.name
+                ))
+                .into()),
+            }
+        }
+        Vocab::Marian(v) => {
+            let tokens = v.target_tokens();
+            if tokens.is_empty() {
+                return Ok(None);
+            }
+            let candidates = [format!(">>{}<<", target.code), format!(">>{base}<<")];
+            match candidates.iter().find(|c| tokens.contains(&c.as_str())) {
+                Some(c) => Ok(Some(c.clone())),
+                None => Err(glot::Error::model(format!(
+                    "{} writes several languages and has no {} token; it has: {}",
+                    model.info().id,
+                    candidates[1],
+                    tokens
+                        .iter()
+                        .take(12)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ))
+                .into()),
+            }
+        }
+    }
+}
+
+/// A sentence model that reports each call on stderr with `-v`.
+struct Logged<'a> {
+    inner: Mt<'a>,
+    printer: &'a Printer,
+}
+
+impl SentenceModel for Logged<'_> {
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.inner.count_tokens(text)
+    }
+    fn max_tokens(&self) -> usize {
+        self.inner.max_tokens()
+    }
+    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+        let (out, u) = self.inner.translate(sentences)?;
+        self.printer.info(format!(
+            "{}: {} sentence(s) in {} batch(es), {} source tokens ({:.0} tok/s), {} new tokens ({:.1} tok/s)",
+            self.inner.model.info().id,
+            sentences.len(),
+            u.calls,
+            u.prompt_tokens,
+            u.prompt_tokens as f64 / u.prefill_secs.max(1e-9),
+            u.generated_tokens,
+            u.generated_tokens as f64 / u.decode_secs.max(1e-9),
+        ));
+        Ok((out, u))
+    }
+}

@@ -1,0 +1,365 @@
+//! `glot translate` with translation models through the real binary: local
+//! Marian and T5 folders, `--model opus-mt` choosing pairs from the
+//! registry on a local hub (conversion-PR revisions, routes through
+//! English), `--quantize`, and the errors around them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::hubserver::{Hub, Repo};
+use crate::util::{fixtures, glot, model_dir, run, stderr, stdout};
+
+fn ok(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "stderr: {}", stderr(o));
+    stdout(o)
+}
+
+fn fails_with(o: &std::process::Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Download progress may come first; the error is one line, the last.
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(last.contains(needle), "expected `{needle}` in: {err}");
+}
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+const ARTICLE: &str = "# The tram\n\nThe new tram line opened on Monday. It runs every ten minutes, even at night.\n\n```\nkeep = true\n```\n\n- First stop\n- Second stop\n";
+
+fn article(dir: &Path) -> String {
+    let p = dir.join("article.md");
+    std::fs::write(&p, ARTICLE).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn translate(home: &Path, args: &[&str]) -> std::process::Output {
+    let mut c = glot(home);
+    c.arg("translate").args(args);
+    run(c, None)
+}
+
+#[test]
+fn a_marian_folder_translates_sentences_and_keeps_the_structure() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = article(home.path());
+    let model = model_dir("marian");
+    let o = translate(
+        home.path(),
+        &[
+            &doc,
+            "--to",
+            "de",
+            "--model",
+            model.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    let r = json(&o);
+    assert_eq!(r["model"]["architecture"], "marian");
+    let text = r["text"].as_str().unwrap();
+    assert!(text.starts_with("# "), "{text}");
+    assert!(text.contains("\n```\nkeep = true\n```\n"), "{text}");
+    assert_eq!(text.matches("\n- ").count(), 2, "{text}");
+    assert_ne!(text, ARTICLE);
+    // Four units, five sentences, one batch of them.
+    assert_eq!(r["paragraphs"], 4);
+    assert_eq!(r["usage"]["calls"], 1);
+    // A smaller batch size takes more calls and gives the same text.
+    let o = translate(
+        home.path(),
+        &[
+            &doc,
+            "--to",
+            "de",
+            "--model",
+            model.to_str().unwrap(),
+            "--format",
+            "json",
+            "--batch-size",
+            "2",
+        ],
+    );
+    let small = json(&o);
+    assert_eq!(small["usage"]["calls"], 3);
+    assert_eq!(small["text"], r["text"]);
+}
+
+#[test]
+fn q8_0_quantization_is_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = article(home.path());
+    let model = model_dir("marian");
+    let o = translate(
+        home.path(),
+        &[
+            &doc,
+            "--to",
+            "de",
+            "--model",
+            model.to_str().unwrap(),
+            "--quantize",
+            "q8_0",
+            "--format",
+            "json",
+        ],
+    );
+    let r = json(&o);
+    assert!(
+        r["model"]["format"].as_str().unwrap().contains("Q8_0"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_t5_folder_is_told_the_target_with_its_language_tag() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = article(home.path());
+    let model = model_dir("t5");
+    let m = model.to_str().unwrap();
+    let yo = json(&translate(
+        home.path(),
+        &[&doc, "--to", "yo", "--model", m, "--format", "json"],
+    ));
+    let fr = json(&translate(
+        home.path(),
+        &[&doc, "--to", "fr", "--model", m, "--format", "json"],
+    ));
+    assert_eq!(yo["model"]["architecture"], "t5");
+    assert_ne!(yo["text"], fr["text"], "the tag changes the output");
+    let o = translate(home.path(), &[&doc, "--to", "pl", "--model", m]);
+    fails_with(&o, "has no <2pl> token");
+}
+
+#[test]
+fn translation_models_do_not_summarize() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = article(home.path());
+    let mut c = glot(home.path());
+    c.args([
+        "summarize",
+        &doc,
+        "--model",
+        model_dir("marian").to_str().unwrap(),
+    ]);
+    fails_with(&run(c, None), "is a translation model (Marian)");
+}
+
+/// The Marian fixture published under the registry's names: en→de only on
+/// its conversion-PR revision, fi→en on main.
+fn opus_hub() -> Hub {
+    let files: HashMap<String, Vec<u8>> = [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "source.spm",
+        "target.spm",
+        "vocab.json",
+        "tokenizer_config.json",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read(model_dir("marian").join(f)).unwrap(),
+        )
+    })
+    .collect();
+    let mut main_without_weights = files.clone();
+    main_without_weights.remove("model.safetensors");
+    Hub::start(HashMap::from([
+        (
+            "Helsinki-NLP/opus-mt-en-de".to_string(),
+            Repo {
+                files: files.clone(),
+                revision: Some("refs/pr/4".into()),
+                ..Repo::default()
+            },
+        ),
+        (
+            "Helsinki-NLP/opus-mt-fi-en".to_string(),
+            Repo {
+                files,
+                ..Repo::default()
+            },
+        ),
+        (
+            "Helsinki-NLP/opus-mt-en-sv".to_string(),
+            Repo {
+                files: main_without_weights,
+                ..Repo::default()
+            },
+        ),
+    ]))
+}
+
+fn online(home: &Path, hub: &Hub, args: &[&str]) -> std::process::Output {
+    let mut c = glot(home);
+    c.env("HF_ENDPOINT", &hub.url)
+        .env_remove("HF_HUB_OFFLINE")
+        .env("GLOT_HUB_TIMEOUT", "3")
+        .args(args);
+    run(c, None)
+}
+
+#[test]
+fn opus_mt_picks_the_pair_and_goes_through_english_when_it_must() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = opus_hub();
+    let doc = article(home.path());
+    let direct = online(
+        home.path(),
+        &hub,
+        &[
+            "translate",
+            &doc,
+            "--from",
+            "en",
+            "--to",
+            "de",
+            "--model",
+            "opus-mt",
+            "--format",
+            "json",
+        ],
+    );
+    let direct = json(&direct);
+    assert_eq!(direct["model"]["id"], "Helsinki-NLP/opus-mt-en-de");
+    assert!(
+        hub.log()
+            .iter()
+            .any(|l| l
+                .contains("/Helsinki-NLP/opus-mt-en-de/resolve/refs%2Fpr%2F4/model.safetensors"))
+    );
+
+    let o = online(
+        home.path(),
+        &hub,
+        &[
+            "translate",
+            &doc,
+            "--from",
+            "fi",
+            "--to",
+            "de",
+            "--model",
+            "opus-mt",
+            "--format",
+            "json",
+            "-v",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("going through English"),
+        "{}",
+        stderr(&o)
+    );
+    let pivot = json(&o);
+    assert_eq!(
+        pivot["model"]["id"],
+        "Helsinki-NLP/opus-mt-fi-en → Helsinki-NLP/opus-mt-en-de"
+    );
+    // Every sentence went through both models: twice the calls, another text.
+    assert_eq!(pivot["usage"]["calls"], 2);
+    assert_ne!(pivot["text"], direct["text"]);
+    assert!(pivot["text"]
+        .as_str()
+        .unwrap()
+        .contains("```\nkeep = true\n```"));
+
+    // Now both are cached: offline works, and `models download` names pairs.
+    let mut c = glot(home.path());
+    c.args([
+        "translate",
+        &doc,
+        "--from",
+        "fi",
+        "--to",
+        "de",
+        "--model",
+        "opus-mt",
+    ]);
+    ok(&run(c, None));
+    let o = online(home.path(), &hub, &["models", "download", "opus-mt:fi-de"]);
+    let out = ok(&o);
+    assert!(
+        out.contains("opus-mt-fi-en") && out.contains("opus-mt-en-de"),
+        "{out}"
+    );
+}
+
+#[test]
+fn opus_mt_errors_say_what_exists_and_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = opus_hub();
+    let doc = article(home.path());
+    let o = online(
+        home.path(),
+        &hub,
+        &[
+            "translate",
+            &doc,
+            "--from",
+            "fi",
+            "--to",
+            "ko",
+            "--model",
+            "opus-mt",
+        ],
+    );
+    fails_with(&o, "no opus-mt model translates fi into ko");
+    let o = online(
+        home.path(),
+        &hub,
+        &[
+            "translate",
+            &doc,
+            "--from",
+            "en",
+            "--to",
+            "sv",
+            "--model",
+            "opus-mt",
+        ],
+    );
+    fails_with(&o, "@refs/pr/N");
+    let o = translate(
+        home.path(),
+        &[&doc, "--from", "fi", "--to", "de", "--model", "opus-mt"],
+    );
+    fails_with(&o, "glot models download opus-mt:fi-en");
+    let plain = fixtures().join("documents/notes.txt");
+    let o = translate(
+        home.path(),
+        &[
+            plain.to_str().unwrap(),
+            "--to",
+            "de",
+            "--model",
+            "opus-mt",
+            "--from",
+            "auto",
+        ],
+    );
+    // The notes are English: detection gives the pair to fetch.
+    fails_with(&o, "glot models download opus-mt:en-de");
+}
+
+#[test]
+fn the_pair_registry_lists_pairs_by_language() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = glot(home.path());
+    c.args(["models", "pairs", "Finnish"]);
+    let out = ok(&run(c, None));
+    assert!(out.contains("Helsinki-NLP/opus-mt-fi-en"), "{out}");
+    assert!(out.contains("fi → en"), "{out}");
+    let mut c = glot(home.path());
+    c.args(["models", "pairs", "--format", "json"]);
+    let all: Value = serde_json::from_str(&ok(&run(c, None))).unwrap();
+    assert!(all.as_array().unwrap().len() >= 20);
+}
