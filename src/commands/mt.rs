@@ -24,26 +24,51 @@ pub struct Leg {
     pub target_token: Option<String>,
 }
 
-/// Whether `--model` names a translation model rather than a chat model.
-/// Only `opus-mt` needs the source language; it is an error without one.
-pub fn legs(
-    m: &ModelSettings,
-    source: Option<&Language>,
-    target: &Language,
-    printer: &Printer,
-) -> Result<Option<Vec<Leg>>> {
-    let Some(spec) = m.spec.as_deref() else {
-        return Ok(None);
-    };
-    let fetcher = fetcher(m.offline, printer);
-    if spec.eq_ignore_ascii_case("opus-mt") {
+/// A translation model named by `--model`: the opus-mt registry, which
+/// picks per language pair, or one model.
+pub enum Choice {
+    Registry(Registry),
+    Fixed(Box<Seq2SeqFiles>),
+}
+
+impl Choice {
+    /// What pins the outputs: the registry's content, or the model's files.
+    pub fn fingerprint(&self, m: &ModelSettings) -> serde_json::Value {
+        let quantize = m.quantize.map(|q| format!("{q:?}"));
+        match self {
+            Choice::Registry(r) => serde_json::json!({
+                "id": "opus-mt",
+                "pairs": r.pairs.iter().map(|p| format!("{}@{}{}", p.repo, p.revision, p.target_token.as_deref().unwrap_or(""))).collect::<Vec<_>>(),
+                "quantize": quantize,
+            }),
+            Choice::Fixed(f) => serde_json::json!({"files": f.fingerprint(), "quantize": quantize}),
+        }
+    }
+
+    /// The model or models that translate `source` into `target`. Only the
+    /// registry needs the source language; it is an error without one.
+    pub fn legs(
+        &self,
+        m: &ModelSettings,
+        source: Option<&Language>,
+        target: &Language,
+        printer: &Printer,
+    ) -> Result<Vec<Leg>> {
+        let registry = match self {
+            Choice::Fixed(files) => {
+                return Ok(vec![Leg {
+                    files: (**files).clone(),
+                    target_token: None,
+                }])
+            }
+            Choice::Registry(r) => r,
+        };
         let source = source.ok_or_else(|| {
             glot::Error::Language(
                 "--model opus-mt picks a model by language pair, and the article's language is unknown: pass --from"
                     .into(),
             )
         })?;
-        let registry = Registry::builtin();
         let pairs = match registry.route(&source.code, &target.code)? {
             Route::Direct(p) => vec![p],
             Route::Pivot(a, b) => {
@@ -54,15 +79,29 @@ pub fn legs(
                 vec![a, b]
             }
         };
-        let mut legs = Vec::new();
-        for p in pairs {
-            legs.push(Leg {
-                files: fetch_pair(p, &fetcher)?,
-                target_token: p.target_token.clone(),
-            });
-        }
-        return Ok(Some(legs));
+        let fetcher = fetcher(m.offline, printer);
+        pairs
+            .into_iter()
+            .map(|p| {
+                Ok(Leg {
+                    files: fetch_pair(p, &fetcher)?,
+                    target_token: p.target_token.clone(),
+                })
+            })
+            .collect()
     }
+}
+
+/// Whether `--model` names a translation model rather than a chat model;
+/// the files of a single model are fetched (unless `offline`).
+pub fn choose(m: &ModelSettings, offline: bool, printer: &Printer) -> Result<Option<Choice>> {
+    let Some(spec) = m.spec.as_deref() else {
+        return Ok(None);
+    };
+    if spec.eq_ignore_ascii_case("opus-mt") {
+        return Ok(Some(Choice::Registry(Registry::builtin())));
+    }
+    let fetcher = fetcher(offline, printer);
     let catalog = Catalog::load()?;
     let files = match model_ref(Some(spec), &catalog)? {
         ModelRef::Local(path) => Seq2SeqFiles::in_dir(spec, std::path::Path::new(path))?,
@@ -101,12 +140,20 @@ pub fn legs(
         }
         ModelRef::Hub(_) => None,
     };
-    Ok(files.map(|files| {
-        vec![Leg {
-            files,
-            target_token: None,
-        }]
-    }))
+    Ok(files.map(|f| Choice::Fixed(Box::new(f))))
+}
+
+/// The translation model(s) for `--model`, if it names one.
+pub fn legs(
+    m: &ModelSettings,
+    source: Option<&Language>,
+    target: &Language,
+    printer: &Printer,
+) -> Result<Option<Vec<Leg>>> {
+    match choose(m, m.offline, printer)? {
+        Some(c) => c.legs(m, source, target, printer).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// The files of one registry pair, fetched if need be.

@@ -215,6 +215,27 @@ impl Seq2SeqFiles {
         Self::from_named(id, family, &paths, origin)
     }
 
+    /// What pins these exact files: the hub commit of cached files, or the
+    /// paths, sizes and modification times of local ones.
+    pub fn fingerprint(&self) -> serde_json::Value {
+        let files: Vec<serde_json::Value> = std::iter::once(&self.config)
+            .chain(&self.weights)
+            .map(|p| match crate::engine::snapshot_of(p) {
+                Some(commit) => serde_json::json!(commit),
+                None => {
+                    let meta = std::fs::metadata(p).ok();
+                    let modified = meta
+                        .as_ref()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs());
+                    serde_json::json!([p, meta.map(|m| m.len()), modified])
+                }
+            })
+            .collect();
+        serde_json::json!({ "id": self.id, "files": files })
+    }
+
     /// Fetches every file a manifest of a translation model lists.
     pub fn from_manifest(m: &Manifest, family: Family, fetcher: &Fetcher) -> Result<Self> {
         let origin = format!("manifest {}", m.origin);

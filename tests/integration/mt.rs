@@ -363,3 +363,74 @@ fn the_pair_registry_lists_pairs_by_language() {
     let all: Value = serde_json::from_str(&ok(&run(c, None))).unwrap();
     assert!(all.as_array().unwrap().len() >= 20);
 }
+
+const FINNISH: &str = "Uusi raitiotielinja avattiin maanantaina kaupungin keskustassa. Vaunut kulkevat kymmenen minuutin välein myös yöllä, ja matka asemalta torille kestää vain kahdeksan minuuttia.\n";
+
+#[test]
+fn batch_picks_a_pair_per_document_and_resumes_without_loading() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = opus_hub();
+    let input = home.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("tram.md"), ARTICLE).unwrap();
+    std::fs::write(input.join("raitiotie.txt"), FINNISH).unwrap();
+    let out = home.path().join("out");
+    let args = [
+        "batch",
+        input.to_str().unwrap(),
+        "--translate",
+        "de",
+        "--model",
+        "opus-mt",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = online(home.path(), &hub, &args);
+    ok(&o);
+    let records: Vec<Value> = std::fs::read_to_string(out.join("manifest.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let model_of = |input: &str| {
+        records
+            .iter()
+            .find(|r| r["input"] == input)
+            .map(|r| (r["status"].clone(), r["model"].clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        model_of("tram.md"),
+        (
+            Value::from("done"),
+            Value::from("Helsinki-NLP/opus-mt-en-de")
+        )
+    );
+    assert_eq!(
+        model_of("raitiotie.txt"),
+        (
+            Value::from("done"),
+            Value::from("Helsinki-NLP/opus-mt-fi-en → Helsinki-NLP/opus-mt-en-de")
+        )
+    );
+    let md = std::fs::read_to_string(out.join("tram.de.md")).unwrap();
+    assert!(md.contains("```\nkeep = true\n```"), "{md}");
+    // A rerun offline has nothing to do and loads nothing.
+    let mut c = glot(home.path());
+    c.args(args);
+    let o = run(c, None);
+    ok(&o);
+    assert!(!stderr(&o).contains("loading model"), "{}", stderr(&o));
+    // Summaries need a chat model.
+    let mut c = glot(home.path());
+    c.args([
+        "batch",
+        input.to_str().unwrap(),
+        "--summarize",
+        "--model",
+        "opus-mt",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails_with(&run(c, None), "--summarize needs a chat model");
+}

@@ -18,14 +18,14 @@ use glot::batch::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
 use glot::batch::shard::Shard;
 use glot::batch::walk::{walk, Entry, Found};
 use glot::batch::{paths, settings_hash, sha256_hex, Job};
-use glot::engine::Llm;
+use glot::engine::{Llm, ModelInfo};
 use glot::markup::{Format, Markup};
 use glot::prompt::Prompts;
 use glot::task::{summarize, translate, Usage};
 use glot::text::lang;
 use serde_json::json;
 
-use super::{load_files, load_model, Logged};
+use super::{load_files, load_model, mt, Logged};
 use crate::printer::Printer;
 use crate::progress::Items;
 use crate::settings::BatchSettings;
@@ -51,7 +51,16 @@ struct Run<'a> {
     out: &'a Path,
     files: Option<glot::hub::ModelFiles>,
     model: Option<Llm>,
+    /// A translation model (or the opus-mt registry) instead of a chat model.
+    mt: Option<mt::Choice>,
+    /// Translation models loaded so far, by language pair.
+    engines: std::collections::HashMap<String, mt::Engine>,
+    /// The model the current item was made with, when not the chat model.
+    used: Option<ModelInfo>,
 }
+
+/// Translation models kept loaded at once (each opus-mt model is about 300 MB).
+const MAX_ENGINES: usize = 4;
 
 pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     let out = s.selection.out.clone();
@@ -63,18 +72,46 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     // The exact model files go into every item's settings, so a changed
     // model (another revision, a replaced local file) redoes the work. A
     // dry run never downloads: without the files, everything is to do.
-    let files = match super::resolve_model(&s.model, printer, s.model.offline || s.dry_run) {
-        Ok(files) => Some(files),
+    let offline = s.model.offline || s.dry_run;
+    let without_files = |e: anyhow::Error| {
+        printer.warn(format!(
+            "{e:#}: without the model's files, every item counts as to do"
+        ));
+    };
+    let choice = match mt::choose(&s.model, offline, printer) {
+        Ok(c) => c,
         Err(e) if s.dry_run => {
-            printer.warn(format!(
-                "{e:#}: without the model's files, every item counts as to do"
-            ));
+            without_files(e);
             None
         }
         Err(e) => return Err(e),
     };
+    if choice.is_some() && s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. })) {
+        return Err(glot::Error::Usage(format!(
+            "{} is a translation model: --summarize needs a chat model (run the summaries separately)",
+            s.model.spec.as_deref().unwrap_or_default()
+        ))
+        .into());
+    }
+    let files = match &choice {
+        Some(_) => None,
+        None => match super::resolve_model(&s.model, printer, offline) {
+            Ok(files) => Some(files),
+            Err(e) if s.dry_run => {
+                without_files(e);
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let model_key = match &choice {
+        Some(c) => c.fingerprint(&s.model),
+        None => files
+            .as_ref()
+            .map_or_else(|| json!(s.model.spec), |f| f.fingerprint()),
+    };
     let common = json!({
-        "model": files.as_ref().map_or_else(|| json!(s.model.spec), |f| f.fingerprint()),
+        "model": model_key,
         "tokenizer": s.model.tokenizer,
         "max_context": s.model.load.max_context,
         "sampling": s.model.sampling.map(|x| json!([x.temperature, x.top_p, x.seed])),
@@ -134,6 +171,9 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         out: &out,
         files,
         model: None,
+        mt: choice,
+        engines: std::collections::HashMap::new(),
+        used: None,
     };
     let mut tally = Tally::default();
     let progress = Items::new(printer, total * planned.len());
@@ -382,6 +422,7 @@ struct Made {
 /// Runs one job on one document: the status, where the output goes, its
 /// bytes, the tokens spent, and what did not come out as asked.
 fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf) -> Result<Made> {
+    cx.used = None;
     let (text, _) = glot::input::decode(&found.relative, bytes, cx.s.lossy)?;
     let format =
         cx.s.format
@@ -438,13 +479,23 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                     wrong_language: 0,
                 });
             }
-            let req = translate::Request {
-                target: target.name.clone(),
-                target_code: Some(target.code.clone()),
-                source: source.map(|l| l.name),
+            let t = if cx.mt.is_some() {
+                let printer = cx.printer;
+                let engine = engine(cx, source.as_ref(), target)?;
+                let t = engine.translate(&markup, target, printer)?;
+                let info = engine.info();
+                cx.used = Some(info);
+                t
+            } else {
+                let req = translate::Request {
+                    target: target.name.clone(),
+                    target_code: Some(target.code.clone()),
+                    source: source.map(|l| l.name),
+                };
+                let prompts = cx.prompts;
+                translate::translate(&mut model(cx)?, prompts, &markup, &req)?
             };
-            let (printer, prompts) = (cx.printer, cx.prompts);
-            let t = translate::translate(&mut model(cx)?, prompts, &markup, &req)?;
+            let printer = cx.printer;
             if t.untranslated > 0 {
                 printer.warn(format!(
                     "{}: {} unit(s) left untranslated",
@@ -480,6 +531,33 @@ fn model<'a>(cx: &'a mut Run) -> Result<Logged<'a>> {
     })
 }
 
+/// The translation model(s) for a language pair, loaded on first use. A
+/// pair with no model fails the item; a model that cannot load, the batch.
+fn engine<'a>(
+    cx: &'a mut Run,
+    source: Option<&lang::Language>,
+    target: &lang::Language,
+) -> Result<&'a mut mt::Engine> {
+    let choice = cx.mt.as_ref().expect("called for translation models");
+    let key = match choice {
+        mt::Choice::Registry(_) => format!(
+            "{}>{}",
+            source.map_or("?", |l| l.code.as_str()),
+            target.code
+        ),
+        mt::Choice::Fixed(_) => target.code.clone(),
+    };
+    if !cx.engines.contains_key(&key) {
+        let legs = choice.legs(&cx.s.model, source, target, cx.printer)?;
+        if cx.engines.len() >= MAX_ENGINES {
+            cx.engines.clear();
+        }
+        let engine = mt::Engine::load(legs, target, &cx.s.model, cx.printer).context(Fatal)?;
+        cx.engines.insert(key.clone(), engine);
+    }
+    Ok(cx.engines.get_mut(&key).expect("just loaded"))
+}
+
 /// Marks an error that ends the whole batch rather than one item.
 #[derive(Debug)]
 struct Fatal;
@@ -508,7 +586,11 @@ fn record(
     start: Instant,
     shard: Shard,
 ) -> Record {
-    let info = cx.model.as_ref().map(|m| m.info());
+    let info = cx
+        .used
+        .clone()
+        .or_else(|| cx.model.as_ref().map(|m| m.info().clone()));
+    let info = info.as_ref();
     let (mut untranslated, mut wrong_language) = (0, 0);
     let (status, error, output, tokens) = match result {
         Ok(made) => {
