@@ -184,19 +184,33 @@ fn list(catalog: &Catalog, fetcher: &Fetcher, format: Format) -> Result<()> {
     let out = if format == Format::Json {
         serde_json::to_string_pretty(&rows)? + "\n"
     } else {
-        let mut t = format!(
-            "{:<14} {:<8} {:<20} {:>9} {:>9} {:<12} {:<6} {}\n",
-            "ID", "FAMILY", "TASKS", "LANGUAGES", "SIZE", "LICENSE", "GATED", "CACHED"
-        );
-        for r in &rows {
-            let id = if r.default {
+        let label = |r: &Row| {
+            if r.default {
                 format!("{} *", r.id)
             } else {
                 r.id.to_string()
-            };
+            }
+        };
+        let wid = rows
+            .iter()
+            .map(|r| label(r).len())
+            .max()
+            .unwrap_or(0)
+            .max(2);
+        let wfam = rows
+            .iter()
+            .map(|r| r.family.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let mut t = format!(
+            "{:<wid$} {:<wfam$} {:<20} {:>9} {:>9} {:<12} {:<6} {}\n",
+            "ID", "FAMILY", "TASKS", "LANGUAGES", "SIZE", "LICENSE", "GATED", "CACHED"
+        );
+        for r in &rows {
             t.push_str(&format!(
-                "{:<14} {:<8} {:<20} {:>9} {:>9} {:<12} {:<6} {}\n",
-                id,
+                "{:<wid$} {:<wfam$} {:<20} {:>9} {:>9} {:<12} {:<6} {}\n",
+                label(r),
                 r.family,
                 r.tasks.join(","),
                 r.languages.len(),
@@ -342,8 +356,16 @@ fn download(
             let family = translation_repo(&h, fetcher, name)?.expect("checked");
             let spec = name.unwrap_or_default();
             let origin = format!("glot models download {spec}");
-            let files =
-                Seq2SeqFiles::fetch(spec, family, &h.repo, &h.revision, fetcher, &origin, spec)?;
+            let files = Seq2SeqFiles::fetch(
+                spec,
+                family,
+                &h.repo,
+                &h.revision,
+                None,
+                fetcher,
+                &origin,
+                spec,
+            )?;
             glot::output::emit(
                 None,
                 &format!(

@@ -109,7 +109,7 @@ pub fn choose(m: &ModelSettings, offline: bool, printer: &Printer) -> Result<Opt
             Some(family) => Some(Seq2SeqFiles::from_manifest(man, family, &fetcher)?),
             None => None,
         },
-        ModelRef::Hub(h) if h.file.is_none() => {
+        ModelRef::Hub(h) if h.file.as_deref().is_none_or(|f| f.ends_with(".gguf")) => {
             let origin = format!("--model {spec}");
             let config = fetcher.fetch(
                 &glot::hub::download::FileRef {
@@ -131,6 +131,7 @@ pub fn choose(m: &ModelSettings, offline: bool, printer: &Printer) -> Result<Opt
                     f,
                     &h.repo,
                     &h.revision,
+                    h.file.as_deref(),
                     &fetcher,
                     &origin,
                     spec,
@@ -167,6 +168,7 @@ pub fn fetch_pair(
         Family::Marian,
         &p.repo,
         &p.revision,
+        None,
         fetcher,
         &origin,
         &p.download_name(),
@@ -184,7 +186,13 @@ pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result
     } else {
         match model_ref(Some(spec), catalog) {
             Ok(ModelRef::Local(path)) => {
-                let config = std::path::Path::new(path).join("config.json");
+                let path = std::path::Path::new(path);
+                let dir = if path.is_file() {
+                    path.parent().unwrap_or(std::path::Path::new("."))
+                } else {
+                    path
+                };
+                let config = dir.join("config.json");
                 match config.is_file() {
                     true => Family::of_config(&glot::engine::read_json(&config)?),
                     false => None,

@@ -22,6 +22,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "madlad400-3b.toml",
         include_str!("../../models/madlad400-3b.toml"),
     ),
+    (
+        "madlad400-3b-q4k.toml",
+        include_str!("../../models/madlad400-3b-q4k.toml"),
+    ),
 ];
 
 /// Files of one repository at one revision.

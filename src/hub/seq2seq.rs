@@ -74,11 +74,25 @@ impl Seq2SeqFiles {
         let need = |n: &str| -> Result<PathBuf> {
             named(n).ok_or_else(|| Error::model(format!("{origin}: no {n}")).into())
         };
-        let weights: Vec<PathBuf> = paths
-            .iter()
-            .filter(|(f, _)| f.ends_with(".safetensors"))
-            .map(|(_, p)| p.clone())
-            .collect();
+        let with_ext = |ext: &str| -> Vec<PathBuf> {
+            paths
+                .iter()
+                .filter(|(f, _)| f.ends_with(ext))
+                .map(|(_, p)| p.clone())
+                .collect()
+        };
+        // Safetensors when there are any, else one GGUF file (T5 only:
+        // candle's GGUF files of T5 models keep the tensors' own names).
+        let mut weights = with_ext(".safetensors");
+        if weights.is_empty() && family == Family::T5 {
+            weights = with_ext(".gguf");
+            if weights.len() > 1 {
+                return Err(Error::model(format!(
+                    "{origin}: several .gguf files: name one, as in hf:OWNER/NAME:FILE.gguf"
+                ))
+                .into());
+            }
+        }
         if weights.is_empty() {
             return Err(Error::model(format!(
                 "{origin}: no *.safetensors weights (pickled .bin weights are never loaded)"
@@ -112,9 +126,18 @@ impl Seq2SeqFiles {
         Ok(files)
     }
 
-    /// The files in a local folder holding a Marian or T5 model; `None` when
-    /// its config describes another kind of model.
-    pub fn in_dir(id: &str, dir: &Path) -> Result<Option<Self>> {
+    /// The files of a local folder holding a Marian or T5 model, or of a
+    /// T5 GGUF file with the model's other files beside it; `None` when the
+    /// config describes another kind of model.
+    pub fn in_dir(id: &str, path: &Path) -> Result<Option<Self>> {
+        if path.is_file() {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            return Ok(Self::in_dir(id, dir)?.map(|mut f| {
+                f.weights = vec![path.to_path_buf()];
+                f
+            }));
+        }
+        let dir = path;
         let config = dir.join("config.json");
         if !config.is_file() {
             return Ok(None);
@@ -148,7 +171,8 @@ impl Seq2SeqFiles {
         Self::from_named(id, family, &paths, &dir.display().to_string()).map(Some)
     }
 
-    /// Fetches what a family needs from a hub repository at `revision`;
+    /// Fetches what a family needs from a hub repository at `revision`:
+    /// `weights_file` when named (a GGUF file), else its safetensors;
     /// `download_name` is what `glot models download` takes to fetch it.
     #[allow(clippy::too_many_arguments)]
     pub fn fetch(
@@ -156,6 +180,7 @@ impl Seq2SeqFiles {
         family: Family,
         repo: &str,
         revision: &str,
+        weights_file: Option<&str>,
         fetcher: &Fetcher,
         origin: &str,
         download_name: &str,
@@ -193,9 +218,12 @@ impl Seq2SeqFiles {
                 None => add("spiece.model", get("spiece.model", true)?),
             },
         }
-        let shards = match get("model.safetensors.index.json", false)? {
-            Some(index) => super::index_shards(&index)?,
-            None => vec!["model.safetensors".to_string()],
+        let shards = match weights_file {
+            Some(f) => vec![f.to_string()],
+            None => match get("model.safetensors.index.json", false)? {
+                Some(index) => super::index_shards(&index)?,
+                None => vec!["model.safetensors".to_string()],
+            },
         };
         for shard in shards {
             let p = get(&shard, true).map_err(|e| {

@@ -434,3 +434,49 @@ fn batch_picks_a_pair_per_document_and_resumes_without_loading() {
     ]);
     fails_with(&run(c, None), "--summarize needs a chat model");
 }
+
+#[test]
+fn a_t5_gguf_file_runs_with_the_files_beside_it() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = article(home.path());
+    let dir = home.path().join("madlad");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in [
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(model_dir("t5").join(f), dir.join(f)).unwrap();
+    }
+    let gguf = dir.join("model-q8_0.gguf");
+    std::fs::copy(model_dir("t5").join("gguf/t5-q8_0.gguf"), &gguf).unwrap();
+    let r = json(&translate(
+        home.path(),
+        &[
+            &doc,
+            "--to",
+            "de",
+            "--model",
+            gguf.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(r["model"]["architecture"], "t5");
+    assert_eq!(r["model"]["format"], "gguf");
+    // The folder alone finds its one GGUF file.
+    let r = json(&translate(
+        home.path(),
+        &[
+            &doc,
+            "--to",
+            "de",
+            "--model",
+            dir.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(r["model"]["format"], "gguf");
+}

@@ -1,13 +1,178 @@
-//! A projection whose weight is dense f32 or quantized in memory at load
-//! (`--quantize q8_0`): safetensors checkpoints are published in f32/f16,
-//! and Q8_0 matmuls read a quarter of the bytes.
+//! Where a translation model's tensors come from, and its projections.
+//!
+//! Weights are read by their Hugging Face names from safetensors or from a
+//! GGUF file that keeps those names (as candle's `tensor-tools quantize`
+//! writes them, e.g. MADLAD-400's `model-q4k.gguf`). A projection's weight
+//! stays quantized when the file has it so, and can be quantized in memory
+//! at load (`--quantize q8_0`): checkpoints are published in f32/f16, and
+//! Q8_0 matmuls read a quarter of the bytes.
 
-use std::sync::Arc;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Module, Tensor};
-use candle_nn::VarBuilder;
+use anyhow::{Context, Result};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Module, Shape, Tensor};
+
+use crate::error::Error;
+
+enum Store {
+    Safetensors(MmapedSafetensors),
+    Gguf {
+        content: gguf_file::Content,
+        file: Mutex<File>,
+        path: PathBuf,
+    },
+}
+
+/// Tensors of one model under a name prefix (`model.encoder.layers.0`).
+#[derive(Clone)]
+pub struct Weights {
+    store: Arc<Store>,
+    prefix: String,
+    device: Device,
+    /// In-memory format for projections read as floats.
+    quant: Option<GgmlDType>,
+}
+
+impl Weights {
+    /// Memory-maps safetensors files (one, or the shards of an index).
+    pub fn safetensors(paths: &[PathBuf], quant: Option<GgmlDType>) -> Result<Self> {
+        // SAFETY: read-only maps of files nobody should truncate while we run.
+        let st = unsafe { MmapedSafetensors::multi(paths) }
+            .with_context(|| format!("cannot read {}", paths[0].display()))?;
+        Ok(Self::new(Store::Safetensors(st), quant))
+    }
+
+    /// Opens a GGUF file whose tensors carry Hugging Face names.
+    pub fn gguf(path: &Path, quant: Option<GgmlDType>) -> Result<Self> {
+        let mut file =
+            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| {
+            Error::model(format!(
+                "{}: not a readable GGUF file ({e})",
+                path.display()
+            ))
+        })?;
+        Ok(Self::new(
+            Store::Gguf {
+                content,
+                file: Mutex::new(file),
+                path: path.to_path_buf(),
+            },
+            quant,
+        ))
+    }
+
+    fn new(store: Store, quant: Option<GgmlDType>) -> Self {
+        Weights {
+            store: Arc::new(store),
+            prefix: String::new(),
+            device: Device::Cpu,
+            quant,
+        }
+    }
+
+    /// The same tensors under `prefix.name`.
+    pub fn pp(&self, name: impl AsRef<str>) -> Self {
+        let mut w = self.clone();
+        w.prefix = self.full(name.as_ref());
+        w
+    }
+
+    fn full(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The in-memory format asked for projections.
+    pub fn quant(&self) -> Option<GgmlDType> {
+        self.quant
+    }
+
+    /// Whether the file has `name` (under this prefix).
+    pub fn contains(&self, name: &str) -> bool {
+        let full = self.full(name);
+        match &*self.store {
+            Store::Safetensors(st) => st.get(&full).is_ok(),
+            Store::Gguf { content, .. } => content.tensor_infos.contains_key(&full),
+        }
+    }
+
+    fn check(&self, full: &str, got: &Shape, want: &Shape) -> Result<()> {
+        if got != want {
+            return Err(Error::model(format!(
+                "tensor {full} has shape {got:?}, the config implies {want:?}"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    fn qtensor(&self, full: &str) -> Result<QTensor> {
+        match &*self.store {
+            Store::Gguf {
+                content,
+                file,
+                path,
+            } => {
+                let mut f = file
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("weights file lock poisoned"))?;
+                content
+                    .tensor(&mut *f, full, &self.device)
+                    .map_err(|e| Error::model(format!("{}: {e}", path.display())).into())
+            }
+            Store::Safetensors(_) => unreachable!("only GGUF holds quantized tensors"),
+        }
+    }
+
+    /// A tensor as f32, dequantized if the file holds it quantized.
+    pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
+        let full = self.full(name);
+        let want = shape.into();
+        let t = match &*self.store {
+            Store::Safetensors(st) => st
+                .load(&full, &self.device)
+                .map_err(|e| Error::model(format!("weights: {full}: {e}")))?
+                .to_dtype(DType::F32)?,
+            Store::Gguf { .. } => self.qtensor(&full)?.dequantize(&self.device)?,
+        };
+        self.check(&full, t.shape(), &want)?;
+        Ok(t)
+    }
+
+    /// `name.weight` (out × in) and, when `bias`, `name.bias`, as a projection.
+    pub fn lin(&self, name: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Lin> {
+        let w = self.pp(name);
+        let b = if bias {
+            Some(w.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        let full = w.full("weight");
+        if let Store::Gguf { .. } = &*self.store {
+            let q = self.qtensor(&full)?;
+            self.check(&full, q.shape(), &Shape::from((out_dim, in_dim)))?;
+            if !matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+                return Ok(Lin {
+                    weight: QMatMul::from_arc(Arc::new(q))?,
+                    bias: b,
+                });
+            }
+        }
+        Lin::new(w.get((out_dim, in_dim), "weight")?, b, self.quant)
+    }
+}
 
 /// Weight (out × in) and optional bias of one projection.
 pub struct Lin {
@@ -16,24 +181,8 @@ pub struct Lin {
 }
 
 impl Lin {
-    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`); quantizes
-    /// the weight when asked and its rows fit the format's blocks.
-    pub fn load(
-        vb: &VarBuilder,
-        in_dim: usize,
-        out_dim: usize,
-        bias: bool,
-        quant: Option<GgmlDType>,
-    ) -> Result<Self> {
-        let w = vb.get((out_dim, in_dim), "weight")?;
-        let b = if bias {
-            Some(vb.get(out_dim, "bias")?)
-        } else {
-            None
-        };
-        Self::new(w, b, quant)
-    }
-
+    /// A projection from a float weight, quantized to `quant` when its rows
+    /// fit the format's blocks.
     pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Option<GgmlDType>) -> Result<Self> {
         let in_dim = weight.dim(1)?;
         let weight = match quant {

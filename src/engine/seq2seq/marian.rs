@@ -5,12 +5,11 @@
 //! share one batch and get the same result they get alone.
 
 use anyhow::{Context, Result};
-use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_nn::{Embedding, LayerNorm};
 use serde_json::Value;
 
-use super::linear::Lin;
+use super::linear::{Lin, Weights};
 use super::{Activation, EncoderDecoder};
 use crate::error::Error;
 
@@ -113,8 +112,8 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(vb: VarBuilder, d: usize, heads: usize, quant: Option<GgmlDType>) -> Result<Self> {
-        let lin = |name: &str| Lin::load(&vb.pp(name), d, d, true, quant);
+    fn load(w: &Weights, d: usize, heads: usize) -> Result<Self> {
+        let lin = |name: &str| w.lin(name, d, d, true);
         Ok(Attention {
             q: lin("q_proj")?,
             k: lin("k_proj")?,
@@ -163,16 +162,10 @@ struct FeedForward {
 }
 
 impl FeedForward {
-    fn load(
-        vb: &VarBuilder,
-        d: usize,
-        ffn: usize,
-        act: Activation,
-        quant: Option<GgmlDType>,
-    ) -> Result<Self> {
+    fn load(w: &Weights, d: usize, ffn: usize, act: Activation) -> Result<Self> {
         Ok(FeedForward {
-            fc1: Lin::load(&vb.pp("fc1"), d, ffn, true, quant)?,
-            fc2: Lin::load(&vb.pp("fc2"), ffn, d, true, quant)?,
+            fc1: w.lin("fc1", d, ffn, true)?,
+            fc2: w.lin("fc2", ffn, d, true)?,
             act,
         })
     }
@@ -182,8 +175,8 @@ impl FeedForward {
     }
 }
 
-fn layer_norm(vb: VarBuilder, d: usize) -> Result<LayerNorm> {
-    Ok(candle_nn::layer_norm(d, 1e-5, vb)?)
+fn layer_norm(w: &Weights, d: usize) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(w.get(d, "weight")?, w.get(d, "bias")?, 1e-5))
 }
 
 struct EncoderLayer {
@@ -229,11 +222,11 @@ pub struct MarianState {
 }
 
 impl Marian {
-    /// Loads the weights in f32, or with matrices in `quant` format.
-    pub fn load(vb: VarBuilder, config: MarianConfig, quant: Option<GgmlDType>) -> Result<Self> {
+    /// Loads the weights (projections as `vb` keeps or quantizes them).
+    pub fn load(vb: &Weights, config: MarianConfig) -> Result<Self> {
         let d = config.d_model;
         let device = vb.device().clone();
-        let shared_name = if vb.contains_tensor("model.shared.weight") {
+        let shared_name = if vb.contains("model.shared.weight") {
             "model.shared.weight"
         } else {
             "model.encoder.embed_tokens.weight"
@@ -241,22 +234,21 @@ impl Marian {
         let shared = vb
             .get((config.vocab_size, d), shared_name)
             .with_context(|| format!("loading {shared_name}"))?;
-        let dec_weights = if !config.share_embeddings
-            && vb.contains_tensor("model.decoder.embed_tokens.weight")
-        {
-            vb.get(
-                (config.decoder_vocab_size, d),
-                "model.decoder.embed_tokens.weight",
-            )?
+        let dec_weights =
+            if !config.share_embeddings && vb.contains("model.decoder.embed_tokens.weight") {
+                vb.get(
+                    (config.decoder_vocab_size, d),
+                    "model.decoder.embed_tokens.weight",
+                )?
+            } else {
+                shared.clone()
+            };
+        let lm_head = if vb.contains("lm_head.weight") {
+            vb.lin("lm_head", d, config.decoder_vocab_size, false)?
         } else {
-            shared.clone()
+            Lin::new(dec_weights.clone(), None, vb.quant())?
         };
-        let lm_head = if vb.contains_tensor("lm_head.weight") {
-            vb.get((config.decoder_vocab_size, d), "lm_head.weight")?
-        } else {
-            dec_weights.clone()
-        };
-        let logits_bias = if vb.contains_tensor("final_logits_bias") {
+        let logits_bias = if vb.contains("final_logits_bias") {
             Some(
                 vb.get((1, config.decoder_vocab_size), "final_logits_bias")?
                     .squeeze(0)?,
@@ -266,7 +258,7 @@ impl Marian {
         };
         let positions = |side: &str| -> Result<Tensor> {
             let name = format!("model.{side}.embed_positions.weight");
-            if vb.contains_tensor(&name) {
+            if vb.contains(&name) {
                 Ok(vb.get((config.max_positions, d), &name)?)
             } else {
                 sinusoids(config.max_positions, d, &device)
@@ -276,28 +268,28 @@ impl Marian {
         for i in 0..config.encoder_layers {
             let l = vb.pp(format!("model.encoder.layers.{i}"));
             encoder.push(EncoderLayer {
-                attn: Attention::load(l.pp("self_attn"), d, config.encoder_heads, quant)?,
-                attn_norm: layer_norm(l.pp("self_attn_layer_norm"), d)?,
-                ffn: FeedForward::load(&l, d, config.encoder_ffn, config.activation, quant)?,
-                ffn_norm: layer_norm(l.pp("final_layer_norm"), d)?,
+                attn: Attention::load(&l.pp("self_attn"), d, config.encoder_heads)?,
+                attn_norm: layer_norm(&l.pp("self_attn_layer_norm"), d)?,
+                ffn: FeedForward::load(&l, d, config.encoder_ffn, config.activation)?,
+                ffn_norm: layer_norm(&l.pp("final_layer_norm"), d)?,
             });
         }
         let mut decoder = Vec::new();
         for i in 0..config.decoder_layers {
             let l = vb.pp(format!("model.decoder.layers.{i}"));
             decoder.push(DecoderLayer {
-                attn: Attention::load(l.pp("self_attn"), d, config.decoder_heads, quant)?,
-                attn_norm: layer_norm(l.pp("self_attn_layer_norm"), d)?,
-                cross: Attention::load(l.pp("encoder_attn"), d, config.decoder_heads, quant)?,
-                cross_norm: layer_norm(l.pp("encoder_attn_layer_norm"), d)?,
-                ffn: FeedForward::load(&l, d, config.decoder_ffn, config.activation, quant)?,
-                ffn_norm: layer_norm(l.pp("final_layer_norm"), d)?,
+                attn: Attention::load(&l.pp("self_attn"), d, config.decoder_heads)?,
+                attn_norm: layer_norm(&l.pp("self_attn_layer_norm"), d)?,
+                cross: Attention::load(&l.pp("encoder_attn"), d, config.decoder_heads)?,
+                cross_norm: layer_norm(&l.pp("encoder_attn_layer_norm"), d)?,
+                ffn: FeedForward::load(&l, d, config.decoder_ffn, config.activation)?,
+                ffn_norm: layer_norm(&l.pp("final_layer_norm"), d)?,
             });
         }
         Ok(Marian {
             enc_embed: Embedding::new(shared, d),
             dec_embed: Embedding::new(dec_weights, d),
-            lm_head: Lin::new(lm_head, None, quant)?,
+            lm_head,
             logits_bias,
             enc_pos: positions("encoder")?,
             dec_pos: positions("decoder")?,

@@ -13,13 +13,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 
 use crate::engine::generate::StopReason;
 use crate::engine::{read_json, snapshot_of, ModelInfo};
 use crate::error::Error;
 pub use crate::hub::seq2seq::{Family, Seq2SeqFiles};
 use candle_core::quantized::GgmlDType;
+use linear::Weights;
 use marian::{Marian, MarianConfig};
 use t5::{T5Config, T5};
 use vocab::{MarianVocab, T5Vocab};
@@ -260,10 +260,10 @@ impl Seq2Seq {
             Some(p) => Some(read_json(p)?),
             None => None,
         };
-        // SAFETY: read-only maps of files nobody should truncate while we run.
-        let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, DType::F32, &device) }
-                .with_context(|| format!("cannot read the weights of {id}"))?;
+        let vb = match files.weights.as_slice() {
+            [one] if one.extension().is_some_and(|e| e == "gguf") => Weights::gguf(one, quant)?,
+            paths => Weights::safetensors(paths, quant)?,
+        };
         let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
         let (net, vocab, special, positions) = match files.family {
             Family::Marian => {
@@ -290,8 +290,8 @@ impl Seq2Seq {
                     banned: banned_ids(gen.as_ref().unwrap_or(&json), Some(config.pad)),
                 };
                 let positions = config.max_positions;
-                let net = Marian::load(vb, config, quant)
-                    .with_context(|| format!("cannot load model {id}"))?;
+                let net =
+                    Marian::load(&vb, config).with_context(|| format!("cannot load model {id}"))?;
                 (
                     Net::Marian(net),
                     Vocab::Marian(Box::new(vocab)),
@@ -313,15 +313,19 @@ impl Seq2Seq {
                     forced_eos: None,
                     banned: banned_ids(gen.as_ref().unwrap_or(&json), None),
                 };
-                let net = T5::load(vb, config, quant)
-                    .with_context(|| format!("cannot load model {id}"))?;
+                let net =
+                    T5::load(&vb, config).with_context(|| format!("cannot load model {id}"))?;
                 let positions = net.max_positions();
                 (Net::T5(net), Vocab::T5(Box::new(vocab)), special, positions)
             }
         };
+        let stored = match files.weights.as_slice() {
+            [one] if one.extension().is_some_and(|e| e == "gguf") => "gguf",
+            _ => "safetensors",
+        };
         let format = match quant {
-            Some(q) => format!("safetensors, {q:?} in memory"),
-            None => "safetensors".into(),
+            Some(q) => format!("{stored}, {q:?} in memory"),
+            None => stored.into(),
         };
         Ok(Seq2Seq {
             net,

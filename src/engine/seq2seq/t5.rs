@@ -7,12 +7,11 @@
 //! there changes every distance past the exact range.
 
 use anyhow::{Context, Result};
-use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Embedding, RmsNorm, VarBuilder};
+use candle_nn::{Embedding, RmsNorm};
 use serde_json::Value;
 
-use super::linear::Lin;
+use super::linear::{Lin, Weights};
 use super::{Activation, EncoderDecoder};
 use crate::error::Error;
 
@@ -137,12 +136,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(
-        vb: VarBuilder,
-        cfg: &T5Config,
-        relative: bool,
-        quant: Option<GgmlDType>,
-    ) -> Result<Self> {
+    fn load(vb: &Weights, cfg: &T5Config, relative: bool) -> Result<Self> {
         let inner = cfg.heads * cfg.d_kv;
         let bias = if relative {
             let w = vb.get(
@@ -154,10 +148,10 @@ impl Attention {
             None
         };
         Ok(Attention {
-            q: Lin::load(&vb.pp("q"), cfg.d_model, inner, false, quant)?,
-            k: Lin::load(&vb.pp("k"), cfg.d_model, inner, false, quant)?,
-            v: Lin::load(&vb.pp("v"), cfg.d_model, inner, false, quant)?,
-            o: Lin::load(&vb.pp("o"), inner, cfg.d_model, false, quant)?,
+            q: vb.lin("q", cfg.d_model, inner, false)?,
+            k: vb.lin("k", cfg.d_model, inner, false)?,
+            v: vb.lin("v", cfg.d_model, inner, false)?,
+            o: vb.lin("o", inner, cfg.d_model, false)?,
             heads: cfg.heads,
             d_kv: cfg.d_kv,
             bias,
@@ -239,19 +233,19 @@ enum FeedForward {
 }
 
 impl FeedForward {
-    fn load(vb: VarBuilder, cfg: &T5Config, quant: Option<GgmlDType>) -> Result<Self> {
+    fn load(vb: &Weights, cfg: &T5Config) -> Result<Self> {
         let (d, f) = (cfg.d_model, cfg.d_ff);
         Ok(if cfg.gated {
             FeedForward::Gated {
-                wi_0: Lin::load(&vb.pp("wi_0"), d, f, false, quant)?,
-                wi_1: Lin::load(&vb.pp("wi_1"), d, f, false, quant)?,
-                wo: Lin::load(&vb.pp("wo"), f, d, false, quant)?,
+                wi_0: vb.lin("wi_0", d, f, false)?,
+                wi_1: vb.lin("wi_1", d, f, false)?,
+                wo: vb.lin("wo", f, d, false)?,
                 act: cfg.activation,
             }
         } else {
             FeedForward::Plain {
-                wi: Lin::load(&vb.pp("wi"), d, f, false, quant)?,
-                wo: Lin::load(&vb.pp("wo"), f, d, false, quant)?,
+                wi: vb.lin("wi", d, f, false)?,
+                wo: vb.lin("wo", f, d, false)?,
                 act: cfg.activation,
             }
         })
@@ -273,12 +267,11 @@ impl FeedForward {
     }
 }
 
-fn norm(vb: &VarBuilder, cfg: &T5Config) -> Result<RmsNorm> {
-    Ok(candle_nn::rms_norm(
-        cfg.d_model,
+fn norm(vb: &Weights, cfg: &T5Config) -> Result<RmsNorm> {
+    Ok(RmsNorm::new(
+        vb.get(cfg.d_model, "layer_norm.weight")?,
         cfg.eps,
-        vb.pp("layer_norm"),
-    )?)
+    ))
 }
 
 struct EncoderBlock {
@@ -319,16 +312,16 @@ pub struct T5State {
 }
 
 impl T5 {
-    pub fn load(vb: VarBuilder, config: T5Config, quant: Option<GgmlDType>) -> Result<Self> {
+    pub fn load(vb: &Weights, config: T5Config) -> Result<Self> {
         let d = config.d_model;
         let shared = vb
             .get((config.vocab_size, d), "shared.weight")
             .context("loading shared.weight")?;
         // A head of its own when the checkpoint has one, else the embeddings.
-        let lm_head = if vb.contains_tensor("lm_head.weight") {
-            vb.get((config.vocab_size, d), "lm_head.weight")?
+        let lm_head = if vb.contains("lm_head.weight") {
+            vb.lin("lm_head", d, config.vocab_size, false)?
         } else {
-            shared.clone()
+            Lin::new(shared.clone(), None, vb.quant())?
         };
         let head_scale = if config.scale_output {
             (d as f64).powf(-0.5)
@@ -339,9 +332,9 @@ impl T5 {
         for i in 0..config.encoder_layers {
             let b = vb.pp(format!("encoder.block.{i}.layer"));
             encoder.push(EncoderBlock {
-                attn: Attention::load(b.pp("0.SelfAttention"), &config, i == 0, quant)?,
+                attn: Attention::load(&b.pp("0.SelfAttention"), &config, i == 0)?,
                 attn_norm: norm(&b.pp("0"), &config)?,
-                ffn: FeedForward::load(b.pp("1.DenseReluDense"), &config, quant)?,
+                ffn: FeedForward::load(&b.pp("1.DenseReluDense"), &config)?,
                 ffn_norm: norm(&b.pp("1"), &config)?,
             });
         }
@@ -349,24 +342,23 @@ impl T5 {
         for i in 0..config.decoder_layers {
             let b = vb.pp(format!("decoder.block.{i}.layer"));
             decoder.push(DecoderBlock {
-                attn: Attention::load(b.pp("0.SelfAttention"), &config, i == 0, quant)?,
+                attn: Attention::load(&b.pp("0.SelfAttention"), &config, i == 0)?,
                 attn_norm: norm(&b.pp("0"), &config)?,
-                cross: Attention::load(b.pp("1.EncDecAttention"), &config, false, quant)?,
+                cross: Attention::load(&b.pp("1.EncDecAttention"), &config, false)?,
                 cross_norm: norm(&b.pp("1"), &config)?,
-                ffn: FeedForward::load(b.pp("2.DenseReluDense"), &config, quant)?,
+                ffn: FeedForward::load(&b.pp("2.DenseReluDense"), &config)?,
                 ffn_norm: norm(&b.pp("2"), &config)?,
             });
         }
         let final_norm = |side: &str| -> Result<RmsNorm> {
-            Ok(candle_nn::rms_norm(
-                d,
+            Ok(RmsNorm::new(
+                vb.get(d, &format!("{side}.final_layer_norm.weight"))?,
                 config.eps,
-                vb.pp(format!("{side}.final_layer_norm")),
-            )?)
+            ))
         };
         Ok(T5 {
             embed: Embedding::new(shared, d),
-            lm_head: Lin::new(lm_head, None, quant)?,
+            lm_head,
             head_scale,
             encoder,
             encoder_norm: final_norm("encoder")?,
