@@ -287,6 +287,50 @@ mod tests {
         assert_eq!(t.text, "FIRST ONE.SECOND ONE.\nTHIRD.");
     }
 
+    /// Appends its mark to every sentence.
+    struct Mark(&'static str);
+
+    impl SentenceModel for Mark {
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            Ok(text.split_whitespace().count())
+        }
+        fn max_tokens(&self) -> usize {
+            50
+        }
+        fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+            let out = sentences
+                .iter()
+                .map(|s| format!("{s} {}", self.0))
+                .collect();
+            let usage = Usage {
+                calls: 1,
+                generated_tokens: sentences.len(),
+                ..Usage::default()
+            };
+            Ok((out, usage))
+        }
+    }
+
+    #[test]
+    fn a_pivot_chains_two_models_sentence_by_sentence() {
+        let doc = Markup::parse("One. Two.\n\nThree.".to_string(), Format::Text);
+        let (mut first, mut second) = (Mark("[fi→en]"), Mark("[en→de]"));
+        let t = translate(
+            &mut Pivot {
+                first: &mut first,
+                second: &mut second,
+            },
+            &doc,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            t.text,
+            "One. [fi→en] [en→de] Two. [fi→en] [en→de]\n\nThree. [fi→en] [en→de]"
+        );
+        assert_eq!((t.usage.calls, t.usage.generated_tokens), (2, 6));
+    }
+
     #[test]
     fn pieces_without_letters_are_not_sent() {
         let doc = Markup::parse("2026\n\nSee `x = 1` now.".to_string(), Format::Markdown);
