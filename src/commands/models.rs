@@ -352,8 +352,10 @@ fn download(
                 ),
             )
         }
-        ModelRef::Hub(h) if h.file.is_none() && translation_repo(&h, fetcher, name)?.is_some() => {
-            let family = translation_repo(&h, fetcher, name)?.expect("checked");
+        ModelRef::Hub(h)
+            if h.file.is_none() && translation_family(&h, fetcher, name)?.is_some() =>
+        {
+            let family = translation_family(&h, fetcher, name)?.expect("checked");
             let spec = name.unwrap_or_default();
             let origin = format!("glot models download {spec}");
             let files = Seq2SeqFiles::fetch(
@@ -389,29 +391,14 @@ fn download(
     }
 }
 
-/// The family of a hub repository whose config.json describes a
-/// translation model.
-fn translation_repo(
+fn translation_family(
     h: &hub::HubSpec,
     fetcher: &Fetcher,
     name: Option<&str>,
 ) -> Result<Option<Family>> {
     let spec = name.unwrap_or_default();
     let origin = format!("glot models download {spec}");
-    let config = fetcher.fetch(
-        &FileRef {
-            repo: &h.repo,
-            revision: &h.revision,
-            file: "config.json",
-            origin: &origin,
-            model: spec,
-        },
-        false,
-    )?;
-    Ok(match config {
-        Some(c) => Family::of_config(&glot::engine::read_json(&c)?),
-        None => None,
-    })
+    Family::of_repo(&h.repo, &h.revision, fetcher, &origin, spec)
 }
 
 /// Deletes the snapshot links of the model's files and the blobs that no

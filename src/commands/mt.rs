@@ -111,20 +111,7 @@ pub fn choose(m: &ModelSettings, offline: bool, printer: &Printer) -> Result<Opt
         },
         ModelRef::Hub(h) if h.file.as_deref().is_none_or(|f| f.ends_with(".gguf")) => {
             let origin = format!("--model {spec}");
-            let config = fetcher.fetch(
-                &glot::hub::download::FileRef {
-                    repo: &h.repo,
-                    revision: &h.revision,
-                    file: "config.json",
-                    origin: &origin,
-                    model: spec,
-                },
-                false,
-            )?;
-            let family = match config {
-                Some(c) => Family::of_config(&glot::engine::read_json(&c)?),
-                None => None,
-            };
+            let family = Family::of_repo(&h.repo, &h.revision, &fetcher, &origin, spec)?;
             match family {
                 Some(f) => Some(Seq2SeqFiles::fetch(
                     spec,

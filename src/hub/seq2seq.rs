@@ -30,6 +30,31 @@ impl Family {
         }
     }
 
+    /// The family of a hub repository whose config.json describes a
+    /// translation model (`None` for other models, or no config.json).
+    pub fn of_repo(
+        repo: &str,
+        revision: &str,
+        fetcher: &Fetcher,
+        origin: &str,
+        download_name: &str,
+    ) -> Result<Option<Family>> {
+        let config = fetcher.fetch(
+            &FileRef {
+                repo,
+                revision,
+                file: "config.json",
+                origin,
+                model: download_name,
+            },
+            false,
+        )?;
+        Ok(match config {
+            Some(c) => Family::of_config(&crate::engine::read_json(&c)?),
+            None => None,
+        })
+    }
+
     /// The family a manifest's `architecture` names.
     pub fn of_architecture(arch: &str) -> Option<Family> {
         match arch {

@@ -43,24 +43,27 @@ fn translate(home: &Path, args: &[&str]) -> std::process::Output {
     run(c, None)
 }
 
+/// The JSON report of translating `doc` into `to` with `model` and `extra` flags.
+fn report(home: &Path, doc: &str, to: &str, model: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        doc,
+        "--to",
+        to,
+        "--model",
+        model.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    json(&translate(home, &args))
+}
+
 #[test]
 fn a_marian_folder_translates_sentences_and_keeps_the_structure() {
     let home = tempfile::tempdir().unwrap();
     let doc = article(home.path());
     let model = model_dir("marian");
-    let o = translate(
-        home.path(),
-        &[
-            &doc,
-            "--to",
-            "de",
-            "--model",
-            model.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-    );
-    let r = json(&o);
+    let r = report(home.path(), &doc, "de", &model, &[]);
     assert_eq!(r["model"]["architecture"], "marian");
     let text = r["text"].as_str().unwrap();
     assert!(text.starts_with("# "), "{text}");
@@ -71,21 +74,7 @@ fn a_marian_folder_translates_sentences_and_keeps_the_structure() {
     assert_eq!(r["paragraphs"], 4);
     assert_eq!(r["usage"]["calls"], 1);
     // A smaller batch size takes more calls and gives the same text.
-    let o = translate(
-        home.path(),
-        &[
-            &doc,
-            "--to",
-            "de",
-            "--model",
-            model.to_str().unwrap(),
-            "--format",
-            "json",
-            "--batch-size",
-            "2",
-        ],
-    );
-    let small = json(&o);
+    let small = report(home.path(), &doc, "de", &model, &["--batch-size", "2"]);
     assert_eq!(small["usage"]["calls"], 3);
     assert_eq!(small["text"], r["text"]);
 }
@@ -94,22 +83,13 @@ fn a_marian_folder_translates_sentences_and_keeps_the_structure() {
 fn q8_0_quantization_is_reported() {
     let home = tempfile::tempdir().unwrap();
     let doc = article(home.path());
-    let model = model_dir("marian");
-    let o = translate(
+    let r = report(
         home.path(),
-        &[
-            &doc,
-            "--to",
-            "de",
-            "--model",
-            model.to_str().unwrap(),
-            "--quantize",
-            "q8_0",
-            "--format",
-            "json",
-        ],
+        &doc,
+        "de",
+        &model_dir("marian"),
+        &["--quantize", "q8_0"],
     );
-    let r = json(&o);
     assert!(
         r["model"]["format"].as_str().unwrap().contains("Q8_0"),
         "{r}"
@@ -121,18 +101,14 @@ fn a_t5_folder_is_told_the_target_with_its_language_tag() {
     let home = tempfile::tempdir().unwrap();
     let doc = article(home.path());
     let model = model_dir("t5");
-    let m = model.to_str().unwrap();
-    let yo = json(&translate(
-        home.path(),
-        &[&doc, "--to", "yo", "--model", m, "--format", "json"],
-    ));
-    let fr = json(&translate(
-        home.path(),
-        &[&doc, "--to", "fr", "--model", m, "--format", "json"],
-    ));
+    let yo = report(home.path(), &doc, "yo", &model, &[]);
+    let fr = report(home.path(), &doc, "fr", &model, &[]);
     assert_eq!(yo["model"]["architecture"], "t5");
     assert_ne!(yo["text"], fr["text"], "the tag changes the output");
-    let o = translate(home.path(), &[&doc, "--to", "pl", "--model", m]);
+    let o = translate(
+        home.path(),
+        &[&doc, "--to", "pl", "--model", model.to_str().unwrap()],
+    );
     fails_with(&o, "has no <2pl> token");
 }
 
@@ -451,32 +427,10 @@ fn a_t5_gguf_file_runs_with_the_files_beside_it() {
     }
     let gguf = dir.join("model-q8_0.gguf");
     std::fs::copy(model_dir("t5").join("gguf/t5-q8_0.gguf"), &gguf).unwrap();
-    let r = json(&translate(
-        home.path(),
-        &[
-            &doc,
-            "--to",
-            "de",
-            "--model",
-            gguf.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-    ));
+    let r = report(home.path(), &doc, "de", &gguf, &[]);
     assert_eq!(r["model"]["architecture"], "t5");
     assert_eq!(r["model"]["format"], "gguf");
     // The folder alone finds its one GGUF file.
-    let r = json(&translate(
-        home.path(),
-        &[
-            &doc,
-            "--to",
-            "de",
-            "--model",
-            dir.to_str().unwrap(),
-            "--format",
-            "json",
-        ],
-    ));
+    let r = report(home.path(), &doc, "de", &dir, &[]);
     assert_eq!(r["model"]["format"], "gguf");
 }

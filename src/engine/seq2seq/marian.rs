@@ -5,12 +5,12 @@
 //! share one batch and get the same result they get alone.
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm};
 use serde_json::Value;
 
 use super::linear::{Lin, Weights};
-use super::{Activation, EncoderDecoder};
+use super::{additive_mask, split_heads, Activation, DecoderState, EncoderDecoder};
 use crate::error::Error;
 
 /// The shape and special ids of a Marian model (`config.json`).
@@ -126,10 +126,7 @@ impl Attention {
 
     /// (B, T, D) → (B, H, T, Dh)
     fn split(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        Ok(x.reshape((b, t, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?)
+        split_heads(x, self.heads, self.head_dim)
     }
 
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -207,18 +204,6 @@ pub struct Marian {
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     embed_scale: f64,
-}
-
-/// What the decoder carries from step to step for a batch.
-pub struct MarianState {
-    /// Encoder keys and values per decoder layer, computed once.
-    cross: Vec<(Tensor, Tensor)>,
-    /// Self-attention keys and values of the tokens so far, per layer.
-    past: Vec<Option<(Tensor, Tensor)>>,
-    /// (B, 1, 1, S): 0 for real source tokens, -inf for padding.
-    source_mask: Tensor,
-    /// Decoder positions used so far.
-    pos: usize,
 }
 
 impl Marian {
@@ -309,25 +294,12 @@ impl Marian {
     }
 }
 
-/// (B, S) of 1/0 → additive (B, 1, 1, S) of 0/-inf.
-pub(super) fn additive_mask(mask: &Tensor) -> Result<Tensor> {
-    let (b, s) = mask.dims2()?;
-    let zeros = Tensor::zeros((b, s), DType::F32, mask.device())?;
-    let neg = Tensor::full(f32::NEG_INFINITY, (b, s), mask.device())?;
-    Ok(mask
-        .ne(0u32)?
-        .where_cond(&zeros, &neg)?
-        .reshape((b, 1, 1, s))?)
-}
-
 impl EncoderDecoder for Marian {
-    type State = MarianState;
-
     fn max_positions(&self) -> usize {
         self.config.max_positions
     }
 
-    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<MarianState> {
+    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<DecoderState> {
         let (_, s) = ids.dims2()?;
         let add_mask = additive_mask(mask)?;
         let pos = self.enc_pos.narrow(0, 0, s)?;
@@ -344,15 +316,10 @@ impl EncoderDecoder for Marian {
             .iter()
             .map(|l| l.cross.keys_values(&x))
             .collect::<Result<Vec<_>>>()?;
-        Ok(MarianState {
-            cross,
-            past: vec![None; self.decoder.len()],
-            source_mask: add_mask,
-            pos: 0,
-        })
+        Ok(DecoderState::new(cross, add_mask))
     }
 
-    fn step(&self, state: &mut MarianState, tokens: &Tensor) -> Result<Tensor> {
+    fn step(&self, state: &mut DecoderState, tokens: &Tensor) -> Result<Tensor> {
         if state.pos >= self.config.max_positions {
             return Err(Error::Context(format!(
                 "the translation is longer than the model's {} positions",
@@ -365,12 +332,8 @@ impl EncoderDecoder for Marian {
         let mut x = (self.dec_embed.forward(&ids)? * self.embed_scale)?.broadcast_add(&pos)?;
         for (i, l) in self.decoder.iter().enumerate() {
             let (k, v) = l.attn.keys_values(&x)?;
-            let (k, v) = match state.past[i].take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
+            let (k, v) = state.extend(i, k, v)?;
             let h = l.attn.attend(&x, &k, &v, None)?;
-            state.past[i] = Some((k, v));
             x = l.attn_norm.forward(&(x + h)?)?;
             let (ck, cv) = &state.cross[i];
             let h = l.cross.attend(&x, ck, cv, Some(&state.source_mask))?;
@@ -384,24 +347,5 @@ impl EncoderDecoder for Marian {
             Some(b) => logits.broadcast_add(b)?,
             None => logits,
         })
-    }
-
-    fn retain(&self, state: &mut MarianState, rows: &[usize]) -> Result<()> {
-        let idx = Tensor::from_vec(
-            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-            rows.len(),
-            state.source_mask.device(),
-        )?;
-        let pick = |t: &Tensor| t.index_select(&idx, 0);
-        for (k, v) in state.cross.iter_mut() {
-            *k = pick(k)?;
-            *v = pick(v)?;
-        }
-        for (k, v) in state.past.iter_mut().flatten() {
-            *k = pick(k)?;
-            *v = pick(v)?;
-        }
-        state.source_mask = pick(&state.source_mask)?;
-        Ok(())
     }
 }

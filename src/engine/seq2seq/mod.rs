@@ -61,16 +61,87 @@ impl Activation {
 
 /// An encoder-decoder network, driven one decoder step at a time.
 pub trait EncoderDecoder {
-    /// What the decoder keeps between steps for one batch.
-    type State;
     /// Positions the decoder can use.
     fn max_positions(&self) -> usize;
     /// Runs the encoder on (B, S) ids with a (B, S) mask of 1 (token) / 0 (padding).
-    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<Self::State>;
+    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<DecoderState>;
     /// Logits (B, V) for the next token after `tokens` (B).
-    fn step(&self, state: &mut Self::State, tokens: &Tensor) -> Result<Tensor>;
+    fn step(&self, state: &mut DecoderState, tokens: &Tensor) -> Result<Tensor>;
+}
+
+/// What the decoder keeps between steps for one batch.
+pub struct DecoderState {
+    /// The encoder output's keys and values for each decoder layer's
+    /// cross-attention, computed once.
+    pub(crate) cross: Vec<(Tensor, Tensor)>,
+    /// Self-attention keys and values of the tokens so far, per layer.
+    past: Vec<Option<(Tensor, Tensor)>>,
+    /// (B, 1, 1, S): 0 for source tokens, -inf for padding.
+    pub(crate) source_mask: Tensor,
+    /// Decoder positions used so far.
+    pub(crate) pos: usize,
+}
+
+impl DecoderState {
+    pub(crate) fn new(cross: Vec<(Tensor, Tensor)>, source_mask: Tensor) -> Self {
+        DecoderState {
+            past: vec![None; cross.len()],
+            cross,
+            source_mask,
+            pos: 0,
+        }
+    }
+
+    /// Adds this step's keys and values to layer `layer`'s cache and
+    /// returns all of them.
+    pub(crate) fn extend(
+        &mut self,
+        layer: usize,
+        k: Tensor,
+        v: Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.past[layer].take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        self.past[layer] = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+
     /// Keeps only the batch rows `rows` (sentences still being translated).
-    fn retain(&self, state: &mut Self::State, rows: &[usize]) -> Result<()>;
+    fn retain(&mut self, rows: &[usize]) -> Result<()> {
+        let idx = Tensor::from_vec(
+            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows.len(),
+            self.source_mask.device(),
+        )?;
+        let pick = |t: &Tensor| t.index_select(&idx, 0);
+        for (k, v) in self.cross.iter_mut().chain(self.past.iter_mut().flatten()) {
+            *k = pick(k)?;
+            *v = pick(v)?;
+        }
+        self.source_mask = pick(&self.source_mask)?;
+        Ok(())
+    }
+}
+
+/// (B, T, H·Dh) → (B, H, T, Dh).
+pub(crate) fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
+    let (b, t, _) = x.dims3()?;
+    Ok(x.reshape((b, t, heads, head_dim))?
+        .transpose(1, 2)?
+        .contiguous()?)
+}
+
+/// (B, S) of 1/0 → additive (B, 1, 1, S) of 0/-inf.
+pub(crate) fn additive_mask(mask: &Tensor) -> Result<Tensor> {
+    let (b, s) = mask.dims2()?;
+    let zeros = Tensor::zeros((b, s), DType::F32, mask.device())?;
+    let neg = Tensor::full(f32::NEG_INFINITY, (b, s), mask.device())?;
+    Ok(mask
+        .ne(0u32)?
+        .where_cond(&zeros, &neg)?
+        .reshape((b, 1, 1, s))?)
 }
 
 /// Decoding settings of a model, from its config files.
@@ -180,7 +251,7 @@ pub fn greedy<M: EncoderDecoder>(
             break;
         }
         if keep.len() < active.len() {
-            model.retain(&mut state, &keep)?;
+            state.retain(&keep)?;
             active = keep.iter().map(|&r| active[r]).collect();
         }
         tokens = next;

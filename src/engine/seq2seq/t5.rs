@@ -12,7 +12,7 @@ use candle_nn::{Embedding, RmsNorm};
 use serde_json::Value;
 
 use super::linear::{Lin, Weights};
-use super::{Activation, EncoderDecoder};
+use super::{additive_mask, split_heads, Activation, DecoderState, EncoderDecoder};
 use crate::error::Error;
 
 /// The shape and special ids of a T5 model (`config.json`).
@@ -159,10 +159,7 @@ impl Attention {
     }
 
     fn split(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = x.dims3()?;
-        Ok(x.reshape((b, t, self.heads, self.d_kv))?
-            .transpose(1, 2)?
-            .contiguous()?)
+        split_heads(x, self.heads, self.d_kv)
     }
 
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -302,15 +299,6 @@ pub struct T5 {
     decoder_norm: RmsNorm,
 }
 
-/// What the decoder carries from step to step for a batch.
-pub struct T5State {
-    cross: Vec<(Tensor, Tensor)>,
-    past: Vec<Option<(Tensor, Tensor)>>,
-    /// (B, 1, 1, S): 0 for source tokens, -inf for padding.
-    source_mask: Tensor,
-    pos: usize,
-}
-
 impl T5 {
     pub fn load(vb: &Weights, config: T5Config) -> Result<Self> {
         let d = config.d_model;
@@ -374,18 +362,16 @@ impl T5 {
 }
 
 impl EncoderDecoder for T5 {
-    type State = T5State;
-
     fn max_positions(&self) -> usize {
         // Relative positions have no table to run out of; this bounds the
         // work a single sentence may ask for.
         1024
     }
 
-    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<T5State> {
+    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<DecoderState> {
         let (_, s) = ids.dims2()?;
         let device = ids.device();
-        let source_mask = super::marian::additive_mask(mask)?;
+        let source_mask = additive_mask(mask)?;
         let positions: Vec<usize> = (0..s).collect();
         let bias = self.encoder[0]
             .attn
@@ -407,15 +393,10 @@ impl EncoderDecoder for T5 {
             .iter()
             .map(|l| l.cross.keys_values(&x))
             .collect::<Result<Vec<_>>>()?;
-        Ok(T5State {
-            cross,
-            past: vec![None; self.decoder.len()],
-            source_mask,
-            pos: 0,
-        })
+        Ok(DecoderState::new(cross, source_mask))
     }
 
-    fn step(&self, state: &mut T5State, tokens: &Tensor) -> Result<Tensor> {
+    fn step(&self, state: &mut DecoderState, tokens: &Tensor) -> Result<Tensor> {
         let device = tokens.device();
         let pos = state.pos;
         let bias =
@@ -426,12 +407,8 @@ impl EncoderDecoder for T5 {
         for (i, l) in self.decoder.iter().enumerate() {
             let h = l.attn_norm.forward(&x)?;
             let (k, v) = l.attn.keys_values(&h)?;
-            let (k, v) = match state.past[i].take() {
-                Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-                None => (k, v),
-            };
+            let (k, v) = state.extend(i, k, v)?;
             let out = l.attn.attend(&h, &k, &v, bias.as_ref())?;
-            state.past[i] = Some((k, v));
             x = (x + out)?;
             let h = l.cross_norm.forward(&x)?;
             let (ck, cv) = &state.cross[i];
@@ -442,25 +419,6 @@ impl EncoderDecoder for T5 {
         state.pos += 1;
         let x = (self.decoder_norm.forward(&x)?.squeeze(1)? * self.head_scale)?;
         self.lm_head.forward(&x)
-    }
-
-    fn retain(&self, state: &mut T5State, rows: &[usize]) -> Result<()> {
-        let idx = Tensor::from_vec(
-            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-            rows.len(),
-            state.source_mask.device(),
-        )?;
-        let pick = |t: &Tensor| t.index_select(&idx, 0);
-        for (k, v) in state.cross.iter_mut() {
-            *k = pick(k)?;
-            *v = pick(v)?;
-        }
-        for (k, v) in state.past.iter_mut().flatten() {
-            *k = pick(k)?;
-            *v = pick(v)?;
-        }
-        state.source_mask = pick(&state.source_mask)?;
-        Ok(())
     }
 }
 
