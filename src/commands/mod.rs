@@ -28,7 +28,51 @@ pub struct Prepared {
     /// The article's language, detected from all of it.
     pub detected: Option<glot::text::lang::Detected>,
     pub prompts: glot::prompt::Prompts,
-    pub llm: Llm,
+    pub llm: Chat,
+}
+
+/// A model that answers prompts: a chat model, or an instruction-following
+/// T5 model (flan-t5).
+pub enum Chat {
+    Llm(Box<Llm>),
+    T5(Box<glot::engine::seq2seq::Seq2Seq>),
+}
+
+impl Chat {
+    pub fn model(&mut self) -> &mut dyn ChatModel {
+        match self {
+            Chat::Llm(m) => m.as_mut(),
+            Chat::T5(m) => m.as_mut(),
+        }
+    }
+
+    pub fn info(&self) -> &glot::engine::ModelInfo {
+        match self {
+            Chat::Llm(m) => m.info(),
+            Chat::T5(m) => m.info(),
+        }
+    }
+}
+
+/// The model that writes summaries: a T5 folder, id or hub repository
+/// loads as one, anything else as a chat model.
+pub fn load_chat(m: &ModelSettings, printer: &Printer) -> Result<Chat> {
+    use glot::hub::seq2seq::Family;
+    let catalog = glot::hub::manifest::Catalog::load()?;
+    mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
+    if let Some(mt::Choice::Fixed(files)) = mt::choose(m, m.offline, printer)? {
+        if files.family == Family::T5 {
+            printer.info(format!("loading model {}", files.id));
+            let model = glot::engine::seq2seq::Seq2Seq::load(&files, m.quantize)?;
+            let info = model.info();
+            printer.info(format!(
+                "loaded {} ({}, {}) in {:.2}s",
+                info.id, info.architecture, info.format, info.load_secs
+            ));
+            return Ok(Chat::T5(Box::new(model)));
+        }
+    }
+    Ok(Chat::Llm(Box::new(load_model(m, printer, true)?)))
 }
 
 pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
@@ -39,7 +83,7 @@ pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
         detected,
         prompts,
     } = read(s, printer)?;
-    let llm = load_model(&s.model, printer, true)?;
+    let llm = load_chat(&s.model, printer)?;
     Ok(Prepared {
         doc,
         markup,
@@ -203,7 +247,7 @@ impl Timings {
 /// A model that reports every call on stderr with `-v`, so a long article
 /// shows its progress without the tasks knowing about terminals.
 pub struct Logged<'a> {
-    pub model: &'a mut Llm,
+    pub model: &'a mut dyn ChatModel,
     pub printer: &'a Printer,
     pub calls: usize,
 }

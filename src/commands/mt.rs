@@ -162,8 +162,10 @@ pub fn fetch_pair(
     )
 }
 
-/// A clear error when a chat model is needed and `spec` names a
-/// translation model (summaries, `glot generate`, batch summaries).
+/// A clear error when a model that writes answers is needed and `spec`
+/// names a model that only translates: Marian models, and models whose
+/// manifest lists translation alone (MADLAD-400). Other T5 models (flan-t5)
+/// pass: they follow instructions.
 pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result<()> {
     let Some(spec) = spec else {
         return Ok(());
@@ -181,17 +183,20 @@ pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result
                 };
                 let config = dir.join("config.json");
                 match config.is_file() {
-                    true => Family::of_config(&glot::engine::read_json(&config)?),
+                    true => Family::of_config(&glot::engine::read_json(&config)?)
+                        .filter(|f| *f == Family::Marian),
                     false => None,
                 }
             }
-            Ok(ModelRef::Manifest(man)) => Family::of_architecture(&man.architecture),
+            Ok(ModelRef::Manifest(man)) if !man.tasks.iter().any(|t| t == "summarize") => {
+                Family::of_architecture(&man.architecture)
+            }
             _ => None,
         }
     };
     match family {
         Some(f) => Err(glot::Error::Usage(format!(
-            "{spec} is a translation model ({}): it can only translate; summaries need a chat model such as qwen3-4b",
+            "{spec} is a translation model ({}): it can only translate; summaries need a chat model such as qwen3-4b, or an instruction-following T5 model such as hf:google/flan-t5-large",
             match f {
                 Family::Marian => "Marian",
                 Family::T5 => "T5",

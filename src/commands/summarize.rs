@@ -52,7 +52,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     };
     let summary = summarize::summarize(
         &mut Logged {
-            model: &mut llm,
+            model: llm.model(),
             printer,
             calls: 0,
         },
@@ -83,8 +83,8 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         words: s.length.words,
         max_tokens: s.length.max_tokens(),
         summary: &summary,
-        timings: Timings::new(
-            &llm,
+        timings: Timings::of(
+            llm.info(),
             summary.usage.prefill_secs,
             summary.usage.decode_secs,
             start,

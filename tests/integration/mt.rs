@@ -434,3 +434,36 @@ fn a_t5_gguf_file_runs_with_the_files_beside_it() {
     let r = report(home.path(), &doc, "de", &dir, &[]);
     assert_eq!(r["model"]["format"], "gguf");
 }
+
+#[test]
+fn an_instruction_following_t5_model_summarizes_long_articles_in_pieces() {
+    let home = tempfile::tempdir().unwrap();
+    let corpus =
+        std::fs::read_to_string(fixtures().join("corpus/en-kim-russia-visit.txt")).unwrap();
+    let long = home.path().join("long.txt");
+    std::fs::write(&long, [corpus.as_str(); 4].join("\n\n")).unwrap();
+    let mut c = glot(home.path());
+    c.args([
+        "summarize",
+        long.to_str().unwrap(),
+        "--model",
+        model_dir("t5").to_str().unwrap(),
+        "--length",
+        "short",
+        "--format",
+        "json",
+    ]);
+    let r = json(&run(c, None));
+    assert_eq!(r["model"]["architecture"], "t5");
+    assert!(r["chunks"].as_u64().unwrap() > 1, "{r}");
+    assert!(r["usage"]["calls"].as_u64().unwrap() > r["chunks"].as_u64().unwrap());
+    // MADLAD only translates: its manifest says so.
+    let mut c = glot(home.path());
+    c.args([
+        "summarize",
+        long.to_str().unwrap(),
+        "--model",
+        "madlad400-3b",
+    ]);
+    fails_with(&run(c, None), "is a translation model (T5)");
+}

@@ -519,6 +519,58 @@ impl Seq2Seq {
     }
 }
 
+/// A T5 model that follows instructions (flan-t5) does what a chat model
+/// does for summaries: the conversation becomes its input text, the reply
+/// its output. Input and output have positions of their own, so the
+/// "context" is the model's positions, shared by the task's arithmetic.
+impl crate::engine::ChatModel for Seq2Seq {
+    fn context_length(&self) -> usize {
+        self.info.context_length
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        Seq2Seq::count_tokens(self, text)
+    }
+
+    fn prompt_tokens(&self, messages: &[crate::prompt::chat::Message]) -> Result<usize> {
+        Ok(self.vocab.encode(&flatten(messages), None)?.len())
+    }
+
+    fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+        let ids = self.vocab.encode(text, None)?;
+        let body = &ids[..ids.len().saturating_sub(1)];
+        self.vocab.decode(&body[..body.len().min(max)])
+    }
+
+    fn complete(
+        &mut self,
+        messages: &[crate::prompt::chat::Message],
+        max_new_tokens: usize,
+    ) -> Result<crate::engine::Completion> {
+        let input = self.vocab.encode(&flatten(messages), None)?;
+        let g = self.generate(std::slice::from_ref(&input), &[max_new_tokens])?;
+        let out = &g.outputs[0];
+        Ok(crate::engine::Completion {
+            text: self.vocab.decode(&out.ids)?.trim().to_string(),
+            prompt_tokens: input.len(),
+            generated_tokens: out.ids.len(),
+            stop: out.stop,
+            prefill_secs: g.encode_secs,
+            decode_secs: g.decode_secs,
+        })
+    }
+}
+
+/// A conversation as one input text: its messages' contents, in order.
+fn flatten(messages: &[crate::prompt::chat::Message]) -> String {
+    messages
+        .iter()
+        .map(|m| m.content.trim())
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// One sentence's translation.
 #[derive(Debug, Clone)]
 pub struct Translated {
