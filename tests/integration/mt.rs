@@ -467,3 +467,64 @@ fn an_instruction_following_t5_model_summarizes_long_articles_in_pieces() {
     ]);
     fails_with(&run(c, None), "is a translation model (T5)");
 }
+
+/// The T5 fixture published as MADLAD-400 is: the built-in manifest's
+/// repository, and a GGUF file beside the safetensors.
+fn madlad_hub() -> Hub {
+    let mut files: HashMap<String, Vec<u8>> = [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "spiece.model",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read(model_dir("t5").join(f)).unwrap(),
+        )
+    })
+    .collect();
+    files.insert(
+        "model-q8_0.gguf".into(),
+        std::fs::read(model_dir("t5").join("gguf/t5-q8_0.gguf")).unwrap(),
+    );
+    Hub::start(HashMap::from([(
+        "google/madlad400-3b-mt".to_string(),
+        Repo {
+            files,
+            ..Repo::default()
+        },
+    )]))
+}
+
+#[test]
+fn madlad_loads_by_manifest_by_repository_and_as_a_gguf_file() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = madlad_hub();
+    let doc = article(home.path());
+    let into_yoruba = |model: &str| {
+        json(&online(
+            home.path(),
+            &hub,
+            &[
+                "translate",
+                &doc,
+                "--to",
+                "yo",
+                "--model",
+                model,
+                "--format",
+                "json",
+            ],
+        ))
+    };
+    let by_manifest = into_yoruba("madlad400-3b");
+    let by_repo = into_yoruba("hf:google/madlad400-3b-mt");
+    assert_eq!(by_manifest["model"]["architecture"], "t5");
+    assert_eq!(by_manifest["text"], by_repo["text"]);
+    let gguf = into_yoruba("hf:google/madlad400-3b-mt:model-q8_0.gguf");
+    assert_eq!(gguf["model"]["format"], "gguf");
+}
