@@ -234,13 +234,15 @@ pub fn greedy<M: EncoderDecoder>(
                 }
             }
             let last = step + 1 >= caps[sentence];
+            let chosen = argmax(&l);
             let token = match special.forced_eos {
                 Some(eos) if last => eos,
-                _ => argmax(&l),
+                _ => chosen,
             };
             let out = &mut outputs[sentence];
             out.ids.push(token);
-            if token == special.eos && !(last && special.forced_eos.is_some()) {
+            // An end the model chose itself, not one forced at the cap.
+            if token == special.eos && chosen == special.eos {
                 out.stop = StopReason::Eos;
             } else if !last {
                 keep.push(row);
