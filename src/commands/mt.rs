@@ -312,7 +312,16 @@ fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
             if tokens.is_empty() {
                 return Ok(None);
             }
-            let candidates = [format!(">>{}<<", target.code), format!(">>{base}<<")];
+            // Older models name languages by ISO 639-1 codes, newer ones by
+            // ISO 639-3 (`>>deu<<`).
+            let code3 = glot::text::lang::all()
+                .into_iter()
+                .find(|e| e.code == base)
+                .map(|e| format!(">>{}<<", e.code3));
+            let candidates: Vec<String> = [format!(">>{}<<", target.code), format!(">>{base}<<")]
+                .into_iter()
+                .chain(code3)
+                .collect();
             match candidates.iter().find(|c| tokens.contains(&c.as_str())) {
                 Some(c) => Ok(Some(c.clone())),
                 None => Err(glot::Error::model(format!(

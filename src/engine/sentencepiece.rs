@@ -139,7 +139,7 @@ impl SpModel {
     }
 
     /// A tokenizer that segments text as SentencePiece does, with the
-    /// model's own ids. Control and unused pieces (`</s>`, `<pad>`) cannot be
+    /// model's own ids. Control, unused and unknown pieces (`</s>`, `<unk>`) cannot be
     /// produced from text, as in SentencePiece: they are kept under their
     /// name with a leading space, which normalized text never contains, so
     /// an article that says `</s>` does not end the input. Look their ids up
@@ -158,7 +158,9 @@ impl SpModel {
             .map(|p| match p.kind {
                 // A space never survives normalization, so a piece holding
                 // one can never match: control pieces stay out of the text.
-                PieceKind::Control | PieceKind::Unused => (format!(" {}", p.text), 0.0),
+                PieceKind::Control | PieceKind::Unused | PieceKind::Unknown => {
+                    (format!(" {}", p.text), 0.0)
+                }
                 _ => (p.text.clone(), f64::from(p.score)),
             })
             .collect();

@@ -42,7 +42,7 @@ fn required(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Files of the given extension directly inside `dir`, sorted.
-pub(super) fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn files_with_ext(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let p = entry?.path();

@@ -155,14 +155,16 @@ impl Seq2SeqFiles {
     /// T5 GGUF file with the model's other files beside it; `None` when the
     /// config describes another kind of model.
     pub fn in_dir(id: &str, path: &Path) -> Result<Option<Self>> {
-        if path.is_file() {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            return Ok(Self::in_dir(id, dir)?.map(|mut f| {
-                f.weights = vec![path.to_path_buf()];
-                f
-            }));
-        }
-        let dir = path;
+        // A named file is the weights; the folder holds the rest.
+        let (dir, named) = if path.is_file() {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            (dir, Some(path))
+        } else {
+            (path, None)
+        };
         let config = dir.join("config.json");
         if !config.is_file() {
             return Ok(None);
@@ -170,28 +172,38 @@ impl Seq2SeqFiles {
         let Some(family) = Family::of_config(&crate::engine::read_json(&config)?) else {
             return Ok(None);
         };
+        let is_weights = |n: &str| n.ends_with(".safetensors") || n.ends_with(".gguf");
         let mut paths = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let p = entry?.path();
-            if p.is_file() {
-                let name = p
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                paths.push((name, p));
-            }
-        }
-        // Shards named by an index, when there is one.
-        let shards = super::safetensors_in(dir)?;
-        paths.retain(|(n, _)| !n.ends_with(".safetensors"));
-        for s in shards {
-            let name = s
+            let name = p
                 .file_name()
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            paths.push((name, s));
+            if p.is_file() && !is_weights(&name) {
+                paths.push((name, p));
+            }
+        }
+        let weights: Vec<PathBuf> = match named {
+            Some(file) => vec![file.to_path_buf()],
+            // Shards named by an index, when there is one, else GGUF files.
+            None => {
+                let shards = super::safetensors_in(dir)?;
+                if shards.is_empty() {
+                    super::local::files_with_ext(dir, "gguf")?
+                } else {
+                    shards
+                }
+            }
+        };
+        for w in weights {
+            let name = w
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            paths.push((name, w));
         }
         Self::from_named(id, family, &paths, &dir.display().to_string()).map(Some)
     }
@@ -353,8 +365,17 @@ pub struct Registry {
 /// Language of a pair entry matching `code`: exactly, or by its base
 /// language (`pt-BR` → `pt`) when the entry has no subtag.
 fn matches(entry: &str, code: &str) -> bool {
+    let code = script_of(code);
     let base = |c: &str| c.split('-').next().unwrap_or(c).to_ascii_lowercase();
     entry.eq_ignore_ascii_case(code) || (!entry.contains('-') && base(code) == entry)
+}
+
+/// Chinese as written in Taiwan, Hong Kong and Macau is Traditional.
+fn script_of(code: &str) -> &str {
+    match code.to_ascii_lowercase().as_str() {
+        "zh-tw" | "zh-hk" | "zh-mo" => "zh-Hant",
+        _ => code,
+    }
 }
 
 impl Pair {
@@ -391,7 +412,7 @@ impl Registry {
                 .filter(|p| matches(&p.from, from) && matches(&p.to, to))
         };
         candidates()
-            .find(|p| p.to.eq_ignore_ascii_case(to))
+            .find(|p| p.to.eq_ignore_ascii_case(script_of(to)))
             .or_else(|| candidates().next())
     }
 
@@ -484,6 +505,7 @@ target_token = ">>cmn_Hant<<"
         assert_eq!(token("zh-Hant"), ">>cmn_Hant<<");
         assert_eq!(token("zh"), ">>cmn_Hans<<");
         assert_eq!(token("zh-Hans"), ">>cmn_Hans<<");
+        assert_eq!(token("zh-TW"), ">>cmn_Hant<<");
         assert!(r.direct("en-GB", "de").is_some());
     }
 

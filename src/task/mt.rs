@@ -79,18 +79,34 @@ impl SentenceModel for Pivot<'_> {
         self.first.max_tokens()
     }
 
+    /// A sentence the first model returns empty, or too long for the
+    /// second, comes back empty: the document keeps its source and counts it.
     fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
         let (middle, mut usage) = self.first.translate(sentences)?;
-        let (out, second) = self.second.translate(&middle)?;
+        let limit = self.second.max_tokens();
+        let mut passed = Vec::new();
+        let mut send = Vec::new();
+        for (i, m) in middle.iter().enumerate() {
+            if !m.trim().is_empty() && self.second.count_tokens(m)? <= limit {
+                passed.push(i);
+                send.push(m.clone());
+            }
+        }
+        let (answers, second) = self.second.translate(&send)?;
         usage.absorb(&second);
+        let mut out = vec![String::new(); middle.len()];
+        for (i, a) in passed.into_iter().zip(answers) {
+            out[i] = a;
+        }
         Ok((out, usage))
     }
 }
 
-/// Languages written without spaces between sentences.
+/// Languages written without spaces between sentences. (Thai, Lao, Khmer
+/// and Myanmar use a space *as* the sentence break: theirs is kept.)
 fn spaceless(code: Option<&str>) -> bool {
     let base = code.map(|c| c.split('-').next().unwrap_or(c));
-    matches!(base, Some("zh" | "ja" | "th" | "lo" | "km" | "my"))
+    matches!(base, Some("zh" | "ja" | "yue"))
 }
 
 /// A piece of a unit: a sentence (or part of one over the model's limit).
@@ -147,21 +163,28 @@ pub fn translate(
         let mut joined = String::new();
         let mut end = 0;
         let mut empty = false;
+        let mut after_translation = false;
         while let Some(s) = segs.next_if(|s| s.unit == u) {
             let gap = &text[end..s.range.start];
-            // A space between two sentences has no place in Chinese or
-            // Japanese; line breaks stay.
-            if !(join_tight && !gap.contains('\n') && !joined.is_empty()) {
+            let answer = s.sent.map(|i| answers[i].trim()).filter(|a| !a.is_empty());
+            if join_tight && !gap.contains('\n') && !joined.is_empty() {
+                // A space between two sentences has no place in Chinese or
+                // Japanese; line breaks stay.
+            } else if gap.is_empty() && !join_tight && after_translation && answer.is_some() {
+                // Sentences of a Chinese or Japanese source touch; in the
+                // target they need a space.
+                joined.push(' ');
+            } else {
                 joined.push_str(gap);
             }
-            match s.sent {
-                Some(i) if !answers[i].trim().is_empty() => joined.push_str(answers[i].trim()),
-                Some(_) => {
-                    empty = true;
+            match answer {
+                Some(a) => joined.push_str(a),
+                None => {
+                    empty |= s.sent.is_some();
                     joined.push_str(&text[s.range.clone()]);
                 }
-                None => joined.push_str(&text[s.range.clone()]),
             }
+            after_translation = answer.is_some();
             end = s.range.end;
         }
         joined.push_str(&text[end..]);
@@ -329,6 +352,16 @@ mod tests {
             "One. [fi→en] [en→de] Two. [fi→en] [en→de]\n\nThree. [fi→en] [en→de]"
         );
         assert_eq!((t.usage.calls, t.usage.generated_tokens), (2, 6));
+    }
+
+    #[test]
+    fn sentences_of_a_chinese_source_get_spaces_in_english_and_thai_keeps_its_own() {
+        let doc = Markup::parse("你好吗。我很好！".to_string(), Format::Text);
+        let t = translate(&mut Mark("x"), &doc, Some("en")).unwrap();
+        assert_eq!(t.text, "你好吗。 x 我很好！ x");
+        let doc = Markup::parse("ประโยคแรก ประโยคสอง".to_string(), Format::Text);
+        let t = translate(&mut Mark("x"), &doc, Some("th")).unwrap();
+        assert_eq!(t.text, "ประโยคแรก x ประโยคสอง x");
     }
 
     #[test]

@@ -328,3 +328,20 @@ fn t5_gguf_f32_is_exact_and_q8_0_within_tolerance() {
 
 /// Bound for GGUF Q8_0 files, embeddings quantized too (measured: about 15%).
 const Q8_GGUF_LOGIT_TOL: f32 = 0.2;
+
+/// An article that says `</s>` or `<pad>` does not end or pad its sentence.
+#[test]
+fn control_tokens_typed_in_text_are_text() {
+    for family in ["marian", "t5"] {
+        let m = load_family(family);
+        let eos = m.special().eos;
+        let pad = m.special().pad;
+        let ids = m.vocab().encode("before </s> <pad> after", None).unwrap();
+        let (last, body) = ids.split_last().unwrap();
+        assert_eq!(*last, eos, "{family}");
+        assert!(
+            !body.contains(&eos) && !body.contains(&pad),
+            "{family}: {ids:?}"
+        );
+    }
+}

@@ -212,7 +212,14 @@ pub fn greedy<M: EncoderDecoder>(
     let encode_secs = started.elapsed().as_secs_f64();
     let decoding = Instant::now();
 
-    let limit = model.max_positions();
+    anyhow::ensure!(
+        max_new.len() == b,
+        "{} length caps for {b} sentences",
+        max_new.len()
+    );
+    // The start token takes the first decoder position (transformers'
+    // `max_length` counts it too).
+    let limit = model.max_positions().saturating_sub(1).max(1);
     let caps: Vec<usize> = max_new.iter().map(|&m| m.min(limit).max(1)).collect();
     let mut outputs: Vec<Output> = (0..b)
         .map(|_| Output {
@@ -358,9 +365,11 @@ impl Seq2Seq {
                 let special = Special {
                     pad: config.pad,
                     eos: config.eos,
-                    start: config.decoder_start,
-                    forced_eos: config.forced_eos,
-                    banned: banned_ids(gen.as_ref().unwrap_or(&json), Some(config.pad)),
+                    start: generation_id(gen.as_ref(), "decoder_start_token_id")
+                        .unwrap_or(config.decoder_start),
+                    forced_eos: generation_id(gen.as_ref(), "forced_eos_token_id")
+                        .or(config.forced_eos),
+                    banned: banned_ids(&json, gen.as_ref(), Some(config.pad)),
                 };
                 let positions = config.max_positions;
                 let net =
@@ -378,13 +387,15 @@ impl Seq2Seq {
                     files.tokenizer.as_deref(),
                     files.spiece.as_deref(),
                     config.eos,
+                    config.pad,
                 )?;
                 let special = Special {
                     pad: config.pad,
                     eos: config.eos,
-                    start: config.decoder_start,
-                    forced_eos: None,
-                    banned: banned_ids(gen.as_ref().unwrap_or(&json), None),
+                    start: generation_id(gen.as_ref(), "decoder_start_token_id")
+                        .unwrap_or(config.decoder_start),
+                    forced_eos: generation_id(gen.as_ref(), "forced_eos_token_id"),
+                    banned: banned_ids(&json, gen.as_ref(), None),
                 };
                 let net =
                     T5::load(&vb, config).with_context(|| format!("cannot load model {id}"))?;
@@ -598,11 +609,24 @@ fn answer_cap(source_tokens: usize) -> usize {
     source_tokens * 2 + 16
 }
 
-/// Ids the model must never produce: `bad_words_ids` entries of one token,
-/// and for Marian the pad id, which its decoder starts from but never emits.
-fn banned_ids(config: &serde_json::Value, pad: Option<u32>) -> Vec<u32> {
+/// A token id `generation_config.json` sets, which wins over config.json.
+fn generation_id(gen: Option<&serde_json::Value>, key: &str) -> Option<u32> {
+    gen?.get(key)?.as_u64().map(|x| x as u32)
+}
+
+/// Ids the model must never produce: `bad_words_ids` entries of one token
+/// (from generation_config.json when it has them, else config.json), and
+/// for Marian the pad id, which its decoder starts from but never emits.
+fn banned_ids(
+    config: &serde_json::Value,
+    gen: Option<&serde_json::Value>,
+    pad: Option<u32>,
+) -> Vec<u32> {
     let mut out: Vec<u32> = pad.into_iter().collect();
-    if let Some(list) = config.get("bad_words_ids").and_then(|v| v.as_array()) {
+    let source = gen
+        .filter(|g| g.get("bad_words_ids").is_some())
+        .unwrap_or(config);
+    if let Some(list) = source.get("bad_words_ids").and_then(|v| v.as_array()) {
         for seq in list {
             if let Some([single]) = seq.as_array().map(Vec::as_slice) {
                 if let Some(id) = single.as_u64() {

@@ -43,6 +43,14 @@ impl MarianVocab {
                         vocab_json.display()
                     ))
                 })?;
+            // Ids index a table: a stray huge one must not allocate it.
+            if id >= 1 << 24 {
+                return Err(Error::model(format!(
+                    "{}: id {id} of `{piece}` is out of range",
+                    vocab_json.display()
+                ))
+                .into());
+            }
             ids.insert(piece.clone(), id);
         }
         let size = ids.values().max().map_or(0, |m| *m as usize + 1);
@@ -144,14 +152,23 @@ impl MarianVocab {
 /// `spiece.model` as `transformers` would build it.
 pub struct T5Vocab {
     tok: tokenizers::Tokenizer,
-    /// The same tokenizer reading special-token strings in text as text.
+    /// The same tokenizer reading added special tokens in text as text.
     literal: tokenizers::Tokenizer,
     pub eos: u32,
+    /// Ids that text must not produce (the unigram model itself matches
+    /// `</s>` and `<pad>` typed in an article), and what stands for them.
+    control: Vec<u32>,
+    unk: Option<u32>,
 }
 
 impl T5Vocab {
     /// Loads `tokenizer.json` when there is one, else converts `spiece.model`.
-    pub fn load(tokenizer_json: Option<&Path>, spiece: Option<&Path>, eos: u32) -> Result<Self> {
+    pub fn load(
+        tokenizer_json: Option<&Path>,
+        spiece: Option<&Path>,
+        eos: u32,
+        pad: u32,
+    ) -> Result<Self> {
         let tok = match (tokenizer_json, spiece) {
             (Some(p), _) => tokenizers::Tokenizer::from_file(p)
                 .map_err(|e| Error::model(format!("cannot load tokenizer {}: {e}", p.display())))?,
@@ -162,7 +179,14 @@ impl T5Vocab {
         };
         let mut literal = tok.clone();
         literal.set_encode_special_tokens(true);
-        Ok(T5Vocab { tok, literal, eos })
+        let unk = tok.token_to_id("<unk>");
+        Ok(T5Vocab {
+            tok,
+            literal,
+            eos,
+            control: vec![eos, pad],
+            unk,
+        })
     }
 
     /// `prefix` tokens (MADLAD's `<2de>`), the ids of `text`, and `</s>`.
@@ -177,7 +201,11 @@ impl T5Vocab {
             .literal
             .encode(text, false)
             .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
-        out.extend_from_slice(enc.get_ids());
+        // An article that says `</s>` must not end its sentence there.
+        out.extend(enc.get_ids().iter().map(|&id| match self.unk {
+            Some(unk) if self.control.contains(&id) => unk,
+            _ => id,
+        }));
         out.push(self.eos);
         Ok(out)
     }
