@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 
+    /// Report speed on stderr: every model call, and at the end load time,
+    /// tokens, prefill and decode rates and peak memory.
+    #[arg(long, global = true, conflicts_with = "quiet")]
+    pub stats: bool,
+
     /// Threads used for model computation [default: all cores].
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<NonZeroUsize>,

@@ -5,13 +5,37 @@
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
     level: i8,
+    stats: bool,
 }
 
 impl Printer {
     /// `-q` gives -1, default 0, each `-v` one more.
     pub fn new(quiet: bool, verbose: u8) -> Self {
         let level = if quiet { -1 } else { verbose.min(3) as i8 };
-        Printer { level }
+        Printer {
+            level,
+            stats: false,
+        }
+    }
+
+    /// Also report speed (`--stats`).
+    pub fn with_stats(mut self, stats: bool) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// One model call's tokens and rates: with `-v` or `--stats`.
+    pub fn call(&self, msg: impl AsRef<str>) {
+        if self.level >= 1 || self.stats {
+            eprintln!("glot: {}", msg.as_ref());
+        }
+    }
+
+    /// A run's totals, with `--stats`.
+    pub fn stats(&self, msg: impl AsRef<str>) {
+        if self.stats {
+            eprintln!("glot: stats: {}", msg.as_ref());
+        }
     }
 
     /// Whether `-q` silenced everything but results and errors.

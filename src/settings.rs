@@ -104,7 +104,7 @@ fn words(length: LengthArg) -> usize {
 
 /// Resolves parsed flags into settings.
 pub fn resolve(cli: Cli) -> Result<Settings> {
-    let printer = Printer::new(cli.quiet, cli.verbose);
+    let printer = Printer::new(cli.quiet, cli.verbose).with_stats(cli.stats);
     let task = match cli.command {
         Command::Summarize(a) => Task::Summarize(summarize(a, cli.offline)?),
         Command::Translate(a) => Task::Translate(translate(a, cli.offline)?),

@@ -67,7 +67,19 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         text: &text,
         stop: g.stop,
         seed: s.model.sampling.map(|x| x.seed),
-        timings: Timings::new(&llm, g.prefill_secs, g.decode_secs, start),
+        timings: Timings::of(
+            llm.info(),
+            &glot::task::Usage {
+                calls: 1,
+                prompt_tokens: ids.len(),
+                generated_tokens: g.ids.len(),
+                prefill_secs: g.prefill_secs,
+                decode_secs: g.decode_secs,
+                capped_calls: usize::from(g.stop == glot::engine::generate::StopReason::Length),
+            },
+            start,
+        ),
     };
+    report.timings.report(printer);
     emit(&s.output, &text, &report)
 }

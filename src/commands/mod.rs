@@ -213,35 +213,69 @@ pub fn emit<T: Serialize>(out: &OutputSettings, text: &str, report: &T) -> Resul
     }
 }
 
-/// Seconds taken by phases of a run.
+/// Time, tokens and memory of a run.
 #[derive(Debug, Serialize)]
 pub struct Timings {
     pub load_secs: f64,
     pub prefill_secs: f64,
     pub decode_secs: f64,
     pub total_secs: f64,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Prompt (or source) tokens read per second of prefill.
+    pub prefill_tokens_per_sec: f64,
+    /// Tokens generated per second of decoding.
+    pub decode_tokens_per_sec: f64,
+    /// The process's peak resident memory, where the system tells it.
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl Timings {
-    /// Phases of a run that started at `start` with `llm`.
-    pub fn new(llm: &Llm, prefill_secs: f64, decode_secs: f64, start: std::time::Instant) -> Self {
-        Self::of(llm.info(), prefill_secs, decode_secs, start)
-    }
-
-    /// Phases of a run that started at `start` with the model `info` describes.
+    /// What a run that started at `start` with the model `info` describes
+    /// spent, as `usage` adds it up.
     pub fn of(
         info: &glot::engine::ModelInfo,
-        prefill_secs: f64,
-        decode_secs: f64,
+        usage: &glot::task::Usage,
         start: std::time::Instant,
     ) -> Self {
+        let rate = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         Timings {
             load_secs: info.load_secs,
-            prefill_secs,
-            decode_secs,
+            prefill_secs: usage.prefill_secs,
+            decode_secs: usage.decode_secs,
             total_secs: start.elapsed().as_secs_f64(),
+            prompt_tokens: usage.prompt_tokens,
+            generated_tokens: usage.generated_tokens,
+            prefill_tokens_per_sec: rate(usage.prompt_tokens, usage.prefill_secs),
+            decode_tokens_per_sec: rate(usage.generated_tokens, usage.decode_secs),
+            peak_rss_bytes: peak_rss(),
         }
     }
+
+    /// The `--stats` line.
+    pub fn report(&self, printer: &Printer) {
+        let memory = self.peak_rss_bytes.map_or_else(
+            || "unknown".to_string(),
+            |b| indicatif::HumanBytes(b).to_string(),
+        );
+        printer.stats(format!(
+            "load {:.2} s; {} prompt tokens, {:.0} tok/s prefill; {} new tokens, {:.1} tok/s decode; peak memory {memory}; total {:.2} s",
+            self.load_secs,
+            self.prompt_tokens,
+            self.prefill_tokens_per_sec,
+            self.generated_tokens,
+            self.decode_tokens_per_sec,
+            self.total_secs
+        ));
+    }
+}
+
+/// Peak resident memory (`VmHWM` of /proc/self/status on Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A model that reports every call on stderr with `-v`, so a long article
@@ -268,7 +302,7 @@ impl ChatModel for Logged<'_> {
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
         let c = self.model.complete(messages, max_new_tokens)?;
         self.calls += 1;
-        self.printer.info(format!(
+        self.printer.call(format!(
             "call {}: {} prompt tokens ({:.0} tok/s), {} new tokens of at most {max_new_tokens} ({:.1} tok/s)",
             self.calls,
             c.prompt_tokens,

@@ -356,7 +356,7 @@ impl SentenceModel for Logged<'_> {
     }
     fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
         let (out, u) = self.inner.translate(sentences)?;
-        self.printer.info(format!(
+        self.printer.call(format!(
             "{}: {} sentence(s) in {} batch(es), {} source tokens ({:.0} tok/s), {} new tokens ({:.1} tok/s)",
             self.inner.model.info().id,
             sentences.len(),

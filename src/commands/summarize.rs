@@ -83,12 +83,8 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         words: s.length.words,
         max_tokens: s.length.max_tokens(),
         summary: &summary,
-        timings: Timings::of(
-            llm.info(),
-            summary.usage.prefill_secs,
-            summary.usage.decode_secs,
-            start,
-        ),
+        timings: Timings::of(llm.info(), &summary.usage, start),
     };
+    report.timings.report(printer);
     emit(&s.doc.output, &summary.text, &report)
 }

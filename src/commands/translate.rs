@@ -128,7 +128,8 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         detected_language: detected.as_ref(),
         target_language: &s.target,
         translation: &t,
-        timings: Timings::of(&info, t.usage.prefill_secs, t.usage.decode_secs, start),
+        timings: Timings::of(&info, &t.usage, start),
     };
+    report.timings.report(printer);
     emit(&s.doc.output, &t.text, &report)
 }

@@ -528,3 +528,43 @@ fn madlad_loads_by_manifest_by_repository_and_as_a_gguf_file() {
     let gguf = into_yoruba("hf:google/madlad400-3b-mt:model-q8_0.gguf");
     assert_eq!(gguf["model"]["format"], "gguf");
 }
+
+#[test]
+fn stats_report_calls_rates_and_peak_memory() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = article(home.path());
+    let model = model_dir("marian");
+    let o = translate(
+        home.path(),
+        &[
+            &doc,
+            "--to",
+            "de",
+            "--model",
+            model.to_str().unwrap(),
+            "--stats",
+            "--format",
+            "json",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(err.contains("sentence(s) in 1 batch(es)"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("glot: stats: load"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("tok/s decode") && line.contains("peak memory"),
+        "{line}"
+    );
+    let t = &json(&o)["timings"];
+    assert!(t["generated_tokens"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["decode_tokens_per_sec"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{t}");
+    // Without --stats, nothing of it on stderr.
+    let o = translate(
+        home.path(),
+        &[&doc, "--to", "de", "--model", model.to_str().unwrap()],
+    );
+    assert!(!stderr(&o).contains("stats:"), "{}", stderr(&o));
+}
