@@ -53,21 +53,25 @@ impl ModelFiles {
         let files: Vec<serde_json::Value> = weights
             .into_iter()
             .chain(std::iter::once(&self.tokenizer))
-            .map(|p| {
-                let meta = std::fs::metadata(p).ok();
-                let modified = meta
-                    .as_ref()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs());
-                match crate::engine::snapshot_of(p) {
-                    Some(commit) => serde_json::json!(commit),
-                    None => serde_json::json!([p, meta.map(|m| m.len()), modified]),
-                }
-            })
+            .map(|p| file_fingerprint(p))
             .collect();
         serde_json::json!({ "id": self.id, "files": files })
     }
+}
+
+/// What pins one file: the hub commit it was cached from, or its path,
+/// size and modification time.
+pub(crate) fn file_fingerprint(p: &Path) -> serde_json::Value {
+    if let Some(commit) = crate::engine::snapshot_of(p) {
+        return serde_json::json!(commit);
+    }
+    let meta = std::fs::metadata(p).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    serde_json::json!([p, meta.map(|m| m.len()), modified])
 }
 
 /// Safetensors files of a model folder: the shards its index lists, or
@@ -255,13 +259,20 @@ fn fetch_tokenizer(
 
 /// Every file of a manifest, fetched, sorted into roles by name.
 fn resolve_manifest(m: &Manifest, fetcher: &Fetcher) -> Result<ModelFiles> {
+    let paths = fetch_manifest(m, fetcher)?;
+    assemble(&m.id, &paths, &format!("manifest {}", m.origin))
+}
+
+/// Every file a manifest lists, fetched if need be, by its name.
+pub(crate) fn fetch_manifest(m: &Manifest, fetcher: &Fetcher) -> Result<Vec<(String, PathBuf)>> {
+    let origin = format!("manifest {}", m.origin);
     let mut paths = Vec::new();
     for (repo, file) in m.files() {
         let f = FileRef {
             repo: &repo.repo,
             revision: &repo.revision,
             file,
-            origin: &format!("manifest {}", m.origin),
+            origin: &origin,
             model: &m.id,
         };
         let p = fetcher
@@ -269,7 +280,7 @@ fn resolve_manifest(m: &Manifest, fetcher: &Fetcher) -> Result<ModelFiles> {
             .expect("required files are fetched or fail");
         paths.push((file.to_string(), p));
     }
-    assemble(&m.id, &paths, &format!("manifest {}", m.origin))
+    Ok(paths)
 }
 
 /// Sorts fetched files into a [`ModelFiles`] by their names.

@@ -285,40 +285,15 @@ impl Seq2SeqFiles {
     pub fn fingerprint(&self) -> serde_json::Value {
         let files: Vec<serde_json::Value> = std::iter::once(&self.config)
             .chain(&self.weights)
-            .map(|p| match crate::engine::snapshot_of(p) {
-                Some(commit) => serde_json::json!(commit),
-                None => {
-                    let meta = std::fs::metadata(p).ok();
-                    let modified = meta
-                        .as_ref()
-                        .and_then(|m| m.modified().ok())
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_secs());
-                    serde_json::json!([p, meta.map(|m| m.len()), modified])
-                }
-            })
+            .map(|p| super::file_fingerprint(p))
             .collect();
         serde_json::json!({ "id": self.id, "files": files })
     }
 
     /// Fetches every file a manifest of a translation model lists.
     pub fn from_manifest(m: &Manifest, family: Family, fetcher: &Fetcher) -> Result<Self> {
-        let origin = format!("manifest {}", m.origin);
-        let mut paths = Vec::new();
-        for (repo, file) in m.files() {
-            let f = FileRef {
-                repo: &repo.repo,
-                revision: &repo.revision,
-                file,
-                origin: &origin,
-                model: &m.id,
-            };
-            let p = fetcher
-                .fetch(&f, true)?
-                .expect("required files are fetched or fail");
-            paths.push((file.to_string(), p));
-        }
-        Self::from_named(&m.id, family, &paths, &origin)
+        let paths = super::fetch_manifest(m, fetcher)?;
+        Self::from_named(&m.id, family, &paths, &format!("manifest {}", m.origin))
     }
 }
 
