@@ -397,6 +397,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "N", default_value_t = 128)]
     pub max_new_tokens: usize,
 
+    /// Keep going past end-of-text tokens, so that every run generates
+    /// exactly --max-new-tokens (for timing against other engines).
+    #[arg(long)]
+    pub ignore_eos: bool,
+
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]

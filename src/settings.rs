@@ -89,6 +89,7 @@ pub struct GenerateSettings {
     pub prompt: PromptSource,
     pub chat: bool,
     pub max_new_tokens: usize,
+    pub ignore_eos: bool,
     pub model: ModelSettings,
     pub output: OutputSettings,
 }
@@ -261,6 +262,7 @@ fn generate(a: GenerateArgs, offline: bool) -> Result<GenerateSettings> {
         prompt,
         chat: a.chat,
         max_new_tokens: a.max_new_tokens,
+        ignore_eos: a.ignore_eos,
         model: model(&a.model, &a.sampling, offline)?,
     })
 }

@@ -47,7 +47,11 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
     };
     let params = GenParams {
         max_new_tokens: s.max_new_tokens,
-        eos: llm.eos().to_vec(),
+        eos: if s.ignore_eos {
+            Vec::new()
+        } else {
+            llm.eos().to_vec()
+        },
         sampling: s.model.sampling,
         repeat_guard: s.model.sampling.is_some(),
     };

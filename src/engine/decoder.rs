@@ -13,16 +13,17 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
 use super::config::{DecoderConfig, RopeStyle};
+use super::kernels::Matmul;
 use super::weights::{Role, Weights};
 
 struct Linear {
-    weight: QMatMul,
+    weight: Matmul,
     bias: Option<Tensor>,
 }
 
 impl Linear {
     fn load(w: &mut Weights, role: Role, bias: Option<Role>, layer: usize) -> Result<Self> {
-        let weight = w.matmul(role, layer)?;
+        let weight = Matmul::new(w.matmul(role, layer)?);
         let bias = match bias {
             Some(b) => Some(w.dense(b, layer)?),
             None => None,
@@ -156,18 +157,6 @@ impl Attention {
         Ok(x.transpose(1, 2)?)
     }
 
-    /// Repeats each key/value head for the query heads that share it (GQA).
-    fn repeat_kv(&self, x: Tensor) -> Result<Tensor> {
-        let rep = self.num_heads / self.num_kv_heads;
-        if rep == 1 {
-            return Ok(x);
-        }
-        let (b, kv, seq, d) = x.dims4()?;
-        Ok(x.unsqueeze(2)?
-            .expand((b, kv, rep, seq, d))?
-            .reshape((b, kv * rep, seq, d))?)
-    }
-
     fn forward(&mut self, x: &Tensor, rope: &Rope, pos: usize) -> Result<Tensor> {
         let (b, seq, _) = x.dims3()?;
         let q = self.heads(&self.q.forward(x)?, self.num_heads, self.q_norm.as_ref())?;
@@ -176,21 +165,29 @@ impl Attention {
         let q = rope.apply(&q, pos)?;
         let k = rope.apply(&k, pos)?;
         let (k, v) = self.cache.append(&k, &v.contiguous()?)?;
-        let k = self.repeat_kv(k)?;
-        let v = self.repeat_kv(v)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?;
+        // Grouped-query attention without copying keys and values once per
+        // query head: the query heads that share a key/value head become
+        // more rows of one product, (b, kv, rep·seq, d) · (b, kv, d, total).
+        let (kv, d) = (self.num_kv_heads, self.head_dim);
+        let rep = self.num_heads / kv;
+        let q = q.contiguous()?.reshape((b, kv, rep * seq, d))?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?;
         let scores = if seq > 1 {
             let total = k.dim(2)?;
-            scores.broadcast_add(&causal_mask(seq, total, x.device())?)?
+            scores
+                .reshape((b, kv, rep, seq, total))?
+                .broadcast_add(&causal_mask(seq, total, x.device())?)?
+                .reshape((b, kv, rep * seq, total))?
         } else {
             scores
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v.contiguous()?)?;
+        let out = probs.matmul(&v)?;
         let out = out
+            .reshape((b, self.num_heads, seq, d))?
             .transpose(1, 2)?
-            .reshape((b, seq, self.num_heads * self.head_dim))?;
+            .reshape((b, seq, self.num_heads * d))?;
         self.o.forward(&out)
     }
 }
@@ -238,7 +235,7 @@ pub struct Decoder {
     embed: QMatMul,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    head: QMatMul,
+    head: Matmul,
     rope: Rope,
 }
 
@@ -253,11 +250,11 @@ impl Decoder {
     ) -> Result<Self> {
         let eps = config.rms_norm_eps;
         let embed = w.matmul(Role::TokenEmbedding, 0)?;
-        let head = if w.has(Role::Output, 0) {
+        let head = Matmul::new(if w.has(Role::Output, 0) {
             w.matmul(Role::Output, 0)?
         } else {
             embed.clone()
-        };
+        });
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             layers.push(Layer {

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod decoder;
 pub mod generate;
+pub mod kernels;
 pub mod sentencepiece;
 pub mod seq2seq;
 pub mod tokenizer;

@@ -273,6 +273,30 @@ fn generate_json_ids_equal_the_reference() {
 }
 
 #[test]
+fn ignore_eos_generates_exactly_the_tokens_asked_for() {
+    let r = reference("qwen3");
+    let case = r.cases.iter().find(|c| c.name == "raw-short").unwrap();
+    // The reference answer ends on its own, with an end-of-text token.
+    assert!(case.output_ids.len() < 10);
+    let home = tempfile::tempdir().unwrap();
+    let file = write(
+        home.path(),
+        "p.txt",
+        case.prompt.as_ref().unwrap().as_bytes(),
+    );
+    let mut cmd = glot(home.path());
+    cmd.args(["generate", "--prompt-file", &file, "--format", "json"])
+        .arg("--model")
+        .arg(model_dir("qwen3"))
+        .args(["--max-new-tokens", "10", "--ignore-eos"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let g: GenerateJson = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(g.output_ids.len(), 10);
+    assert_eq!(g.output_ids[..case.output_ids.len()], case.output_ids[..]);
+}
+
+#[test]
 fn sampling_with_a_seed_is_reproducible() {
     let home = tempfile::tempdir().unwrap();
     let run_once = || {

@@ -1,0 +1,575 @@
+//! Matrix products for the 32-value block formats Q8_0 and Q5_0.
+//!
+//! llama.cpp's Q4_K_M files store every matrix whose rows are not a multiple
+//! of 256 values as Q5_0 (and Q6_K ones as Q8_0): for Qwen2.5-0.5B (width
+//! 896) that is every projection but `ffn_down`. candle has only a scalar
+//! Q5_0 product on x86, which spent 93% of a profiled Q4_K_M run, and its
+//! faster repacked kernels need rows of 256. These kernels quantize the
+//! activations to 8 bits per block of 32 as llama.cpp does and take integer
+//! dot products with AVX-512 VNNI where the CPU has it, AVX2 otherwise, so
+//! the numbers are candle's and llama.cpp's up to summation order.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Module, Tensor};
+use half::f16;
+
+/// Values per block in both formats.
+const QK: usize = 32;
+/// Activation rows that share one pass over a weight block.
+const ROWS: usize = 4;
+/// Weight rows that share one pass over an activation block.
+const C: usize = 4;
+/// Weight rows per unit of work when there are several activation rows.
+const COLS: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Format {
+    /// f16 scale, 32 × i8.
+    Q8_0,
+    /// f16 scale, 32 high bits, 16 bytes of nibbles; value = 5 bits − 16.
+    Q5_0,
+}
+
+impl Format {
+    fn block_bytes(self) -> usize {
+        match self {
+            Format::Q8_0 => 34,
+            Format::Q5_0 => 22,
+        }
+    }
+
+    /// The 32 values of one block, without the scale.
+    fn values(self, block: &[u8]) -> [i8; QK] {
+        let mut v = [0i8; QK];
+        match self {
+            Format::Q8_0 => {
+                for (o, &b) in v.iter_mut().zip(&block[2..34]) {
+                    *o = b as i8;
+                }
+            }
+            Format::Q5_0 => {
+                let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                for j in 0..QK / 2 {
+                    let q = block[6 + j];
+                    let lo = (q & 0x0f) | ((((qh >> j) & 1) as u8) << 4);
+                    let hi = (q >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+                    v[j] = lo as i8 - 16;
+                    v[j + QK / 2] = hi as i8 - 16;
+                }
+            }
+        }
+        v
+    }
+}
+
+fn scale(block: &[u8]) -> f32 {
+    f16::from_le_bytes([block[0], block[1]]).to_f32()
+}
+
+/// A matrix of `n` rows of `k` values in a block format, as the GGUF file
+/// holds it (the tensor is shared, not copied: a tied embedding table is
+/// both the input lookup and this output head).
+pub struct BlockMatrix {
+    format: Format,
+    n: usize,
+    k: usize,
+    tensor: Arc<QTensor>,
+}
+
+/// Activations quantized as llama.cpp's Q8_0: per block of 32 a scale and
+/// 32 signed bytes.
+struct Acts {
+    k: usize,
+    qs: Vec<i8>,
+    d: Vec<f32>,
+}
+
+impl Acts {
+    fn quantize(x: &[f32], k: usize) -> Acts {
+        let blocks = x.len() / QK;
+        let mut a = Acts {
+            k,
+            qs: vec![0; x.len()],
+            d: vec![0.0; blocks],
+        };
+        for b in 0..blocks {
+            let xs = &x[b * QK..(b + 1) * QK];
+            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (q, &v) in a.qs[b * QK..(b + 1) * QK].iter_mut().zip(xs) {
+                *q = (v * id).round() as i8;
+            }
+            a.d[b] = f16::from_f32(d).to_f32();
+        }
+        a
+    }
+
+    fn row(&self, r: usize) -> Row<'_> {
+        let kb = self.k / QK;
+        Row {
+            qs: &self.qs[r * self.k..(r + 1) * self.k],
+            d: &self.d[r * kb..(r + 1) * kb],
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    qs: &'a [i8],
+    d: &'a [f32],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
+fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            if avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                return Isa::Vnni;
+            }
+            if avx2 {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    })
+}
+
+/// Dot products of `C` weight rows with `R` activation rows: `out[r][c]`.
+/// Tiles give the CPU independent accumulators to overlap, and load each
+/// block of either side once for the whole tile.
+fn tile<const R: usize, const C: usize>(
+    isa: Isa,
+    format: Format,
+    w: [&[u8]; C],
+    rows: [Row; R],
+) -> [[f32; C]; R] {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` chose these paths only where the CPU has the features.
+        Isa::Vnni => unsafe { x86::tile_vnni(format, w, rows) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::tile_avx2(format, w, rows) },
+        Isa::Scalar => tile_scalar(format, w, rows),
+    }
+}
+
+fn tile_scalar<const R: usize, const C: usize>(
+    format: Format,
+    w: [&[u8]; C],
+    rows: [Row; R],
+) -> [[f32; C]; R] {
+    let bb = format.block_bytes();
+    let mut acc = [[0f32; C]; R];
+    for b in 0..w[0].len() / bb {
+        for (c, w) in w.iter().enumerate() {
+            let block = &w[b * bb..(b + 1) * bb];
+            let dw = scale(block);
+            let v = format.values(block);
+            for (r, row) in rows.iter().enumerate() {
+                let q = &row.qs[b * QK..(b + 1) * QK];
+                let s: i32 = v.iter().zip(q).map(|(&x, &y)| x as i32 * y as i32).sum();
+                acc[r][c] += dw * row.d[b] * s as f32;
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Format, Row, QK};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// The 32 low nibbles then the 32 high ones of 16 bytes, as 32 bytes
+    /// (elements 0–15, then 16–31).
+    #[inline(always)]
+    unsafe fn nibbles(p: *const u8) -> __m256i {
+        let x = _mm_loadu_si128(p as *const __m128i);
+        let both = _mm256_set_m128i(_mm_srli_epi16(x, 4), x);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+    }
+
+    /// Bytes of 0xff where bit i of `bits` is set (AVX2 only).
+    #[inline(always)]
+    unsafe fn bytes_of_bits(bits: u32) -> __m256i {
+        // Byte i takes byte i/8 of `bits`, then keeps only its bit i%8.
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(bits as i32),
+            _mm256_set_epi64x(
+                0x0303030303030303,
+                0x0202020202020202,
+                0x0101010101010101,
+                0x0000000000000000,
+            ),
+        );
+        let select = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+        _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select)
+    }
+
+    /// How far ahead of the block in use the next weights are fetched.
+    const PREFETCH: usize = 1024;
+
+    /// A block's f16 scale, converted by the F16C instruction.
+    #[inline(always)]
+    unsafe fn scale16(block: *const u8) -> f32 {
+        let bits = u16::from_le_bytes(*(block as *const [u8; 2]));
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    /// One block's values as signed bytes. Q5_0's are the nibbles with 0xf0
+    /// where the fifth bit is clear (the nibble minus 16).
+    #[inline(always)]
+    unsafe fn values_vnni(format: Format, block: *const u8) -> __m256i {
+        match format {
+            Format::Q8_0 => _mm256_loadu_si256(block.add(2) as *const __m256i),
+            Format::Q5_0 => {
+                let qh = u32::from_le_bytes(*(block.add(2) as *const [u8; 4]));
+                _mm256_or_si256(nibbles(block.add(6)), _mm256_maskz_set1_epi8(!qh, -16))
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn values_avx2(format: Format, block: *const u8) -> __m256i {
+        match format {
+            Format::Q8_0 => _mm256_loadu_si256(block.add(2) as *const __m256i),
+            Format::Q5_0 => {
+                let qh = u32::from_le_bytes(*(block.add(2) as *const [u8; 4]));
+                let low = _mm256_andnot_si256(bytes_of_bits(qh), _mm256_set1_epi8(-16));
+                _mm256_or_si256(nibbles(block.add(6)), low)
+            }
+        }
+    }
+
+    // Both products multiply |x| (unsigned) by y carrying x's sign, so that
+    // the unsigned-by-signed instructions give x·y without an offset; the
+    // AVX2 pairwise sums cannot saturate (at most 2 × 128 × 127).
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile_vnni<const R: usize, const C: usize>(
+        format: Format,
+        w: [&[u8]; C],
+        rows: [Row; R],
+    ) -> [[f32; C]; R] {
+        let bb = format.block_bytes();
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        for b in 0..w[0].len() / bb {
+            let mut x = [_mm256_setzero_si256(); C];
+            let mut ax = [_mm256_setzero_si256(); C];
+            let mut dw = [_mm256_setzero_ps(); C];
+            for c in 0..C {
+                let block = w[c].as_ptr().add(b * bb);
+                _mm_prefetch::<_MM_HINT_T0>(block.add(PREFETCH) as *const i8);
+                x[c] = values_vnni(format, block);
+                ax[c] = _mm256_abs_epi8(x[c]);
+                dw[c] = _mm256_set1_ps(scale16(block));
+            }
+            for r in 0..R {
+                let row = rows[r];
+                let q = _mm256_loadu_si256(row.qs.as_ptr().add(b * QK) as *const __m256i);
+                let da = _mm256_set1_ps(*row.d.get_unchecked(b));
+                for c in 0..C {
+                    let p = _mm256_dpbusd_epi32(
+                        _mm256_setzero_si256(),
+                        ax[c],
+                        _mm256_sign_epi8(q, x[c]),
+                    );
+                    acc[r][c] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[c], da), acc[r][c]);
+                }
+            }
+        }
+        acc.map(|a| a.map(|v| hsum(v)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn tile_avx2<const R: usize, const C: usize>(
+        format: Format,
+        w: [&[u8]; C],
+        rows: [Row; R],
+    ) -> [[f32; C]; R] {
+        let bb = format.block_bytes();
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        for b in 0..w[0].len() / bb {
+            let mut x = [_mm256_setzero_si256(); C];
+            let mut ax = [_mm256_setzero_si256(); C];
+            let mut dw = [_mm256_setzero_ps(); C];
+            for c in 0..C {
+                let block = w[c].as_ptr().add(b * bb);
+                x[c] = values_avx2(format, block);
+                ax[c] = _mm256_sign_epi8(x[c], x[c]);
+                dw[c] = _mm256_set1_ps(scale16(block));
+            }
+            for r in 0..R {
+                let row = rows[r];
+                let q = _mm256_loadu_si256(row.qs.as_ptr().add(b * QK) as *const __m256i);
+                let da = _mm256_set1_ps(*row.d.get_unchecked(b));
+                for c in 0..C {
+                    let p = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(ax[c], _mm256_sign_epi8(q, x[c])),
+                        ones,
+                    );
+                    acc[r][c] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dw[c], da), acc[r][c]);
+                }
+            }
+        }
+        acc.map(|a| a.map(|v| hsum(v)))
+    }
+}
+
+impl BlockMatrix {
+    /// The matrix of `t` if it is in one of these formats.
+    fn of(t: &Arc<QTensor>) -> Option<BlockMatrix> {
+        let format = match t.dtype() {
+            GgmlDType::Q8_0 => Format::Q8_0,
+            GgmlDType::Q5_0 => Format::Q5_0,
+            _ => return None,
+        };
+        let (n, k) = t.shape().dims2().ok()?;
+        if k % QK != 0 || !t.device().is_cpu() {
+            return None;
+        }
+        Some(BlockMatrix {
+            format,
+            n,
+            k,
+            tensor: t.clone(),
+        })
+    }
+
+    /// `x · selfᵀ` for rows of `x` given as one slice.
+    fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
+        let (n, k) = (self.n, self.k);
+        let m = x.len() / k;
+        let acts = Acts::quantize(x, k);
+        let data = self.tensor.data()?;
+        let row_bytes = k / QK * self.format.block_bytes();
+        let weights = |col: usize| &data[col * row_bytes..(col + 1) * row_bytes];
+        let mut out = vec![0f32; m * n];
+        let dst = out.as_mut_ptr() as usize;
+        let isa = isa();
+        let format = self.format;
+        let pool = candle_core::utils::barrier_pool();
+        // SAFETY (the raw writes below): every (row, column) of `out` is
+        // written by exactly one unit of work, and `out` outlives the pool call.
+        let put = |r: usize, col: usize, v: f32| unsafe { *(dst as *mut f32).add(r * n + col) = v };
+        // Weight rows `cols` against activation rows `r..r + R`.
+        let run = |r: usize, cols: std::ops::Range<usize>| {
+            let mut col = cols.start;
+            while col + C <= cols.end {
+                let w = std::array::from_fn(|i| weights(col + i));
+                if r + ROWS <= m {
+                    let v: [[f32; C]; ROWS] =
+                        tile(isa, format, w, std::array::from_fn(|i| acts.row(r + i)));
+                    for (i, v) in v.iter().enumerate() {
+                        for (j, &v) in v.iter().enumerate() {
+                            put(r + i, col + j, v);
+                        }
+                    }
+                } else {
+                    for i in r..m {
+                        let [v] = tile(isa, format, w, [acts.row(i)]);
+                        for (j, &v) in v.iter().enumerate() {
+                            put(i, col + j, v);
+                        }
+                    }
+                }
+                col += C;
+            }
+            for col in col..cols.end {
+                for i in r..m.min(r + ROWS) {
+                    put(
+                        i,
+                        col,
+                        tile(isa, format, [weights(col)], [acts.row(i)])[0][0],
+                    );
+                }
+            }
+        };
+        if m == 1 {
+            let row = [acts.row(0)];
+            pool.execute_chunked(n, |cols| {
+                for col in cols {
+                    put(0, col, tile(isa, format, [weights(col)], row)[0][0]);
+                }
+            });
+        } else {
+            // A unit is COLS weight rows, kept in L1 while every tile of
+            // activation rows passes over them.
+            pool.execute_chunked(n.div_ceil(COLS), |units| {
+                for unit in units {
+                    for r in (0..m).step_by(ROWS) {
+                        run(r, unit * COLS..n.min((unit + 1) * COLS));
+                    }
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Module for BlockMatrix {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        if dims.last() != Some(&self.k) {
+            candle_core::bail!("matmul of {:?} by a {}×{} matrix", dims, self.n, self.k);
+        }
+        let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = self.matmul(&data)?;
+        *dims.last_mut().unwrap() = self.n;
+        Tensor::from_vec(out, dims, x.device())
+    }
+}
+
+/// A weight matrix: these kernels for Q8_0 and Q5_0, candle's for the rest.
+#[derive(Clone)]
+pub enum Matmul {
+    Blocks(Arc<BlockMatrix>),
+    Candle(QMatMul),
+}
+
+impl Matmul {
+    pub fn new(m: QMatMul) -> Matmul {
+        if let QMatMul::QTensor(t) = &m {
+            if let Some(b) = BlockMatrix::of(t) {
+                return Matmul::Blocks(Arc::new(b));
+            }
+        }
+        Matmul::Candle(m)
+    }
+}
+
+impl Module for Matmul {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Matmul::Blocks(b) => b.forward(x),
+            Matmul::Candle(m) => m.forward(x),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    fn quantized(dtype: GgmlDType, n: usize, k: usize) -> Arc<QTensor> {
+        let w = Tensor::from_vec(random(n * k, 1), (n, k), &Device::Cpu).unwrap();
+        Arc::new(QTensor::quantize(&w, dtype).unwrap())
+    }
+
+    /// The same products as candle's own kernels, on every code path this
+    /// CPU has, for one row (decode), tiles of four rows and leftover rows.
+    #[test]
+    fn products_equal_candles() {
+        let mut paths = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if isa() != Isa::Scalar {
+                paths.push(Isa::Avx2);
+            }
+            if isa() == Isa::Vnni {
+                paths.push(Isa::Vnni);
+            }
+        }
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q5_0] {
+            // candle's Q5_0 product needs an even number of blocks.
+            let (n, k) = (37, 128);
+            let q = quantized(dtype, n, k);
+            let b = BlockMatrix::of(&q).unwrap();
+            let reference = QMatMul::from_arc(q.clone()).unwrap();
+            for m in [1, 4, 7] {
+                let x =
+                    Tensor::from_vec(random(m * k, 2 + m as u64), (m, k), &Device::Cpu).unwrap();
+                let want: Vec<f32> = reference
+                    .forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let got: Vec<f32> = b
+                    .forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+                assert!(
+                    got.iter().zip(&want).all(|(a, b)| close(*a, *b)),
+                    "{dtype:?} m={m}"
+                );
+                // Each path on its own, tiles included, against the scalar one.
+                let acts = Acts::quantize(&x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), k);
+                let data = q.data().unwrap();
+                let row_bytes = k / QK * b.format.block_bytes();
+                let w = |c: usize| &data[c * row_bytes..(c + 1) * row_bytes];
+                for &p in &paths {
+                    for col in 0..n - 3 {
+                        let ws = [w(col), w(col + 1), w(col + 2), w(col + 3)];
+                        let rows = std::array::from_fn(|i| acts.row(i % m));
+                        let s: [[f32; 4]; 4] = tile_scalar(b.format, ws, rows);
+                        let v: [[f32; 4]; 4] = tile(p, b.format, ws, rows);
+                        for (s, v) in s.iter().flatten().zip(v.iter().flatten()) {
+                            assert!(close(*v, *s), "{dtype:?} {p:?} col {col}: {v} vs {s}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Q5_0 bit layout: the fifth bit of value j is bit j of `qh`, the
+    /// nibbles of byte j are values j and j + 16.
+    #[test]
+    fn q5_0_values_follow_the_layout() {
+        let mut block = [0u8; 22];
+        block[2..6].copy_from_slice(&(1u32 << 3 | 1 << 20).to_le_bytes());
+        block[6 + 3] = 0x2f; // value 3: nibble 15, value 19: nibble 2
+        block[6 + 4] = 0x70; // value 4: nibble 0, value 20: nibble 7
+        let v = Format::Q5_0.values(&block);
+        assert_eq!(v[3], 15 + 16 - 16);
+        assert_eq!(v[19], 2 - 16);
+        assert_eq!(v[4], -16);
+        assert_eq!(v[20], 7 + 16 - 16);
+        assert_eq!(v[0], -16);
+    }
+}
