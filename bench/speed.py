@@ -347,8 +347,9 @@ def marian_sentences(model: Path, n: int, length: int) -> list[str]:
             i = 0
             continue
         text = " ".join(s)
+        text = text[0].upper() + text[1:]
         if len(sp.encode(text)) == length:
-            out.append(text[0].upper() + text[1:])
+            out.append(text)
     return out
 
 

@@ -174,6 +174,36 @@ fn tile<const R: usize, const C: usize>(
     }
 }
 
+/// `out[col] = w[col] · row` for `cols`, `w` holding every weight row.
+///
+/// # Safety
+/// `out` must be valid for writes at `cols`, and no one else may touch them.
+unsafe fn gemv(
+    isa: Isa,
+    format: Format,
+    w: &[u8],
+    cols: std::ops::Range<usize>,
+    row: Row,
+    out: *mut f32,
+) {
+    assert!(w.len() >= cols.end * row.d.len() * format.block_bytes());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` chose these paths only where the CPU has the
+        // features; the weights' bounds were checked above.
+        Isa::Vnni => unsafe { x86::gemv_vnni(format, w, cols, row, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::gemv_avx2(format, w, cols, row, out) },
+        Isa::Scalar => {
+            let rb = row.d.len() * format.block_bytes();
+            for col in cols {
+                let v = tile_scalar(format, [&w[col * rb..(col + 1) * rb]], [row])[0][0];
+                unsafe { *out.add(col) = v };
+            }
+        }
+    }
+}
+
 fn tile_scalar<const R: usize, const C: usize>(
     format: Format,
     w: [&[u8]; C],
@@ -308,7 +338,13 @@ mod x86 {
                 }
             }
         }
-        acc.map(|a| a.map(|v| hsum(v)))
+        let mut out = [[0f32; C]; R];
+        for r in 0..R {
+            for c in 0..C {
+                out[r][c] = hsum(acc[r][c]);
+            }
+        }
+        out
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -344,7 +380,90 @@ mod x86 {
                 }
             }
         }
-        acc.map(|a| a.map(|v| hsum(v)))
+        let mut out = [[0f32; C]; R];
+        for r in 0..R {
+            for c in 0..C {
+                out[r][c] = hsum(acc[r][c]);
+            }
+        }
+        out
+    }
+
+    /// `out[col] = w[col] · row` for `cols`: the decode product, one weight
+    /// row at a time in storage order (one stream the prefetcher follows),
+    /// two blocks per step into two accumulators.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn gemv_vnni(
+        format: Format,
+        w: &[u8],
+        cols: std::ops::Range<usize>,
+        row: Row,
+        out: *mut f32,
+    ) {
+        let bb = format.block_bytes();
+        let kb = row.d.len();
+        let step = |acc: __m256, block: *const u8, b: usize| {
+            let x = values_vnni(format, block);
+            let q = _mm256_loadu_si256(row.qs.as_ptr().add(b * QK) as *const __m256i);
+            let p = _mm256_dpbusd_epi32(
+                _mm256_setzero_si256(),
+                _mm256_abs_epi8(x),
+                _mm256_sign_epi8(q, x),
+            );
+            let d = _mm256_set1_ps(scale16(block) * *row.d.get_unchecked(b));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc)
+        };
+        for col in cols {
+            let base = w.as_ptr().add(col * kb * bb);
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut b = 0;
+            while b + 2 <= kb {
+                a0 = step(a0, base.add(b * bb), b);
+                a1 = step(a1, base.add((b + 1) * bb), b + 1);
+                b += 2;
+            }
+            if b < kb {
+                a0 = step(a0, base.add(b * bb), b);
+            }
+            *out.add(col) = hsum(_mm256_add_ps(a0, a1));
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn gemv_avx2(
+        format: Format,
+        w: &[u8],
+        cols: std::ops::Range<usize>,
+        row: Row,
+        out: *mut f32,
+    ) {
+        let bb = format.block_bytes();
+        let kb = row.d.len();
+        let ones = _mm256_set1_epi16(1);
+        let step = |acc: __m256, block: *const u8, b: usize| {
+            let x = values_avx2(format, block);
+            let q = _mm256_loadu_si256(row.qs.as_ptr().add(b * QK) as *const __m256i);
+            let p = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(q, x)),
+                ones,
+            );
+            let d = _mm256_set1_ps(scale16(block) * *row.d.get_unchecked(b));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc)
+        };
+        for col in cols {
+            let base = w.as_ptr().add(col * kb * bb);
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut b = 0;
+            while b + 2 <= kb {
+                a0 = step(a0, base.add(b * bb), b);
+                a1 = step(a1, base.add((b + 1) * bb), b + 1);
+                b += 2;
+            }
+            if b < kb {
+                a0 = step(a0, base.add(b * bb), b);
+            }
+            *out.add(col) = hsum(_mm256_add_ps(a0, a1));
+        }
     }
 }
 
@@ -418,11 +537,10 @@ impl BlockMatrix {
             }
         };
         if m == 1 {
-            let row = [acts.row(0)];
-            pool.execute_chunked(n, |cols| {
-                for col in cols {
-                    put(0, col, tile(isa, format, [weights(col)], row)[0][0]);
-                }
+            let row = acts.row(0);
+            // SAFETY: each range of columns is one worker's alone.
+            pool.execute_chunked(n, |cols| unsafe {
+                gemv(isa, format, &data, cols, row, dst as *mut f32)
             });
         } else {
             // A unit is COLS weight rows, kept in L1 while every tile of
@@ -543,6 +661,13 @@ mod tests {
                 let row_bytes = k / QK * b.format.block_bytes();
                 let w = |c: usize| &data[c * row_bytes..(c + 1) * row_bytes];
                 for &p in &paths {
+                    let mut out = vec![0f32; n];
+                    // SAFETY: `out` has a place for every column.
+                    unsafe { gemv(p, b.format, &data, 0..n, acts.row(m - 1), out.as_mut_ptr()) };
+                    for (col, &v) in out.iter().enumerate() {
+                        let s = tile_scalar(b.format, [w(col)], [acts.row(m - 1)])[0][0];
+                        assert!(close(v, s), "{dtype:?} {p:?} gemv col {col}: {v} vs {s}");
+                    }
                     for col in 0..n - 3 {
                         let ws = [w(col), w(col + 1), w(col + 2), w(col + 3)];
                         let rows = std::array::from_fn(|i| acts.row(i % m));
