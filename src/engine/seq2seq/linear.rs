@@ -16,6 +16,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Shape, Tensor};
 
+use crate::engine::kernels::Matmul;
 use crate::error::Error;
 
 enum Store {
@@ -165,7 +166,7 @@ impl Weights {
             self.check(&full, q.shape(), &Shape::from((out_dim, in_dim)))?;
             if !matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
                 return Ok(Lin {
-                    weight: QMatMul::from_arc(Arc::new(q))?,
+                    weight: Matmul::new(QMatMul::from_arc(Arc::new(q))?),
                     bias: b,
                 });
             }
@@ -176,7 +177,7 @@ impl Weights {
 
 /// Weight (out × in) and optional bias of one projection.
 pub struct Lin {
-    weight: QMatMul,
+    weight: Matmul,
     bias: Option<Tensor>,
 }
 
@@ -185,12 +186,12 @@ impl Lin {
     /// fit the format's blocks.
     pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Option<GgmlDType>) -> Result<Self> {
         let in_dim = weight.dim(1)?;
-        let weight = match quant {
+        let weight = Matmul::new(match quant {
             Some(q) if in_dim % q.block_size() == 0 => {
                 QMatMul::from_arc(Arc::new(QTensor::quantize(&weight, q)?))?
             }
             _ => QMatMul::Tensor(weight),
-        };
+        });
         Ok(Lin { weight, bias })
     }
 
