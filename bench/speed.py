@@ -29,7 +29,8 @@ Two steps:
   number as its minimum and maximum decoding length).
 - Peak RSS of each engine's own process (VmHWM), beside the weight file.
 - Time to first token: the wall time of a whole `glot generate` process that
-  produces one token after the 512-token prompt, with the page cache warm.
+  produces one token, after a 32-token prompt and after the long one, with the
+  page cache warm.
 - A memory-bandwidth probe: the physical decode limit is bandwidth divided
   by the bytes of weights read per token, printed beside each decode rate.
 
@@ -421,6 +422,8 @@ def run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             prompt = Path(tmp) / "prompt.txt"
             prompt.write_text(text)
+            short = Path(tmp) / "short.txt"
+            short.write_text(prompt_of(d, 32)[0])
             for ty in GGUF_TYPES:
                 gguf = d / "gguf" / f"{name}-{ty}.gguf"
                 size = gguf.stat().st_size
@@ -431,9 +434,13 @@ def run(args: argparse.Namespace) -> None:
                     assert g[-1]["prompt_ids"] == ids, "glot tokenized the prompt differently"
                     if not args.no_peers:
                         p.append(llama_llm(args.threads, gguf, ids, args.new_tokens))
-                # Time to first token: a whole process, one new token.
-                ttft = statistics.median(
-                    glot_llm(glot, args.threads, gguf, d, prompt, 1)["wall"] for _ in range(args.runs)
+                # Time to first token: a whole process (load, prompt, one
+                # token), with a 32-token prompt and with the long one.
+                ttft = tuple(
+                    statistics.median(
+                        glot_llm(glot, args.threads, gguf, d, pr, 1)["wall"] for _ in range(args.runs)
+                    )
+                    for pr in (short, prompt)
                 )
                 rows.append((name, ty.upper(), size, limit, g, p, ttft))
             if args.safetensors:
@@ -445,7 +452,7 @@ def run(args: argparse.Namespace) -> None:
     if rows:
         print(f"## LLMs: {args.prompt_tokens}-token prompt, {args.new_tokens} new tokens\n")
         print("| model | weights | file MiB | decode limit tok/s | glot prefill | llama.cpp prefill | ratio "
-              "| glot decode | llama.cpp decode | ratio | glot RSS MiB (× file) | llama.cpp RSS MiB | glot load s | glot TTFT s |")
+              "| glot decode | llama.cpp decode | ratio | glot RSS MiB (× file) | llama.cpp RSS MiB | glot load s | glot TTFT s (32 / N-token prompt) |")
         print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for name, ty, size, limit, g, p, ttft in rows:
             gp, gd = med(g, "prefill"), med(g, "decode")
@@ -455,7 +462,7 @@ def run(args: argparse.Namespace) -> None:
             print(
                 f"| {name} | {ty} | {mib(size)} | {limit:.1f} | {gp:.1f} | {lp:.1f} | {gp / lp:.2f} | {gd:.1f} | "
                 f"{ld:.1f} | {gd / ld:.2f} | {mib(med(g, 'rss'))} ({med(g, 'rss') / size:.2f}) | {lr} | "
-                f"{med(g, 'load'):.2f} | {'–' if ttft is None else f'{ttft:.2f}'} |",
+                f"{med(g, 'load'):.2f} | {'–' if ttft is None else f'{ttft[0]:.2f} / {ttft[1]:.2f}'} |",
                 flush=True,
             )
             results["llm"].append(dict(model=name, weights=ty, file=size, limit=limit, glot=g, llama_cpp=p, ttft=ttft))

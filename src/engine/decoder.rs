@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
 use super::config::{DecoderConfig, RopeStyle};
-use super::kernels::Matmul;
+use super::kernels::{self, Matmul};
 use super::weights::{Role, Weights};
 
 struct Linear {
@@ -32,11 +32,26 @@ impl Linear {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+        self.add_bias(self.weight.forward(x)?)
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
         })
+    }
+
+    /// The projections of one input by several layers, in one pass where
+    /// the kernels allow.
+    fn forward_all<const N: usize>(ls: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
+        let ys = kernels::forward_all(&ls.map(|l| &l.weight), x)?;
+        let mut out = Vec::with_capacity(N);
+        for (l, y) in ls.iter().zip(ys) {
+            out.push(l.add_bias(y)?);
+        }
+        out.try_into()
+            .map_err(|_| anyhow::anyhow!("projection count"))
     }
 }
 
@@ -159,9 +174,10 @@ impl Attention {
 
     fn forward(&mut self, x: &Tensor, rope: &Rope, pos: usize) -> Result<Tensor> {
         let (b, seq, _) = x.dims3()?;
-        let q = self.heads(&self.q.forward(x)?, self.num_heads, self.q_norm.as_ref())?;
-        let k = self.heads(&self.k.forward(x)?, self.num_kv_heads, self.k_norm.as_ref())?;
-        let v = self.heads(&self.v.forward(x)?, self.num_kv_heads, None)?;
+        let [q, k, v] = Linear::forward_all([&self.q, &self.k, &self.v], x)?;
+        let q = self.heads(&q, self.num_heads, self.q_norm.as_ref())?;
+        let k = self.heads(&k, self.num_kv_heads, self.k_norm.as_ref())?;
+        let v = self.heads(&v, self.num_kv_heads, None)?;
         let q = rope.apply(&q, pos)?;
         let k = rope.apply(&k, pos)?;
         let (k, v) = self.cache.append(&k, &v.contiguous()?)?;
@@ -218,8 +234,8 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate.forward(x)?)?;
-        self.down.forward(&(gate * self.up.forward(x)?)?)
+        let [gate, up] = Linear::forward_all([&self.gate, &self.up], x)?;
+        self.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)
     }
 }
 

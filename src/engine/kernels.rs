@@ -88,23 +88,15 @@ struct Acts {
 
 impl Acts {
     fn quantize(x: &[f32], k: usize) -> Acts {
-        let blocks = x.len() / QK;
-        let mut a = Acts {
-            k,
-            qs: vec![0; x.len()],
-            d: vec![0.0; blocks],
-        };
-        for b in 0..blocks {
-            let xs = &x[b * QK..(b + 1) * QK];
-            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            for (q, &v) in a.qs[b * QK..(b + 1) * QK].iter_mut().zip(xs) {
-                *q = (v * id).round() as i8;
-            }
-            a.d[b] = f16::from_f32(d).to_f32();
+        let mut qs = vec![0; x.len()];
+        let mut d = vec![0.0; x.len() / QK];
+        match isa() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Vnni => unsafe { x86::quantize(x, &mut qs, &mut d) },
+            _ => quantize_blocks(x, &mut qs, &mut d),
         }
-        a
+        Acts { k, qs, d }
     }
 
     fn row(&self, r: usize) -> Row<'_> {
@@ -113,6 +105,21 @@ impl Acts {
             qs: &self.qs[r * self.k..(r + 1) * self.k],
             d: &self.d[r * kb..(r + 1) * kb],
         }
+    }
+}
+
+/// Rounds each block of 32 values to bytes with the scale max|x| / 127,
+/// kept in f16 precision as llama.cpp's Q8_0 keeps it.
+#[inline(always)]
+fn quantize_blocks(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+    for ((xs, qs), d) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)).zip(d) {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (v * inv).round() as i8;
+        }
+        *d = f16::from_f32(scale).to_f32();
     }
 }
 
@@ -264,6 +271,13 @@ mod x86 {
         );
         let select = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
         _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select)
+    }
+
+    /// [`super::quantize_blocks`] compiled for AVX2, where rounding and the
+    /// block maximum are vector instructions rather than calls.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn quantize(x: &[f32], qs: &mut [i8], d: &mut [f32]) {
+        super::quantize_blocks(x, qs, d)
     }
 
     /// How far ahead of the block in use the next weights are fetched.
@@ -664,6 +678,81 @@ impl Module for Matmul {
     }
 }
 
+/// `x · mᵀ` for every matrix of `ms`, all taking the same input (Q, K and V;
+/// gate and up). For one row of Q8_0/Q5_0 weights the input is quantized
+/// once and all the products are one parallel pass: a decode step would
+/// otherwise wait for the threads once per matrix.
+pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+    let blocks: Option<Vec<&BlockMatrix>> = ms
+        .iter()
+        .map(|m| match m {
+            Matmul::Blocks(b) => Some(&**b),
+            Matmul::Candle(_) => None,
+        })
+        .collect();
+    let dims = x.dims();
+    let k = dims.last().copied().unwrap_or(0);
+    let rows = x.elem_count() / k.max(1);
+    match blocks {
+        Some(bs) if rows == 1 && !bs.is_empty() && bs.iter().all(|b| b.k == k) => {
+            let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let outs = gemv_all(&bs, &data)?;
+            outs.into_iter()
+                .zip(&bs)
+                .map(|(out, b)| {
+                    let mut shape = dims.to_vec();
+                    *shape.last_mut().unwrap() = b.n;
+                    Tensor::from_vec(out, shape, x.device())
+                })
+                .collect()
+        }
+        _ => ms.iter().map(|m| m.forward(x)).collect(),
+    }
+}
+
+/// One row times several matrices of the same width, as one range of
+/// columns split between the threads.
+fn gemv_all(bs: &[&BlockMatrix], x: &[f32]) -> candle_core::Result<Vec<Vec<f32>>> {
+    let acts = Acts::quantize(x, bs[0].k);
+    let row = acts.row(0);
+    let data: Vec<_> = bs
+        .iter()
+        .map(|b| b.tensor.data())
+        .collect::<candle_core::Result<_>>()?;
+    let mut outs: Vec<Vec<f32>> = bs.iter().map(|b| vec![0f32; b.n]).collect();
+    let dsts: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+    let starts: Vec<usize> = bs
+        .iter()
+        .scan(0, |acc, b| {
+            let s = *acc;
+            *acc += b.n;
+            Some(s)
+        })
+        .collect();
+    let total = starts.last().unwrap() + bs.last().unwrap().n;
+    let isa = isa();
+    candle_core::utils::barrier_pool().execute_chunked(total, |range| {
+        for (i, b) in bs.iter().enumerate() {
+            let lo = range.start.max(starts[i]);
+            let hi = range.end.min(starts[i] + b.n);
+            if lo < hi {
+                // SAFETY: each column of each output is in one range only.
+                unsafe {
+                    gemv(
+                        isa,
+                        b.format,
+                        &data[i],
+                        lo - starts[i]..hi - starts[i],
+                        row,
+                        dsts[i] as *mut f32,
+                    )
+                };
+            }
+        }
+    });
+    Ok(outs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,6 +851,31 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// One pass over several matrices gives each matrix's own product.
+    #[test]
+    fn products_of_several_matrices_equal_each_alone() {
+        let ms: Vec<Matmul> = [
+            (GgmlDType::Q8_0, 40),
+            (GgmlDType::Q5_0, 9),
+            (GgmlDType::Q8_0, 3),
+        ]
+        .into_iter()
+        .map(|(dt, n)| Matmul::new(QMatMul::from_arc(quantized(dt, n, 64)).unwrap()))
+        .collect();
+        assert!(ms.iter().all(|m| matches!(m, Matmul::Blocks(_))));
+        let x = Tensor::from_vec(random(64, 9), (1, 1, 64), &Device::Cpu).unwrap();
+        let all = forward_all(&ms.iter().collect::<Vec<_>>(), &x).unwrap();
+        for (m, y) in ms.iter().zip(all) {
+            let alone = m.forward(&x).unwrap();
+            assert_eq!(y.dims(), alone.dims());
+            let (a, b): (Vec<f32>, Vec<f32>) = (
+                y.flatten_all().unwrap().to_vec1().unwrap(),
+                alone.flatten_all().unwrap().to_vec1().unwrap(),
+            );
+            assert_eq!(a, b);
         }
     }
 
