@@ -140,10 +140,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
     pub max_context: Option<u32>,
 
-    /// Quantize a translation model's safetensors weights in memory at load.
+    /// Quantize a model's safetensors weights in memory at load (GGUF files
+    /// are already quantized).
     ///
-    /// Q8_0 reads a quarter of the bytes per token of f32, at a small cost
-    /// in exactness.
+    /// Q8_0 reads a quarter of the bytes per token of f32 and takes about a
+    /// quarter of the memory, at a small cost in exactness.
     #[arg(long, value_enum, value_name = "TYPE")]
     pub quantize: Option<Quantize>,
 

@@ -268,17 +268,19 @@ fn generate(a: GenerateArgs, offline: bool) -> Result<GenerateSettings> {
 }
 
 fn model(m: &ModelArgs, s: &SamplingArgs, offline: bool) -> Result<ModelSettings> {
+    let quantize = m.quantize.map(|q| match q {
+        crate::cli::Quantize::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
+    });
     Ok(ModelSettings {
         spec: m.model.clone().filter(|s| !s.is_empty()),
         tokenizer: m.tokenizer.clone(),
         offline,
         load: LoadOptions {
             max_context: m.max_context.map(|n| n as usize),
+            quantize,
         },
         sampling: sampling(s)?,
-        quantize: m.quantize.map(|q| match q {
-            crate::cli::Quantize::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
-        }),
+        quantize,
         batch_size: m.batch_size as usize,
     })
 }

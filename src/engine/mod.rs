@@ -88,6 +88,9 @@ pub(crate) fn snapshot_of(path: &std::path::Path) -> Option<String> {
 pub struct LoadOptions {
     /// Cap on the context, below the model's own.
     pub max_context: Option<usize>,
+    /// Block format that float (safetensors) matrices are quantized to at
+    /// load: f32 reads four bytes per weight and token, Q8_0 about one.
+    pub quantize: Option<candle_core::quantized::GgmlDType>,
 }
 
 /// Decoding choices that hold for every completion of a run.
@@ -133,8 +136,14 @@ impl Llm {
                 let json = read_json(cfg_path)?;
                 let cfg = DecoderConfig::from_hf_json(&json)
                     .with_context(|| format!("in {}", cfg_path.display()))?;
-                let w = Weights::safetensors(paths, &device)?;
-                (w, cfg, None, "safetensors".to_string())
+                let w = Weights::safetensors(paths, &device)?.quantized(opts.quantize);
+                let format = match opts.quantize {
+                    Some(q) => {
+                        format!("safetensors, {} in memory", format!("{q:?}").to_lowercase())
+                    }
+                    None => "safetensors".to_string(),
+                };
+                (w, cfg, None, format)
             }
             WeightsFormat::Gguf(path) => {
                 let mut f =

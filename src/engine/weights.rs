@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
@@ -110,6 +110,8 @@ pub struct Weights {
     source: Source,
     origin: PathBuf,
     device: Device,
+    /// Block format for float matrices (see `LoadOptions::quantize`).
+    quantize: Option<GgmlDType>,
 }
 
 impl Weights {
@@ -123,7 +125,16 @@ impl Weights {
             source: Source::Safetensors(st),
             origin: paths[0].clone(),
             device: device.clone(),
+            quantize: None,
         })
+    }
+
+    /// Quantizes float matrices to `q` as they are loaded.
+    pub fn quantized(self, q: Option<GgmlDType>) -> Self {
+        Weights {
+            quantize: q,
+            ..self
+        }
     }
 
     /// Opens a GGUF file whose header was already parsed.
@@ -133,6 +144,7 @@ impl Weights {
             source: Source::Gguf { content, file },
             origin: path.to_path_buf(),
             device: device.clone(),
+            quantize: None,
         })
     }
 
@@ -172,7 +184,13 @@ impl Weights {
         }
         let m = match &mut self.source {
             Source::Safetensors(st) => {
-                QMatMul::Tensor(st.load(&name, &self.device)?.to_dtype(DType::F32)?)
+                let t = st.load(&name, &self.device)?.to_dtype(DType::F32)?;
+                match self.quantize {
+                    Some(q) if t.dim(1)? % q.block_size() == 0 => {
+                        QMatMul::from_arc(Arc::new(QTensor::quantize(&t, q)?))?
+                    }
+                    _ => QMatMul::Tensor(t),
+                }
             }
             Source::Gguf { content, file } => {
                 let q = content.tensor(file, &name, &self.device)?;

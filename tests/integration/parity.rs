@@ -165,6 +165,40 @@ fn quantized_gguf_logits_are_as_close_as_llama_cpp() {
     }
 }
 
+/// Safetensors quantized to Q8_0 at load are as close to `transformers` as
+/// llama.cpp's own Q8_0 file of the same weights.
+#[test]
+fn safetensors_quantized_at_load_are_as_close_as_llama_cpp_q8_0() {
+    for family in FAMILIES {
+        let r = reference(family);
+        let peer = util::llama_cpp(family);
+        let files = hub::resolve_local(model_dir(family).to_str().unwrap(), None).unwrap();
+        let opts = LoadOptions {
+            quantize: Some(candle_core::quantized::GgmlDType::Q8_0),
+            ..LoadOptions::default()
+        };
+        let mut llm = Llm::load(&files, &opts).unwrap();
+        assert!(llm.info().format.contains("q8_0"), "{}", llm.info().format);
+        let (mut ours, mut theirs) = (0.0f32, 0.0f32);
+        for case in &r.cases {
+            let g = greedy(&mut llm, case);
+            ours = ours.max(max_abs_diff(&g.first_logits, &case.first_logits));
+            let cpp = &peer.first_logits["q8_0"][&case.name];
+            theirs = theirs.max(max_abs_diff(cpp, &case.first_logits));
+        }
+        println!("{family}: max |diff| to transformers glot {ours:.4}, llama.cpp q8_0 {theirs:.4}");
+        // Unquantized, the logits would be within F32_LOGIT_TOL.
+        assert!(
+            ours > 100.0 * F32_LOGIT_TOL,
+            "{family}: the weights were not quantized"
+        );
+        assert!(
+            ours <= PEER_FACTOR * theirs,
+            "{family}: glot's logits differ from transformers by up to {ours}, llama.cpp's by {theirs}"
+        );
+    }
+}
+
 #[test]
 fn every_fixture_format_exists() {
     for family in FAMILIES {

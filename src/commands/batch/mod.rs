@@ -114,6 +114,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         "model": model_key,
         "tokenizer": s.model.tokenizer,
         "max_context": s.model.load.max_context,
+        "quantize": s.model.quantize.map(|q| format!("{q:?}")),
         "sampling": s.model.sampling.map(|x| json!([x.temperature, x.top_p, x.seed])),
         "input_format": s.format.map(Format::name),
         "lossy": s.lossy,
