@@ -9,6 +9,8 @@
 //! dot products with AVX-512 VNNI where the CPU has it, AVX2 otherwise, so
 //! the numbers are candle's and llama.cpp's up to summation order.
 
+mod q4k;
+
 use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
@@ -651,10 +653,12 @@ impl Module for BlockMatrix {
     }
 }
 
-/// A weight matrix: these kernels for Q8_0 and Q5_0, candle's for the rest.
+/// A weight matrix: these kernels for Q8_0 and Q5_0 (and Q4_K on CPUs with
+/// AVX-512 VNNI), candle's for the rest.
 #[derive(Clone)]
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
+    Q4K(Arc<q4k::Q4KMatrix>),
     Candle(QMatMul),
 }
 
@@ -663,6 +667,9 @@ impl Matmul {
         if let QMatMul::QTensor(t) = &m {
             if let Some(b) = BlockMatrix::of(t) {
                 return Matmul::Blocks(Arc::new(b));
+            }
+            if let Some(b) = q4k::Q4KMatrix::of(t) {
+                return Matmul::Q4K(Arc::new(b));
             }
         }
         Matmul::Candle(m)
@@ -673,6 +680,7 @@ impl Module for Matmul {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Matmul::Blocks(b) => b.forward(x),
+            Matmul::Q4K(b) => b.forward(x),
             Matmul::Candle(m) => m.forward(x),
         }
     }
@@ -687,7 +695,7 @@ pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor
         .iter()
         .map(|m| match m {
             Matmul::Blocks(b) => Some(&**b),
-            Matmul::Candle(_) => None,
+            Matmul::Q4K(_) | Matmul::Candle(_) => None,
         })
         .collect();
     let dims = x.dims();

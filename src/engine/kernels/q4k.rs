@@ -1,0 +1,400 @@
+//! Q4_K matrix products (llama.cpp's k-quant of 4 bits in blocks of 256).
+//!
+//! candle's fast x86 Q4_K path repacks every matrix into a second,
+//! larger copy on first use and keeps both: a Q4_K_M model then takes 2.4
+//! times its file in memory. These kernels read the file's own layout, with
+//! activations quantized to 8 bits per 256 values as llama.cpp's Q8_K.
+//! Only CPUs with AVX-512 VNNI take this path; others keep candle's.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Module, Tensor};
+
+/// Values per block.
+const QK: usize = 256;
+/// Bytes per block: f16 scale and min scale, 12 bytes of 6-bit sub-block
+/// scales and mins, 128 bytes of nibbles.
+const BLOCK: usize = 144;
+/// Activation rows that share one pass over a weight row.
+const ROWS: usize = 4;
+/// Weight rows per unit of work when there are several activation rows.
+const COLS: usize = 16;
+
+/// The eight sub-block scales and mins of a block (6 bits each, packed in
+/// 12 bytes as llama.cpp packs them).
+fn scales(q: &[u8]) -> ([i32; 8], [i32; 8]) {
+    let (mut sc, mut mn) = ([0i32; 8], [0i32; 8]);
+    for j in 0..8 {
+        let (s, m) = if j < 4 {
+            (q[j] & 63, q[j + 4] & 63)
+        } else {
+            (
+                (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
+                (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+            )
+        };
+        sc[j] = s as i32;
+        mn[j] = m as i32;
+    }
+    (sc, mn)
+}
+
+#[cfg(test)]
+fn f16_at(b: &[u8]) -> f32 {
+    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+/// Activations as Q8_K: per 256 values a scale and bytes, plus the sums of
+/// each 32 bytes that the sub-block mins multiply.
+struct Acts {
+    k: usize,
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    sums: Vec<i32>,
+}
+
+impl Acts {
+    fn quantize(x: &[f32], k: usize) -> Acts {
+        let mut a = Acts {
+            k,
+            qs: vec![0; x.len()],
+            d: vec![0.0; x.len() / QK],
+            sums: vec![0; x.len() / 32],
+        };
+        for (b, xs) in x.chunks_exact(QK).enumerate() {
+            // The value of largest magnitude maps to -127 (llama.cpp's sign).
+            let (mut max, mut amax) = (0f32, 0f32);
+            for &v in xs {
+                if amax < v.abs() {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            if amax == 0.0 {
+                continue;
+            }
+            let iscale = -127.0 / max;
+            let qs = &mut a.qs[b * QK..(b + 1) * QK];
+            for (q, &v) in qs.iter_mut().zip(xs) {
+                *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+            }
+            for (j, s) in a.sums[b * 8..(b + 1) * 8].iter_mut().enumerate() {
+                *s = qs[j * 32..(j + 1) * 32].iter().map(|&q| q as i32).sum();
+            }
+            a.d[b] = 1.0 / iscale;
+        }
+        a
+    }
+
+    fn row(&self, r: usize) -> Row<'_> {
+        let kb = self.k / QK;
+        Row {
+            qs: &self.qs[r * self.k..(r + 1) * self.k],
+            d: &self.d[r * kb..(r + 1) * kb],
+            sums: &self.sums[r * kb * 8..(r + 1) * kb * 8],
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Row<'a> {
+    qs: &'a [i8],
+    d: &'a [f32],
+    sums: &'a [i32],
+}
+
+/// Dot products of one weight row with `R` activation rows: the reference
+/// the vector kernel is tested against.
+#[cfg(test)]
+fn dot_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
+    let mut acc = [0f32; R];
+    for (i, block) in w.chunks_exact(BLOCK).enumerate() {
+        let (d, dmin) = (f16_at(&block[0..2]), f16_at(&block[2..4]));
+        let (sc, mn) = scales(&block[4..16]);
+        let qs = &block[16..];
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            let act = &row.qs[i * QK..(i + 1) * QK];
+            let mut sumi = 0i32;
+            for j in 0..4 {
+                for l in 0..32 {
+                    let q = qs[32 * j + l];
+                    sumi += sc[2 * j] * (q & 0xf) as i32 * act[64 * j + l] as i32;
+                    sumi += sc[2 * j + 1] * (q >> 4) as i32 * act[64 * j + 32 + l] as i32;
+                }
+            }
+            let summ: i32 = (0..8).map(|j| mn[j] * row.sums[i * 8 + j]).sum();
+            *a += d * row.d[i] * sumi as f32 - dmin * row.d[i] * summ as f32;
+        }
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{scales, Row, BLOCK, QK};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn f16_at(p: *const u8) -> f32 {
+        let bits = u16::from_le_bytes(*(p as *const [u8; 2]));
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// `out[r * n + col] = w[col] · rows[r]` for `cols`. The nibbles are
+    /// unsigned, so the byte products need no sign trick: the sub-block
+    /// scales multiply the 32-bit sums, the mins the activation sums.
+    ///
+    /// # Safety
+    /// AVX-512 VNNI; `w` holds every row in `cols`; `out` is valid for the
+    /// writes and no one else touches them.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn rows<const R: usize>(
+        w: &[u8],
+        cols: std::ops::Range<usize>,
+        rows: [Row; R],
+        out: *mut f32,
+        n: usize,
+    ) {
+        let kb = rows[0].d.len();
+        let low = _mm256_set1_epi8(0x0f);
+        for col in cols {
+            let base = w.as_ptr().add(col * kb * BLOCK);
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut corr = [0f32; R];
+            for i in 0..kb {
+                let block = base.add(i * BLOCK);
+                let (d, dmin) = (f16_at(block), f16_at(block.add(2)));
+                let (sc, mn) = scales(std::slice::from_raw_parts(block.add(4), 12));
+                let mut lo = [_mm256_setzero_si256(); 4];
+                let mut hi = [_mm256_setzero_si256(); 4];
+                for j in 0..4 {
+                    let q = _mm256_loadu_si256(block.add(16 + 32 * j) as *const __m256i);
+                    lo[j] = _mm256_and_si256(q, low);
+                    hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                }
+                for r in 0..R {
+                    let row = rows[r];
+                    let a = row.qs.as_ptr().add(i * QK);
+                    let mut sumi = _mm256_setzero_si256();
+                    for j in 0..4 {
+                        let a_lo = _mm256_loadu_si256(a.add(64 * j) as *const __m256i);
+                        let a_hi = _mm256_loadu_si256(a.add(64 * j + 32) as *const __m256i);
+                        let p_lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[j], a_lo);
+                        let p_hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi[j], a_hi);
+                        sumi = _mm256_add_epi32(
+                            sumi,
+                            _mm256_mullo_epi32(p_lo, _mm256_set1_epi32(sc[2 * j])),
+                        );
+                        sumi = _mm256_add_epi32(
+                            sumi,
+                            _mm256_mullo_epi32(p_hi, _mm256_set1_epi32(sc[2 * j + 1])),
+                        );
+                    }
+                    let da = *row.d.get_unchecked(i);
+                    let sums = row.sums.get_unchecked(i * 8..i * 8 + 8);
+                    let mut summ = 0i32;
+                    for j in 0..8 {
+                        summ += mn[j] * sums[j];
+                    }
+                    acc[r] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * da), acc[r]);
+                    corr[r] += dmin * da * summ as f32;
+                }
+            }
+            for r in 0..R {
+                *out.add(r * n + col) = hsum(acc[r]) - corr[r];
+            }
+        }
+    }
+
+    /// [`super::Acts::quantize`] compiled for AVX2.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn quantize(x: &[f32], k: usize) -> super::Acts {
+        super::Acts::quantize(x, k)
+    }
+}
+
+/// Whether this CPU takes these kernels.
+fn available() -> bool {
+    super::isa() == super::Isa::Vnni
+}
+
+/// A Q4_K matrix of `n` rows of `k` values, as the file holds it.
+pub struct Q4KMatrix {
+    n: usize,
+    k: usize,
+    tensor: Arc<QTensor>,
+}
+
+impl Q4KMatrix {
+    pub(super) fn of(t: &Arc<QTensor>) -> Option<Q4KMatrix> {
+        if t.dtype() != GgmlDType::Q4K || !t.device().is_cpu() || !available() {
+            return None;
+        }
+        let (n, k) = t.shape().dims2().ok()?;
+        (k % QK == 0).then(|| Q4KMatrix {
+            n,
+            k,
+            tensor: t.clone(),
+        })
+    }
+
+    fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
+        let (n, k) = (self.n, self.k);
+        let m = x.len() / k;
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available()` checked the CPU when the matrix was made.
+        let acts = unsafe { x86::quantize(x, k) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let acts = Acts::quantize(x, k);
+        let data = self.tensor.data()?;
+        let mut out = vec![0f32; m * n];
+        let dst = out.as_mut_ptr() as usize;
+        // Weight rows `cols` against activation rows `r..r + R`.
+        let run = |r: usize, cols: std::ops::Range<usize>| {
+            let out = (dst as *mut f32).wrapping_add(r * n);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above; each (row, column) of `out` is in one unit of
+            // work only, and `data` holds all `n` rows.
+            unsafe {
+                if r + ROWS <= m {
+                    x86::rows::<ROWS>(
+                        &data,
+                        cols,
+                        std::array::from_fn(|i| acts.row(r + i)),
+                        out,
+                        n,
+                    );
+                } else {
+                    for i in 0..m - r {
+                        x86::rows::<1>(
+                            &data,
+                            cols.clone(),
+                            [acts.row(r + i)],
+                            out.wrapping_add(i * n),
+                            n,
+                        );
+                    }
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (r, cols, out);
+                unreachable!("Q4_K kernels are x86 only")
+            }
+        };
+        let pool = candle_core::utils::barrier_pool();
+        if m == 1 {
+            pool.execute_chunked(n, |cols| run(0, cols));
+        } else {
+            pool.execute_chunked(n.div_ceil(COLS), |units| {
+                for unit in units {
+                    for r in (0..m).step_by(ROWS) {
+                        run(r, unit * COLS..n.min((unit + 1) * COLS));
+                    }
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Module for Q4KMatrix {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        if dims.last() != Some(&self.k) {
+            candle_core::bail!("matmul of {:?} by a {}×{} matrix", dims, self.n, self.k);
+        }
+        let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = self.matmul(&data)?;
+        *dims.last_mut().unwrap() = self.n;
+        Tensor::from_vec(out, dims, x.device())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::QMatMul;
+    use candle_core::Device;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    /// The scalar reference gives candle's products, and the vector path
+    /// (where the CPU has it) the scalar one's, for one row and for tiles.
+    #[test]
+    fn products_equal_candles_and_the_scalar_ones() {
+        let (n, k) = (21, 512);
+        let w = Tensor::from_vec(random(n * k, 3), (n, k), &Device::Cpu).unwrap();
+        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
+        let reference = QMatMul::from_arc(q.clone()).unwrap();
+        let data = q.data().unwrap();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
+        for m in [1, 4, 6] {
+            let xs = random(m * k, 10 + m as u64);
+            let x = Tensor::from_vec(xs.clone(), (m, k), &Device::Cpu).unwrap();
+            let want: Vec<f32> = reference
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let acts = Acts::quantize(&xs, k);
+            for r in 0..m {
+                for col in 0..n {
+                    let s = dot_scalar(
+                        &data[col * (k / QK) * BLOCK..(col + 1) * (k / QK) * BLOCK],
+                        [acts.row(r)],
+                    )[0];
+                    assert!(
+                        close(s, want[r * n + col]),
+                        "m={m} ({r}, {col}): {s} vs {}",
+                        want[r * n + col]
+                    );
+                }
+            }
+            if let Some(b) = Q4KMatrix::of(&q) {
+                let got: Vec<f32> = b
+                    .forward(&x)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(close(*g, *w), "m={m} at {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sub_block_scales_unpack_as_llama_cpp_packs_them() {
+        // Scales 0..8 = 1..8 and mins = 9..16, six bits each.
+        let (sc, mn): ([u8; 8], [u8; 8]) =
+            ([1, 2, 3, 40, 5, 6, 7, 63], [9, 10, 11, 12, 13, 50, 15, 16]);
+        let mut q = [0u8; 12];
+        for j in 0..4 {
+            q[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+            q[j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6);
+            q[j + 8] = (sc[j + 4] & 0xf) | ((mn[j + 4] & 0xf) << 4);
+        }
+        let (s, m) = scales(&q);
+        assert_eq!(s.map(|v| v as u8), sc);
+        assert_eq!(m.map(|v| v as u8), mn);
+    }
+}
