@@ -141,22 +141,17 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
     /// `out[r * n + col] = w[col] · rows[r]` for `cols`. The nibbles are
-    /// unsigned, so the byte products need no sign trick: the sub-block
-    /// scales multiply the 32-bit sums, the mins the activation sums.
+    /// unsigned, so the byte products need no sign trick. Each 512-bit step
+    /// takes a 32-byte run of nibbles: its low halves (one sub-block) and
+    /// high halves (the next) against the 64 activation bytes they meet; the
+    /// sub-block scales multiply the 32-bit sums, the mins the activation
+    /// sums.
     ///
     /// # Safety
     /// AVX-512 VNNI; `w` holds every row in `cols`; `out` is valid for the
     /// writes and no one else touches them.
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")]
     pub(super) unsafe fn rows<const R: usize>(
         w: &[u8],
         cols: std::ops::Range<usize>,
@@ -165,39 +160,41 @@ mod x86 {
         n: usize,
     ) {
         let kb = rows[0].d.len();
-        let low = _mm256_set1_epi8(0x0f);
+        let low = _mm512_set1_epi8(0x0f);
+        // Shift the upper 256 bits by 4: their bytes become the high nibbles.
+        let shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
         for col in cols {
             let base = w.as_ptr().add(col * kb * BLOCK);
-            let mut acc = [_mm256_setzero_ps(); R];
+            let mut acc = [_mm512_setzero_ps(); R];
             let mut corr = [0f32; R];
             for i in 0..kb {
                 let block = base.add(i * BLOCK);
                 let (d, dmin) = (f16_at(block), f16_at(block.add(2)));
                 let (sc, mn) = scales(std::slice::from_raw_parts(block.add(4), 12));
-                let mut lo = [_mm256_setzero_si256(); 4];
-                let mut hi = [_mm256_setzero_si256(); 4];
+                let sc_all =
+                    _mm512_castsi256_si512(_mm256_loadu_si256(sc.as_ptr() as *const __m256i));
+                let mut q = [_mm512_setzero_si512(); 4];
+                let mut scale = [_mm512_setzero_si512(); 4];
                 for j in 0..4 {
-                    let q = _mm256_loadu_si256(block.add(16 + 32 * j) as *const __m256i);
-                    lo[j] = _mm256_and_si256(q, low);
-                    hi[j] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                    let bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        block.add(16 + 32 * j) as *const __m256i
+                    ));
+                    q[j] = _mm512_and_si512(_mm512_srlv_epi16(bytes, shifts), low);
+                    let pick = _mm512_inserti64x4(
+                        _mm512_set1_epi32(2 * j as i32),
+                        _mm256_set1_epi32(2 * j as i32 + 1),
+                        1,
+                    );
+                    scale[j] = _mm512_permutexvar_epi32(pick, sc_all);
                 }
                 for r in 0..R {
                     let row = rows[r];
                     let a = row.qs.as_ptr().add(i * QK);
-                    let mut sumi = _mm256_setzero_si256();
+                    let mut sumi = _mm512_setzero_si512();
                     for j in 0..4 {
-                        let a_lo = _mm256_loadu_si256(a.add(64 * j) as *const __m256i);
-                        let a_hi = _mm256_loadu_si256(a.add(64 * j + 32) as *const __m256i);
-                        let p_lo = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo[j], a_lo);
-                        let p_hi = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi[j], a_hi);
-                        sumi = _mm256_add_epi32(
-                            sumi,
-                            _mm256_mullo_epi32(p_lo, _mm256_set1_epi32(sc[2 * j])),
-                        );
-                        sumi = _mm256_add_epi32(
-                            sumi,
-                            _mm256_mullo_epi32(p_hi, _mm256_set1_epi32(sc[2 * j + 1])),
-                        );
+                        let y = _mm512_loadu_si512(a.add(64 * j) as *const _);
+                        let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[j], y);
+                        sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scale[j]));
                     }
                     let da = *row.d.get_unchecked(i);
                     let sums = row.sums.get_unchecked(i * 8..i * 8 + 8);
@@ -206,12 +203,12 @@ mod x86 {
                         summ += mn[j] * sums[j];
                     }
                     acc[r] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * da), acc[r]);
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * da), acc[r]);
                     corr[r] += dmin * da * summ as f32;
                 }
             }
             for r in 0..R {
-                *out.add(r * n + col) = hsum(acc[r]) - corr[r];
+                *out.add(r * n + col) = _mm512_reduce_add_ps(acc[r]) - corr[r];
             }
         }
     }
