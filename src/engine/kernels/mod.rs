@@ -9,7 +9,7 @@
 //! dot products with AVX-512 VNNI where the CPU has it, AVX2 otherwise, so
 //! the numbers are candle's and llama.cpp's up to summation order.
 
-mod q4k;
+mod kquants;
 
 use std::sync::{Arc, OnceLock};
 
@@ -658,7 +658,7 @@ impl Module for BlockMatrix {
 #[derive(Clone)]
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
-    Q4K(Arc<q4k::Q4KMatrix>),
+    Q4K(Arc<kquants::KMatrix>),
     Candle(QMatMul),
 }
 
@@ -668,7 +668,7 @@ impl Matmul {
             if let Some(b) = BlockMatrix::of(t) {
                 return Matmul::Blocks(Arc::new(b));
             }
-            if let Some(b) = q4k::Q4KMatrix::of(t) {
+            if let Some(b) = kquants::KMatrix::of(t) {
                 return Matmul::Q4K(Arc::new(b));
             }
         }

@@ -1,6 +1,7 @@
-//! Q4_K matrix products (llama.cpp's k-quant of 4 bits in blocks of 256).
+//! Q4_K and Q6_K matrix products (llama.cpp's k-quants of 4 and 6 bits in
+//! blocks of 256, the two formats of a Q4_K_M file besides Q5_0/Q8_0).
 //!
-//! candle's fast x86 Q4_K path repacks every matrix into a second,
+//! candle's fast x86 path for these repacks every matrix into a second,
 //! larger copy on first use and keeps both: a Q4_K_M model then takes 2.4
 //! times its file in memory. These kernels read the file's own layout, with
 //! activations quantized to 8 bits per 256 values as llama.cpp's Q8_K.
@@ -13,9 +14,12 @@ use candle_core::{DType, Module, Tensor};
 
 /// Values per block.
 const QK: usize = 256;
-/// Bytes per block: f16 scale and min scale, 12 bytes of 6-bit sub-block
-/// scales and mins, 128 bytes of nibbles.
+/// Bytes per Q4_K block: f16 scale and min scale, 12 bytes of 6-bit
+/// sub-block scales and mins, 128 bytes of nibbles.
 const BLOCK: usize = 144;
+/// Bytes per Q6_K block: 128 bytes of low nibbles, 64 of high bit pairs,
+/// 16 signed scales (one per 16 values), f16 scale.
+const BLOCK6: usize = 210;
 /// Activation rows that share one pass over a weight row (and its unpacked
 /// scales).
 const ROWS: usize = 8;
@@ -47,12 +51,14 @@ fn f16_at(b: &[u8]) -> f32 {
 }
 
 /// Activations as Q8_K: per 256 values a scale and bytes, plus the sums of
-/// each 32 bytes that the sub-block mins multiply.
+/// each 32 bytes that Q4_K's sub-block mins multiply and of each 16 that
+/// Q6_K's offset of 32 does.
 struct Acts {
     k: usize,
     qs: Vec<i8>,
     d: Vec<f32>,
     sums: Vec<i32>,
+    sums16: Vec<i32>,
 }
 
 impl Acts {
@@ -62,6 +68,7 @@ impl Acts {
             qs: vec![0; x.len()],
             d: vec![0.0; x.len() / QK],
             sums: vec![0; x.len() / 32],
+            sums16: vec![0; x.len() / 16],
         };
         for (b, xs) in x.chunks_exact(QK).enumerate() {
             // The value of largest magnitude maps to -127 (llama.cpp's sign).
@@ -80,8 +87,11 @@ impl Acts {
             for (q, &v) in qs.iter_mut().zip(xs) {
                 *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
             }
-            for (j, s) in a.sums[b * 8..(b + 1) * 8].iter_mut().enumerate() {
-                *s = qs[j * 32..(j + 1) * 32].iter().map(|&q| q as i32).sum();
+            for (j, s) in a.sums16[b * 16..(b + 1) * 16].iter_mut().enumerate() {
+                *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
+            }
+            for j in 0..8 {
+                a.sums[b * 8 + j] = a.sums16[b * 16 + 2 * j] + a.sums16[b * 16 + 2 * j + 1];
             }
             a.d[b] = 1.0 / iscale;
         }
@@ -94,6 +104,7 @@ impl Acts {
             qs: &self.qs[r * self.k..(r + 1) * self.k],
             d: &self.d[r * kb..(r + 1) * kb],
             sums: &self.sums[r * kb * 8..(r + 1) * kb * 8],
+            sums16: &self.sums16[r * kb * 16..(r + 1) * kb * 16],
         }
     }
 }
@@ -103,6 +114,7 @@ struct Row<'a> {
     qs: &'a [i8],
     d: &'a [f32],
     sums: &'a [i32],
+    sums16: &'a [i32],
 }
 
 /// Dot products of one weight row with `R` activation rows: the reference
@@ -131,9 +143,50 @@ fn dot_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
     acc
 }
 
+#[cfg(test)]
+/// The 256 values of a Q6_K block, before scales (0..64, offset 32 not
+/// yet taken off), in llama.cpp's order.
+fn q6k_values(block: &[u8]) -> [i32; QK] {
+    let (ql, qh) = (&block[..128], &block[128..192]);
+    let mut v = [0i32; QK];
+    for h in 0..2 {
+        let (ql, qh) = (&ql[64 * h..], &qh[32 * h..]);
+        for l in 0..32 {
+            let y = &mut v[128 * h..];
+            y[l] = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) as i32;
+            y[l + 32] = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) as i32;
+            y[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32;
+            y[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32;
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+fn dot6_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
+    let mut acc = [0f32; R];
+    for (i, block) in w.chunks_exact(BLOCK6).enumerate() {
+        let d = f16_at(&block[208..210]);
+        let v = q6k_values(block);
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            let act = &row.qs[i * QK..(i + 1) * QK];
+            let mut sumi = 0i32;
+            for g in 0..16 {
+                let sc = block[192 + g] as i8 as i32;
+                let s: i32 = (0..16)
+                    .map(|l| (v[16 * g + l] - 32) * act[16 * g + l] as i32)
+                    .sum();
+                sumi += sc * s;
+            }
+            *a += d * row.d[i] * sumi as f32;
+        }
+    }
+    acc
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{scales, Row, BLOCK, QK};
+    use super::{scales, Row, BLOCK, BLOCK6, QK};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -213,6 +266,92 @@ mod x86 {
         }
     }
 
+    /// The Q6_K counterpart of [`rows`]: each 32-byte run of low nibbles
+    /// and high bit pairs gives four runs of 32 six-bit values; the sixteen
+    /// signed scales multiply the 32-bit sums, and the offset of 32 comes off
+    /// through the activation sums of each 16.
+    ///
+    /// # Safety
+    /// As for [`rows`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")]
+    pub(super) unsafe fn rows6<const R: usize>(
+        w: &[u8],
+        cols: std::ops::Range<usize>,
+        rows: [Row; R],
+        out: *mut f32,
+        n: usize,
+    ) {
+        let kb = rows[0].d.len();
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(3);
+        // Runs 2u and 2u + 1 of half h lie side by side in the activations,
+        // so one 512-bit step takes both: its 32-bit lanes hold four sums of
+        // 16 values each, with scales 8h + 4u + 0…3.
+        let pick: [[__m512i; 2]; 2] = std::array::from_fn(|h| {
+            std::array::from_fn(|u| {
+                let s = (8 * h + 4 * u) as i32;
+                _mm512_add_epi32(
+                    _mm512_set1_epi32(s),
+                    _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                )
+            })
+        });
+        for col in cols {
+            let base = w.as_ptr().add(col * kb * BLOCK6);
+            let mut acc = [_mm512_setzero_ps(); R];
+            let mut corr = [_mm512_setzero_ps(); R];
+            for i in 0..kb {
+                let block = base.add(i * BLOCK6);
+                let d = f16_at(block.add(208));
+                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(block.add(192) as *const __m128i));
+                let mut v = [[_mm512_setzero_si512(); 2]; 2];
+                let mut scale = [[_mm512_setzero_si512(); 2]; 2];
+                for h in 0..2 {
+                    let ql0 = _mm256_loadu_si256(block.add(64 * h) as *const __m256i);
+                    let ql1 = _mm256_loadu_si256(block.add(64 * h + 32) as *const __m256i);
+                    let qh = _mm256_loadu_si256(block.add(128 + 32 * h) as *const __m256i);
+                    let high = |bits: __m256i| _mm256_slli_epi16(_mm256_and_si256(bits, m2), 4);
+                    let r0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), high(qh));
+                    let r1 =
+                        _mm256_or_si256(_mm256_and_si256(ql1, m4), high(_mm256_srli_epi16(qh, 2)));
+                    let r2 = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                        high(_mm256_srli_epi16(qh, 4)),
+                    );
+                    let r3 = _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                        high(_mm256_srli_epi16(qh, 6)),
+                    );
+                    v[h][0] = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
+                    v[h][1] = _mm512_inserti64x4(_mm512_castsi256_si512(r2), r3, 1);
+                    for u in 0..2 {
+                        scale[h][u] = _mm512_permutexvar_epi32(pick[h][u], sc);
+                    }
+                }
+                for r in 0..R {
+                    let row = rows[r];
+                    let a = row.qs.as_ptr().add(i * QK);
+                    let mut sumi = _mm512_setzero_si512();
+                    for h in 0..2 {
+                        for u in 0..2 {
+                            let y = _mm512_loadu_si512(a.add(128 * h + 64 * u) as *const _);
+                            let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[h][u], y);
+                            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scale[h][u]));
+                        }
+                    }
+                    let dd = d * *row.d.get_unchecked(i);
+                    let sums = _mm512_loadu_si512(row.sums16.as_ptr().add(i * 16) as *const _);
+                    let off = _mm512_cvtepi32_ps(_mm512_mullo_epi32(sc, sums));
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd), acc[r]);
+                    corr[r] = _mm512_fmadd_ps(off, _mm512_set1_ps(32.0 * dd), corr[r]);
+                }
+            }
+            for r in 0..R {
+                *out.add(r * n + col) = _mm512_reduce_add_ps(_mm512_sub_ps(acc[r], corr[r]));
+            }
+        }
+    }
+
     /// [`super::Acts::quantize`] compiled for AVX2.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn quantize(x: &[f32], k: usize) -> super::Acts {
@@ -225,20 +364,27 @@ fn available() -> bool {
     super::isa() == super::Isa::Vnni
 }
 
-/// A Q4_K matrix of `n` rows of `k` values, as the file holds it.
-pub struct Q4KMatrix {
+/// A Q4_K or Q6_K matrix of `n` rows of `k` values, as the file holds it.
+pub struct KMatrix {
+    six: bool,
     n: usize,
     k: usize,
     tensor: Arc<QTensor>,
 }
 
-impl Q4KMatrix {
-    pub(super) fn of(t: &Arc<QTensor>) -> Option<Q4KMatrix> {
-        if t.dtype() != GgmlDType::Q4K || !t.device().is_cpu() || !available() {
+impl KMatrix {
+    pub(super) fn of(t: &Arc<QTensor>) -> Option<KMatrix> {
+        let six = match t.dtype() {
+            GgmlDType::Q4K => false,
+            GgmlDType::Q6K => true,
+            _ => return None,
+        };
+        if !t.device().is_cpu() || !available() {
             return None;
         }
         let (n, k) = t.shape().dims2().ok()?;
-        (k % QK == 0).then(|| Q4KMatrix {
+        (k % QK == 0).then(|| KMatrix {
+            six,
             n,
             k,
             tensor: t.clone(),
@@ -254,6 +400,7 @@ impl Q4KMatrix {
         #[cfg(not(target_arch = "x86_64"))]
         let acts = Acts::quantize(x, k);
         let data = self.tensor.data()?;
+        let six = self.six;
         let mut out = vec![0f32; m * n];
         let dst = out.as_mut_ptr() as usize;
         // Weight rows `cols` against activation rows `r..r + R`.
@@ -264,29 +411,27 @@ impl Q4KMatrix {
             // work only, and `data` holds all `n` rows.
             unsafe {
                 if r + ROWS <= m {
-                    x86::rows::<ROWS>(
-                        &data,
-                        cols,
-                        std::array::from_fn(|i| acts.row(r + i)),
-                        out,
-                        n,
-                    );
+                    let rows = std::array::from_fn(|i| acts.row(r + i));
+                    if six {
+                        x86::rows6::<ROWS>(&data, cols, rows, out, n);
+                    } else {
+                        x86::rows::<ROWS>(&data, cols, rows, out, n);
+                    }
                 } else {
                     for i in 0..m - r {
-                        x86::rows::<1>(
-                            &data,
-                            cols.clone(),
-                            [acts.row(r + i)],
-                            out.wrapping_add(i * n),
-                            n,
-                        );
+                        let (rows, out) = ([acts.row(r + i)], out.wrapping_add(i * n));
+                        if six {
+                            x86::rows6::<1>(&data, cols.clone(), rows, out, n);
+                        } else {
+                            x86::rows::<1>(&data, cols.clone(), rows, out, n);
+                        }
                     }
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
             {
                 let _ = (r, cols, out);
-                unreachable!("Q4_K kernels are x86 only")
+                unreachable!("k-quant kernels are x86 only")
             }
         };
         let pool = candle_core::utils::barrier_pool();
@@ -305,7 +450,7 @@ impl Q4KMatrix {
     }
 }
 
-impl Module for Q4KMatrix {
+impl Module for KMatrix {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut dims = x.dims().to_vec();
         if dims.last() != Some(&self.k) {
@@ -330,50 +475,59 @@ mod tests {
         (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
-    /// The scalar reference gives candle's products, and the vector path
-    /// (where the CPU has it) the scalar one's, for one row and for tiles.
+    /// The scalar references give candle's products, and the vector paths
+    /// (where the CPU has them) the scalar ones', for one row and for tiles.
     #[test]
     fn products_equal_candles_and_the_scalar_ones() {
-        let (n, k) = (21, 512);
-        let w = Tensor::from_vec(random(n * k, 3), (n, k), &Device::Cpu).unwrap();
-        let q = Arc::new(QTensor::quantize(&w, GgmlDType::Q4K).unwrap());
-        let reference = QMatMul::from_arc(q.clone()).unwrap();
-        let data = q.data().unwrap();
-        let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
-        for m in [1, 6, 9, 17] {
-            let xs = random(m * k, 10 + m as u64);
-            let x = Tensor::from_vec(xs.clone(), (m, k), &Device::Cpu).unwrap();
-            let want: Vec<f32> = reference
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            let acts = Acts::quantize(&xs, k);
-            for r in 0..m {
-                for col in 0..n {
-                    let s = dot_scalar(
-                        &data[col * (k / QK) * BLOCK..(col + 1) * (k / QK) * BLOCK],
-                        [acts.row(r)],
-                    )[0];
-                    assert!(
-                        close(s, want[r * n + col]),
-                        "m={m} ({r}, {col}): {s} vs {}",
-                        want[r * n + col]
-                    );
-                }
-            }
-            if let Some(b) = Q4KMatrix::of(&q) {
-                let got: Vec<f32> = b
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let (n, k) = (21, 512);
+            let w = Tensor::from_vec(random(n * k, 3), (n, k), &Device::Cpu).unwrap();
+            let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
+            let reference = QMatMul::from_arc(q.clone()).unwrap();
+            let data = q.data().unwrap();
+            let bytes = if dtype == GgmlDType::Q4K {
+                BLOCK
+            } else {
+                BLOCK6
+            } * (k / QK);
+            let close = |a: f32, b: f32| (a - b).abs() <= 1e-3 * (1.0 + b.abs());
+            for m in [1, 6, 9, 17] {
+                let xs = random(m * k, 10 + m as u64);
+                let x = Tensor::from_vec(xs.clone(), (m, k), &Device::Cpu).unwrap();
+                let want: Vec<f32> = reference
                     .forward(&x)
                     .unwrap()
                     .flatten_all()
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(close(*g, *w), "m={m} at {i}: {g} vs {w}");
+                let acts = Acts::quantize(&xs, k);
+                for r in 0..m {
+                    for col in 0..n {
+                        let w = &data[col * bytes..(col + 1) * bytes];
+                        let s = if dtype == GgmlDType::Q4K {
+                            dot_scalar(w, [acts.row(r)])[0]
+                        } else {
+                            dot6_scalar(w, [acts.row(r)])[0]
+                        };
+                        let want = want[r * n + col];
+                        assert!(
+                            close(s, want),
+                            "{dtype:?} m={m} ({r}, {col}): {s} vs {want}"
+                        );
+                    }
+                }
+                if let Some(b) = KMatrix::of(&q) {
+                    let got: Vec<f32> = b
+                        .forward(&x)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(close(*g, *w), "{dtype:?} m={m} at {i}: {g} vs {w}");
+                    }
                 }
             }
         }
