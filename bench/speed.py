@@ -259,8 +259,10 @@ def prompt_of(model_dir: Path, n: int) -> tuple[str, list[int]]:
     return text, ids
 
 
-def glot_llm(glot: str, threads: int, model: Path, tokenizer: Path, prompt: Path, new: int) -> dict:
-    cmd = [glot, "--threads", str(threads), "generate", "--prompt-file", str(prompt), "--model", str(model)]
+def glot_llm(
+    glot: str, threads: int, model: Path, tokenizer: Path, prompt: Path, new: int, extra: list[str] = []
+) -> dict:
+    cmd = [glot, "--threads", str(threads), "generate", "--prompt-file", str(prompt), "--model", str(model), *extra]
     cmd += ["--tokenizer", str(tokenizer), "--max-new-tokens", str(new), "--ignore-eos", "--format", "json"]
     start = time.perf_counter()
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -447,7 +449,10 @@ def run(args: argparse.Namespace) -> None:
                 limit = bw / safetensors_f32_bytes_per_token(d)
                 size = sum(f.stat().st_size for f in d.glob("*.safetensors"))
                 g = [glot_llm(glot, args.threads, d, d, prompt, args.new_tokens) for _ in range(args.runs)]
-                rows.append((name, "bf16 safetensors", size, limit, g, [], None))
+                rows.append((name, "bf16 safetensors (f32)", size, limit, g, [], None))
+                q = ["--quantize", "q8_0"]
+                g = [glot_llm(glot, args.threads, d, d, prompt, args.new_tokens, q) for _ in range(args.runs)]
+                rows.append((name, "bf16 safetensors, --quantize q8_0", size, limit * 32 / 8.5, g, [], None))
 
     if rows:
         print(f"## LLMs: {args.prompt_tokens}-token prompt, {args.new_tokens} new tokens\n")
@@ -459,9 +464,10 @@ def run(args: argparse.Namespace) -> None:
             lp = med(p, "prefill") if p else float("nan")
             ld = med(p, "decode") if p else float("nan")
             lr = mib(med(p, "rss")) if p else "–"
+            ratio = lambda a, b: "–" if b != b else f"{a / b:.2f}"  # noqa: E731 (b is NaN without a peer)
             print(
-                f"| {name} | {ty} | {mib(size)} | {limit:.1f} | {gp:.1f} | {lp:.1f} | {gp / lp:.2f} | {gd:.1f} | "
-                f"{ld:.1f} | {gd / ld:.2f} | {mib(med(g, 'rss'))} ({med(g, 'rss') / size:.2f}) | {lr} | "
+                f"| {name} | {ty} | {mib(size)} | {limit:.1f} | {gp:.1f} | {lp:.1f} | {ratio(gp, lp)} | {gd:.1f} | "
+                f"{ld:.1f} | {ratio(gd, ld)} | {mib(med(g, 'rss'))} ({med(g, 'rss') / size:.2f}) | {lr} | "
                 f"{med(g, 'load'):.2f} | {'–' if ttft is None else f'{ttft[0]:.2f} / {ttft[1]:.2f}'} |",
                 flush=True,
             )
