@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Module, Tensor};
+use candle_core::{Module, Tensor};
 
 /// Values per block.
 const QK: usize = 256;
@@ -452,14 +452,7 @@ impl KMatrix {
 
 impl Module for KMatrix {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut dims = x.dims().to_vec();
-        if dims.last() != Some(&self.k) {
-            candle_core::bail!("matmul of {:?} by a {}×{} matrix", dims, self.n, self.k);
-        }
-        let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let out = self.matmul(&data)?;
-        *dims.last_mut().unwrap() = self.n;
-        Tensor::from_vec(out, dims, x.device())
+        super::forward_rows(x, self.n, self.k, |data| self.matmul(data))
     }
 }
 

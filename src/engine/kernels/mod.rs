@@ -642,19 +642,30 @@ impl BlockMatrix {
 
 impl Module for BlockMatrix {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut dims = x.dims().to_vec();
-        if dims.last() != Some(&self.k) {
-            candle_core::bail!("matmul of {:?} by a {}×{} matrix", dims, self.n, self.k);
-        }
-        let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let out = self.matmul(&data)?;
-        *dims.last_mut().unwrap() = self.n;
-        Tensor::from_vec(out, dims, x.device())
+        forward_rows(x, self.n, self.k, |data| self.matmul(data))
     }
 }
 
-/// A weight matrix: these kernels for Q8_0 and Q5_0 (and Q4_K on CPUs with
-/// AVX-512 VNNI), candle's for the rest.
+/// `x · wᵀ` for an `n × k` matrix `w` whose product with rows given as one
+/// slice is `matmul`: the tensor handling every kernel family shares.
+fn forward_rows(
+    x: &Tensor,
+    n: usize,
+    k: usize,
+    matmul: impl FnOnce(&[f32]) -> candle_core::Result<Vec<f32>>,
+) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    if dims.last() != Some(&k) {
+        candle_core::bail!("matmul of {:?} by a {}×{} matrix", dims, n, k);
+    }
+    let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let out = matmul(&data)?;
+    *dims.last_mut().unwrap() = n;
+    Tensor::from_vec(out, dims, x.device())
+}
+
+/// A weight matrix: these kernels for Q8_0 and Q5_0 (and Q4_K and Q6_K on
+/// CPUs with AVX-512 VNNI), candle's for the rest.
 #[derive(Clone)]
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
