@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use glot::engine::generate::{GenParams, StopReason};
+use glot::engine::generate::{GenParams, Prompt, StopReason};
 use glot::engine::ModelInfo;
 use glot::prompt::chat::Message;
 use serde::Serialize;
@@ -55,7 +55,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         sampling: s.model.sampling,
         repeat_guard: s.model.sampling.is_some(),
     };
-    let g = llm.generate(&ids, &params, &mut |_| {})?;
+    let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
     let text = glot::engine::strip_think(&llm.tokenizer().decode(&g.ids)?);
     printer.info(format!(
         "{} prompt tokens, {} new tokens, {:.1} tokens/s decode",
@@ -76,6 +76,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             &glot::task::Usage {
                 calls: 1,
                 prompt_tokens: ids.len(),
+                reused_tokens: g.reused,
                 generated_tokens: g.ids.len(),
                 prefill_secs: g.prefill_secs,
                 decode_secs: g.decode_secs,

@@ -221,8 +221,11 @@ pub struct Timings {
     pub decode_secs: f64,
     pub total_secs: f64,
     pub prompt_tokens: usize,
+    /// Prompt tokens taken from the cache of an earlier call (the system
+    /// message and instructions that prompts of a run share).
+    pub reused_prompt_tokens: usize,
     pub generated_tokens: usize,
-    /// Prompt (or source) tokens read per second of prefill.
+    /// Prompt (or source) tokens computed per second of prefill.
     pub prefill_tokens_per_sec: f64,
     /// Tokens generated per second of decoding.
     pub decode_tokens_per_sec: f64,
@@ -245,8 +248,12 @@ impl Timings {
             decode_secs: usage.decode_secs,
             total_secs: start.elapsed().as_secs_f64(),
             prompt_tokens: usage.prompt_tokens,
+            reused_prompt_tokens: usage.reused_tokens,
             generated_tokens: usage.generated_tokens,
-            prefill_tokens_per_sec: rate(usage.prompt_tokens, usage.prefill_secs),
+            prefill_tokens_per_sec: rate(
+                usage.prompt_tokens - usage.reused_tokens,
+                usage.prefill_secs,
+            ),
             decode_tokens_per_sec: rate(usage.generated_tokens, usage.decode_secs),
             peak_rss_bytes: peak_rss(),
         }
@@ -259,9 +266,10 @@ impl Timings {
             |b| indicatif::HumanBytes(b).to_string(),
         );
         printer.stats(format!(
-            "load {:.2} s; {} prompt tokens, {:.0} tok/s prefill; {} new tokens, {:.1} tok/s decode; peak memory {memory}; total {:.2} s",
+            "load {:.2} s; {} prompt tokens ({} from cache), {:.0} tok/s prefill; {} new tokens, {:.1} tok/s decode; peak memory {memory}; total {:.2} s",
             self.load_secs,
             self.prompt_tokens,
+            self.reused_prompt_tokens,
             self.prefill_tokens_per_sec,
             self.generated_tokens,
             self.decode_tokens_per_sec,
@@ -303,10 +311,11 @@ impl ChatModel for Logged<'_> {
         let c = self.model.complete(messages, max_new_tokens)?;
         self.calls += 1;
         self.printer.call(format!(
-            "call {}: {} prompt tokens ({:.0} tok/s), {} new tokens of at most {max_new_tokens} ({:.1} tok/s)",
+            "call {}: {} prompt tokens, {} from cache ({:.0} tok/s), {} new tokens of at most {max_new_tokens} ({:.1} tok/s)",
             self.calls,
             c.prompt_tokens,
-            c.prompt_tokens as f64 / c.prefill_secs.max(1e-9),
+            c.reused_tokens,
+            (c.prompt_tokens - c.reused_tokens) as f64 / c.prefill_secs.max(1e-9),
             c.generated_tokens,
             c.generated_tokens as f64 / c.decode_secs.max(1e-9),
         ));

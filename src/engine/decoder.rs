@@ -323,10 +323,35 @@ impl Decoder {
             .to_vec1()?)
     }
 
-    /// Forgets every cached position so a new prompt can start at 0.
-    pub fn clear_cache(&mut self) {
+    /// Keeps the first `len` cached positions, so a prompt that starts the
+    /// same way can go on from there; 0 starts afresh.
+    pub fn rewind(&mut self, len: usize) -> Result<()> {
         for layer in &mut self.layers {
-            layer.attn.cache.reset();
+            let cache = &mut layer.attn.cache;
+            if len >= cache.current_seq_len() {
+                continue;
+            }
+            let kept = match (len, cache.k()?, cache.v()?) {
+                (1.., Some(k), Some(v)) => Some((
+                    k.narrow(2, 0, len)?.contiguous()?,
+                    v.narrow(2, 0, len)?.contiguous()?,
+                )),
+                _ => None,
+            };
+            cache.reset();
+            if let Some((k, v)) = kept {
+                cache.append(&k, &v)?;
+            }
         }
+        Ok(())
+    }
+}
+
+impl super::generate::Forward for Decoder {
+    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+        Decoder::forward(self, ids, pos)
+    }
+    fn rewind(&mut self, len: usize) -> Result<()> {
+        Decoder::rewind(self, len)
     }
 }

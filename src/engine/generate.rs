@@ -12,8 +12,54 @@ use rand::{Rng, SeedableRng};
 pub trait Forward {
     /// Logits after `ids`, placed at positions `pos..pos + ids.len()`.
     fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>>;
-    /// Drops all cached positions.
-    fn reset(&mut self);
+    /// Keeps the first `len` cached positions and drops the rest.
+    fn rewind(&mut self, len: usize) -> Result<()>;
+}
+
+/// Prompt ids and the places where prompts of one run stop being alike:
+/// after the system message, after the instructions that precede the text.
+///
+/// Prefill always cuts the prompt at these breaks, whether or not an earlier
+/// call left the same prefix in the cache. So a reused prefix holds exactly
+/// the numbers a fresh run computes, and every output is the same whatever
+/// ran before it in the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompt<'a> {
+    pub ids: &'a [u32],
+    /// Increasing positions, each inside the prompt.
+    pub breaks: &'a [usize],
+}
+
+impl<'a> Prompt<'a> {
+    /// A prompt shared with no other.
+    pub fn plain(ids: &'a [u32]) -> Self {
+        Prompt { ids, breaks: &[] }
+    }
+}
+
+/// What the model's cache holds after a call: the prompt it was fed and the
+/// breaks its prefill was cut at.
+#[derive(Debug, Clone, Default)]
+pub struct CacheState {
+    ids: Vec<u32>,
+    breaks: Vec<usize>,
+}
+
+impl CacheState {
+    /// The longest break of `prompt` up to which the cache holds the same
+    /// ids, cut at the same breaks.
+    fn reusable(&self, prompt: &Prompt) -> usize {
+        let mut best = 0;
+        for (n, &b) in prompt.breaks.iter().enumerate() {
+            let same_cuts = self.breaks.get(..=n) == Some(&prompt.breaks[..=n]);
+            let same_ids = self.ids.get(..b) == prompt.ids.get(..b);
+            if !(same_cuts && same_ids && b < prompt.ids.len()) {
+                break;
+            }
+            best = b;
+        }
+        best
+    }
 }
 
 /// Sampling settings; without them decoding is greedy.
@@ -52,6 +98,8 @@ pub struct Generated {
     pub stop: StopReason,
     /// Logits of the first step (after the prompt).
     pub first_logits: Vec<f32>,
+    /// Prompt positions taken from the cache rather than computed.
+    pub reused: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
 }
@@ -60,20 +108,27 @@ pub struct Generated {
 /// long prompts while keeping prefill batched.
 const PREFILL_CHUNK: usize = 512;
 
-/// Decodes a continuation of `prompt`. The model's cache is reset first.
+/// Decodes a continuation of `prompt`, reusing the part of the cache that
+/// `cache` says holds the same prefix, and records what the cache holds after.
 pub fn generate(
     model: &mut dyn Forward,
-    prompt: &[u32],
+    cache: &mut CacheState,
+    prompt: Prompt,
     params: &GenParams,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Generated> {
-    anyhow::ensure!(!prompt.is_empty(), "cannot generate from an empty prompt");
-    model.reset();
+    anyhow::ensure!(
+        !prompt.ids.is_empty(),
+        "cannot generate from an empty prompt"
+    );
     let start = std::time::Instant::now();
-    let mut logits = Vec::new();
-    for (i, piece) in prompt.chunks(PREFILL_CHUNK).enumerate() {
-        logits = model.forward(piece, i * PREFILL_CHUNK)?;
-    }
+    let kept = cache.reusable(&prompt);
+    // Forget the state first: a failure below leaves the cache unknown.
+    *cache = CacheState::default();
+    model.rewind(kept)?;
+    let mut logits = prefill(model, prompt, kept)?;
+    cache.ids = prompt.ids.to_vec();
+    cache.breaks = prompt.breaks.to_vec();
     let prefill_secs = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let first_logits = logits.clone();
@@ -101,15 +156,40 @@ pub fn generate(
         if ids.len() == params.max_new_tokens {
             break;
         }
-        logits = model.forward(&[next], prompt.len() + ids.len() - 1)?;
+        logits = model.forward(&[next], prompt.ids.len() + ids.len() - 1)?;
     }
     Ok(Generated {
         ids,
         stop,
         first_logits,
+        reused: kept,
         prefill_secs,
         decode_secs: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Feeds `prompt` from position `from` (a break, or 0), cut at every break
+/// and into pieces of at most [`PREFILL_CHUNK`] after each; returns the
+/// logits after the last position.
+fn prefill(model: &mut dyn Forward, prompt: Prompt, from: usize) -> Result<Vec<f32>> {
+    let len = prompt.ids.len();
+    let mut cuts: Vec<usize> = prompt
+        .breaks
+        .iter()
+        .copied()
+        .filter(|&b| b > from && b < len)
+        .collect();
+    cuts.push(len);
+    let mut logits = Vec::new();
+    let mut start = from;
+    for end in cuts {
+        for piece in (start..end).step_by(PREFILL_CHUNK) {
+            let stop = (piece + PREFILL_CHUNK).min(end);
+            logits = model.forward(&prompt.ids[piece..stop], piece)?;
+        }
+        start = end;
+    }
+    Ok(logits)
 }
 
 /// Index of the largest logit; the first one on ties, as `torch.argmax`.
@@ -201,9 +281,21 @@ mod tests {
             self.step += 1;
             Ok(logits)
         }
-        fn reset(&mut self) {
+        fn rewind(&mut self, _len: usize) -> Result<()> {
             self.step = 0;
+            Ok(())
         }
+    }
+
+    fn run(m: &mut dyn Forward, prompt: &[u32], p: &GenParams) -> Generated {
+        generate(
+            m,
+            &mut CacheState::default(),
+            Prompt::plain(prompt),
+            p,
+            &mut |_| {},
+        )
+        .unwrap()
     }
 
     fn params(max: usize, guard: bool) -> GenParams {
@@ -222,7 +314,7 @@ mod tests {
             step: 0,
             vocab: 10,
         };
-        let g = generate(&mut m, &[5], &params(10, false), &mut |_| {}).unwrap();
+        let g = run(&mut m, &[5], &params(10, false));
         assert_eq!(g.ids, vec![1, 2, 9]);
         assert_eq!(g.stop, StopReason::Eos);
     }
@@ -234,7 +326,7 @@ mod tests {
             step: 0,
             vocab: 10,
         };
-        let g = generate(&mut m, &[5], &params(3, false), &mut |_| {}).unwrap();
+        let g = run(&mut m, &[5], &params(3, false));
         assert_eq!(g.ids, vec![1, 2, 3]);
         assert_eq!(g.stop, StopReason::Length);
     }
@@ -248,13 +340,90 @@ mod tests {
             step: 0,
             vocab: 10,
         };
-        let g = generate(&mut m, &[5], &params(200, true), &mut |_| {}).unwrap();
+        let g = run(&mut m, &[5], &params(200, true));
         assert_eq!(g.stop, StopReason::Repetition);
         assert_eq!(&g.ids[..2], &[7, 8]);
         assert_eq!(&g.ids[2..], &[1, 2, 3]);
         // Without the guard the same script runs to the cap.
-        let g = generate(&mut m, &[5], &params(200, false), &mut |_| {}).unwrap();
+        let g = run(&mut m, &[5], &params(200, false));
         assert_eq!(g.ids.len(), 200);
+    }
+
+    /// Records what it is fed; its cache is the list of positions it holds.
+    #[derive(Default)]
+    struct Recorder {
+        cached: Vec<u32>,
+        calls: Vec<(usize, Vec<u32>)>,
+    }
+
+    impl Forward for Recorder {
+        fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+            assert_eq!(pos, self.cached.len(), "positions must follow the cache");
+            self.cached.extend(ids);
+            self.calls.push((pos, ids.to_vec()));
+            Ok(vec![0.0, 1.0])
+        }
+        fn rewind(&mut self, len: usize) -> Result<()> {
+            self.cached.truncate(len);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn prefill_is_cut_at_breaks_and_a_shared_prefix_is_reused() {
+        let p = params(2, false);
+        let mut m = Recorder::default();
+        let mut cache = CacheState::default();
+        let mut go = |m: &mut Recorder, ids: &[u32], breaks: &[usize]| {
+            m.calls.clear();
+            let g = generate(m, &mut cache, Prompt { ids, breaks }, &p, &mut |_| {}).unwrap();
+            (g.reused, m.calls.clone())
+        };
+        // A fresh cache: every piece computed, cut at both breaks.
+        let (reused, calls) = go(&mut m, &[1, 2, 3, 4, 5, 6], &[2, 4]);
+        assert_eq!(reused, 0);
+        assert_eq!(
+            calls[..3],
+            [(0, vec![1, 2]), (2, vec![3, 4]), (4, vec![5, 6])]
+        );
+        // Same system and instructions, other text: only the text is fed,
+        // as the same piece a fresh run would feed.
+        let (reused, calls) = go(&mut m, &[1, 2, 3, 4, 7, 8, 9], &[2, 4]);
+        assert_eq!(reused, 4);
+        assert_eq!(calls[0], (4, vec![7, 8, 9]));
+        // Other instructions: the system message alone is kept.
+        let (reused, calls) = go(&mut m, &[1, 2, 0, 4, 7], &[2, 4]);
+        assert_eq!(reused, 2);
+        assert_eq!(calls[..2], [(2, vec![0, 4]), (4, vec![7])]);
+        // Same ids cut elsewhere: nothing is kept, the cuts would differ.
+        let (reused, calls) = go(&mut m, &[1, 2, 0, 4, 7], &[3]);
+        assert_eq!(reused, 0);
+        assert_eq!(calls[..2], [(0, vec![1, 2, 0]), (3, vec![4, 7])]);
+        // A prompt that is all prefix still feeds its last piece for logits.
+        go(&mut m, &[1, 2, 0], &[3]);
+        let (reused, calls) = go(&mut m, &[1, 2, 0], &[3]);
+        assert_eq!(reused, 0);
+        assert_eq!(calls[0], (0, vec![1, 2, 0]));
+    }
+
+    #[test]
+    fn long_pieces_are_fed_in_bounded_steps() {
+        let ids: Vec<u32> = (0..(PREFILL_CHUNK as u32 * 2 + 10)).collect();
+        let mut m = Recorder::default();
+        let g = generate(
+            &mut m,
+            &mut CacheState::default(),
+            Prompt {
+                ids: &ids,
+                breaks: &[5],
+            },
+            &params(1, false),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(g.ids.len(), 1);
+        let sizes: Vec<usize> = m.calls.iter().map(|c| c.1.len()).collect();
+        assert_eq!(sizes, [5, PREFILL_CHUNK, PREFILL_CHUNK, 5]);
     }
 
     #[test]

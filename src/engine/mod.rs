@@ -51,6 +51,8 @@ pub trait ChatModel {
 pub struct Completion {
     pub text: String,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose computation an earlier call left in the cache.
+    pub reused_tokens: usize,
     pub generated_tokens: usize,
     pub stop: StopReason,
     pub prefill_secs: f64,
@@ -108,6 +110,8 @@ pub struct Llm {
     eos: Vec<u32>,
     info: ModelInfo,
     decode: DecodeOptions,
+    /// What the decoder's key/value cache holds from the last call.
+    cache: generate::CacheState,
 }
 
 /// The context used when the user does not ask for more (`--max-context`):
@@ -204,6 +208,7 @@ impl Llm {
                 sampling: None,
                 repeat_guard: true,
             },
+            cache: generate::CacheState::default(),
         })
     }
 
@@ -239,21 +244,44 @@ impl Llm {
     /// the template's own special tokens count, strings in the contents
     /// that look like special tokens are plain text.
     pub fn encode_chat(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        Ok(self.encode_prompt(messages)?.0)
+    }
+
+    /// [`Llm::encode_chat`]'s ids, with the [`generate::Prompt`] breaks
+    /// where prompts of a run part: where each message after the first
+    /// starts, and where a message's lead ends.
+    pub fn encode_prompt(&self, messages: &[Message]) -> Result<(Vec<u32>, Vec<usize>)> {
         let template = self.chat.as_ref().ok_or_else(|| self.no_template())?;
         let Some(parts) = template.render_parts(messages)? else {
             // The template rewrites contents: tokenize the whole rendering.
-            return self.tokenizer.encode(&template.render(messages)?, false);
+            let ids = self.tokenizer.encode(&template.render(messages)?, false)?;
+            return Ok((ids, Vec::new()));
         };
         let mut ids = Vec::new();
+        let mut breaks = Vec::new();
         for part in parts {
             match part {
                 Part::Template(t) => ids.extend(self.tokenizer.encode(&t, false)?),
                 Part::Content(i) => {
-                    ids.extend(self.tokenizer.encode_literal(&messages[i].content)?)
+                    let m = &messages[i];
+                    let content = self.tokenizer.encode_literal(&m.content)?;
+                    if i > 0 {
+                        breaks.push(ids.len());
+                    }
+                    if m.lead > 0 {
+                        // The lead's own tokens, as far as the whole content
+                        // starts with them.
+                        let lead = self.tokenizer.encode_literal(&m.content[..m.lead])?;
+                        let same = lead.iter().zip(&content).take_while(|(a, b)| a == b);
+                        breaks.push(ids.len() + same.count());
+                    }
+                    ids.extend(content);
                 }
             }
         }
-        Ok(ids)
+        breaks.dedup();
+        breaks.retain(|&b| b > 0);
+        Ok((ids, breaks))
     }
 
     fn no_template(&self) -> anyhow::Error {
@@ -267,29 +295,20 @@ impl Llm {
     /// Greedy or sampled continuation of `prompt` ids.
     pub fn generate(
         &mut self,
-        prompt: &[u32],
+        prompt: generate::Prompt,
         params: &GenParams,
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generated> {
         let room = self.info.context_length;
-        if prompt.len() + params.max_new_tokens > room {
+        if prompt.ids.len() + params.max_new_tokens > room {
             return Err(Error::Context(format!(
                 "prompt of {} tokens plus {} new tokens does not fit the context of {room} tokens",
-                prompt.len(),
+                prompt.ids.len(),
                 params.max_new_tokens
             ))
             .into());
         }
-        generate::generate(self, prompt, params, on_token)
-    }
-}
-
-impl generate::Forward for Llm {
-    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
-        self.decoder.forward(ids, pos)
-    }
-    fn reset(&mut self) {
-        self.decoder.clear_cache();
+        generate::generate(&mut self.decoder, &mut self.cache, prompt, params, on_token)
     }
 }
 
@@ -312,18 +331,26 @@ impl ChatModel for Llm {
     }
 
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
-        let prompt = self.encode_chat(messages)?;
+        let (prompt, breaks) = self.encode_prompt(messages)?;
         let params = GenParams {
             max_new_tokens,
             eos: self.eos.clone(),
             sampling: self.decode.sampling,
             repeat_guard: self.decode.repeat_guard,
         };
-        let g = self.generate(&prompt, &params, &mut |_| {})?;
+        let g = self.generate(
+            generate::Prompt {
+                ids: &prompt,
+                breaks: &breaks,
+            },
+            &params,
+            &mut |_| {},
+        )?;
         let text = strip_think(&self.tokenizer.decode(&g.ids)?);
         Ok(Completion {
             text: text.trim().to_string(),
             prompt_tokens: prompt.len(),
+            reused_tokens: g.reused,
             generated_tokens: g.ids.len(),
             stop: g.stop,
             prefill_secs: g.prefill_secs,

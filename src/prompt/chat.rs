@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct Message {
     pub role: String,
     pub content: String,
+    /// Bytes at the start of `content` that other prompts of the run repeat
+    /// (the instructions before the text), so the model may reuse their
+    /// computation. Templates never see it.
+    #[serde(skip)]
+    pub lead: usize,
 }
 
 impl Message {
@@ -23,7 +28,14 @@ impl Message {
         Message {
             role: role.to_string(),
             content: content.into(),
+            lead: 0,
         }
+    }
+
+    /// The same message, marking its first `lead` bytes as shared.
+    pub fn with_lead(mut self, lead: usize) -> Self {
+        self.lead = lead.min(self.content.len());
+        self
     }
 }
 

@@ -89,10 +89,22 @@ impl Prompts {
         Ok(out.trim().to_string())
     }
 
-    fn conversation(&self, user: String) -> Result<Vec<Message>> {
+    /// The system message and a user message made by `name` from `ctx`, whose
+    /// lead is what the same template makes before the text of any chunk:
+    /// rendering it once more with `probe` in place of the text shows where
+    /// the two part.
+    fn conversation(
+        &self,
+        name: &str,
+        ctx: minijinja::Value,
+        probe: minijinja::Value,
+    ) -> Result<Vec<Message>> {
+        let user = self.render(name, ctx)?;
+        let other = self.render(name, probe)?;
+        let lead = common_prefix(&user, &other);
         Ok(vec![
             Message::new("system", self.render("system.j2", context! {})?),
-            Message::new("user", user),
+            Message::new("user", user).with_lead(lead),
         ])
     }
 
@@ -105,7 +117,11 @@ impl Prompts {
         words: usize,
         firm: bool,
     ) -> Result<Vec<Message>> {
-        self.conversation(self.render("summarize.j2", context! { text, language, words, firm })?)
+        self.conversation(
+            "summarize.j2",
+            context! { text, language, words, firm },
+            context! { text => PROBE, language, words, firm },
+        )
     }
 
     /// Asks to merge partial summaries, in order, into one.
@@ -116,18 +132,72 @@ impl Prompts {
         words: usize,
         firm: bool,
     ) -> Result<Vec<Message>> {
-        self.conversation(self.render("combine.j2", context! { parts, language, words, firm })?)
+        self.conversation(
+            "combine.j2",
+            context! { parts, language, words, firm },
+            context! { parts => [PROBE], language, words, firm },
+        )
     }
 
     /// Asks to translate a chunk.
     pub fn translate(&self, t: &Translate) -> Result<Vec<Message>> {
-        self.conversation(self.render("translate.j2", minijinja::Value::from_serialize(t))?)
+        let probe = Translate { text: PROBE, ..*t };
+        self.conversation(
+            "translate.j2",
+            minijinja::Value::from_serialize(t),
+            minijinja::Value::from_serialize(&probe),
+        )
     }
+}
+
+/// Stands for the text when finding where prompts of one template part:
+/// private-use characters no article starts with.
+const PROBE: &str = "\u{F8FF}\u{F8FE}";
+
+/// Length in bytes of the longest common prefix of `a` and `b`, cut back to
+/// the start of a line so the shared part ends where tokens cannot merge
+/// across it.
+fn common_prefix(a: &str, b: &str) -> usize {
+    let same = a
+        .char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i);
+    a[..same].rfind('\n').map_or(0, |i| i + 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lead_is_what_precedes_the_text() {
+        let p = Prompts::load(None).unwrap();
+        let text = "Rain is expected.\n\nRoads may close.";
+        let m = p.summarize(text, None, 50, false).unwrap();
+        let user = &m[1];
+        assert!(user.content[..user.lead].ends_with("<article>\n"));
+        assert!(user.content[user.lead..].starts_with(text));
+        assert_eq!(m[0].lead, 0);
+        // Text that starts like the instructions' last line is still text.
+        let m = p.summarize("<article>", None, 50, false).unwrap();
+        assert!(m[1].content[m[1].lead..].starts_with("<article>\n</article>"));
+        let m = p
+            .combine(&["a".into(), "b".into()], None, 50, false)
+            .unwrap();
+        assert!(m[1].content[..m[1].lead].ends_with("<part n=\"1\">\n"));
+        let t = Translate {
+            text,
+            target: "German",
+            source: None,
+            paragraphs: 2,
+            markup: false,
+            firm: false,
+        };
+        let m = p.translate(&t).unwrap();
+        assert!(m[1].content[..m[1].lead].ends_with("<text>\n"));
+        assert!(m[1].content[m[1].lead..].starts_with(text));
+    }
 
     #[test]
     fn article_is_delimited_as_data() {

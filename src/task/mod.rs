@@ -14,6 +14,8 @@ use crate::engine::Completion;
 pub struct Usage {
     pub calls: usize,
     pub prompt_tokens: usize,
+    /// Prompt tokens taken from the cache of an earlier call, not computed.
+    pub reused_tokens: usize,
     pub generated_tokens: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
@@ -26,6 +28,7 @@ impl Usage {
     pub fn absorb(&mut self, other: &Usage) {
         self.calls += other.calls;
         self.prompt_tokens += other.prompt_tokens;
+        self.reused_tokens += other.reused_tokens;
         self.generated_tokens += other.generated_tokens;
         self.prefill_secs += other.prefill_secs;
         self.decode_secs += other.decode_secs;
@@ -35,6 +38,7 @@ impl Usage {
     fn add(&mut self, c: &Completion) {
         self.calls += 1;
         self.prompt_tokens += c.prompt_tokens;
+        self.reused_tokens += c.reused_tokens;
         self.generated_tokens += c.generated_tokens;
         self.prefill_secs += c.prefill_secs;
         self.decode_secs += c.decode_secs;
@@ -155,6 +159,7 @@ pub(crate) mod fake {
                 generated_tokens: words(&text).min(max),
                 text,
                 prompt_tokens: prompt,
+                reused_tokens: 0,
                 stop: StopReason::Length,
                 prefill_secs: 0.0,
                 decode_secs: 0.0,

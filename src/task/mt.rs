@@ -55,6 +55,7 @@ impl SentenceModel for Mt<'_> {
         let usage = Usage {
             calls: stats.batches,
             prompt_tokens: stats.source_tokens,
+            reused_tokens: 0,
             generated_tokens: stats.generated_tokens,
             prefill_secs: stats.encode_secs,
             decode_secs: stats.decode_secs,

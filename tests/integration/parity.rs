@@ -1,7 +1,7 @@
 //! Token-for-token parity with `transformers` greedy decoding on the tiny
 //! fixture models, from safetensors and from GGUF.
 
-use glot::engine::generate::{GenParams, Generated};
+use glot::engine::generate::{GenParams, Generated, Prompt};
 use glot::engine::{Llm, LoadOptions};
 use glot::hub;
 
@@ -28,7 +28,7 @@ fn greedy(llm: &mut Llm, case: &Case) -> Generated {
         sampling: None,
         repeat_guard: false,
     };
-    llm.generate(&case.prompt_ids, &params, &mut |_| {})
+    llm.generate(Prompt::plain(&case.prompt_ids), &params, &mut |_| {})
         .unwrap()
 }
 
@@ -197,6 +197,85 @@ fn safetensors_quantized_at_load_are_as_close_as_llama_cpp_q8_0() {
             "{family}: glot's logits differ from transformers by up to {ours}, llama.cpp's by {theirs}"
         );
     }
+}
+
+/// A prompt that repeats the system message and instructions of the one
+/// before reuses their cached keys and values, and yields bit for bit the
+/// logits and tokens a freshly loaded model yields: the output of a chunk
+/// never depends on what ran before it.
+#[test]
+fn a_reused_prompt_prefix_changes_no_bit_of_the_output() {
+    let prompts = glot::prompt::Prompts::load(None).unwrap();
+    let first = prompts
+        .summarize(
+            "The council met on Monday. It approved the budget.",
+            None,
+            60,
+            false,
+        )
+        .unwrap();
+    let second = prompts
+        .summarize(
+            "Rain is expected on Friday. Roads may close.",
+            None,
+            60,
+            false,
+        )
+        .unwrap();
+    let other = prompts
+        .summarize("Rain is expected on Friday.", Some("French"), 60, false)
+        .unwrap();
+    let params = GenParams {
+        max_new_tokens: 8,
+        eos: Vec::new(),
+        sampling: None,
+        repeat_guard: false,
+    };
+    let run = |llm: &mut Llm, m: &[glot::prompt::chat::Message]| {
+        let (ids, breaks) = llm.encode_prompt(m).unwrap();
+        assert_eq!(breaks.len(), 2, "system and instructions end: {breaks:?}");
+        llm.generate(
+            Prompt {
+                ids: &ids,
+                breaks: &breaks,
+            },
+            &params,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    for family in FAMILIES {
+        for (format, load) in [
+            ("safetensors", &(|| load_dir(family)) as &dyn Fn() -> Llm),
+            ("gguf q8_0", &|| load_gguf(family, "q8_0")),
+        ] {
+            let fresh = run(&mut load(), &second);
+            let mut llm = load();
+            assert_eq!(run(&mut llm, &first).reused, 0);
+            let (system, _) = llm.encode_prompt(&first).unwrap();
+            let again = run(&mut llm, &second);
+            let (_, breaks) = llm.encode_prompt(&second).unwrap();
+            assert_eq!(again.reused, breaks[1], "{family} {format}");
+            assert!(again.reused < system.len());
+            assert_eq!(again.ids, fresh.ids, "{family} {format}");
+            assert!(
+                same_bits(&again.first_logits, &fresh.first_logits),
+                "{family} {format}: logits differ"
+            );
+            // Other instructions: only the system message is kept.
+            let partly = run(&mut llm, &other);
+            assert_eq!(partly.reused, breaks[0], "{family} {format}");
+            let fresh = run(&mut load(), &other);
+            assert!(
+                same_bits(&partly.first_logits, &fresh.first_logits),
+                "{family} {format}: logits differ after the system message"
+            );
+        }
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[test]

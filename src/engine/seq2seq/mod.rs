@@ -566,6 +566,7 @@ impl crate::engine::ChatModel for Seq2Seq {
         Ok(crate::engine::Completion {
             text: self.vocab.decode(&out.ids)?.trim().to_string(),
             prompt_tokens: input.len(),
+            reused_tokens: 0,
             generated_tokens: out.ids.len(),
             stop: out.stop,
             prefill_secs: g.encode_secs,
