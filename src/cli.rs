@@ -26,7 +26,7 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "quiet")]
     pub stats: bool,
 
-    /// Threads used for model computation [default: all cores].
+    /// Threads used for model computation [default: one per physical core].
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
 

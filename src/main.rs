@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod cpu;
 mod exit;
 mod printer;
 mod progress;
@@ -25,9 +26,16 @@ fn main() -> ExitCode {
             });
         }
     };
-    if let Some(n) = cli.threads {
-        // candle's CPU kernels size their thread pools from this variable; it
-        // must be set before the first tensor operation. Nothing else runs yet.
+    // candle's CPU kernels and glot's own size their thread pools from this
+    // variable; it must be set before the first tensor operation. Nothing
+    // else runs yet. A value the user set is kept when --threads is absent.
+    let threads = cli.threads.map(|n| n.get()).or_else(|| {
+        std::env::var_os("RAYON_NUM_THREADS")
+            .is_none()
+            .then(cpu::default_threads)
+            .flatten()
+    });
+    if let Some(n) = threads {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     match run(cli) {
