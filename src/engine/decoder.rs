@@ -188,18 +188,22 @@ impl Attention {
         let rep = self.num_heads / kv;
         let q = q.contiguous()?.reshape((b, kv, rep * seq, d))?;
         let scale = 1.0 / (d as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = if seq > 1 {
-            let total = k.dim(2)?;
-            scores
-                .reshape((b, kv, rep, seq, total))?
-                .broadcast_add(&causal_mask(seq, total, x.device())?)?
-                .reshape((b, kv, rep * seq, total))?
-        } else {
-            scores
+        let out = match kernels::attention::attend(&q, &k, &v, seq, scale as f32)? {
+            Some(out) => out,
+            None => {
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let scores = if seq > 1 {
+                    let total = k.dim(2)?;
+                    scores
+                        .reshape((b, kv, rep, seq, total))?
+                        .broadcast_add(&causal_mask(seq, total, x.device())?)?
+                        .reshape((b, kv, rep * seq, total))?
+                } else {
+                    scores
+                };
+                candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
+            }
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v)?;
         let out = out
             .reshape((b, self.num_heads, seq, d))?
             .transpose(1, 2)?

@@ -9,6 +9,7 @@
 //! dot products with AVX-512 VNNI where the CPU has it, AVX2 otherwise, so
 //! the numbers are candle's and llama.cpp's up to summation order.
 
+pub mod attention;
 mod kquants;
 
 use std::sync::{Arc, OnceLock};
