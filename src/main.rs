@@ -2,8 +2,8 @@
 
 mod cli;
 mod commands;
-mod cpu;
 mod exit;
+mod machine;
 mod printer;
 mod progress;
 mod settings;
@@ -32,12 +32,13 @@ fn main() -> ExitCode {
     let threads = cli.threads.map(|n| n.get()).or_else(|| {
         std::env::var_os("RAYON_NUM_THREADS")
             .is_none()
-            .then(cpu::default_threads)
+            .then(machine::default_threads)
             .flatten()
     });
     if let Some(n) = threads {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    machine::keep_freed_memory();
     match run(cli) {
         Ok(()) => exit::code(exit::SUCCESS),
         Err(err) => {
