@@ -67,6 +67,48 @@ pub enum Command {
     /// List, inspect, download and remove models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Score translations or summaries against references.
+    ///
+    /// chrF and BLEU are computed as sacreBLEU computes them with its
+    /// defaults (chrF2, BLEU with the 13a tokenizer, corpus statistics),
+    /// ROUGE-1/2/L as Google's rouge-score does (no stemming; its tokenizer
+    /// keeps only ASCII letters and digits, so it suits English summaries).
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// chrF and BLEU of translations, line by line against references.
+    ///
+    /// Two files whose lines correspond one to one, or two folders whose
+    /// files pair by relative path (the corpus is all their lines; each
+    /// file is also scored on its own).
+    Translate {
+        /// The translations: a file, or a folder of files.
+        #[arg(long, value_name = "PATH")]
+        hyp: PathBuf,
+        /// The reference translations: a file, or a folder of files.
+        #[arg(long = "ref", value_name = "PATH")]
+        reference: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// ROUGE-1/2/L of summaries against reference summaries.
+    ///
+    /// Two files, or two folders whose files pair by relative path or by
+    /// name up to the first dot (report.summary.md, as glot batch writes
+    /// it, pairs with report.txt). Scores are the mean over documents.
+    Summarize {
+        /// The summaries: a file, or a folder of files.
+        #[arg(long, value_name = "PATH")]
+        hyp: PathBuf,
+        /// The reference summaries: a file, or a folder of files.
+        #[arg(long = "ref", value_name = "PATH")]
+        reference: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod hub;
 pub mod input;
 pub mod markup;

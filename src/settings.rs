@@ -31,6 +31,7 @@ pub enum Task {
     Generate(GenerateSettings),
     Models(ModelsSettings),
     Languages { json: bool },
+    Eval(crate::cli::EvalCommand),
 }
 
 /// `glot models …`: the subcommand needs no further resolution.
@@ -117,6 +118,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Languages { format } => Task::Languages {
             json: format == Format::Json,
         },
+        Command::Eval(c) => Task::Eval(c),
         Command::Models(c) => Task::Models(ModelsSettings {
             command: c,
             offline: cli.offline,

@@ -1,6 +1,7 @@
 //! One file per subcommand; shared steps live here.
 
 pub mod batch;
+pub mod eval;
 pub mod generate;
 pub mod languages;
 pub mod models;

@@ -7,6 +7,7 @@ mod chunking;
 mod cli;
 mod detection;
 mod documents;
+mod eval;
 mod hub;
 mod hubserver;
 mod mt;

@@ -1,0 +1,291 @@
+//! `glot eval`: scores of translations (chrF, BLEU) and summaries (ROUGE)
+//! against references, computed as sacreBLEU and rouge-score compute them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use glot::eval::{bleu, chrf, rouge};
+use glot::Error;
+use serde::Serialize;
+
+/// One hypothesis file and its reference.
+struct Pair {
+    /// Relative to the folders, or the hypothesis path for two files.
+    name: String,
+    hyp: String,
+    reference: String,
+}
+
+#[derive(Serialize)]
+struct TranslationScores {
+    segments: usize,
+    chrf: chrf::Chrf,
+    bleu: bleu::Bleu,
+    /// Per file, when folders were compared.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileScores>,
+}
+
+#[derive(Serialize)]
+struct FileScores {
+    file: String,
+    segments: usize,
+    chrf: f64,
+    bleu: f64,
+}
+
+/// chrF and BLEU of the lines of `hyp` against the lines of `reference`
+/// (files, or folders of files paired by name).
+pub fn translate(hyp: &Path, reference: &Path, json: bool) -> Result<()> {
+    let pairs = pairs(hyp, reference, false)?;
+    let mut all_h = Vec::new();
+    let mut all_r = Vec::new();
+    let mut files = Vec::new();
+    for p in &pairs {
+        let (h, r) = (lines(&p.hyp), lines(&p.reference));
+        if h.len() != r.len() {
+            return Err(Error::Usage(format!(
+                "{}: {} line(s) of translation against {} of reference; lines must match one to one",
+                p.name,
+                h.len(),
+                r.len()
+            ))
+            .into());
+        }
+        if pairs.len() > 1 {
+            files.push(FileScores {
+                file: p.name.clone(),
+                segments: h.len(),
+                chrf: chrf::corpus_chrf(&h, &r).score,
+                bleu: bleu::corpus_bleu(&h, &r).score,
+            });
+        }
+        all_h.extend(h);
+        all_r.extend(r);
+    }
+    let scores = TranslationScores {
+        segments: all_h.len(),
+        chrf: chrf::corpus_chrf(&all_h, &all_r),
+        bleu: bleu::corpus_bleu(&all_h, &all_r),
+        files,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&scores)?);
+        return Ok(());
+    }
+    for f in &scores.files {
+        println!(
+            "{:<40} {:>6} segments  chrF2 {:>6.2}  BLEU {:>6.2}",
+            f.file, f.segments, f.chrf, f.bleu
+        );
+    }
+    let b = &scores.bleu;
+    let p = b.precisions.map(|p| format!("{p:.1}")).join("/");
+    println!(
+        "chrF2 = {:.2}  BLEU = {:.2} ({p}, BP {:.3}, ratio {:.3}, hyp {} / ref {} tokens)  over {} segment(s)",
+        scores.chrf.score,
+        b.score,
+        b.brevity_penalty,
+        b.hyp_len as f64 / b.ref_len.max(1) as f64,
+        b.hyp_len,
+        b.ref_len,
+        scores.segments
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct SummaryScores {
+    documents: usize,
+    /// Mean of the per-document scores.
+    mean: rouge::Rouge,
+    files: Vec<SummaryFile>,
+}
+
+#[derive(Serialize)]
+struct SummaryFile {
+    file: String,
+    #[serde(flatten)]
+    scores: rouge::Rouge,
+}
+
+/// ROUGE-1/2/L of summaries against references (files, or folders whose
+/// files pair by name).
+pub fn summarize(hyp: &Path, reference: &Path, json: bool) -> Result<()> {
+    let pairs = pairs(hyp, reference, true)?;
+    let files: Vec<SummaryFile> = pairs
+        .iter()
+        .map(|p| SummaryFile {
+            file: p.name.clone(),
+            scores: rouge::score(&p.hyp, &p.reference),
+        })
+        .collect();
+    let scores = SummaryScores {
+        documents: files.len(),
+        mean: rouge::Rouge::mean(&files.iter().map(|f| f.scores).collect::<Vec<_>>()),
+        files,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&scores)?);
+        return Ok(());
+    }
+    println!("{:<8} {:>9} {:>9} {:>9}", "", "PRECISION", "RECALL", "F1");
+    let m = &scores.mean;
+    for (name, s) in [
+        ("ROUGE-1", m.rouge1),
+        ("ROUGE-2", m.rouge2),
+        ("ROUGE-L", m.rouge_l),
+    ] {
+        println!(
+            "{name:<8} {:>9.2} {:>9.2} {:>9.2}",
+            100.0 * s.precision,
+            100.0 * s.recall,
+            100.0 * s.f1
+        );
+    }
+    println!("mean over {} document(s)", scores.documents);
+    Ok(())
+}
+
+/// Lines of a file's text; a final newline ends the last line rather than
+/// starting an empty one.
+fn lines(text: &str) -> Vec<&str> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    text.split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect()
+}
+
+/// Two files, or two folders whose files pair by relative path. With
+/// `by_stem`, a file also pairs with the one whose name agrees up to the
+/// first dot (`report.summary.md` with `report.txt`), as `glot batch`
+/// names summaries.
+fn pairs(hyp: &Path, reference: &Path, by_stem: bool) -> Result<Vec<Pair>> {
+    match (hyp.is_dir(), reference.is_dir()) {
+        (false, false) => Ok(vec![Pair {
+            name: hyp.display().to_string(),
+            hyp: read(hyp)?,
+            reference: read(reference)?,
+        }]),
+        (true, true) => {
+            let refs = files(reference)?;
+            let mut pairs = Vec::new();
+            for rel in files(hyp)? {
+                let found = if refs.contains(&rel) {
+                    Some(rel.clone())
+                } else if by_stem {
+                    let same: Vec<&PathBuf> = refs.iter().filter(|r| same_stem(r, &rel)).collect();
+                    match same.as_slice() {
+                        [one] => Some((*one).clone()),
+                        [] => None,
+                        _ => {
+                            return Err(Error::Usage(format!(
+                                "{}: several references could be its own in {}",
+                                rel.display(),
+                                reference.display()
+                            ))
+                            .into())
+                        }
+                    }
+                } else {
+                    None
+                };
+                let Some(r) = found else {
+                    return Err(Error::Usage(format!(
+                        "{}: no reference of that name in {}",
+                        rel.display(),
+                        reference.display()
+                    ))
+                    .into());
+                };
+                pairs.push(Pair {
+                    name: rel.display().to_string(),
+                    hyp: read(&hyp.join(&rel))?,
+                    reference: read(&reference.join(&r))?,
+                });
+            }
+            if pairs.is_empty() {
+                return Err(Error::Usage(format!("{} holds no files", hyp.display())).into());
+            }
+            Ok(pairs)
+        }
+        _ => Err(
+            Error::Usage("compare two files or two folders, not a file with a folder".into())
+                .into(),
+        ),
+    }
+}
+
+/// Whether two relative paths are in the same folder and agree up to the
+/// first dot of their names.
+fn same_stem(a: &Path, b: &Path) -> bool {
+    let stem = |p: &Path| {
+        p.file_name().map(|n| {
+            n.to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+    };
+    a.parent() == b.parent() && stem(a) == stem(b)
+}
+
+/// Files under `dir`, relative to it, sorted; hidden files left out.
+fn files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| Error::input(dir.display().to_string(), e.to_string()))?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if entry.file_type().is_file() && !hidden {
+            out.push(entry.path().strip_prefix(dir)?.to_path_buf());
+        }
+    }
+    Ok(out)
+}
+
+/// A file's text: UTF-8, a byte-order mark dropped. Empty files are
+/// allowed: a model may have produced nothing.
+fn read(path: &Path) -> Result<String> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::input(
+            &name,
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file".to_string(),
+                _ => format!("cannot read: {e}"),
+            },
+        )
+    })?;
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::input(&name, "is not UTF-8 text").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_final_newline_ends_the_last_line() {
+        assert_eq!(lines("a\nb\n"), ["a", "b"]);
+        assert_eq!(lines("a\r\n\nb"), ["a", "", "b"]);
+        assert!(lines("").is_empty());
+        assert_eq!(lines("\n"), [""]);
+        assert_eq!(lines("\n\n"), ["", ""]);
+    }
+
+    #[test]
+    fn summaries_pair_with_references_by_stem() {
+        assert!(same_stem(
+            Path::new("a/report.summary.md"),
+            Path::new("a/report.txt")
+        ));
+        assert!(!same_stem(
+            Path::new("a/report.md"),
+            Path::new("b/report.md")
+        ));
+    }
+}
