@@ -68,6 +68,13 @@ pub struct Record {
     /// language than asked after being asked again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wrong_language: usize,
+    /// The glot that wrote the line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glot_version: Option<String>,
+    /// The model's files by content: with `settings` (prompts, decoding),
+    /// what it takes to make the output again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::hub::FileDigest>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -332,6 +339,8 @@ mod tests {
             shard: None,
             untranslated: 0,
             wrong_language: 0,
+            glot_version: None,
+            files: Vec::new(),
         }
     }
 

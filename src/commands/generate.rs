@@ -9,7 +9,7 @@ use glot::engine::ModelInfo;
 use glot::prompt::chat::Message;
 use serde::Serialize;
 
-use super::{emit, load_model, Timings};
+use super::{emit, load_model, Provenance, Timings};
 use crate::printer::Printer;
 use crate::settings::{GenerateSettings, PromptSource};
 
@@ -23,6 +23,9 @@ struct Report<'a> {
     stop: StopReason,
     seed: Option<u64>,
     timings: Timings,
+    /// With `--format json` only: hashing local model files takes a read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reproduce: Option<Provenance>,
 }
 
 pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
@@ -84,6 +87,11 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             },
             start,
         ),
+        reproduce: s
+            .output
+            .json
+            .then(|| Provenance::of(llm.info(), None, &s.model, false, false))
+            .transpose()?,
     };
     report.timings.report(printer);
     emit(&s.output, &text, &report)

@@ -214,6 +214,77 @@ pub fn emit<T: Serialize>(out: &OutputSettings, text: &str, report: &T) -> Resul
     }
 }
 
+/// What it takes to make an output again, exactly: the program, the
+/// model's files by content, the task prompts and every decoding choice.
+/// Decoding is deterministic (greedy, or sampling with a seed), so the same
+/// record and input give the same output.
+#[derive(Debug, Serialize)]
+pub struct Provenance {
+    pub glot_version: &'static str,
+    pub model: String,
+    pub revision: Option<String>,
+    /// SHA-256 of each file the model was built from.
+    pub files: Vec<glot::hub::FileDigest>,
+    /// Digest of the task prompt templates (`--prompts` changes it).
+    pub prompts: Option<String>,
+    pub decoding: Decoding,
+}
+
+/// The choices that shape an output besides the input and the model.
+#[derive(Debug, Serialize)]
+pub struct Decoding {
+    /// `greedy`, or sampling with its settings.
+    pub method: &'static str,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub seed: Option<u64>,
+    pub repeat_guard: bool,
+    pub max_context: Option<usize>,
+    /// In-memory quantization (`--quantize`).
+    pub quantize: Option<String>,
+    /// Sentences per batch, for translation models.
+    pub batch_size: Option<usize>,
+}
+
+impl Provenance {
+    /// The record of a run of the model `info` describes, loaded and
+    /// decoding as `m` says. Files in the hub cache cost nothing to
+    /// identify; local files are read once to hash them.
+    pub fn of(
+        info: &glot::engine::ModelInfo,
+        prompts: Option<&glot::prompt::Prompts>,
+        m: &ModelSettings,
+        repeat_guard: bool,
+        batch: bool,
+    ) -> Result<Self> {
+        let files = glot::hub::digests(&info.files)?;
+        Ok(Provenance {
+            glot_version: env!("CARGO_PKG_VERSION"),
+            model: info.id.clone(),
+            revision: info.revision.clone(),
+            files,
+            prompts: prompts.map(|p| p.fingerprint().to_string()),
+            decoding: Decoding {
+                method: if m.sampling.is_some() {
+                    "sampling"
+                } else {
+                    "greedy"
+                },
+                temperature: m.sampling.map(|s| s.temperature),
+                top_p: m.sampling.map(|s| s.top_p),
+                seed: m.sampling.map(|s| s.seed),
+                repeat_guard: repeat_guard || m.sampling.is_some(),
+                max_context: m.load.max_context,
+                quantize: m
+                    .quantize
+                    .or(m.load.quantize)
+                    .map(|q| format!("{q:?}").to_lowercase()),
+                batch_size: batch.then_some(m.batch_size),
+            },
+        })
+    }
+}
+
 /// Time, tokens and memory of a run.
 #[derive(Debug, Serialize)]
 pub struct Timings {

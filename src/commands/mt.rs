@@ -257,6 +257,11 @@ impl Engine {
                 .join(" → ");
             info.revision = None;
             info.load_secs = self.models.iter().map(|(m, _)| m.info().load_secs).sum();
+            info.files = self
+                .models
+                .iter()
+                .flat_map(|(m, _)| m.info().files.clone())
+                .collect();
         }
         info
     }

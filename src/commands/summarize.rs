@@ -8,7 +8,7 @@ use glot::task::summarize::{self, Request, Summary};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, prepare, Logged, Prepared, Timings};
+use super::{emit, prepare, Logged, Prepared, Provenance, Timings};
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
 
@@ -27,6 +27,9 @@ struct Report<'a> {
     #[serde(flatten)]
     summary: &'a Summary,
     timings: Timings,
+    /// With `--format json` only: hashing local model files takes a read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reproduce: Option<Provenance>,
 }
 
 pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
@@ -84,6 +87,12 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         max_tokens: s.length.max_tokens(),
         summary: &summary,
         timings: Timings::of(llm.info(), &summary.usage, start),
+        reproduce: s
+            .doc
+            .output
+            .json
+            .then(|| Provenance::of(llm.info(), Some(&prompts), &s.doc.model, true, false))
+            .transpose()?,
     };
     report.timings.report(printer);
     emit(&s.doc.output, &summary.text, &report)

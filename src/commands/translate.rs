@@ -8,7 +8,7 @@ use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, load_model, mt, read, Logged, Read, Timings};
+use super::{emit, load_model, mt, read, Logged, Provenance, Read, Timings};
 use crate::printer::Printer;
 use crate::settings::TranslateSettings;
 
@@ -25,6 +25,9 @@ struct Report<'a> {
     #[serde(flatten)]
     translation: &'a Translation,
     timings: Timings,
+    /// With `--format json` only: hashing local model files takes a read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reproduce: Option<Provenance>,
 }
 
 pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
@@ -129,6 +132,20 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         target_language: &s.target,
         translation: &t,
         timings: Timings::of(&info, &t.usage, start),
+        reproduce: s
+            .doc
+            .output
+            .json
+            .then(|| {
+                Provenance::of(
+                    &info,
+                    (!sentences).then_some(&prompts),
+                    &s.doc.model,
+                    true,
+                    sentences,
+                )
+            })
+            .transpose()?,
     };
     report.timings.report(printer);
     emit(&s.doc.output, &t.text, &report)

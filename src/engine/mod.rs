@@ -69,6 +69,9 @@ pub struct ModelInfo {
     pub format: String,
     pub context_length: usize,
     pub load_secs: f64,
+    /// Every file the model was built from, for [`crate::hub::digest`].
+    #[serde(skip)]
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// The commit of a file in the hub cache (`…/snapshots/<commit>/…`).
@@ -203,6 +206,7 @@ impl Llm {
                 format,
                 context_length,
                 load_secs: start.elapsed().as_secs_f64(),
+                files: files.all(),
             },
             decode: DecodeOptions {
                 sampling: None,

@@ -42,6 +42,25 @@ pub struct ModelFiles {
 }
 
 impl ModelFiles {
+    /// Every file, weights first.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let weights: Vec<PathBuf> = match &self.weights {
+            WeightsFormat::Safetensors(v) => v.clone(),
+            WeightsFormat::Gguf(p) => vec![p.clone()],
+        };
+        let rest = [
+            &self.config,
+            &Some(self.tokenizer.clone()),
+            &self.tokenizer_config,
+            &self.generation_config,
+            &self.chat_template,
+        ];
+        weights
+            .into_iter()
+            .chain(rest.into_iter().flatten().cloned())
+            .collect()
+    }
+
     /// What pins these exact files: the id with the hub commit of cached
     /// files, or, for local files, their paths, sizes and modification
     /// times. Outputs made from other files are other outputs.
@@ -57,6 +76,61 @@ impl ModelFiles {
             .collect();
         serde_json::json!({ "id": self.id, "files": files })
     }
+}
+
+/// A file the model was built from, by content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileDigest {
+    /// The file's name (paths differ between machines).
+    pub file: String,
+    pub sha256: String,
+}
+
+/// [`digest`] of each file, remembered for the rest of the process: a
+/// batch records them for every document but reads each file once.
+pub fn digests(paths: &[PathBuf]) -> Result<Vec<FileDigest>> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KNOWN: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    paths
+        .iter()
+        .map(|p| {
+            let cached = known.lock().ok().and_then(|k| k.get(p).cloned());
+            let sha256 = match cached {
+                Some(d) => d,
+                None => {
+                    let d = digest(p)?;
+                    if let Ok(mut k) = known.lock() {
+                        k.insert(p.clone(), d.clone());
+                    }
+                    d
+                }
+            };
+            Ok(FileDigest {
+                file: p
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                sha256,
+            })
+        })
+        .collect()
+}
+
+/// SHA-256 of a file's bytes, in hex. A file in the hub cache is a link
+/// to a blob named by its SHA-256 when the hub stores it with Git LFS (all
+/// weights), and that name is taken instead of reading gigabytes again;
+/// other files are hashed.
+pub fn digest(path: &Path) -> Result<String> {
+    if let Ok(target) = std::fs::read_link(path) {
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned());
+        if let Some(name) =
+            name.filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Ok(name);
+        }
+    }
+    download::sha256_file(path)
 }
 
 /// What pins one file: the hub commit it was cached from, or its path,
@@ -438,6 +512,23 @@ pub(crate) fn index_shards(index: &Path) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[cfg(unix)]
+    #[test]
+    fn hub_blobs_are_known_by_name_other_files_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "ab".repeat(32);
+        std::fs::write(dir.path().join(&name), b"weights").unwrap();
+        std::os::unix::fs::symlink(dir.path().join(&name), dir.path().join("model.gguf")).unwrap();
+        assert_eq!(digest(&dir.path().join("model.gguf")).unwrap(), name);
+        std::fs::write(dir.path().join("config.json"), b"abc").unwrap();
+        assert_eq!(
+            digest(&dir.path().join("config.json")).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let d = digests(&[dir.path().join("config.json")]).unwrap();
+        assert_eq!(d[0].file, "config.json");
+    }
     use super::*;
 
     #[test]

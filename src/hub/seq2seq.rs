@@ -83,6 +83,23 @@ pub struct Seq2SeqFiles {
 }
 
 impl Seq2SeqFiles {
+    /// Every file, weights first.
+    pub fn all(&self) -> Vec<PathBuf> {
+        let rest = [
+            Some(&self.config),
+            self.generation_config.as_ref(),
+            self.source_spm.as_ref(),
+            self.vocab.as_ref(),
+            self.tokenizer.as_ref(),
+            self.spiece.as_ref(),
+        ];
+        self.weights
+            .iter()
+            .chain(rest.into_iter().flatten())
+            .cloned()
+            .collect()
+    }
+
     /// Sorts files by name into roles; `origin` names where they came from.
     pub fn from_named(
         id: &str,

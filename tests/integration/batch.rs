@@ -109,6 +109,16 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    // Every line records the glot and the model files that made it.
+    for r in records(&out) {
+        assert_eq!(r["glot_version"], env!("CARGO_PKG_VERSION"), "{r}");
+        let files = r["files"].as_array().unwrap();
+        assert!(
+            files.iter().any(|f| f["file"] == "model.safetensors"
+                && f["sha256"].as_str().is_some_and(|h| h.len() == 64)),
+            "{r}"
+        );
+    }
     let files = outputs(&out);
     let names: Vec<&str> = files.keys().map(String::as_str).collect();
     assert_eq!(

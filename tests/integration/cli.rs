@@ -551,3 +551,45 @@ fn languages_lists_codes_names_and_models() {
         .any(|m| m == "qwen3-4b"));
     assert!(rows.len() > 50);
 }
+
+/// `--format json` records what regenerates the output: glot's version,
+/// the model's files by SHA-256, the prompts' digest and the decoding; a
+/// second run with the same record and input gives the same output.
+#[test]
+fn json_output_carries_what_makes_it_again() {
+    use sha2::Digest;
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let once = || {
+        let mut cmd = glot(home.path());
+        cmd.args(["summarize", &article, "--model", &model(), "--words", "8"]);
+        cmd.args(["--format", "json"]);
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let (a, b) = (once(), once());
+    assert_eq!(a["text"], b["text"]);
+    assert_eq!(a["reproduce"], b["reproduce"]);
+    let r = &a["reproduce"];
+    assert_eq!(r["glot_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(r["decoding"]["method"], "greedy");
+    assert_eq!(r["decoding"]["repeat_guard"], true);
+    assert_eq!(r["prompts"].as_str().unwrap().len(), 16);
+    let files = r["files"].as_array().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f["file"].as_str().unwrap()).collect();
+    assert!(names.contains(&"model.safetensors") && names.contains(&"tokenizer.json"));
+    for f in files {
+        let name = f["file"].as_str().unwrap();
+        let bytes = std::fs::read(model_dir("qwen3").join(name)).unwrap();
+        let want: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(f["sha256"], want, "{name}");
+    }
+    // Text output does not pay for hashing, and has no record.
+    let mut cmd = glot(home.path());
+    cmd.args(["summarize", &article, "--model", &model(), "--words", "8"]);
+    assert!(run(cmd, None).status.success());
+}

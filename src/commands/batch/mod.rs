@@ -634,6 +634,13 @@ fn record(
         shard: (shard.count > 1).then(|| shard.label()),
         untranslated,
         wrong_language,
+        glot_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        // The files were read to load the model; should one have gone since,
+        // the record goes without digests rather than fail a finished
+        // document.
+        files: info
+            .and_then(|i| glot::hub::digests(&i.files).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -657,6 +664,8 @@ fn problem_record(path: &str, reason: &str, p: &Planned, shard: Shard) -> Record
         shard: (shard.count > 1).then(|| shard.label()),
         untranslated: 0,
         wrong_language: 0,
+        glot_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        files: Vec::new(),
     }
 }
 

@@ -426,6 +426,7 @@ impl Seq2Seq {
                 format,
                 context_length: positions,
                 load_secs: start.elapsed().as_secs_f64(),
+                files: files.all(),
             },
         })
     }
