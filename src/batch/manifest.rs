@@ -68,6 +68,10 @@ pub struct Record {
     /// language than asked after being asked again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wrong_language: usize,
+    /// Units of a translation left in the source or kept with a doubt, by
+    /// line of the input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<crate::task::translate::Flag>,
     /// The glot that wrote the line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glot_version: Option<String>,
@@ -339,6 +343,7 @@ mod tests {
             shard: None,
             untranslated: 0,
             wrong_language: 0,
+            flags: Vec::new(),
             glot_version: None,
             files: Vec::new(),
         }

@@ -12,6 +12,19 @@ use super::{emit, load_model, mt, read, Logged, Provenance, Read, Timings};
 use crate::printer::Printer;
 use crate::settings::TranslateSettings;
 
+/// "line 3" or "lines 3, 7, 12" of the flags of one kind.
+fn lines(flags: &[glot::task::translate::Flag], kind: &str) -> String {
+    let at: Vec<String> = flags
+        .iter()
+        .filter(|f| f.kind == kind)
+        .map(|f| f.line.to_string())
+        .collect();
+    match at.len() {
+        1 => format!("line {}", at[0]),
+        _ => format!("lines {}", at.join(", ")),
+    }
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     task: &'static str,
@@ -87,7 +100,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     }
     if t.untranslated > 0 {
         printer.warn(format!(
-            "{} paragraph(s) or part(s) are left untranslated: the model returned nothing for them{}",
+            "{} paragraph(s) or part(s) are left untranslated: the model returned nothing for them{}; {}",
             t.untranslated,
             if t.broken_markup > 0 {
                 format!(
@@ -96,14 +109,24 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
                 )
             } else {
                 String::new()
-            }
+            },
+            lines(&t.flags, "untranslated")
         ));
     }
     if t.wrong_language > 0 {
         printer.warn(format!(
-            "{} answer(s) do not seem to be in {}, even when asked again",
-            t.wrong_language, s.target.name
+            "{} answer(s) do not seem to be in {}, even when asked again; {}",
+            t.wrong_language,
+            s.target.name,
+            lines(&t.flags, "wrong_language")
         ));
+    }
+    for f in t
+        .flags
+        .iter()
+        .filter(|f| !matches!(f.kind.as_str(), "untranslated" | "wrong_language"))
+    {
+        printer.warn(format!("line {}: {}", f.line, f.detail));
     }
     if t.usage.capped_calls > 0 {
         printer.warn(if sentences {

@@ -1,6 +1,7 @@
 //! Tasks: what to ask the model for each chunk, and how to put the answers
 //! together.
 
+pub mod check;
 pub mod mt;
 pub mod summarize;
 pub mod translate;
@@ -92,6 +93,11 @@ pub(crate) mod fake {
         Identity,
         /// The document without its markup placeholders.
         StripPlaceholders,
+        /// The document with every 4 turned into a 7; `once`: only in the
+        /// first answer, the document as it is after.
+        Garble { once: bool },
+        /// The document without the last sentence of each paragraph.
+        DropSentence,
         /// `wrong` unless the prompt insists on the language, then `right`.
         Language {
             wrong: &'static str,
@@ -148,6 +154,16 @@ pub(crate) mod fake {
                 Reply::Empty => String::new(),
                 Reply::Identity => document(user).to_string(),
                 Reply::StripPlaceholders => crate::markup::strip_placeholders(document(user)),
+                Reply::Garble { once } if once && self.calls.len() > 1 => document(user).into(),
+                Reply::Garble { .. } => document(user).replace('4', "7"),
+                Reply::DropSentence => document(user)
+                    .split("\n\n")
+                    .map(|p| match p.trim_end_matches('.').rfind(". ") {
+                        Some(i) => &p[..=i],
+                        None => p,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
                 Reply::Language { wrong, right } => if user.contains(" only in ") {
                     right
                 } else {

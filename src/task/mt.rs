@@ -10,7 +10,8 @@
 
 use anyhow::Result;
 
-use super::translate::Translation;
+use super::check::check;
+use super::translate::{line_of, Flag, Translation};
 use super::{wrong_language, Usage};
 use crate::engine::seq2seq::Seq2Seq;
 use crate::markup::{strip_placeholders, Markup};
@@ -158,6 +159,7 @@ pub fn translate(
     let join_tight = spaceless(target_code);
     let mut outputs = Vec::with_capacity(doc.units().len());
     let (mut untranslated, mut broken, mut wrong) = (0, 0, 0);
+    let mut flags = Vec::new();
     let mut segs = segments.iter().peekable();
     for (u, unit) in doc.units().iter().enumerate() {
         let text = unit.text();
@@ -189,15 +191,35 @@ pub fn translate(
             end = s.range.end;
         }
         joined.push_str(&text[end..]);
+        let line = line_of(doc, u);
         match doc.restore_unit(u, &joined) {
             Ok(restored) => {
                 untranslated += usize::from(empty);
-                wrong += usize::from(wrong_language(&strip_placeholders(&joined), target_code));
+                if empty {
+                    flags.push(Flag::untranslated(
+                        line,
+                        "the model returned nothing for a sentence of it",
+                    ));
+                }
+                let plain = strip_placeholders(&joined);
+                if wrong_language(&plain, target_code) {
+                    wrong += 1;
+                    flags.push(Flag::wrong_language(line));
+                }
+                // A translation model asked again answers the same: what a
+                // check finds is reported, not retried.
+                if let Some(p) = check(&strip_placeholders(text), &plain) {
+                    flags.push(Flag::of(line, &p));
+                }
                 outputs.push(restored);
             }
             Err(_) => {
                 untranslated += 1;
                 broken += 1;
+                flags.push(Flag::untranslated(
+                    line,
+                    "the model lost its formatting placeholders",
+                ));
                 outputs.push(doc.source()[unit.range.clone()].to_string());
             }
         }
@@ -210,6 +232,7 @@ pub fn translate(
         untranslated,
         broken_markup: broken,
         wrong_language: wrong,
+        flags,
         usage,
     })
 }

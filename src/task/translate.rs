@@ -11,6 +11,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::check::{check, Problem};
 use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
@@ -48,7 +49,20 @@ pub struct Translation {
     /// Units whose translation is still in another language than the
     /// target after being asked again (kept, and reported).
     pub wrong_language: usize,
+    /// Every unit left in the source, or kept with a doubt, by position.
+    pub flags: Vec<Flag>,
     pub usage: Usage,
+}
+
+/// A unit that did not come through cleanly, even when asked again alone.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Flag {
+    /// Line of the source where the unit starts (from 1).
+    pub line: usize,
+    /// `untranslated` (the source is kept), `wrong_language`, `numbers`
+    /// or `shorter` (the translation is kept).
+    pub kind: String,
+    pub detail: String,
 }
 
 /// A translation may be longer than its source: room for twice the tokens.
@@ -91,6 +105,7 @@ pub fn translate(
         retried: 0,
         broken: 0,
         wrong_language: 0,
+        flags: Vec::new(),
     };
     // Pieces of a unit too long for one chunk, joined once all are in:
     // (answer, still in the wrong language); `None` once a piece failed.
@@ -138,7 +153,7 @@ pub fn translate(
             continue;
         }
         for (u, r) in c.paragraphs.clone().zip(&replies) {
-            if !t.accept_or_not(u, r, wrong) {
+            if !t.accept_or_not(u, r, wrong, false) {
                 t.alone(u)?;
             }
         }
@@ -149,6 +164,7 @@ pub fn translate(
         retried,
         broken,
         wrong_language,
+        mut flags,
         ..
     } = t;
     let mut untranslated = 0;
@@ -158,10 +174,15 @@ pub fn translate(
         .map(|(i, o)| {
             o.unwrap_or_else(|| {
                 untranslated += 1;
+                flags.push(Flag::untranslated(
+                    line_of(doc, i),
+                    "the model returned nothing, or lost its formatting placeholders",
+                ));
                 doc.source()[doc.units()[i].range.clone()].to_string()
             })
         })
         .collect();
+    flags.sort_by_key(|f| f.line);
     Ok(Translation {
         text: doc.assemble(&outputs, req.target_code.as_deref()),
         chunks: plan.chunks.len(),
@@ -170,8 +191,46 @@ pub fn translate(
         untranslated,
         broken_markup: broken,
         wrong_language,
+        flags,
         usage,
     })
+}
+
+impl Flag {
+    /// A translation kept although a check found `p`.
+    pub(crate) fn of(line: usize, p: &Problem) -> Flag {
+        Flag {
+            line,
+            kind: match p {
+                Problem::Numbers { .. } => "numbers",
+                Problem::Shorter { .. } => "shorter",
+            }
+            .into(),
+            detail: p.to_string(),
+        }
+    }
+
+    pub(crate) fn untranslated(line: usize, detail: &str) -> Flag {
+        Flag {
+            line,
+            kind: "untranslated".into(),
+            detail: format!("kept in the source language: {detail}"),
+        }
+    }
+
+    pub(crate) fn wrong_language(line: usize) -> Flag {
+        Flag {
+            line,
+            kind: "wrong_language".into(),
+            detail: "not in the target language, even when asked again".into(),
+        }
+    }
+}
+
+/// Line of the source where unit `i` starts, from 1.
+pub(crate) fn line_of(doc: &Markup, i: usize) -> usize {
+    let start = doc.units()[i].range.start;
+    doc.source()[..start].matches('\n').count() + 1
 }
 
 /// The model's side of a translation, and what came of each unit.
@@ -186,6 +245,7 @@ struct Translator<'a> {
     retried: usize,
     broken: usize,
     wrong_language: usize,
+    flags: Vec<Flag>,
 }
 
 impl Translator<'_> {
@@ -228,25 +288,37 @@ impl Translator<'_> {
         Ok(c.text)
     }
 
-    /// Takes `reply` as the unit's translation when it is not empty and its
-    /// placeholders restore; says whether it did.
-    fn accept_or_not(&mut self, unit: usize, reply: &str, wrong: bool) -> bool {
+    /// Takes `reply` as the unit's translation when it is not empty, its
+    /// placeholders restore and it has every number and sentence of the
+    /// source; says whether it did. On the `last` chance a translation that
+    /// restores is kept even so, and flagged with what it lacks.
+    fn accept_or_not(&mut self, unit: usize, reply: &str, wrong: bool, last: bool) -> bool {
         if reply.trim().is_empty() {
             return false;
         }
-        match self.doc.restore_unit(unit, reply) {
-            Ok(restored) => {
-                self.out[unit] = Some(restored);
-                self.wrong_language += usize::from(wrong);
-                true
-            }
-            Err(_) => false,
+        let Ok(restored) = self.doc.restore_unit(unit, reply) else {
+            return false;
+        };
+        let strip = crate::markup::strip_placeholders;
+        let problem = check(&strip(self.doc.units()[unit].text()), &strip(reply));
+        if problem.is_some() && !last {
+            return false;
         }
+        let line = line_of(self.doc, unit);
+        if let Some(p) = problem {
+            self.flags.push(Flag::of(line, &p));
+        }
+        if wrong {
+            self.wrong_language += 1;
+            self.flags.push(Flag::wrong_language(line));
+        }
+        self.out[unit] = Some(restored);
+        true
     }
 
     /// Takes `reply` as the unit's last chance: what fails keeps the source.
     fn accept(&mut self, unit: usize, reply: &str, wrong: bool) {
-        if !self.accept_or_not(unit, reply, wrong) && !reply.trim().is_empty() {
+        if !self.accept_or_not(unit, reply, wrong, true) && !reply.trim().is_empty() {
             self.broken += 1;
         }
     }
@@ -388,6 +460,64 @@ mod tests {
         assert_eq!((t.untranslated, t.broken_markup), (3, 3));
         // One chunk, then each of the three broken units alone.
         assert_eq!(m.calls.len(), 4);
+    }
+
+    const FIGURES: &str =
+        "First one.\n\nThe line cost 410 million euros. It opened in 2024.\n\nLast paragraph.";
+
+    #[test]
+    fn a_garbled_number_is_asked_again_then_flagged_by_line() {
+        let p = Prompts::load(None).unwrap();
+        // Fixed when asked again: the retry's answer is kept, nothing flagged.
+        let mut m = fake(Reply::Garble { once: true });
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        assert_eq!(t.text, FIGURES);
+        assert!(t.flags.is_empty(), "{:?}", t.flags);
+        assert_eq!(m.calls.len(), 2, "the chunk, then the unit alone");
+        // Garbled every time: kept, and reported with its line.
+        let mut m = fake(Reply::Garble { once: false });
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        assert!(t.text.contains("710 million"));
+        assert_eq!(t.flags.len(), 1, "{:?}", t.flags);
+        let f = &t.flags[0];
+        assert_eq!((f.line, f.kind.as_str()), (3, "numbers"));
+        assert!(
+            f.detail.contains("410") && f.detail.contains("2024"),
+            "{}",
+            f.detail
+        );
+    }
+
+    #[test]
+    fn a_dropped_sentence_is_asked_again_then_flagged_by_line() {
+        let p = Prompts::load(None).unwrap();
+        let mut m = fake(Reply::DropSentence);
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        assert_eq!(m.calls.len(), 2, "the chunk, then the unit alone");
+        let kinds: Vec<(usize, &str)> = t.flags.iter().map(|f| (f.line, f.kind.as_str())).collect();
+        assert_eq!(kinds, [(3, "numbers")], "{:?}", t.flags);
+        // Without figures to miss, the lost sentence itself is what is found.
+        let plain = FIGURES.replace("410", "many").replace(" in 2024", " soon");
+        let mut m = fake(Reply::DropSentence);
+        let t = translate(&mut m, &p, &text(&plain), &req()).unwrap();
+        let kinds: Vec<(usize, &str)> = t.flags.iter().map(|f| (f.line, f.kind.as_str())).collect();
+        assert_eq!(kinds, [(3, "shorter")], "{:?}", t.flags);
+    }
+
+    #[test]
+    fn units_left_untranslated_are_flagged_by_line() {
+        let p = Prompts::load(None).unwrap();
+        let mut m = fake(Reply::Empty);
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        let lines: Vec<(usize, &str)> = t.flags.iter().map(|f| (f.line, f.kind.as_str())).collect();
+        assert_eq!(
+            lines,
+            [
+                (1, "untranslated"),
+                (3, "untranslated"),
+                (5, "untranslated")
+            ]
+        );
     }
 
     #[test]

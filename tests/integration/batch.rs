@@ -109,7 +109,23 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
         None,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    // Every line records the glot and the model files that made it.
+    // Every line records the glot and the model files that made it, and
+    // what its translation lost, by line (the fixture model writes noise:
+    // some translations lose the day's number or the language).
+    let flagged: Vec<serde_json::Value> = records(&out)
+        .into_iter()
+        .filter(|r| r.get("flags").is_some())
+        .collect();
+    assert!(!flagged.is_empty());
+    for r in &flagged {
+        assert!(r["task"].as_str().unwrap().starts_with("translate"), "{r}");
+        for f in r["flags"].as_array().unwrap() {
+            assert!(
+                f["line"].as_u64().unwrap() >= 1 && f["kind"].is_string(),
+                "{r}"
+            );
+        }
+    }
     for r in records(&out) {
         assert_eq!(r["glot_version"], env!("CARGO_PKG_VERSION"), "{r}");
         let files = r["files"].as_array().unwrap();

@@ -593,3 +593,34 @@ fn json_output_carries_what_makes_it_again() {
     cmd.args(["summarize", &article, "--model", &model(), "--words", "8"]);
     assert!(run(cmd, None).status.success());
 }
+
+/// A translation that loses a number says so by line, in the warnings and
+/// in `--format json` (the fixture model writes noise, so the figures of
+/// line 3 never come back).
+#[test]
+fn translation_problems_are_reported_by_line() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let mut cmd = glot(home.path());
+    cmd.args(["translate", &article, "--to", "de", "--model", &model()]);
+    cmd.args(["--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let flags = v["flags"].as_array().unwrap();
+    let at3: Vec<&serde_json::Value> = flags.iter().filter(|f| f["line"] == 3).collect();
+    assert_eq!(at3.len(), 1, "{flags:?}");
+    let kind = at3[0]["kind"].as_str().unwrap();
+    assert!(["numbers", "untranslated"].contains(&kind), "{flags:?}");
+    for f in flags {
+        assert!([1, 3, 5].contains(&f["line"].as_u64().unwrap()), "{f}");
+    }
+    if kind == "numbers" {
+        assert!(at3[0]["detail"].as_str().unwrap().contains("410"));
+        assert!(
+            stderr(&out).contains("line 3: number(s)"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

@@ -418,6 +418,8 @@ struct Made {
     untranslated: usize,
     /// Units (translations) or the summary still in another language.
     wrong_language: usize,
+    /// Units of a translation left in the source or kept with a doubt.
+    flags: Vec<glot::task::translate::Flag>,
 }
 
 /// Runs one job on one document: the status, where the output goes, its
@@ -463,6 +465,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                 usage: sum.usage,
                 untranslated: 0,
                 wrong_language: usize::from(sum.wrong_language),
+                flags: Vec::new(),
             })
         }
         Job::Translate { target } => {
@@ -478,6 +481,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                     usage: Usage::default(),
                     untranslated: 0,
                     wrong_language: 0,
+                    flags: Vec::new(),
                 });
             }
             let t = if cx.mt.is_some() {
@@ -510,6 +514,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                 usage: t.usage,
                 untranslated: t.untranslated,
                 wrong_language: t.wrong_language,
+                flags: t.flags,
             })
         }
     }
@@ -592,10 +597,11 @@ fn record(
         .clone()
         .or_else(|| cx.model.as_ref().map(|m| m.info().clone()));
     let info = info.as_ref();
-    let (mut untranslated, mut wrong_language) = (0, 0);
+    let (mut untranslated, mut wrong_language, mut flags) = (0, 0, Vec::new());
     let (status, error, output, tokens) = match result {
-        Ok(made) => {
+        Ok(mut made) => {
             (untranslated, wrong_language) = (made.untranslated, made.wrong_language);
+            flags = std::mem::take(&mut made.flags);
             (
                 made.status,
                 None,
@@ -634,6 +640,7 @@ fn record(
         shard: (shard.count > 1).then(|| shard.label()),
         untranslated,
         wrong_language,
+        flags,
         glot_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         // The files were read to load the model; should one have gone since,
         // the record goes without digests rather than fail a finished
@@ -664,6 +671,7 @@ fn problem_record(path: &str, reason: &str, p: &Planned, shard: Shard) -> Record
         shard: (shard.count > 1).then(|| shard.label()),
         untranslated: 0,
         wrong_language: 0,
+        flags: Vec::new(),
         glot_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         files: Vec::new(),
     }
