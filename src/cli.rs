@@ -418,6 +418,15 @@ pub struct TranslateArgs {
     #[arg(long, value_name = "LANG")]
     pub from: Option<String>,
 
+    /// Terms with a fixed translation: one `TERM<TAB>TRANSLATION` per line.
+    ///
+    /// Each whole-word occurrence of a term (case as written) reaches the
+    /// model as a placeholder and comes back as the given translation, so
+    /// names and technical terms are never altered. Blank lines and lines
+    /// starting with # are skipped.
+    #[arg(long, value_name = "FILE")]
+    pub glossary: Option<String>,
+
     #[command(flatten)]
     pub doc: DocumentArgs,
 }

@@ -54,6 +54,29 @@ pub fn read(source: &str, lossy: bool) -> Result<Document> {
     })
 }
 
+/// A glossary file: one `term<TAB>translation` pair per line; blank lines
+/// and lines starting with `#` are skipped.
+pub fn glossary(path: &str) -> Result<Vec<(String, String)>> {
+    let doc = read(path, false)?;
+    let mut terms = Vec::new();
+    for (i, line) in doc.text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| Error::input(format!("{path}:{}", i + 1), why.to_string());
+        let Some((term, translation)) = line.split_once('\t') else {
+            return Err(bad("expected TERM<TAB>TRANSLATION").into());
+        };
+        let (term, translation) = (term.trim(), translation.trim());
+        if term.is_empty() || translation.is_empty() {
+            return Err(bad("a term and its translation may not be empty").into());
+        }
+        terms.push((term.to_string(), translation.to_string()));
+    }
+    Ok(terms)
+}
+
 /// Checks and decodes document bytes: UTF-8 with an optional BOM or UTF-16
 /// with a BOM; not binary, not blank. Returns the text and how many
 /// undecodable sequences `lossy` replaced.

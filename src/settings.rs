@@ -78,6 +78,8 @@ pub struct SummarizeSettings {
 pub struct TranslateSettings {
     pub target: Language,
     pub source: Option<Language>,
+    /// Terms and their fixed translations (`--glossary`).
+    pub glossary: Vec<(String, String)>,
     pub doc: DocumentSettings,
 }
 
@@ -141,6 +143,10 @@ fn translate(a: TranslateArgs, offline: bool) -> Result<TranslateSettings> {
     Ok(TranslateSettings {
         target: lang::resolve(&a.to)?,
         source: source_language(a.from.as_deref())?,
+        glossary: match &a.glossary {
+            Some(path) => glot::input::glossary(path)?,
+            None => Vec::new(),
+        },
         doc: document(a.doc, offline)?,
     })
 }

@@ -47,11 +47,12 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Read {
         doc,
-        markup,
+        mut markup,
         detected,
         prompts,
         ..
     } = read(&s.doc, printer)?;
+    markup.protect_terms(&s.glossary);
     let detected_source = detected.as_ref().and_then(Detected::reliable_language);
     let source = s.source.as_ref().or(detected_source);
     if let Some(d) = detected.as_ref().filter(|d| d.reliable) {

@@ -126,6 +126,17 @@ impl Markup {
         texts.join("\n\n")
     }
 
+    /// Puts glossary terms (source, translation) behind placeholders that
+    /// come back as their translations; see [`Unit::protect_terms`].
+    pub fn protect_terms(&mut self, terms: &[(String, String)]) {
+        if terms.is_empty() {
+            return;
+        }
+        for u in &mut self.units {
+            u.protect_terms(&self.source, terms);
+        }
+    }
+
     /// Restores one unit from the model's answer for it.
     pub fn restore_unit(&self, index: usize, reply: &str) -> Result<String, Broken> {
         self.units[index].restore(&self.source, reply)

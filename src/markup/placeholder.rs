@@ -47,6 +47,40 @@ pub(super) fn find_urls(text: &str) -> Vec<Range<usize>> {
     out
 }
 
+/// Byte ranges of e-mail addresses in `text`: a local part of letters,
+/// digits and `._%+-`, an `@`, and a domain of at least two labels.
+pub(super) fn find_emails(text: &str) -> Vec<Range<usize>> {
+    let local = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-');
+    let domain = |c: char| c.is_alphanumeric() || matches!(c, '.' | '-');
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for (at, _) in text.match_indices('@') {
+        if out.last().is_some_and(|r| r.end > at) {
+            continue;
+        }
+        let start = text[..at]
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| local(c))
+            .last()
+            .map_or(at, |(i, _)| i);
+        let start = start + text[start..at].len() - text[start..at].trim_start_matches('.').len();
+        let mut end = at
+            + 1
+            + text[at + 1..]
+                .find(|c: char| !domain(c))
+                .unwrap_or(text.len() - at - 1);
+        while text[..end].ends_with(['.', '-']) {
+            end -= 1;
+        }
+        let host = &text[at + 1..end];
+        let labels: Vec<&str> = host.split('.').collect();
+        if start < at && labels.len() >= 2 && labels.iter().all(|l| !l.is_empty()) {
+            out.push(start..end);
+        }
+    }
+    out
+}
+
 /// Byte ranges of text that reads as a placeholder (`<g1>`, `<x2/>`): an
 /// article may contain such text, and it must not pass for one.
 pub(super) fn find_placeholders(text: &str) -> Vec<Range<usize>> {

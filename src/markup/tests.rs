@@ -340,3 +340,52 @@ fn a_translated_page_says_its_new_language() {
         "<html lang=fr><p>Texte</p>"
     );
 }
+
+#[test]
+fn emails_are_found_whole() {
+    let s = "Write to press@kremlin.ru, or .a.b+c@mail.example.org. Not @home, x@y, or a@b.";
+    let found: Vec<&str> = placeholder::find_emails(s)
+        .into_iter()
+        .map(|r| &s[r])
+        .collect();
+    assert_eq!(found, ["press@kremlin.ru", "a.b+c@mail.example.org"]);
+    let m = Markup::parse(format!("{s}\n"), Format::Text);
+    assert!(
+        texts(&m)[0].starts_with("Write to <x1/>, or .<x2/>."),
+        "{:?}",
+        texts(&m)
+    );
+}
+
+#[test]
+fn glossary_terms_come_back_as_their_translations() {
+    let terms = [
+        ("Kremlin".to_string(), "Kreml".to_string()),
+        ("Superjet-100".to_string(), "Superjet-100".to_string()),
+        ("Jet".to_string(), "Düse".to_string()),
+    ];
+    let src = "The Kremlin said the *Superjet-100* flies; Kremlinology is not a term.\n";
+    let mut m = Markup::parse(src.into(), Format::Markdown);
+    m.protect_terms(&terms);
+    // Whole words only, longest first, inside markup too; numbered in order.
+    assert_eq!(
+        texts(&m),
+        ["The <x1/> said the <g2><x3/></g2> flies; Kremlinology is not a term."]
+    );
+    let reply = "Der <x1/> sagte, der <g2><x3/></g2> fliegt; Kremlinologie ist kein Begriff.";
+    assert_eq!(
+        m.restore_unit(0, reply).unwrap(),
+        "Der Kreml sagte, der *Superjet-100* fliegt; Kremlinologie ist kein Begriff."
+    );
+    // A lost term is a broken answer, as any lost placeholder.
+    assert!(m
+        .restore_unit(0, "Der Kreml sagte, der <g2><x3/></g2> fliegt.")
+        .is_err());
+    // In HTML the translation is escaped like any text the model writes.
+    let mut h = Markup::parse("<p>Tom said hi.</p>".into(), Format::Html);
+    h.protect_terms(&[("Tom".into(), "<Tom>".into())]);
+    assert_eq!(
+        h.restore_unit(0, "<x1/> sagte hallo.").unwrap(),
+        "&lt;Tom> sagte hallo."
+    );
+}

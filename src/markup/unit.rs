@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::placeholder::{find_placeholders, find_urls, scan, Tag, Token};
+use super::placeholder::{find_emails, find_placeholders, find_urls, scan, Tag, Token};
 
 /// What a placeholder in the model's answer was wrong about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +40,9 @@ struct Atom {
     range: Range<usize>,
     /// What a reader sees of it (entities decoded, escapes removed).
     plain: String,
+    /// What a kept atom becomes in the translation instead of its source
+    /// bytes: a glossary term's translation.
+    replacement: Option<String>,
 }
 
 /// Draft atoms as a parser finds them; pairs are matched by key later.
@@ -99,11 +102,12 @@ impl Draft {
     }
 
     /// Prose at `range` of `source`, read as `plain` (the raw bytes when
-    /// `None`). URLs in it, and text that looks like a placeholder, are
-    /// kept apart, as they are.
+    /// `None`). URLs and e-mail addresses in it, and text that looks like a
+    /// placeholder, are kept apart, as they are.
     pub fn prose(&mut self, source: &str, range: Range<usize>, plain: Option<&str>) {
         let raw = &source[range.clone()];
         let mut kept = find_urls(raw);
+        kept.extend(find_emails(raw));
         kept.extend(find_placeholders(raw));
         if kept.is_empty() {
             self.push(DraftKind::Prose, range, plain.unwrap_or(raw));
@@ -208,6 +212,51 @@ impl Unit {
         Some(unit)
     }
 
+    /// Puts every whole-word occurrence of a glossary term in the unit's
+    /// prose behind a placeholder, which the translation restores as the
+    /// term's given translation: the model cannot alter or drop it without
+    /// the unit being asked again.
+    pub(crate) fn protect_terms(&mut self, source: &str, terms: &[(String, String)]) {
+        let mut atoms = Vec::with_capacity(self.atoms.len());
+        let mut changed = false;
+        for a in std::mem::take(&mut self.atoms) {
+            let raw = &source[a.range.clone()];
+            let hits = if a.kind == Kind::Prose {
+                find_terms(raw, terms)
+            } else {
+                Vec::new()
+            };
+            if hits.is_empty() {
+                atoms.push(a);
+                continue;
+            }
+            changed = true;
+            let base = a.range.start;
+            let piece = |r: Range<usize>, kind: Kind, replacement: Option<String>| Atom {
+                kind,
+                range: base + r.start..base + r.end,
+                plain: raw[r].to_string(),
+                replacement,
+            };
+            let mut pos = 0;
+            for (r, target) in hits {
+                if r.start > pos {
+                    atoms.push(piece(pos..r.start, Kind::Prose, None));
+                }
+                atoms.push(piece(r.clone(), Kind::Keep(0), Some(target)));
+                pos = r.end;
+            }
+            if pos < raw.len() {
+                atoms.push(piece(pos..raw.len(), Kind::Prose, None));
+            }
+        }
+        self.atoms = atoms;
+        if changed {
+            renumber(&mut self.atoms);
+            self.text = self.encode(source);
+        }
+    }
+
     /// What the model is given.
     pub fn text(&self) -> &str {
         &self.text
@@ -283,7 +332,14 @@ impl Unit {
                         }
                     }
                 }
-                Token::Tag(tag) => out.push_str(&source[self.atom_for(*tag).range.clone()]),
+                Token::Tag(tag) => {
+                    let atom = self.atom_for(*tag);
+                    match &atom.replacement {
+                        Some(r) if self.html => escape_html(&mut out, r),
+                        Some(r) => out.push_str(r),
+                        None => out.push_str(&source[atom.range.clone()]),
+                    }
+                }
             }
         }
         Ok(out)
@@ -503,6 +559,7 @@ fn pair(atoms: Vec<DraftAtom>) -> Vec<Atom> {
                 kind,
                 range: a.range,
                 plain: a.plain,
+                replacement: None,
             }
         })
         .collect()
@@ -534,6 +591,30 @@ fn trim(source: &str, atoms: &mut Vec<Atom>) {
         last.plain = last.plain.trim_end().to_string();
     }
     renumber(atoms);
+}
+
+/// Whole-word occurrences of the terms' sources in `text`, longest terms
+/// first where they overlap, in text order, with the translation of each.
+fn find_terms(text: &str, terms: &[(String, String)]) -> Vec<(Range<usize>, String)> {
+    let mut order: Vec<&(String, String)> = terms.iter().filter(|t| !t.0.is_empty()).collect();
+    order.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut hits: Vec<(Range<usize>, String)> = Vec::new();
+    for (from, to) in order {
+        for (i, _) in text.match_indices(from.as_str()) {
+            let r = i..i + from.len();
+            let alone =
+                !word(text[..r.start].chars().next_back()) && !word(text[r.end..].chars().next());
+            let free = hits
+                .iter()
+                .all(|(h, _)| h.end <= r.start || r.end <= h.start);
+            if alone && free {
+                hits.push((r, to.clone()));
+            }
+        }
+    }
+    hits.sort_by_key(|h| h.0.start);
+    hits
 }
 
 /// Numbers placeholders 1, 2, … in order of appearance once trimming has

@@ -505,6 +505,21 @@ mod tests {
     }
 
     #[test]
+    fn glossary_terms_and_addresses_survive_an_identity_engine() {
+        let p = Prompts::load(None).unwrap();
+        let src = "The Kremlin said so. Mail press@kremlin.ru or see https://example.org/Kremlin.";
+        let mut doc = text(src);
+        doc.protect_terms(&[("Kremlin".into(), "Kreml".into())]);
+        let mut m = fake(Reply::Identity);
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        assert_eq!(
+            t.text,
+            "The Kreml said so. Mail press@kremlin.ru or see https://example.org/Kremlin."
+        );
+        assert!(t.flags.is_empty(), "{:?}", t.flags);
+    }
+
+    #[test]
     fn units_left_untranslated_are_flagged_by_line() {
         let p = Prompts::load(None).unwrap();
         let mut m = fake(Reply::Empty);
