@@ -359,6 +359,15 @@ pub struct DocumentArgs {
     #[arg(value_name = "ARTICLE")]
     pub input: String,
 
+    /// Show the run without making it: every model call with its tokens
+    /// and answer cap, and the context used.
+    ///
+    /// Loads the model's tokenizer and chat template, not its weights, and
+    /// computes the chunks exactly as the run does: it proves that nothing
+    /// is cut. Chat models only.
+    #[arg(long)]
+    pub plan: bool,
+
     #[command(flatten)]
     pub reading: ReadingArgs,
     #[command(flatten)]

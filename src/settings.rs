@@ -64,6 +64,8 @@ pub struct DocumentSettings {
     pub input: String,
     pub format: glot::markup::Format,
     pub lossy: bool,
+    /// `--plan`: show the calls, do not make them.
+    pub plan: bool,
     pub prompts: Option<PathBuf>,
     pub model: ModelSettings,
     pub output: OutputSettings,
@@ -252,6 +254,7 @@ fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
             .input_format
             .map_or_else(|| glot::markup::Format::from_path(&a.input), input_format),
         lossy: a.reading.lossy,
+        plan: a.plan,
         input: a.input,
     })
 }

@@ -18,20 +18,6 @@ use serde::Serialize;
 use crate::printer::Printer;
 use crate::settings::{DocumentSettings, ModelSettings, OutputSettings};
 
-/// The document read, the prompts compiled and the model loaded, in that
-/// order, so bad input fails before the slow model load.
-pub struct Prepared {
-    pub doc: glot::input::Document,
-    /// The document's structure: what the model sees and what it must not.
-    pub markup: Markup,
-    /// What a reader sees of the article's main text (what summaries read).
-    pub main_text: String,
-    /// The article's language, detected from all of it.
-    pub detected: Option<glot::text::lang::Detected>,
-    pub prompts: glot::prompt::Prompts,
-    pub llm: Chat,
-}
-
 /// A model that answers prompts: a chat model, or an instruction-following
 /// T5 model (flan-t5).
 pub enum Chat {
@@ -74,25 +60,6 @@ pub fn load_chat(m: &ModelSettings, printer: &Printer) -> Result<Chat> {
         }
     }
     Ok(Chat::Llm(Box::new(load_model(m, printer, true)?)))
-}
-
-pub fn prepare(s: &DocumentSettings, printer: &Printer) -> Result<Prepared> {
-    let Read {
-        doc,
-        markup,
-        main_text,
-        detected,
-        prompts,
-    } = read(s, printer)?;
-    let llm = load_chat(&s.model, printer)?;
-    Ok(Prepared {
-        doc,
-        markup,
-        main_text,
-        detected,
-        prompts,
-        llm,
-    })
 }
 
 /// A document read and understood, before any model is chosen.
@@ -283,6 +250,63 @@ impl Provenance {
             },
         })
     }
+}
+
+/// The model's tokenizer, chat template and context, for `--plan`: no
+/// weights are read.
+pub fn load_planner(m: &ModelSettings, printer: &Printer) -> Result<Llm> {
+    let files = resolve_model(m, printer, m.offline)?;
+    Llm::load_for_planning(&files, &m.load)
+}
+
+/// `--plan --format json`.
+#[derive(Serialize)]
+pub struct PlanReport<'a> {
+    pub task: &'static str,
+    pub input: &'a str,
+    pub model: &'a glot::engine::ModelInfo,
+    #[serde(flatten)]
+    pub plan: &'a glot::task::Plan,
+}
+
+/// Prints `plan` (or its JSON report) and what it proves.
+pub fn show_plan<T: Serialize>(
+    out: &OutputSettings,
+    plan: &glot::task::Plan,
+    report: &T,
+) -> Result<()> {
+    let mut t = format!(
+        "{:>4}  {:>6}  {:>11}  {:>13}  {:>10}  {}\n",
+        "CALL", "LINE", "TEXT TOKENS", "PROMPT TOKENS", "ANSWER CAP", "NOTE"
+    );
+    for (i, c) in plan.calls.iter().enumerate() {
+        t.push_str(&format!(
+            "{:>4}  {:>6}  {:>11}  {:>13}  {:>10}  {}\n",
+            i + 1,
+            c.line.map_or_else(|| "-".to_string(), |l| l.to_string()),
+            c.text_tokens,
+            c.prompt_tokens,
+            c.answer_cap,
+            if c.partial {
+                "part of a long paragraph, cut between sentences"
+            } else {
+                ""
+            }
+        ));
+    }
+    if plan.combine_calls_at_least > 0 {
+        t.push_str(&format!(
+            "then at least {} call(s) combining the partial summaries (how many depends on the answers)\n",
+            plan.combine_calls_at_least
+        ));
+    }
+    t.push_str(&format!(
+        "{} call(s); at most {} of the {} positions of the context used by one call: nothing is cut\n",
+        plan.calls.len(),
+        plan.peak(),
+        plan.context
+    ));
+    emit(out, &t, report)
 }
 
 /// Time, tokens and memory of a run.

@@ -8,7 +8,9 @@ use glot::task::summarize::{self, Request, Summary};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, prepare, Logged, Prepared, Provenance, Timings};
+use super::{
+    emit, load_chat, load_planner, read, show_plan, Logged, PlanReport, Provenance, Read, Timings,
+};
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
 
@@ -34,14 +36,13 @@ struct Report<'a> {
 
 pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
-    let Prepared {
+    let Read {
         doc,
         markup,
         main_text,
         detected,
         prompts,
-        mut llm,
-    } = prepare(&s.doc, printer)?;
+    } = read(&s.doc, printer)?;
     // Naming the article's language beats "the same language as the
     // article", but only when the detector vouches for it.
     let language = s
@@ -53,6 +54,18 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         language_code: language.map(|l| l.code.clone()),
         length: s.length,
     };
+    if s.doc.plan {
+        let llm = load_planner(&s.doc.model, printer)?;
+        let plan = summarize::plan(&llm, &prompts, &main_text, &req)?;
+        let report = PlanReport {
+            task: "summarize",
+            input: &doc.name,
+            model: llm.info(),
+            plan: &plan,
+        };
+        return show_plan(&s.doc.output, &plan, &report);
+    }
+    let mut llm = load_chat(&s.doc.model, printer)?;
     let summary = summarize::summarize(
         &mut Logged {
             model: llm.model(),

@@ -8,7 +8,10 @@ use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, load_model, mt, read, Logged, Provenance, Read, Timings};
+use super::{
+    emit, load_model, load_planner, mt, read, show_plan, Logged, PlanReport, Provenance, Read,
+    Timings,
+};
 use crate::printer::Printer;
 use crate::settings::TranslateSettings;
 
@@ -64,6 +67,28 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         }
     }
     let legs = mt::legs(&s.doc.model, source, &s.target, printer)?;
+    if s.doc.plan {
+        if legs.is_some() {
+            return Err(glot::Error::Usage(
+                "--plan covers chat models; translation models take one sentence at a time".into(),
+            )
+            .into());
+        }
+        let llm = load_planner(&s.doc.model, printer)?;
+        let req = Request {
+            target: s.target.name.clone(),
+            target_code: Some(s.target.code.clone()),
+            source: source.map(|l| l.name.clone()),
+        };
+        let plan = translate::plan(&llm, &prompts, &markup, &req)?;
+        let report = PlanReport {
+            task: "translate",
+            input: &doc.name,
+            model: llm.info(),
+            plan: &plan,
+        };
+        return show_plan(&s.doc.output, &plan, &report);
+    }
     let sentences = legs.is_some();
     let (t, info) = match legs {
         Some(legs) => {

@@ -107,7 +107,9 @@ pub struct DecodeOptions {
 
 /// A decoder-only chat model ready to generate.
 pub struct Llm {
-    decoder: Decoder,
+    /// `None` when loaded for planning only: tokenizer, template and
+    /// context, no weights.
+    decoder: Option<Decoder>,
     tokenizer: Tokenizer,
     chat: Option<ChatTemplate>,
     eos: Vec<u32>,
@@ -126,6 +128,17 @@ const DEFAULT_CONTEXT_CAP: usize = 8192;
 impl Llm {
     /// Loads weights, tokenizer, chat template and stop tokens.
     pub fn load(files: &ModelFiles, opts: &LoadOptions) -> Result<Self> {
+        Self::load_with(files, opts, true)
+    }
+
+    /// Loads what measuring prompts takes (tokenizer, chat template, stop
+    /// tokens, context length) and no weights: enough to plan a run
+    /// exactly, in a fraction of the time and memory. It cannot generate.
+    pub fn load_for_planning(files: &ModelFiles, opts: &LoadOptions) -> Result<Self> {
+        Self::load_with(files, opts, false)
+    }
+
+    fn load_with(files: &ModelFiles, opts: &LoadOptions, with_weights: bool) -> Result<Self> {
         let start = Instant::now();
         let device = Device::Cpu;
         let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
@@ -143,7 +156,10 @@ impl Llm {
                 let json = read_json(cfg_path)?;
                 let cfg = DecoderConfig::from_hf_json(&json)
                     .with_context(|| format!("in {}", cfg_path.display()))?;
-                let w = Weights::safetensors(paths, &device)?.quantized(opts.quantize);
+                let w = match with_weights {
+                    true => Some(Weights::safetensors(paths, &device)?.quantized(opts.quantize)),
+                    false => None,
+                };
                 let format = match opts.quantize {
                     Some(q) => {
                         format!("safetensors, {} in memory", format!("{q:?}").to_lowercase())
@@ -166,15 +182,20 @@ impl Llm {
                     .with_context(|| format!("in {}", path.display()))?;
                 let format = format!("gguf {}", gguf_weight_type(&content));
                 let meta = content.metadata.clone();
-                let w = Weights::gguf(path, content, &device)?;
+                let w = match with_weights {
+                    true => Some(Weights::gguf(path, content, &device)?),
+                    false => None,
+                };
                 (w, cfg, Some(meta), format)
             }
         };
-        if gguf_meta.is_some() && weights.has_name("rope_freqs.weight") {
-            let f = weights
-                .dense_by_name("rope_freqs.weight")?
-                .to_vec1::<f32>()?;
-            config.rope_freq_factors = Some(f);
+        if let Some(weights) = weights.as_mut().filter(|w| w.has_name("rope_freqs.weight")) {
+            if gguf_meta.is_some() {
+                let f = weights
+                    .dense_by_name("rope_freqs.weight")?
+                    .to_vec1::<f32>()?;
+                config.rope_freq_factors = Some(f);
+            }
         }
         let context_length = effective_context(config.max_position_embeddings, opts.max_context);
         let eos = stop_tokens(
@@ -192,8 +213,13 @@ impl Llm {
         }
         let chat = chat_template(files, &tokenizer, tok_config.as_ref(), gguf_meta.as_ref())?;
         let arch = config.arch.name();
-        let decoder = Decoder::load(&mut weights, &config, context_length, &device)
-            .with_context(|| format!("cannot load model {}", files.id))?;
+        let decoder = match weights.as_mut() {
+            Some(w) => Some(
+                Decoder::load(w, &config, context_length, &device)
+                    .with_context(|| format!("cannot load model {}", files.id))?,
+            ),
+            None => None,
+        };
         Ok(Llm {
             decoder,
             tokenizer,
@@ -312,7 +338,13 @@ impl Llm {
             ))
             .into());
         }
-        generate::generate(&mut self.decoder, &mut self.cache, prompt, params, on_token)
+        let Some(decoder) = self.decoder.as_mut() else {
+            anyhow::bail!(
+                "{}: loaded for planning only, without weights",
+                self.info.id
+            );
+        };
+        generate::generate(decoder, &mut self.cache, prompt, params, on_token)
     }
 }
 

@@ -119,8 +119,14 @@ impl Weights {
     pub fn safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
         // SAFETY: the files are opened read-only; like every mmap-based loader we
         // rely on nobody truncating them while the model runs.
-        let st = unsafe { MmapedSafetensors::multi(paths) }
-            .with_context(|| format!("cannot read safetensors {}", paths[0].display()))?;
+        // An unreadable file is the user's to replace: a model error, not a
+        // failure of glot's.
+        let st = unsafe { MmapedSafetensors::multi(paths) }.map_err(|e| {
+            crate::error::Error::model(format!(
+                "{}: not a readable safetensors file ({e})",
+                paths[0].display()
+            ))
+        })?;
         Ok(Weights {
             source: Source::Safetensors(st),
             origin: paths[0].clone(),

@@ -10,6 +10,44 @@ use serde::Serialize;
 
 use crate::engine::Completion;
 
+/// A run as planned before any model call: what each first call sends and
+/// may receive. Retries (a paragraph asked again alone) come on top.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    /// Positions of prompt and answer together.
+    pub context: usize,
+    pub calls: Vec<PlannedCall>,
+    /// Summaries of several chunks: the calls that combine the partial
+    /// summaries, at least this many (their count depends on the answers).
+    pub combine_calls_at_least: usize,
+}
+
+/// One planned model call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedCall {
+    /// Line of the document where the call's text starts (translations).
+    pub line: Option<usize>,
+    /// Tokens of the text itself.
+    pub text_tokens: usize,
+    /// Tokens of the whole prompt: template, instructions and text.
+    pub prompt_tokens: usize,
+    /// Most tokens the answer may take; prompt and answer fit the context.
+    pub answer_cap: usize,
+    /// Part of a paragraph too long for one call, cut between sentences.
+    pub partial: bool,
+}
+
+impl Plan {
+    /// Most positions any call uses, prompt and answer together.
+    pub fn peak(&self) -> usize {
+        self.calls
+            .iter()
+            .map(|c| c.prompt_tokens + c.answer_cap)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// Tokens and time spent on model calls.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Usage {

@@ -60,13 +60,15 @@ const MIN_PARTIAL_TOKENS: usize = 16;
 /// Smallest chunk of article worth a model call.
 const MIN_CHUNK_TOKENS: usize = 32;
 
-/// Summarizes `text`, never dropping any of it.
-pub fn summarize(
-    model: &mut dyn ChatModel,
-    prompts: &Prompts,
-    text: &str,
-    req: &Request,
-) -> Result<Summary> {
+/// The sizes every call of a summary is planned with.
+struct Budgets {
+    ctx: usize,
+    final_cap: usize,
+    partial_cap: usize,
+    chunk_budget: usize,
+}
+
+fn budgets(model: &dyn ChatModel, prompts: &Prompts, req: &Request) -> Result<Budgets> {
     let lang = req.language.as_deref();
     let words = req.length.words;
     let ctx = model.context_length();
@@ -86,6 +88,77 @@ pub fn summarize(
     if chunk_budget < MIN_CHUNK_TOKENS {
         return Err(too_small(ctx, words).into());
     }
+    Ok(Budgets {
+        ctx,
+        final_cap,
+        partial_cap,
+        chunk_budget,
+    })
+}
+
+/// The calls a summary of `text` starts with, exactly as [`summarize`]
+/// makes them: one call when the article fits, else one per chunk, then
+/// combine calls whose number depends on the answers.
+pub fn plan(
+    model: &dyn ChatModel,
+    prompts: &Prompts,
+    text: &str,
+    req: &Request,
+) -> Result<super::Plan> {
+    let b = budgets(model, prompts, req)?;
+    let (lang, words) = (req.language.as_deref(), req.length.words);
+    let single = prompts.summarize(text.trim(), lang, words, false)?;
+    let single_tokens = model.prompt_tokens(&single)?;
+    if single_tokens + b.final_cap + SLACK <= b.ctx {
+        return Ok(super::Plan {
+            context: b.ctx,
+            calls: vec![super::PlannedCall {
+                line: None,
+                text_tokens: model.count_tokens(text.trim())?,
+                prompt_tokens: single_tokens,
+                answer_cap: b.final_cap,
+                partial: false,
+            }],
+            combine_calls_at_least: 0,
+        });
+    }
+    let counter = |s: &str| model.count_tokens(s);
+    let chunks = chunk::plan(text, b.chunk_budget, &counter)?.chunks;
+    let calls = chunks
+        .iter()
+        .map(|c| {
+            let m = prompts.summarize(&text[c.content.clone()], lang, words, false)?;
+            Ok(super::PlannedCall {
+                line: None,
+                text_tokens: c.tokens,
+                prompt_tokens: model.prompt_tokens(&m)?,
+                answer_cap: b.partial_cap,
+                partial: c.partial,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(super::Plan {
+        context: b.ctx,
+        calls,
+        combine_calls_at_least: 1,
+    })
+}
+
+/// Summarizes `text`, never dropping any of it.
+pub fn summarize(
+    model: &mut dyn ChatModel,
+    prompts: &Prompts,
+    text: &str,
+    req: &Request,
+) -> Result<Summary> {
+    let lang = req.language.as_deref();
+    let words = req.length.words;
+    let Budgets {
+        ctx,
+        final_cap,
+        partial_cap,
+        chunk_budget,
+    } = budgets(model, prompts, req)?;
     let mut usage = Usage::default();
 
     // An article that fits one prompt with room for the full-length answer
@@ -270,6 +343,34 @@ mod tests {
         assert_eq!(s.text.split_whitespace().count(), req.length.max_tokens());
         // Map calls = chunks; each reduce round at least halves the parts.
         assert!(s.usage.calls < 2 * s.chunks + 1, "{} calls", s.usage.calls);
+    }
+
+    #[test]
+    fn the_plan_is_what_the_run_sends() {
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: None,
+            language_code: None,
+            length: Length { words: 40 },
+        };
+        for paragraphs in [1, 200] {
+            let mut m = Fake {
+                context: 400,
+                reply: Reply::AtCap,
+                calls: vec![],
+            };
+            let text = article(paragraphs);
+            let plan = plan(&m, &p, &text, &req).unwrap();
+            let s = summarize(&mut m, &p, &text, &req).unwrap();
+            assert_eq!(plan.calls.len(), s.chunks);
+            let planned: Vec<(usize, usize)> = plan
+                .calls
+                .iter()
+                .map(|c| (c.prompt_tokens, c.answer_cap))
+                .collect();
+            assert_eq!(planned, m.calls[..s.chunks]);
+            assert_eq!(plan.combine_calls_at_least, usize::from(s.chunks > 1));
+        }
     }
 
     #[test]

@@ -70,6 +70,56 @@ fn answer_cap(source_tokens: usize) -> usize {
     source_tokens * 2 + 16
 }
 
+/// The chunks a translation of `doc` will send, with each first call's
+/// prompt and answer cap, exactly as [`translate`] computes them.
+pub fn plan(
+    model: &dyn ChatModel,
+    prompts: &Prompts,
+    doc: &Markup,
+    req: &Request,
+) -> Result<super::Plan> {
+    let text = doc.model_text();
+    let plan = chunk_plan(model, prompts, doc, req, &text)?;
+    let calls = plan
+        .chunks
+        .iter()
+        .map(|c| {
+            let content = &text[c.content.clone()];
+            let n = if c.partial { 1 } else { c.paragraphs.len() };
+            let (prompt, cap) = call_size(model, prompts, req, content, n, c.tokens, false)?;
+            Ok(super::PlannedCall {
+                line: Some(line_of(doc, c.paragraphs.start)),
+                text_tokens: c.tokens,
+                prompt_tokens: prompt,
+                answer_cap: cap,
+                partial: c.partial,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(super::Plan {
+        context: model.context_length(),
+        calls,
+        combine_calls_at_least: 0,
+    })
+}
+
+/// The prompt tokens and answer cap of one call for `text`.
+fn call_size(
+    model: &dyn ChatModel,
+    prompts: &Prompts,
+    req: &Request,
+    text: &str,
+    paragraphs: usize,
+    tokens: usize,
+    firm: bool,
+) -> Result<(usize, usize)> {
+    let markup = crate::markup::strip_placeholders(text) != text;
+    let messages = prompts.translate(&prompt_args(req, text, paragraphs, markup, firm))?;
+    let prompt = model.prompt_tokens(&messages)?;
+    let cap = answer_cap(tokens).min(model.context_length().saturating_sub(prompt + SLACK));
+    Ok((prompt, cap))
+}
+
 /// Translates the units of `doc`, keeping everything else as it is.
 pub fn translate(
     model: &mut dyn ChatModel,
@@ -77,6 +127,19 @@ pub fn translate(
     doc: &Markup,
     req: &Request,
 ) -> Result<Translation> {
+    let text = doc.model_text();
+    let plan = chunk_plan(model, prompts, doc, req, &text)?;
+    translate_planned(model, prompts, doc, req, &text, plan)
+}
+
+/// The chunks of `text` (the document's model text) that fit one call each.
+fn chunk_plan(
+    model: &dyn ChatModel,
+    prompts: &Prompts,
+    doc: &Markup,
+    req: &Request,
+    text: &str,
+) -> Result<chunk::Plan> {
     let ctx = model.context_length();
     let markup = doc.units().iter().any(|u| u.has_markup());
     let overhead =
@@ -91,10 +154,20 @@ pub fn translate(
                 "the translation prompt alone needs {overhead} tokens, too many for the context of {ctx}: raise --max-context"
             ))
         })?;
-    let text = doc.model_text();
     let counter = |s: &str| model.count_tokens(s);
-    let plan = chunk::plan(&text, budget, &counter)?;
+    let plan = chunk::plan(text, budget, &counter)?;
     debug_assert_eq!(plan.paragraphs.len(), doc.units().len());
+    Ok(plan)
+}
+
+fn translate_planned(
+    model: &mut dyn ChatModel,
+    prompts: &Prompts,
+    doc: &Markup,
+    req: &Request,
+    text: &str,
+    plan: chunk::Plan,
+) -> Result<Translation> {
     let mut t = Translator {
         model,
         prompts,
@@ -280,9 +353,15 @@ impl Translator<'_> {
         let messages = self
             .prompts
             .translate(&prompt_args(self.req, text, paragraphs, markup, firm))?;
-        let prompt = self.model.prompt_tokens(&messages)?;
-        let cap =
-            answer_cap(tokens).min(self.model.context_length().saturating_sub(prompt + SLACK));
+        let (_, cap) = call_size(
+            &*self.model,
+            self.prompts,
+            self.req,
+            text,
+            paragraphs,
+            tokens,
+            firm,
+        )?;
         let c = self.model.complete(&messages, cap)?;
         self.usage.add(&c);
         Ok(c.text)
@@ -416,6 +495,25 @@ mod tests {
         assert_eq!(paragraphs(&t.text).len(), 4);
         assert!(t.text.starts_with("First one.\n\nSecond one here."));
         assert!(t.untranslated >= 4, "{}", t.untranslated);
+    }
+
+    #[test]
+    fn the_plan_is_what_the_run_sends() {
+        let p = Prompts::load(None).unwrap();
+        let doc = text(&doc());
+        let mut m = fake(Reply::Echo);
+        let plan = plan(&m, &p, &doc, &req()).unwrap();
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        assert_eq!(plan.calls.len(), t.chunks);
+        let planned: Vec<(usize, usize)> = plan
+            .calls
+            .iter()
+            .map(|c| (c.prompt_tokens, c.answer_cap))
+            .collect();
+        assert_eq!(planned, m.calls);
+        assert!(plan.calls.iter().any(|c| c.partial));
+        assert_eq!(plan.calls[0].line, Some(1));
+        assert!(plan.peak() <= plan.context);
     }
 
     #[test]

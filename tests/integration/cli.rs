@@ -684,3 +684,57 @@ fn glossary_and_addresses_survive_a_noisy_model() {
         }
     }
 }
+
+/// `--plan` computes the calls without the weights, and the run then makes
+/// exactly those chunks.
+#[test]
+fn plans_need_no_weights_and_match_the_run() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "long.txt", long_article().as_bytes());
+    // A copy of the model whose weights are unreadable.
+    let broken = home.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in std::fs::read_dir(model_dir("qwen3")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(broken.join("model.safetensors"), b"not weights").unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut cmd = glot(home.path());
+        cmd.args(args)
+            .args(["--max-context", "512", "--format", "json"]);
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let broken = broken.to_str().unwrap();
+    let model = model();
+    for task in [
+        vec!["translate", &article, "--to", "de"],
+        vec!["summarize", &article, "--words", "20"],
+    ] {
+        let mut planned = task.clone();
+        planned.extend(["--model", broken, "--plan"]);
+        let plan = json(&planned);
+        let calls = plan["calls"].as_array().unwrap();
+        assert!(calls.len() > 1, "{plan}");
+        for c in calls {
+            let used = c["prompt_tokens"].as_u64().unwrap() + c["answer_cap"].as_u64().unwrap();
+            assert!(used <= plan["context"].as_u64().unwrap(), "{c}");
+        }
+        let mut real = task.clone();
+        real.extend(["--model", &model]);
+        let done = json(&real);
+        assert_eq!(
+            done["chunks"].as_u64().unwrap() as usize,
+            calls.len(),
+            "{task:?}"
+        );
+        // Without --plan the broken weights are found at once.
+        let mut cmd = glot(home.path());
+        cmd.args(&task).args(["--model", broken]);
+        assert_eq!(run(cmd, None).status.code(), Some(1));
+    }
+}
