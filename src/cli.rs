@@ -84,13 +84,35 @@ pub enum EvalCommand {
     /// Two files whose lines correspond one to one, or two folders whose
     /// files pair by relative path (the corpus is all their lines; each
     /// file is also scored on its own).
+    ///
+    /// With --src and --to instead of --hyp, the model translates the
+    /// source lines first (each non-empty line one paragraph, the model
+    /// loaded once), then they are scored.
     Translate {
         /// The translations: a file, or a folder of files.
-        #[arg(long, value_name = "PATH")]
-        hyp: PathBuf,
+        #[arg(
+            long,
+            value_name = "PATH",
+            required_unless_present = "src",
+            conflicts_with = "src"
+        )]
+        hyp: Option<PathBuf>,
+        /// Source lines to translate with the model first: a file, or a folder of files.
+        #[arg(long, value_name = "PATH", requires = "to")]
+        src: Option<PathBuf>,
         /// The reference translations: a file, or a folder of files.
         #[arg(long = "ref", value_name = "PATH")]
         reference: PathBuf,
+        /// The language to translate --src into.
+        #[arg(long, value_name = "LANG")]
+        to: Option<String>,
+        /// The language of --src [default: detected].
+        #[arg(long, value_name = "LANG")]
+        from: Option<String>,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },

@@ -61,15 +61,11 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::Generate(t) => commands::generate::run(t, &s.printer),
         Task::Models(t) => commands::models::run(t, &s.printer),
         Task::Languages { json } => commands::languages::run(json),
-        Task::Eval(cli::EvalCommand::Translate {
+        Task::EvalTranslate(t) => commands::eval::translate(t, &s.printer),
+        Task::EvalSummarize {
             hyp,
             reference,
-            format,
-        }) => commands::eval::translate(&hyp, &reference, format == cli::Format::Json),
-        Task::Eval(cli::EvalCommand::Summarize {
-            hyp,
-            reference,
-            format,
-        }) => commands::eval::summarize(&hyp, &reference, format == cli::Format::Json),
+            json,
+        } => commands::eval::summarize(&hyp, &reference, json),
     }
 }

@@ -30,8 +30,26 @@ pub enum Task {
     Translate(TranslateSettings),
     Generate(GenerateSettings),
     Models(ModelsSettings),
-    Languages { json: bool },
-    Eval(crate::cli::EvalCommand),
+    Languages {
+        json: bool,
+    },
+    EvalTranslate(EvalTranslate),
+    EvalSummarize {
+        hyp: PathBuf,
+        reference: PathBuf,
+        json: bool,
+    },
+}
+
+/// `glot eval translate`: score `hyp`, or translate `src` first.
+pub struct EvalTranslate {
+    pub hyp: Option<PathBuf>,
+    pub src: Option<PathBuf>,
+    pub reference: PathBuf,
+    pub target: Option<Language>,
+    pub source: Option<Language>,
+    pub model: ModelSettings,
+    pub json: bool,
 }
 
 /// `glot models …`: the subcommand needs no further resolution.
@@ -122,7 +140,33 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Languages { format } => Task::Languages {
             json: format == Format::Json,
         },
-        Command::Eval(c) => Task::Eval(c),
+        Command::Eval(crate::cli::EvalCommand::Translate {
+            hyp,
+            src,
+            reference,
+            to,
+            from,
+            model: m,
+            sampling,
+            format,
+        }) => Task::EvalTranslate(EvalTranslate {
+            target: to.as_deref().map(lang::resolve).transpose()?,
+            source: source_language(from.as_deref())?,
+            model: model(&m, &sampling, cli.offline)?,
+            hyp,
+            src,
+            reference,
+            json: format == Format::Json,
+        }),
+        Command::Eval(crate::cli::EvalCommand::Summarize {
+            hyp,
+            reference,
+            format,
+        }) => Task::EvalSummarize {
+            hyp,
+            reference,
+            json: format == Format::Json,
+        },
         Command::Models(c) => Task::Models(ModelsSettings {
             command: c,
             offline: cli.offline,

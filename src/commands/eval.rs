@@ -8,6 +8,9 @@ use glot::eval::{bleu, chrf, rouge};
 use glot::Error;
 use serde::Serialize;
 
+use crate::printer::Printer;
+use crate::settings::EvalTranslate;
+
 /// One hypothesis file and its reference.
 struct Pair {
     /// Relative to the folders, or the hypothesis path for two files.
@@ -24,6 +27,9 @@ struct TranslationScores {
     /// Per file, when folders were compared.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     files: Vec<FileScores>,
+    /// When the translations were made by the model here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<ModelRun>,
 }
 
 #[derive(Serialize)]
@@ -34,41 +40,149 @@ struct FileScores {
     bleu: f64,
 }
 
-/// chrF and BLEU of the lines of `hyp` against the lines of `reference`
-/// (files, or folders of files paired by name).
-pub fn translate(hyp: &Path, reference: &Path, json: bool) -> Result<()> {
-    let pairs = pairs(hyp, reference, false)?;
-    let mut all_h = Vec::new();
-    let mut all_r = Vec::new();
-    let mut files = Vec::new();
+/// `glot eval translate`: scores the lines of `--hyp`, or first translates
+/// the lines of `--src` with the model.
+pub fn translate(s: EvalTranslate, printer: &Printer) -> Result<()> {
+    match &s.src {
+        Some(src) => translate_and_score(&s, src, printer),
+        None => {
+            let pairs = pairs(
+                s.hyp.as_deref().unwrap_or(Path::new("")),
+                &s.reference,
+                false,
+            )?;
+            let lined: Vec<(String, Vec<String>, Vec<&str>)> = pairs
+                .iter()
+                .map(|p| {
+                    let h = lines(&p.hyp).into_iter().map(str::to_string).collect();
+                    (p.name.clone(), h, lines(&p.reference))
+                })
+                .collect();
+            score_translations(&lined, s.json, None)
+        }
+    }
+}
+
+/// Translates every line of the `src` files (each non-empty line one
+/// paragraph of one document, so the model is loaded once) and scores the
+/// translations against the references.
+fn translate_and_score(s: &EvalTranslate, src: &Path, printer: &Printer) -> Result<()> {
+    let target = s
+        .target
+        .as_ref()
+        .ok_or_else(|| Error::Usage("--src needs --to".into()))?;
+    let pairs = pairs(src, &s.reference, false)?;
+    let mut text = Vec::new();
     for p in &pairs {
         let (h, r) = (lines(&p.hyp), lines(&p.reference));
-        if h.len() != r.len() {
-            return Err(Error::Usage(format!(
-                "{}: {} line(s) of translation against {} of reference; lines must match one to one",
-                p.name,
-                h.len(),
-                r.len()
-            ))
-            .into());
-        }
+        check_counts(&p.name, h.len(), r.len())?;
+        text.extend(
+            h.into_iter()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::trim),
+        );
+    }
+    if text.is_empty() {
+        return Err(Error::Usage("the source holds no text to translate".into()).into());
+    }
+    let markup = glot::markup::Markup::parse(text.join("\n\n"), glot::markup::Format::Text);
+    if markup.units().len() != text.len() {
+        return Err(Error::Usage(
+            "a source line reads as more than one paragraph; give one segment per line".into(),
+        )
+        .into());
+    }
+    let detected = glot::text::lang::detect(&text.join("\n"));
+    let source = s
+        .source
+        .as_ref()
+        .or(detected.as_ref().and_then(|d| d.reliable_language()));
+    let prompts = glot::prompt::Prompts::load(None)?;
+    let legs = super::mt::legs(&s.model, source, target, printer)?;
+    let (t, info) =
+        super::translate::with_engine(legs, &s.model, &prompts, &markup, source, target, printer)?;
+    let mut out = t.text.trim_end().split("\n\n");
+    let mut lined = Vec::new();
+    for p in &pairs {
+        let h: Vec<String> = lines(&p.hyp)
+            .into_iter()
+            .map(|l| match l.trim().is_empty() {
+                true => String::new(),
+                false => out.next().unwrap_or_default().to_string(),
+            })
+            .collect();
+        lined.push((p.name.clone(), h, lines(&p.reference)));
+    }
+    if out.next().is_some() {
+        anyhow::bail!("the translation has more paragraphs than the source has lines");
+    }
+    let run = ModelRun {
+        model: info.id.clone(),
+        flags: t.flags.len(),
+        untranslated: t.untranslated,
+        translations: lined.iter().flat_map(|(_, h, _)| h.clone()).collect(),
+    };
+    score_translations(&lined, s.json, Some(run))
+}
+
+/// What the model did when `glot eval` ran it.
+#[derive(Serialize)]
+struct ModelRun {
+    model: String,
+    /// Paragraphs flagged (numbers, sentences, language, kept untranslated).
+    flags: usize,
+    untranslated: usize,
+    /// The translations, one per source line.
+    translations: Vec<String>,
+}
+
+fn check_counts(name: &str, hyp: usize, reference: usize) -> Result<()> {
+    if hyp != reference {
+        return Err(Error::Usage(format!(
+            "{name}: {hyp} line(s) against {reference} of reference; lines must match one to one"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// chrF and BLEU of hypothesis lines against reference lines, per file and
+/// over all.
+fn score_translations(
+    pairs: &[(String, Vec<String>, Vec<&str>)],
+    json: bool,
+    run: Option<ModelRun>,
+) -> Result<()> {
+    let mut all_h: Vec<&str> = Vec::new();
+    let mut all_r: Vec<&str> = Vec::new();
+    let mut files = Vec::new();
+    for (name, h, r) in pairs {
+        check_counts(name, h.len(), r.len())?;
+        let h: Vec<&str> = h.iter().map(String::as_str).collect();
         if pairs.len() > 1 {
             files.push(FileScores {
-                file: p.name.clone(),
+                file: name.clone(),
                 segments: h.len(),
-                chrf: chrf::corpus_chrf(&h, &r).score,
-                bleu: bleu::corpus_bleu(&h, &r).score,
+                chrf: chrf::corpus_chrf(&h, r).score,
+                bleu: bleu::corpus_bleu(&h, r).score,
             });
         }
         all_h.extend(h);
-        all_r.extend(r);
+        all_r.extend(r.iter().copied());
     }
     let scores = TranslationScores {
         segments: all_h.len(),
         chrf: chrf::corpus_chrf(&all_h, &all_r),
         bleu: bleu::corpus_bleu(&all_h, &all_r),
         files,
+        run,
     };
+    if let Some(r) = scores.run.as_ref().filter(|r| r.flags > 0) {
+        eprintln!(
+            "glot: warning: {} translated line(s) were flagged ({} kept untranslated); --format json lists the translations",
+            r.flags, r.untranslated
+        );
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&scores)?);
         return Ok(());

@@ -13,7 +13,9 @@ use super::{
     Timings,
 };
 use crate::printer::Printer;
-use crate::settings::TranslateSettings;
+use crate::settings::{ModelSettings, TranslateSettings};
+use glot::markup::Markup;
+use glot::prompt::Prompts;
 
 /// "line 3" or "lines 3, 7, 12" of the flags of one kind.
 fn lines(flags: &[glot::task::translate::Flag], kind: &str) -> String {
@@ -44,6 +46,45 @@ struct Report<'a> {
     /// With `--format json` only: hashing local model files takes a read.
     #[serde(skip_serializing_if = "Option::is_none")]
     reproduce: Option<Provenance>,
+}
+
+/// Translates `markup` with a translation model's `legs` sentence by
+/// sentence, or (without legs) with the chat model `m` names, chunk by
+/// chunk.
+pub fn with_engine(
+    legs: Option<Vec<mt::Leg>>,
+    m: &ModelSettings,
+    prompts: &Prompts,
+    markup: &Markup,
+    source: Option<&Language>,
+    target: &Language,
+    printer: &Printer,
+) -> Result<(Translation, ModelInfo)> {
+    Ok(match legs {
+        Some(legs) => {
+            let mut engine = mt::Engine::load(legs, target, m, printer)?;
+            (engine.translate(markup, target, printer)?, engine.info())
+        }
+        None => {
+            let mut llm = load_model(m, printer, true)?;
+            let req = Request {
+                target: target.name.clone(),
+                target_code: Some(target.code.clone()),
+                source: source.map(|l| l.name.clone()),
+            };
+            let t = translate::translate(
+                &mut Logged {
+                    model: &mut llm,
+                    printer,
+                    calls: 0,
+                },
+                prompts,
+                markup,
+                &req,
+            )?;
+            (t, llm.info().clone())
+        }
+    })
 }
 
 pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
@@ -90,34 +131,15 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         return show_plan(&s.doc.output, &plan, &report);
     }
     let sentences = legs.is_some();
-    let (t, info) = match legs {
-        Some(legs) => {
-            let mut engine = mt::Engine::load(legs, &s.target, &s.doc.model, printer)?;
-            (
-                engine.translate(&markup, &s.target, printer)?,
-                engine.info(),
-            )
-        }
-        None => {
-            let mut llm = load_model(&s.doc.model, printer, true)?;
-            let req = Request {
-                target: s.target.name.clone(),
-                target_code: Some(s.target.code.clone()),
-                source: source.map(|l| l.name.clone()),
-            };
-            let t = translate::translate(
-                &mut Logged {
-                    model: &mut llm,
-                    printer,
-                    calls: 0,
-                },
-                &prompts,
-                &markup,
-                &req,
-            )?;
-            (t, llm.info().clone())
-        }
-    };
+    let (t, info) = with_engine(
+        legs,
+        &s.doc.model,
+        &prompts,
+        &markup,
+        source,
+        &s.target,
+        printer,
+    )?;
     if t.retried_chunks > 0 {
         printer.info(format!(
             "{} chunk(s) came back with the wrong number of paragraphs and were redone paragraph by paragraph",

@@ -238,3 +238,58 @@ fn eval_refuses_what_it_cannot_pair() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// With --src, the model translates the lines first; the scores are those
+/// of its translations, one per source line, empty lines kept in place.
+#[test]
+fn eval_translates_with_the_model_then_scores() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    std::fs::write(
+        dir.join("src.txt"),
+        "The city opened a tram line.\n\nIt cost 410 million euros.\nCritics disagree.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ref.txt"),
+        "Die Stadt eröffnete eine Straßenbahnlinie.\n\nSie kostete 410 Millionen Euro.\nKritiker widersprechen.\n",
+    )
+    .unwrap();
+    for family in ["marian", "qwen2"] {
+        let model = crate::util::model_dir(family);
+        let mut cmd = glot(dir);
+        cmd.args(["eval", "translate", "--src", "src.txt", "--ref", "ref.txt"]);
+        cmd.args(["--to", "de", "--from", "en", "--format", "json"]);
+        cmd.args(["--model", model.to_str().unwrap()]);
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{family}: {}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let made: Vec<&str> = v["run"]["translations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert_eq!(made.len(), 4, "{family}: {made:?}");
+        assert_eq!(made[1], "", "{family}: the empty line stays empty");
+        assert!(made
+            .iter()
+            .enumerate()
+            .all(|(i, t)| i == 1 || !t.is_empty()));
+        // The scores are those of these translations.
+        let refs = std::fs::read_to_string(dir.join("ref.txt")).unwrap();
+        let refs: Vec<&str> = refs.lines().collect();
+        let flat: Vec<String> = made.iter().map(|t| t.replace('\n', " ")).collect();
+        let flat: Vec<&str> = flat.iter().map(String::as_str).collect();
+        let b = bleu::corpus_bleu(&flat, &refs);
+        assert!(
+            close(v["bleu"]["score"].as_f64().unwrap(), b.score),
+            "{family}"
+        );
+        let c = chrf::corpus_chrf(&flat, &refs);
+        assert!(
+            close(v["chrf"]["score"].as_f64().unwrap(), c.score),
+            "{family}"
+        );
+    }
+}
