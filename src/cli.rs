@@ -121,10 +121,32 @@ pub enum EvalCommand {
     /// Two files, or two folders whose files pair by relative path or by
     /// name up to the first dot (report.summary.md, as glot batch writes
     /// it, pairs with report.txt). Scores are the mean over documents.
+    ///
+    /// With --docs instead of --hyp, the model summarizes the documents
+    /// first (loaded once), in each document's language unless --lang says
+    /// otherwise.
     Summarize {
         /// The summaries: a file, or a folder of files.
+        #[arg(
+            long,
+            value_name = "PATH",
+            required_unless_present = "docs",
+            conflicts_with = "docs"
+        )]
+        hyp: Option<PathBuf>,
+        /// Documents to summarize with the model first: a file, or a folder of files.
         #[arg(long, value_name = "PATH")]
-        hyp: PathBuf,
+        docs: Option<PathBuf>,
+        /// Write the summaries in this language.
+        #[arg(long, value_name = "LANG")]
+        lang: Option<String>,
+        /// At most this many words per summary.
+        #[arg(long, value_name = "N", default_value_t = 150)]
+        words: u32,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// The reference summaries: a file, or a folder of files.
         #[arg(long = "ref", value_name = "PATH")]
         reference: PathBuf,

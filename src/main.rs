@@ -62,10 +62,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::Models(t) => commands::models::run(t, &s.printer),
         Task::Languages { json } => commands::languages::run(json),
         Task::EvalTranslate(t) => commands::eval::translate(t, &s.printer),
-        Task::EvalSummarize {
-            hyp,
-            reference,
-            json,
-        } => commands::eval::summarize(&hyp, &reference, json),
+        Task::EvalSummarize(t) => commands::eval::summarize(t, &s.printer),
     }
 }

@@ -30,15 +30,20 @@ pub enum Task {
     Translate(TranslateSettings),
     Generate(GenerateSettings),
     Models(ModelsSettings),
-    Languages {
-        json: bool,
-    },
+    Languages { json: bool },
     EvalTranslate(EvalTranslate),
-    EvalSummarize {
-        hyp: PathBuf,
-        reference: PathBuf,
-        json: bool,
-    },
+    EvalSummarize(EvalSummarize),
+}
+
+/// `glot eval summarize`: score `hyp`, or summarize `docs` first.
+pub struct EvalSummarize {
+    pub hyp: Option<PathBuf>,
+    pub docs: Option<PathBuf>,
+    pub reference: PathBuf,
+    pub language: Option<Language>,
+    pub length: Length,
+    pub model: ModelSettings,
+    pub json: bool,
 }
 
 /// `glot eval translate`: score `hyp`, or translate `src` first.
@@ -160,13 +165,24 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         }),
         Command::Eval(crate::cli::EvalCommand::Summarize {
             hyp,
+            docs,
             reference,
+            lang: language,
+            words,
+            model: m,
+            sampling,
             format,
-        }) => Task::EvalSummarize {
+        }) => Task::EvalSummarize(EvalSummarize {
+            language: language.as_deref().map(lang::resolve).transpose()?,
+            length: Length {
+                words: words.max(1) as usize,
+            },
+            model: model(&m, &sampling, cli.offline)?,
             hyp,
+            docs,
             reference,
             json: format == Format::Json,
-        },
+        }),
         Command::Models(c) => Task::Models(ModelsSettings {
             command: c,
             offline: cli.offline,

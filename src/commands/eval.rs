@@ -9,7 +9,7 @@ use glot::Error;
 use serde::Serialize;
 
 use crate::printer::Printer;
-use crate::settings::EvalTranslate;
+use crate::settings::{EvalSummarize, EvalTranslate};
 
 /// One hypothesis file and its reference.
 struct Pair {
@@ -221,17 +221,64 @@ struct SummaryFile {
     file: String,
     #[serde(flatten)]
     scores: rouge::Rouge,
+    /// The summary the model wrote, with --docs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
 }
 
 /// ROUGE-1/2/L of summaries against references (files, or folders whose
-/// files pair by name).
-pub fn summarize(hyp: &Path, reference: &Path, json: bool) -> Result<()> {
-    let pairs = pairs(hyp, reference, true)?;
+/// files pair by name); with `docs`, the model writes the summaries first.
+pub fn summarize(s: EvalSummarize, printer: &Printer) -> Result<()> {
+    let json = s.json;
+    let (pairs, made) = match &s.docs {
+        Some(docs) => {
+            let mut pairs = pairs(docs, &s.reference, true)?;
+            let mut chat = super::load_chat(&s.model, printer)?;
+            let prompts = glot::prompt::Prompts::load(None)?;
+            let mut made = Vec::new();
+            for p in &mut pairs {
+                printer.info(format!("summarizing {}", p.name));
+                let format = glot::markup::Format::from_path(&p.name);
+                let text =
+                    glot::markup::Markup::parse(std::mem::take(&mut p.hyp), format).prose(true);
+                let detected = glot::text::lang::detect(&text);
+                let language = s
+                    .language
+                    .as_ref()
+                    .or(detected.as_ref().and_then(|d| d.reliable_language()));
+                let req = glot::task::summarize::Request {
+                    language: language.map(|l| l.name.clone()),
+                    language_code: language.map(|l| l.code.clone()),
+                    length: s.length,
+                };
+                let summary = glot::task::summarize::summarize(chat.model(), &prompts, &text, &req)
+                    .map_err(|e| e.context(format!("{}: cannot summarize", p.name)))?;
+                p.hyp = summary.text.clone();
+                made.push(summary.text);
+            }
+            (pairs, Some(made))
+        }
+        None => (
+            pairs(
+                s.hyp.as_deref().unwrap_or(Path::new("")),
+                &s.reference,
+                true,
+            )?,
+            None,
+        ),
+    };
     let files: Vec<SummaryFile> = pairs
         .iter()
-        .map(|p| SummaryFile {
+        .zip(
+            made.iter()
+                .flatten()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|(p, summary)| SummaryFile {
             file: p.name.clone(),
             scores: rouge::score(&p.hyp, &p.reference),
+            summary: summary.cloned(),
         })
         .collect();
     let scores = SummaryScores {

@@ -293,3 +293,58 @@ fn eval_translates_with_the_model_then_scores() {
         );
     }
 }
+
+/// With --docs, the model writes each summary first; the scores are those
+/// of its summaries.
+#[test]
+fn eval_summarizes_with_the_model_then_scores() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    for (name, doc, gold) in [
+        (
+            "a",
+            "The council approved the budget on Monday. Taxes stay the same.",
+            "The council approved the budget; taxes unchanged.",
+        ),
+        (
+            "b",
+            "The new tram line opened. Thousands rode it on the first day.",
+            "A tram line opened and thousands rode it.",
+        ),
+    ] {
+        std::fs::create_dir_all(dir.join("docs")).unwrap();
+        std::fs::create_dir_all(dir.join("gold")).unwrap();
+        std::fs::write(dir.join(format!("docs/{name}.txt")), doc).unwrap();
+        std::fs::write(dir.join(format!("gold/{name}.summary.md")), gold).unwrap();
+    }
+    let model = crate::util::model_dir("qwen3");
+    let mut cmd = glot(dir);
+    cmd.args([
+        "eval",
+        "summarize",
+        "--docs",
+        "docs",
+        "--ref",
+        "gold",
+        "--words",
+        "12",
+    ]);
+    cmd.args(["--model", model.to_str().unwrap(), "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["documents"], 2);
+    let mut f1 = 0.0;
+    for f in v["files"].as_array().unwrap() {
+        let summary = f["summary"].as_str().unwrap();
+        let name = f["file"].as_str().unwrap().replace(".txt", ".summary.md");
+        let gold = std::fs::read_to_string(dir.join("gold").join(name)).unwrap();
+        let want = rouge::score(summary, &gold);
+        assert!(
+            close(f["rouge1"]["f1"].as_f64().unwrap(), want.rouge1.f1),
+            "{f}"
+        );
+        f1 += want.rouge_l.f1 / 2.0;
+    }
+    assert!(close(v["mean"]["rougeL"]["f1"].as_f64().unwrap(), f1));
+}
