@@ -320,6 +320,10 @@ pub struct BatchArgs {
     #[arg(long, value_name = "LANG", help_heading = "Jobs")]
     pub from: Option<String>,
 
+    /// Terms with a fixed translation, one `TERM<TAB>TRANSLATION` per line (see `glot translate --help`).
+    #[arg(long, value_name = "FILE", help_heading = "Jobs")]
+    pub glossary: Option<String>,
+
     /// How long summaries should be.
     #[arg(long, value_enum, default_value_t = LengthArg::Medium, help_heading = "Jobs")]
     pub length: LengthArg,

@@ -218,6 +218,8 @@ pub struct BatchSettings {
     pub selection: glot::batch::walk::Selection,
     pub jobs: Vec<glot::batch::Job>,
     pub source: Option<Language>,
+    /// Terms and their fixed translations (`--glossary`).
+    pub glossary: Vec<(String, String)>,
     pub shard: glot::batch::shard::Shard,
     pub max_bytes: u64,
     pub force: bool,
@@ -275,6 +277,10 @@ fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
         },
         jobs,
         source: source_language(a.from.as_deref())?,
+        glossary: match &a.glossary {
+            Some(path) => glot::input::glossary(path)?,
+            None => Vec::new(),
+        },
         shard,
         max_bytes: a.max_bytes,
         force: a.force,

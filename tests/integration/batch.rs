@@ -656,3 +656,40 @@ fn nothing_is_written_outside_the_output_folder() {
     assert!(out.join("link.summary.md").is_file());
     assert!(!home.path().join("outside.summary.md").exists());
 }
+
+/// A glossary is part of a translation's settings: the same one leaves
+/// done work alone, another one redoes it.
+#[test]
+fn another_glossary_redoes_translations() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 2);
+    let out = home.path().join("out");
+    let (root_s, out_s) = (root.to_str().unwrap(), out.to_str().unwrap());
+    let terms = home.path().join("terms.tsv");
+    let go = |glossary: &str| {
+        std::fs::write(&terms, glossary).unwrap();
+        let args = [
+            root_s,
+            "--translate",
+            "de",
+            "--out",
+            out_s,
+            "--glossary",
+            terms.to_str().unwrap(),
+        ];
+        let mut cmd = glot(home.path());
+        cmd.args(["batch", "--model", &model()]).args(args);
+        let o = run(cmd, None);
+        assert!(o.status.success(), "{}", stderr(&o));
+        records(&out).len()
+    };
+    let first = go("tram\tStraßenbahn\n");
+    assert!(first > 0);
+    assert_eq!(go("tram\tStraßenbahn\n"), first, "nothing to redo");
+    assert!(
+        go("tram\tTram\n") > first,
+        "another glossary redoes the work"
+    );
+    let last = records(&out).pop().unwrap();
+    assert_eq!(last["settings"]["job"]["glossary"][0][1], "Tram", "{last}");
+}

@@ -127,6 +127,10 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             let mut settings = job.settings(&common);
             if matches!(job, Job::Translate { .. }) {
                 settings["job"]["source"] = json!(s.source.as_ref().map(|l| &l.code));
+                // Another glossary makes other translations.
+                if !s.glossary.is_empty() {
+                    settings["job"]["glossary"] = json!(s.glossary);
+                }
             }
             Planned {
                 key: job.key(),
@@ -430,7 +434,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
     let format =
         cx.s.format
             .unwrap_or_else(|| Format::from_path(&found.relative));
-    let markup = Markup::parse(text, format);
+    let mut markup = Markup::parse(text, format);
     if markup.units().is_empty() {
         return Err(glot::Error::input(
             &found.relative,
@@ -484,6 +488,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                     flags: Vec::new(),
                 });
             }
+            markup.protect_terms(&cx.s.glossary);
             let t = if cx.mt.is_some() {
                 let printer = cx.printer;
                 let engine = engine(cx, source.as_ref(), target)?;
