@@ -370,6 +370,16 @@ pub struct BatchArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Every model call the jobs would make on every document, with the
+    /// totals for the folder, from the model's tokenizer and template (no
+    /// weights). Chat models only.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub plan: bool,
+
+    /// With --plan: the plan as JSON.
+    #[arg(long, requires = "plan")]
+    pub json: bool,
+
     #[command(flatten)]
     pub reading: ReadingArgs,
     #[command(flatten)]

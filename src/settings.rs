@@ -220,6 +220,8 @@ pub struct BatchSettings {
     pub source: Option<Language>,
     /// Terms and their fixed translations (`--glossary`).
     pub glossary: Vec<(String, String)>,
+    /// `--plan`, and whether as JSON.
+    pub plan: Option<bool>,
     pub shard: glot::batch::shard::Shard,
     pub max_bytes: u64,
     pub force: bool,
@@ -286,6 +288,7 @@ fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
         force: a.force,
         retry_failed: a.retry_failed,
         dry_run: a.dry_run,
+        plan: a.plan.then_some(a.json),
         format: a.reading.input_format.map(input_format),
         lossy: a.reading.lossy,
         prompts: a.reading.prompts,

@@ -693,3 +693,65 @@ fn another_glossary_redoes_translations() {
     let last = records(&out).pop().unwrap();
     assert_eq!(last["settings"]["job"]["glossary"][0][1], "Tram", "{last}");
 }
+
+/// `--plan` plans every job on every document from the tokenizer alone and
+/// adds them up; nothing is written.
+#[test]
+fn a_folder_is_planned_without_weights() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 3);
+    let out = home.path().join("out");
+    let broken = home.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in std::fs::read_dir(model_dir("qwen3")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(broken.join("model.safetensors"), b"not weights").unwrap();
+    let mut cmd = glot(home.path());
+    cmd.args([
+        "batch",
+        root.to_str().unwrap(),
+        "--summarize",
+        "--translate",
+        "de",
+    ]);
+    cmd.args(["--out", out.to_str().unwrap(), "--plan", "--json"]);
+    cmd.args(["--model", broken.to_str().unwrap(), "--max-context", "1024"]);
+    cmd.args(["--words", "20"]);
+    let o = run(cmd, None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(v["documents"], 5, "{v}");
+    assert_eq!(items.len(), 10, "two jobs per document");
+    let calls: u64 = items
+        .iter()
+        .map(|i| i["calls"].as_u64().unwrap() + i["combine_calls_at_least"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["calls"].as_u64().unwrap(), calls);
+    assert!(calls >= 10);
+    assert!(v["peak"].as_u64().unwrap() <= 1024);
+    assert!(!out.exists(), "a plan writes nothing");
+    // A context too small for the summaries: the plan says which items a
+    // run would fail, and exits non-zero.
+    let mut cmd = glot(home.path());
+    cmd.args(["batch", root.to_str().unwrap(), "--summarize", "--out"]);
+    cmd.args([
+        out.to_str().unwrap(),
+        "--plan",
+        "--model",
+        broken.to_str().unwrap(),
+    ]);
+    cmd.args(["--max-context", "512"]);
+    let o = run(cmd, None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("cannot be planned"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("a run would fail them"),
+        "{}",
+        stderr(&o)
+    );
+}

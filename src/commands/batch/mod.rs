@@ -31,6 +31,7 @@ use crate::progress::Items;
 use crate::settings::BatchSettings;
 use report::{print_table, RunFile, Tally, COPIED, DONE, FAILED, UP_TO_DATE, WOULD_RUN};
 
+mod plan;
 mod report;
 
 pub use report::status;
@@ -63,6 +64,9 @@ struct Run<'a> {
 const MAX_ENGINES: usize = 4;
 
 pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
+    if let Some(json) = s.plan {
+        return plan::run(&s, printer, json);
+    }
     let out = s.selection.out.clone();
     if !s.dry_run {
         std::fs::create_dir_all(&out)
