@@ -402,13 +402,49 @@ impl Translator<'_> {
         }
     }
 
-    /// Asks for one unit alone, firmly; keeps the source when that fails too.
+    /// Asks for one unit alone, firmly; then, if the answer still fails a
+    /// check, sentence by sentence. What fails even so is kept with a flag
+    /// (an answer that restores) or left in the source.
     fn alone(&mut self, unit: usize) -> Result<()> {
         let src = self.doc.units()[unit].text();
         let tokens = self.model.count_tokens(src)?;
         let (reply, wrong) = self.ask(src, 1, tokens, true)?;
-        self.accept(unit, &one_paragraph(&reply), wrong);
+        let whole = one_paragraph(&reply);
+        if self.accept_or_not(unit, &whole, wrong, false) {
+            return Ok(());
+        }
+        if let Some((joined, wrong)) = self.by_sentence(src)? {
+            if self.accept_or_not(unit, &joined, wrong, false) {
+                return Ok(());
+            }
+        }
+        self.accept(unit, &whole, wrong);
         Ok(())
+    }
+
+    /// The unit's sentences translated one at a time and joined with the
+    /// source's spacing; `None` for a single sentence or an empty answer.
+    fn by_sentence(&mut self, src: &str) -> Result<Option<(String, bool)>> {
+        let sentences = crate::text::segment::sentences(src, 0..src.len());
+        if sentences.len() < 2 {
+            return Ok(None);
+        }
+        let (mut joined, mut any_wrong, mut end) = (String::new(), false, 0);
+        for r in sentences {
+            let s = &src[r.clone()];
+            let tokens = self.model.count_tokens(s)?;
+            let (reply, wrong) = self.ask(s, 1, tokens, true)?;
+            let reply = one_paragraph(&reply);
+            if reply.trim().is_empty() {
+                return Ok(None);
+            }
+            joined.push_str(&src[end..r.start]);
+            joined.push_str(reply.trim());
+            any_wrong |= wrong;
+            end = r.end;
+        }
+        joined.push_str(&src[end..]);
+        Ok(Some((joined, any_wrong)))
     }
 }
 
@@ -587,19 +623,36 @@ mod tests {
     }
 
     #[test]
-    fn a_dropped_sentence_is_asked_again_then_flagged_by_line() {
+    fn a_dropped_sentence_is_asked_again_then_sentence_by_sentence() {
         let p = Prompts::load(None).unwrap();
+        // The engine drops a paragraph's last sentence whenever it has two:
+        // asked one sentence at a time, it loses nothing.
         let mut m = fake(Reply::DropSentence);
         let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
-        assert_eq!(m.calls.len(), 2, "the chunk, then the unit alone");
-        let kinds: Vec<(usize, &str)> = t.flags.iter().map(|f| (f.line, f.kind.as_str())).collect();
-        assert_eq!(kinds, [(3, "numbers")], "{:?}", t.flags);
+        assert_eq!(t.text, FIGURES);
+        assert!(t.flags.is_empty(), "{:?}", t.flags);
+        assert_eq!(
+            m.calls.len(),
+            4,
+            "the chunk, the unit alone, its two sentences"
+        );
         // Without figures to miss, the lost sentence itself is what is found.
         let plain = FIGURES.replace("410", "many").replace(" in 2024", " soon");
         let mut m = fake(Reply::DropSentence);
         let t = translate(&mut m, &p, &text(&plain), &req()).unwrap();
+        assert_eq!(t.text, plain);
+        assert_eq!(m.calls.len(), 4);
+    }
+
+    #[test]
+    fn what_fails_sentence_by_sentence_too_is_flagged_by_line() {
+        let p = Prompts::load(None).unwrap();
+        let mut m = fake(Reply::Garble { once: false });
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        // The chunk, the unit alone, then each of its two sentences.
+        assert_eq!(m.calls.len(), 4);
         let kinds: Vec<(usize, &str)> = t.flags.iter().map(|f| (f.line, f.kind.as_str())).collect();
-        assert_eq!(kinds, [(3, "shorter")], "{:?}", t.flags);
+        assert_eq!(kinds, [(3, "numbers")], "{:?}", t.flags);
     }
 
     #[test]
