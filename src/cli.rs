@@ -471,6 +471,11 @@ pub struct SummarizeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub words: Option<u32>,
 
+    /// Write the summary as bullet points, each ending with the numbers of
+    /// the article's parts it comes from; the parts' lines are listed below.
+    #[arg(long)]
+    pub cite: bool,
+
     #[command(flatten)]
     pub doc: DocumentArgs,
 }

@@ -97,6 +97,8 @@ pub struct DocumentSettings {
 pub struct SummarizeSettings {
     pub language: Option<Language>,
     pub length: Length,
+    /// `--cite`: bullets that name the chunks they come from.
+    pub cite: bool,
     pub doc: DocumentSettings,
 }
 
@@ -197,6 +199,7 @@ fn summarize(a: SummarizeArgs, offline: bool) -> Result<SummarizeSettings> {
         length: Length {
             words: a.words.map_or(words(a.length), |w| w as usize),
         },
+        cite: a.cite,
         doc: document(a.doc, offline)?,
     })
 }

@@ -250,6 +250,7 @@ pub fn summarize(s: EvalSummarize, printer: &Printer) -> Result<()> {
                     language: language.map(|l| l.name.clone()),
                     language_code: language.map(|l| l.code.clone()),
                     length: s.length,
+                    cite: false,
                 };
                 let summary = glot::task::summarize::summarize(chat.model(), &prompts, &text, &req)
                     .map_err(|e| e.context(format!("{}: cannot summarize", p.name)))?;

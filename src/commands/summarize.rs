@@ -53,6 +53,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         language: language.map(|l| l.name.clone()),
         language_code: language.map(|l| l.code.clone()),
         length: s.length,
+        cite: s.cite,
     };
     if s.doc.plan {
         let llm = load_planner(&s.doc.model, printer)?;
@@ -89,6 +90,27 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             l.name
         ));
     }
+    let mut text = summary.text.clone();
+    if let Some(c) = &summary.citations {
+        if c.uncited > 0 {
+            printer.warn(format!(
+                "{} of {} bullet point(s) name no part of the article they come from",
+                c.uncited,
+                c.bullets.len()
+            ));
+        }
+        let legend: Vec<String> = c
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, [a, b])| format!("[{}] lines {a}–{b}", i + 1))
+            .collect();
+        text = format!(
+            "{}\n\nParts of the article: {}",
+            text.trim_end(),
+            legend.join("; ")
+        );
+    }
     let report = Report {
         task: "summarize",
         input: &doc.name,
@@ -108,5 +130,5 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    emit(&s.doc.output, &summary.text, &report)
+    emit(&s.doc.output, &text, &report)
 }

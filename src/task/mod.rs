@@ -136,6 +136,9 @@ pub(crate) mod fake {
         Garble { once: bool },
         /// The document without the last sentence of each paragraph.
         DropSentence,
+        /// Bullet points: two for an article, and for summaries to combine
+        /// one that cites every part number the summaries cite.
+        Bullets,
         /// `wrong` unless the prompt insists on the language, then `right`.
         Language {
             wrong: &'static str,
@@ -194,6 +197,18 @@ pub(crate) mod fake {
                 Reply::StripPlaceholders => crate::markup::strip_placeholders(document(user)),
                 Reply::Garble { once } if once && self.calls.len() > 1 => document(user).into(),
                 Reply::Garble { .. } => document(user).replace('4', "7"),
+                Reply::Bullets if user.contains("<summaries>") => {
+                    let mut cited: Vec<&str> = user
+                        .split('[')
+                        .skip(1)
+                        .filter_map(|s| s.split(']').next())
+                        .flat_map(|s| s.split(", "))
+                        .collect();
+                    cited.sort();
+                    cited.dedup();
+                    format!("- all of it [{}]", cited.join(", "))
+                }
+                Reply::Bullets => "- one point\n- another point".into(),
                 Reply::DropSentence => document(user)
                     .split("\n\n")
                     .map(|p| match p.trim_end_matches('.').rfind(". ") {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
-use crate::prompt::Prompts;
+use crate::prompt::{Ask, Prompts};
 use crate::text::chunk;
 
 /// How long the summary should be.
@@ -37,6 +37,19 @@ pub struct Request {
     /// Its code, to check what the model wrote; `None` checks nothing.
     pub language_code: Option<String>,
     pub length: Length,
+    /// Bullet points, each ending with the numbers of the chunks it comes
+    /// from.
+    pub cite: bool,
+}
+
+impl Request {
+    fn ask(&self) -> Ask<'_> {
+        Ask {
+            language: self.language.as_deref(),
+            words: self.length.words,
+            cite: self.cite,
+        }
+    }
 }
 
 /// The result and how it was reached.
@@ -52,7 +65,83 @@ pub struct Summary {
     /// Whether the summary is still in another language than requested
     /// after being asked again.
     pub wrong_language: bool,
+    /// With `cite`: where each bullet comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub citations: Option<Citations>,
     pub usage: Usage,
+}
+
+/// The parts of the article a cited summary draws on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Citations {
+    /// Part `n` (from 1) covers these lines of the summarized text.
+    pub parts: Vec<[usize; 2]>,
+    pub bullets: Vec<Bullet>,
+    /// Bullets that cite no part, or a part the article does not have.
+    pub uncited: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bullet {
+    pub text: String,
+    /// Part numbers, from 1.
+    pub parts: Vec<usize>,
+}
+
+/// Appends ` [n]` to every line of a partial summary that does not already
+/// end with a citation: all of it comes from part `n`.
+fn tag(text: &str, n: usize) -> String {
+    text.lines()
+        .map(|l| {
+            if l.trim().is_empty() || cited(l).is_some() {
+                l.to_string()
+            } else {
+                format!("{} [{n}]", l.trim_end())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The part numbers a line ends with (`… [2]`, `… [1, 3]`).
+fn cited(line: &str) -> Option<Vec<usize>> {
+    let line = line.trim_end().trim_end_matches('.');
+    let open = line.strip_suffix(']')?.rfind('[')?;
+    let inner = &line[open + 1..line.len() - 1];
+    inner
+        .split([',', ';'])
+        .map(|n| n.trim().parse::<usize>().ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+}
+
+/// The bullets of a cited summary with their parts; `spans` are the parts'
+/// line ranges.
+fn citations(text: &str, spans: Vec<[usize; 2]>) -> Citations {
+    let mut bullets = Vec::new();
+    let mut uncited = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let parts = cited(line)
+            .filter(|p| p.iter().all(|&n| (1..=spans.len()).contains(&n)))
+            .unwrap_or_default();
+        uncited += usize::from(parts.is_empty());
+        bullets.push(Bullet {
+            text: line.trim().to_string(),
+            parts,
+        });
+    }
+    Citations {
+        parts: spans,
+        bullets,
+        uncited,
+    }
+}
+
+/// First and last line (from 1) of `range` in `text`.
+fn lines_of(text: &str, range: &std::ops::Range<usize>) -> [usize; 2] {
+    let first = text[..range.start].matches('\n').count() + 1;
+    let last = first + text[range.clone()].trim_end().matches('\n').count();
+    [first, last]
 }
 
 /// Smallest partial summary worth asking for.
@@ -69,24 +158,23 @@ struct Budgets {
 }
 
 fn budgets(model: &dyn ChatModel, prompts: &Prompts, req: &Request) -> Result<Budgets> {
-    let lang = req.language.as_deref();
-    let words = req.length.words;
+    let ask = req.ask();
     let ctx = model.context_length();
     let final_cap = req.length.max_tokens();
-    let combine_overhead = model.prompt_tokens(&prompts.combine(&[], lang, words, false)?)?;
-    let map_overhead = model.prompt_tokens(&prompts.summarize("", lang, words, false)?)?;
+    let combine_overhead = model.prompt_tokens(&prompts.combine(&[], ask, false)?)?;
+    let map_overhead = model.prompt_tokens(&prompts.summarize("", ask, false)?)?;
     // Room for the parts of one combine prompt; two parts must always fit.
     let combine_room = room(ctx, combine_overhead + final_cap)?;
     let part_sep = model
-        .prompt_tokens(&prompts.combine(&["".into(), "".into()], lang, words, false)?)?
+        .prompt_tokens(&prompts.combine(&["".into(), "".into()], ask, false)?)?
         .saturating_sub(combine_overhead);
     let partial_cap = (combine_room / 2).saturating_sub(part_sep).min(final_cap);
     if partial_cap < MIN_PARTIAL_TOKENS {
-        return Err(too_small(ctx, words).into());
+        return Err(too_small(ctx, ask.words).into());
     }
     let chunk_budget = room(ctx, map_overhead + partial_cap)?;
     if chunk_budget < MIN_CHUNK_TOKENS {
-        return Err(too_small(ctx, words).into());
+        return Err(too_small(ctx, ask.words).into());
     }
     Ok(Budgets {
         ctx,
@@ -106,8 +194,8 @@ pub fn plan(
     req: &Request,
 ) -> Result<super::Plan> {
     let b = budgets(model, prompts, req)?;
-    let (lang, words) = (req.language.as_deref(), req.length.words);
-    let single = prompts.summarize(text.trim(), lang, words, false)?;
+    let ask = req.ask();
+    let single = prompts.summarize(text.trim(), ask, false)?;
     let single_tokens = model.prompt_tokens(&single)?;
     if single_tokens + b.final_cap + SLACK <= b.ctx {
         return Ok(super::Plan {
@@ -127,7 +215,7 @@ pub fn plan(
     let calls = chunks
         .iter()
         .map(|c| {
-            let m = prompts.summarize(&text[c.content.clone()], lang, words, false)?;
+            let m = prompts.summarize(&text[c.content.clone()], ask, false)?;
             Ok(super::PlannedCall {
                 line: None,
                 text_tokens: c.tokens,
@@ -151,8 +239,7 @@ pub fn summarize(
     text: &str,
     req: &Request,
 ) -> Result<Summary> {
-    let lang = req.language.as_deref();
-    let words = req.length.words;
+    let ask = req.ask();
     let Budgets {
         ctx,
         final_cap,
@@ -163,17 +250,28 @@ pub fn summarize(
 
     // An article that fits one prompt with room for the full-length answer
     // is summarized in one call.
-    let single = prompts.summarize(text.trim(), lang, words, false)?;
+    let single = prompts.summarize(text.trim(), ask, false)?;
     if model.prompt_tokens(&single)? + final_cap + SLACK <= ctx {
         let (c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
-            prompts.summarize(text.trim(), lang, words, firm)
+            prompts.summarize(text.trim(), ask, firm)
         })?;
+        // One part, the whole article: every line comes from it.
+        let (text_out, citations) = match req.cite {
+            true => {
+                let tagged = tag(&c.text, 1);
+                let span = lines_of(text, &(0..text.len()));
+                let cit = citations(&tagged, vec![span]);
+                (tagged, Some(cit))
+            }
+            false => (c.text, None),
+        };
         return Ok(Summary {
             summary_tokens: c.generated_tokens,
-            text: c.text,
+            text: text_out,
             chunks: 1,
             rounds: 0,
             wrong_language,
+            citations,
             usage,
         });
     }
@@ -183,30 +281,53 @@ pub fn summarize(
     let mut parts = Vec::with_capacity(plan.chunks.len());
     for chunk in &plan.chunks {
         let c = model.complete(
-            &prompts.summarize(&text[chunk.content.clone()], lang, words, false)?,
+            &prompts.summarize(&text[chunk.content.clone()], ask, false)?,
             partial_cap,
         )?;
         usage.add(&c);
-        parts.push(clip(model, c.text, partial_cap)?);
+        let n = parts.len() + 1;
+        let part = clip(model, c.text, partial_cap)?;
+        parts.push(match req.cite {
+            // The tags count against the cap the reduce arithmetic relies on.
+            true => {
+                let tagged = tag(&part, n);
+                let extra = model
+                    .count_tokens(&tagged)?
+                    .saturating_sub(model.count_tokens(&part)?);
+                if extra > 0 && model.count_tokens(&tagged)? > partial_cap {
+                    tag(&clip(model, part, partial_cap.saturating_sub(extra))?, n)
+                } else {
+                    tagged
+                }
+            }
+            false => part,
+        });
     }
+    let spans: Vec<[usize; 2]> = plan
+        .chunks
+        .iter()
+        .map(|c| lines_of(text, &c.content))
+        .collect();
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let all = prompts.combine(&parts, lang, words, false)?;
+        let all = prompts.combine(&parts, ask, false)?;
         if model.prompt_tokens(&all)? + final_cap + SLACK <= ctx {
             let (c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
-                prompts.combine(&parts, lang, words, firm)
+                prompts.combine(&parts, ask, firm)
             })?;
+            let citations = req.cite.then(|| citations(&c.text, spans.clone()));
             return Ok(Summary {
                 summary_tokens: c.generated_tokens,
                 text: c.text,
                 chunks: plan.chunks.len(),
                 rounds,
                 wrong_language,
+                citations,
                 usage,
             });
         }
-        let groups = group(model, prompts, &parts, lang, words, ctx - final_cap - SLACK)?;
+        let groups = group(model, prompts, &parts, ask, ctx - final_cap - SLACK)?;
         anyhow::ensure!(
             groups.len() < parts.len(),
             "combining {} partial summaries made no progress",
@@ -219,7 +340,7 @@ pub fn summarize(
                 next.push(single.clone());
                 continue;
             }
-            let c = model.complete(&prompts.combine(&g, lang, words, false)?, partial_cap)?;
+            let c = model.complete(&prompts.combine(&g, ask, false)?, partial_cap)?;
             usage.add(&c);
             next.push(clip(model, c.text, partial_cap)?);
         }
@@ -264,15 +385,14 @@ fn group(
     model: &dyn ChatModel,
     prompts: &Prompts,
     parts: &[String],
-    lang: Option<&str>,
-    words: usize,
+    ask: Ask,
     limit: usize,
 ) -> Result<Vec<Vec<String>>> {
     let mut groups: Vec<Vec<String>> = Vec::new();
     let mut current: Vec<String> = Vec::new();
     for part in parts {
         current.push(part.clone());
-        let fits = model.prompt_tokens(&prompts.combine(&current, lang, words, false)?)? <= limit;
+        let fits = model.prompt_tokens(&prompts.combine(&current, ask, false)?)? <= limit;
         if !fits && current.len() > 1 {
             let last = current.pop().expect("non-empty");
             groups.push(std::mem::take(&mut current));
@@ -335,6 +455,7 @@ mod tests {
             language: None,
             language_code: None,
             length: Length { words: 40 },
+            cite: false,
         };
         let s = summarize(&mut m, &p, &article(200), &req).unwrap();
         assert!(s.chunks > 10, "{} chunks", s.chunks);
@@ -352,6 +473,7 @@ mod tests {
             language: None,
             language_code: None,
             length: Length { words: 40 },
+            cite: false,
         };
         for paragraphs in [1, 200] {
             let mut m = Fake {
@@ -373,6 +495,61 @@ mod tests {
         }
     }
 
+    fn cite(words: usize) -> Request {
+        Request {
+            language: None,
+            language_code: None,
+            length: Length { words },
+            cite: true,
+        }
+    }
+
+    #[test]
+    fn a_one_call_summary_cites_the_whole_article() {
+        let mut m = Fake {
+            context: 4000,
+            reply: Reply::Bullets,
+            calls: vec![],
+        };
+        let p = Prompts::load(None).unwrap();
+        let s = summarize(&mut m, &p, &article(3), &cite(40)).unwrap();
+        assert_eq!(s.text, "- one point [1]\n- another point [1]");
+        let c = s.citations.unwrap();
+        assert_eq!(c.parts, [[1, 5]]);
+        assert_eq!((c.bullets.len(), c.uncited), (2, 0));
+    }
+
+    #[test]
+    fn cited_parts_survive_every_reduce_round() {
+        let mut m = Fake {
+            context: 400,
+            reply: Reply::Bullets,
+            calls: vec![],
+        };
+        let p = Prompts::load(None).unwrap();
+        let s = summarize(&mut m, &p, &article(900), &cite(40)).unwrap();
+        assert!(s.rounds >= 2, "{} rounds", s.rounds);
+        let c = s.citations.unwrap();
+        assert_eq!(c.parts.len(), s.chunks);
+        assert_eq!(c.uncited, 0);
+        // Each map part is tagged with its chunk, so the combined summary
+        // can name them all.
+        let mut all: Vec<usize> = c.bullets.iter().flat_map(|b| b.parts.clone()).collect();
+        all.sort();
+        assert_eq!(all, (1..=s.chunks).collect::<Vec<_>>());
+        // Parts tile the article's lines in order.
+        assert_eq!(c.parts[0][0], 1);
+        assert!(c.parts.windows(2).all(|w| w[0][1] < w[1][0]));
+    }
+
+    #[test]
+    fn bullets_that_cite_nothing_real_are_counted() {
+        let c = citations("- a [1]\n- b\n- c [1, 7]\n- d [2].", vec![[1, 3], [4, 9]]);
+        let parts: Vec<Vec<usize>> = c.bullets.iter().map(|b| b.parts.clone()).collect();
+        assert_eq!(parts, [vec![1], vec![], vec![], vec![2]]);
+        assert_eq!(c.uncited, 2);
+    }
+
     #[test]
     fn short_article_is_one_call() {
         let mut m = Fake {
@@ -385,6 +562,7 @@ mod tests {
             language: Some("French".into()),
             language_code: None,
             length: Length { words: 20 },
+            cite: false,
         };
         let s = summarize(&mut m, &p, &article(3), &req).unwrap();
         assert_eq!((s.chunks, s.rounds, s.usage.calls), (1, 0, 1));
@@ -399,6 +577,7 @@ mod tests {
             language: None,
             language_code: None,
             length: Length { words: 60 },
+            cite: false,
         };
         for paragraphs in 1..25 {
             let mut m = Fake {
@@ -423,6 +602,7 @@ mod tests {
             language: None,
             language_code: None,
             length: Length { words: 200 },
+            cite: false,
         };
         let err = summarize(&mut m, &p, &article(3), &req).unwrap_err();
         assert!(err.to_string().contains("raise --max-context"), "{err}");
@@ -435,6 +615,7 @@ mod tests {
             language: Some("German".into()),
             language_code: Some("de".into()),
             length: Length { words: 40 },
+            cite: false,
         };
         let wrong = "Ceci est toujours une phrase en français, pas en allemand du tout.";
         let right = "Dies ist ein deutscher Satz, lang genug, um erkannt zu werden.";

@@ -738,3 +738,38 @@ fn plans_need_no_weights_and_match_the_run() {
         assert_eq!(run(cmd, None).status.code(), Some(1));
     }
 }
+
+/// `--cite` names the parts of the article every bullet comes from, and
+/// lists the parts' lines under the summary.
+#[test]
+fn cited_summaries_list_their_parts() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "long.txt", long_article().as_bytes());
+    let mut cmd = glot(home.path());
+    cmd.args(["summarize", &article, "--model", &model(), "--cite"]);
+    cmd.args(["--words", "20", "--max-context", "1024", "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let parts = v["citations"]["parts"].as_array().unwrap();
+    assert_eq!(parts.len() as u64, v["chunks"].as_u64().unwrap());
+    assert!(parts.len() > 1);
+    assert_eq!(parts[0][0], 1);
+    let bullets = v["citations"]["bullets"].as_array().unwrap();
+    let uncited = bullets
+        .iter()
+        .filter(|b| b["parts"].as_array().unwrap().is_empty());
+    assert_eq!(
+        uncited.count() as u64,
+        v["citations"]["uncited"].as_u64().unwrap()
+    );
+    let mut cmd = glot(home.path());
+    cmd.args(["summarize", &article, "--model", &model(), "--cite"]);
+    cmd.args(["--words", "20", "--max-context", "1024"]);
+    let out = run(cmd, None);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Parts of the article: [1] lines 1–"),
+        "{text}"
+    );
+}

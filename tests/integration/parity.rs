@@ -209,21 +209,23 @@ fn a_reused_prompt_prefix_changes_no_bit_of_the_output() {
     let first = prompts
         .summarize(
             "The council met on Monday. It approved the budget.",
-            None,
-            60,
+            glot::prompt::Ask::new(None, 60),
             false,
         )
         .unwrap();
     let second = prompts
         .summarize(
             "Rain is expected on Friday. Roads may close.",
-            None,
-            60,
+            glot::prompt::Ask::new(None, 60),
             false,
         )
         .unwrap();
     let other = prompts
-        .summarize("Rain is expected on Friday.", Some("French"), 60, false)
+        .summarize(
+            "Rain is expected on Friday.",
+            glot::prompt::Ask::new(Some("French"), 60),
+            false,
+        )
         .unwrap();
     let params = GenParams {
         max_new_tokens: 8,

@@ -459,6 +459,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                 language: language.as_ref().map(|l| l.name.clone()),
                 language_code: language.as_ref().map(|l| l.code.clone()),
                 length: summarize::Length { words: *words },
+                cite: false,
             };
             let prompts = cx.prompts;
             let sum = summarize::summarize(&mut model(cx)?, prompts, &main_text, &req)?;

@@ -163,6 +163,7 @@ fn plan_job(
                 language: language.map(|l| l.name.clone()),
                 language_code: language.map(|l| l.code.clone()),
                 length: summarize::Length { words: *words },
+                cite: false,
             };
             summarize::plan(llm, prompts, &main_text, &req)
         }
