@@ -20,8 +20,9 @@ const BUILTIN: &[(&str, &str)] = &[
     ("translate.j2", include_str!("../../prompts/translate.j2")),
 ];
 
-/// How a summary is asked for.
-#[derive(Debug, Clone, Copy)]
+/// How a summary is asked for (the templates' `language`, `words` and
+/// `cite`).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Ask<'a> {
     /// The summary's language; `None` keeps the article's.
     pub language: Option<&'a str>,
@@ -131,29 +132,21 @@ impl Prompts {
     /// Asks for a summary of one chunk of the article; `firm` insists on
     /// the language, after an answer in another one.
     pub fn summarize(&self, text: &str, ask: Ask, firm: bool) -> Result<Vec<Message>> {
-        let Ask {
-            language,
-            words,
-            cite,
-        } = ask;
+        let ask = minijinja::Value::from_serialize(ask);
         self.conversation(
             "summarize.j2",
-            context! { text, language, words, firm, cite },
-            context! { text => PROBE, language, words, firm, cite },
+            context! { text, firm, ..ask.clone() },
+            context! { text => PROBE, firm, ..ask },
         )
     }
 
     /// Asks to merge partial summaries, in order, into one.
     pub fn combine(&self, parts: &[String], ask: Ask, firm: bool) -> Result<Vec<Message>> {
-        let Ask {
-            language,
-            words,
-            cite,
-        } = ask;
+        let ask = minijinja::Value::from_serialize(ask);
         self.conversation(
             "combine.j2",
-            context! { parts, language, words, firm, cite },
-            context! { parts => [PROBE], language, words, firm, cite },
+            context! { parts, firm, ..ask.clone() },
+            context! { parts => [PROBE], firm, ..ask },
         )
     }
 

@@ -701,15 +701,7 @@ fn a_folder_is_planned_without_weights() {
     let home = tempfile::tempdir().unwrap();
     let root = articles(home.path(), 3);
     let out = home.path().join("out");
-    let broken = home.path().join("broken");
-    std::fs::create_dir(&broken).unwrap();
-    for f in std::fs::read_dir(model_dir("qwen3")).unwrap() {
-        let f = f.unwrap().path();
-        if f.is_file() {
-            std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::write(broken.join("model.safetensors"), b"not weights").unwrap();
+    let broken = crate::util::broken_model(home.path());
     let mut cmd = glot(home.path());
     cmd.args([
         "batch",

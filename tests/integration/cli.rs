@@ -691,16 +691,7 @@ fn glossary_and_addresses_survive_a_noisy_model() {
 fn plans_need_no_weights_and_match_the_run() {
     let home = tempfile::tempdir().unwrap();
     let article = write(home.path(), "long.txt", long_article().as_bytes());
-    // A copy of the model whose weights are unreadable.
-    let broken = home.path().join("broken");
-    std::fs::create_dir(&broken).unwrap();
-    for f in std::fs::read_dir(model_dir("qwen3")).unwrap() {
-        let f = f.unwrap().path();
-        if f.is_file() {
-            std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::write(broken.join("model.safetensors"), b"not weights").unwrap();
+    let broken = crate::util::broken_model(home.path());
     let json = |args: &[&str]| -> serde_json::Value {
         let mut cmd = glot(home.path());
         cmd.args(args)

@@ -132,3 +132,18 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// A copy of the qwen3 fixture in `dir` whose weights file is unreadable:
+/// what needs only the tokenizer and template still works with it.
+pub fn broken_model(dir: &Path) -> PathBuf {
+    let broken = dir.join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in std::fs::read_dir(model_dir("qwen3")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(broken.join("model.safetensors"), b"not weights").unwrap();
+    broken
+}
