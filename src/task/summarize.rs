@@ -291,10 +291,9 @@ pub fn summarize(
             // The tags count against the cap the reduce arithmetic relies on.
             true => {
                 let tagged = tag(&part, n);
-                let extra = model
-                    .count_tokens(&tagged)?
-                    .saturating_sub(model.count_tokens(&part)?);
-                if extra > 0 && model.count_tokens(&tagged)? > partial_cap {
+                let tagged_tokens = model.count_tokens(&tagged)?;
+                let extra = tagged_tokens.saturating_sub(model.count_tokens(&part)?);
+                if tagged_tokens > partial_cap {
                     tag(&clip(model, part, partial_cap.saturating_sub(extra))?, n)
                 } else {
                     tagged

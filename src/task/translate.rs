@@ -86,7 +86,7 @@ pub fn plan(
         .map(|c| {
             let content = &text[c.content.clone()];
             let n = if c.partial { 1 } else { c.paragraphs.len() };
-            let (prompt, cap) = call_size(model, prompts, req, content, n, c.tokens, false)?;
+            let (_, prompt, cap) = call_size(model, prompts, req, content, n, c.tokens, false)?;
             Ok(super::PlannedCall {
                 line: Some(line_of(doc, c.paragraphs.start)),
                 text_tokens: c.tokens,
@@ -103,7 +103,7 @@ pub fn plan(
     })
 }
 
-/// The prompt tokens and answer cap of one call for `text`.
+/// The messages of one call for `text`, their tokens and the answer cap.
 fn call_size(
     model: &dyn ChatModel,
     prompts: &Prompts,
@@ -112,12 +112,12 @@ fn call_size(
     paragraphs: usize,
     tokens: usize,
     firm: bool,
-) -> Result<(usize, usize)> {
+) -> Result<(Vec<crate::prompt::chat::Message>, usize, usize)> {
     let markup = crate::markup::strip_placeholders(text) != text;
     let messages = prompts.translate(&prompt_args(req, text, paragraphs, markup, firm))?;
     let prompt = model.prompt_tokens(&messages)?;
     let cap = answer_cap(tokens).min(model.context_length().saturating_sub(prompt + SLACK));
-    Ok((prompt, cap))
+    Ok((messages, prompt, cap))
 }
 
 /// Translates the units of `doc`, keeping everything else as it is.
@@ -349,11 +349,7 @@ impl Translator<'_> {
     }
 
     fn call(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
-        let markup = crate::markup::strip_placeholders(text) != text;
-        let messages = self
-            .prompts
-            .translate(&prompt_args(self.req, text, paragraphs, markup, firm))?;
-        let (_, cap) = call_size(
+        let (messages, _, cap) = call_size(
             &*self.model,
             self.prompts,
             self.req,
