@@ -75,6 +75,15 @@ pub struct ModelSettings {
     pub quantize: Option<candle_core::quantized::GgmlDType>,
     /// Sentences per batch for translation models.
     pub batch_size: usize,
+    /// Beam search for translation models (`--beam`, `--length-penalty`).
+    pub beam: Option<BeamRequest>,
+}
+
+/// Beam search as asked; the model's generation config fills in the rest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BeamRequest {
+    pub beams: usize,
+    pub length_penalty: Option<f32>,
 }
 
 pub struct OutputSettings {
@@ -365,7 +374,20 @@ fn model(m: &ModelArgs, s: &SamplingArgs, offline: bool) -> Result<ModelSettings
         sampling: sampling(s)?,
         quantize,
         batch_size: m.batch_size as usize,
+        beam: beam(s)?,
     })
+}
+
+fn beam(s: &SamplingArgs) -> Result<Option<BeamRequest>> {
+    if let Some(f) = s.length_penalty {
+        if !f.is_finite() {
+            return Err(Error::Usage(format!("--length-penalty must be a number, not {f}")).into());
+        }
+    }
+    Ok(s.beam.filter(|&n| n > 1).map(|n| BeamRequest {
+        beams: n as usize,
+        length_penalty: s.length_penalty.map(|f| f as f32),
+    }))
 }
 
 fn sampling(s: &SamplingArgs) -> Result<Option<Sampling>> {

@@ -49,14 +49,7 @@ pub fn load_chat(m: &ModelSettings, printer: &Printer) -> Result<Chat> {
     mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
     if let Some(mt::Choice::Fixed(files)) = mt::choose(m, m.offline, printer)? {
         if files.family == Family::T5 {
-            printer.info(format!("loading model {}", files.id));
-            let model = glot::engine::seq2seq::Seq2Seq::load(&files, m.quantize)?;
-            let info = model.info();
-            printer.info(format!(
-                "loaded {} ({}, {}) in {:.2}s",
-                info.id, info.architecture, info.format, info.load_secs
-            ));
-            return Ok(Chat::T5(Box::new(model)));
+            return Ok(Chat::T5(Box::new(mt::load_seq2seq(&files, m, printer)?)));
         }
     }
     Ok(Chat::Llm(Box::new(load_model(m, printer, true)?)))
@@ -152,6 +145,13 @@ pub fn load_files(
     printer: &Printer,
     repeat_guard: bool,
 ) -> Result<Llm> {
+    if m.beam.is_some() {
+        return Err(glot::Error::Usage(format!(
+            "--beam works with translation models (Marian, T5); {} is a chat model, which decodes greedily or samples",
+            files.id
+        ))
+        .into());
+    }
     printer.info(format!("loading model {}", files.id));
     let mut llm = Llm::load(files, &m.load)?;
     llm.set_decode(DecodeOptions {
@@ -200,11 +200,16 @@ pub struct Provenance {
 /// The choices that shape an output besides the input and the model.
 #[derive(Debug, Serialize)]
 pub struct Decoding {
-    /// `greedy`, or sampling with its settings.
+    /// `greedy`, `beam` or `sampling`, with its settings.
     pub method: &'static str,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub seed: Option<u64>,
+    /// Beams of a beam search.
+    pub beams: Option<usize>,
+    /// A beam search's length penalty, when set by `--length-penalty`
+    /// (otherwise the model's generation config gives it).
+    pub length_penalty: Option<f32>,
     pub repeat_guard: bool,
     pub max_context: Option<usize>,
     /// In-memory quantization (`--quantize`).
@@ -232,14 +237,16 @@ impl Provenance {
             files,
             prompts: prompts.map(|p| p.fingerprint().to_string()),
             decoding: Decoding {
-                method: if m.sampling.is_some() {
-                    "sampling"
-                } else {
-                    "greedy"
+                method: match (m.sampling, m.beam) {
+                    (Some(_), _) => "sampling",
+                    (None, Some(_)) => "beam",
+                    (None, None) => "greedy",
                 },
                 temperature: m.sampling.map(|s| s.temperature),
                 top_p: m.sampling.map(|s| s.top_p),
                 seed: m.sampling.map(|s| s.seed),
+                beams: m.beam.map(|b| b.beams),
+                length_penalty: m.beam.and_then(|b| b.length_penalty),
                 repeat_guard: repeat_guard || m.sampling.is_some(),
                 max_context: m.load.max_context,
                 quantize: m

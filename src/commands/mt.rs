@@ -207,6 +207,22 @@ pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result
     }
 }
 
+/// Loads a translation model (or a T5 model that summarizes) and applies
+/// the run's decoding choices.
+pub fn load_seq2seq(files: &Seq2SeqFiles, m: &ModelSettings, printer: &Printer) -> Result<Seq2Seq> {
+    printer.info(format!("loading model {}", files.id));
+    let mut model = Seq2Seq::load(files, m.quantize)?;
+    if let Some(b) = m.beam {
+        model.use_beams(b.beams, b.length_penalty);
+    }
+    let info = model.info();
+    printer.info(format!(
+        "loaded {} ({}, {}) in {:.2}s",
+        info.id, info.architecture, info.format, info.load_secs
+    ));
+    Ok(model)
+}
+
 /// Loaded translation models, run one after the other.
 pub struct Engine {
     models: Vec<(Seq2Seq, Option<String>)>,
@@ -224,13 +240,7 @@ impl Engine {
         let count = legs.len();
         let mut models = Vec::new();
         for (i, leg) in legs.into_iter().enumerate() {
-            printer.info(format!("loading model {}", leg.files.id));
-            let model = Seq2Seq::load(&leg.files, m.quantize)?;
-            let info = model.info();
-            printer.info(format!(
-                "loaded {} ({}, {}) in {:.2}s",
-                info.id, info.architecture, info.format, info.load_secs
-            ));
+            let model = load_seq2seq(&leg.files, m, printer)?;
             // Only the last leg writes the target language.
             let token = match leg.target_token {
                 Some(t) => Some(t),

@@ -417,6 +417,19 @@ fn bad_input_is_a_clear_error() {
             vec!["summarize", &good, "--model", &m, "-o", &good],
             "is the input",
         ),
+        (
+            vec![
+                "translate",
+                &good,
+                "--to",
+                "de",
+                "--model",
+                &m,
+                "--beam",
+                "4",
+            ],
+            "--beam works with translation models",
+        ),
     ] {
         expect_error(h, &args, None, needle);
     }

@@ -112,6 +112,66 @@ fn a_t5_folder_is_told_the_target_with_its_language_tag() {
     fails_with(&o, "has no <2pl> token");
 }
 
+/// `--beam 4` translates as transformers' `num_beams=4` does: a sentence
+/// the fixture answers greedily with nothing gets the reference beam
+/// translation, and the record says how it was decoded.
+#[test]
+fn beam_search_translates_as_transformers_num_beams() {
+    let home = tempfile::tempdir().unwrap();
+    let model = model_dir("marian");
+    let beams: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("beams.json")).unwrap()).unwrap();
+    let case = beams["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["num_beams"] == 4
+                && c["length_penalty"] == 1.0
+                && c["early_stopping"] == false
+                && c["batched"] == false
+        })
+        .unwrap();
+    let want: Vec<u32> = case["outputs"][0]["output_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect();
+    let files = glot::engine::seq2seq::Seq2SeqFiles::in_dir("marian", &model)
+        .unwrap()
+        .unwrap();
+    let vocab = glot::engine::seq2seq::Seq2Seq::load(&files, None).unwrap();
+    let want = vocab.vocab().decode(&want).unwrap();
+    assert!(!want.trim().is_empty());
+
+    let doc = home.path().join("one.txt");
+    std::fs::write(&doc, format!("{}\n", case["texts"][0].as_str().unwrap())).unwrap();
+    let doc = doc.to_str().unwrap();
+    let greedy = report(home.path(), doc, "de", &model, &[]);
+    let beam = report(home.path(), doc, "de", &model, &["--beam", "4"]);
+    assert_eq!(beam["text"].as_str().unwrap().trim(), want.trim());
+    assert_ne!(beam["text"], greedy["text"]);
+    let decoding = &beam["reproduce"]["decoding"];
+    assert_eq!(decoding["method"], "beam", "{decoding}");
+    assert_eq!(decoding["beams"], 4, "{decoding}");
+    // A length penalty is a setting of the search: it needs --beam.
+    let o = translate(
+        home.path(),
+        &[
+            doc,
+            "--to",
+            "de",
+            "--model",
+            model.to_str().unwrap(),
+            "--length-penalty",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--beam"), "{}", stderr(&o));
+}
+
 #[test]
 fn translation_models_do_not_summarize() {
     let home = tempfile::tempdir().unwrap();

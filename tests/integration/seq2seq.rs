@@ -5,6 +5,7 @@
 use candle_core::quantized::GgmlDType;
 use glot::engine::generate::StopReason;
 use glot::engine::sentencepiece::SpModel;
+use glot::engine::seq2seq::beam::{Beam, EarlyStopping};
 use glot::engine::seq2seq::t5::relative_bucket;
 use glot::engine::seq2seq::{Output, Seq2Seq, Seq2SeqFiles, Vocab};
 use serde_json::Value;
@@ -199,6 +200,76 @@ fn t5_greedy_ids_equal_transformers_one_sentence_at_a_time() {
 #[test]
 fn t5_padded_batches_give_the_same_ids_as_single_sentences() {
     check_batched("t5");
+}
+
+/// Beam search: every case of `beams.json` (beam counts, length penalties,
+/// the three `early_stopping` modes, a short cap, a padded batch) gives the
+/// ids transformers' `generate(num_beams=N)` gives, and the same score.
+fn check_beams(family: &str) {
+    let mut m = load_family(family);
+    let path = model_dir(family).join("beams.json");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = r["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    let (mut ended, mut differ) = (0, 0);
+    for case in cases {
+        let beam = Beam {
+            beams: case["num_beams"].as_u64().unwrap() as usize,
+            length_penalty: case["length_penalty"].as_f64().unwrap() as f32,
+            early_stopping: EarlyStopping::from_json(&case["early_stopping"]).unwrap(),
+        };
+        m.set_beam(Some(beam));
+        let max_new = case["max_new_tokens"].as_u64().unwrap() as usize;
+        let texts = case["texts"].as_array().unwrap();
+        let inputs: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| encode(&m, t.as_str().unwrap()))
+            .collect();
+        let got = if case["batched"].as_bool().unwrap() {
+            m.generate_ids(&inputs, &vec![max_new; inputs.len()])
+                .unwrap()
+        } else {
+            inputs
+                .iter()
+                .map(|i| m.generate_ids(std::slice::from_ref(i), &[max_new]).unwrap()[0].clone())
+                .collect()
+        };
+        for ((out, want), text) in got
+            .iter()
+            .zip(case["outputs"].as_array().unwrap())
+            .zip(texts)
+        {
+            let label = format!("{family} {beam:?} max {max_new}: {text}");
+            assert_eq!(out.ids, ids(&want["output_ids"]), "{label}");
+            let score = want["score"].as_f64().unwrap() as f32;
+            let ours = out.score.unwrap();
+            assert!(
+                (ours - score).abs() < 1e-4 * score.abs().max(1.0),
+                "{label}: score {ours}, transformers {score}"
+            );
+            ended += usize::from(out.stop == StopReason::Eos);
+        }
+        // Beam search finds something other than the greedy path somewhere.
+        m.set_beam(None);
+        for (input, want) in inputs.iter().zip(case["outputs"].as_array().unwrap()) {
+            let greedy = &m
+                .generate_ids(std::slice::from_ref(input), &[max_new])
+                .unwrap()[0];
+            differ += usize::from(greedy.ids != ids(&want["output_ids"]));
+        }
+    }
+    assert!(differ > 0, "{family}: every beam output equals greedy");
+    assert!(ended > 0, "{family}: no hypothesis ended on its own");
+}
+
+#[test]
+fn marian_beam_search_equals_transformers() {
+    check_beams("marian");
+}
+
+#[test]
+fn t5_beam_search_equals_transformers() {
+    check_beams("t5");
 }
 
 #[test]

@@ -114,7 +114,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             .as_ref()
             .map_or_else(|| json!(s.model.spec), |f| f.fingerprint()),
     };
-    let common = json!({
+    let mut common = json!({
         "model": model_key,
         "tokenizer": s.model.tokenizer,
         "max_context": s.model.load.max_context,
@@ -124,6 +124,11 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         "lossy": s.lossy,
         "prompts": prompts.fingerprint(),
     });
+    // Only when set, so that manifests written before beam search existed
+    // still match their settings.
+    if let Some(b) = s.model.beam {
+        common["beam"] = json!([b.beams, b.length_penalty]);
+    }
     let planned: Vec<Planned> = s
         .jobs
         .iter()

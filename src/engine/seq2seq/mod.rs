@@ -4,6 +4,7 @@
 //! Unlike the chat models there is no prompt: the task layer hands over
 //! sentences and gets sentences back.
 
+pub mod beam;
 pub mod linear;
 pub mod marian;
 pub mod t5;
@@ -18,6 +19,7 @@ use crate::engine::generate::StopReason;
 use crate::engine::{read_json, snapshot_of, ModelInfo};
 use crate::error::Error;
 pub use crate::hub::seq2seq::{Family, Seq2SeqFiles};
+use beam::{Beam, EarlyStopping};
 use candle_core::quantized::GgmlDType;
 use linear::Weights;
 use marian::{Marian, MarianConfig};
@@ -108,20 +110,40 @@ impl DecoderState {
         Ok((k, v))
     }
 
-    /// Keeps only the batch rows `rows` (sentences still being translated).
+    /// Keeps the batch rows `rows`, in that order: the sentences still
+    /// being translated, or each beam's row copied from the beam it extends.
     fn retain(&mut self, rows: &[usize]) -> Result<()> {
-        let idx = Tensor::from_vec(
+        let idx = self.rows(rows)?;
+        for (k, v) in self.cross.iter_mut() {
+            *k = k.index_select(&idx, 0)?;
+            *v = v.index_select(&idx, 0)?;
+        }
+        self.source_mask = self.source_mask.index_select(&idx, 0)?;
+        self.reorder_past_by(&idx)
+    }
+
+    /// As [`DecoderState::retain`], for rows whose source is the same as
+    /// before (beams of the same sentences): only the decoder's own cache
+    /// moves.
+    fn reorder_past(&mut self, rows: &[usize]) -> Result<()> {
+        let idx = self.rows(rows)?;
+        self.reorder_past_by(&idx)
+    }
+
+    fn reorder_past_by(&mut self, idx: &Tensor) -> Result<()> {
+        for (k, v) in self.past.iter_mut().flatten() {
+            *k = k.index_select(idx, 0)?;
+            *v = v.index_select(idx, 0)?;
+        }
+        Ok(())
+    }
+
+    fn rows(&self, rows: &[usize]) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
             rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
             rows.len(),
             self.source_mask.device(),
-        )?;
-        let pick = |t: &Tensor| t.index_select(&idx, 0);
-        for (k, v) in self.cross.iter_mut().chain(self.past.iter_mut().flatten()) {
-            *k = pick(k)?;
-            *v = pick(v)?;
-        }
-        self.source_mask = pick(&self.source_mask)?;
-        Ok(())
+        )?)
     }
 }
 
@@ -154,13 +176,20 @@ pub struct Special {
     pub forced_eos: Option<u32>,
     /// Never generated (Marian: the pad id).
     pub banned: Vec<u32>,
+    /// Beam search settings the model's generation config sets
+    /// (`transformers` defaults: 1.0 and `false`).
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
 }
 
 /// One sentence's output ids (ending with EOS when one was produced).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Output {
     pub ids: Vec<u32>,
     pub stop: StopReason,
+    /// A beam search hypothesis's score: summed log-probabilities over
+    /// length^length_penalty.
+    pub score: Option<f32>,
 }
 
 /// Outputs of one batch and where its time went.
@@ -171,25 +200,17 @@ pub struct Generation {
     pub decode_secs: f64,
 }
 
-/// Greedy decoding of a batch: `inputs` are source ids, `max_new[i]` caps
-/// sentence i. Finished sentences leave the batch, so a long one does not
-/// keep short ones computing.
-pub fn greedy<M: EncoderDecoder>(
+/// Runs the encoder on a padded batch of source ids; `None` for no input.
+fn encode_batch<M: EncoderDecoder>(
     model: &M,
     inputs: &[Vec<u32>],
-    max_new: &[usize],
     special: &Special,
     device: &Device,
-) -> Result<Generation> {
+) -> Result<Option<DecoderState>> {
     let b = inputs.len();
     if b == 0 {
-        return Ok(Generation {
-            outputs: Vec::new(),
-            encode_secs: 0.0,
-            decode_secs: 0.0,
-        });
+        return Ok(None);
     }
-    let started = Instant::now();
     let s = inputs.iter().map(Vec::len).max().unwrap_or(0).max(1);
     if s > model.max_positions() {
         return Err(Error::Context(format!(
@@ -208,10 +229,11 @@ pub fn greedy<M: EncoderDecoder>(
     }
     let ids = Tensor::from_vec(ids, (b, s), device)?;
     let mask = Tensor::from_vec(mask, (b, s), device)?;
-    let mut state = model.encode(&ids, &mask)?;
-    let encode_secs = started.elapsed().as_secs_f64();
-    let decoding = Instant::now();
+    Ok(Some(model.encode(&ids, &mask)?))
+}
 
+/// Each sentence's cap on new tokens, within the decoder's positions.
+fn length_caps<M: EncoderDecoder>(model: &M, b: usize, max_new: &[usize]) -> Result<Vec<usize>> {
     anyhow::ensure!(
         max_new.len() == b,
         "{} length caps for {b} sentences",
@@ -220,11 +242,36 @@ pub fn greedy<M: EncoderDecoder>(
     // The start token takes the first decoder position (transformers'
     // `max_length` counts it too).
     let limit = model.max_positions().saturating_sub(1).max(1);
-    let caps: Vec<usize> = max_new.iter().map(|&m| m.min(limit).max(1)).collect();
+    Ok(max_new.iter().map(|&m| m.min(limit).max(1)).collect())
+}
+
+/// Greedy decoding of a batch: `inputs` are source ids, `max_new[i]` caps
+/// sentence i. Finished sentences leave the batch, so a long one does not
+/// keep short ones computing.
+pub fn greedy<M: EncoderDecoder>(
+    model: &M,
+    inputs: &[Vec<u32>],
+    max_new: &[usize],
+    special: &Special,
+    device: &Device,
+) -> Result<Generation> {
+    let started = Instant::now();
+    let Some(mut state) = encode_batch(model, inputs, special, device)? else {
+        return Ok(Generation {
+            outputs: Vec::new(),
+            encode_secs: 0.0,
+            decode_secs: 0.0,
+        });
+    };
+    let b = inputs.len();
+    let caps = length_caps(model, b, max_new)?;
+    let encode_secs = started.elapsed().as_secs_f64();
+    let decoding = Instant::now();
     let mut outputs: Vec<Output> = (0..b)
         .map(|_| Output {
             ids: Vec::new(),
             stop: StopReason::Length,
+            score: None,
         })
         .collect();
     let mut active: Vec<usize> = (0..b).collect();
@@ -325,6 +372,8 @@ pub struct Seq2Seq {
     net: Net,
     vocab: Vocab,
     special: Special,
+    /// Beam search settings; greedy decoding when `None`.
+    beam: Option<Beam>,
     device: Device,
     info: ModelInfo,
 }
@@ -370,6 +419,8 @@ impl Seq2Seq {
                     forced_eos: generation_id(gen.as_ref(), "forced_eos_token_id")
                         .or(config.forced_eos),
                     banned: banned_ids(&json, gen.as_ref(), Some(config.pad)),
+                    length_penalty: length_penalty(&json, gen.as_ref()),
+                    early_stopping: early_stopping(&json, gen.as_ref()),
                 };
                 let positions = config.max_positions;
                 let net =
@@ -396,6 +447,8 @@ impl Seq2Seq {
                         .unwrap_or(config.decoder_start),
                     forced_eos: generation_id(gen.as_ref(), "forced_eos_token_id"),
                     banned: banned_ids(&json, gen.as_ref(), None),
+                    length_penalty: length_penalty(&json, gen.as_ref()),
+                    early_stopping: early_stopping(&json, gen.as_ref()),
                 };
                 let net =
                     T5::load(&vb, config).with_context(|| format!("cannot load model {id}"))?;
@@ -415,6 +468,7 @@ impl Seq2Seq {
             net,
             vocab,
             special,
+            beam: None,
             device,
             info: ModelInfo {
                 id: id.to_string(),
@@ -443,16 +497,39 @@ impl Seq2Seq {
         &self.special
     }
 
-    /// Greedy outputs for already-encoded sentences, as one batch.
+    /// Decodes with beam search from now on (`None`: greedily).
+    pub fn set_beam(&mut self, beam: Option<Beam>) {
+        self.beam = beam;
+    }
+
+    /// Beam search with `beams` beams (1: greedy), with the model's own
+    /// length penalty unless `length_penalty` overrides it, and its own
+    /// `early_stopping`.
+    pub fn use_beams(&mut self, beams: usize, length_penalty: Option<f32>) {
+        self.beam = (beams > 1).then(|| Beam {
+            beams,
+            length_penalty: length_penalty.unwrap_or(self.special.length_penalty),
+            early_stopping: self.special.early_stopping,
+        });
+    }
+
+    pub fn beam(&self) -> Option<&Beam> {
+        self.beam.as_ref()
+    }
+
+    /// Outputs for already-encoded sentences, as one batch.
     pub fn generate_ids(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Vec<Output>> {
         Ok(self.generate(inputs, max_new)?.outputs)
     }
 
-    /// Greedy outputs and timings for already-encoded sentences, as one batch.
+    /// Outputs and timings for already-encoded sentences, as one batch.
     pub fn generate(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Generation> {
-        match &self.net {
-            Net::Marian(m) => greedy(m, inputs, max_new, &self.special, &self.device),
-            Net::T5(m) => greedy(m, inputs, max_new, &self.special, &self.device),
+        let (special, device) = (&self.special, &self.device);
+        match (&self.net, &self.beam) {
+            (Net::Marian(m), None) => greedy(m, inputs, max_new, special, device),
+            (Net::T5(m), None) => greedy(m, inputs, max_new, special, device),
+            (Net::Marian(m), Some(b)) => beam::beam_search(m, inputs, max_new, special, b, device),
+            (Net::T5(m), Some(b)) => beam::beam_search(m, inputs, max_new, special, b, device),
         }
     }
 
@@ -614,6 +691,30 @@ fn answer_cap(source_tokens: usize) -> usize {
 /// A token id `generation_config.json` sets, which wins over config.json.
 fn generation_id(gen: Option<&serde_json::Value>, key: &str) -> Option<u32> {
     gen?.get(key)?.as_u64().map(|x| x as u32)
+}
+
+/// A generation setting from generation_config.json, else config.json
+/// (where older repositories keep them).
+fn generation_setting<'a>(
+    config: &'a serde_json::Value,
+    gen: Option<&'a serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    gen.and_then(|g| g.get(key))
+        .or_else(|| config.get(key))
+        .filter(|v| !v.is_null())
+}
+
+fn length_penalty(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> f32 {
+    generation_setting(config, gen, "length_penalty")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(1.0) as f32
+}
+
+fn early_stopping(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> EarlyStopping {
+    generation_setting(config, gen, "early_stopping")
+        .and_then(EarlyStopping::from_json)
+        .unwrap_or(EarlyStopping::Heuristic)
 }
 
 /// Ids the model must never produce: `bad_words_ids` entries of one token
