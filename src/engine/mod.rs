@@ -4,6 +4,7 @@
 //! conversation. Everything about formats, architectures, tokenizers and
 //! chat templates stays behind it.
 
+pub mod beam;
 pub mod config;
 pub mod decoder;
 pub mod generate;

@@ -3,9 +3,9 @@
 //! ids equal the reference token for token, alone and in padded batches.
 
 use candle_core::quantized::GgmlDType;
+use glot::engine::beam::{Beam, EarlyStopping};
 use glot::engine::generate::StopReason;
 use glot::engine::sentencepiece::SpModel;
-use glot::engine::seq2seq::beam::{Beam, EarlyStopping};
 use glot::engine::seq2seq::t5::relative_bucket;
 use glot::engine::seq2seq::{Output, Seq2Seq, Seq2SeqFiles, Vocab};
 use serde_json::Value;

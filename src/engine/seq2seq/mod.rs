@@ -4,7 +4,6 @@
 //! Unlike the chat models there is no prompt: the task layer hands over
 //! sentences and gets sentences back.
 
-pub mod beam;
 pub mod linear;
 pub mod marian;
 pub mod t5;
@@ -15,11 +14,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 
+use crate::engine::beam::{Beam, EarlyStopping, Rules, Search};
 use crate::engine::generate::StopReason;
 use crate::engine::{read_json, snapshot_of, ModelInfo};
 use crate::error::Error;
 pub use crate::hub::seq2seq::{Family, Seq2SeqFiles};
-use beam::{Beam, EarlyStopping};
 use candle_core::quantized::GgmlDType;
 use linear::Weights;
 use marian::{Marian, MarianConfig};
@@ -319,6 +318,97 @@ pub fn greedy<M: EncoderDecoder>(
     })
 }
 
+/// Beam search over a batch: `inputs` are source ids, `max_new[i]` caps
+/// sentence i. Each sentence's search is independent of the others in its
+/// batch, so one that is done leaves the batch, as in greedy decoding. Each
+/// output carries its hypothesis's score.
+pub fn beam_search<M: EncoderDecoder>(
+    model: &M,
+    inputs: &[Vec<u32>],
+    max_new: &[usize],
+    special: &Special,
+    beam: &Beam,
+    device: &Device,
+) -> Result<Generation> {
+    let n = beam.beams;
+    anyhow::ensure!(n >= 2, "beam search needs at least 2 beams");
+    let started = Instant::now();
+    let Some(mut state) = encode_batch(model, inputs, special, device)? else {
+        return Ok(Generation {
+            outputs: Vec::new(),
+            encode_secs: 0.0,
+            decode_secs: 0.0,
+        });
+    };
+    let caps = length_caps(model, inputs.len(), max_new)?;
+    // Every sentence's row becomes N identical rows, one per beam.
+    let rows: Vec<usize> = (0..inputs.len())
+        .flat_map(|s| std::iter::repeat_n(s, n))
+        .collect();
+    state.retain(&rows)?;
+    let encode_secs = started.elapsed().as_secs_f64();
+    let decoding = Instant::now();
+
+    let eos = [special.eos];
+    let rules = Rules {
+        eos: &eos,
+        banned: &special.banned,
+        forced_eos: special.forced_eos,
+    };
+    let mut active: Vec<(usize, Search)> = caps
+        .iter()
+        .enumerate()
+        .map(|(sentence, &cap)| (sentence, Search::new(n, cap)))
+        .collect();
+    let mut outputs: Vec<Option<Output>> = vec![None; inputs.len()];
+    let mut tokens = vec![special.start; active.len() * n];
+    loop {
+        let input = Tensor::from_vec(tokens, active.len() * n, device)?;
+        let logits = model.step(&mut state, &input)?.to_vec2::<f32>()?;
+        let mut rows = Vec::with_capacity(active.len() * n);
+        let mut next = Vec::with_capacity(active.len() * n);
+        let mut kept = Vec::with_capacity(active.len());
+        let before = active.len();
+        for (k, (sentence, mut search)) in std::mem::take(&mut active).into_iter().enumerate() {
+            match search.advance(|b| &logits[k * n + b], &rules, beam) {
+                Some(parents) => {
+                    rows.extend(parents.into_iter().map(|p| k * n + p));
+                    next.extend(search.last_tokens());
+                    kept.push((sentence, search));
+                }
+                None => {
+                    let found = search.conclude(&rules);
+                    outputs[sentence] = Some(Output {
+                        ids: found.ids,
+                        stop: found.stop,
+                        score: Some(found.score),
+                    });
+                }
+            }
+        }
+        active = kept;
+        if active.is_empty() {
+            break;
+        }
+        if active.len() == before {
+            // Beams of one sentence share their source, so only the
+            // decoder's own cache needs reordering.
+            state.reorder_past(&rows)?;
+        } else {
+            state.retain(&rows)?;
+        }
+        tokens = next;
+    }
+    Ok(Generation {
+        outputs: outputs
+            .into_iter()
+            .map(|o| o.expect("every sentence concludes"))
+            .collect(),
+        encode_secs,
+        decode_secs: decoding.elapsed().as_secs_f64(),
+    })
+}
+
 /// Index of the first largest value, as `torch.argmax` picks it.
 fn argmax(v: &[f32]) -> u32 {
     let mut best = 0;
@@ -528,8 +618,8 @@ impl Seq2Seq {
         match (&self.net, &self.beam) {
             (Net::Marian(m), None) => greedy(m, inputs, max_new, special, device),
             (Net::T5(m), None) => greedy(m, inputs, max_new, special, device),
-            (Net::Marian(m), Some(b)) => beam::beam_search(m, inputs, max_new, special, b, device),
-            (Net::T5(m), Some(b)) => beam::beam_search(m, inputs, max_new, special, b, device),
+            (Net::Marian(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
+            (Net::T5(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
         }
     }
 
