@@ -264,18 +264,19 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 
-    /// Beam search with N beams, for translation models (Marian, T5); 1 is greedy.
+    /// Beam search with N beams; 1 is greedy.
     ///
-    /// Keeps the N most likely partial translations at each step rather
-    /// than one, as `transformers`' `num_beams` does: often a little
-    /// better, and about N times the decoding work. opus-mt models are
-    /// published with 4.
+    /// Keeps the N most likely partial outputs at each step rather than
+    /// one, as `transformers`' `num_beams` does: often a little better for
+    /// translation models (opus-mt models are published with 4), and N
+    /// times the decoding work. Chat models accept it too, but greedy
+    /// decoding suits them better.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32),
           conflicts_with_all = ["temperature", "top_p", "seed"])]
     pub beam: Option<u32>,
 
-    /// Beam search: a finished translation's score is its log-probability
-    /// over length^F; above 0 favours longer ones [default: the model's, else 1].
+    /// Beam search: a finished output's score is its log-probability over
+    /// length^F; above 0 favours longer ones [default: a translation model's, else 1].
     #[arg(
         long,
         value_name = "F",

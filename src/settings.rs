@@ -79,11 +79,24 @@ pub struct ModelSettings {
     pub beam: Option<BeamRequest>,
 }
 
-/// Beam search as asked; the model's generation config fills in the rest.
+/// Beam search as asked; a translation model's generation config fills in
+/// the rest.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BeamRequest {
     pub beams: usize,
     pub length_penalty: Option<f32>,
+}
+
+impl BeamRequest {
+    /// The search for a chat model, with `transformers`' defaults where the
+    /// user set nothing (chat models' generation configs are for sampling).
+    pub fn for_chat_model(&self) -> glot::engine::beam::Beam {
+        glot::engine::beam::Beam {
+            beams: self.beams,
+            length_penalty: self.length_penalty.unwrap_or(1.0),
+            early_stopping: glot::engine::beam::EarlyStopping::Heuristic,
+        }
+    }
 }
 
 pub struct OutputSettings {

@@ -57,6 +57,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         },
         sampling: s.model.sampling,
         repeat_guard: s.model.sampling.is_some(),
+        beam: s.model.beam.map(|b| b.for_chat_model()),
     };
     let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
     let text = glot::engine::strip_think(&llm.tokenizer().decode(&g.ids)?);

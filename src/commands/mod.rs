@@ -145,18 +145,12 @@ pub fn load_files(
     printer: &Printer,
     repeat_guard: bool,
 ) -> Result<Llm> {
-    if m.beam.is_some() {
-        return Err(glot::Error::Usage(format!(
-            "--beam works with translation models (Marian, T5); {} is a chat model, which decodes greedily or samples",
-            files.id
-        ))
-        .into());
-    }
     printer.info(format!("loading model {}", files.id));
     let mut llm = Llm::load(files, &m.load)?;
     llm.set_decode(DecodeOptions {
         sampling: m.sampling,
         repeat_guard: repeat_guard || m.sampling.is_some(),
+        beam: m.beam.map(|b| b.for_chat_model()),
     });
     let info = llm.info();
     printer.info(format!(

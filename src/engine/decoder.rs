@@ -300,16 +300,46 @@ impl Decoder {
     /// Runs `ids` placed at positions `pos..` and returns the logits of the
     /// last one; earlier positions must already be in the cache.
     pub fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+        let input = Tensor::new(ids, self.rope.cos.device())?.unsqueeze(0)?;
+        Ok(self.run(&input, pos)?.squeeze(0)?.to_vec1()?)
+    }
+
+    /// Runs one token per row of the cache, all at position `pos` (the
+    /// beams of a beam search), and returns each row's logits.
+    pub fn forward_rows(&mut self, ids: &[u32], pos: usize) -> Result<Vec<Vec<f32>>> {
+        let input = Tensor::new(ids, self.rope.cos.device())?.unsqueeze(1)?;
+        Ok(self.run(&input, pos)?.to_vec2()?)
+    }
+
+    /// Makes row `i` of every layer's cache a copy of row `rows[i]`: beams
+    /// follow the beams they continue, and one row can become many.
+    pub fn reorder(&mut self, rows: &[usize]) -> Result<()> {
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx = Tensor::from_vec(idx, rows.len(), self.rope.cos.device())?;
+        for layer in &mut self.layers {
+            let cache = &mut layer.attn.cache;
+            if let (Some(k), Some(v)) = (cache.k()?, cache.v()?) {
+                let k = k.contiguous()?.index_select(&idx, 0)?;
+                let v = v.contiguous()?.index_select(&idx, 0)?;
+                cache.reset();
+                cache.append(&k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The logits (B, V) after the last of the (B, T) `input` ids, placed at
+    /// positions `pos..pos + T` of every row.
+    fn run(&mut self, input: &Tensor, pos: usize) -> Result<Tensor> {
+        let seq = input.dim(1)?;
         let limit = self.rope.cos.dim(0)?;
-        if pos + ids.len() > limit {
+        if pos + seq > limit {
             anyhow::bail!(
                 "sequence of {} positions exceeds the {limit} this model was loaded for",
-                pos + ids.len()
+                pos + seq
             );
         }
-        let device = self.rope.cos.device().clone();
-        let input = Tensor::new(ids, &device)?.unsqueeze(0)?;
-        let mut x = self.embed.embedding(&input)?.to_dtype(DType::F32)?;
+        let mut x = self.embed.embedding(input)?.to_dtype(DType::F32)?;
         for layer in &mut self.layers {
             let h = layer
                 .attn
@@ -318,13 +348,9 @@ impl Decoder {
             let h = layer.mlp.forward(&layer.ffn_norm.forward(&x)?)?;
             x = (x + h)?;
         }
-        let last = x.narrow(1, ids.len() - 1, 1)?;
+        let last = x.narrow(1, seq - 1, 1)?;
         let logits = self.head.forward(&self.norm.forward(&last)?)?;
-        Ok(logits
-            .squeeze(0)?
-            .squeeze(0)?
-            .to_dtype(DType::F32)?
-            .to_vec1()?)
+        Ok(logits.squeeze(1)?.to_dtype(DType::F32)?)
     }
 
     /// Keeps the first `len` cached positions, so a prompt that starts the
@@ -357,5 +383,11 @@ impl super::generate::Forward for Decoder {
     }
     fn rewind(&mut self, len: usize) -> Result<()> {
         Decoder::rewind(self, len)
+    }
+    fn forward_rows(&mut self, ids: &[u32], pos: usize) -> Result<Vec<Vec<f32>>> {
+        Decoder::forward_rows(self, ids, pos)
+    }
+    fn reorder(&mut self, rows: &[usize]) -> Result<()> {
+        Decoder::reorder(self, rows)
     }
 }

@@ -6,6 +6,8 @@
 
 use anyhow::Result;
 use rand::rngs::StdRng;
+
+use super::beam::{Beam, Rules, Search};
 use rand::{Rng, SeedableRng};
 
 /// Anything that maps token ids at given positions to next-token logits.
@@ -14,6 +16,15 @@ pub trait Forward {
     fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>>;
     /// Keeps the first `len` cached positions and drops the rest.
     fn rewind(&mut self, len: usize) -> Result<()>;
+    /// Logits after one more token per cached row, all at position `pos`
+    /// (the beams of a beam search).
+    fn forward_rows(&mut self, _ids: &[u32], _pos: usize) -> Result<Vec<Vec<f32>>> {
+        anyhow::bail!("this model cannot decode several sequences at once")
+    }
+    /// Makes cached row `i` a copy of row `rows[i]`.
+    fn reorder(&mut self, _rows: &[usize]) -> Result<()> {
+        anyhow::bail!("this model cannot decode several sequences at once")
+    }
 }
 
 /// Prompt ids and the places where prompts of one run stop being alike:
@@ -78,6 +89,8 @@ pub struct GenParams {
     pub sampling: Option<Sampling>,
     /// Stop when the output falls into a loop of repeated token runs.
     pub repeat_guard: bool,
+    /// Beam search instead of greedy decoding (not with sampling).
+    pub beam: Option<Beam>,
 }
 
 /// Why generation ended.
@@ -127,11 +140,28 @@ pub fn generate(
     *cache = CacheState::default();
     model.rewind(kept)?;
     let mut logits = prefill(model, prompt, kept)?;
-    cache.ids = prompt.ids.to_vec();
-    cache.breaks = prompt.breaks.to_vec();
     let prefill_secs = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let first_logits = logits.clone();
+    if let Some(beam) = &params.beam {
+        let (ids, stop) = beam_search(model, prompt.ids.len(), &logits, params, beam)?;
+        // Back to one row holding the prompt, for the next call to reuse.
+        model.reorder(&[0])?;
+        model.rewind(prompt.ids.len())?;
+        cache.ids = prompt.ids.to_vec();
+        cache.breaks = prompt.breaks.to_vec();
+        ids.iter().for_each(|&t| on_token(t));
+        return Ok(Generated {
+            ids,
+            stop,
+            first_logits,
+            reused: kept,
+            prefill_secs,
+            decode_secs: start.elapsed().as_secs_f64(),
+        });
+    }
+    cache.ids = prompt.ids.to_vec();
+    cache.breaks = prompt.breaks.to_vec();
     let mut rng = params.sampling.map(|s| StdRng::seed_from_u64(s.seed));
     let mut ids = Vec::new();
     let mut stop = StopReason::Length;
@@ -166,6 +196,45 @@ pub fn generate(
         prefill_secs,
         decode_secs: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Beam search after a prompt of `prompt_len` positions whose next-token
+/// logits are `first`: the cache's one row becomes a row per beam, and rows
+/// follow their beams from step to step. A loop the repeat guard would cut
+/// is cut from the result.
+fn beam_search(
+    model: &mut dyn Forward,
+    prompt_len: usize,
+    first: &[f32],
+    params: &GenParams,
+    beam: &Beam,
+) -> Result<(Vec<u32>, StopReason)> {
+    anyhow::ensure!(beam.beams >= 2, "beam search needs at least 2 beams");
+    anyhow::ensure!(params.max_new_tokens > 0, "no new tokens asked for");
+    let rules = Rules {
+        eos: &params.eos,
+        banned: &[],
+        forced_eos: None,
+    };
+    let mut search = Search::new(beam.beams, params.max_new_tokens);
+    // Before the first step every beam has the prompt's logits.
+    let mut logits = vec![first.to_vec()];
+    let mut step = 0;
+    while let Some(parents) = search.advance(|b| &logits[b.min(logits.len() - 1)], &rules, beam) {
+        model.reorder(&parents)?;
+        let tokens: Vec<u32> = search.last_tokens().collect();
+        logits = model.forward_rows(&tokens, prompt_len + step)?;
+        step += 1;
+    }
+    let found = search.conclude(&rules);
+    let mut ids = found.ids;
+    if params.repeat_guard {
+        if let Some(keep) = loop_start(&ids) {
+            ids.truncate(keep);
+            return Ok((ids, StopReason::Repetition));
+        }
+    }
+    Ok((ids, found.stop))
 }
 
 /// Feeds `prompt` from position `from` (a break, or 0), cut at every break
@@ -304,6 +373,7 @@ mod tests {
             eos: vec![9],
             sampling: None,
             repeat_guard: guard,
+            beam: None,
         }
     }
 

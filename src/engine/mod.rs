@@ -104,6 +104,7 @@ pub struct LoadOptions {
 pub struct DecodeOptions {
     pub sampling: Option<Sampling>,
     pub repeat_guard: bool,
+    pub beam: Option<beam::Beam>,
 }
 
 /// A decoder-only chat model ready to generate.
@@ -238,6 +239,7 @@ impl Llm {
             decode: DecodeOptions {
                 sampling: None,
                 repeat_guard: true,
+                beam: None,
             },
             cache: generate::CacheState::default(),
         })
@@ -374,6 +376,7 @@ impl ChatModel for Llm {
             eos: self.eos.clone(),
             sampling: self.decode.sampling,
             repeat_guard: self.decode.repeat_guard,
+            beam: self.decode.beam,
         };
         let g = self.generate(
             generate::Prompt {

@@ -27,6 +27,7 @@ fn greedy(llm: &mut Llm, case: &Case) -> Generated {
         eos: llm.eos().to_vec(),
         sampling: None,
         repeat_guard: false,
+        beam: None,
     };
     llm.generate(Prompt::plain(&case.prompt_ids), &params, &mut |_| {})
         .unwrap()
@@ -90,6 +91,56 @@ fn safetensors_greedy_matches_transformers() {
         let mut llm = load_dir(family);
         check_exact(&mut llm, family, "safetensors");
     }
+}
+
+/// Beam search on chat models equals `generate(num_beams=N)` for every
+/// case of `beams.json`, one model kept loaded across the cases (so the
+/// cache also goes back to one row after each search), and the cache left
+/// behind serves a greedy run as a fresh one would.
+#[test]
+fn safetensors_beam_search_matches_transformers() {
+    use glot::engine::beam::{Beam, EarlyStopping};
+    let mut differ = 0;
+    for family in FAMILIES {
+        let mut llm = load_dir(family);
+        let path = model_dir(family).join("beams.json");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        let cases = r["cases"].as_array().unwrap();
+        assert!(cases.len() >= 10);
+        for case in cases {
+            let beam = Beam {
+                beams: case["num_beams"].as_u64().unwrap() as usize,
+                length_penalty: case["length_penalty"].as_f64().unwrap() as f32,
+                early_stopping: EarlyStopping::from_json(&case["early_stopping"]).unwrap(),
+            };
+            let params = GenParams {
+                max_new_tokens: case["max_new_tokens"].as_u64().unwrap() as usize,
+                eos: ids(&case["eos_token_id"]),
+                sampling: None,
+                repeat_guard: false,
+                beam: Some(beam),
+            };
+            let prompt = ids(&case["prompt_ids"]);
+            let g = llm
+                .generate(Prompt::plain(&prompt), &params, &mut |_| {})
+                .unwrap();
+            let want = ids(&case["output_ids"]);
+            assert_eq!(g.ids, want, "{family} {} {beam:?}", case["name"]);
+            differ += usize::from(want != ids(&case["greedy_ids"]));
+        }
+        let r = reference(family);
+        let g = greedy(&mut llm, &r.cases[0]);
+        assert_eq!(g.ids, r.cases[0].output_ids, "{family}: greedy after beams");
+    }
+    assert!(differ > 0, "every beam output equals greedy");
 }
 
 #[test]
@@ -232,6 +283,7 @@ fn a_reused_prompt_prefix_changes_no_bit_of_the_output() {
         eos: Vec::new(),
         sampling: None,
         repeat_guard: false,
+        beam: None,
     };
     let run = |llm: &mut Llm, m: &[glot::prompt::chat::Message]| {
         let (ids, breaks) = llm.encode_prompt(m).unwrap();
