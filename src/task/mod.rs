@@ -125,6 +125,10 @@ pub(crate) mod fake {
         Echo,
         /// The document with all its paragraphs run together.
         Merge,
+        /// In upper case, with its first two paragraphs run together when
+        /// it has more than `above` (a model that loses count on long
+        /// inputs).
+        MergeLong { above: usize },
         /// Nothing at all.
         Empty,
         /// The document as it is.
@@ -192,6 +196,14 @@ pub(crate) mod fake {
                 Reply::AtCap => vec!["word"; max].join(" "),
                 Reply::Echo => document(user).to_uppercase(),
                 Reply::Merge => document(user).replace("\n\n", " "),
+                Reply::MergeLong { above } => {
+                    let doc = document(user).to_uppercase();
+                    if doc.split("\n\n").count() > above {
+                        doc.replacen("\n\n", " ", 1)
+                    } else {
+                        doc
+                    }
+                }
                 Reply::Empty => String::new(),
                 Reply::Identity => document(user).to_string(),
                 Reply::StripPlaceholders => crate::markup::strip_placeholders(document(user)),

@@ -8,6 +8,8 @@
 //! asked again once the same way. What still fails keeps its source text
 //! and is counted, so nothing is ever dropped or half-restored.
 
+use std::ops::Range;
+
 use anyhow::Result;
 use serde::Serialize;
 
@@ -208,28 +210,8 @@ fn translate_planned(
             }
             continue;
         }
-        let n = c.paragraphs.len();
-        let (reply, wrong) = t.ask(content, n, c.tokens, false)?;
-        let replies: Vec<String> = if n == 1 {
-            vec![one_paragraph(&reply)]
-        } else {
-            paragraphs(&reply)
-                .into_iter()
-                .map(|r| reply[r].to_string())
-                .collect()
-        };
-        if replies.len() != n {
-            t.retried += 1;
-            for u in c.paragraphs.clone() {
-                t.alone(u)?;
-            }
-            continue;
-        }
-        for (u, r) in c.paragraphs.clone().zip(&replies) {
-            if !t.accept_or_not(u, r, wrong, false) {
-                t.alone(u)?;
-            }
-        }
+        let (units, content) = (c.paragraphs.clone(), c.content.clone());
+        t.units(text, &plan.paragraphs, units, content, c.tokens, true)?;
     }
     let Translator {
         out,
@@ -389,6 +371,58 @@ impl Translator<'_> {
         }
         self.out[unit] = Some(restored);
         true
+    }
+
+    /// Asks for the whole units `units` in one call: `content` of `text`,
+    /// `tokens` long (`paras` are the byte ranges of all units). An
+    /// answer with another number of paragraphs is asked again in two
+    /// halves (if `halve`), then unit by unit; a unit whose answer fails
+    /// its checks is asked again alone. Halves keep most of the context a
+    /// unit is translated in, and take fewer calls than going unit by unit
+    /// at once; halving only once bounds the calls a model that never
+    /// keeps count can waste.
+    fn units(
+        &mut self,
+        text: &str,
+        paras: &[Range<usize>],
+        units: Range<usize>,
+        content: Range<usize>,
+        tokens: usize,
+        halve: bool,
+    ) -> Result<()> {
+        let n = units.len();
+        let (reply, wrong) = self.ask(&text[content], n, tokens, false)?;
+        let replies: Vec<String> = if n == 1 {
+            vec![one_paragraph(&reply)]
+        } else {
+            paragraphs(&reply)
+                .into_iter()
+                .map(|r| reply[r].to_string())
+                .collect()
+        };
+        if replies.len() != n {
+            self.retried += 1;
+            if !halve || n == 2 {
+                return units.into_iter().try_for_each(|u| self.alone(u));
+            }
+            let mid = units.start + n / 2;
+            for half in [units.start..mid, mid..units.end] {
+                if half.len() == 1 {
+                    self.alone(half.start)?;
+                } else {
+                    let content = paras[half.start].start..paras[half.end - 1].end;
+                    let tokens = self.model.count_tokens(&text[content.clone()])?;
+                    self.units(text, paras, half, content, tokens, false)?;
+                }
+            }
+            return Ok(());
+        }
+        for (u, r) in units.zip(&replies) {
+            if !self.accept_or_not(u, r, wrong, false) {
+                self.alone(u)?;
+            }
+        }
+        Ok(())
     }
 
     /// Takes `reply` as the unit's last chance: what fails keeps the source.
@@ -559,6 +593,32 @@ mod tests {
         let t = translate(&mut m, &p, &text(&doc()), &req()).unwrap();
         assert_eq!(paragraphs(&t.text).len(), 4);
         assert!(t.retried_chunks >= 1);
+    }
+
+    /// A model that runs two paragraphs together only when it is given
+    /// more than 4: the 8-paragraph chunk is asked again as two halves of
+    /// 4, not as 8 single paragraphs.
+    #[test]
+    fn a_chunk_that_loses_a_paragraph_is_asked_again_in_halves() {
+        let doc: String = (1..=8)
+            .map(|i| format!("Paragraph number {i} says something."))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let mut m = fake(Reply::MergeLong { above: 4 });
+        let p = Prompts::load(None).unwrap();
+        let t = translate(&mut m, &p, &text(&doc), &req()).unwrap();
+        assert_eq!(t.chunks, 1);
+        assert_eq!(m.calls.len(), 3, "{:?}", m.calls);
+        assert_eq!(t.retried_chunks, 1);
+        assert_eq!(t.text, doc.to_uppercase());
+        assert!(t.flags.is_empty(), "{:?}", t.flags);
+        // Halves are halved no further: a model that merges at every size
+        // costs the chunk, its halves, then each of the 8 paragraphs alone.
+        let mut m = fake(Reply::MergeLong { above: 1 });
+        let t = translate(&mut m, &p, &text(&doc), &req()).unwrap();
+        assert_eq!(m.calls.len(), 1 + 2 + 8, "{:?}", m.calls);
+        assert_eq!(t.retried_chunks, 3);
+        assert_eq!(t.text, doc.to_uppercase());
     }
 
     const MARKDOWN: &str = "# Title with `code`\n\nSome **bold** text and [a link](https://example.org/x).\n\n```\nnever sent\n```\n\n- item *one*\n- item two\n";
