@@ -67,6 +67,15 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         g.ids.len(),
         g.ids.len() as f64 / g.decode_secs.max(1e-9)
     ));
+    let usage = glot::task::Usage {
+        calls: 1,
+        prompt_tokens: ids.len(),
+        reused_tokens: g.reused,
+        generated_tokens: g.ids.len(),
+        prefill_secs: g.prefill_secs,
+        decode_secs: g.decode_secs,
+        capped_calls: usize::from(g.stop == glot::engine::generate::StopReason::Length),
+    };
     let report = Report {
         model: llm.info(),
         prompt: &prompt,
@@ -75,19 +84,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         text: &text,
         stop: g.stop,
         seed: s.model.sampling.map(|x| x.seed),
-        timings: Timings::of(
-            llm.info(),
-            &glot::task::Usage {
-                calls: 1,
-                prompt_tokens: ids.len(),
-                reused_tokens: g.reused,
-                generated_tokens: g.ids.len(),
-                prefill_secs: g.prefill_secs,
-                decode_secs: g.decode_secs,
-                capped_calls: usize::from(g.stop == glot::engine::generate::StopReason::Length),
-            },
-            start,
-        ),
+        timings: Timings::of(llm.info(), &usage, start),
         reproduce: s
             .output
             .json
@@ -95,5 +92,8 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
+    if s.model.beam.is_none() {
+        super::speed::remember(llm.info(), &usage, printer);
+    }
     emit(&s.output, &text, &report)
 }

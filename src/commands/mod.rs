@@ -6,6 +6,7 @@ pub mod generate;
 pub mod languages;
 pub mod models;
 pub mod mt;
+pub mod speed;
 pub mod summarize;
 pub mod translate;
 
@@ -268,14 +269,13 @@ pub struct PlanReport<'a> {
     pub model: &'a glot::engine::ModelInfo,
     #[serde(flatten)]
     pub plan: &'a glot::task::Plan,
+    /// From this machine's last measured speed with the model, if any.
+    pub estimate: Option<speed::Estimate>,
 }
 
-/// Prints `plan` (or its JSON report) and what it proves.
-pub fn show_plan<T: Serialize>(
-    out: &OutputSettings,
-    plan: &glot::task::Plan,
-    report: &T,
-) -> Result<()> {
+/// Prints the plan of `report` (or the JSON report) and what it proves.
+pub fn show_plan(out: &OutputSettings, report: &PlanReport) -> Result<()> {
+    let plan = report.plan;
     let mut t = format!(
         "{:>4}  {:>6}  {:>11}  {:>13}  {:>10}  {}\n",
         "CALL", "LINE", "TEXT TOKENS", "PROMPT TOKENS", "ANSWER CAP", "NOTE"
@@ -307,6 +307,10 @@ pub fn show_plan<T: Serialize>(
         plan.peak(),
         plan.context
     ));
+    t.push_str(&match &report.estimate {
+        Some(e) => e.describe(plan.combine_calls_at_least > 0),
+        None => speed::unknown(report.model),
+    });
     emit(out, &t, report)
 }
 

@@ -9,7 +9,8 @@ use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
 use super::{
-    emit, load_chat, load_planner, read, show_plan, Logged, PlanReport, Provenance, Read, Timings,
+    emit, load_chat, load_planner, read, show_plan, speed, Logged, PlanReport, Provenance, Read,
+    Timings,
 };
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
@@ -63,8 +64,10 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             input: &doc.name,
             model: llm.info(),
             plan: &plan,
+            estimate: speed::recall(llm.info())
+                .map(|v| speed::Estimate::of(&[(&plan, speed::summary_answer)], v)),
         };
-        return show_plan(&s.doc.output, &plan, &report);
+        return show_plan(&s.doc.output, &report);
     }
     let mut llm = load_chat(&s.doc.model, printer)?;
     let summary = summarize::summarize(
@@ -130,5 +133,8 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
+    if s.doc.model.beam.is_none() {
+        speed::remember(llm.info(), &summary.usage, printer);
+    }
     emit(&s.doc.output, &text, &report)
 }

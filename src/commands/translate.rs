@@ -9,8 +9,8 @@ use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
 use super::{
-    emit, load_model, load_planner, mt, read, show_plan, Logged, PlanReport, Provenance, Read,
-    Timings,
+    emit, load_model, load_planner, mt, read, show_plan, speed, Logged, PlanReport, Provenance,
+    Read, Timings,
 };
 use crate::printer::Printer;
 use crate::settings::{ModelSettings, TranslateSettings};
@@ -127,8 +127,10 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             input: &doc.name,
             model: llm.info(),
             plan: &plan,
+            estimate: speed::recall(llm.info())
+                .map(|v| speed::Estimate::of(&[(&plan, speed::translation_answer)], v)),
         };
-        return show_plan(&s.doc.output, &plan, &report);
+        return show_plan(&s.doc.output, &report);
     }
     let sentences = legs.is_some();
     let (t, info) = with_engine(
@@ -219,5 +221,8 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
+    if s.doc.model.beam.is_none() {
+        speed::remember(&info, &t.usage, printer);
+    }
     emit(&s.doc.output, &t.text, &report)
 }

@@ -176,6 +176,12 @@ fn strftime_now(fmt: &str) -> String {
     out
 }
 
+/// The UTC date `secs` after the Unix epoch, as YYYY-MM-DD.
+pub fn iso_date(secs: u64) -> String {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -198,6 +204,7 @@ mod tests {
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(iso_date(20_454 * 86_400 + 3_600), "2026-01-01");
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 

@@ -726,6 +726,7 @@ fn a_folder_is_planned_without_weights() {
     assert_eq!(v["calls"].as_u64().unwrap(), calls);
     assert!(calls >= 10);
     assert!(v["peak"].as_u64().unwrap() <= 1024);
+    assert!(v["estimate"].is_null(), "the model never ran here: {v}");
     assert!(!out.exists(), "a plan writes nothing");
     // A context too small for the summaries: the plan says which items a
     // run would fail, and exits non-zero.
@@ -741,6 +742,7 @@ fn a_folder_is_planned_without_weights() {
     let o = run(cmd, None);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("cannot be planned"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("no estimated time"), "{}", stdout(&o));
     assert!(
         stderr(&o).contains("a run would fail them"),
         "{}",

@@ -792,6 +792,64 @@ fn plans_need_no_weights_and_match_the_run() {
     }
 }
 
+/// A plan says how long the run would take once the model has run on this
+/// machine: every run records its speed, and a damaged record is rewritten
+/// rather than failing the run.
+#[test]
+fn plans_estimate_the_time_from_the_last_run() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "long.txt", long_article().as_bytes());
+    let model = model();
+    let task = [
+        "translate",
+        &article,
+        "--to",
+        "de",
+        "--model",
+        &model,
+        "--max-context",
+        "512",
+    ];
+    let plan = |json: bool| {
+        let mut cmd = glot(home.path());
+        cmd.args(task).arg("--plan");
+        if json {
+            cmd.args(["--format", "json"]);
+        }
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert!(plan(false).contains("no estimated time"), "{}", plan(false));
+    let record = home.path().join(".cache/glot/speeds.json");
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(&record, "{ not json").unwrap();
+    let mut cmd = glot(home.path());
+    cmd.args(task);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let speeds: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    assert_eq!(speeds.as_object().unwrap().len(), 1, "{speeds}");
+
+    let text = plan(false);
+    assert!(
+        text.contains("estimated time on this machine: about "),
+        "{text}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&plan(true)).unwrap();
+    let e = &j["estimate"];
+    let (likely, most) = (
+        e["seconds"].as_f64().unwrap(),
+        e["at_most_seconds"].as_f64().unwrap(),
+    );
+    assert!(likely > 0.0 && most >= likely, "{e}");
+    assert!(
+        e["speed"]["decode_tokens_per_sec"].as_f64().unwrap() > 0.0,
+        "{e}"
+    );
+}
+
 /// `--cite` names the parts of the article every bullet comes from, and
 /// lists the parts' lines under the summary.
 #[test]

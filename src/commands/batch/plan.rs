@@ -10,6 +10,7 @@ use glot::task::{summarize, translate, Plan};
 use glot::text::lang;
 use serde::Serialize;
 
+use super::super::speed;
 use crate::printer::Printer;
 use crate::settings::BatchSettings;
 
@@ -35,6 +36,8 @@ struct Report {
     calls: usize,
     prompt_tokens: usize,
     peak: usize,
+    /// From this machine's last measured speed with the model, if any.
+    estimate: Option<super::super::speed::Estimate>,
     items: Vec<Item>,
 }
 
@@ -50,6 +53,7 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
     let llm = super::super::load_planner(&s.model, printer)?;
     let prompts = Prompts::load(s.prompts.as_deref())?;
     let mut items = Vec::new();
+    let mut plans: Vec<(Plan, speed::Answer)> = Vec::new();
     let mut documents = 0;
     for entry in walk(&s.selection)? {
         let found = match entry {
@@ -66,15 +70,25 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
                     .map_err(|e| format!("{e:#}"))
             });
             items.push(match plan {
-                Ok(p) => Item {
-                    input: found.relative.clone(),
-                    job: job.key(),
-                    calls: p.calls.len(),
-                    prompt_tokens: p.calls.iter().map(|c| c.prompt_tokens).sum(),
-                    peak: p.peak(),
-                    combine_calls_at_least: p.combine_calls_at_least,
-                    error: None,
-                },
+                Ok(p) => {
+                    let item = Item {
+                        input: found.relative.clone(),
+                        job: job.key(),
+                        calls: p.calls.len(),
+                        prompt_tokens: p.calls.iter().map(|c| c.prompt_tokens).sum(),
+                        peak: p.peak(),
+                        combine_calls_at_least: p.combine_calls_at_least,
+                        error: None,
+                    };
+                    plans.push((
+                        p,
+                        match job {
+                            Job::Summarize { .. } => speed::summary_answer,
+                            Job::Translate { .. } => speed::translation_answer,
+                        },
+                    ));
+                    item
+                }
                 Err(e) => Item {
                     input: found.relative.clone(),
                     job: job.key(),
@@ -96,6 +110,10 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
             .sum(),
         prompt_tokens: items.iter().map(|i| i.prompt_tokens).sum(),
         peak: items.iter().map(|i| i.peak).max().unwrap_or(0),
+        estimate: speed::recall(llm.info()).map(|v| {
+            let plans: Vec<(&Plan, speed::Answer)> = plans.iter().map(|(p, a)| (p, *a)).collect();
+            speed::Estimate::of(&plans, v)
+        }),
         items,
     };
     let failing = report.items.iter().filter(|i| i.error.is_some()).count();
@@ -103,6 +121,14 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);
+        let more = report.items.iter().any(|i| i.combine_calls_at_least > 0);
+        println!(
+            "{}",
+            match &report.estimate {
+                Some(e) => e.describe(more),
+                None => speed::unknown(llm.info()),
+            }
+        );
     }
     if failing > 0 {
         // As a run would fail them, so scripts notice before running.

@@ -1,0 +1,225 @@
+//! This machine's measured speed with each model, kept between runs so that
+//! `--plan` can say how long a run would take without loading any weights.
+//!
+//! Every summarize, translate, generate or batch run with a chat model
+//! records its load time and prefill and decode rates in
+//! `$XDG_CACHE_HOME/glot/speeds.json` (else `~/.cache/glot/speeds.json`),
+//! under the model, its revision and format, and the thread count. The
+//! latest run of the same kind wins. Recording is best effort: a cache
+//! that cannot be written never fails a run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use glot::engine::ModelInfo;
+use glot::task::{Plan, PlannedCall, Usage};
+use serde::{Deserialize, Serialize};
+
+use crate::printer::Printer;
+
+/// Fewer prompt or generated tokens than these time the fixed costs of a
+/// call more than its rate.
+const MIN_PREFILL_TOKENS: usize = 64;
+const MIN_DECODE_TOKENS: usize = 16;
+
+/// One model's measured speed on this machine.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Speed {
+    pub load_secs: f64,
+    pub prefill_tokens_per_sec: f64,
+    pub decode_tokens_per_sec: f64,
+    /// When it was measured (seconds since the Unix epoch).
+    pub measured_at: u64,
+}
+
+fn path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("glot").join("speeds.json"))
+}
+
+/// The model as measured: the same files, read the same way, on as many
+/// threads.
+fn key(info: &ModelInfo) -> String {
+    format!(
+        "{} @{} ({}), {} threads",
+        info.id,
+        info.revision.as_deref().unwrap_or("local"),
+        info.format,
+        candle_core::utils::get_num_threads()
+    )
+}
+
+fn load_all() -> BTreeMap<String, Speed> {
+    path()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The speed last measured with the model `info` describes, if any.
+pub fn recall(info: &ModelInfo) -> Option<Speed> {
+    load_all().remove(&key(info))
+}
+
+/// Records the speed of a run that used `usage`, when it was long enough
+/// to measure; says at `-v` why it could not.
+pub fn remember(info: &ModelInfo, usage: &Usage, printer: &Printer) {
+    if let Err(e) = store(info, usage) {
+        printer.info(format!("speed not recorded: {e:#}"));
+    }
+}
+
+fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
+    let computed = usage.prompt_tokens.saturating_sub(usage.reused_tokens);
+    if computed < MIN_PREFILL_TOKENS
+        || usage.generated_tokens < MIN_DECODE_TOKENS
+        || usage.prefill_secs <= 0.0
+        || usage.decode_secs <= 0.0
+    {
+        return Ok(());
+    }
+    let Some(path) = path() else {
+        return Ok(());
+    };
+    let mut all = load_all();
+    all.insert(
+        key(info),
+        Speed {
+            load_secs: info.load_secs,
+            prefill_tokens_per_sec: computed as f64 / usage.prefill_secs,
+            decode_tokens_per_sec: usage.generated_tokens as f64 / usage.decode_secs,
+            measured_at: glot::batch::manifest::now() / 1000,
+        },
+    );
+    let dir = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Written whole and renamed, so a reader never sees half a file.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, &all)?;
+    tmp.persist(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// How long a planned run should take at a measured speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// Loading, every prompt, and answers of their expected length.
+    pub seconds: f64,
+    /// The same with every answer as long as its cap allows.
+    pub at_most_seconds: f64,
+    pub speed: Speed,
+}
+
+impl Estimate {
+    /// Plans, each with the answer tokens its calls are likely to produce
+    /// ([`translation_answer`], [`summary_answer`]), run after one load.
+    /// Prompts count whole: the shared prefixes a run takes from the cache
+    /// only make it faster.
+    pub fn of(plans: &[(&Plan, Answer)], speed: Speed) -> Self {
+        let calls = || {
+            plans
+                .iter()
+                .flat_map(|(p, expected)| p.calls.iter().map(move |c| (c, expected)))
+        };
+        let prompt: usize = calls().map(|(c, _)| c.prompt_tokens).sum();
+        let likely: usize = calls().map(|(c, e)| e(c).min(c.answer_cap)).sum();
+        let most: usize = calls().map(|(c, _)| c.answer_cap).sum();
+        let at = |answers: usize| {
+            speed.load_secs
+                + prompt as f64 / speed.prefill_tokens_per_sec.max(1e-9)
+                + answers as f64 / speed.decode_tokens_per_sec.max(1e-9)
+        };
+        Estimate {
+            seconds: at(likely),
+            at_most_seconds: at(most),
+            speed,
+        }
+    }
+
+    /// The plan's closing line about time.
+    pub fn describe(&self, more_calls: bool) -> String {
+        format!(
+            "estimated time on this machine: about {}, at most {} if every answer reaches its cap{} (at {:.0} prompt tokens/s and {:.1} tokens/s decoding, measured on {})",
+            duration(self.seconds),
+            duration(self.at_most_seconds),
+            if more_calls { ", plus the combining calls" } else { "" },
+            self.speed.prefill_tokens_per_sec,
+            self.speed.decode_tokens_per_sec,
+            glot::prompt::chat::iso_date(self.speed.measured_at)
+        )
+    }
+}
+
+/// The answer tokens a planned call is likely to produce.
+pub type Answer = fn(&PlannedCall) -> usize;
+
+/// A translation is about as long as its source.
+pub fn translation_answer(c: &PlannedCall) -> usize {
+    c.text_tokens
+}
+
+/// A summary is asked for at a length close to its cap.
+pub fn summary_answer(c: &PlannedCall) -> usize {
+    c.answer_cap
+}
+
+/// Why there is no estimate.
+pub fn unknown(info: &ModelInfo) -> String {
+    format!(
+        "no estimated time: {} has not run on this machine with {} threads yet (any run of it records its speed)",
+        info.id,
+        candle_core::utils::get_num_threads()
+    )
+}
+
+/// "45 s", "3 min 20 s", "2 h 05 min".
+fn duration(secs: f64) -> String {
+    let s = secs.round().max(0.0) as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration(44.6), "45 s");
+        assert_eq!(duration(200.0), "3 min 20 s");
+        assert_eq!(duration(7500.0), "2 h 05 min");
+    }
+
+    #[test]
+    fn estimates_add_load_prompts_and_answers() {
+        let call = |prompt, cap| PlannedCall {
+            line: None,
+            text_tokens: 10,
+            prompt_tokens: prompt,
+            answer_cap: cap,
+            partial: false,
+        };
+        let plan = Plan {
+            context: 1000,
+            calls: vec![call(100, 50), call(300, 50)],
+            combine_calls_at_least: 0,
+        };
+        let speed = Speed {
+            load_secs: 1.0,
+            prefill_tokens_per_sec: 100.0,
+            decode_tokens_per_sec: 10.0,
+            measured_at: 0,
+        };
+        let e = Estimate::of(&[(&plan, translation_answer)], speed);
+        assert!((e.seconds - (1.0 + 4.0 + 2.0)).abs() < 1e-9);
+        assert!((e.at_most_seconds - (1.0 + 4.0 + 10.0)).abs() < 1e-9);
+    }
+}
