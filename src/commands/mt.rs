@@ -237,10 +237,25 @@ impl Engine {
         m: &ModelSettings,
         printer: &Printer,
     ) -> Result<Self> {
+        Self::load_with(legs, target, m, |files| load_seq2seq(files, m, printer))
+    }
+
+    /// Loads every leg's vocabulary and limits, and settles its target
+    /// token, for `--plan`: no weights are read.
+    pub fn load_for_planning(legs: Vec<Leg>, target: &Language, m: &ModelSettings) -> Result<Self> {
+        Self::load_with(legs, target, m, Seq2Seq::load_for_planning)
+    }
+
+    fn load_with(
+        legs: Vec<Leg>,
+        target: &Language,
+        m: &ModelSettings,
+        load: impl Fn(&Seq2SeqFiles) -> Result<Seq2Seq>,
+    ) -> Result<Self> {
         let count = legs.len();
         let mut models = Vec::new();
         for (i, leg) in legs.into_iter().enumerate() {
-            let model = load_seq2seq(&leg.files, m, printer)?;
+            let model = load(&leg.files)?;
             // Only the last leg writes the target language.
             let token = match leg.target_token {
                 Some(t) => Some(t),
@@ -274,6 +289,25 @@ impl Engine {
                 .collect();
         }
         info
+    }
+
+    /// Every sentence the first model is sent for `doc` (a second model
+    /// gets the first one's answers), and the batches they go in.
+    pub fn plan(&self, doc: &Markup) -> Result<(glot::task::Plan, usize)> {
+        let (model, token) = &self.models[0];
+        let first = Mt {
+            model,
+            target: token.clone(),
+            batch_size: self.batch_size,
+        };
+        let plan = glot::task::mt::plan(&first, doc)?;
+        let batches = plan.calls.len().div_ceil(self.batch_size.max(1));
+        Ok((plan, batches))
+    }
+
+    /// The models, first to last.
+    pub fn models(&self) -> impl Iterator<Item = &ModelInfo> {
+        self.models.iter().map(|(m, _)| m.info())
     }
 
     /// Translates `doc`'s units into `target`, logging batches with `-v`.
@@ -368,6 +402,9 @@ impl SentenceModel for Logged<'_> {
     }
     fn max_tokens(&self) -> usize {
         self.inner.max_tokens()
+    }
+    fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+        self.inner.measure(sentence)
     }
     fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
         let (out, u) = self.inner.translate(sentences)?;

@@ -87,6 +87,95 @@ pub fn with_engine(
     })
 }
 
+/// What `--plan` reports for a translation model.
+#[derive(Serialize)]
+struct SentencePlan<'a> {
+    task: &'static str,
+    input: &'a str,
+    /// The model, or the chain of models.
+    model: &'a ModelInfo,
+    /// Every sentence (or piece of one) the first model is sent; `context`
+    /// is the most source tokens it takes.
+    #[serde(flatten)]
+    plan: &'a glot::task::Plan,
+    batch_size: usize,
+    batches: usize,
+    /// The model that then translates the first one's English, if any.
+    then: Option<&'a str>,
+    estimate: Option<speed::Estimate>,
+}
+
+/// `--plan` with a translation model: the sentences it will be sent, from
+/// its vocabulary alone.
+fn plan_sentences(
+    s: &TranslateSettings,
+    legs: Vec<mt::Leg>,
+    input: &str,
+    markup: &Markup,
+) -> Result<()> {
+    let engine = mt::Engine::load_for_planning(legs, &s.target, &s.doc.model)?;
+    let (plan, batches) = engine.plan(markup)?;
+    let info = engine.info();
+    let models: Vec<&ModelInfo> = engine.models().collect();
+    // Each model of a chain translates about as many tokens.
+    let per_leg: Vec<(&glot::task::Plan, speed::Answer)> = models
+        .iter()
+        .map(|_| (&plan, speed::translation_answer as speed::Answer))
+        .collect();
+    let report = SentencePlan {
+        task: "translate",
+        input,
+        model: &info,
+        plan: &plan,
+        batch_size: s.doc.model.batch_size,
+        batches,
+        then: models.get(1).map(|m| m.id.as_str()),
+        estimate: speed::recall(&info).map(|v| speed::Estimate::of(&per_leg, v)),
+    };
+    let mut t = format!(
+        "{:>8}  {:>6}  {:>11}  {:>10}  {:>10}  {}\n",
+        "SENTENCE", "LINE", "TEXT TOKENS", "SOURCE IDS", "ANSWER CAP", "NOTE"
+    );
+    for (i, c) in plan.calls.iter().enumerate() {
+        t.push_str(&format!(
+            "{:>8}  {:>6}  {:>11}  {:>10}  {:>10}  {}\n",
+            i + 1,
+            c.line.map_or_else(|| "-".to_string(), |l| l.to_string()),
+            c.text_tokens,
+            c.prompt_tokens,
+            c.answer_cap,
+            if c.partial {
+                "part of a sentence too long for the model, cut between words"
+            } else {
+                ""
+            }
+        ));
+    }
+    let longest = plan
+        .calls
+        .iter()
+        .map(|c| c.prompt_tokens)
+        .max()
+        .unwrap_or(0);
+    t.push_str(&format!(
+        "{} sentence(s) in {batches} batch(es) of up to {}; the longest is given {longest} of the {} source tokens {} takes: nothing is cut\n",
+        plan.calls.len(),
+        s.doc.model.batch_size,
+        plan.context,
+        models[0].id
+    ));
+    if let Some(then) = report.then {
+        t.push_str(&format!(
+            "then {then} translates the English of each sentence (what it is given depends on the first model's answers)\n"
+        ));
+    }
+    t.push_str(&match &report.estimate {
+        Some(e) => e.describe(false),
+        None => speed::unknown(&info),
+    });
+    emit(&s.doc.output, &t, &report)
+}
+
 pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Read {
@@ -109,11 +198,8 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     }
     let legs = mt::legs(&s.doc.model, source, &s.target, printer)?;
     if s.doc.plan {
-        if legs.is_some() {
-            return Err(glot::Error::Usage(
-                "--plan covers chat models; translation models take one sentence at a time".into(),
-            )
-            .into());
+        if let Some(legs) = legs {
+            return plan_sentences(&s, legs, &doc.name, &markup);
         }
         let llm = load_planner(&s.doc.model, printer)?;
         let req = Request {

@@ -114,19 +114,24 @@ pub struct Weights {
     quantize: Option<GgmlDType>,
 }
 
+/// Memory-maps safetensors files (one, or the shards of an index). An
+/// unreadable file is the user's to replace: a model error, not a failure
+/// of glot's.
+pub(crate) fn map_safetensors(paths: &[PathBuf]) -> Result<MmapedSafetensors> {
+    // SAFETY: the files are opened read-only; like every mmap-based loader we
+    // rely on nobody truncating them while the model runs.
+    Ok(unsafe { MmapedSafetensors::multi(paths) }.map_err(|e| {
+        Error::model(format!(
+            "{}: not a readable safetensors file ({e})",
+            paths[0].display()
+        ))
+    })?)
+}
+
 impl Weights {
     /// Memory-maps safetensors files (one, or the shards of an index).
     pub fn safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
-        // SAFETY: the files are opened read-only; like every mmap-based loader we
-        // rely on nobody truncating them while the model runs.
-        // An unreadable file is the user's to replace: a model error, not a
-        // failure of glot's.
-        let st = unsafe { MmapedSafetensors::multi(paths) }.map_err(|e| {
-            crate::error::Error::model(format!(
-                "{}: not a readable safetensors file ({e})",
-                paths[0].display()
-            ))
-        })?;
+        let st = map_safetensors(paths)?;
         Ok(Weights {
             source: Source::Safetensors(st),
             origin: paths[0].clone(),

@@ -25,6 +25,9 @@ pub trait SentenceModel {
     fn max_tokens(&self) -> usize;
     /// Translations of `sentences`, in order, and what they cost.
     fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)>;
+    /// The ids the model is given for `sentence` (end and target tokens
+    /// included) and the most tokens its answer may take.
+    fn measure(&self, sentence: &str) -> Result<(usize, usize)>;
 }
 
 /// A loaded translation model, with the target token it needs (if any).
@@ -64,6 +67,15 @@ impl SentenceModel for Mt<'_> {
         };
         Ok((out.into_iter().map(|t| t.text).collect(), usage))
     }
+
+    fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+        let ids = self
+            .model
+            .vocab()
+            .encode(sentence, self.target.as_deref())?
+            .len();
+        Ok((ids, self.model.answer_cap(ids)))
+    }
 }
 
 /// Two models one after the other: source → English → target.
@@ -75,6 +87,10 @@ pub struct Pivot<'a> {
 impl SentenceModel for Pivot<'_> {
     fn count_tokens(&self, text: &str) -> Result<usize> {
         self.first.count_tokens(text)
+    }
+
+    fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+        self.first.measure(sentence)
     }
 
     fn max_tokens(&self) -> usize {
@@ -120,12 +136,10 @@ struct Segment {
     sent: Option<usize>,
 }
 
-/// Translates the units of `doc` into the language `target_code` names.
-pub fn translate(
-    model: &mut dyn SentenceModel,
-    doc: &Markup,
-    target_code: Option<&str>,
-) -> Result<Translation> {
+/// The units of `doc` cut into what the model is sent: sentences, or
+/// pieces of sentences over its limit. Returns every segment and the texts
+/// to send.
+fn segments(model: &dyn SentenceModel, doc: &Markup) -> Result<(Vec<Segment>, Vec<String>)> {
     let budget = model.max_tokens();
     let mut segments = Vec::new();
     let mut to_send: Vec<String> = Vec::new();
@@ -148,6 +162,44 @@ pub fn translate(
             });
         }
     }
+    Ok((segments, to_send))
+}
+
+/// Every sentence a translation of `doc` sends, as [`translate`] cuts the
+/// units: one planned call per sentence, with its text tokens, the ids the
+/// model is given and its answer cap; `partial` marks pieces of a sentence
+/// over the model's limit. The context is the source tokens the model
+/// takes.
+pub fn plan(model: &dyn SentenceModel, doc: &Markup) -> Result<super::Plan> {
+    let (segments, to_send) = segments(model, doc)?;
+    let mut calls = Vec::with_capacity(to_send.len());
+    for s in segments {
+        let Some(i) = s.sent else { continue };
+        let text = doc.units()[s.unit].text();
+        let whole = crate::text::segment::sentences(text, 0..text.len()).contains(&s.range);
+        let (ids, cap) = model.measure(&to_send[i])?;
+        calls.push(super::PlannedCall {
+            line: Some(line_of(doc, s.unit)),
+            text_tokens: model.count_tokens(&to_send[i])?,
+            prompt_tokens: ids,
+            answer_cap: cap,
+            partial: !whole,
+        });
+    }
+    Ok(super::Plan {
+        context: model.max_tokens() + RESERVED,
+        calls,
+        combine_calls_at_least: 0,
+    })
+}
+
+/// Translates the units of `doc` into the language `target_code` names.
+pub fn translate(
+    model: &mut dyn SentenceModel,
+    doc: &Markup,
+    target_code: Option<&str>,
+) -> Result<Translation> {
+    let (segments, to_send) = segments(model, doc)?;
     let (answers, usage) = model.translate(&to_send)?;
     anyhow::ensure!(
         answers.len() == to_send.len(),
@@ -256,6 +308,10 @@ mod tests {
         fn max_tokens(&self) -> usize {
             6
         }
+        fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+            let ids = self.count_tokens(sentence)? + 1;
+            Ok((ids, ids * 2 + 16))
+        }
         fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
             self.seen.extend(sentences.iter().cloned());
             let out = sentences
@@ -334,6 +390,29 @@ mod tests {
         assert_eq!(t.text, "FIRST ONE.SECOND ONE.\nTHIRD.");
     }
 
+    /// The plan lists what the run sends, sentence by sentence and line by
+    /// line, and marks the pieces of a sentence over the model's limit.
+    #[test]
+    fn the_plan_lists_every_sentence_the_run_sends() {
+        let doc = Markup::parse(
+            "Short one. Another short one.\n\nThis sentence has far too many words for the model.\n\n42\n".into(),
+            Format::Text,
+        );
+        let p = plan(&upper(), &doc).unwrap();
+        let mut m = upper();
+        translate(&mut m, &doc, None).unwrap();
+        assert_eq!(p.calls.len(), m.seen.len(), "{:?}", m.seen);
+        let lines: Vec<Option<usize>> = p.calls.iter().map(|c| c.line).collect();
+        assert_eq!(lines[..2], [Some(1), Some(1)]);
+        assert!(lines[2..].iter().all(|l| *l == Some(3)), "{lines:?}");
+        assert!(!p.calls[0].partial && !p.calls[1].partial);
+        assert!(p.calls[2..].iter().all(|c| c.partial && c.text_tokens <= 6));
+        for (c, sent) in p.calls.iter().zip(&m.seen) {
+            assert_eq!(c.text_tokens, sent.split_whitespace().count());
+            assert_eq!(c.prompt_tokens, c.text_tokens + 1);
+        }
+    }
+
     /// Appends its mark to every sentence.
     struct Mark(&'static str);
 
@@ -343,6 +422,9 @@ mod tests {
         }
         fn max_tokens(&self) -> usize {
             50
+        }
+        fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+            Ok((self.count_tokens(sentence)?, 0))
         }
         fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
             let out = sentences

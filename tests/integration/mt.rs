@@ -172,6 +172,65 @@ fn beam_search_translates_as_transformers_num_beams() {
     assert!(stderr(&o).contains("--beam"), "{}", stderr(&o));
 }
 
+/// `--plan` with a translation model reads its vocabulary, not its
+/// weights, and lists the sentences the run then sends: as many source ids
+/// in as many batches.
+#[test]
+fn a_translation_plan_needs_no_weights_and_matches_the_run() {
+    let home = tempfile::tempdir().unwrap();
+    let long = format!(
+        "{ARTICLE}\nOne sentence that goes on {}.\n",
+        "and on ".repeat(300)
+    );
+    let doc = home.path().join("long.md");
+    std::fs::write(&doc, long).unwrap();
+    let doc = doc.to_str().unwrap();
+    for family in ["marian", "t5"] {
+        let broken = crate::util::broken_copy(home.path(), family);
+        let plan = report(
+            home.path(),
+            doc,
+            "de",
+            &broken,
+            &["--plan", "--batch-size", "2"],
+        );
+        let calls = plan["calls"].as_array().unwrap();
+        assert!(
+            calls.iter().any(|c| c["partial"] == true),
+            "{family}: {plan}"
+        );
+        assert!(
+            calls
+                .iter()
+                .all(|c| c["prompt_tokens"].as_u64() <= plan["context"].as_u64()),
+            "{family}: {plan}"
+        );
+        let run = report(
+            home.path(),
+            doc,
+            "de",
+            &model_dir(family),
+            &["--batch-size", "2"],
+        );
+        let ids: u64 = calls
+            .iter()
+            .map(|c| c["prompt_tokens"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            run["usage"]["prompt_tokens"].as_u64().unwrap(),
+            ids,
+            "{family}"
+        );
+        assert_eq!(run["usage"]["calls"], plan["batches"], "{family}");
+        // Without --plan the broken weights are found at once.
+        let o = translate(
+            home.path(),
+            &[doc, "--to", "de", "--model", broken.to_str().unwrap()],
+        );
+        assert_eq!(o.status.code(), Some(1), "{family}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn translation_models_do_not_summarize() {
     let home = tempfile::tempdir().unwrap();

@@ -136,9 +136,14 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 /// A copy of the qwen3 fixture in `dir` whose weights file is unreadable:
 /// what needs only the tokenizer and template still works with it.
 pub fn broken_model(dir: &Path) -> PathBuf {
-    let broken = dir.join("broken");
+    broken_copy(dir, "qwen3")
+}
+
+/// A copy of the `family` fixture whose weights file is garbage.
+pub fn broken_copy(dir: &Path, family: &str) -> PathBuf {
+    let broken = dir.join(format!("broken-{family}"));
     std::fs::create_dir(&broken).unwrap();
-    for f in std::fs::read_dir(model_dir("qwen3")).unwrap() {
+    for f in std::fs::read_dir(model_dir(family)).unwrap() {
         let f = f.unwrap().path();
         if f.is_file() {
             std::fs::copy(&f, broken.join(f.file_name().unwrap())).unwrap();

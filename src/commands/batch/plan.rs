@@ -46,7 +46,7 @@ struct Report {
 pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
     if super::mt::choose(&s.model, s.model.offline, printer)?.is_some() {
         return Err(glot::Error::Usage(
-            "--plan covers chat models; translation models take one sentence at a time".into(),
+            "batch --plan covers chat models; plan a document for a translation model with `glot translate FILE --plan`".into(),
         )
         .into());
     }

@@ -41,9 +41,7 @@ pub struct Weights {
 impl Weights {
     /// Memory-maps safetensors files (one, or the shards of an index).
     pub fn safetensors(paths: &[PathBuf], quant: Option<GgmlDType>) -> Result<Self> {
-        // SAFETY: read-only maps of files nobody should truncate while we run.
-        let st = unsafe { MmapedSafetensors::multi(paths) }
-            .with_context(|| format!("cannot read {}", paths[0].display()))?;
+        let st = crate::engine::weights::map_safetensors(paths)?;
         Ok(Self::new(Store::Safetensors(st), quant))
     }
 

@@ -459,7 +459,9 @@ enum Net {
 
 /// A translation model ready to run.
 pub struct Seq2Seq {
-    net: Net,
+    /// `None` when loaded for planning only: vocabulary and limits, no
+    /// weights.
+    net: Option<Net>,
     vocab: Vocab,
     special: Special,
     /// Beam search settings; greedy decoding when `None`.
@@ -471,6 +473,16 @@ pub struct Seq2Seq {
 impl Seq2Seq {
     /// Loads the model in f32, or with its matrices quantized to `quant`.
     pub fn load(files: &Seq2SeqFiles, quant: Option<GgmlDType>) -> Result<Self> {
+        Self::load_with(files, quant, true)
+    }
+
+    /// Loads what planning a translation takes: the vocabulary, the target
+    /// tokens and the model's limits; no weights are read.
+    pub fn load_for_planning(files: &Seq2SeqFiles) -> Result<Self> {
+        Self::load_with(files, None, false)
+    }
+
+    fn load_with(files: &Seq2SeqFiles, quant: Option<GgmlDType>, weights: bool) -> Result<Self> {
         let start = Instant::now();
         let id = files.id.as_str();
         let device = Device::Cpu;
@@ -480,9 +492,13 @@ impl Seq2Seq {
             None => None,
         };
         let vb = match files.weights.as_slice() {
-            [one] if one.extension().is_some_and(|e| e == "gguf") => Weights::gguf(one, quant)?,
-            paths => Weights::safetensors(paths, quant)?,
+            _ if !weights => None,
+            [one] if one.extension().is_some_and(|e| e == "gguf") => {
+                Some(Weights::gguf(one, quant)?)
+            }
+            paths => Some(Weights::safetensors(paths, quant)?),
         };
+        let cannot = || format!("cannot load model {id}");
         let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
         let (net, vocab, special, positions) = match files.family {
             Family::Marian => {
@@ -513,14 +529,11 @@ impl Seq2Seq {
                     early_stopping: early_stopping(&json, gen.as_ref()),
                 };
                 let positions = config.max_positions;
-                let net =
-                    Marian::load(&vb, config).with_context(|| format!("cannot load model {id}"))?;
-                (
-                    Net::Marian(net),
-                    Vocab::Marian(Box::new(vocab)),
-                    special,
-                    positions,
-                )
+                let net = match &vb {
+                    Some(vb) => Some(Net::Marian(Marian::load(vb, config).with_context(cannot)?)),
+                    None => None,
+                };
+                (net, Vocab::Marian(Box::new(vocab)), special, positions)
             }
             Family::T5 => {
                 let config = T5Config::from_json(&json).map_err(in_config)?;
@@ -540,10 +553,12 @@ impl Seq2Seq {
                     length_penalty: length_penalty(&json, gen.as_ref()),
                     early_stopping: early_stopping(&json, gen.as_ref()),
                 };
-                let net =
-                    T5::load(&vb, config).with_context(|| format!("cannot load model {id}"))?;
-                let positions = net.max_positions();
-                (Net::T5(net), Vocab::T5(Box::new(vocab)), special, positions)
+                let net = match &vb {
+                    Some(vb) => Some(Net::T5(T5::load(vb, config).with_context(cannot)?)),
+                    None => None,
+                };
+                let positions = t5::MAX_POSITIONS;
+                (net, Vocab::T5(Box::new(vocab)), special, positions)
             }
         };
         let stored = match files.weights.as_slice() {
@@ -615,12 +630,20 @@ impl Seq2Seq {
     /// Outputs and timings for already-encoded sentences, as one batch.
     pub fn generate(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Generation> {
         let (special, device) = (&self.special, &self.device);
-        match (&self.net, &self.beam) {
+        match (self.net()?, &self.beam) {
             (Net::Marian(m), None) => greedy(m, inputs, max_new, special, device),
             (Net::T5(m), None) => greedy(m, inputs, max_new, special, device),
             (Net::Marian(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
             (Net::T5(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
         }
+    }
+
+    /// The most tokens the translation of a sentence of `ids` source ids
+    /// may take.
+    pub fn answer_cap(&self, ids: usize) -> usize {
+        answer_cap(ids)
+            .min(self.info.context_length.saturating_sub(1))
+            .max(1)
     }
 
     /// Source tokens `text` takes, without the end token.
@@ -631,11 +654,11 @@ impl Seq2Seq {
     /// The most source tokens one sentence may take, end and target tokens
     /// included.
     pub fn max_source_tokens(&self) -> usize {
-        match &self.net {
-            Net::Marian(m) => m.max_positions(),
+        match &self.vocab {
+            Vocab::Marian(_) => self.info.context_length,
             // T5 has no position table; MADLAD was trained on 256-token
             // inputs, so longer ones are split rather than risked.
-            Net::T5(_) => 256,
+            Vocab::T5(_) => 256,
         }
     }
 
@@ -683,9 +706,15 @@ impl Seq2Seq {
         ))
     }
 
+    fn net(&self) -> Result<&Net> {
+        self.net
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("model {} was loaded for planning only", self.info.id))
+    }
+
     /// Logits of the first decoder step for one encoded sentence.
     pub fn first_logits(&self, input: &[u32]) -> Result<Vec<f32>> {
-        match &self.net {
+        match self.net()? {
             Net::Marian(m) => self.first(m, input),
             Net::T5(m) => self.first(m, input),
         }

@@ -15,6 +15,10 @@ use super::linear::{Lin, Weights};
 use super::{additive_mask, split_heads, Activation, DecoderState, EncoderDecoder};
 use crate::error::Error;
 
+/// Relative positions have no table to run out of; this bounds the work a
+/// single sentence may ask for.
+pub const MAX_POSITIONS: usize = 1024;
+
 /// The shape and special ids of a T5 model (`config.json`).
 #[derive(Debug, Clone)]
 pub struct T5Config {
@@ -363,9 +367,7 @@ impl T5 {
 
 impl EncoderDecoder for T5 {
     fn max_positions(&self) -> usize {
-        // Relative positions have no table to run out of; this bounds the
-        // work a single sentence may ask for.
-        1024
+        MAX_POSITIONS
     }
 
     fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<DecoderState> {
