@@ -101,7 +101,7 @@ pub enum EvalCommand {
         #[arg(long, value_name = "PATH", requires = "to")]
         src: Option<PathBuf>,
         /// The reference translations: a file, or a folder of files.
-        #[arg(long = "ref", value_name = "PATH")]
+        #[arg(long = "ref", visible_alias = "refs", value_name = "PATH")]
         reference: PathBuf,
         /// The language to translate --src into.
         #[arg(long, value_name = "LANG")]
@@ -148,7 +148,7 @@ pub enum EvalCommand {
         #[command(flatten)]
         sampling: SamplingArgs,
         /// The reference summaries: a file, or a folder of files.
-        #[arg(long = "ref", value_name = "PATH")]
+        #[arg(long = "ref", visible_alias = "refs", value_name = "PATH")]
         reference: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,

@@ -192,9 +192,9 @@ fn eval_commands_score_files_and_folders() {
         .sum::<f64>()
         / 3.0;
     assert!(close(v["mean"]["rougeL"]["f1"].as_f64().unwrap(), mean));
-    // The text report names the three scores.
+    // The text report names the three scores (`--refs` is `--ref`).
     let mut cmd = glot(dir);
-    cmd.args(["eval", "summarize", "--hyp", "sums", "--ref", "gold"]);
+    cmd.args(["eval", "summarize", "--hyp", "sums", "--refs", "gold"]);
     let out = run(cmd, None);
     let text = stdout(&out);
     assert!(
