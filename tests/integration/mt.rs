@@ -510,6 +510,33 @@ fn batch_picks_a_pair_per_document_and_resumes_without_loading() {
     );
     let md = std::fs::read_to_string(out.join("tram.de.md")).unwrap();
     assert!(md.contains("```\nkeep = true\n```"), "{md}");
+    // The plan picks the same models, from their vocabularies, and counts
+    // the source ids the run gave the first model of each document.
+    let mut planned = args.to_vec();
+    planned.extend(["--plan", "--json"]);
+    let plan: Value = serde_json::from_str(&ok(&online(home.path(), &hub, &planned))).unwrap();
+    assert_eq!(plan["sentences"], true, "{plan}");
+    for item in plan["items"].as_array().unwrap() {
+        let record = records
+            .iter()
+            .find(|r| r["input"] == item["input"])
+            .unwrap();
+        let ids = item["prompt_tokens"].as_u64().unwrap();
+        assert!(ids > 0, "{item}");
+        if item["input"] == "tram.md" {
+            assert_eq!(
+                record["tokens"]["prompt"].as_u64().unwrap(),
+                ids,
+                "{record}"
+            );
+        } else {
+            // Through English, the run also counts what the second model is given.
+            assert!(
+                record["tokens"]["prompt"].as_u64().unwrap() > ids,
+                "{record}"
+            );
+        }
+    }
     // A rerun offline has nothing to do and loads nothing.
     let mut c = glot(home.path());
     c.args(args);

@@ -90,12 +90,8 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    if choice.is_some() && s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. })) {
-        return Err(glot::Error::Usage(format!(
-            "{} is a translation model: --summarize needs a chat model (run the summaries separately)",
-            s.model.spec.as_deref().unwrap_or_default()
-        ))
-        .into());
+    if choice.is_some() {
+        refuse_summaries(&s)?;
     }
     let files = match &choice {
         Some(_) => None,
@@ -565,14 +561,7 @@ fn engine<'a>(
     target: &lang::Language,
 ) -> Result<&'a mut mt::Engine> {
     let choice = cx.mt.as_ref().expect("called for translation models");
-    let key = match choice {
-        mt::Choice::Registry(_) => format!(
-            "{}>{}",
-            source.map_or("?", |l| l.code.as_str()),
-            target.code
-        ),
-        mt::Choice::Fixed(_) => target.code.clone(),
-    };
+    let key = engine_key(choice, source, target);
     if !cx.engines.contains_key(&key) {
         let legs = choice.legs(&cx.s.model, source, target, cx.printer)?;
         if cx.engines.len() >= MAX_ENGINES {
@@ -582,6 +571,36 @@ fn engine<'a>(
         cx.engines.insert(key.clone(), engine);
     }
     Ok(cx.engines.get_mut(&key).expect("just loaded"))
+}
+
+/// Which loaded models a document needs: one per language pair with the
+/// registry, one per target language otherwise.
+fn engine_key(
+    choice: &mt::Choice,
+    source: Option<&lang::Language>,
+    target: &lang::Language,
+) -> String {
+    match choice {
+        mt::Choice::Registry(_) => format!(
+            "{}>{}",
+            source.map_or("?", |l| l.code.as_str()),
+            target.code
+        ),
+        mt::Choice::Fixed(_) => target.code.clone(),
+    }
+}
+
+/// Translation models do not summarize: a batch that asks them to stops
+/// before any work.
+fn refuse_summaries(s: &BatchSettings) -> Result<()> {
+    if s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. })) {
+        return Err(glot::Error::Usage(format!(
+            "{} is a translation model: --summarize needs a chat model (run the summaries separately)",
+            s.model.spec.as_deref().unwrap_or_default()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Marks an error that ends the whole batch rather than one item.

@@ -1,6 +1,8 @@
 //! `glot batch --plan`: every call the batch would make, from the model's
 //! tokenizer and chat template alone, with the totals for the folder.
 
+use std::collections::HashMap;
+
 use anyhow::Result;
 use glot::batch::walk::{walk, Entry};
 use glot::batch::Job;
@@ -31,7 +33,12 @@ struct Item {
 
 #[derive(Serialize)]
 struct Report {
+    /// Positions of a chat model's context, or the most source tokens a
+    /// translation model takes.
     context: usize,
+    /// Translation models: calls are batches of sentences, prompt tokens
+    /// the sentences' source ids, the peak the longest sentence's.
+    sentences: bool,
     documents: usize,
     calls: usize,
     prompt_tokens: usize,
@@ -41,17 +48,137 @@ struct Report {
     items: Vec<Item>,
 }
 
+/// What plans the jobs: a chat model's tokenizer and template, or the
+/// vocabularies of the translation models the run would pick per pair.
+enum Planner {
+    Chat {
+        llm: Box<glot::engine::Llm>,
+        prompts: Prompts,
+    },
+    Sentences {
+        choice: super::mt::Choice,
+        /// By language pair, as the run keys them; with the order they
+        /// were first used in.
+        engines: HashMap<String, super::mt::Engine>,
+        order: Vec<String>,
+    },
+}
+
+impl Planner {
+    fn plan(
+        &mut self,
+        s: &BatchSettings,
+        printer: &Printer,
+        name: &str,
+        text: &str,
+        job: &Job,
+    ) -> Result<Plan> {
+        match self {
+            Planner::Chat { llm, prompts } => plan_job(s, llm, prompts, name, text, job),
+            Planner::Sentences {
+                choice,
+                engines,
+                order,
+            } => {
+                let Job::Translate { target } = job else {
+                    unreachable!("summaries are refused with translation models")
+                };
+                let format = s.format.unwrap_or_else(|| Format::from_path(name));
+                let mut markup = Markup::parse(text.to_string(), format);
+                let detected = lang::detect(&markup.prose(true));
+                let source = s.source.clone().or_else(|| {
+                    detected
+                        .as_ref()
+                        .and_then(|d| d.reliable_language())
+                        .cloned()
+                });
+                if source
+                    .as_ref()
+                    .is_some_and(|l| lang::same_language(&l.code, &target.code))
+                {
+                    return Ok(Plan::default());
+                }
+                markup.protect_terms(&s.glossary);
+                let key = super::engine_key(choice, source.as_ref(), target);
+                if !engines.contains_key(&key) {
+                    let legs = choice.legs(&s.model, source.as_ref(), target, printer)?;
+                    let engine = super::mt::Engine::load_for_planning(legs, target, &s.model)?;
+                    engines.insert(key.clone(), engine);
+                    order.push(key.clone());
+                }
+                Ok(engines[&key].plan(&markup)?.0)
+            }
+        }
+    }
+
+    /// Model calls of a plan: chat calls, or batches of sentences.
+    fn calls(&self, plan: &Plan, batch_size: usize) -> usize {
+        match self {
+            Planner::Chat { .. } => plan.calls.len(),
+            Planner::Sentences { .. } => plan.calls.len().div_ceil(batch_size.max(1)),
+        }
+    }
+
+    /// Most positions one call uses: prompt and answer of a chat call, or
+    /// the source ids of a sentence.
+    fn peak(&self, plan: &Plan) -> usize {
+        match self {
+            Planner::Chat { .. } => plan.peak(),
+            Planner::Sentences { .. } => plan
+                .calls
+                .iter()
+                .map(|c| c.prompt_tokens)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+
+    /// The time the plans would take, when one model's speed here is known.
+    fn estimate(&self, plans: &[(Plan, speed::Answer)]) -> Result<speed::Estimate, String> {
+        let plans: Vec<(&Plan, speed::Answer)> = plans.iter().map(|(p, a)| (p, *a)).collect();
+        match self {
+            Planner::Chat { llm, .. } => speed::recall(llm.info())
+                .map(|v| speed::Estimate::of(&plans, v))
+                .ok_or_else(|| speed::unknown(llm.info())),
+            Planner::Sentences { engines, order, .. } => match order.as_slice() {
+                [one] => {
+                    let engine = &engines[one];
+                    let info = engine.info();
+                    // Each model of a chain translates about as many tokens.
+                    let legs = engine.models().count();
+                    let per_leg: Vec<(&Plan, speed::Answer)> =
+                        (0..legs).flat_map(|_| plans.iter().copied()).collect();
+                    speed::recall(&info)
+                        .map(|v| speed::Estimate::of(&per_leg, v))
+                        .ok_or_else(|| speed::unknown(&info))
+                }
+                [] => Err("no estimated time: nothing to translate".into()),
+                many => Err(format!(
+                    "no estimated time: the documents go through {} translation models",
+                    many.len()
+                )),
+            },
+        }
+    }
+}
+
 /// Plans every job on every document of this shard, whatever the manifest
 /// says is done: the whole of the work the folder stands for.
 pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
-    if super::mt::choose(&s.model, s.model.offline, printer)?.is_some() {
-        return Err(glot::Error::Usage(
-            "batch --plan covers chat models; plan a document for a translation model with `glot translate FILE --plan`".into(),
-        )
-        .into());
-    }
-    let llm = super::super::load_planner(&s.model, printer)?;
-    let prompts = Prompts::load(s.prompts.as_deref())?;
+    let mut planner = match super::mt::choose(&s.model, s.model.offline, printer)? {
+        Some(choice) => {
+            super::refuse_summaries(s)?;
+            Planner::Sentences {
+                choice,
+                engines: HashMap::new(),
+                order: Vec::new(),
+            }
+        }
+        None => Planner::Chat {
+            llm: Box::new(super::super::load_planner(&s.model, printer)?),
+            prompts: Prompts::load(s.prompts.as_deref())?,
+        },
+    };
     let mut items = Vec::new();
     let mut plans: Vec<(Plan, speed::Answer)> = Vec::new();
     let mut documents = 0;
@@ -66,7 +193,8 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
             .and_then(|b| Ok(glot::input::decode(&found.relative, &b, s.lossy)?.0));
         for job in &s.jobs {
             let plan = doc.as_ref().map_err(|e| format!("{e:#}")).and_then(|text| {
-                plan_job(s, &llm, &prompts, &found.relative, text, job)
+                planner
+                    .plan(s, printer, &found.relative, text, job)
                     .map_err(|e| format!("{e:#}"))
             });
             items.push(match plan {
@@ -74,9 +202,9 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
                     let item = Item {
                         input: found.relative.clone(),
                         job: job.key(),
-                        calls: p.calls.len(),
+                        calls: planner.calls(&p, s.model.batch_size),
                         prompt_tokens: p.calls.iter().map(|c| c.prompt_tokens).sum(),
-                        peak: p.peak(),
+                        peak: planner.peak(&p),
                         combine_calls_at_least: p.combine_calls_at_least,
                         error: None,
                     };
@@ -101,8 +229,13 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
             });
         }
     }
+    let estimate = planner.estimate(&plans);
     let report = Report {
-        context: glot::engine::ChatModel::context_length(&llm),
+        context: match &planner {
+            Planner::Chat { llm, .. } => glot::engine::ChatModel::context_length(&**llm),
+            Planner::Sentences { .. } => plans.iter().map(|(p, _)| p.context).max().unwrap_or(0),
+        },
+        sentences: matches!(planner, Planner::Sentences { .. }),
         documents,
         calls: items
             .iter()
@@ -110,10 +243,7 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
             .sum(),
         prompt_tokens: items.iter().map(|i| i.prompt_tokens).sum(),
         peak: items.iter().map(|i| i.peak).max().unwrap_or(0),
-        estimate: speed::recall(llm.info()).map(|v| {
-            let plans: Vec<(&Plan, speed::Answer)> = plans.iter().map(|(p, a)| (p, *a)).collect();
-            speed::Estimate::of(&plans, v)
-        }),
+        estimate: estimate.as_ref().ok().cloned(),
         items,
     };
     let failing = report.items.iter().filter(|i| i.error.is_some()).count();
@@ -124,9 +254,9 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
         let more = report.items.iter().any(|i| i.combine_calls_at_least > 0);
         println!(
             "{}",
-            match &report.estimate {
-                Some(e) => e.describe(more),
-                None => speed::unknown(llm.info()),
+            match &estimate {
+                Ok(e) => e.describe(more),
+                Err(why) => why.clone(),
             }
         );
     }
@@ -141,15 +271,19 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
 }
 
 fn print_table(report: &Report) {
+    let (calls, tokens, peak) = match report.sentences {
+        true => ("BATCHES", "SOURCE IDS", "LONGEST"),
+        false => ("CALLS", "PROMPT TOKENS", "PEAK"),
+    };
     println!(
-        "{:<40} {:<14} {:>6} {:>13} {:>6}",
-        "DOCUMENT", "JOB", "CALLS", "PROMPT TOKENS", "PEAK"
+        "{:<40} {:<14} {:>7} {:>13} {:>7}",
+        "DOCUMENT", "JOB", calls, tokens, peak
     );
     for i in &report.items {
         match &i.error {
             Some(e) => println!("{:<40} {:<14} cannot be planned: {e}", i.input, i.job),
             None => println!(
-                "{:<40} {:<14} {:>6} {:>13} {:>6}",
+                "{:<40} {:<14} {:>7} {:>13} {:>7}",
                 i.input,
                 i.job,
                 if i.combine_calls_at_least > 0 {
@@ -162,10 +296,17 @@ fn print_table(report: &Report) {
             ),
         }
     }
-    println!(
-        "{} document(s): at least {} call(s), {} prompt tokens for the first calls; at most {} of the {} positions of the context used by one call: nothing planned is cut",
-        report.documents, report.calls, report.prompt_tokens, report.peak, report.context
-    );
+    if report.sentences {
+        println!(
+            "{} document(s): {} batch(es) of sentences, {} source ids; the longest sentence is given {} of the {} source tokens a model takes: nothing planned is cut",
+            report.documents, report.calls, report.prompt_tokens, report.peak, report.context
+        );
+    } else {
+        println!(
+            "{} document(s): at least {} call(s), {} prompt tokens for the first calls; at most {} of the {} positions of the context used by one call: nothing planned is cut",
+            report.documents, report.calls, report.prompt_tokens, report.peak, report.context
+        );
+    }
 }
 
 /// The plan of one job on one document's text, read as the run reads it.
