@@ -273,28 +273,40 @@ pub struct PlanReport<'a> {
     pub estimate: Option<speed::Estimate>,
 }
 
-/// Prints the plan of `report` (or the JSON report) and what it proves.
-pub fn show_plan(out: &OutputSettings, report: &PlanReport) -> Result<()> {
-    let plan = report.plan;
+/// A plan's calls as a table. `names` are what a row is (a call, a
+/// sentence) and what its prompt tokens are; `partial` notes a piece cut
+/// from something too long.
+pub fn plan_table(plan: &glot::task::Plan, names: [&str; 2], partial: &str) -> String {
+    let [row, given] = names;
+    let (w, g) = (row.len().max(4), given.len().max(10));
     let mut t = format!(
-        "{:>4}  {:>6}  {:>11}  {:>13}  {:>10}  {}\n",
-        "CALL", "LINE", "TEXT TOKENS", "PROMPT TOKENS", "ANSWER CAP", "NOTE"
+        "{row:>w$}  {:>6}  {:>11}  {given:>g$}  {:>10}  NOTE\n",
+        "LINE", "TEXT TOKENS", "ANSWER CAP"
     );
     for (i, c) in plan.calls.iter().enumerate() {
-        t.push_str(&format!(
-            "{:>4}  {:>6}  {:>11}  {:>13}  {:>10}  {}\n",
+        let row = format!(
+            "{:>w$}  {:>6}  {:>11}  {:>g$}  {:>10}  {}",
             i + 1,
             c.line.map_or_else(|| "-".to_string(), |l| l.to_string()),
             c.text_tokens,
             c.prompt_tokens,
             c.answer_cap,
-            if c.partial {
-                "part of a long paragraph, cut between sentences"
-            } else {
-                ""
-            }
-        ));
+            if c.partial { partial } else { "" }
+        );
+        t.push_str(row.trim_end());
+        t.push('\n');
     }
+    t
+}
+
+/// Prints the plan of `report` (or the JSON report) and what it proves.
+pub fn show_plan(out: &OutputSettings, report: &PlanReport) -> Result<()> {
+    let plan = report.plan;
+    let mut t = plan_table(
+        plan,
+        ["CALL", "PROMPT TOKENS"],
+        "part of a long paragraph, cut between sentences",
+    );
     if plan.combine_calls_at_least > 0 {
         t.push_str(&format!(
             "then at least {} call(s) combining the partial summaries (how many depends on the answers)\n",

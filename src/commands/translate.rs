@@ -132,25 +132,11 @@ fn plan_sentences(
         then: models.get(1).map(|m| m.id.as_str()),
         estimate: speed::recall(&info).map(|v| speed::Estimate::of(&per_leg, v)),
     };
-    let mut t = format!(
-        "{:>8}  {:>6}  {:>11}  {:>10}  {:>10}  {}\n",
-        "SENTENCE", "LINE", "TEXT TOKENS", "SOURCE IDS", "ANSWER CAP", "NOTE"
+    let mut t = super::plan_table(
+        &plan,
+        ["SENTENCE", "SOURCE IDS"],
+        "part of a sentence too long for the model, cut between words",
     );
-    for (i, c) in plan.calls.iter().enumerate() {
-        t.push_str(&format!(
-            "{:>8}  {:>6}  {:>11}  {:>10}  {:>10}  {}\n",
-            i + 1,
-            c.line.map_or_else(|| "-".to_string(), |l| l.to_string()),
-            c.text_tokens,
-            c.prompt_tokens,
-            c.answer_cap,
-            if c.partial {
-                "part of a sentence too long for the model, cut between words"
-            } else {
-                ""
-            }
-        ));
-    }
     let longest = plan
         .calls
         .iter()

@@ -139,29 +139,42 @@ pub fn generate(
     // Forget the state first: a failure below leaves the cache unknown.
     *cache = CacheState::default();
     model.rewind(kept)?;
-    let mut logits = prefill(model, prompt, kept)?;
+    let logits = prefill(model, prompt, kept)?;
     let prefill_secs = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let first_logits = logits.clone();
-    if let Some(beam) = &params.beam {
-        let (ids, stop) = beam_search(model, prompt.ids.len(), &logits, params, beam)?;
-        // Back to one row holding the prompt, for the next call to reuse.
-        model.reorder(&[0])?;
-        model.rewind(prompt.ids.len())?;
-        cache.ids = prompt.ids.to_vec();
-        cache.breaks = prompt.breaks.to_vec();
-        ids.iter().for_each(|&t| on_token(t));
-        return Ok(Generated {
-            ids,
-            stop,
-            first_logits,
-            reused: kept,
-            prefill_secs,
-            decode_secs: start.elapsed().as_secs_f64(),
-        });
-    }
+    let (ids, stop) = match &params.beam {
+        Some(beam) => {
+            let (ids, stop) = beam_search(model, prompt.ids.len(), &logits, params, beam)?;
+            // Back to one row holding the prompt, for the next call to reuse.
+            model.reorder(&[0])?;
+            model.rewind(prompt.ids.len())?;
+            ids.iter().for_each(|&t| on_token(t));
+            (ids, stop)
+        }
+        None => decode(model, prompt.ids.len(), logits, params, on_token)?,
+    };
     cache.ids = prompt.ids.to_vec();
     cache.breaks = prompt.breaks.to_vec();
+    Ok(Generated {
+        ids,
+        stop,
+        first_logits,
+        reused: kept,
+        prefill_secs,
+        decode_secs: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Greedy or sampled decoding after a prompt of `prompt_len` positions
+/// whose next-token logits are `logits`.
+fn decode(
+    model: &mut dyn Forward,
+    prompt_len: usize,
+    mut logits: Vec<f32>,
+    params: &GenParams,
+    on_token: &mut dyn FnMut(u32),
+) -> Result<(Vec<u32>, StopReason)> {
     let mut rng = params.sampling.map(|s| StdRng::seed_from_u64(s.seed));
     let mut ids = Vec::new();
     let mut stop = StopReason::Length;
@@ -186,16 +199,9 @@ pub fn generate(
         if ids.len() == params.max_new_tokens {
             break;
         }
-        logits = model.forward(&[next], prompt.ids.len() + ids.len() - 1)?;
+        logits = model.forward(&[next], prompt_len + ids.len() - 1)?;
     }
-    Ok(Generated {
-        ids,
-        stop,
-        first_logits,
-        reused: kept,
-        prefill_secs,
-        decode_secs: start.elapsed().as_secs_f64(),
-    })
+    Ok((ids, stop))
 }
 
 /// Beam search after a prompt of `prompt_len` positions whose next-token

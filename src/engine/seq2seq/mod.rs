@@ -192,7 +192,7 @@ pub struct Output {
 }
 
 /// Outputs of one batch and where its time went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Generation {
     pub outputs: Vec<Output>,
     pub encode_secs: f64,
@@ -256,11 +256,7 @@ pub fn greedy<M: EncoderDecoder>(
 ) -> Result<Generation> {
     let started = Instant::now();
     let Some(mut state) = encode_batch(model, inputs, special, device)? else {
-        return Ok(Generation {
-            outputs: Vec::new(),
-            encode_secs: 0.0,
-            decode_secs: 0.0,
-        });
+        return Ok(Generation::default());
     };
     let b = inputs.len();
     let caps = length_caps(model, b, max_new)?;
@@ -334,11 +330,7 @@ pub fn beam_search<M: EncoderDecoder>(
     anyhow::ensure!(n >= 2, "beam search needs at least 2 beams");
     let started = Instant::now();
     let Some(mut state) = encode_batch(model, inputs, special, device)? else {
-        return Ok(Generation {
-            outputs: Vec::new(),
-            encode_secs: 0.0,
-            decode_secs: 0.0,
-        });
+        return Ok(Generation::default());
     };
     let caps = length_caps(model, inputs.len(), max_new)?;
     // Every sentence's row becomes N identical rows, one per beam.
