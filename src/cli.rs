@@ -269,8 +269,7 @@ pub struct SamplingArgs {
     /// Keeps the N most likely partial outputs at each step rather than
     /// one, as `transformers`' `num_beams` does: often a little better for
     /// translation models (opus-mt models are published with 4), and N
-    /// times the decoding work. Chat models accept it too, but greedy
-    /// decoding suits them better.
+    /// times the decoding work. Chat models take it too.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32),
           conflicts_with_all = ["temperature", "top_p", "seed"])]
     pub beam: Option<u32>,

@@ -75,7 +75,7 @@ pub struct ModelSettings {
     pub quantize: Option<candle_core::quantized::GgmlDType>,
     /// Sentences per batch for translation models.
     pub batch_size: usize,
-    /// Beam search for translation models (`--beam`, `--length-penalty`).
+    /// Beam search (`--beam`, `--length-penalty`).
     pub beam: Option<BeamRequest>,
 }
 

@@ -6,9 +6,9 @@
 
 use anyhow::Result;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use super::beam::{Beam, Rules, Search};
-use rand::{Rng, SeedableRng};
 
 /// Anything that maps token ids at given positions to next-token logits.
 pub trait Forward {
@@ -216,7 +216,9 @@ fn beam_search(
     beam: &Beam,
 ) -> Result<(Vec<u32>, StopReason)> {
     anyhow::ensure!(beam.beams >= 2, "beam search needs at least 2 beams");
-    anyhow::ensure!(params.max_new_tokens > 0, "no new tokens asked for");
+    if params.max_new_tokens == 0 {
+        return Ok((Vec::new(), StopReason::Length));
+    }
     let rules = Rules {
         eos: &params.eos,
         banned: &[],
