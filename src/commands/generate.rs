@@ -92,8 +92,6 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    if s.model.beam.is_none() {
-        super::speed::remember(llm.info(), &usage, printer);
-    }
+    super::speed::remember(llm.info(), &usage, &s.model, printer);
     emit(&s.output, &text, &report)
 }

@@ -305,6 +305,26 @@ impl Engine {
         Ok((plan, batches))
     }
 
+    /// How long translating the sentences `plans` list would take at this
+    /// machine's last measured speed with these models, or why that is not
+    /// known. Each model of a chain translates about as many tokens.
+    pub fn estimate(&self, plans: &[&glot::task::Plan]) -> Result<super::speed::Estimate, String> {
+        use super::speed;
+        let info = self.info();
+        let per_leg: Vec<(&glot::task::Plan, speed::Answer)> = self
+            .models
+            .iter()
+            .flat_map(|_| {
+                plans
+                    .iter()
+                    .map(|&p| (p, speed::translation_answer as speed::Answer))
+            })
+            .collect();
+        speed::recall(&info)
+            .map(|v| speed::Estimate::of(&per_leg, v))
+            .ok_or_else(|| speed::unknown(&info))
+    }
+
     /// The models, first to last.
     pub fn models(&self) -> impl Iterator<Item = &ModelInfo> {
         self.models.iter().map(|(m, _)| m.info())

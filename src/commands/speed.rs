@@ -17,6 +17,7 @@ use glot::task::{Plan, PlannedCall, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::printer::Printer;
+use crate::settings::ModelSettings;
 
 /// Fewer prompt or generated tokens than these time the fixed costs of a
 /// call more than its rate.
@@ -66,8 +67,12 @@ pub fn recall(info: &ModelInfo) -> Option<Speed> {
 }
 
 /// Records the speed of a run that used `usage`, when it was long enough
-/// to measure; says at `-v` why it could not.
-pub fn remember(info: &ModelInfo, usage: &Usage, printer: &Printer) {
+/// to measure and decoded as plans assume (a beam search decodes several
+/// hypotheses a token); says at `-v` why it could not.
+pub fn remember(info: &ModelInfo, usage: &Usage, m: &ModelSettings, printer: &Printer) {
+    if m.beam.is_some() {
+        return;
+    }
     if let Err(e) = store(info, usage) {
         printer.info(format!("speed not recorded: {e:#}"));
     }

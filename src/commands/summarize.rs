@@ -133,8 +133,6 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    if s.doc.model.beam.is_none() {
-        speed::remember(llm.info(), &summary.usage, printer);
-    }
+    speed::remember(llm.info(), &summary.usage, &s.doc.model, printer);
     emit(&s.doc.output, &text, &report)
 }

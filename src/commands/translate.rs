@@ -117,11 +117,7 @@ fn plan_sentences(
     let (plan, batches) = engine.plan(markup)?;
     let info = engine.info();
     let models: Vec<&ModelInfo> = engine.models().collect();
-    // Each model of a chain translates about as many tokens.
-    let per_leg: Vec<(&glot::task::Plan, speed::Answer)> = models
-        .iter()
-        .map(|_| (&plan, speed::translation_answer as speed::Answer))
-        .collect();
+    let estimate = engine.estimate(&[&plan]);
     let report = SentencePlan {
         task: "translate",
         input,
@@ -130,7 +126,7 @@ fn plan_sentences(
         batch_size: s.doc.model.batch_size,
         batches,
         then: models.get(1).map(|m| m.id.as_str()),
-        estimate: speed::recall(&info).map(|v| speed::Estimate::of(&per_leg, v)),
+        estimate: estimate.as_ref().ok().cloned(),
     };
     let mut t = super::plan_table(
         &plan,
@@ -155,9 +151,9 @@ fn plan_sentences(
             "then {then} translates the English of each sentence (what it is given depends on the first model's answers)\n"
         ));
     }
-    t.push_str(&match &report.estimate {
-        Some(e) => e.describe(false),
-        None => speed::unknown(&info),
+    t.push_str(&match &estimate {
+        Ok(e) => e.describe(false),
+        Err(why) => why.clone(),
     });
     emit(&s.doc.output, &t, &report)
 }
@@ -293,8 +289,6 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    if s.doc.model.beam.is_none() {
-        speed::remember(&info, &t.usage, printer);
-    }
+    speed::remember(&info, &t.usage, &s.doc.model, printer);
     emit(&s.doc.output, &t.text, &report)
 }

@@ -130,6 +130,11 @@ impl Search {
         }
     }
 
+    /// Tokens each running beam holds: the steps taken so far.
+    pub fn steps(&self) -> usize {
+        self.step
+    }
+
     /// The token each running beam ended on, to feed the model next.
     pub fn last_tokens(&self) -> impl Iterator<Item = u32> + '_ {
         self.running

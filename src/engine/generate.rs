@@ -227,12 +227,11 @@ fn beam_search(
     let mut search = Search::new(beam.beams, params.max_new_tokens);
     // Before the first step every beam has the prompt's logits.
     let mut logits = vec![first.to_vec()];
-    let mut step = 0;
     while let Some(parents) = search.advance(|b| &logits[b.min(logits.len() - 1)], &rules, beam) {
         model.reorder(&parents)?;
         let tokens: Vec<u32> = search.last_tokens().collect();
-        logits = model.forward_rows(&tokens, prompt_len + step)?;
-        step += 1;
+        // The newest tokens take the position after the ones before them.
+        logits = model.forward_rows(&tokens, prompt_len + search.steps() - 1)?;
     }
     let found = search.conclude(&rules);
     let mut ids = found.ids;

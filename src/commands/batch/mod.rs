@@ -271,10 +271,8 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 scratch.write(&made.path, &made.data)?;
                 Ok(made)
             });
-            if let (Ok(made), Some(llm), None, None) =
-                (&result, cx.model.as_ref(), &cx.used, s.model.beam)
-            {
-                super::speed::remember(llm.info(), &made.usage, printer);
+            if let (Ok(made), Some(llm), None) = (&result, cx.model.as_ref(), &cx.used) {
+                super::speed::remember(llm.info(), &made.usage, &s.model, printer);
             }
             let record = record(&cx, &found, sha.clone(), p, result, start, shard);
             match record.status {

@@ -141,17 +141,7 @@ impl Planner {
                 .map(|v| speed::Estimate::of(&plans, v))
                 .ok_or_else(|| speed::unknown(llm.info())),
             Planner::Sentences { engines, order, .. } => match order.as_slice() {
-                [one] => {
-                    let engine = &engines[one];
-                    let info = engine.info();
-                    // Each model of a chain translates about as many tokens.
-                    let legs = engine.models().count();
-                    let per_leg: Vec<(&Plan, speed::Answer)> =
-                        (0..legs).flat_map(|_| plans.iter().copied()).collect();
-                    speed::recall(&info)
-                        .map(|v| speed::Estimate::of(&per_leg, v))
-                        .ok_or_else(|| speed::unknown(&info))
-                }
+                [one] => engines[one].estimate(&plans.iter().map(|(p, _)| *p).collect::<Vec<_>>()),
                 [] => Err("no estimated time: nothing to translate".into()),
                 many => Err(format!(
                     "no estimated time: the documents go through {} translation models",

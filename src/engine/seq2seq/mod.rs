@@ -610,10 +610,6 @@ impl Seq2Seq {
         });
     }
 
-    pub fn beam(&self) -> Option<&Beam> {
-        self.beam.as_ref()
-    }
-
     /// Outputs for already-encoded sentences, as one batch.
     pub fn generate_ids(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Vec<Output>> {
         Ok(self.generate(inputs, max_new)?.outputs)
