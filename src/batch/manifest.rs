@@ -34,6 +34,12 @@ pub enum Status {
 pub struct Tokens {
     pub prompt: usize,
     pub generated: usize,
+    /// Model answers that fell into a loop and were asked again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub looped: usize,
+    /// Of those, answers that looped again and were kept cut at the loop.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub loops_cut: usize,
 }
 
 /// One manifest line.

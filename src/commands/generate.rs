@@ -57,6 +57,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         },
         sampling: s.model.sampling,
         repeat_guard: s.model.sampling.is_some(),
+        no_repeat_ngram: None,
         beam: s.model.beam.map(|b| b.for_chat_model()),
     };
     let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
@@ -75,6 +76,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         prefill_secs: g.prefill_secs,
         decode_secs: g.decode_secs,
         capped_calls: usize::from(g.stop == glot::engine::generate::StopReason::Length),
+        ..Default::default()
     };
     let report = Report {
         model: llm.info(),

@@ -9,8 +9,8 @@ use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
 use super::{
-    emit, load_chat, load_planner, read, show_plan, speed, Logged, PlanReport, Provenance, Read,
-    Timings,
+    emit, load_chat, load_planner, read, show_plan, speed, warn_loops, Logged, PlanReport,
+    Provenance, Read, Timings,
 };
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
@@ -86,6 +86,12 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     ));
     if summary.text.trim().is_empty() {
         printer.warn("the model returned an empty summary");
+    }
+    warn_loops(printer, &summary.usage);
+    if summary.cut {
+        printer.warn(
+            "the summary did not end on its own (length cap or a loop): it was cut back to its last full sentence",
+        );
     }
     if let Some(l) = language.filter(|_| summary.wrong_language) {
         printer.warn(format!(

@@ -246,6 +246,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     {
         printer.warn(format!("line {}: {}", f.line, f.detail));
     }
+    super::warn_loops(printer, &t.usage);
     if t.usage.capped_calls > 0 {
         printer.warn(if sentences {
             format!(

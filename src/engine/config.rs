@@ -103,16 +103,17 @@ impl DecoderConfig {
             .and_then(Value::as_u64)
             .map(|v| v as usize)
             .unwrap_or(hidden_size / num_heads);
-        let rope_params = json.get("rope_parameters");
-        let rope_theta = json
-            .get("rope_theta")
-            .or_else(|| rope_params.and_then(|p| p.get("rope_theta")))
+        // Where both spellings are present, `rope_parameters` is what
+        // transformers 5 and llama.cpp's converter read.
+        let rope_params = json.get("rope_parameters").filter(|v| !v.is_null());
+        let rope_theta = rope_params
+            .and_then(|p| p.get("rope_theta"))
+            .or_else(|| json.get("rope_theta"))
             .and_then(Value::as_f64)
             .unwrap_or(10_000.0);
-        let scaling = json
-            .get("rope_scaling")
-            .filter(|v| !v.is_null())
-            .or_else(|| rope_params.filter(|p| p.get("rope_type").is_some()));
+        let scaling = rope_params
+            .filter(|p| p.get("rope_type").is_some())
+            .or_else(|| json.get("rope_scaling").filter(|v| !v.is_null()));
         let rope_freq_factors = match scaling {
             None => None,
             Some(s) => hf_rope_freq_factors(s, head_dim, rope_theta)?,
@@ -253,5 +254,47 @@ fn hf_rope_freq_factors(
         other => Err(Error::model(format!(
             "RoPE scaling `{other}` is not supported (supported: default, llama3)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: Value) -> DecoderConfig {
+        let mut json = serde_json::json!({
+            "model_type": "llama",
+            "hidden_size": 64,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 1,
+            "intermediate_size": 128,
+            "vocab_size": 100,
+            "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 256,
+        });
+        json.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        DecoderConfig::from_hf_json(&json).unwrap()
+    }
+
+    #[test]
+    fn rope_parameters_win_over_a_top_level_rope_theta() {
+        let both = config(serde_json::json!({
+            "rope_theta": 10000.0,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
+        }));
+        assert_eq!(both.rope_theta, 500_000.0);
+        assert!(both.rope_freq_factors.is_none());
+        let old = config(serde_json::json!({"rope_theta": 1000.0}));
+        assert_eq!(old.rope_theta, 1000.0);
+        let scaled = config(serde_json::json!({
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0},
+        }));
+        assert!(
+            scaled.rope_freq_factors.is_none(),
+            "rope_parameters say default"
+        );
     }
 }

@@ -89,6 +89,10 @@ pub struct GenParams {
     pub sampling: Option<Sampling>,
     /// Stop when the output falls into a loop of repeated token runs.
     pub repeat_guard: bool,
+    /// Never complete an n-gram of this many tokens that the answer already
+    /// holds (transformers' `no_repeat_ngram_size`, over the answer's own
+    /// tokens: an answer may quote its prompt).
+    pub no_repeat_ngram: Option<usize>,
     /// Beam search instead of greedy decoding (not with sampling).
     pub beam: Option<Beam>,
 }
@@ -166,6 +170,37 @@ pub fn generate(
     })
 }
 
+/// The n-gram size barred from repeating when an answer that looped is
+/// asked again: long enough for names and set phrases to come back, short
+/// enough that a sentence cannot.
+pub const RETRY_NO_REPEAT_NGRAM: usize = 6;
+
+/// [`generate`]; an answer that falls into a loop (greedy or sampled) is
+/// asked again, barred from repeating any [`RETRY_NO_REPEAT_NGRAM`] tokens
+/// of itself. An answer that loops even so is kept cut at the loop
+/// ([`StopReason::Repetition`]). Returns whether the first answer looped;
+/// the times are those of both runs. Answers that do not loop are exactly
+/// what [`generate`] gives.
+pub fn generate_unlooped(
+    model: &mut dyn Forward,
+    cache: &mut CacheState,
+    prompt: Prompt,
+    params: &GenParams,
+) -> Result<(Generated, bool)> {
+    let first = generate(model, cache, prompt, params, &mut |_| {})?;
+    if first.stop != StopReason::Repetition || params.beam.is_some() {
+        return Ok((first, false));
+    }
+    let retry = GenParams {
+        no_repeat_ngram: Some(RETRY_NO_REPEAT_NGRAM),
+        ..params.clone()
+    };
+    let mut again = generate(model, cache, prompt, &retry, &mut |_| {})?;
+    again.prefill_secs += first.prefill_secs;
+    again.decode_secs += first.decode_secs;
+    Ok((again, true))
+}
+
 /// Greedy or sampled decoding after a prompt of `prompt_len` positions
 /// whose next-token logits are `logits`.
 fn decode(
@@ -179,6 +214,11 @@ fn decode(
     let mut ids = Vec::new();
     let mut stop = StopReason::Length;
     while ids.len() < params.max_new_tokens {
+        if let Some(n) = params.no_repeat_ngram {
+            for banned in repeated_ngram_ends(&ids, n) {
+                logits[banned as usize] = f32::NEG_INFINITY;
+            }
+        }
         let next = match (&params.sampling, rng.as_mut()) {
             (Some(s), Some(rng)) => sample(&logits, s, rng),
             _ => argmax(&logits),
@@ -321,9 +361,61 @@ const MAX_PERIOD: usize = 32;
 const MIN_LOOP_TOKENS: usize = 48;
 const MIN_REPEATS: usize = 3;
 
-/// If the tail of `ids` is one run repeated, returns the length to keep
-/// (everything before the loop plus one copy of the run).
-fn loop_start(ids: &[u32]) -> Option<usize> {
+/// A loop of whole sentences: the newest this many tokens are found twice
+/// before, apart. Shorter than a typical sentence, longer than the phrases
+/// (names, titles, table cells) that good answers repeat.
+const LOOP_NGRAM: usize = 16;
+
+/// Tokens that would complete an `n`-gram `ids` already holds: the tokens
+/// after each earlier occurrence of its last `n - 1` tokens.
+fn repeated_ngram_ends(ids: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || ids.len() < n {
+        return Vec::new();
+    }
+    let prefix = &ids[ids.len() + 1 - n..];
+    ids.windows(n)
+        .filter(|w| &w[..n - 1] == prefix)
+        .map(|w| w[n - 1])
+        .collect()
+}
+
+/// If the answer has fallen into a loop, returns the length to keep:
+/// everything before the loop's second turn. A loop is the tail of `ids`
+/// repeated as one short run ([`MAX_PERIOD`]), or a long n-gram
+/// ([`LOOP_NGRAM`]) that comes back a third time, which catches a sentence
+/// repeated with other text between.
+pub(crate) fn loop_start(ids: &[u32]) -> Option<usize> {
+    periodic_loop(ids).or_else(|| ngram_loop(ids))
+}
+
+fn ngram_loop(ids: &[u32]) -> Option<usize> {
+    if ids.len() < LOOP_NGRAM * MIN_REPEATS {
+        return None;
+    }
+    let tail = &ids[ids.len() - LOOP_NGRAM..];
+    let mut earlier: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i + 2 * LOOP_NGRAM <= ids.len() {
+        if &ids[i..i + LOOP_NGRAM] == tail {
+            earlier.push(i);
+            i += LOOP_NGRAM;
+        } else {
+            i += 1;
+        }
+    }
+    if earlier.len() + 1 < MIN_REPEATS {
+        return None;
+    }
+    // The loop's second turn starts where the text before it stops being
+    // the text before the first.
+    let (first, second) = (earlier[0], earlier[1]);
+    let same = (1..=first)
+        .take_while(|&j| ids[second - j] == ids[first - j])
+        .count();
+    Some(second - same)
+}
+
+fn periodic_loop(ids: &[u32]) -> Option<usize> {
     for period in 1..=MAX_PERIOD.min(ids.len() / MIN_REPEATS) {
         let run = &ids[ids.len() - period..];
         let mut repeats = 1;
@@ -380,6 +472,7 @@ mod tests {
             eos: vec![9],
             sampling: None,
             repeat_guard: guard,
+            no_repeat_ngram: None,
             beam: None,
         }
     }
@@ -501,6 +594,91 @@ mod tests {
         assert_eq!(g.ids.len(), 1);
         let sizes: Vec<usize> = m.calls.iter().map(|c| c.1.len()).collect();
         assert_eq!(sizes, [5, PREFILL_CHUNK, PREFILL_CHUNK, 5]);
+    }
+
+    /// A sentence of 20 tokens, again and again, unless barred: then the
+    /// end of the answer (id 9) is its next choice.
+    struct Looper {
+        prompt: usize,
+    }
+
+    const SENTENCE: std::ops::Range<u32> = 20..40;
+
+    impl Forward for Looper {
+        fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+            let answered = pos + ids.len() - self.prompt;
+            let mut logits = vec![0.0; 64];
+            logits[(SENTENCE.start as usize) + answered % SENTENCE.len()] = 2.0;
+            logits[9] = 1.0;
+            Ok(logits)
+        }
+        fn rewind(&mut self, _len: usize) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_looping_answer_is_asked_again_barred_from_repeating_itself() {
+        let mut m = Looper { prompt: 3 };
+        let prompt = [5, 6, 7];
+        let sentence: Vec<u32> = SENTENCE.collect();
+        // Greedy decoding loops; the guard cuts it after one sentence.
+        let g = run(&mut m, &prompt, &params(200, true));
+        assert_eq!(
+            (g.stop, g.ids.clone()),
+            (StopReason::Repetition, sentence.clone())
+        );
+        let (g, looped) = generate_unlooped(
+            &mut m,
+            &mut CacheState::default(),
+            Prompt::plain(&prompt),
+            &params(200, true),
+        )
+        .unwrap();
+        assert!(looped);
+        assert_eq!(g.stop, StopReason::Eos);
+        // The sentence once, then as far as no 6 tokens come back.
+        let mut expected = sentence.clone();
+        expected.extend(&sentence[..RETRY_NO_REPEAT_NGRAM - 1]);
+        expected.push(9);
+        assert_eq!(g.ids, expected);
+        // An answer that does not loop is what plain decoding gives.
+        let mut m = Script {
+            tokens: vec![1, 2, 3, 9],
+            step: 0,
+            vocab: 10,
+        };
+        let (g, looped) = generate_unlooped(
+            &mut m,
+            &mut CacheState::default(),
+            Prompt::plain(&[5]),
+            &params(200, true),
+        )
+        .unwrap();
+        assert!(!looped);
+        assert_eq!(g.ids, [1, 2, 3, 9]);
+    }
+
+    #[test]
+    fn a_sentence_that_keeps_coming_back_is_a_loop() {
+        let sentence: Vec<u32> = SENTENCE.collect();
+        let mut ids = vec![1, 2];
+        for sep in 40..43 {
+            ids.extend(&sentence);
+            ids.push(sep);
+        }
+        // Checked after every token, as decoding does: it fires once the
+        // third turn has 16 tokens, and keeps everything before the second.
+        let fired = (1..=ids.len()).find_map(|n| loop_start(&ids[..n]).map(|keep| (n, keep)));
+        assert_eq!(fired, Some((2 + 2 * 21 + LOOP_NGRAM, 2 + 21)));
+    }
+
+    #[test]
+    fn no_repeat_ngram_bans_what_would_complete_a_seen_ngram() {
+        assert_eq!(repeated_ngram_ends(&[1, 2, 3, 1, 2], 3), [3]);
+        assert_eq!(repeated_ngram_ends(&[1, 2, 3, 1, 2, 4, 1, 2], 3), [3, 4]);
+        assert!(repeated_ngram_ends(&[1, 2, 3], 3).is_empty());
+        assert!(repeated_ngram_ends(&[1, 2], 3).is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod beam;
 pub mod config;
 pub mod decoder;
 pub mod generate;
+pub mod gguf_vocab;
 pub mod kernels;
 pub mod sentencepiece;
 pub mod seq2seq;
@@ -56,6 +57,9 @@ pub struct Completion {
     pub reused_tokens: usize,
     pub generated_tokens: usize,
     pub stop: StopReason,
+    /// The first answer fell into a loop and the call was asked again
+    /// ([`StopReason::Repetition`] says the second answer looped too).
+    pub looped: bool,
     pub prefill_secs: f64,
     pub decode_secs: f64,
 }
@@ -143,7 +147,6 @@ impl Llm {
     fn load_with(files: &ModelFiles, opts: &LoadOptions, with_weights: bool) -> Result<Self> {
         let start = Instant::now();
         let device = Device::Cpu;
-        let tokenizer = Tokenizer::from_file(&files.tokenizer)?;
         let tok_config = read_json_opt(files.tokenizer_config.as_deref())?;
         let gen_config = read_json_opt(files.generation_config.as_deref())?;
         let (mut weights, mut config, gguf_meta, format) = match &files.weights {
@@ -191,6 +194,13 @@ impl Llm {
                 (w, cfg, Some(meta), format)
             }
         };
+        let tokenizer = match (&files.tokenizer, &gguf_meta, &files.weights) {
+            (Some(path), _, _) => Tokenizer::from_file(path)?,
+            (None, Some(meta), WeightsFormat::Gguf(path)) => Tokenizer::from_gguf(meta, path)?,
+            _ => {
+                return Err(Error::model(format!("{}: no tokenizer.json", files.id)).into());
+            }
+        };
         if let Some(weights) = weights.as_mut().filter(|w| w.has_name("rope_freqs.weight")) {
             if gguf_meta.is_some() {
                 let f = weights
@@ -229,7 +239,12 @@ impl Llm {
             eos,
             info: ModelInfo {
                 id: files.id.clone(),
-                revision: snapshot_of(&files.tokenizer),
+                revision: snapshot_of(
+                    files
+                        .tokenizer
+                        .as_deref()
+                        .unwrap_or(&files.weights.paths()[0]),
+                ),
                 architecture: arch,
                 format,
                 context_length,
@@ -294,17 +309,23 @@ impl Llm {
         let mut breaks = Vec::new();
         for part in parts {
             match part {
-                Part::Template(t) => ids.extend(self.tokenizer.encode(&t, false)?),
+                Part::Template(t) => {
+                    let after = self.tokenizer.ends_with_token(&ids);
+                    ids.extend(self.tokenizer.encode_part(&t, false, after)?)
+                }
                 Part::Content(i) => {
                     let m = &messages[i];
-                    let content = self.tokenizer.encode_literal(&m.content)?;
+                    let after = self.tokenizer.ends_with_token(&ids);
+                    let content = self.tokenizer.encode_literal_part(&m.content, after)?;
                     if i > 0 {
                         breaks.push(ids.len());
                     }
                     if m.lead > 0 {
                         // The lead's own tokens, as far as the whole content
                         // starts with them.
-                        let lead = self.tokenizer.encode_literal(&m.content[..m.lead])?;
+                        let lead = self
+                            .tokenizer
+                            .encode_literal_part(&m.content[..m.lead], after)?;
                         let same = lead.iter().zip(&content).take_while(|(a, b)| a == b);
                         breaks.push(ids.len() + same.count());
                     }
@@ -332,22 +353,33 @@ impl Llm {
         params: &GenParams,
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generated> {
+        self.check_room(prompt.ids.len(), params.max_new_tokens)?;
+        let (decoder, cache) = self.decoder_and_cache()?;
+        generate::generate(decoder, cache, prompt, params, on_token)
+    }
+
+    /// Fails when a prompt and its answer cannot fit the context.
+    fn check_room(&self, prompt: usize, answer: usize) -> Result<()> {
         let room = self.info.context_length;
-        if prompt.ids.len() + params.max_new_tokens > room {
+        if prompt + answer > room {
             return Err(Error::Context(format!(
-                "prompt of {} tokens plus {} new tokens does not fit the context of {room} tokens",
-                prompt.ids.len(),
-                params.max_new_tokens
+                "prompt of {prompt} tokens plus {answer} new tokens does not fit the context of {room} tokens"
             ))
             .into());
         }
-        let Some(decoder) = self.decoder.as_mut() else {
-            anyhow::bail!(
+        Ok(())
+    }
+
+    /// The decoder, which a model loaded for planning lacks, and what its
+    /// cache holds.
+    fn decoder_and_cache(&mut self) -> Result<(&mut Decoder, &mut generate::CacheState)> {
+        match self.decoder.as_mut() {
+            Some(d) => Ok((d, &mut self.cache)),
+            None => anyhow::bail!(
                 "{}: loaded for planning only, without weights",
                 self.info.id
-            );
-        };
-        generate::generate(decoder, &mut self.cache, prompt, params, on_token)
+            ),
+        }
     }
 }
 
@@ -371,30 +403,32 @@ impl ChatModel for Llm {
 
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
         let (prompt, breaks) = self.encode_prompt(messages)?;
+        let prompt = generate::Prompt {
+            ids: &prompt,
+            breaks: &breaks,
+        };
         let params = GenParams {
             max_new_tokens,
             eos: self.eos.clone(),
             sampling: self.decode.sampling,
             repeat_guard: self.decode.repeat_guard,
+            no_repeat_ngram: None,
             beam: self.decode.beam,
         };
-        let g = self.generate(
-            generate::Prompt {
-                ids: &prompt,
-                breaks: &breaks,
-            },
-            &params,
-            &mut |_| {},
-        )?;
+        self.check_room(prompt.ids.len(), max_new_tokens)?;
+        let (decoder, cache) = self.decoder_and_cache()?;
+        let (g, looped) = generate::generate_unlooped(decoder, cache, prompt, &params)?;
+        let (prefill_secs, decode_secs) = (g.prefill_secs, g.decode_secs);
         let text = strip_think(&self.tokenizer.decode(&g.ids)?);
         Ok(Completion {
             text: text.trim().to_string(),
-            prompt_tokens: prompt.len(),
+            prompt_tokens: prompt.ids.len(),
             reused_tokens: g.reused,
             generated_tokens: g.ids.len(),
             stop: g.stop,
-            prefill_secs: g.prefill_secs,
-            decode_secs: g.decode_secs,
+            looped,
+            prefill_secs,
+            decode_secs,
         })
     }
 }
@@ -454,6 +488,19 @@ fn special_token(config: Option<&Value>, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Tokens that end a turn in the chat formats of common model families.
+const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "<｜end▁of▁sentence｜>",
+];
+
 /// Every id that ends a reply: generation_config's list (or single id),
 /// the tokenizer's EOS token, and GGUF's EOS/EOT ids.
 fn stop_tokens(
@@ -477,6 +524,11 @@ fn stop_tokens(
             if let Some(id) = meta.get(key).and_then(|v| v.to_u32().ok()) {
                 ids.push(id);
             }
+        }
+        // A bare GGUF file often names only one of the tokens that end a
+        // turn; llama.cpp also stops on the others it knows by name.
+        if tok_config.is_none() && gen_config.is_none() {
+            ids.extend(END_OF_TURN_TOKENS.iter().filter_map(|t| tok.token_id(t)));
         }
     }
     let mut seen = std::collections::HashSet::new();

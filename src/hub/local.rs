@@ -1,5 +1,5 @@
 //! Models on the local disk: a folder in the Hugging Face layout or a GGUF
-//! file with its tokenizer beside it.
+//! file, which carries its own tokenizer unless one is given or lies beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,7 @@ fn resolve_dir(spec: &str, dir: &Path, tokenizer: Option<&Path>) -> Result<Model
     let shards = safetensors_shards(dir)?;
     if shards.is_empty() {
         if let [only] = ggufs.as_slice() {
-            return resolve_gguf(spec, only, tokenizer.or(Some(dir)));
+            return resolve_gguf(spec, only, tokenizer);
         }
         let what = if ggufs.len() > 1 {
             "a single weights file (several .gguf files: name one)".to_string()
@@ -80,7 +80,7 @@ fn resolve_dir(spec: &str, dir: &Path, tokenizer: Option<&Path>) -> Result<Model
         id: spec.to_string(),
         weights: WeightsFormat::Safetensors(shards),
         config: Some(config),
-        tokenizer: tok.tokenizer,
+        tokenizer: Some(tok.tokenizer),
         tokenizer_config: tok.tokenizer_config,
         generation_config: optional(dir, "generation_config.json"),
         chat_template: tok.chat_template,
@@ -100,24 +100,26 @@ pub(super) fn safetensors_shards(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn resolve_gguf(spec: &str, file: &Path, tokenizer: Option<&Path>) -> Result<ModelFiles> {
     let dir = file.parent().unwrap_or(Path::new("."));
-    let tok = tokenizer_at(tokenizer.unwrap_or(dir)).map_err(|e| match tokenizer {
-        Some(_) => e,
-        None => Error::model(format!(
-            "{}: no tokenizer.json beside the GGUF file; pass --tokenizer PATH (a tokenizer.json or its folder) or hf:OWNER/NAME",
-            file.display()
-        ))
-        .into(),
-    })?;
+    // `--tokenizer` first, then a tokenizer.json beside the file; without
+    // either the GGUF's own metadata is the tokenizer.
+    let tok = match tokenizer {
+        Some(t) => Some(tokenizer_at(t)?),
+        None => optional(dir, "tokenizer.json")
+            .map(|_| tokenizer_at(dir))
+            .transpose()?,
+    };
+    let generation_config = tok
+        .as_ref()
+        .and_then(|t| t.generation_config.clone())
+        .or_else(|| optional(dir, "generation_config.json"));
     Ok(ModelFiles {
         id: spec.to_string(),
         weights: WeightsFormat::Gguf(file.to_path_buf()),
         config: None,
-        tokenizer: tok.tokenizer,
-        tokenizer_config: tok.tokenizer_config,
-        generation_config: tok
-            .generation_config
-            .or_else(|| optional(dir, "generation_config.json")),
-        chat_template: tok.chat_template,
+        tokenizer: tok.as_ref().map(|t| t.tokenizer.clone()),
+        tokenizer_config: tok.as_ref().and_then(|t| t.tokenizer_config.clone()),
+        generation_config,
+        chat_template: tok.and_then(|t| t.chat_template),
     })
 }
 

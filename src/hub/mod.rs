@@ -28,6 +28,16 @@ pub enum WeightsFormat {
     Gguf(PathBuf),
 }
 
+impl WeightsFormat {
+    /// The weight files, in order.
+    pub fn paths(&self) -> &[PathBuf] {
+        match self {
+            WeightsFormat::Safetensors(v) => v,
+            WeightsFormat::Gguf(p) => std::slice::from_ref(p),
+        }
+    }
+}
+
 /// Every file a model needs, resolved to local paths.
 #[derive(Debug, Clone)]
 pub struct ModelFiles {
@@ -35,7 +45,9 @@ pub struct ModelFiles {
     pub id: String,
     pub weights: WeightsFormat,
     pub config: Option<PathBuf>,
-    pub tokenizer: PathBuf,
+    /// `tokenizer.json`; `None` for a GGUF file whose own metadata is the
+    /// tokenizer.
+    pub tokenizer: Option<PathBuf>,
     pub tokenizer_config: Option<PathBuf>,
     pub generation_config: Option<PathBuf>,
     pub chat_template: Option<PathBuf>,
@@ -44,13 +56,10 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Every file, weights first.
     pub fn all(&self) -> Vec<PathBuf> {
-        let weights: Vec<PathBuf> = match &self.weights {
-            WeightsFormat::Safetensors(v) => v.clone(),
-            WeightsFormat::Gguf(p) => vec![p.clone()],
-        };
+        let weights = self.weights.paths().to_vec();
         let rest = [
             &self.config,
-            &Some(self.tokenizer.clone()),
+            &self.tokenizer,
             &self.tokenizer_config,
             &self.generation_config,
             &self.chat_template,
@@ -65,13 +74,11 @@ impl ModelFiles {
     /// files, or, for local files, their paths, sizes and modification
     /// times. Outputs made from other files are other outputs.
     pub fn fingerprint(&self) -> serde_json::Value {
-        let weights: Vec<&PathBuf> = match &self.weights {
-            WeightsFormat::Safetensors(v) => v.iter().collect(),
-            WeightsFormat::Gguf(p) => vec![p],
-        };
-        let files: Vec<serde_json::Value> = weights
-            .into_iter()
-            .chain(std::iter::once(&self.tokenizer))
+        let files: Vec<serde_json::Value> = self
+            .weights
+            .paths()
+            .iter()
+            .chain(&self.tokenizer)
             .map(|p| file_fingerprint(p))
             .collect();
         serde_json::json!({ "id": self.id, "files": files })
@@ -278,7 +285,7 @@ pub(crate) struct TokenizerFiles {
 }
 
 fn apply_tokenizer(files: &mut ModelFiles, t: TokenizerFiles) {
-    files.tokenizer = t.tokenizer;
+    files.tokenizer = Some(t.tokenizer);
     files.tokenizer_config = t.tokenizer_config.or(files.tokenizer_config.take());
     files.generation_config = files.generation_config.take().or(t.generation_config);
     files.chat_template = t.chat_template.or(files.chat_template.take());
@@ -390,12 +397,19 @@ fn assemble(id: &str, paths: &[(String, PathBuf)], origin: &str) -> Result<Model
         ))
         .into());
     }
+    let tokenizer = match (&weights, named("tokenizer.json")) {
+        (_, Some(t)) => Some(t),
+        // A GGUF file carries its tokenizer.
+        (WeightsFormat::Gguf(_), None) => None,
+        (WeightsFormat::Safetensors(_), None) => {
+            return Err(Error::model(format!("{origin} lists no tokenizer.json")).into())
+        }
+    };
     Ok(ModelFiles {
         id: id.to_string(),
         weights,
         config: named("config.json"),
-        tokenizer: named("tokenizer.json")
-            .ok_or_else(|| Error::model(format!("{origin} lists no tokenizer.json")))?,
+        tokenizer,
         tokenizer_config: named("tokenizer_config.json"),
         generation_config: named("generation_config.json"),
         chat_template: named("chat_template.jinja"),
@@ -461,30 +475,28 @@ fn resolve_hub(
             }
         }
     }
+    let gguf = matches!(&h.file, Some(f) if f.ends_with(".gguf"));
     let tok = match tokenizer {
         Some(t) => Some(tokenizer_files(t, fetcher, spec)?),
-        None => match fetch_tokenizer(&h.repo, &h.revision, fetcher, &origin, spec)? {
-            Some(t) => Some(t),
-            // GGUF repositories seldom carry tokenizer.json: the base model's has it.
-            None => match h
-                .repo
-                .strip_suffix("-GGUF")
-                .or_else(|| h.repo.strip_suffix("-gguf"))
-            {
-                Some(base) => fetch_tokenizer(base, "main", fetcher, &origin, spec)?,
-                None => None,
-            },
-        },
+        // A GGUF file is a whole model: its metadata holds the tokenizer
+        // and chat template.
+        None if gguf => None,
+        None => Some(
+            fetch_tokenizer(&h.repo, &h.revision, fetcher, &origin, spec)?.ok_or_else(|| {
+                Error::model(format!(
+                    "{} has no tokenizer.json: pass --tokenizer hf:OWNER/NAME or a local tokenizer.json",
+                    h.repo
+                ))
+            })?,
+        ),
     };
-    let tok = tok.ok_or_else(|| {
-        Error::model(format!(
-            "{} has no tokenizer.json: pass --tokenizer hf:OWNER/BASE-MODEL or a local tokenizer.json",
-            h.repo
-        ))
-    })?;
-    paths.push(("tokenizer.json".into(), tok.tokenizer.clone()));
+    if let Some(tok) = &tok {
+        paths.push(("tokenizer.json".into(), tok.tokenizer.clone()));
+    }
     let mut files = assemble(spec, &paths, &origin)?;
-    apply_tokenizer(&mut files, tok);
+    if let Some(tok) = tok {
+        apply_tokenizer(&mut files, tok);
+    }
     Ok(files)
 }
 

@@ -18,6 +18,9 @@ pub enum Problem {
     /// Fewer sentences and less text than the source: a sentence is
     /// probably gone.
     Shorter { sentences: usize, of: usize },
+    /// The source given back untranslated, though it is not in the target
+    /// language.
+    Echo,
 }
 
 impl std::fmt::Display for Problem {
@@ -34,8 +37,21 @@ impl std::fmt::Display for Problem {
                 f,
                 "the translation has {sentences} sentence(s) of the source's {of} and less text"
             ),
+            Problem::Echo => write!(f, "the model gave the source text back untranslated"),
         }
     }
+}
+
+/// Whether `output` is `source` given back (spacing and case aside) while
+/// `source` is reliably in another language than `target`.
+pub fn echo(source: &str, output: &str, target: Option<&str>) -> Option<Problem> {
+    let norm = |t: &str| -> String {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    (norm(source) == norm(output) && super::wrong_language(source, target)).then_some(Problem::Echo)
 }
 
 /// What `output` lacks of `source`, if anything.

@@ -60,6 +60,11 @@ pub struct Usage {
     pub decode_secs: f64,
     /// Calls cut off at their token cap rather than ending on their own.
     pub capped_calls: usize,
+    /// Calls whose answer fell into a loop (a sentence or long stretch
+    /// again and again) and were asked again without it.
+    pub looped_calls: usize,
+    /// Of those, answers that looped again and were kept cut at the loop.
+    pub loops_cut: usize,
 }
 
 impl Usage {
@@ -72,6 +77,8 @@ impl Usage {
         self.prefill_secs += other.prefill_secs;
         self.decode_secs += other.decode_secs;
         self.capped_calls += other.capped_calls;
+        self.looped_calls += other.looped_calls;
+        self.loops_cut += other.loops_cut;
     }
 
     fn add(&mut self, c: &Completion) {
@@ -83,6 +90,10 @@ impl Usage {
         self.decode_secs += c.decode_secs;
         if c.stop == crate::engine::generate::StopReason::Length {
             self.capped_calls += 1;
+        }
+        self.looped_calls += usize::from(c.looped);
+        if c.stop == crate::engine::generate::StopReason::Repetition {
+            self.loops_cut += 1;
         }
     }
 }
@@ -102,6 +113,27 @@ pub(crate) fn wrong_language(text: &str, code: Option<&str>) -> bool {
         }
         _ => false,
     }
+}
+
+/// The answer without the prompt's scaffolding. A reply wrapped in the
+/// `<tag>…</tag>` delimiters that the prompt puts around the text is
+/// unwrapped; one with other words before the opening delimiter (the
+/// prompt's own instructions, or comments) is no answer (`None`), and so
+/// is one that is only the delimiters.
+pub(crate) fn answer_only(reply: &str, tag: &str) -> Option<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut answer = reply.trim();
+    if let Some(i) = answer.find(&open) {
+        if !answer[..i].trim().is_empty() {
+            return None;
+        }
+        answer = &answer[i + open.len()..];
+    }
+    if let Some(i) = answer.find(&close) {
+        answer = &answer[..i];
+    }
+    let answer = answer.trim();
+    (!answer.is_empty() || reply.trim().is_empty()).then(|| answer.to_string())
 }
 
 /// Tokens kept free between the measured prompt and the limit, for the
@@ -242,9 +274,35 @@ pub(crate) mod fake {
                 prompt_tokens: prompt,
                 reused_tokens: 0,
                 stop: StopReason::Length,
+                looped: false,
                 prefill_secs: 0.0,
                 decode_secs: 0.0,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_only;
+
+    #[test]
+    fn prompt_scaffolding_never_reaches_the_reader() {
+        assert_eq!(
+            answer_only("<text>\nBonjour.\n</text>", "text").unwrap(),
+            "Bonjour."
+        );
+        assert_eq!(
+            answer_only("Bonjour.</text> extra", "text").unwrap(),
+            "Bonjour."
+        );
+        assert_eq!(answer_only("Bonjour.", "text").unwrap(), "Bonjour.");
+        assert_eq!(answer_only("", "text").unwrap(), "");
+        // The instructions repeated before the text: no answer.
+        assert_eq!(
+            answer_only("Translate the text below into French. <text> Hello", "text"),
+            None
+        );
+        assert_eq!(answer_only("<text></text>", "text"), None);
     }
 }

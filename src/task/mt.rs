@@ -64,6 +64,7 @@ impl SentenceModel for Mt<'_> {
             prefill_secs: stats.encode_secs,
             decode_secs: stats.decode_secs,
             capped_calls: stats.capped,
+            ..Usage::default()
         };
         Ok((out.into_iter().map(|t| t.text).collect(), usage))
     }

@@ -68,6 +68,9 @@ pub struct Summary {
     /// With `cite`: where each bullet comes from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub citations: Option<Citations>,
+    /// The summary did not end on its own (length cap, or a loop even when
+    /// asked again): it was cut back to its last full sentence.
+    pub cut: bool,
     pub usage: Usage,
 }
 
@@ -272,6 +275,7 @@ pub fn summarize(
             rounds: 0,
             wrong_language,
             citations,
+            cut: c.stop != crate::engine::generate::StopReason::Eos,
             usage,
         });
     }
@@ -323,6 +327,7 @@ pub fn summarize(
                 rounds,
                 wrong_language,
                 citations,
+                cut: c.stop != crate::engine::generate::StopReason::Eos,
                 usage,
             });
         }
@@ -362,7 +367,7 @@ fn last_call(
     usage.add(&c);
     let code = req.language_code.as_deref();
     if !wrong_language(&c.text, code) {
-        return Ok((c, false));
+        return Ok((whole_sentences(c), false));
     }
     let firm = messages(true)?;
     let room = model
@@ -371,10 +376,25 @@ fn last_call(
     let again = model.complete(&firm, cap.min(room))?;
     usage.add(&again);
     if again.text.trim().is_empty() || wrong_language(&again.text, code) {
-        Ok((c, true))
+        Ok((whole_sentences(c), true))
     } else {
-        Ok((again, false))
+        Ok((whole_sentences(again), false))
     }
+}
+
+/// The summary without the prompt's delimiters. One that did not end on
+/// its own (cap or loop) ends at its last full sentence; `stop` stays as it was, so the caller can say so.
+fn whole_sentences(mut c: crate::engine::Completion) -> crate::engine::Completion {
+    use crate::engine::generate::StopReason;
+    c.text = super::answer_only(&c.text, "article")
+        .and_then(|t| super::answer_only(&t, "summaries"))
+        .unwrap_or_default();
+    if c.stop != StopReason::Eos {
+        if let Some(cut) = crate::text::segment::through_last_sentence(&c.text) {
+            c.text = cut.to_string();
+        }
+    }
+    c
 }
 
 /// Consecutive groups of parts whose combine prompt fits `limit` tokens.

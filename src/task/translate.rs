@@ -13,7 +13,7 @@ use std::ops::Range;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::check::{check, Problem};
+use super::check::{check, echo, Problem};
 use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
@@ -259,6 +259,7 @@ impl Flag {
             kind: match p {
                 Problem::Numbers { .. } => "numbers",
                 Problem::Shorter { .. } => "shorter",
+                Problem::Echo => "echo",
             }
             .into(),
             detail: p.to_string(),
@@ -342,7 +343,7 @@ impl Translator<'_> {
         )?;
         let c = self.model.complete(&messages, cap)?;
         self.usage.add(&c);
-        Ok(c.text)
+        Ok(super::answer_only(&c.text, "text").unwrap_or_default())
     }
 
     /// Takes `reply` as the unit's translation when it is not empty, its
@@ -357,7 +358,9 @@ impl Translator<'_> {
             return false;
         };
         let strip = crate::markup::strip_placeholders;
-        let problem = check(&strip(self.doc.units()[unit].text()), &strip(reply));
+        let (source, answer) = (strip(self.doc.units()[unit].text()), strip(reply));
+        let problem = check(&source, &answer)
+            .or_else(|| echo(&source, &answer, self.req.target_code.as_deref()));
         if problem.is_some() && !last {
             return false;
         }

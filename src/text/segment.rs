@@ -157,8 +157,49 @@ fn push_trimmed(out: &mut Vec<Range<usize>>, s: &str, start: usize, end: usize, 
     }
 }
 
+/// `text` up to the end of its last complete sentence: sentence punctuation
+/// (with any closing quotes or brackets) followed by whitespace or the end.
+/// `None` when no sentence in it is complete. For answers cut off at their
+/// length cap: a reader gets whole sentences or nothing.
+pub fn through_last_sentence(text: &str) -> Option<&str> {
+    const ENDS: &[char] = &['.', '!', '?', '…', '。', '！', '？', '．', '｡'];
+    const CLOSERS: &[char] = &[
+        '"', '\'', '”', '’', '»', '›', ')', ']', '」', '』', '）', '*', '_',
+    ];
+    let text = text.trim_end();
+    let mut best = None;
+    for (i, c) in text.char_indices() {
+        if !ENDS.contains(&c) {
+            continue;
+        }
+        let after = &text[i + c.len_utf8()..];
+        let closers: usize = after
+            .chars()
+            .take_while(|c| CLOSERS.contains(c))
+            .map(char::len_utf8)
+            .sum();
+        let end = i + c.len_utf8() + closers;
+        let cjk = c as u32 >= 0x3000;
+        if cjk || text[end..].chars().next().is_none_or(char::is_whitespace) {
+            best = Some(end);
+        }
+    }
+    best.map(|end| &text[..end])
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn answers_are_cut_after_their_last_full_sentence() {
+        use super::through_last_sentence as cut;
+        assert_eq!(cut("One. Two is seen with the"), Some("One."));
+        assert_eq!(cut("He said \"stop.\" Then"), Some("He said \"stop.\""));
+        assert_eq!(cut("Pi is 3.14 and"), None);
+        assert_eq!(cut("Done!\n\nMore"), Some("Done!"));
+        assert_eq!(cut("完了。次は"), Some("完了。"));
+        assert_eq!(cut("Whole. "), Some("Whole."));
+    }
+
     use super::*;
 
     fn texts<'a>(text: &'a str, ranges: &[Range<usize>]) -> Vec<&'a str> {

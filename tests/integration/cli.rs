@@ -118,7 +118,11 @@ fn summarize_writes_a_summary_to_stdout() {
     let out = run(cmd, None);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).trim().is_empty());
-    assert!(stderr(&out).is_empty(), "stderr: {}", stderr(&out));
+    // The random-weight model writes until its cap: the one thing said.
+    assert_eq!(
+        stderr(&out),
+        "glot: warning: the summary did not end on its own (length cap or a loop): it was cut back to its last full sentence\n"
+    );
 }
 
 #[test]

@@ -299,7 +299,9 @@ fn hub_repos_by_name_fetch_what_the_architecture_needs() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let ids: Vec<u32> = serde_json::from_value(json["output_ids"].clone()).unwrap();
     assert_eq!(ids, case.output_ids);
-    // A GGUF repo has no tokenizer: it comes from the base repo (-GGUF stripped).
+    // A GGUF file is a whole model: its tokenizer is in its metadata, and
+    // nothing comes from the base repository.
+    let base_before = env.blobs("test/qwen3-tiny");
     let o = env.glot(&[
         "generate",
         "--model",
@@ -310,6 +312,7 @@ fn hub_repos_by_name_fetch_what_the_architecture_needs() {
         "3",
     ]);
     ok(&o);
+    assert_eq!(env.blobs("test/qwen3-tiny"), base_before);
     let o = env.glot(&[
         "generate",
         "--model",

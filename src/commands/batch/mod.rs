@@ -646,6 +646,8 @@ fn record(
                 Some(Tokens {
                     prompt: made.usage.prompt_tokens,
                     generated: made.usage.generated_tokens,
+                    looped: made.usage.looped_calls,
+                    loops_cut: made.usage.loops_cut,
                 }),
             )
         }

@@ -754,6 +754,7 @@ impl crate::engine::ChatModel for Seq2Seq {
             reused_tokens: 0,
             generated_tokens: out.ids.len(),
             stop: out.stop,
+            looped: false,
             prefill_secs: g.encode_secs,
             decode_secs: g.decode_secs,
         })
