@@ -358,6 +358,23 @@ impl Llm {
         generate::generate(decoder, cache, prompt, params, on_token)
     }
 
+    /// Next-token logits after `prompt`, then after each token of `forced`
+    /// in turn: the model read along a given continuation (another
+    /// implementation's), to compare logits step by step.
+    pub fn logits_along(&mut self, prompt: &[u32], forced: &[u32]) -> Result<Vec<Vec<f32>>> {
+        anyhow::ensure!(!prompt.is_empty(), "cannot read along an empty prompt");
+        self.check_room(prompt.len(), forced.len())?;
+        let (decoder, cache) = self.decoder_and_cache()?;
+        *cache = generate::CacheState::default();
+        decoder.rewind(0)?;
+        let mut out = Vec::with_capacity(forced.len() + 1);
+        out.push(decoder.forward(prompt, 0)?);
+        for (i, &t) in forced.iter().enumerate() {
+            out.push(decoder.forward(&[t], prompt.len() + i)?);
+        }
+        Ok(out)
+    }
+
     /// Fails when a prompt and its answer cannot fit the context.
     fn check_room(&self, prompt: usize, answer: usize) -> Result<()> {
         let room = self.info.context_length;

@@ -13,6 +13,7 @@ mod hub;
 mod hubserver;
 mod mt;
 mod parity;
+mod real;
 mod segmentation;
 mod seq2seq;
 mod structure;

