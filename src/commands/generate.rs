@@ -9,7 +9,9 @@ use glot::engine::ModelInfo;
 use glot::prompt::chat::Message;
 use serde::Serialize;
 
-use super::{emit, load_model, Provenance, Timings};
+use glot::task::Usage;
+
+use super::{emit, load_model, mt, Provenance, Timings};
 use crate::printer::Printer;
 use crate::settings::{GenerateSettings, PromptSource};
 
@@ -37,6 +39,76 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         }
         PromptSource::Text(t) => t.clone(),
     };
+    let done = match mt::choose(&s.model, s.model.offline, printer)? {
+        Some(mt::Choice::Fixed(files)) => seq2seq(&s, &files, raw, printer)?,
+        Some(mt::Choice::Registry(_)) => {
+            return Err(glot::Error::Usage(
+                "`glot generate` runs one model: name a translation model's folder, id or hf: repository rather than opus-mt".into(),
+            )
+            .into())
+        }
+        None => chat_model(&s, raw, printer)?,
+    };
+    let Generated {
+        info,
+        prompt,
+        ids,
+        output,
+        stop,
+        text,
+        usage,
+    } = done;
+    printer.info(format!(
+        "{} prompt tokens, {} new tokens, {:.1} tokens/s decode",
+        ids.len(),
+        output.len(),
+        output.len() as f64 / usage.decode_secs.max(1e-9)
+    ));
+    let report = Report {
+        model: &info,
+        prompt: &prompt,
+        prompt_ids: &ids,
+        output_ids: &output,
+        text: &text,
+        stop,
+        seed: s.model.sampling.map(|x| x.seed),
+        timings: Timings::of(&info, &usage, start),
+        reproduce: s
+            .output
+            .json
+            .then(|| Provenance::of(&info, None, &s.model, false, false))
+            .transpose()?,
+    };
+    report.timings.report(printer);
+    super::speed::remember(&info, &usage, &s.model, printer);
+    emit(&s.output, &text, &report)
+}
+
+/// What one prompt gave, whichever kind of model ran it.
+struct Generated {
+    info: ModelInfo,
+    prompt: String,
+    ids: Vec<u32>,
+    output: Vec<u32>,
+    stop: StopReason,
+    text: String,
+    usage: Usage,
+}
+
+fn usage(prompt: usize, output: usize, stop: StopReason, secs: [f64; 2], reused: usize) -> Usage {
+    Usage {
+        calls: 1,
+        prompt_tokens: prompt,
+        reused_tokens: reused,
+        generated_tokens: output,
+        prefill_secs: secs[0],
+        decode_secs: secs[1],
+        capped_calls: usize::from(stop == StopReason::Length),
+        ..Default::default()
+    }
+}
+
+fn chat_model(s: &GenerateSettings, raw: String, printer: &Printer) -> Result<Generated> {
     let mut llm = load_model(&s.model, printer, false)?;
     // A chat prompt is rendered by the template, which adds its own special
     // tokens; a raw prompt gets what the tokenizer adds (BOS for Llama 3).
@@ -62,38 +134,69 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
     };
     let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
     let text = glot::engine::strip_think(&llm.tokenizer().decode(&g.ids)?);
-    printer.info(format!(
-        "{} prompt tokens, {} new tokens, {:.1} tokens/s decode",
-        ids.len(),
-        g.ids.len(),
-        g.ids.len() as f64 / g.decode_secs.max(1e-9)
-    ));
-    let usage = glot::task::Usage {
-        calls: 1,
-        prompt_tokens: ids.len(),
-        reused_tokens: g.reused,
-        generated_tokens: g.ids.len(),
-        prefill_secs: g.prefill_secs,
-        decode_secs: g.decode_secs,
-        capped_calls: usize::from(g.stop == glot::engine::generate::StopReason::Length),
-        ..Default::default()
-    };
-    let report = Report {
-        model: llm.info(),
-        prompt: &prompt,
-        prompt_ids: &ids,
-        output_ids: &g.ids,
-        text: &text,
+    Ok(Generated {
+        info: llm.info().clone(),
+        usage: usage(
+            ids.len(),
+            g.ids.len(),
+            g.stop,
+            [g.prefill_secs, g.decode_secs],
+            g.reused,
+        ),
+        prompt,
+        ids,
+        output: g.ids,
         stop: g.stop,
-        seed: s.model.sampling.map(|x| x.seed),
-        timings: Timings::of(llm.info(), &usage, start),
-        reproduce: s
-            .output
-            .json
-            .then(|| Provenance::of(llm.info(), None, &s.model, false, false))
-            .transpose()?,
+        text,
+    })
+}
+
+/// A translation model (Marian, T5): the prompt is the encoder's input, as
+/// the model's tokenizer makes it (end token included).
+fn seq2seq(
+    s: &GenerateSettings,
+    files: &glot::hub::seq2seq::Seq2SeqFiles,
+    raw: String,
+    printer: &Printer,
+) -> Result<Generated> {
+    let refuse = |what: &str| -> Result<Generated> {
+        Err(glot::Error::Usage(format!(
+            "{what} works with chat models only; {} is a translation model",
+            files.id
+        ))
+        .into())
     };
-    report.timings.report(printer);
-    super::speed::remember(llm.info(), &usage, &s.model, printer);
-    emit(&s.output, &text, &report)
+    if s.chat {
+        return refuse("--chat");
+    }
+    if s.ignore_eos {
+        return refuse("--ignore-eos");
+    }
+    if s.model.sampling.is_some() {
+        return refuse("sampling");
+    }
+    let model = mt::load_seq2seq(files, &s.model, printer)?;
+    let ids = model.vocab().encode(&raw, None)?;
+    let g = model.generate(std::slice::from_ref(&ids), &[s.max_new_tokens])?;
+    let out = g
+        .outputs
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the model gave no output"))?;
+    let text = model.vocab().decode(&out.ids)?;
+    Ok(Generated {
+        info: model.info().clone(),
+        usage: usage(
+            ids.len(),
+            out.ids.len(),
+            out.stop,
+            [g.encode_secs, g.decode_secs],
+            0,
+        ),
+        prompt: raw,
+        ids,
+        output: out.ids,
+        stop: out.stop,
+        text,
+    })
 }

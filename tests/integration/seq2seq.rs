@@ -416,3 +416,30 @@ fn control_tokens_typed_in_text_are_text() {
         );
     }
 }
+
+/// `glot generate` runs translation models too: the prompt is the encoder
+/// input, and the JSON has transformers' ids.
+#[test]
+fn generate_runs_translation_models_with_transformers_ids() {
+    let r = reference();
+    let home = tempfile::tempdir().unwrap();
+    let max = r["max_new_tokens"].to_string();
+    for case in r["greedy"].as_array().unwrap() {
+        let mut cmd = crate::util::glot(home.path());
+        cmd.args(["generate", "--model"])
+            .arg(model_dir("marian"))
+            .args(["--prompt", case["text"].as_str().unwrap()])
+            .args(["--max-new-tokens", &max, "--format", "json"]);
+        let out = crate::util::run(cmd, None);
+        assert!(out.status.success(), "{}", crate::util::stderr(&out));
+        let json: Value = serde_json::from_str(&crate::util::stdout(&out)).unwrap();
+        assert_eq!(json["prompt_ids"], case["input_ids"], "{}", case["text"]);
+        assert_eq!(json["output_ids"], case["output_ids"], "{}", case["text"]);
+    }
+    let mut cmd = crate::util::glot(home.path());
+    cmd.args(["generate", "--chat", "--prompt", "Hi", "--model"])
+        .arg(model_dir("marian"));
+    let out = crate::util::run(cmd, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(crate::util::stderr(&out).contains("--chat works with chat models only"));
+}
