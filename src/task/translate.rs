@@ -80,7 +80,8 @@ pub fn plan(
     doc: &Markup,
     req: &Request,
 ) -> Result<super::Plan> {
-    let text = doc.model_text();
+    let sent = sendable(doc);
+    let text = model_text(doc, &sent);
     let plan = chunk_plan(model, prompts, doc, req, &text)?;
     let calls = plan
         .chunks
@@ -90,7 +91,7 @@ pub fn plan(
             let n = if c.partial { 1 } else { c.paragraphs.len() };
             let (_, prompt, cap) = call_size(model, prompts, req, content, n, c.tokens, false)?;
             Ok(super::PlannedCall {
-                line: Some(line_of(doc, c.paragraphs.start)),
+                line: Some(line_of(doc, sent[c.paragraphs.start])),
                 text_tokens: c.tokens,
                 prompt_tokens: prompt,
                 answer_cap: cap,
@@ -129,9 +130,32 @@ pub fn translate(
     doc: &Markup,
     req: &Request,
 ) -> Result<Translation> {
-    let text = doc.model_text();
+    let sent = sendable(doc);
+    let text = model_text(doc, &sent);
     let plan = chunk_plan(model, prompts, doc, req, &text)?;
-    translate_planned(model, prompts, doc, req, &text, plan)
+    translate_planned(model, prompts, doc, req, &text, plan, sent)
+}
+
+/// The units a model is asked for: those with letters. The rest (numbers,
+/// times, list markers, placeholders alone) are copied through, as a model
+/// can only get them wrong.
+fn sendable(doc: &Markup) -> Vec<usize> {
+    doc.units()
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| {
+            crate::markup::strip_placeholders(u.text())
+                .chars()
+                .any(char::is_alphabetic)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The texts of `units`, one paragraph each, as the chunker reads them.
+fn model_text(doc: &Markup, units: &[usize]) -> String {
+    let texts: Vec<&str> = units.iter().map(|&i| doc.units()[i].text()).collect();
+    texts.join("\n\n")
 }
 
 /// The chunks of `text` (the document's model text) that fit one call each.
@@ -158,7 +182,7 @@ fn chunk_plan(
         })?;
     let counter = |s: &str| model.count_tokens(s);
     let plan = chunk::plan(text, budget, &counter)?;
-    debug_assert_eq!(plan.paragraphs.len(), doc.units().len());
+    debug_assert_eq!(plan.paragraphs.len(), paragraphs(text).len());
     Ok(plan)
 }
 
@@ -169,14 +193,25 @@ fn translate_planned(
     req: &Request,
     text: &str,
     plan: chunk::Plan,
+    sent: Vec<usize>,
 ) -> Result<Translation> {
+    // Units that are not sent keep their text as it is.
+    let mut out: Vec<Option<String>> = doc
+        .units()
+        .iter()
+        .map(|u| Some(doc.source()[u.range.clone()].to_string()))
+        .collect();
+    for &i in &sent {
+        out[i] = None;
+    }
     let mut t = Translator {
         model,
         prompts,
         req,
         doc,
         usage: Usage::default(),
-        out: vec![None; doc.units().len()],
+        out,
+        sent,
         retried: 0,
         broken: 0,
         wrong_language: 0,
@@ -298,6 +333,9 @@ struct Translator<'a> {
     usage: Usage,
     /// Restored output per unit; `None` keeps the source.
     out: Vec<Option<String>>,
+    /// The units sent, by their place in the chunk plan: plan paragraph
+    /// `p` is unit `sent[p]` of the document.
+    sent: Vec<usize>,
     retried: usize,
     broken: usize,
     wrong_language: usize,
@@ -350,7 +388,8 @@ impl Translator<'_> {
     /// placeholders restore and it has every number and sentence of the
     /// source; says whether it did. On the `last` chance a translation that
     /// restores is kept even so, and flagged with what it lacks.
-    fn accept_or_not(&mut self, unit: usize, reply: &str, wrong: bool, last: bool) -> bool {
+    fn accept_or_not(&mut self, planned: usize, reply: &str, wrong: bool, last: bool) -> bool {
+        let unit = self.sent[planned];
         if reply.trim().is_empty() {
             return false;
         }
@@ -439,7 +478,7 @@ impl Translator<'_> {
     /// check, sentence by sentence. What fails even so is kept with a flag
     /// (an answer that restores) or left in the source.
     fn alone(&mut self, unit: usize) -> Result<()> {
-        let src = self.doc.units()[unit].text();
+        let src = self.doc.units()[self.sent[unit]].text();
         let tokens = self.model.count_tokens(src)?;
         let (reply, wrong) = self.ask(src, 1, tokens, true)?;
         let whole = one_paragraph(&reply);
@@ -583,6 +622,23 @@ mod tests {
         assert!(plan.calls.iter().any(|c| c.partial));
         assert_eq!(plan.calls[0].line, Some(1));
         assert!(plan.peak() <= plan.context);
+    }
+
+    #[test]
+    fn units_without_letters_are_copied_not_sent() {
+        let p = Prompts::load(None).unwrap();
+        let doc = text("Results of the race.\n\n2:19:41\n\n4.\n\nThe winner ran fast.");
+        // Any 4 the model sees comes back a 7.
+        let mut m = fake(Reply::Garble { once: false });
+        let plan = plan(&m, &p, &doc, &req()).unwrap();
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        assert_eq!(
+            t.text,
+            "Results of the race.\n\n2:19:41\n\n4.\n\nThe winner ran fast."
+        );
+        assert_eq!(plan.calls.len(), 1);
+        assert_eq!(m.calls.len(), 1, "one call, for the two units with words");
+        assert!(t.flags.is_empty(), "{:?}", t.flags);
     }
 
     #[test]
