@@ -88,6 +88,12 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         printer.warn("the model returned an empty summary");
     }
     warn_loops(printer, &summary.usage);
+    if summary.repeated_sentences > 0 {
+        printer.warn(format!(
+            "the model wrote {} sentence(s) of the summary a second time: the copies were dropped",
+            summary.repeated_sentences
+        ));
+    }
     if summary.cut {
         printer.warn(
             "the summary did not end on its own (length cap or a loop): it was cut back to its last full sentence",

@@ -15,7 +15,6 @@ pub mod seq2seq;
 pub mod tokenizer;
 pub mod weights;
 
-use std::fs::File;
 use std::path::Path;
 use std::time::Instant;
 
@@ -174,14 +173,7 @@ impl Llm {
                 (w, cfg, None, format)
             }
             WeightsFormat::Gguf(path) => {
-                let mut f =
-                    File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-                let content = gguf_file::Content::read(&mut f).map_err(|e| {
-                    Error::model(format!(
-                        "{}: not a readable GGUF file ({e})",
-                        path.display()
-                    ))
-                })?;
+                let (_, content) = weights::read_gguf(path)?;
                 let names: Vec<&str> = content.tensor_infos.keys().map(String::as_str).collect();
                 let cfg = DecoderConfig::from_gguf(&content.metadata, &names)
                     .with_context(|| format!("in {}", path.display()))?;

@@ -128,6 +128,59 @@ pub(crate) fn map_safetensors(paths: &[PathBuf]) -> Result<MmapedSafetensors> {
     })?)
 }
 
+/// Reads a GGUF file's header: metadata and tensor list. A file that is
+/// not GGUF, or whose tensors are of a type glot cannot compute with (the
+/// IQ types, ternary and MXFP4 blocks), is a one-line model error that names
+/// the type.
+pub(crate) fn read_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    match gguf_file::Content::read(&mut file) {
+        Ok(content) => Ok((file, content)),
+        Err(e) => {
+            // candle's message may carry a backtrace: its first line says it.
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or_default().trim();
+            let unknown = first
+                .strip_prefix("unknown dtype for tensor ")
+                .and_then(|n| n.trim().parse::<u32>().ok());
+            Err(Error::model(match unknown {
+                Some(t) => format!(
+                    "{}: tensors of type {} are not supported (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K); convert the model with llama-quantize to one of them",
+                    path.display(),
+                    ggml_type_name(t)
+                ),
+                None => format!("{}: not a readable GGUF file ({first})", path.display()),
+            })
+            .into())
+        }
+    }
+}
+
+/// ggml's name of a tensor type number.
+fn ggml_type_name(t: u32) -> String {
+    let name = match t {
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        29 => "IQ1_M",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        _ => return format!("number {t}"),
+    };
+    name.to_string()
+}
+
 impl Weights {
     /// Memory-maps safetensors files (one, or the shards of an index).
     pub fn safetensors(paths: &[PathBuf], device: &Device) -> Result<Self> {
@@ -229,5 +282,48 @@ impl Weights {
                 .dequantize(&self.device)?,
         };
         Ok(t.to_dtype(DType::F32)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF header with one tensor of ggml type `ty` and no metadata.
+    fn gguf_with_tensor_type(ty: u32) -> tempfile::NamedTempFile {
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes()); // tensors
+        bytes.extend(0u64.to_le_bytes()); // metadata entries
+        let name = b"blk.0.ffn_up.weight";
+        bytes.extend((name.len() as u64).to_le_bytes());
+        bytes.extend(name);
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(32u64.to_le_bytes());
+        bytes.extend(ty.to_le_bytes());
+        bytes.extend(0u64.to_le_bytes());
+        bytes.resize(bytes.len().next_multiple_of(32) + 64, 0);
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        f
+    }
+
+    #[test]
+    fn unsupported_tensor_types_are_one_line_errors_that_name_the_type() {
+        let f = gguf_with_tensor_type(20);
+        let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
+        assert!(
+            e.contains("tensors of type IQ4_NL are not supported"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        let f = gguf_with_tensor_type(0);
+        assert!(read_gguf(f.path()).is_ok());
+        std::fs::write(f.path(), b"not a gguf file").unwrap();
+        let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
+        assert!(
+            e.contains("not a readable GGUF file") && !e.contains('\n'),
+            "{e}"
+        );
     }
 }

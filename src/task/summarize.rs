@@ -71,6 +71,8 @@ pub struct Summary {
     /// The summary did not end on its own (length cap, or a loop even when
     /// asked again): it was cut back to its last full sentence.
     pub cut: bool,
+    /// Sentences the summary said a second time, dropped.
+    pub repeated_sentences: usize,
     pub usage: Usage,
 }
 
@@ -255,9 +257,10 @@ pub fn summarize(
     // is summarized in one call.
     let single = prompts.summarize(text.trim(), ask, false)?;
     if model.prompt_tokens(&single)? + final_cap + SLACK <= ctx {
-        let (c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
+        let (mut c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
             prompts.summarize(text.trim(), ask, firm)
         })?;
+        let repeated_sentences = without_repeats(&mut c);
         // One part, the whole article: every line comes from it.
         let (text_out, citations) = match req.cite {
             true => {
@@ -276,6 +279,7 @@ pub fn summarize(
             wrong_language,
             citations,
             cut: c.stop != crate::engine::generate::StopReason::Eos,
+            repeated_sentences,
             usage,
         });
     }
@@ -316,9 +320,10 @@ pub fn summarize(
         rounds += 1;
         let all = prompts.combine(&parts, ask, false)?;
         if model.prompt_tokens(&all)? + final_cap + SLACK <= ctx {
-            let (c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
+            let (mut c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
                 prompts.combine(&parts, ask, firm)
             })?;
+            let repeated_sentences = without_repeats(&mut c);
             let citations = req.cite.then(|| citations(&c.text, spans.clone()));
             return Ok(Summary {
                 summary_tokens: c.generated_tokens,
@@ -328,6 +333,7 @@ pub fn summarize(
                 wrong_language,
                 citations,
                 cut: c.stop != crate::engine::generate::StopReason::Eos,
+                repeated_sentences,
                 usage,
             });
         }
@@ -395,6 +401,14 @@ fn whole_sentences(mut c: crate::engine::Completion) -> crate::engine::Completio
         }
     }
     c
+}
+
+/// The summary without sentences it already said: `text` and how many
+/// were dropped.
+fn without_repeats(c: &mut crate::engine::Completion) -> usize {
+    let (text, dropped) = crate::text::segment::drop_repeated_sentences(&c.text);
+    c.text = text;
+    dropped
 }
 
 /// Consecutive groups of parts whose combine prompt fits `limit` tokens.

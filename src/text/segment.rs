@@ -157,6 +157,41 @@ fn push_trimmed(out: &mut Vec<Range<usize>>, s: &str, start: usize, end: usize, 
     }
 }
 
+/// `text` without the sentences that repeat an earlier one word for word
+/// (spacing aside), and how many were dropped. A paragraph left empty goes
+/// with its blank line. For summaries: a small model writes a sentence
+/// again where it has nothing more to say, and a reader gains nothing from
+/// the second copy.
+pub fn drop_repeated_sentences(text: &str) -> (String, usize) {
+    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut seen = std::collections::HashSet::new();
+    let mut dropped = 0;
+    let mut kept_paragraphs = Vec::new();
+    for para in paragraphs(text) {
+        let mut kept = String::new();
+        let mut last_end = para.start;
+        for s in sentences(text, para.clone()) {
+            let gap = last_end;
+            if seen.insert(norm(&text[s.clone()])) {
+                if !kept.is_empty() {
+                    kept.push_str(&text[gap..s.start]);
+                }
+                kept.push_str(&text[s.clone()]);
+            } else {
+                dropped += 1;
+            }
+            last_end = s.end;
+        }
+        if !kept.is_empty() {
+            kept_paragraphs.push(kept);
+        }
+    }
+    if dropped == 0 {
+        return (text.to_string(), 0);
+    }
+    (kept_paragraphs.join("\n\n"), dropped)
+}
+
 /// `text` up to the end of its last complete sentence: sentence punctuation
 /// (with any closing quotes or brackets) followed by whitespace or the end.
 /// `None` when no sentence in it is complete. For answers cut off at their
@@ -189,6 +224,14 @@ pub fn through_last_sentence(text: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn repeated_sentences_are_dropped_once_seen() {
+        use super::drop_repeated_sentences as drop;
+        let text = "One. Two.\n\nThree. One.\n\nTwo.  \n\nFour.";
+        assert_eq!(drop(text), ("One. Two.\n\nThree.\n\nFour.".to_string(), 2));
+        assert_eq!(drop("A. B."), ("A. B.".to_string(), 0));
+    }
+
     #[test]
     fn answers_are_cut_after_their_last_full_sentence() {
         use super::through_last_sentence as cut;

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Shape, Tensor};
@@ -47,14 +47,7 @@ impl Weights {
 
     /// Opens a GGUF file whose tensors carry Hugging Face names.
     pub fn gguf(path: &Path, quant: Option<GgmlDType>) -> Result<Self> {
-        let mut file =
-            File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file).map_err(|e| {
-            Error::model(format!(
-                "{}: not a readable GGUF file ({e})",
-                path.display()
-            ))
-        })?;
+        let (file, content) = crate::engine::weights::read_gguf(path)?;
         Ok(Self::new(
             Store::Gguf {
                 content,

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""glot against llama.cpp on every type llama.cpp's usual presets produce, on
+one real model (SmolLM2-135M-Instruct), in one run.
+
+    .venv/bin/python bench/quant_types.py build PATH/SmolLM2-135M-Instruct.Q4_1.gguf
+    .venv/bin/python bench/quant_types.py run --threads 2
+
+`build` dequantizes the Q4_1 file to F32 with the `gguf` package (the exact
+weights, as tests/fixtures/real_model.py does), then writes one file per type
+with llama.cpp's own `llama-quantize` (built by tests/fixtures/setup.sh) under
+bench/models/smollm2/ (ignored by git), and keeps the Q4_1 file as it was
+published. The model's widths (576, 1536) are not multiples of 256, so the
+K-quant presets quantize some matrices to other types: the table names the
+type most matrices have.
+
+`run` gives both engines the same prompt ids (512 tokens of the corpus's
+English articles, as glot tokenizes them), then 128 greedy tokens with the
+end of text ignored, and prints the medians of --runs runs as a Markdown
+table: prefill and decode tokens per second and glot/llama.cpp ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+from speed import QUANTIZE, cpu_name, llama_llm  # noqa: E402
+
+OUT = ROOT / "bench" / "models" / "smollm2"
+TYPES = ["F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_1", "Q4_0", "Q3_K_M", "Q2_K"]
+PUBLISHED = "q4_1-published"
+
+
+def build(args: argparse.Namespace) -> None:
+    import gguf
+    from real_model import exact_weights, write_f32
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    published = OUT / f"{PUBLISHED}.gguf"
+    published.write_bytes(args.q4_1.read_bytes())
+    f32 = OUT / "f32.gguf"
+    reader = gguf.GGUFReader(str(args.q4_1))
+    tensors, _ = exact_weights(reader)
+    write_f32(reader, tensors, f32)
+    for ty in TYPES:
+        subprocess.run([str(QUANTIZE), str(f32), str(OUT / f"{ty.lower()}.gguf"), ty, "2"], check=True, capture_output=True)
+        print("wrote", ty, file=sys.stderr)
+
+
+def main_type(path: Path) -> str:
+    import gguf
+    from collections import Counter
+
+    reader = gguf.GGUFReader(str(path))
+    counts = Counter(t.tensor_type.name for t in reader.tensors if len(t.shape) == 2)
+    return counts.most_common(1)[0][0]
+
+
+def glot_run(glot: str, threads: int, model: Path, prompt: Path, new: int) -> dict:
+    cmd = [glot, "--threads", str(threads), "generate", "--prompt-file", str(prompt), "--model", str(model)]
+    cmd += ["--max-new-tokens", str(new), "--ignore-eos", "--format", "json"]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    r = json.loads(done.stdout)
+    t = r["timings"]
+    n = len(r["output_ids"])
+    assert n == new, (n, new)
+    decode_secs = n / t["decode_tokens_per_sec"]
+    return dict(prompt_ids=r["prompt_ids"], prefill=t["prefill_tokens_per_sec"], decode=(n - 1) / decode_secs)
+
+
+def prompt_file(glot: str, model: Path, n: int) -> Path:
+    """A text of the corpus's English articles that glot turns into n ids."""
+    corpus = ROOT / "tests" / "fixtures"
+    words = "\n\n".join(
+        p.read_text() for p in [corpus / "corpus" / "en-kim-russia-visit.txt", corpus / "real" / "en-harbour-bridge.txt"]
+    ).split(" ")
+    path = Path(tempfile.mkstemp(suffix=".txt")[1])
+    lo, hi = 1, len(words)
+    while lo < hi:  # the fewest words reaching n tokens
+        mid = (lo + hi) // 2
+        path.write_text(" ".join(words[:mid]))
+        ids = json.loads(
+            subprocess.run(
+                [glot, "generate", "--prompt-file", str(path), "--model", str(model), "--max-new-tokens", "1", "--format", "json"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )["prompt_ids"]
+        if len(ids) >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    path.write_text(" ".join(words[:lo]))
+    return path
+
+
+def run(args: argparse.Namespace) -> None:
+    names = args.files or [PUBLISHED] + [t.lower() for t in TYPES]
+    prompt = prompt_file(args.glot, OUT / f"{PUBLISHED}.gguf", args.prompt_tokens)
+    rows = []
+    for name in names:
+        path = OUT / f"{name}.gguf"
+        ours = [glot_run(args.glot, args.threads, path, prompt, args.new_tokens) for _ in range(args.runs)]
+        ids = ours[0]["prompt_ids"]
+        peer = [llama_llm(args.threads, path, ids, args.new_tokens) for _ in range(args.runs)]
+        med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+        row = dict(
+            name=name,
+            type=main_type(path),
+            mib=path.stat().st_size / 2**20,
+            prompt=len(ids),
+            glot_prefill=med(ours, "prefill"),
+            llama_prefill=med(peer, "prefill"),
+            glot_decode=med(ours, "decode"),
+            llama_decode=med(peer, "decode"),
+        )
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    print(f"SmolLM2-135M-Instruct, {args.threads} threads, {cpu_name()}, {rows[0]['prompt']}-token prompt, "
+          f"{args.new_tokens} new tokens, median of {args.runs} runs ({time.strftime('%Y-%m-%d')})\n")
+    print("| file | matrices | MiB | prefill glot / llama.cpp tok/s | ratio | decode glot / llama.cpp tok/s | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['name']} | {r['type']} | {r['mib']:.0f} | {r['glot_prefill']:.0f} / {r['llama_prefill']:.0f} | "
+            f"{r['glot_prefill'] / r['llama_prefill']:.2f}× | {r['glot_decode']:.1f} / {r['llama_decode']:.1f} | "
+            f"{r['glot_decode'] / r['llama_decode']:.2f}× |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("q4_1", type=Path)
+    r = sub.add_parser("run")
+    r.add_argument("--glot", default=str(ROOT / "target" / "release" / "glot"))
+    r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--runs", type=int, default=3)
+    r.add_argument("--prompt-tokens", type=int, default=512)
+    r.add_argument("--new-tokens", type=int, default=128)
+    r.add_argument("files", nargs="*", help="only these files of bench/models/smollm2/ (names without .gguf)")
+    args = parser.parse_args()
+    {"build": build, "run": run}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
