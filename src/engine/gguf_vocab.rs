@@ -61,23 +61,13 @@ pub struct GgufVocab {
 pub fn tokenizer_json(meta: &Metadata) -> Result<GgufVocab> {
     let model = string(meta, "tokenizer.ggml.model")?;
     let tokens = strings(meta, "tokenizer.ggml.tokens")?;
-    let types = match meta.get("tokenizer.ggml.token_type") {
-        Some(v) => v
-            .to_vec()
-            .map_err(|e| bad("tokenizer.ggml.token_type", e))?
-            .iter()
-            .map(|t| t.to_i32().map_err(|e| bad("tokenizer.ggml.token_type", e)))
-            .collect::<Result<Vec<_>>>()?,
-        None => vec![1; tokens.len()],
-    };
-    if types.len() != tokens.len() {
-        return Err(Error::model(format!(
-            "GGUF tokenizer: {} token types for {} tokens",
-            types.len(),
-            tokens.len()
-        ))
-        .into());
-    }
+    let types = per_token(
+        meta,
+        "tokenizer.ggml.token_type",
+        tokens.len(),
+        1,
+        Value::to_i32,
+    )?;
     let (tokenizer, space_prefix) = match model.as_str() {
         "gpt2" => (byte_level_bpe(meta, &tokens, &types)?, false),
         "llama" => (
@@ -118,6 +108,34 @@ fn strings(meta: &Metadata, key: &str) -> Result<Vec<String>> {
         .iter()
         .map(|v| v.to_string().cloned().map_err(|e| bad(key, e)))
         .collect()
+}
+
+/// One number per token (types, scores), or `default` for each when the
+/// key is absent.
+fn per_token<T: Clone>(
+    meta: &Metadata,
+    key: &str,
+    tokens: usize,
+    default: T,
+    read: impl Fn(&Value) -> candle_core::Result<T>,
+) -> Result<Vec<T>> {
+    let Some(v) = meta.get(key) else {
+        return Ok(vec![default; tokens]);
+    };
+    let values = v
+        .to_vec()
+        .map_err(|e| bad(key, e))?
+        .iter()
+        .map(|x| read(x).map_err(|e| bad(key, e)))
+        .collect::<Result<Vec<T>>>()?;
+    if values.len() != tokens {
+        return Err(Error::model(format!(
+            "GGUF metadata `{key}` has {} entries for {tokens} tokens",
+            values.len()
+        ))
+        .into());
+    }
+    Ok(values)
 }
 
 fn flag(meta: &Metadata, key: &str) -> Option<bool> {
@@ -210,23 +228,13 @@ fn byte_level_bpe(meta: &Metadata, tokens: &[String], types: &[i32]) -> Result<J
 
 /// `tokenizer.ggml.model = llama`: SentencePiece BPE with byte fallback.
 fn sentencepiece_bpe(meta: &Metadata, tokens: &[String], types: &[i32]) -> Result<Json> {
-    let scores: Vec<f32> = match meta.get("tokenizer.ggml.scores") {
-        Some(v) => v
-            .to_vec()
-            .map_err(|e| bad("tokenizer.ggml.scores", e))?
-            .iter()
-            .map(|s| s.to_f32().map_err(|e| bad("tokenizer.ggml.scores", e)))
-            .collect::<Result<_>>()?,
-        None => vec![0.0; tokens.len()],
-    };
-    if scores.len() != tokens.len() {
-        return Err(Error::model(format!(
-            "GGUF tokenizer: {} scores for {} tokens",
-            scores.len(),
-            tokens.len()
-        ))
-        .into());
-    }
+    let scores = per_token(
+        meta,
+        "tokenizer.ggml.scores",
+        tokens.len(),
+        0.0,
+        Value::to_f32,
+    )?;
     let space_prefix = flag(meta, "tokenizer.ggml.add_space_prefix").unwrap_or(true);
     let unk = id(meta, "tokenizer.ggml.unknown_token_id")
         .and_then(|i| tokens.get(i as usize))

@@ -258,7 +258,12 @@ impl Weights {
             }
             Source::Gguf { content, file } => {
                 let q = content.tensor(file, &name, &self.device)?;
-                QMatMul::from_arc(Arc::new(q))?
+                match q.dtype() {
+                    // Kept in half precision: the kernels widen them as
+                    // they read (candle would widen them all at load).
+                    GgmlDType::F16 | GgmlDType::BF16 => QMatMul::QTensor(Arc::new(q)),
+                    _ => QMatMul::from_arc(Arc::new(q))?,
+                }
             }
         };
         Ok(m)

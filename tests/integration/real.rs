@@ -172,24 +172,31 @@ fn smollm2_q4_1_logits_stay_near_llama_cpp_along_its_path() {
     }
 }
 
+/// `glot ARGS --model SmolLM2 --format json`, which must succeed: its JSON.
+/// Its text and stderr are printed, for `--nocapture`.
+fn with_smollm2(home: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut cmd = glot(home);
+    cmd.args(args)
+        .args(["--model", smollm2().to_str().unwrap(), "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    eprintln!(
+        "{}\n{}",
+        json["text"].as_str().unwrap_or_default(),
+        stderr(&out)
+    );
+    json
+}
+
 const ENTITIES: &[&str] = &["Norrhaven", "Brandt", "Keller", "Vestmark", "Halvorsen"];
 
 #[test]
 fn smollm2_summarizes_an_article_with_its_names_and_whole_sentences() {
     let home = tempfile::tempdir().unwrap();
     let article = fixtures().join("real/en-harbour-bridge.txt");
-    let mut cmd = glot(home.path());
-    cmd.arg("summarize").arg(&article).args([
-        "--model",
-        smollm2().to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let out = run(cmd, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let json = with_smollm2(home.path(), &["summarize", article.to_str().unwrap()]);
     let summary = json["text"].as_str().unwrap();
-    eprintln!("{summary}\n{}", stderr(&out));
     let source = std::fs::read_to_string(&article).unwrap();
     let named = ENTITIES.iter().filter(|e| summary.contains(*e)).count();
     assert!(named >= 2, "names {named} of {ENTITIES:?}: {summary}");
@@ -214,20 +221,11 @@ fn smollm2_translation_keeps_numbers_and_says_where_it_is_not_french() {
     let text = "The bridge is 420 metres long and cost 38 million euros.\n\nIt opened on Saturday, four years after the old crossing closed in 2021.\n";
     let file = home.path().join("bridge.txt");
     std::fs::write(&file, text).unwrap();
-    let mut cmd = glot(home.path());
-    cmd.arg("translate").arg(&file).args([
-        "--to",
-        "fr",
-        "--model",
-        smollm2().to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
-    let out = run(cmd, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let json = with_smollm2(
+        home.path(),
+        &["translate", file.to_str().unwrap(), "--to", "fr"],
+    );
     let translation = json["text"].as_str().unwrap();
-    eprintln!("{translation}\n{}", stderr(&out));
     let flagged: Vec<&serde_json::Value> = json["flags"].as_array().unwrap().iter().collect();
     // Every number is in the translation, or the run says which is not.
     let numbers: Vec<&str> = translation

@@ -459,14 +459,9 @@ impl Module for KMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::kernels::tests::random;
     use candle_core::quantized::QMatMul;
     use candle_core::Device;
-
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
-    }
 
     /// The scalar references give candle's products, and the vector paths
     /// (where the CPU has them) the scalar ones', for one row and for tiles.

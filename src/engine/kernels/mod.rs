@@ -15,6 +15,7 @@
 //! llama.cpp's Q8_1 keeps it.
 
 pub mod attention;
+mod half_precision;
 mod kquants;
 
 use std::sync::{Arc, OnceLock};
@@ -781,6 +782,7 @@ fn forward_rows(
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
     Q4K(Arc<kquants::KMatrix>),
+    Half(Arc<half_precision::HalfMatrix>),
     Candle(QMatMul),
 }
 
@@ -793,6 +795,9 @@ impl Matmul {
             if let Some(b) = kquants::KMatrix::of(t) {
                 return Matmul::Q4K(Arc::new(b));
             }
+            if let Some(h) = half_precision::HalfMatrix::of(t) {
+                return Matmul::Half(Arc::new(h));
+            }
         }
         Matmul::Candle(m)
     }
@@ -803,6 +808,7 @@ impl Module for Matmul {
         match self {
             Matmul::Blocks(b) => b.forward(x),
             Matmul::Q4K(b) => b.forward(x),
+            Matmul::Half(h) => h.forward(x),
             Matmul::Candle(m) => m.forward(x),
         }
     }
@@ -817,7 +823,7 @@ pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor
         .iter()
         .map(|m| match m {
             Matmul::Blocks(b) => Some(&**b),
-            Matmul::Q4K(_) | Matmul::Candle(_) => None,
+            Matmul::Q4K(_) | Matmul::Half(_) | Matmul::Candle(_) => None,
         })
         .collect();
     let dims = x.dims();
@@ -888,7 +894,8 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn random(len: usize, seed: u64) -> Vec<f32> {
+    /// Values in [-1, 1), the same for the same seed.
+    pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
