@@ -206,15 +206,16 @@ pub struct ModelArgs {
     /// Ids and hf: repositories are downloaded into the Hugging Face cache
     /// on first use. A local folder holds config.json, *.safetensors,
     /// tokenizer.json and usually tokenizer_config.json and
-    /// generation_config.json. A .gguf file needs a tokenizer.json beside
-    /// it, or --tokenizer. For translation, `opus-mt` picks the
+    /// generation_config.json. A .gguf file is a whole model: its metadata
+    /// holds the tokenizer and chat template (a tokenizer.json beside it, or
+    /// --tokenizer, is taken instead). For translation, `opus-mt` picks the
     /// Helsinki-NLP model of the language pair (through English when there
     /// is no direct one: `glot models pairs`), and Marian (opus-mt) and T5
     /// (MADLAD-400) models are taken as folders, ids and hf: repositories.
     #[arg(short, long, env = "GLOT_MODEL", value_name = "MODEL")]
     pub model: Option<String>,
 
-    /// tokenizer.json (or its folder), or hf:OWNER/NAME, for a GGUF model.
+    /// tokenizer.json (or its folder), or hf:OWNER/NAME, instead of a GGUF file's own tokenizer.
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<String>,
 

@@ -381,6 +381,10 @@ impl Translator<'_> {
         )?;
         let c = self.model.complete(&messages, cap)?;
         self.usage.add(&c);
+        // A text that itself speaks of `<text>` tags may keep them.
+        if text.contains("<text>") || text.contains("</text>") {
+            return Ok(c.text);
+        }
         Ok(super::answer_only(&c.text, "text").unwrap_or_default())
     }
 
@@ -622,6 +626,16 @@ mod tests {
         assert!(plan.calls.iter().any(|c| c.partial));
         assert_eq!(plan.calls[0].line, Some(1));
         assert!(plan.peak() <= plan.context);
+    }
+
+    #[test]
+    fn an_answer_is_unwrapped_unless_the_text_itself_has_the_delimiters() {
+        let p = Prompts::load(None).unwrap();
+        let doc = text("The <text> element holds words.");
+        let mut m = fake(Reply::Identity);
+        let t = translate(&mut m, &p, &doc, &req()).unwrap();
+        assert_eq!(t.text, "The <text> element holds words.");
+        assert_eq!(t.untranslated, 0);
     }
 
     #[test]
