@@ -174,7 +174,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kernels::tests::random;
+    use crate::engine::kernels::tests::{flat, random};
     use candle_core::quantized::QMatMul;
 
     /// Decode and prefill products equal the f32 product with the widened
@@ -191,20 +191,8 @@ mod tests {
                 let widened = QMatMul::from_arc(q.clone()).unwrap();
                 for m in [1, 3] {
                     let x = Tensor::from_vec(random(m * k, 2), (m, k), &Device::Cpu).unwrap();
-                    let want: Vec<f32> = widened
-                        .forward(&x)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap();
-                    let got: Vec<f32> = h
-                        .forward(&x)
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1()
-                        .unwrap();
+                    let want = flat(widened.forward(&x));
+                    let got = flat(h.forward(&x));
                     for (a, b) in got.iter().zip(&want) {
                         assert!(
                             (a - b).abs() <= 1e-4 * (1.0 + b.abs()),

@@ -894,6 +894,11 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// A tensor's values, flattened.
+    pub(super) fn flat(t: candle_core::Result<Tensor>) -> Vec<f32> {
+        t.unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     /// Values in [-1, 1), the same for the same seed.
     pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
         use rand::{Rng, SeedableRng};
