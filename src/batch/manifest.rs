@@ -37,7 +37,7 @@ pub struct Tokens {
     /// Model answers that fell into a loop and were asked again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub looped: usize,
-    /// Of those, answers that looped again and were kept cut at the loop.
+    /// Answers kept cut at a loop (see `Usage::loops_cut`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub loops_cut: usize,
 }

@@ -115,19 +115,25 @@ pub fn fetcher(offline: bool, printer: &Printer) -> glot::hub::download::Fetcher
     glot::hub::download::Fetcher::new(offline, crate::progress::for_downloads(printer))
 }
 
-/// Resolves (fetching if need be) and loads the model, and applies the
-/// run's decoding choices.
 /// Says on stderr how many answers fell into a loop: asked again without
-/// it, and how many looped even so and were kept cut at the loop.
+/// it, and how many looped even so and were kept cut at the loop (beam
+/// search, which is not asked again, only cuts).
 pub fn warn_loops(printer: &Printer, usage: &glot::task::Usage) {
     if usage.looped_calls > 0 {
         printer.warn(format!(
             "{} model answer(s) fell into a loop and were asked again barred from repeating themselves; {} looped again and were cut at the loop",
             usage.looped_calls, usage.loops_cut
         ));
+    } else if usage.loops_cut > 0 {
+        printer.warn(format!(
+            "{} model answer(s) fell into a loop and were cut at the loop",
+            usage.loops_cut
+        ));
     }
 }
 
+/// Resolves (fetching if need be) and loads the model, and applies the
+/// run's decoding choices.
 pub fn load_model(m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {
     let files = resolve_model(m, printer, m.offline)?;
     load_files(&files, m, printer, repeat_guard)

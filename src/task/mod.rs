@@ -63,7 +63,8 @@ pub struct Usage {
     /// Calls whose answer fell into a loop (a sentence or long stretch
     /// again and again) and were asked again without it.
     pub looped_calls: usize,
-    /// Of those, answers that looped again and were kept cut at the loop.
+    /// Answers kept cut at a loop: those that looped again when asked
+    /// again, and beam search's, which are not asked again.
     pub loops_cut: usize,
 }
 
