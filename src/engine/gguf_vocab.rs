@@ -41,11 +41,6 @@ const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
 const TYPE_BYTE: i32 = 6;
 
-/// Whether `meta` carries a tokenizer glot can build.
-pub fn has_tokenizer(meta: &Metadata) -> bool {
-    meta.contains_key("tokenizer.ggml.model") && meta.contains_key("tokenizer.ggml.tokens")
-}
-
 /// What the GGUF metadata's tokenizer is in `tokenizers`' terms.
 pub struct GgufVocab {
     /// The equivalent `tokenizer.json`.
@@ -193,6 +188,8 @@ fn byte_level_bpe(meta: &Metadata, tokens: &[String], types: &[i32]) -> Result<J
         Some(_) => strings(meta, "tokenizer.ggml.merges")?,
         None => Vec::new(),
     };
+    // llama.cpp adds a BOS by default for Llama 3's pre-tokenizer.
+    let default_bos = matches!(pre.as_str(), "llama3" | "llama-v3" | "llama-bpe");
     let mut pre_tokenizers: Vec<Json> = splits
         .iter()
         .map(|re| {
@@ -209,7 +206,7 @@ fn byte_level_bpe(meta: &Metadata, tokens: &[String], types: &[i32]) -> Result<J
         "added_tokens": added_tokens(tokens, types),
         "normalizer": null,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": pre_tokenizers},
-        "post_processor": post_processor(meta, tokens, false)?,
+        "post_processor": post_processor(meta, tokens, default_bos)?,
         "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
         "model": {
             "type": "BPE",
@@ -281,32 +278,37 @@ fn vocab(tokens: &[String]) -> Json {
     Json::Object(map)
 }
 
-/// Tokens llama.cpp makes control tokens by their text whatever their
-/// type says: the ends of turns and of generation, and fill-in-the-middle
-/// markers.
+/// Tokens that end a turn in the chat formats of common model families.
+/// llama.cpp stops on them, and makes them control tokens whatever their
+/// type says.
+pub(crate) const END_OF_TURN_TOKENS: &[&str] = &[
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "<｜end▁of▁sentence｜>",
+];
+
+/// The other tokens llama.cpp makes control tokens by their text: further
+/// ends of generation, and fill-in-the-middle markers.
 const CONTROL_BY_NAME: &[&str] = &[
     "</s>",
-    "<EOT>",
     "_<EOT>",
     "[EOT]",
     "[EOS]",
     "[PAD]",
     "<eos>",
     "<turn|>",
-    "<end_of_turn>",
     "<end_of_utterance>",
-    "<|end|>",
-    "<|end_of_text|>",
-    "<|endoftext|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|im_end|>",
     "<|return|>",
     "<|call|>",
     "<|calls|>",
     "<|flush|>",
     "<|tool_response>",
-    "<｜end▁of▁sentence｜>",
     "[e~[",
     "<PRE>",
     "<SUF>",
@@ -354,7 +356,11 @@ fn added_tokens(tokens: &[String], types: &[i32]) -> Vec<Json> {
         .enumerate()
         .filter_map(|(i, (t, ty))| {
             let special = match *ty {
-                _ if CONTROL_BY_NAME.contains(&t.as_str()) => true,
+                _ if END_OF_TURN_TOKENS.contains(&t.as_str())
+                    || CONTROL_BY_NAME.contains(&t.as_str()) =>
+                {
+                    true
+                }
                 TYPE_CONTROL | TYPE_UNKNOWN => true,
                 TYPE_USER_DEFINED => false,
                 _ => return None,
@@ -372,14 +378,9 @@ fn added_tokens(tokens: &[String], types: &[i32]) -> Vec<Json> {
         .collect()
 }
 
-/// BOS/EOS added around a prompt, as the GGUF's flags (or llama.cpp's
-/// defaults for the vocabulary kind) say.
-fn post_processor(meta: &Metadata, tokens: &[String], sentencepiece: bool) -> Result<Json> {
-    let pre = meta
-        .get("tokenizer.ggml.pre")
-        .and_then(|v| v.to_string().ok())
-        .map(String::as_str);
-    let default_bos = sentencepiece || matches!(pre, Some("llama3" | "llama-v3" | "llama-bpe"));
+/// BOS/EOS added around a prompt, as the GGUF's flags say; without a flag,
+/// llama.cpp's default for the vocabulary (`default_bos`) and no EOS.
+fn post_processor(meta: &Metadata, tokens: &[String], default_bos: bool) -> Result<Json> {
     let add_bos = flag(meta, "tokenizer.ggml.add_bos_token").unwrap_or(default_bos);
     let add_eos = flag(meta, "tokenizer.ggml.add_eos_token").unwrap_or(false);
     let special = |key: &str| -> Result<Option<(String, u32)>> {

@@ -427,7 +427,6 @@ impl ChatModel for Llm {
         self.check_room(prompt.ids.len(), max_new_tokens)?;
         let (decoder, cache) = self.decoder_and_cache()?;
         let (g, looped) = generate::generate_unlooped(decoder, cache, prompt, &params)?;
-        let (prefill_secs, decode_secs) = (g.prefill_secs, g.decode_secs);
         let text = strip_think(&self.tokenizer.decode(&g.ids)?);
         Ok(Completion {
             text: text.trim().to_string(),
@@ -436,8 +435,8 @@ impl ChatModel for Llm {
             generated_tokens: g.ids.len(),
             stop: g.stop,
             looped,
-            prefill_secs,
-            decode_secs,
+            prefill_secs: g.prefill_secs,
+            decode_secs: g.decode_secs,
         })
     }
 }
@@ -497,19 +496,6 @@ fn special_token(config: Option<&Value>, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Tokens that end a turn in the chat formats of common model families.
-const END_OF_TURN_TOKENS: &[&str] = &[
-    "<|eot_id|>",
-    "<|eom_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|end_of_text|>",
-    "<EOT>",
-    "<｜end▁of▁sentence｜>",
-];
-
 /// Every id that ends a reply: generation_config's list (or single id),
 /// the tokenizer's EOS token, and GGUF's EOS/EOT ids.
 fn stop_tokens(
@@ -537,7 +523,11 @@ fn stop_tokens(
         // A bare GGUF file often names only one of the tokens that end a
         // turn; llama.cpp also stops on the others it knows by name.
         if tok_config.is_none() && gen_config.is_none() {
-            ids.extend(END_OF_TURN_TOKENS.iter().filter_map(|t| tok.token_id(t)));
+            ids.extend(
+                gguf_vocab::END_OF_TURN_TOKENS
+                    .iter()
+                    .filter_map(|t| tok.token_id(t)),
+            );
         }
     }
     let mut seen = std::collections::HashSet::new();

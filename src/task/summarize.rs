@@ -389,7 +389,8 @@ fn last_call(
 }
 
 /// The summary without the prompt's delimiters. One that did not end on
-/// its own (cap or loop) ends at its last full sentence; `stop` stays as it was, so the caller can say so.
+/// its own (cap or loop) ends at its last full sentence; `stop` stays as
+/// it was, so the caller can say so.
 fn whole_sentences(mut c: crate::engine::Completion) -> crate::engine::Completion {
     use crate::engine::generate::StopReason;
     c.text = super::answer_only(&c.text, "article")

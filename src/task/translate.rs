@@ -80,9 +80,7 @@ pub fn plan(
     doc: &Markup,
     req: &Request,
 ) -> Result<super::Plan> {
-    let sent = sendable(doc);
-    let text = model_text(doc, &sent);
-    let plan = chunk_plan(model, prompts, doc, req, &text)?;
+    let Chunked { sent, text, plan } = chunk_plan(model, prompts, doc, req)?;
     let calls = plan
         .chunks
         .iter()
@@ -130,10 +128,8 @@ pub fn translate(
     doc: &Markup,
     req: &Request,
 ) -> Result<Translation> {
-    let sent = sendable(doc);
-    let text = model_text(doc, &sent);
-    let plan = chunk_plan(model, prompts, doc, req, &text)?;
-    translate_planned(model, prompts, doc, req, &text, plan, sent)
+    let chunked = chunk_plan(model, prompts, doc, req)?;
+    translate_planned(model, prompts, doc, req, chunked)
 }
 
 /// The units a model is asked for: those with letters. The rest (numbers,
@@ -158,14 +154,24 @@ fn model_text(doc: &Markup, units: &[usize]) -> String {
     texts.join("\n\n")
 }
 
-/// The chunks of `text` (the document's model text) that fit one call each.
+/// What a translation of a document sends: the units with letters, their
+/// text as the chunker reads it, and its chunks.
+struct Chunked {
+    /// Plan paragraph `p` is unit `sent[p]` of the document.
+    sent: Vec<usize>,
+    text: String,
+    plan: chunk::Plan,
+}
+
+/// The chunks of the document's units with letters that fit one call each.
 fn chunk_plan(
     model: &dyn ChatModel,
     prompts: &Prompts,
     doc: &Markup,
     req: &Request,
-    text: &str,
-) -> Result<chunk::Plan> {
+) -> Result<Chunked> {
+    let sent = sendable(doc);
+    let text = model_text(doc, &sent);
     let ctx = model.context_length();
     let markup = doc.units().iter().any(|u| u.has_markup());
     let overhead =
@@ -181,9 +187,9 @@ fn chunk_plan(
             ))
         })?;
     let counter = |s: &str| model.count_tokens(s);
-    let plan = chunk::plan(text, budget, &counter)?;
-    debug_assert_eq!(plan.paragraphs.len(), paragraphs(text).len());
-    Ok(plan)
+    let plan = chunk::plan(&text, budget, &counter)?;
+    debug_assert_eq!(plan.paragraphs.len(), sent.len());
+    Ok(Chunked { sent, text, plan })
 }
 
 fn translate_planned(
@@ -191,10 +197,10 @@ fn translate_planned(
     prompts: &Prompts,
     doc: &Markup,
     req: &Request,
-    text: &str,
-    plan: chunk::Plan,
-    sent: Vec<usize>,
+    chunked: Chunked,
 ) -> Result<Translation> {
+    let Chunked { sent, text, plan } = chunked;
+    let text = text.as_str();
     // Units that are not sent keep their text as it is.
     let mut out: Vec<Option<String>> = doc
         .units()

@@ -171,10 +171,9 @@ pub fn drop_repeated_sentences(text: &str) -> (String, usize) {
         let mut kept = String::new();
         let mut last_end = para.start;
         for s in sentences(text, para.clone()) {
-            let gap = last_end;
             if seen.insert(norm(&text[s.clone()])) {
                 if !kept.is_empty() {
-                    kept.push_str(&text[gap..s.start]);
+                    kept.push_str(&text[last_end..s.start]);
                 }
                 kept.push_str(&text[s.clone()]);
             } else {

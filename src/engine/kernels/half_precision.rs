@@ -164,17 +164,14 @@ mod x86 {
             i += 8;
         }
         let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s) + super::dot_scalar(bf16, &row[2 * i..], &x[i..])
+        crate::engine::kernels::x86::hsum(s) + super::dot_scalar(bf16, &row[2 * i..], &x[i..])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kernels::tests::{flat, random};
+    use crate::engine::kernels::tests::{flat, random, vector_paths};
     use candle_core::quantized::QMatMul;
 
     /// Decode and prefill products equal the f32 product with the widened
@@ -203,17 +200,7 @@ mod tests {
                 let data = q.data().unwrap();
                 let x = random(k, 3);
                 let scalar = dot_scalar(dtype == GgmlDType::BF16, &data[..2 * k], &x);
-                let mut paths = vec![Isa::Scalar];
-                #[cfg(target_arch = "x86_64")]
-                {
-                    if isa() != Isa::Scalar {
-                        paths.push(Isa::Avx2);
-                    }
-                    if isa() == Isa::Vnni {
-                        paths.push(Isa::Vnni);
-                    }
-                }
-                for p in paths {
+                for p in std::iter::once(Isa::Scalar).chain(vector_paths()) {
                     let v = dot(p, dtype == GgmlDType::BF16, &data[..2 * k], &x);
                     assert!(
                         (v - scalar).abs() <= 1e-4 * (1.0 + scalar.abs()),

@@ -252,7 +252,6 @@ unsafe fn gemv(
     out: *mut f32,
 ) {
     assert!(w.len() >= cols.end * row.d.len() * format.block_bytes());
-    let rb = row.d.len() * format.block_bytes();
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `isa()` chose these paths only where the CPU has the
@@ -261,6 +260,7 @@ unsafe fn gemv(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::gemv_avx2(format, w, cols, row, out) },
         Isa::Scalar => {
+            let rb = row.d.len() * format.block_bytes();
             for col in cols {
                 let v = tile_scalar(format, [&w[col * rb..(col + 1) * rb]], [row])[0][0];
                 unsafe { *out.add(col) = v };
@@ -299,8 +299,9 @@ mod x86 {
     use super::{Format, Row, QK};
     use std::arch::x86_64::*;
 
+    /// The sum of a vector's eight lanes.
     #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(in crate::engine::kernels) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -338,6 +339,25 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn quantize(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
         super::quantize_blocks(x, qs, d, s)
+    }
+
+    /// Adds what weight block `b` of column `c` (at `block`) adds through
+    /// its minimum to each row's product (nothing for formats without one).
+    #[inline(always)]
+    unsafe fn add_min<const R: usize, const C: usize>(
+        format: Format,
+        block: *const u8,
+        b: usize,
+        rows: &[Row; R],
+        mins: &mut [[f32; C]; R],
+        c: usize,
+    ) {
+        if format.has_min() {
+            let m = scale16(block.add(2));
+            for r in 0..R {
+                mins[r][c] += m * *rows[r].s.get_unchecked(b);
+            }
+        }
     }
 
     /// What a weight row's block minimums add to its product with `row`
@@ -497,12 +517,7 @@ mod x86 {
             let mut dw = [_mm256_setzero_ps(); C];
             for c in 0..C {
                 let block = w[c].as_ptr().add(b * bb);
-                if format.has_min() {
-                    let m = scale16(block.add(2));
-                    for r in 0..R {
-                        mins[r][c] += m * *rows[r].s.get_unchecked(b);
-                    }
-                }
+                add_min(format, block, b, &rows, &mut mins, c);
                 _mm_prefetch::<_MM_HINT_T0>(block.add(PREFETCH) as *const i8);
                 x[c] = values_vnni(format, block);
                 ax[c] = _mm256_abs_epi8(x[c]);
@@ -548,12 +563,7 @@ mod x86 {
             let mut dw = [_mm256_setzero_ps(); C];
             for c in 0..C {
                 let block = w[c].as_ptr().add(b * bb);
-                if format.has_min() {
-                    let m = scale16(block.add(2));
-                    for r in 0..R {
-                        mins[r][c] += m * *rows[r].s.get_unchecked(b);
-                    }
-                }
+                add_min(format, block, b, &rows, &mut mins, c);
                 x[c] = values_avx2(format, block);
                 ax[c] = _mm256_sign_epi8(x[c], x[c]);
                 dw[c] = _mm256_set1_ps(scale16(block));
@@ -899,6 +909,21 @@ mod tests {
         t.unwrap().flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// The vector code paths this CPU can run.
+    pub(super) fn vector_paths() -> Vec<Isa> {
+        let mut paths = vec![];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if isa() != Isa::Scalar {
+                paths.push(Isa::Avx2);
+            }
+            if isa() == Isa::Vnni {
+                paths.push(Isa::Vnni);
+            }
+        }
+        paths
+    }
+
     /// Values in [-1, 1), the same for the same seed.
     pub(super) fn random(len: usize, seed: u64) -> Vec<f32> {
         use rand::{Rng, SeedableRng};
@@ -969,16 +994,7 @@ mod tests {
     /// even and odd numbers of blocks, one row and tiles of rows.
     #[test]
     fn vector_paths_equal_the_scalar_one() {
-        let mut paths = vec![];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if isa() != Isa::Scalar {
-                paths.push(Isa::Avx2);
-            }
-            if isa() == Isa::Vnni {
-                paths.push(Isa::Vnni);
-            }
-        }
+        let paths = vector_paths();
         let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
         for dtype in BLOCK_TYPES {
             for k in [96, 128] {
