@@ -252,7 +252,9 @@ struct Layer {
 
 /// A loaded decoder with its key/value cache.
 pub struct Decoder {
-    embed: QMatMul,
+    /// The embedding table, or `None` where it is the output head's matrix
+    /// and the head can look rows up (one copy serves both).
+    embed: Option<QMatMul>,
     layers: Vec<Layer>,
     norm: RmsNorm,
     head: Matmul,
@@ -270,11 +272,12 @@ impl Decoder {
     ) -> Result<Self> {
         let eps = config.rms_norm_eps;
         let embed = w.matmul(Role::TokenEmbedding, 0)?;
-        let head = Matmul::new(if w.has(Role::Output, 0) {
-            w.matmul(Role::Output, 0)?
+        let (embed, head) = if w.has(Role::Output, 0) {
+            (Some(embed), Matmul::new(w.matmul(Role::Output, 0)?))
         } else {
-            embed.clone()
-        });
+            let head = Matmul::new(embed.clone());
+            (if head.has_rows() { None } else { Some(embed) }, head)
+        };
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
             layers.push(Layer {
@@ -339,7 +342,11 @@ impl Decoder {
                 pos + seq
             );
         }
-        let mut x = self.embed.embedding(input)?.to_dtype(DType::F32)?;
+        let x = match &self.embed {
+            Some(table) => table.embedding(input)?,
+            None => self.head.embedding(input)?,
+        };
+        let mut x = x.to_dtype(DType::F32)?;
         for layer in &mut self.layers {
             let h = layer
                 .attn
