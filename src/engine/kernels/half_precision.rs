@@ -1,33 +1,57 @@
 //! Products with F16 and BF16 matrices as GGUF files store them: two bytes
-//! a weight, kept as they are.
+//! a weight.
 //!
 //! candle widens such matrices to f32 when it loads them: twice the memory,
 //! and twice the bytes each decode step reads, which on a CPU is what a
-//! decode step costs. Here the half-precision rows stay in the file's
-//! layout. One activation row (decode) takes dot products that widen the
-//! weights to f32 as they are read; several rows (prefill) widen the whole
-//! matrix for one f32 product, a small cost next to the product itself, and
-//! the same numbers candle computed before. The activations stay f32, so
-//! the results are the exact weights' up to summation order.
-
-use std::sync::Arc;
+//! decode step costs. Here the weights stay in half precision, rearranged
+//! at load into panels of 16 rows as the block formats are ([`super::panels`]):
+//! one vector holds value `i` of 16 rows (F16), or values `2j` and `2j + 1`
+//! of 16 rows side by side (BF16), and meets activation `i` (or the pair
+//! `2j`, `2j + 1`) broadcast to every lane. The 16 results of a panel come
+//! out as one vector, without horizontal sums.
+//!
+//! F16 weights are widened to f32 as they are read and meet f32
+//! activations: the exact weights' products up to summation order. BF16
+//! products round the activations to BF16 as llama.cpp does, so that CPUs
+//! with AVX-512 BF16 take `vdpbf16ps`, 32 products per instruction, twice
+//! what f32 multiply-adds give; every other path widens the same rounded
+//! values, and all paths give the same numbers up to summation order.
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::{Module, Tensor};
+use half::{bf16, f16};
 
-use super::{forward_rows, isa, Isa};
+use super::panels::LANES;
+use super::{for_panels, forward_rows, isa, lookup, put_row, Isa, ROWS};
 
-/// An `n × k` matrix of F16 or BF16 weights.
+/// An `n × k` matrix of F16 or BF16 weights in panels of 16 rows.
 pub struct HalfMatrix {
     bf16: bool,
     n: usize,
     k: usize,
-    tensor: Arc<QTensor>,
+    data: Vec<u8>,
+}
+
+/// Which code computes the products: [`Isa`], plus `vdpbf16ps` for BF16.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Path {
+    Isa(Isa),
+    #[cfg(target_arch = "x86_64")]
+    DotBf16,
+}
+
+fn path(bf16: bool) -> Path {
+    #[cfg(target_arch = "x86_64")]
+    if bf16 && isa() == Isa::Vnni && std::is_x86_feature_detected!("avx512bf16") {
+        return Path::DotBf16;
+    }
+    let _ = bf16;
+    Path::Isa(isa())
 }
 
 impl HalfMatrix {
     /// The matrix of `t` if it is F16 or BF16 on the CPU.
-    pub(super) fn of(t: &Arc<QTensor>) -> Option<HalfMatrix> {
+    pub(super) fn of(t: &QTensor) -> Option<HalfMatrix> {
         let bf16 = match t.dtype() {
             GgmlDType::F16 => false,
             GgmlDType::BF16 => true,
@@ -37,134 +61,332 @@ impl HalfMatrix {
         if !t.device().is_cpu() {
             return None;
         }
-        Some(HalfMatrix {
-            bf16,
-            n,
-            k,
-            tensor: t.clone(),
-        })
-    }
-
-    fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
-        let (n, k) = (self.n, self.k);
-        let m = x.len() / k;
-        if m > 1 {
-            let w = self.tensor.dequantize(&Device::Cpu)?;
-            let x = Tensor::from_slice(x, (m, k), &Device::Cpu)?;
-            return x.matmul(&w.t()?)?.flatten_all()?.to_vec1();
-        }
-        let data = self.tensor.data()?;
-        assert!(data.len() >= n * k * 2);
-        let mut out = vec![0f32; n];
-        let dst = out.as_mut_ptr() as usize;
-        let (isa, bf16) = (isa(), self.bf16);
-        candle_core::utils::barrier_pool().execute_chunked(n, |cols| {
-            for col in cols {
-                let row = &data[col * k * 2..(col + 1) * k * 2];
-                let v = dot(isa, bf16, row, x);
-                // SAFETY: each column is one worker's alone, and `out`
+        let src = t.data().ok()?;
+        let panel_bytes = words(bf16, k) * word_bytes(bf16);
+        let panels = n.div_ceil(LANES);
+        let mut data = vec![0u8; panels * panel_bytes];
+        let dst = data.as_mut_ptr() as usize;
+        candle_core::utils::barrier_pool().execute_chunked(panels, |range| {
+            for p in range {
+                // SAFETY: each panel is one worker's alone, and `data`
                 // outlives the pool call.
-                unsafe { *(dst as *mut f32).add(col) = v };
+                let panel = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        (dst as *mut u8).add(p * panel_bytes),
+                        panel_bytes,
+                    )
+                };
+                for c in 0..LANES.min(n - p * LANES) {
+                    let row = &src[(p * LANES + c) * k * 2..][..k * 2];
+                    for (i, w) in row.chunks_exact(2).enumerate() {
+                        let at = 2 * slot(bf16, i, c);
+                        panel[at..at + 2].copy_from_slice(w);
+                    }
+                }
             }
         });
-        Ok(out)
+        Some(HalfMatrix { bf16, n, k, data })
+    }
+
+    fn matmul(&self, x: &[f32]) -> Vec<f32> {
+        let (n, k) = (self.n, self.k);
+        let m = x.len() / k;
+        let words = words(self.bf16, k);
+        let mut xs = vec![0u32; m * words];
+        let at = xs.as_mut_ptr() as usize;
+        let bf16 = self.bf16;
+        candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
+            for r in rows {
+                // SAFETY: each row is one worker's alone, and `xs` outlives
+                // the pool call.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut((at as *mut u32).add(r * words), words)
+                };
+                let src = &x[r * k..(r + 1) * k];
+                if bf16 {
+                    for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
+                        let hi = pair.get(1).map_or(0, |&x| round_bf16(x));
+                        *d = round_bf16(pair[0]) | hi << 16;
+                    }
+                } else {
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        *d = x.to_bits();
+                    }
+                }
+            }
+        });
+        let path = path(self.bf16);
+        let panel_bytes = words * word_bytes(self.bf16);
+        let mut out = vec![0f32; m * n];
+        let dst = out.as_mut_ptr() as usize;
+        let xs = &xs;
+        let rows = |r: usize| &xs[r * words..(r + 1) * words];
+        for_panels(&[n.div_ceil(LANES)], m, |_, p, range| {
+            let panel = &self.data[p * panel_bytes..(p + 1) * panel_bytes];
+            let put = |r: usize, v: &[f32; LANES]| put_row(dst, n, p, r, v);
+            let mut r = range.start;
+            while r + ROWS <= range.end {
+                let v: [[f32; LANES]; ROWS] =
+                    tile(path, self.bf16, panel, std::array::from_fn(|i| rows(r + i)));
+                for (i, v) in v.iter().enumerate() {
+                    put(r + i, v);
+                }
+                r += ROWS;
+            }
+            for r in r..range.end {
+                let [v] = tile(path, self.bf16, panel, [rows(r)]);
+                put(r, &v);
+            }
+        });
+        out
+    }
+}
+
+impl HalfMatrix {
+    /// Rows `ids` as f32 (the lookup of an embedding table that is also
+    /// the output head).
+    pub(super) fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let bytes = words(self.bf16, self.k) * word_bytes(self.bf16);
+        lookup(ids, self.n, self.k, |row, out| {
+            let panel = &self.data[row / LANES * bytes..][..bytes];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = widen(self.bf16, panel, slot(self.bf16, i, row % LANES));
+            }
+        })
     }
 }
 
 impl Module for HalfMatrix {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        forward_rows(x, self.n, self.k, |data| self.matmul(data))
+        forward_rows(x, self.n, self.k, |data| Ok(self.matmul(data)))
     }
 }
 
-/// The dot product of one row of half-precision weights (`row`, two bytes
-/// each, little-endian) with `x`.
-fn dot(isa: Isa, bf16: bool, row: &[u8], x: &[f32]) -> f32 {
-    match isa {
-        // SAFETY: `isa()` chose these paths only where the CPU has the
-        // features; both read `x.len()` weights, which `row` holds.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Vnni => unsafe { x86::dot512(bf16, row, x) },
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { x86::dot256(bf16, row, x) },
-        Isa::Scalar => dot_scalar(bf16, row, x),
+/// 32-bit words per row of activations, and per lane of a panel: an f32
+/// activation meets one F16 weight, a pair of BF16 activations (the first
+/// in the low half) meets two BF16 weights. Odd BF16 rows end in a zero.
+fn words(bf16: bool, k: usize) -> usize {
+    if bf16 {
+        k.div_ceil(2)
+    } else {
+        k
     }
 }
 
-fn widen(bf16: bool, bytes: [u8; 2]) -> f32 {
+/// Bytes of a panel per word of activations: one F16 weight or two BF16
+/// ones for each of the panel's rows.
+fn word_bytes(bf16: bool) -> usize {
+    LANES * if bf16 { 4 } else { 2 }
+}
+
+/// Where value `i` of a panel's row `c` sits, in values from the panel's
+/// start.
+fn slot(bf16: bool, i: usize, c: usize) -> usize {
+    if bf16 {
+        (i / 2 * LANES + c) * 2 + i % 2
+    } else {
+        i * LANES + c
+    }
+}
+
+fn widen(bf16: bool, panel: &[u8], at: usize) -> f32 {
+    let bytes = [panel[2 * at], panel[2 * at + 1]];
     match bf16 {
-        true => half::bf16::from_le_bytes(bytes).to_f32(),
-        false => half::f16::from_le_bytes(bytes).to_f32(),
+        true => bf16::from_le_bytes(bytes).to_f32(),
+        false => f16::from_le_bytes(bytes).to_f32(),
     }
 }
 
-fn dot_scalar(bf16: bool, row: &[u8], x: &[f32]) -> f32 {
-    row.chunks_exact(2)
-        .zip(x)
-        .map(|(w, &x)| widen(bf16, [w[0], w[1]]) * x)
-        .sum()
+/// The bits of `x` rounded to BF16, to nearest even as llama.cpp and the
+/// `half` crate round (a NaN stays a NaN).
+#[inline(always)]
+fn round_bf16(x: f32) -> u32 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return (bits >> 16) | 0x40;
+    }
+    (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
+}
+
+/// The two BF16 values of a word, widened.
+fn pair(word: u32) -> (f32, f32) {
+    (
+        f32::from_bits(word << 16),
+        f32::from_bits(word & 0xffff_0000),
+    )
+}
+
+/// Products of one panel with `R` rows of activations (as [`words`]):
+/// `out[r][c]` for the panel's row `c`.
+fn tile<const R: usize>(
+    path: Path,
+    bf16: bool,
+    panel: &[u8],
+    rows: [&[u32]; R],
+) -> [[f32; LANES]; R] {
+    let words = panel.len() / word_bytes(bf16);
+    for row in &rows {
+        assert_eq!(row.len(), words);
+    }
+    match path {
+        // SAFETY: `path()` chose these paths only where the CPU has the
+        // features; every row holds the panel's number of words.
+        #[cfg(target_arch = "x86_64")]
+        Path::DotBf16 => unsafe { x86::tile_dot_bf16(panel, rows) },
+        #[cfg(target_arch = "x86_64")]
+        Path::Isa(Isa::Vnni) => unsafe { x86::tile512(bf16, panel, rows) },
+        #[cfg(target_arch = "x86_64")]
+        Path::Isa(Isa::Avx2) => unsafe { x86::tile256(bf16, panel, rows) },
+        Path::Isa(Isa::Scalar) => tile_scalar(bf16, panel, rows),
+    }
+}
+
+fn tile_scalar<const R: usize>(bf16: bool, panel: &[u8], rows: [&[u32]; R]) -> [[f32; LANES]; R] {
+    let mut out = [[0f32; LANES]; R];
+    for (out, row) in out.iter_mut().zip(rows) {
+        for (c, out) in out.iter_mut().enumerate() {
+            for (i, &word) in row.iter().enumerate() {
+                if bf16 {
+                    let (lo, hi) = pair(word);
+                    *out += widen(true, panel, slot(true, 2 * i, c)) * lo
+                        + widen(true, panel, slot(true, 2 * i + 1, c)) * hi;
+                } else {
+                    *out += widen(false, panel, slot(false, i, c)) * f32::from_bits(word);
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::{pair, LANES};
     use std::arch::x86_64::*;
 
-    /// 16 weights at a time, in four accumulators.
-    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-    pub(super) unsafe fn dot512(bf16: bool, row: &[u8], x: &[f32]) -> f32 {
-        let k = x.len();
-        let (w, xp) = (row.as_ptr(), x.as_ptr());
-        let load = |i: usize| -> __m512 {
-            let h = _mm256_loadu_si256(w.add(2 * i) as *const __m256i);
-            match bf16 {
-                true => _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)),
-                false => _mm512_cvtph_ps(h),
+    /// BF16 pairs: each lane of a 64-byte vector holds two consecutive
+    /// values of one row, and `vdpbf16ps` adds both products to the lane.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bf16")]
+    pub(super) unsafe fn tile_dot_bf16<const R: usize>(
+        panel: &[u8],
+        rows: [&[u32]; R],
+    ) -> [[f32; LANES]; R] {
+        let pairs = rows[0].len();
+        let w = panel.as_ptr();
+        let step = |acc: &mut [__m512; R], j: usize| {
+            let v: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(64 * j) as *const _));
+            for r in 0..R {
+                let x = _mm512_set1_epi32(*rows[r].get_unchecked(j) as i32);
+                acc[r] = _mm512_dpbf16_ps(acc[r], v, std::mem::transmute::<__m512i, __m512bh>(x));
             }
         };
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 64 <= k {
-            for (a, acc) in acc.iter_mut().enumerate() {
-                let j = i + 16 * a;
-                *acc = _mm512_fmadd_ps(load(j), _mm512_loadu_ps(xp.add(j)), *acc);
-            }
-            i += 64;
+        // Two sets of accumulators, for two independent chains per row.
+        let (mut a0, mut a1) = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
+        let mut j = 0;
+        while j + 2 <= pairs {
+            step(&mut a0, j);
+            step(&mut a1, j + 1);
+            j += 2;
         }
-        while i + 16 <= k {
-            acc[0] = _mm512_fmadd_ps(load(i), _mm512_loadu_ps(xp.add(i)), acc[0]);
-            i += 16;
+        if j < pairs {
+            step(&mut a0, j);
         }
-        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        _mm512_reduce_add_ps(sum) + super::dot_scalar(bf16, &row[2 * i..], &x[i..])
+        let acc: [[__m512; 2]; R] = std::array::from_fn(|r| [a0[r], a1[r]]);
+        let mut out = [[0f32; LANES]; R];
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(a[0], a[1]));
+        }
+        out
     }
 
-    /// 8 weights at a time, in four accumulators.
+    /// Widened to f32: 16 lanes of one value each (F16), or two vectors per
+    /// pair of values (BF16: the low halves of the lanes, then the high).
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    pub(super) unsafe fn tile512<const R: usize>(
+        bf16: bool,
+        panel: &[u8],
+        rows: [&[u32]; R],
+    ) -> [[f32; LANES]; R] {
+        let w = panel.as_ptr();
+        let words = rows[0].len();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let high = _mm512_set1_epi32(0xffff_0000u32 as i32);
+        if bf16 {
+            for j in 0..words {
+                let v = _mm512_loadu_si512(w.add(64 * j) as *const _);
+                let even = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+                let odd = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+                for r in 0..R {
+                    let (lo, hi) = pair(*rows[r].get_unchecked(j));
+                    acc[r][0] = _mm512_fmadd_ps(even, _mm512_set1_ps(lo), acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(odd, _mm512_set1_ps(hi), acc[r][1]);
+                }
+            }
+        } else {
+            let step = |acc: &mut [[__m512; 2]; R], i: usize, a: usize| {
+                let v = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(32 * i) as *const __m256i));
+                for r in 0..R {
+                    let x = f32::from_bits(*rows[r].get_unchecked(i));
+                    acc[r][a] = _mm512_fmadd_ps(v, _mm512_set1_ps(x), acc[r][a]);
+                }
+            };
+            let mut i = 0;
+            while i + 2 <= words {
+                step(&mut acc, i, 0);
+                step(&mut acc, i + 1, 1);
+                i += 2;
+            }
+            if i < words {
+                step(&mut acc, i, 0);
+            }
+        }
+        let mut out = [[0f32; LANES]; R];
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(a[0], a[1]));
+        }
+        out
+    }
+
+    /// [`tile512`] with 256-bit vectors: each panel row is two halves of
+    /// eight lanes.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot256(bf16: bool, row: &[u8], x: &[f32]) -> f32 {
-        let k = x.len();
-        let (w, xp) = (row.as_ptr(), x.as_ptr());
-        let load = |i: usize| -> __m256 {
-            let h = _mm_loadu_si128(w.add(2 * i) as *const __m128i);
-            match bf16 {
-                true => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)),
-                false => _mm256_cvtph_ps(h),
+    pub(super) unsafe fn tile256<const R: usize>(
+        bf16: bool,
+        panel: &[u8],
+        rows: [&[u32]; R],
+    ) -> [[f32; LANES]; R] {
+        let w = panel.as_ptr();
+        let words = rows[0].len();
+        let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+        let mut out = [[0f32; LANES]; R];
+        for (half, at) in [(0, 0), (1, 8)] {
+            let mut acc = [_mm256_setzero_ps(); R];
+            if bf16 {
+                for j in 0..words {
+                    let v = _mm256_loadu_si256(w.add(64 * j + 32 * half) as *const __m256i);
+                    let even = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v));
+                    let odd = _mm256_castsi256_ps(_mm256_and_si256(v, high));
+                    for (a, row) in acc.iter_mut().zip(rows) {
+                        let (lo, hi) = pair(*row.get_unchecked(j));
+                        *a = _mm256_fmadd_ps(even, _mm256_set1_ps(lo), *a);
+                        *a = _mm256_fmadd_ps(odd, _mm256_set1_ps(hi), *a);
+                    }
+                }
+            } else {
+                for i in 0..words {
+                    let h = _mm_loadu_si128(w.add(32 * i + 16 * half) as *const __m128i);
+                    let v = _mm256_cvtph_ps(h);
+                    for (a, row) in acc.iter_mut().zip(rows) {
+                        let x = f32::from_bits(*row.get_unchecked(i));
+                        *a = _mm256_fmadd_ps(v, _mm256_set1_ps(x), *a);
+                    }
+                }
             }
-        };
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= k {
-            for (a, acc) in acc.iter_mut().enumerate() {
-                let j = i + 8 * a;
-                *acc = _mm256_fmadd_ps(load(j), _mm256_loadu_ps(xp.add(j)), *acc);
+            for (o, a) in out.iter_mut().zip(acc) {
+                _mm256_storeu_ps(o.as_mut_ptr().add(at), a);
             }
-            i += 32;
         }
-        while i + 8 <= k {
-            acc[0] = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(xp.add(i)), acc[0]);
-            i += 8;
-        }
-        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        crate::engine::kernels::x86::hsum(s) + super::dot_scalar(bf16, &row[2 * i..], &x[i..])
+        out
     }
 }
 
@@ -173,39 +395,64 @@ mod tests {
     use super::*;
     use crate::engine::kernels::tests::{flat, random, vector_paths};
     use candle_core::quantized::QMatMul;
+    use candle_core::Device;
+    use std::sync::Arc;
 
     /// Decode and prefill products equal the f32 product with the widened
-    /// weights (what candle computed for these files), on every path this
-    /// CPU has, with rows that are not a multiple of the vector width.
+    /// weights (for BF16, with activations rounded to BF16), with rows that
+    /// are not a multiple of the vector width and a padded last panel; and
+    /// every path this CPU has gives the scalar path's products.
     #[test]
     fn half_products_equal_the_widened_matrix_product() {
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + b.abs());
         for dtype in [GgmlDType::F16, GgmlDType::BF16] {
+            let is_bf16 = dtype == GgmlDType::BF16;
             for k in [16 * 9 + 8 + 3, 576] {
-                let n = 7;
+                let n = 19;
                 let w = Tensor::from_vec(random(n * k, 1), (n, k), &Device::Cpu).unwrap();
                 let q = Arc::new(QTensor::quantize(&w, dtype).unwrap());
                 let h = HalfMatrix::of(&q).unwrap();
                 let widened = QMatMul::from_arc(q.clone()).unwrap();
-                for m in [1, 3] {
-                    let x = Tensor::from_vec(random(m * k, 2), (m, k), &Device::Cpu).unwrap();
+                for m in [1, 3, 6] {
+                    let mut xs = random(m * k, 2);
+                    if is_bf16 {
+                        xs.iter_mut().for_each(|x| *x = bf16::from_f32(*x).to_f32());
+                    }
+                    let x = Tensor::from_vec(xs, (m, k), &Device::Cpu).unwrap();
                     let want = flat(widened.forward(&x));
                     let got = flat(h.forward(&x));
                     for (a, b) in got.iter().zip(&want) {
-                        assert!(
-                            (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                            "{dtype:?} k={k} m={m}: {a} vs {b}"
-                        );
+                        assert!(close(*a, *b), "{dtype:?} k={k} m={m}: {a} vs {b}");
                     }
                 }
-                let data = q.data().unwrap();
-                let x = random(k, 3);
-                let scalar = dot_scalar(dtype == GgmlDType::BF16, &data[..2 * k], &x);
-                for p in std::iter::once(Isa::Scalar).chain(vector_paths()) {
-                    let v = dot(p, dtype == GgmlDType::BF16, &data[..2 * k], &x);
-                    assert!(
-                        (v - scalar).abs() <= 1e-4 * (1.0 + scalar.abs()),
-                        "{dtype:?} {p:?}"
-                    );
+                let words = words(is_bf16, k);
+                for x in random(1000, 4)
+                    .into_iter()
+                    .chain([0.0, -0.0, 1e38, f32::MAX])
+                {
+                    assert_eq!(round_bf16(x), bf16::from_f32(x).to_bits() as u32, "{x}");
+                }
+                let x: Vec<u32> = random(2 * words, 3)
+                    .into_iter()
+                    .map(|x| match is_bf16 {
+                        true => bf16::from_f32(x).to_bits() as u32 * 0x1_0001,
+                        false => x.to_bits(),
+                    })
+                    .collect();
+                let rows = [&x[..words], &x[words..]];
+                let bytes = words * word_bytes(is_bf16);
+                let panel = &h.data[bytes..2 * bytes];
+                let want = tile_scalar(is_bf16, panel, rows);
+                let mut paths: Vec<Path> = vector_paths().into_iter().map(Path::Isa).collect();
+                #[cfg(target_arch = "x86_64")]
+                if path(is_bf16) == Path::DotBf16 {
+                    paths.push(Path::DotBf16);
+                }
+                for p in paths {
+                    let got = tile(p, is_bf16, panel, rows);
+                    for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+                        assert!(close(*g, *w), "{dtype:?} {p:?}: {g} vs {w}");
+                    }
                 }
             }
         }

@@ -282,17 +282,6 @@ fn tile<const R: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use std::arch::x86_64::*;
-
-    /// The sum of a vector's eight lanes.
-    #[inline(always)]
-    pub(in crate::engine::kernels) unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
     /// [`super::quantize_blocks`] compiled for AVX2, where rounding and the
     /// block maximum are vector instructions rather than calls.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -331,18 +320,71 @@ impl BlockMatrix {
     /// Rows `ids` of the matrix as f32: the lookup of an embedding table
     /// that is also the output head.
     fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, k) = (self.panels.n, self.panels.k);
-        let flat = ids.flatten_all()?.to_vec1::<u32>()?;
-        let mut out = vec![0f32; flat.len() * k];
-        for (&id, out) in flat.iter().zip(out.chunks_exact_mut(k)) {
-            if id as usize >= n {
-                candle_core::bail!("embedding id {id} is out of range for {n} rows");
-            }
-            self.panels.row(id as usize, out);
+        lookup(ids, self.panels.n, self.panels.k, |row, out| {
+            self.panels.row(row, out)
+        })
+    }
+}
+
+/// Rows `ids` of an `n × k` matrix whose row `i` `row(i, out)` writes: the
+/// tensor handling of embedding lookups.
+fn lookup(
+    ids: &Tensor,
+    n: usize,
+    k: usize,
+    row: impl Fn(usize, &mut [f32]),
+) -> candle_core::Result<Tensor> {
+    let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+    let mut out = vec![0f32; flat.len() * k];
+    for (&id, out) in flat.iter().zip(out.chunks_exact_mut(k)) {
+        if id as usize >= n {
+            candle_core::bail!("embedding id {id} is out of range for {n} rows");
         }
-        let mut dims = ids.dims().to_vec();
-        dims.push(k);
-        Tensor::from_vec(out, dims, ids.device())
+        row(id as usize, out);
+    }
+    let mut dims = ids.dims().to_vec();
+    dims.push(k);
+    Tensor::from_vec(out, dims, ids.device())
+}
+
+/// Calls `job(matrix, panel, rows)` for every panel of matrices that have
+/// `panels[matrix]` panels, against every row of `0..m`: the panels of all
+/// the matrices are one range split between the threads, and a block of
+/// rows stays in the cache while a worker's panels pass over it.
+fn for_panels(
+    panels: &[usize],
+    m: usize,
+    job: impl Fn(usize, usize, std::ops::Range<usize>) + Sync,
+) {
+    let starts: Vec<usize> = panels
+        .iter()
+        .scan(0, |acc, &p| {
+            let s = *acc;
+            *acc += p;
+            Some(s)
+        })
+        .collect();
+    let total = panels.iter().sum();
+    candle_core::utils::barrier_pool().execute_chunked(total, |range| {
+        for r0 in (0..m).step_by(ROW_BLOCK) {
+            let rows = r0..m.min(r0 + ROW_BLOCK);
+            for i in range.clone() {
+                let at = starts.partition_point(|&s| s <= i) - 1;
+                job(at, i - starts[at], rows.clone());
+            }
+        }
+    });
+}
+
+/// Writes a panel's 16 results for row `r` (fewer in a last panel that
+/// passes `n`) into the `rows × n` output at address `dst`.
+fn put_row(dst: usize, n: usize, panel: usize, r: usize, v: &[f32; LANES]) {
+    let col = panel * LANES;
+    // SAFETY: callers give each (row, panel) of an output to one job, which
+    // writes it once, and the output outlives the pool call.
+    unsafe {
+        let at = (dst as *mut f32).add(r * n + col);
+        std::ptr::copy_nonoverlapping(v.as_ptr(), at, LANES.min(n - col));
     }
 }
 
@@ -355,38 +397,23 @@ fn products(bs: &[&BlockMatrix], x: &[f32], k: usize) -> Vec<Vec<f32>> {
     let acts = Acts::quantize(x, k);
     let mut outs: Vec<Vec<f32>> = bs.iter().map(|b| vec![0f32; m * b.panels.n]).collect();
     let dsts: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
-    let starts: Vec<usize> = bs
-        .iter()
-        .scan(0, |acc, b| {
-            let s = *acc;
-            *acc += b.panels.panels();
-            Some(s)
-        })
-        .collect();
-    let total = bs.iter().map(|b| b.panels.panels()).sum();
+    let panels: Vec<usize> = bs.iter().map(|b| b.panels.panels()).collect();
     let isa = isa();
-    candle_core::utils::barrier_pool().execute_chunked(total, |range| {
-        // A block of rows stays in the cache while this worker's panels
-        // pass over it; each panel is decoded once per tile of rows.
-        for r0 in (0..m).step_by(ROW_BLOCK) {
-            let rows = r0..m.min(r0 + ROW_BLOCK);
-            for i in range.clone() {
-                let at = starts.partition_point(|&s| s <= i) - 1;
-                let job = Job {
-                    isa,
-                    matrix: &bs[at].panels,
-                    panel: i - starts[at],
-                    acts: &acts,
-                    dst: dsts[at],
-                };
-                match isa {
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Vnni => job.run::<ROWS>(rows.clone()),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => job.run::<2>(rows.clone()),
-                    Isa::Scalar => job.run::<1>(rows.clone()),
-                }
-            }
+    for_panels(&panels, m, |at, panel, rows| {
+        let job = Job {
+            isa,
+            matrix: &bs[at].panels,
+            panel,
+            acts: &acts,
+            dst: dsts[at],
+        };
+        // Each panel is decoded once per tile of rows.
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni => job.run::<ROWS>(rows),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => job.run::<2>(rows),
+            Isa::Scalar => job.run::<1>(rows),
         }
     });
     outs
@@ -407,16 +434,7 @@ impl Job<'_> {
     fn run<const R: usize>(&self, rows: std::ops::Range<usize>) {
         let (format, n) = (self.matrix.format, self.matrix.n);
         let panel = self.matrix.panel(self.panel);
-        let col = self.panel * LANES;
-        let width = LANES.min(n - col);
-        let put = |r: usize, v: &[f32; LANES]| {
-            // SAFETY: every (row, column) of the output belongs to one job
-            // and is written once; the output outlives the pool call.
-            unsafe {
-                let at = (self.dst as *mut f32).add(r * n + col);
-                std::ptr::copy_nonoverlapping(v.as_ptr(), at, width);
-            }
-        };
+        let put = |r: usize, v: &[f32; LANES]| put_row(self.dst, n, self.panel, r, v);
         let mut r = rows.start;
         while r + R <= rows.end {
             let v: [[f32; LANES]; R] = tile(
@@ -476,15 +494,16 @@ impl Matmul {
     /// Whether [`Matmul::embedding`] can look rows up in this matrix, so
     /// that a tied embedding table need not be kept a second time.
     pub fn has_rows(&self) -> bool {
-        matches!(self, Matmul::Blocks(_))
+        matches!(self, Matmul::Blocks(_) | Matmul::Half(_))
     }
 
     /// Rows `ids` of the matrix as f32 (an embedding lookup).
     pub fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Matmul::Blocks(b) => b.embedding(ids),
+            Matmul::Half(h) => h.embedding(ids),
             Matmul::Candle(m) => m.embedding(ids),
-            Matmul::Q4K(_) | Matmul::Half(_) => {
+            Matmul::Q4K(_) => {
                 candle_core::bail!("this matrix does not serve as an embedding table")
             }
         }
@@ -678,12 +697,16 @@ mod tests {
     /// Rows looked up in the panels are the file's rows, dequantized.
     #[test]
     fn embedding_rows_equal_the_dequantized_matrix() {
-        for dtype in BLOCK_TYPES {
+        for dtype in BLOCK_TYPES
+            .into_iter()
+            .chain([GgmlDType::F16, GgmlDType::BF16])
+        {
             let (n, k) = (37, 64);
             let q = quantized(dtype, n, k);
             let want = flat(q.dequantize(&Device::Cpu));
-            let m = Matmul::new(QMatMul::from_arc(q).unwrap());
-            assert!(m.has_rows());
+            // As the weights reader gives them: F16 and BF16 not widened.
+            let m = Matmul::new(QMatMul::QTensor(q));
+            assert!(m.has_rows(), "{dtype:?}");
             let ids = Tensor::new(&[[36u32, 0, 17], [16, 15, 2]], &Device::Cpu).unwrap();
             let got = m.embedding(&ids).unwrap();
             assert_eq!(got.dims(), &[2, 3, k]);
