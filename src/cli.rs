@@ -548,6 +548,17 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub ignore_eos: bool,
 
+    /// Read along these token ids (a JSON list, or numbers separated by
+    /// spaces) instead of choosing the output: another engine's output, to
+    /// compare logits step by step with --top-logits. Chat models only.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["max_new_tokens", "ignore_eos"])]
+    pub follow_ids: Option<String>,
+
+    /// With --format json: the N best logits of every step that chose an
+    /// output token, as `top_logits`. Chat models only.
+    #[arg(long, value_name = "N")]
+    pub top_logits: Option<usize>,
+
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]

@@ -142,6 +142,10 @@ pub struct GenerateSettings {
     pub chat: bool,
     pub max_new_tokens: usize,
     pub ignore_eos: bool,
+    /// Ids to read along instead of generating.
+    pub follow: Option<Vec<u32>>,
+    /// How many of the best logits to report per step (0: none).
+    pub top_logits: usize,
     pub model: ModelSettings,
     pub output: OutputSettings,
 }
@@ -362,14 +366,42 @@ fn generate(a: GenerateArgs, offline: bool) -> Result<GenerateSettings> {
     if a.max_new_tokens == 0 {
         return Err(Error::Usage("--max-new-tokens must be at least 1".into()).into());
     }
+    let follow = a.follow_ids.as_deref().map(read_ids).transpose()?;
+    let output = output(&a.output, None)?;
+    if a.top_logits.is_some() && !output.json {
+        return Err(Error::Usage("--top-logits goes with --format json".into()).into());
+    }
     Ok(GenerateSettings {
-        output: output(&a.output, None)?,
+        output,
         prompt,
         chat: a.chat,
-        max_new_tokens: a.max_new_tokens,
+        max_new_tokens: follow.as_ref().map_or(a.max_new_tokens, Vec::len),
         ignore_eos: a.ignore_eos,
+        follow,
+        top_logits: a.top_logits.unwrap_or(0),
         model: model(&a.model, &a.sampling, offline)?,
     })
+}
+
+/// Token ids from `path`: a JSON list, or numbers separated by white space.
+fn read_ids(path: &str) -> Result<Vec<u32>> {
+    let text = glot::input::read(path, false)?.text;
+    let bad = || {
+        Error::Usage(format!(
+            "{path}: expected token ids, as a JSON list or numbers separated by spaces"
+        ))
+    };
+    let ids: Vec<u32> = match text.trim_start().starts_with('[') {
+        true => serde_json::from_str(&text).map_err(|_| bad())?,
+        false => text
+            .split_whitespace()
+            .map(|w| w.parse().map_err(|_| bad()))
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    if ids.is_empty() {
+        return Err(Error::Usage(format!("{path}: no token ids")).into());
+    }
+    Ok(ids)
 }
 
 fn model(m: &ModelArgs, s: &SamplingArgs, offline: bool) -> Result<ModelSettings> {

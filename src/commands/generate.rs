@@ -25,6 +25,10 @@ struct Report<'a> {
     stop: StopReason,
     seed: Option<u64>,
     timings: Timings,
+    /// With `--top-logits N`: per output token, the N best logits of the
+    /// step that chose it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    top_logits: Vec<TopLogits>,
     /// With `--format json` only: hashing local model files takes a read.
     #[serde(skip_serializing_if = "Option::is_none")]
     reproduce: Option<Provenance>,
@@ -57,6 +61,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         stop,
         text,
         usage,
+        top_logits,
     } = done;
     printer.info(format!(
         "{} prompt tokens, {} new tokens, {:.1} tokens/s decode",
@@ -73,6 +78,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         stop,
         seed: s.model.sampling.map(|x| x.seed),
         timings: Timings::of(&info, &usage, start),
+        top_logits,
         reproduce: s
             .output
             .json
@@ -84,6 +90,26 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
     emit(&s.output, &text, &report)
 }
 
+/// The best logits of one step, best first.
+#[derive(Serialize)]
+struct TopLogits {
+    ids: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+impl TopLogits {
+    fn of(logits: &[f32], n: usize) -> TopLogits {
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        // Stable: equal logits keep the lower id first.
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
+        order.truncate(n);
+        TopLogits {
+            logits: order.iter().map(|&i| logits[i as usize]).collect(),
+            ids: order,
+        }
+    }
+}
+
 /// What one prompt gave, whichever kind of model ran it.
 struct Generated {
     info: ModelInfo,
@@ -93,6 +119,7 @@ struct Generated {
     stop: StopReason,
     text: String,
     usage: Usage,
+    top_logits: Vec<TopLogits>,
 }
 
 fn usage(prompt: usize, output: usize, stop: StopReason, secs: [f64; 2], reused: usize) -> Usage {
@@ -132,9 +159,47 @@ fn chat_model(s: &GenerateSettings, raw: String, printer: &Printer) -> Result<Ge
         no_repeat_ngram: None,
         beam: s.model.beam.map(|b| b.for_chat_model()),
     };
-    let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
+    let top = |logits: Vec<Vec<f32>>| -> Vec<TopLogits> {
+        logits
+            .iter()
+            .map(|l| TopLogits::of(l, s.top_logits))
+            .collect()
+    };
+    let (g, top_logits) = match &s.follow {
+        None => {
+            let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
+            // The logits that chose each output token, read again along
+            // the output.
+            let top_logits = match (s.top_logits, g.ids.split_last()) {
+                (1.., Some((_, forced))) => top(llm.logits_along(&ids, forced)?),
+                _ => Vec::new(),
+            };
+            (g, top_logits)
+        }
+        Some(follow) => {
+            let t = Instant::now();
+            let logits = llm.logits_along(&ids, &follow[..follow.len() - 1])?;
+            let g = glot::engine::generate::Generated {
+                ids: follow.clone(),
+                stop: StopReason::Length,
+                first_logits: Vec::new(),
+                reused: 0,
+                prefill_secs: 0.0,
+                decode_secs: t.elapsed().as_secs_f64(),
+            };
+            (
+                g,
+                if s.top_logits > 0 {
+                    top(logits)
+                } else {
+                    Vec::new()
+                },
+            )
+        }
+    };
     let text = glot::engine::strip_think(&llm.tokenizer().decode(&g.ids)?);
     Ok(Generated {
+        top_logits,
         info: llm.info().clone(),
         usage: usage(
             ids.len(),
@@ -175,6 +240,12 @@ fn seq2seq(
     if s.model.sampling.is_some() {
         return refuse("sampling");
     }
+    if s.follow.is_some() {
+        return refuse("--follow-ids");
+    }
+    if s.top_logits > 0 {
+        return refuse("--top-logits");
+    }
     let model = mt::load_seq2seq(files, &s.model, printer)?;
     let ids = model.vocab().encode(&raw, None)?;
     let g = model.generate(std::slice::from_ref(&ids), &[s.max_new_tokens])?;
@@ -198,5 +269,6 @@ fn seq2seq(
         output: out.ids,
         stop: out.stop,
         text,
+        top_logits: Vec::new(),
     })
 }

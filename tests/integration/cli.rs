@@ -888,3 +888,111 @@ fn cited_summaries_list_their_parts() {
         "{text}"
     );
 }
+
+/// `--top-logits` reports the logits that chose each output token, and
+/// `--follow-ids` reads along given ids and reports the same logits where
+/// the path is the same.
+#[test]
+fn top_logits_along_the_greedy_path_and_a_followed_one() {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        ids: Vec<u32>,
+        logits: Vec<f32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Json {
+        output_ids: Vec<u32>,
+        top_logits: Vec<Top>,
+    }
+    let r = reference("qwen3");
+    let case = r.cases.iter().find(|c| c.name == "raw-short").unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let prompt = write(
+        home.path(),
+        "p.txt",
+        case.prompt.as_ref().unwrap().as_bytes(),
+    );
+    let go = |extra: &[&str]| -> Json {
+        let mut cmd = glot(home.path());
+        cmd.args([
+            "generate",
+            "--prompt-file",
+            &prompt,
+            "--format",
+            "json",
+            "--top-logits",
+            "3",
+        ])
+        .arg("--model")
+        .arg(model_dir("qwen3"))
+        .args(extra);
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let greedy = go(&[]);
+    assert_eq!(greedy.output_ids, case.output_ids);
+    assert_eq!(greedy.top_logits.len(), greedy.output_ids.len());
+    for (top, &id) in greedy.top_logits.iter().zip(&greedy.output_ids) {
+        assert_eq!(top.ids.len(), 3);
+        assert_eq!(top.ids[0], id);
+        assert!(top.logits.windows(2).all(|w| w[0] >= w[1]));
+    }
+    // The same path followed, then another one that parts after one step.
+    let mut other = greedy.output_ids.clone();
+    other[1] = greedy.top_logits[1].ids[1];
+    for path in [&greedy.output_ids, &other] {
+        let ids = write(
+            home.path(),
+            "ids.json",
+            serde_json::to_string(path).unwrap().as_bytes(),
+        );
+        let followed = go(&["--follow-ids", &ids]);
+        assert_eq!(&followed.output_ids, path);
+        let same = if path == &other { 2 } else { path.len() };
+        for (a, b) in followed
+            .top_logits
+            .iter()
+            .zip(&greedy.top_logits)
+            .take(same)
+        {
+            assert_eq!(a.ids, b.ids);
+            assert_eq!(a.logits, b.logits);
+        }
+        if path == &other {
+            assert_ne!(followed.top_logits[2].logits, greedy.top_logits[2].logits);
+        }
+    }
+    let home = home.path();
+    std::fs::write(home.join("bad.txt"), "1 two").unwrap();
+    let bad = home.join("bad.txt");
+    let m = model_dir("qwen3");
+    expect_error(
+        home,
+        &[
+            "generate",
+            "--prompt",
+            "x",
+            "--model",
+            m.to_str().unwrap(),
+            "--follow-ids",
+            bad.to_str().unwrap(),
+        ],
+        None,
+        "expected token ids",
+    );
+    expect_error(
+        home,
+        &[
+            "generate",
+            "--prompt",
+            "x",
+            "--model",
+            m.to_str().unwrap(),
+            "--top-logits",
+            "2",
+        ],
+        None,
+        "--format json",
+    );
+}
