@@ -13,6 +13,15 @@ published. The model's widths (576, 1536) are not multiples of 256, so the
 K-quant presets quantize some matrices to other types: the table names the
 type most matrices have.
 
+`parity` measures how far each file's logits are from llama.cpp's on the
+same file: llama.cpp decodes 32 greedy tokens after two prompts, and glot
+reads along llama.cpp's tokens (`glot generate --follow-ids`). At every step
+it compares the logits of llama.cpp's 16 best tokens: glot against llama.cpp,
+and both against the exact weights (glot on the F32 file, which equals
+llama.cpp's F32 run up to summation order).
+
+    .venv/bin/python bench/quant_types.py parity
+
 `run` gives both engines the same prompt ids (512 tokens of the corpus's
 English articles, as glot tokenizes them), then 128 greedy tokens with the
 end of text ignored, and prints the medians of --runs runs as a Markdown
@@ -33,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
-from speed import QUANTIZE, cpu_name, llama_llm  # noqa: E402
+from speed import LLAMA_SRC, QUANTIZE, cpu_name, llama_llm  # noqa: E402
 
 OUT = ROOT / "bench" / "models" / "smollm2"
 TYPES = ["F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0", "Q4_K_M", "Q4_1", "Q4_0", "Q3_K_M", "Q2_K"]
@@ -138,6 +147,87 @@ def run(args: argparse.Namespace) -> None:
         )
 
 
+# How many of glot's best logits are compared with llama.cpp's 16 best.
+TOP = 4096
+
+
+def glot_top(glot: str, model: Path, prompt: Path, follow: list[int], n: int) -> list[dict[int, float]]:
+    """glot's n best logits at each step along `follow`, as id → logit."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(follow, f)
+        f.flush()
+        cmd = [glot, "generate", "--prompt-file", str(prompt), "--model", str(model), "--follow-ids", f.name]
+        cmd += ["--top-logits", str(n), "--format", "json"]
+        r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    return [dict(zip(t["ids"], t["logits"])) for t in r["top_logits"]]
+
+
+def parity(args: argparse.Namespace) -> None:
+    import os
+
+    import numpy as np
+
+    os.environ["LLAMA_CPP_LIB_PATH"] = str(QUANTIZE.parent)
+    sys.path.insert(0, str(LLAMA_SRC))
+    from llama_cpp import Llama
+
+    article = (ROOT / "tests" / "fixtures" / "real" / "en-harbour-bridge.txt").read_text()
+    prompts = []
+    for text in ["The capital of France is", " ".join(article.split(" ")[:150])]:
+        path = Path(tempfile.mkstemp(suffix=".txt")[1])
+        path.write_text(text)
+        ids = json.loads(
+            subprocess.run(
+                [args.glot, "generate", "--prompt-file", str(path), "--model", str(OUT / "f32.gguf"), "--max-new-tokens", "1", "--format", "json"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )["prompt_ids"]
+        prompts.append((path, ids))
+    names = args.files or [PUBLISHED] + [t.lower() for t in TYPES]
+    rows = []
+    for name in names:
+        path = OUT / f"{name}.gguf"
+        llm = Llama(model_path=str(path), n_ctx=1024, logits_all=True, n_threads=args.threads, verbose=False)
+        worst = dict(to_peer=0.0, peer_to_exact=0.0, ours_to_exact=0.0, missing=0)
+        for prompt, ids in prompts:
+            llm.reset()
+            llm.eval(ids)
+            path_ids, tops = [], []
+            for _ in range(args.new_tokens):
+                logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+                order = np.argsort(-logits, kind="stable")[:16]
+                tops.append({int(i): float(logits[i]) for i in order})
+                path_ids.append(int(order[0]))
+                llm.eval([int(order[0])])
+            ours = glot_top(args.glot, path, prompt, path_ids, TOP)
+            exact = glot_top(args.glot, OUT / "f32.gguf", prompt, path_ids, TOP)
+            for theirs, q, e in zip(tops, ours, exact):
+                for i, l in theirs.items():
+                    if i not in q or i not in e:
+                        worst["missing"] += 1
+                        continue
+                    worst["to_peer"] = max(worst["to_peer"], abs(q[i] - l))
+                    worst["peer_to_exact"] = max(worst["peer_to_exact"], abs(l - e[i]))
+                    worst["ours_to_exact"] = max(worst["ours_to_exact"], abs(q[i] - e[i]))
+        del llm
+        rows.append(dict(name=name, type=main_type(path), **worst))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    print(f"SmolLM2-135M-Instruct, {cpu_name()}: the largest logit distance over llama.cpp's 16 best tokens at each of "
+          f"{args.new_tokens} steps along llama.cpp's greedy path, after a 5- and a {len(prompts[1][1])}-token prompt "
+          f"({time.strftime('%Y-%m-%d')})\n")
+    print("| file | matrices | glot to llama.cpp | llama.cpp to exact | glot to exact | glot/llama.cpp distance to exact |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        note = f" ({r['missing']} not among glot's {TOP} best)" if r["missing"] else ""
+        ratio = r["ours_to_exact"] / max(r["peer_to_exact"], 1e-9)
+        print(
+            f"| {r['name']} | {r['type']} | {r['to_peer']:.3f}{note} | {r['peer_to_exact']:.3f} | "
+            f"{r['ours_to_exact']:.3f} | {ratio:.2f}× |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -150,8 +240,13 @@ def main() -> None:
     r.add_argument("--prompt-tokens", type=int, default=512)
     r.add_argument("--new-tokens", type=int, default=128)
     r.add_argument("files", nargs="*", help="only these files of bench/models/smollm2/ (names without .gguf)")
+    q = sub.add_parser("parity")
+    q.add_argument("--glot", default=str(ROOT / "target" / "release" / "glot"))
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--new-tokens", type=int, default=32)
+    q.add_argument("files", nargs="*", help="only these files of bench/models/smollm2/ (names without .gguf)")
     args = parser.parse_args()
-    {"build": build, "run": run}[args.cmd](args)
+    {"build": build, "run": run, "parity": parity}[args.cmd](args)
 
 
 if __name__ == "__main__":
