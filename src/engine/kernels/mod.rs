@@ -531,9 +531,30 @@ impl Module for Matmul {
             Matmul::Blocks(b) => b.forward(x),
             Matmul::Q4K(b) => b.forward(x),
             Matmul::Half(h) => h.forward(x),
+            Matmul::Candle(QMatMul::QTensor(t)) if rows(x) >= WIDEN_ROWS => {
+                // candle's products for the types without kernels here take
+                // one weight row and one activation row at a time. For a
+                // prompt, one f32 copy of the matrix and a blocked f32
+                // product cost less. The copy lives for this call only.
+                let w = t.dequantize(x.device())?;
+                forward_rows(x, w.dim(0)?, w.dim(1)?, |data| {
+                    let m = data.len() / w.dim(1)?;
+                    let x = Tensor::from_slice(data, (m, w.dim(1)?), x.device())?;
+                    x.matmul(&w.t()?)?.flatten_all()?.to_vec1()
+                })
+            }
             Matmul::Candle(m) => m.forward(x),
         }
     }
+}
+
+/// Rows of activations from which a quantized matrix without kernels here
+/// is widened to f32 for the product.
+const WIDEN_ROWS: usize = 16;
+
+/// Rows of `x`: all its dimensions but the last.
+fn rows(x: &Tensor) -> usize {
+    x.elem_count() / x.dims().last().copied().unwrap_or(1).max(1)
 }
 
 /// `x · mᵀ` for every matrix of `ms`, all taking the same input (Q, K and V;
@@ -747,6 +768,33 @@ mod tests {
                     alone.flatten_all().unwrap().to_vec1().unwrap(),
                 );
                 assert_eq!(a, b);
+            }
+        }
+    }
+
+    /// A prompt's rows meet a type without kernels here (Q3_K) as the f32
+    /// product with the widened matrix, close to candle's quantized one.
+    #[test]
+    fn prompts_widen_types_without_kernels() {
+        let (n, k) = (8, 512);
+        let q = quantized(GgmlDType::Q3K, n, k);
+        let widened = q.dequantize(&Device::Cpu).unwrap();
+        let m = Matmul::new(QMatMul::from_arc(q.clone()).unwrap());
+        assert!(matches!(m, Matmul::Candle(_)));
+        for rows in [WIDEN_ROWS - 1, WIDEN_ROWS + 4] {
+            let x = Tensor::from_vec(random(rows * k, 7), (1, rows, k), &Device::Cpu).unwrap();
+            let got = flat(m.forward(&x));
+            let exact = flat(x.squeeze(0).unwrap().matmul(&widened.t().unwrap()));
+            let quantized = flat(QMatMul::from_arc(q.clone()).unwrap().forward(&x));
+            let scale = exact.iter().fold(0f32, |a, v| a.max(v.abs()));
+            for ((g, e), q) in got.iter().zip(&exact).zip(&quantized) {
+                assert!(
+                    (g - q).abs() <= 0.02 * scale,
+                    "{rows} rows: {g} vs candle's {q}"
+                );
+                if rows >= WIDEN_ROWS {
+                    assert!((g - e).abs() <= 1e-5 * scale, "{rows} rows: {g} vs {e}");
+                }
             }
         }
     }
