@@ -24,8 +24,9 @@ llama.cpp's F32 run up to summation order).
 
 `run` gives both engines the same prompt ids (512 tokens of the corpus's
 English articles, as glot tokenizes them), then 128 greedy tokens with the
-end of text ignored, and prints the medians of --runs runs as a Markdown
-table: prefill and decode tokens per second and glot/llama.cpp ratios.
+end of text ignored, the engines taking turns, and prints the medians of
+--runs runs as a Markdown table: prefill and decode tokens per second and
+glot/llama.cpp ratios.
 """
 
 from __future__ import annotations
@@ -119,9 +120,13 @@ def run(args: argparse.Namespace) -> None:
     rows = []
     for name in names:
         path = OUT / f"{name}.gguf"
-        ours = [glot_run(args.glot, args.threads, path, prompt, args.new_tokens) for _ in range(args.runs)]
+        # The engines take turns, so that a slow spell of the machine falls
+        # on both.
+        ours, peer = [], []
+        for _ in range(args.runs):
+            ours.append(glot_run(args.glot, args.threads, path, prompt, args.new_tokens))
+            peer.append(llama_llm(args.threads, path, ours[0]["prompt_ids"], args.new_tokens))
         ids = ours[0]["prompt_ids"]
-        peer = [llama_llm(args.threads, path, ids, args.new_tokens) for _ in range(args.runs)]
         med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
         row = dict(
             name=name,
@@ -236,7 +241,7 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--glot", default=str(ROOT / "target" / "release" / "glot"))
     r.add_argument("--threads", type=int, default=2)
-    r.add_argument("--runs", type=int, default=3)
+    r.add_argument("--runs", type=int, default=5)
     r.add_argument("--prompt-tokens", type=int, default=512)
     r.add_argument("--new-tokens", type=int, default=128)
     r.add_argument("files", nargs="*", help="only these files of bench/models/smollm2/ (names without .gguf)")
