@@ -967,32 +967,20 @@ fn top_logits_along_the_greedy_path_and_a_followed_one() {
     std::fs::write(home.join("bad.txt"), "1 two").unwrap();
     let bad = home.join("bad.txt");
     let m = model_dir("qwen3");
-    expect_error(
-        home,
-        &[
+    let bad = bad.to_str().unwrap();
+    for (flag, value, needle) in [
+        ("--follow-ids", bad, "expected token ids"),
+        ("--top-logits", "2", "--format json"),
+    ] {
+        let args = [
             "generate",
             "--prompt",
             "x",
             "--model",
             m.to_str().unwrap(),
-            "--follow-ids",
-            bad.to_str().unwrap(),
-        ],
-        None,
-        "expected token ids",
-    );
-    expect_error(
-        home,
-        &[
-            "generate",
-            "--prompt",
-            "x",
-            "--model",
-            m.to_str().unwrap(),
-            "--top-logits",
-            "2",
-        ],
-        None,
-        "--format json",
-    );
+            flag,
+            value,
+        ];
+        expect_error(home, &args, None, needle);
+    }
 }

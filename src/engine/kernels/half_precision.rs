@@ -22,7 +22,7 @@ use candle_core::{Module, Tensor};
 use half::{bf16, f16};
 
 use super::panels::LANES;
-use super::{for_panels, forward_rows, isa, lookup, put_row, Isa, ROWS};
+use super::{filled, for_panels, forward_rows, isa, lookup, put_row, Isa, ROWS};
 
 /// An `n × k` matrix of F16 or BF16 weights in panels of 16 rows.
 pub struct HalfMatrix {
@@ -63,25 +63,12 @@ impl HalfMatrix {
         }
         let src = t.data().ok()?;
         let panel_bytes = words(bf16, k) * word_bytes(bf16);
-        let panels = n.div_ceil(LANES);
-        let mut data = vec![0u8; panels * panel_bytes];
-        let dst = data.as_mut_ptr() as usize;
-        candle_core::utils::barrier_pool().execute_chunked(panels, |range| {
-            for p in range {
-                // SAFETY: each panel is one worker's alone, and `data`
-                // outlives the pool call.
-                let panel = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        (dst as *mut u8).add(p * panel_bytes),
-                        panel_bytes,
-                    )
-                };
-                for c in 0..LANES.min(n - p * LANES) {
-                    let row = &src[(p * LANES + c) * k * 2..][..k * 2];
-                    for (i, w) in row.chunks_exact(2).enumerate() {
-                        let at = 2 * slot(bf16, i, c);
-                        panel[at..at + 2].copy_from_slice(w);
-                    }
+        let data = filled(n.div_ceil(LANES), panel_bytes, |p, panel| {
+            for c in 0..LANES.min(n - p * LANES) {
+                let row = &src[(p * LANES + c) * k * 2..][..k * 2];
+                for (i, w) in row.chunks_exact(2).enumerate() {
+                    let at = 2 * slot(bf16, i, c);
+                    panel[at..at + 2].copy_from_slice(w);
                 }
             }
         });
@@ -92,26 +79,17 @@ impl HalfMatrix {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
         let words = words(self.bf16, k);
-        let mut xs = vec![0u32; m * words];
-        let at = xs.as_mut_ptr() as usize;
         let bf16 = self.bf16;
-        candle_core::utils::barrier_pool().execute_chunked(m, |rows| {
-            for r in rows {
-                // SAFETY: each row is one worker's alone, and `xs` outlives
-                // the pool call.
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut((at as *mut u32).add(r * words), words)
-                };
-                let src = &x[r * k..(r + 1) * k];
-                if bf16 {
-                    for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
-                        let hi = pair.get(1).map_or(0, |&x| round_bf16(x));
-                        *d = round_bf16(pair[0]) | hi << 16;
-                    }
-                } else {
-                    for (d, &x) in dst.iter_mut().zip(src) {
-                        *d = x.to_bits();
-                    }
+        let xs = filled(m, words, |r, dst: &mut [u32]| {
+            let src = &x[r * k..(r + 1) * k];
+            if bf16 {
+                for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
+                    let hi = pair.get(1).map_or(0, |&x| round_bf16(x));
+                    *d = round_bf16(pair[0]) | hi << 16;
+                }
+            } else {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = x.to_bits();
                 }
             }
         });

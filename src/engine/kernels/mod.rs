@@ -154,22 +154,10 @@ impl Acts {
             // vectors outlive the pool call.
             let (qs, d, s, sums) = unsafe {
                 (
-                    std::slice::from_raw_parts_mut(
-                        (ptrs.0 as *mut i8).add(r.start * k),
-                        r.len() * k,
-                    ),
-                    std::slice::from_raw_parts_mut(
-                        (ptrs.1 as *mut f32).add(r.start * kb),
-                        r.len() * kb,
-                    ),
-                    std::slice::from_raw_parts_mut(
-                        (ptrs.2 as *mut f32).add(r.start * kb),
-                        r.len() * kb,
-                    ),
-                    std::slice::from_raw_parts_mut(
-                        (ptrs.3 as *mut i32).add(r.start * kb),
-                        r.len() * kb,
-                    ),
+                    share(ptrs.0, r.start * k, r.len() * k),
+                    share(ptrs.1, r.start * kb, r.len() * kb),
+                    share(ptrs.2, r.start * kb, r.len() * kb),
+                    share(ptrs.3, r.start * kb, r.len() * kb),
                 )
             };
             let x = &x[r.start * k..r.end * k];
@@ -197,6 +185,39 @@ impl Acts {
             sums: &self.sums[r * kb..(r + 1) * kb],
         }
     }
+}
+
+/// `len` elements from element `start` of the vector at address `base`:
+/// one worker's share of an output that all the workers write.
+///
+/// # Safety
+/// The range lies in the vector, the vector outlives the slice, and no one
+/// else touches the range while the slice lives.
+unsafe fn share<'a, T>(base: usize, start: usize, len: usize) -> &'a mut [T] {
+    unsafe { std::slice::from_raw_parts_mut((base as *mut T).add(start), len) }
+}
+
+/// `parts × len` values, part `i` written by `fill(i, part)`, the parts
+/// split between the threads.
+fn filled<T: Copy + Default + Send>(
+    parts: usize,
+    len: usize,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut data = vec![T::default(); parts * len];
+    if parts == 1 {
+        fill(0, &mut data);
+        return data;
+    }
+    let base = data.as_mut_ptr() as usize;
+    candle_core::utils::barrier_pool().execute_chunked(parts, |range| {
+        for i in range {
+            // SAFETY: each part is one worker's alone, inside `data`, which
+            // outlives the pool call.
+            fill(i, unsafe { share(base, i * len, len) });
+        }
+    });
+    data
 }
 
 /// Rounds each block of 32 values to bytes with the scale max|x| / 127,

@@ -79,21 +79,8 @@ impl Panels {
     pub fn new(format: Format, n: usize, k: usize, src: &[u8]) -> Panels {
         let kb = k / QK;
         let panel_bytes = kb * LANES * format.block_bytes();
-        let panels = n.div_ceil(LANES);
-        let mut data = vec![0u8; panels * panel_bytes];
-        let dst = data.as_mut_ptr() as usize;
-        candle_core::utils::barrier_pool().execute_chunked(panels, |range| {
-            for p in range {
-                // SAFETY: each panel is one worker's alone, and `data`
-                // outlives the pool call.
-                let panel = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        (dst as *mut u8).add(p * panel_bytes),
-                        panel_bytes,
-                    )
-                };
-                fill_panel(format, kb, src, p, n, panel);
-            }
+        let data = super::filled(n.div_ceil(LANES), panel_bytes, |p, panel| {
+            fill_panel(format, kb, src, p, n, panel)
         });
         Panels { format, n, k, data }
     }
@@ -229,6 +216,18 @@ pub(super) fn tile_scalar<const R: usize>(
     acc
 }
 
+/// A panel's record size and blocks, after checking that every row has
+/// as many: what the vector kernels index without bounds checks.
+fn blocks_of(format: Format, panel: &[u8], rows: &[Row]) -> (usize, usize) {
+    let record = LANES * format.block_bytes();
+    let kb = panel.len() / record;
+    for row in rows {
+        assert!(row.qs.len() >= kb * QK && row.d.len() >= kb);
+        assert!(row.s.len() >= kb && row.sums.len() >= kb);
+    }
+    (record, kb)
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) mod x86 {
     use super::{Format, Row, LANES, QK};
@@ -243,12 +242,7 @@ pub(super) mod x86 {
         panel: &[u8],
         rows: [Row; R],
     ) -> [[f32; LANES]; R] {
-        let record = LANES * format.block_bytes();
-        let kb = panel.len() / record;
-        for row in &rows {
-            assert!(row.qs.len() >= kb * QK && row.d.len() >= kb && row.s.len() >= kb);
-            assert!(row.sums.len() >= kb);
-        }
+        let (record, kb) = super::blocks_of(format, panel, &rows);
         let (high_at, values_at) = format.record_layout();
         let offset = format.offset();
         let low = _mm512_set1_epi8(0x0f);
@@ -332,12 +326,7 @@ pub(super) mod x86 {
         panel: &[u8],
         rows: [Row; R],
     ) -> [[f32; LANES]; R] {
-        let record = LANES * format.block_bytes();
-        let kb = panel.len() / record;
-        for row in &rows {
-            assert!(row.qs.len() >= kb * QK && row.d.len() >= kb && row.s.len() >= kb);
-            assert!(row.sums.len() >= kb);
-        }
+        let (record, kb) = super::blocks_of(format, panel, &rows);
         let (high_at, values_at) = format.record_layout();
         let offset = if format == Format::Q8_0 {
             0
@@ -395,7 +384,9 @@ pub(super) mod x86 {
             for half in 0..2 {
                 let h = rec.add(16 * half);
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(h as *const __m128i));
-                let m = _mm256_cvtph_ps(_mm_loadu_si128(h.add(32) as *const __m128i));
+                let m = format
+                    .has_min()
+                    .then(|| _mm256_cvtph_ps(_mm_loadu_si128(h.add(32) as *const __m128i)));
                 for r in 0..R {
                     let row = rows[r];
                     let shift = _mm256_set1_epi32(offset * *row.sums.get_unchecked(b));
@@ -403,7 +394,7 @@ pub(super) mod x86 {
                     let scale = _mm256_mul_ps(d, _mm256_set1_ps(*row.d.get_unchecked(b)));
                     let a = &mut acc[r][half];
                     *a = _mm256_fmadd_ps(pf, scale, *a);
-                    if format.has_min() {
+                    if let Some(m) = m {
                         *a = _mm256_fmadd_ps(m, _mm256_set1_ps(*row.s.get_unchecked(b)), *a);
                     }
                 }
