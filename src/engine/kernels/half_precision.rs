@@ -75,49 +75,69 @@ impl HalfMatrix {
         Some(HalfMatrix { bf16, n, k, data })
     }
 
-    fn matmul(&self, x: &[f32]) -> Vec<f32> {
-        let (n, k) = (self.n, self.k);
-        let m = x.len() / k;
-        let words = words(self.bf16, k);
-        let bf16 = self.bf16;
-        let xs = filled(m, words, |r, dst: &mut [u32]| {
-            let src = &x[r * k..(r + 1) * k];
-            if bf16 {
-                for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
-                    let hi = pair.get(1).map_or(0, |&x| round_bf16(x));
-                    *d = round_bf16(pair[0]) | hi << 16;
-                }
-            } else {
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = x.to_bits();
-                }
-            }
-        });
-        let path = path(self.bf16);
-        let panel_bytes = words * word_bytes(self.bf16);
-        let mut out = vec![0f32; m * n];
-        let dst = out.as_mut_ptr() as usize;
-        let xs = &xs;
-        let rows = |r: usize| &xs[r * words..(r + 1) * words];
-        for_panels(&[n.div_ceil(LANES)], m, |_, p, range| {
-            let panel = &self.data[p * panel_bytes..(p + 1) * panel_bytes];
-            let put = |r: usize, v: &[f32; LANES]| put_row(dst, n, p, r, v);
-            let mut r = range.start;
-            while r + ROWS <= range.end {
-                let v: [[f32; LANES]; ROWS] =
-                    tile(path, self.bf16, panel, std::array::from_fn(|i| rows(r + i)));
-                for (i, v) in v.iter().enumerate() {
-                    put(r + i, v);
-                }
-                r += ROWS;
-            }
-            for r in r..range.end {
-                let [v] = tile(path, self.bf16, panel, [rows(r)]);
-                put(r, &v);
-            }
-        });
-        out
+    /// Whether [`products`] can take `self` with `other`: the same width
+    /// and kind, so that the activations are converted once for both.
+    pub(super) fn pairs_with(&self, other: &HalfMatrix) -> bool {
+        self.k == other.k && self.bf16 == other.bf16
     }
+
+    pub(super) fn k(&self) -> usize {
+        self.k
+    }
+
+    pub(super) fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// `x · hᵀ` for every matrix `h` of `hs` (all [`HalfMatrix::pairs_with`]
+/// the first), `x` being rows of their width given as one slice: the
+/// activations converted once, and the panels of all the matrices one
+/// range split between the threads (Q, K and V in one pass).
+pub(super) fn products(hs: &[&HalfMatrix], x: &[f32]) -> Vec<Vec<f32>> {
+    let (k, bf16) = (hs[0].k, hs[0].bf16);
+    assert!(hs.iter().all(|h| h.pairs_with(hs[0])));
+    let m = x.len() / k;
+    let words = words(bf16, k);
+    let xs = filled(m, words, |r, dst: &mut [u32]| {
+        let src = &x[r * k..(r + 1) * k];
+        if bf16 {
+            for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
+                let hi = pair.get(1).map_or(0, |&x| round_bf16(x));
+                *d = round_bf16(pair[0]) | hi << 16;
+            }
+        } else {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = x.to_bits();
+            }
+        }
+    });
+    let path = path(bf16);
+    let panel_bytes = words * word_bytes(bf16);
+    let mut outs: Vec<Vec<f32>> = hs.iter().map(|h| vec![0f32; m * h.n]).collect();
+    let dsts: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+    let panels: Vec<usize> = hs.iter().map(|h| h.n.div_ceil(LANES)).collect();
+    let xs = &xs;
+    let rows = |r: usize| &xs[r * words..(r + 1) * words];
+    for_panels(&panels, m, |at, p, range| {
+        let (h, dst) = (hs[at], dsts[at]);
+        let panel = &h.data[p * panel_bytes..(p + 1) * panel_bytes];
+        let put = |r: usize, v: &[f32; LANES]| put_row(dst, h.n, p, r, v);
+        let mut r = range.start;
+        while r + ROWS <= range.end {
+            let v: [[f32; LANES]; ROWS] =
+                tile(path, bf16, panel, std::array::from_fn(|i| rows(r + i)));
+            for (i, v) in v.iter().enumerate() {
+                put(r + i, v);
+            }
+            r += ROWS;
+        }
+        for r in r..range.end {
+            let [v] = tile(path, bf16, panel, [rows(r)]);
+            put(r, &v);
+        }
+    });
+    outs
 }
 
 impl HalfMatrix {
@@ -136,7 +156,9 @@ impl HalfMatrix {
 
 impl Module for HalfMatrix {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        forward_rows(x, self.n, self.k, |data| Ok(self.matmul(data)))
+        forward_rows(x, self.n, self.k, |data| {
+            Ok(products(&[self], data).remove(0))
+        })
     }
 }
 

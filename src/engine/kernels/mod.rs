@@ -579,33 +579,48 @@ fn rows(x: &Tensor) -> usize {
 }
 
 /// `x · mᵀ` for every matrix of `ms`, all taking the same input (Q, K and V;
-/// gate and up). Where all are in block formats, the input is quantized
-/// once and all the products are one parallel pass (see [`products`]).
+/// gate and up). Where all are in block formats, or all in the same half
+/// precision, the input is quantized or converted once and all the
+/// products are one parallel pass (see [`products`]): a decode step would
+/// otherwise wait for the threads once per matrix.
 pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+    let dims = x.dims();
+    let k = dims.last().copied().unwrap_or(0);
     let blocks: Option<Vec<&BlockMatrix>> = ms
         .iter()
         .map(|m| match m {
-            Matmul::Blocks(b) => Some(&**b),
-            Matmul::Q4K(_) | Matmul::Half(_) | Matmul::Candle(_) => None,
+            Matmul::Blocks(b) if b.panels.k == k => Some(&**b),
+            _ => None,
         })
         .collect();
-    let dims = x.dims();
-    let k = dims.last().copied().unwrap_or(0);
-    match blocks {
-        Some(bs) if k > 0 && !bs.is_empty() && bs.iter().all(|b| b.panels.k == k) => {
-            let data = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            products(&bs, &data, k)
-                .into_iter()
-                .zip(&bs)
-                .map(|(out, b)| {
-                    let mut shape = dims.to_vec();
-                    *shape.last_mut().unwrap() = b.panels.n;
-                    Tensor::from_vec(out, shape, x.device())
-                })
-                .collect()
-        }
-        _ => ms.iter().map(|m| m.forward(x)).collect(),
-    }
+    let halves: Option<Vec<&half_precision::HalfMatrix>> = ms
+        .iter()
+        .map(|m| match m {
+            Matmul::Half(h) if h.k() == k => Some(&**h),
+            _ => None,
+        })
+        .collect();
+    let data = || x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+    let (outs, widths): (Vec<Vec<f32>>, Vec<usize>) = match (blocks, halves) {
+        _ if k == 0 || ms.is_empty() => return ms.iter().map(|m| m.forward(x)).collect(),
+        (Some(bs), _) => (
+            products(&bs, &data()?, k),
+            bs.iter().map(|b| b.panels.n).collect(),
+        ),
+        (_, Some(hs)) if hs.iter().all(|h| h.pairs_with(hs[0])) => (
+            half_precision::products(&hs, &data()?),
+            hs.iter().map(|h| h.n()).collect(),
+        ),
+        _ => return ms.iter().map(|m| m.forward(x)).collect(),
+    };
+    outs.into_iter()
+        .zip(widths)
+        .map(|(out, n)| {
+            let mut shape = dims.to_vec();
+            *shape.last_mut().unwrap() = n;
+            Tensor::from_vec(out, shape, x.device())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -768,27 +783,33 @@ mod tests {
     /// One pass over several matrices gives each matrix's own product.
     #[test]
     fn products_of_several_matrices_equal_each_alone() {
-        let ms: Vec<Matmul> = [
-            (GgmlDType::Q8_0, 40),
-            (GgmlDType::Q5_0, 9),
-            (GgmlDType::Q4_1, 5),
-            (GgmlDType::Q8_0, 3),
-        ]
-        .into_iter()
-        .map(|(dt, n)| Matmul::new(QMatMul::from_arc(quantized(dt, n, 64)).unwrap()))
-        .collect();
-        assert!(ms.iter().all(|m| matches!(m, Matmul::Blocks(_))));
-        for rows in [1, 6] {
-            let x = Tensor::from_vec(random(64 * rows, 9), (1, rows, 64), &Device::Cpu).unwrap();
-            let all = forward_all(&ms.iter().collect::<Vec<_>>(), &x).unwrap();
-            for (m, y) in ms.iter().zip(all) {
-                let alone = m.forward(&x).unwrap();
-                assert_eq!(y.dims(), alone.dims());
-                let (a, b): (Vec<f32>, Vec<f32>) = (
-                    y.flatten_all().unwrap().to_vec1().unwrap(),
-                    alone.flatten_all().unwrap().to_vec1().unwrap(),
-                );
-                assert_eq!(a, b);
+        let sets = [
+            vec![
+                (GgmlDType::Q8_0, 40),
+                (GgmlDType::Q5_0, 9),
+                (GgmlDType::Q4_1, 5),
+                (GgmlDType::Q8_0, 3),
+            ],
+            vec![(GgmlDType::F16, 40), (GgmlDType::F16, 9)],
+            vec![(GgmlDType::BF16, 17), (GgmlDType::BF16, 3)],
+        ];
+        for set in sets {
+            let ms: Vec<Matmul> = set
+                .into_iter()
+                .map(|(dt, n)| Matmul::new(QMatMul::QTensor(quantized(dt, n, 64))))
+                .collect();
+            assert!(ms
+                .iter()
+                .all(|m| matches!(m, Matmul::Blocks(_) | Matmul::Half(_))));
+            for rows in [1, 6] {
+                let x =
+                    Tensor::from_vec(random(64 * rows, 9), (1, rows, 64), &Device::Cpu).unwrap();
+                let all = forward_all(&ms.iter().collect::<Vec<_>>(), &x).unwrap();
+                for (m, y) in ms.iter().zip(all) {
+                    let alone = m.forward(&x).unwrap();
+                    assert_eq!(y.dims(), alone.dims());
+                    assert_eq!(flat(Ok(y)), flat(Ok(alone)));
+                }
             }
         }
     }
