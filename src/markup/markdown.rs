@@ -7,7 +7,7 @@ use pulldown_cmark::{Event, LinkType, Options, Parser, Tag, TagEnd};
 
 use super::unit::Draft;
 
-fn options() -> Options {
+pub(super) fn options() -> Options {
     Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS
@@ -23,6 +23,8 @@ pub(crate) fn units(source: &str) -> Vec<Draft> {
     let mut draft: Option<Draft> = None;
     // Headings and table cells must stay on one line.
     let mut multiline = true;
+    // Table cells end at a `|` the model writes.
+    let mut cell = false;
     // While inside something copied whole: its nesting depth.
     let mut skip = 0usize;
     // While inside an image or autolink: kept as one placeholder from here.
@@ -52,7 +54,7 @@ pub(crate) fn units(source: &str) -> Vec<Draft> {
             if depth == 0 {
                 keep_from = None;
                 let end = range.end.max(start);
-                d(&mut draft, multiline).keep(start..end, "");
+                d(&mut draft, multiline, cell).keep(start..end, "");
             } else {
                 keep_from = Some((start, depth));
             }
@@ -75,11 +77,13 @@ pub(crate) fn units(source: &str) -> Vec<Draft> {
                 | Tag::Superscript
                 | Tag::Subscript
                 | Tag::Link { .. } => {
-                    d(&mut draft, multiline).open(range.start..range.start + 1, span_key(&tag));
+                    d(&mut draft, multiline, cell)
+                        .open(range.start..range.start + 1, span_key(&tag));
                 }
                 Tag::Heading { .. } | Tag::TableCell => {
                     flush(&mut draft, &mut drafts);
                     multiline = false;
+                    cell = matches!(tag, Tag::TableCell);
                 }
                 _ => flush(&mut draft, &mut drafts),
             },
@@ -90,25 +94,26 @@ pub(crate) fn units(source: &str) -> Vec<Draft> {
                 | TagEnd::Superscript
                 | TagEnd::Subscript
                 | TagEnd::Link => {
-                    let dr = d(&mut draft, multiline);
+                    let dr = d(&mut draft, multiline, cell);
                     let from = dr.last_end().unwrap_or(range.start).min(range.end);
                     dr.close(from..range.end, end_key(end));
                 }
                 TagEnd::Heading(_) | TagEnd::TableCell => {
                     flush(&mut draft, &mut drafts);
                     multiline = true;
+                    cell = false;
                 }
                 _ => flush(&mut draft, &mut drafts),
             },
-            Event::Text(text) => d(&mut draft, multiline).prose(source, range, Some(&text)),
-            Event::Code(code) => d(&mut draft, multiline).keep(range, &code),
-            Event::SoftBreak => d(&mut draft, multiline).line_break(range),
-            Event::HardBreak => d(&mut draft, multiline).keep(range, "\n"),
+            Event::Text(text) => d(&mut draft, multiline, cell).prose(source, range, Some(&text)),
+            Event::Code(code) => d(&mut draft, multiline, cell).keep(range, &code),
+            Event::SoftBreak => d(&mut draft, multiline, cell).line_break(range),
+            Event::HardBreak => d(&mut draft, multiline, cell).keep(range, "\n"),
             Event::InlineHtml(_)
             | Event::InlineMath(_)
             | Event::DisplayMath(_)
             | Event::FootnoteReference(_)
-            | Event::TaskListMarker(_) => d(&mut draft, multiline).keep(range, ""),
+            | Event::TaskListMarker(_) => d(&mut draft, multiline, cell).keep(range, ""),
             Event::Html(_) | Event::Rule => flush(&mut draft, &mut drafts),
         }
     }
@@ -117,8 +122,8 @@ pub(crate) fn units(source: &str) -> Vec<Draft> {
 }
 
 /// The unit being collected, begun if need be.
-fn d(draft: &mut Option<Draft>, multiline: bool) -> &mut Draft {
-    draft.get_or_insert_with(|| Draft::new(multiline, true))
+fn d(draft: &mut Option<Draft>, multiline: bool, cell: bool) -> &mut Draft {
+    draft.get_or_insert_with(|| Draft::markdown(multiline, cell))
 }
 
 fn span_key(tag: &Tag) -> &'static str {

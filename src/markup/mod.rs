@@ -10,6 +10,7 @@
 //! document byte for byte, and a model that changes the prose cannot change a
 //! URL, an attribute or a line of code.
 
+mod escape;
 mod html;
 mod markdown;
 mod placeholder;

@@ -247,10 +247,11 @@ fn broken_placeholders_are_refused() {
         nested.restore_unit(0, "<g1>a <g2>b</g1> c</g2> <x3/>"),
         Err(Broken::Order("</g1>".into()))
     );
-    // Angle brackets that are no placeholder are text.
+    // Angle brackets that are no placeholder are text, escaped where
+    // Markdown would read a tag.
     assert_eq!(
         ok("a < b <g1>x</g1> <x2/> <gx>").unwrap(),
-        "a < b **x** `code` <gx>"
+        "a < b **x** `code` \\<gx>"
     );
 }
 
@@ -388,4 +389,110 @@ fn glossary_terms_come_back_as_their_translations() {
         h.restore_unit(0, "<x1/> sagte hallo.").unwrap(),
         "&lt;Tom> sagte hallo."
     );
+}
+
+/// What a renderer makes of a document's markup: the kinds of elements,
+/// link targets, image sources and raw HTML (Markdown, read by
+/// pulldown-cmark with glot's options), or the tags with their `href` and
+/// `src` values and the comments (HTML, read by an HTML tokenizer).
+fn rendered_markup(doc: &str, format: Format) -> std::collections::BTreeSet<String> {
+    use pulldown_cmark::{Event, Parser, Tag};
+    let mut out = std::collections::BTreeSet::new();
+    match format {
+        Format::Markdown => {
+            for event in Parser::new_ext(doc, super::markdown::options()) {
+                let item = match event {
+                    Event::Start(Tag::Link { dest_url, .. }) => format!("link {dest_url}"),
+                    Event::Start(Tag::Image { dest_url, .. }) => format!("image {dest_url}"),
+                    Event::Start(tag) => {
+                        let name = format!("{tag:?}");
+                        name.split([' ', '(', '{']).next().unwrap().to_string()
+                    }
+                    Event::Html(h) | Event::InlineHtml(h) => format!("html {}", h.trim()),
+                    Event::FootnoteReference(f) => format!("footnote {f}"),
+                    Event::Rule => "rule".into(),
+                    _ => continue,
+                };
+                out.insert(item);
+            }
+        }
+        Format::Html => {
+            use html5gum::{DefaultEmitter, Token, Tokenizer};
+            let mut emitter = DefaultEmitter::<()>::default();
+            emitter.naively_switch_states(true);
+            for token in Tokenizer::new_with_emitter(doc, emitter).filter_map(Result::ok) {
+                match token {
+                    Token::StartTag(t) => {
+                        let name = String::from_utf8_lossy(&t.name).to_string();
+                        for (k, v) in &t.attributes {
+                            if [&b"href"[..], b"src"].contains(&&k[..]) {
+                                out.insert(format!("{name} {}", String::from_utf8_lossy(v)));
+                            }
+                        }
+                        out.insert(name);
+                    }
+                    Token::Comment(c) => {
+                        out.insert(format!("comment {}", String::from_utf8_lossy(&c)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Format::Text => {}
+    }
+    out
+}
+
+/// Answers written to attack: whatever a model adds around the unit's own
+/// placeholders, the output's markup is the source's, in every format.
+#[test]
+fn hostile_answers_add_no_markup() {
+    let attacks = [
+        "<img src=\"https://evil.example/t.png\">",
+        "<script>alert(1)</script>",
+        "[click](javascript:alert(1))",
+        "<a href=\"javascript:alert(1)\">x</a>",
+        "![pixel](https://evil.example/p.png)",
+        "[ref]: https://evil.example/def",
+        "[x][ref] and [^1]",
+        "<https://evil.example/auto> <me@evil.example>",
+        "https://evil.example/bare www.evil.example x@evil.example",
+        "<!-- hidden -->",
+        "# Heading",
+        "Setext\n===",
+        "Setext\n---",
+        "- item\n1. item\n> quote",
+        "```\ncode\n```",
+        "    indented",
+        "a | b | c",
+        "&lt;img src=x&gt; \\<img src=y>",
+    ];
+    for (format, doc) in all() {
+        let m = Markup::parse(doc.to_string(), format);
+        let want = rendered_markup(doc, format);
+        for attack in attacks {
+            let out = round_trip(&m, |t| format!("{attack}\n{t}\n{attack} {attack}"));
+            let got = rendered_markup(&out, format);
+            let added: Vec<_> = got.difference(&want).collect();
+            assert!(
+                added.is_empty(),
+                "{format:?}, {attack:?} added {added:?}:\n{out}"
+            );
+        }
+    }
+}
+
+/// Placeholders the unit does not have, or forms of them it does not have,
+/// fail the answer's check: a model cannot forge the source's markup.
+#[test]
+fn fake_placeholders_fail_the_check() {
+    let m = Markup::parse(
+        "A [link](https://example.org) and *this*.".into(),
+        Format::Markdown,
+    );
+    assert_eq!(texts(&m), ["A <g1>link</g1> and <g2>this</g2>."]);
+    for fake in ["<x3/>", "<g3>x</g3>", "<g1>again</g1>", "</g2>"] {
+        let reply = format!("A <g1>link</g1> and <g2>this</g2>. {fake}");
+        assert!(m.restore_unit(0, &reply).is_err(), "{fake}");
+    }
 }

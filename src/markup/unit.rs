@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use super::escape::Escape;
 use super::placeholder::{find_emails, find_placeholders, find_urls, scan, Tag, Token};
 
 /// What a placeholder in the model's answer was wrong about.
@@ -68,7 +69,7 @@ pub(crate) struct Draft {
     atoms: Vec<DraftAtom>,
     multiline: bool,
     main: bool,
-    html: bool,
+    escape: Escape,
 }
 
 impl Draft {
@@ -79,7 +80,7 @@ impl Draft {
             atoms: Vec::new(),
             multiline,
             main,
-            html: false,
+            escape: Escape::None,
         }
     }
 
@@ -87,8 +88,18 @@ impl Draft {
     /// so an answer cannot add tags of its own.
     pub fn html(main: bool) -> Draft {
         Draft {
-            html: true,
+            escape: Escape::Html,
             ..Draft::new(true, main)
+        }
+    }
+
+    /// A unit of a Markdown document (`cell`: a table cell): the model's
+    /// text is escaped on the way back, so an answer cannot add markup of
+    /// its own.
+    pub fn markdown(multiline: bool, cell: bool) -> Draft {
+        Draft {
+            escape: Escape::Markdown { cell },
+            ..Draft::new(multiline, true)
         }
     }
 
@@ -175,7 +186,7 @@ pub struct Unit {
     pub main: bool,
     atoms: Vec<Atom>,
     multiline: bool,
-    html: bool,
+    escape: Escape,
     text: String,
 }
 
@@ -205,7 +216,7 @@ impl Unit {
             main: draft.main,
             atoms,
             multiline: draft.multiline,
-            html: draft.html,
+            escape: draft.escape,
             text: String::new(),
         };
         unit.text = unit.encode(source);
@@ -317,6 +328,13 @@ impl Unit {
             .sum::<usize>();
         let mut next_break = 0;
         let mut out = String::with_capacity(reply.len() + 64);
+        let mut line_start = true;
+        // The unit's own text given back is the source's bytes, as they
+        // are; anything else is the model's and is escaped.
+        let escape = match reply.trim() == self.text {
+            true => Escape::None,
+            false => self.escape,
+        };
         for t in &tokens {
             match t {
                 Token::Text(s) => {
@@ -324,21 +342,20 @@ impl Unit {
                         if i > 0 {
                             out.push_str(&self.newline(&breaks, newlines, next_break));
                             next_break += 1;
+                            line_start = true;
                         }
-                        if self.html {
-                            escape_html(&mut out, line);
-                        } else {
-                            out.push_str(line);
-                        }
+                        escape.push(&mut out, line, line_start);
+                        line_start &= line.trim().is_empty();
                     }
                 }
                 Token::Tag(tag) => {
                     let atom = self.atom_for(*tag);
                     match &atom.replacement {
-                        Some(r) if self.html => escape_html(&mut out, r),
-                        Some(r) => out.push_str(r),
+                        // A glossary's term, written as text.
+                        Some(r) => self.escape.push(&mut out, r, line_start),
                         None => out.push_str(&source[atom.range.clone()]),
                     }
+                    line_start = false;
                 }
             }
         }
@@ -409,27 +426,6 @@ impl Unit {
             return Err(Broken::Missing(missing.to_string()));
         }
         Ok(())
-    }
-}
-
-/// Appends `text` with every `<` that would open a tag escaped: the
-/// model's words stay words in the page. (A lone `<` or `&` is text to an
-/// HTML parser already, and a character reference is what it says.)
-fn escape_html(out: &mut String, text: &str) {
-    for (i, c) in text.char_indices() {
-        let rest = &text[i + c.len_utf8()..];
-        let letter = |s: &str| s.chars().next().is_some_and(|n| n.is_ascii_alphabetic());
-        // What an HTML tokenizer reads as markup: `<a`, `</a`, `<!`, `<?`.
-        let opens_tag = c == '<'
-            && (letter(rest)
-                || rest.starts_with('!')
-                || rest.starts_with('?')
-                || rest.strip_prefix('/').is_some_and(letter));
-        if opens_tag {
-            out.push_str("&lt;");
-        } else {
-            out.push(c);
-        }
     }
 }
 

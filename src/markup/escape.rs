@@ -1,0 +1,210 @@
+//! The model's words put back into a document as words.
+//!
+//! Model output is untrusted: a weak model invents markup, and an article
+//! can steer a strong one into writing it (prompt injection). So the text of
+//! an answer is escaped for the document's format, and the only markup in
+//! the output is the source's, which travels as placeholders the model
+//! cannot forge (an unknown placeholder fails the answer's check).
+
+/// How the model's text is written back into a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Escape {
+    /// Plain text: nothing is markup.
+    None,
+    /// `cell`: in a table cell, where a `|` would end the cell.
+    Markdown {
+        cell: bool,
+    },
+    Html,
+}
+
+impl Escape {
+    /// Appends `text`, a piece of the model's answer. `line_start`: whether
+    /// it begins a line of the output (after the source's own line prefix,
+    /// such as a list marker or a quote's `>`).
+    pub fn push(self, out: &mut String, text: &str, line_start: bool) {
+        match self {
+            Escape::None => out.push_str(text),
+            Escape::Markdown { cell } => markdown(out, text, line_start, cell),
+            Escape::Html => html(out, text),
+        }
+    }
+}
+
+/// Appends `text` with every `<` that would open a tag escaped: the
+/// model's words stay words in the page. (A lone `<` or `&` is text to an
+/// HTML parser already, and a character reference is what it says.)
+fn html(out: &mut String, text: &str) {
+    for (i, c) in text.char_indices() {
+        let rest = &text[i + c.len_utf8()..];
+        let letter = |s: &str| s.chars().next().is_some_and(|n| n.is_ascii_alphabetic());
+        // What an HTML tokenizer reads as markup: `<a`, `</a`, `<!`, `<?`.
+        let opens_tag = c == '<'
+            && (letter(rest)
+                || rest.starts_with('!')
+                || rest.starts_with('?')
+                || rest.strip_prefix('/').is_some_and(letter));
+        if opens_tag {
+            out.push_str("&lt;");
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Appends `text` with a backslash before every character that would
+/// start CommonMark or GFM markup that adds HTML, a link, an image, a
+/// reference definition, a table cell or a block where it stands, so that
+/// it renders as the same text: `<` opening a tag, comment or autolink;
+/// `]` closing a link's text; `|` in a table cell (the cell's end); bare
+/// autolinks (`scheme://`, `www.`, `name@host`); and at the start of a line
+/// the markers of headings, quotes, lists, thematic breaks, setext
+/// underlines, code fences and reference definitions. Emphasis and code
+/// spans add no HTML beyond formatting and are left alone, as is text that
+/// cannot start markup, so a model that gives back the source's own text
+/// gives back the source's bytes.
+fn markdown(out: &mut String, text: &str, line_start: bool, cell: bool) {
+    // Indentation at the start of a line could open a code block; the
+    // source's own indentation travels with its line breaks.
+    let text = match line_start {
+        true => text.trim_start_matches([' ', '\t']),
+        false => text,
+    };
+    // What a line starting with `text` would open, and at which byte the
+    // backslash goes.
+    let block = line_start.then(|| block_marker(text)).flatten();
+    for (i, c) in text.char_indices() {
+        let before = &text[..i];
+        let rest = &text[i + c.len_utf8()..];
+        let letter = |s: &str| s.chars().next().is_some_and(|n| n.is_ascii_alphabetic());
+        let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+        let escape = Some(i) == block
+            || match c {
+                '<' => {
+                    letter(rest)
+                        || rest.starts_with(['!', '?'])
+                        || rest.strip_prefix('/').is_some_and(letter)
+                }
+                // A link's text closing: only after a `[` of this unit (a
+                // lone `](` is text). A definition opens the line.
+                ']' => {
+                    let opened = out.contains('[') || before.contains('[');
+                    (opened && rest.starts_with(['(', '[']))
+                        || (rest.starts_with(':') && line_start && text.starts_with('['))
+                }
+                '|' => cell,
+                ':' => rest.starts_with("//"),
+                '.' => before.to_ascii_lowercase().ends_with("www") && word(rest.chars().next()),
+                '@' => word(before.chars().next_back()) && word(rest.chars().next()),
+                _ => false,
+            };
+        // After an odd run of backslashes the model escaped it already (a
+        // second one would escape the backslash instead).
+        let escaped = before.bytes().rev().take_while(|&b| b == b'\\').count() % 2 == 1;
+        if escape && !escaped {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+/// Where a line that reads `line` (indentation removed) starts a block:
+/// the byte to escape, if any. Text that starts no block is left as it is
+/// (`#tag`, `-5 °C`, `[sic]`, `~~`).
+fn block_marker(line: &str) -> Option<usize> {
+    let first = line.chars().next()?;
+    let spaced = |s: &str| s.is_empty() || s.starts_with([' ', '\t']);
+    // How many times `first` opens the line, and whether the line is only
+    // that character (and spaces).
+    let run = line.chars().take_while(|&c| c == first).count();
+    let only = line
+        .trim_end()
+        .chars()
+        .all(|c| c == first || c == ' ' || c == '\t');
+    let marker = match first {
+        // A heading.
+        '#' => run <= 6 && spaced(&line[run..]),
+        // A quote.
+        '>' => true,
+        // A list item, or a setext underline or thematic break.
+        '-' | '+' | '*' if spaced(&line[1..]) => true,
+        '-' if line.contains('|') && line.chars().all(|c| "|-: \t".contains(c)) => true,
+        '-' | '=' => only,
+        '*' | '_' => only && line.chars().filter(|&c| c == first).count() >= 3,
+        // A code fence.
+        '`' | '~' => run >= 3,
+        // A table's delimiter row under a line of the model's (`--|--`).
+        '|' | ':' if line.contains('-') && line.chars().all(|c| "|-: \t".contains(c)) => true,
+        // An ordered list item: digits, then `.` or `)`.
+        '0'..='9' => {
+            let digits = line.bytes().take_while(u8::is_ascii_digit).count();
+            let after = &line[digits..];
+            return (digits <= 9 && after.starts_with(['.', ')']) && spaced(&after[1..]))
+                .then_some(digits);
+        }
+        _ => false,
+    };
+    marker.then_some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md(text: &str) -> String {
+        let mut out = String::new();
+        Escape::Markdown { cell: false }.push(&mut out, text, true);
+        out
+    }
+
+    #[test]
+    fn markdown_escapes_what_would_be_markup_and_only_that() {
+        for same in [
+            "Hello, world. (Yes!) 3 < 4, AT&T, *it* and `x`",
+            "-5 °C",
+            "#tag",
+            "[sic]",
+            "~~x",
+            "__a__",
+        ] {
+            assert_eq!(md(same), same);
+        }
+        assert_eq!(md("## heading"), "\\## heading");
+        assert_eq!(md("* * *"), "\\* * *");
+        assert_eq!(md("# not a heading"), "\\# not a heading");
+        assert_eq!(md("- not an item"), "\\- not an item");
+        assert_eq!(md("---"), "\\---");
+        assert_eq!(md("    not code"), "not code");
+        assert_eq!(md("```rust"), "\\```rust");
+        assert_eq!(
+            md("12. not an item, 3.5 stays"),
+            "12\\. not an item, 3.5 stays"
+        );
+        assert_eq!(md("[1]: https://e.com"), "[1\\]: https\\://e.com");
+        assert_eq!(
+            md("a [link](x) and ![img](y)"),
+            "a [link\\](x) and ![img\\](y)"
+        );
+        assert_eq!(
+            md("<img src=x> <!-- c --> a|b"),
+            "\\<img src=x> \\<!-- c --> a|b"
+        );
+        assert_eq!(md("a [^1]: b"), "a [^1]: b");
+        assert_eq!(md("b ](c"), "b ](c");
+        assert_eq!(md("--|--"), "\\--|--");
+        assert_eq!(md("| :-- |"), "\\| :-- |");
+        let mut out = String::new();
+        Escape::Markdown { cell: true }.push(&mut out, "a|b", false);
+        assert_eq!(out, "a\\|b");
+        assert_eq!(md("see www.e.com, a@b.c"), "see www\\.e.com, a\\@b.c");
+        // A backslash only ever takes markup away; the model's own escapes
+        // are not doubled.
+        assert_eq!(
+            md("a \\* b \\<img> \\\\<img>"),
+            "a \\* b \\<img> \\\\\\<img>"
+        );
+        let mut out = String::new();
+        Escape::Markdown { cell: false }.push(&mut out, "# mid-line - stays", false);
+        assert_eq!(out, "# mid-line - stays");
+    }
+}
