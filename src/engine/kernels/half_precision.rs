@@ -280,21 +280,29 @@ mod x86 {
                 acc[r] = _mm512_dpbf16_ps(acc[r], v, std::mem::transmute::<__m512i, __m512bh>(x));
             }
         };
-        // Two sets of accumulators, for two independent chains per row.
-        let (mut a0, mut a1) = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
+        // Four sets of accumulators, for four independent chains per row:
+        // one row alone (decode) would otherwise wait on the instruction's
+        // latency.
+        let mut a = [[_mm512_setzero_ps(); R]; 4];
         let mut j = 0;
-        while j + 2 <= pairs {
-            step(&mut a0, j);
-            step(&mut a1, j + 1);
-            j += 2;
+        while j + 4 <= pairs {
+            let [a0, a1, a2, a3] = &mut a;
+            step(a0, j);
+            step(a1, j + 1);
+            step(a2, j + 2);
+            step(a3, j + 3);
+            j += 4;
         }
-        if j < pairs {
-            step(&mut a0, j);
+        for j in j..pairs {
+            step(&mut a[0], j);
         }
-        let acc: [[__m512; 2]; R] = std::array::from_fn(|r| [a0[r], a1[r]]);
         let mut out = [[0f32; LANES]; R];
-        for (o, a) in out.iter_mut().zip(acc) {
-            _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(a[0], a[1]));
+        for (r, o) in out.iter_mut().enumerate() {
+            let sum = _mm512_add_ps(
+                _mm512_add_ps(a[0][r], a[1][r]),
+                _mm512_add_ps(a[2][r], a[3][r]),
+            );
+            _mm512_storeu_ps(o.as_mut_ptr(), sum);
         }
         out
     }
