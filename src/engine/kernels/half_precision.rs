@@ -22,7 +22,7 @@ use candle_core::{Module, Tensor};
 use half::{bf16, f16};
 
 use super::panels::LANES;
-use super::{filled, for_panels, forward_rows, isa, lookup, put_row, Isa, ROWS};
+use super::{filled, for_panels, forward_rows, isa, lookup, tile_rows, Isa, ROWS};
 
 /// An `n × k` matrix of F16 or BF16 weights in panels of 16 rows.
 pub struct HalfMatrix {
@@ -122,20 +122,12 @@ pub(super) fn products(hs: &[&HalfMatrix], x: &[f32]) -> Vec<Vec<f32>> {
     for_panels(&panels, m, |at, p, range| {
         let (h, dst) = (hs[at], dsts[at]);
         let panel = &h.data[p * panel_bytes..(p + 1) * panel_bytes];
-        let put = |r: usize, v: &[f32; LANES]| put_row(dst, h.n, p, r, v);
-        let mut r = range.start;
-        while r + ROWS <= range.end {
-            let v: [[f32; LANES]; ROWS] =
-                tile(path, bf16, panel, std::array::from_fn(|i| rows(r + i)));
-            for (i, v) in v.iter().enumerate() {
-                put(r + i, v);
-            }
-            r += ROWS;
-        }
-        for r in r..range.end {
-            let [v] = tile(path, bf16, panel, [rows(r)]);
-            put(r, &v);
-        }
+        tile_rows::<ROWS>(
+            range,
+            (dst, h.n, p),
+            |r| tile(path, bf16, panel, std::array::from_fn(|i| rows(r + i))),
+            |r| tile(path, bf16, panel, [rows(r)])[0],
+        );
     });
     outs
 }

@@ -451,28 +451,39 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Tiles of `R` rows, then one row at a time.
     fn run<const R: usize>(&self, rows: std::ops::Range<usize>) {
-        let (format, n) = (self.matrix.format, self.matrix.n);
+        let (format, isa) = (self.matrix.format, self.isa);
         let panel = self.matrix.panel(self.panel);
-        let put = |r: usize, v: &[f32; LANES]| put_row(self.dst, n, self.panel, r, v);
-        let mut r = rows.start;
-        while r + R <= rows.end {
-            let v: [[f32; LANES]; R] = tile(
-                self.isa,
-                format,
-                panel,
-                std::array::from_fn(|i| self.acts.row(r + i)),
-            );
-            for (i, v) in v.iter().enumerate() {
-                put(r + i, v);
-            }
-            r += R;
+        let acts = |r: usize| self.acts.row(r);
+        let at = (self.dst, self.matrix.n, self.panel);
+        tile_rows::<R>(
+            rows,
+            at,
+            |r| tile(isa, format, panel, std::array::from_fn(|i| acts(r + i))),
+            |r| tile(isa, format, panel, [acts(r)])[0],
+        );
+    }
+}
+
+/// One panel against `rows`: tiles of `R` rows from `r` (`tile(r)`), then
+/// the rows left one at a time (`one(r)`), each row's results written into
+/// the output `at` = (address, width, panel) with [`put_row`]. Every kernel
+/// family decodes a panel once per tile this way.
+fn tile_rows<const R: usize>(
+    rows: std::ops::Range<usize>,
+    (dst, n, panel): (usize, usize, usize),
+    tile: impl Fn(usize) -> [[f32; LANES]; R],
+    one: impl Fn(usize) -> [f32; LANES],
+) {
+    let mut r = rows.start;
+    while r + R <= rows.end {
+        for (i, v) in tile(r).iter().enumerate() {
+            put_row(dst, n, panel, r + i, v);
         }
-        for r in r..rows.end {
-            let [v] = tile(self.isa, format, panel, [self.acts.row(r)]);
-            put(r, &v);
-        }
+        r += R;
+    }
+    for r in r..rows.end {
+        put_row(dst, n, panel, r, &one(r));
     }
 }
 
@@ -558,9 +569,9 @@ impl Module for Matmul {
                 // prompt, one f32 copy of the matrix and a blocked f32
                 // product cost less. The copy lives for this call only.
                 let w = t.dequantize(x.device())?;
-                forward_rows(x, w.dim(0)?, w.dim(1)?, |data| {
-                    let m = data.len() / w.dim(1)?;
-                    let x = Tensor::from_slice(data, (m, w.dim(1)?), x.device())?;
+                let (n, k) = w.dims2()?;
+                forward_rows(x, n, k, |data| {
+                    let x = Tensor::from_slice(data, (data.len() / k, k), x.device())?;
                     x.matmul(&w.t()?)?.flatten_all()?.to_vec1()
                 })
             }
