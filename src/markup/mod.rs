@@ -14,6 +14,7 @@ mod escape;
 mod html;
 mod markdown;
 mod placeholder;
+mod render;
 mod unit;
 
 use std::ops::Range;
@@ -21,7 +22,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+pub use escape::model_markdown;
 pub use placeholder::strip_placeholders;
+pub use render::rendered_markup;
 pub use unit::{Broken, Unit};
 
 /// How a document is written.
@@ -210,4 +213,4 @@ fn plain_units(source: &str) -> Vec<unit::Draft> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

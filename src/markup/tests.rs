@@ -6,7 +6,7 @@ const TEXT: &str = include_str!("../../tests/fixtures/documents/notes.txt");
 const SPANISH: &str = include_str!("../../tests/fixtures/corpus/es-maraton.md");
 const JAPANESE: &str = include_str!("../../tests/fixtures/corpus/ja-matsuri.html");
 
-fn all() -> Vec<(Format, &'static str)> {
+pub(crate) fn all() -> Vec<(Format, &'static str)> {
     vec![
         (Format::Markdown, MARKDOWN),
         (Format::Html, HTML),
@@ -251,7 +251,7 @@ fn broken_placeholders_are_refused() {
     // Markdown would read a tag.
     assert_eq!(
         ok("a < b <g1>x</g1> <x2/> <gx>").unwrap(),
-        "a < b **x** `code` \\<gx>"
+        "a \\< b **x** `code` \\<gx>"
     );
 }
 
@@ -269,7 +269,7 @@ fn answers_cannot_add_html_tags() {
     assert_eq!(
         m.restore_unit(0, "Nimm das <div>-Element & <b>fett</b>, wenn a < b.")
             .unwrap(),
-        "Nimm das &lt;div>-Element & &lt;b>fett&lt;/b>, wenn a < b."
+        "Nimm das &lt;div>-Element & &lt;b>fett&lt;/b>, wenn a &lt; b."
     );
 }
 
@@ -391,88 +391,40 @@ fn glossary_terms_come_back_as_their_translations() {
     );
 }
 
-/// What a renderer makes of a document's markup: the kinds of elements,
-/// link targets, image sources and raw HTML (Markdown, read by
-/// pulldown-cmark with glot's options), or the tags with their `href` and
-/// `src` values and the comments (HTML, read by an HTML tokenizer).
-fn rendered_markup(doc: &str, format: Format) -> std::collections::BTreeSet<String> {
-    use pulldown_cmark::{Event, Parser, Tag};
-    let mut out = std::collections::BTreeSet::new();
-    match format {
-        Format::Markdown => {
-            for event in Parser::new_ext(doc, super::markdown::options()) {
-                let item = match event {
-                    Event::Start(Tag::Link { dest_url, .. }) => format!("link {dest_url}"),
-                    Event::Start(Tag::Image { dest_url, .. }) => format!("image {dest_url}"),
-                    Event::Start(tag) => {
-                        let name = format!("{tag:?}");
-                        name.split([' ', '(', '{']).next().unwrap().to_string()
-                    }
-                    Event::Html(h) | Event::InlineHtml(h) => format!("html {}", h.trim()),
-                    Event::FootnoteReference(f) => format!("footnote {f}"),
-                    Event::Rule => "rule".into(),
-                    _ => continue,
-                };
-                out.insert(item);
-            }
-        }
-        Format::Html => {
-            use html5gum::{DefaultEmitter, Token, Tokenizer};
-            let mut emitter = DefaultEmitter::<()>::default();
-            emitter.naively_switch_states(true);
-            for token in Tokenizer::new_with_emitter(doc, emitter).filter_map(Result::ok) {
-                match token {
-                    Token::StartTag(t) => {
-                        let name = String::from_utf8_lossy(&t.name).to_string();
-                        for (k, v) in &t.attributes {
-                            if [&b"href"[..], b"src"].contains(&&k[..]) {
-                                out.insert(format!("{name} {}", String::from_utf8_lossy(v)));
-                            }
-                        }
-                        out.insert(name);
-                    }
-                    Token::Comment(c) => {
-                        out.insert(format!("comment {}", String::from_utf8_lossy(&c)));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Format::Text => {}
-    }
-    out
-}
+/// Answers written to attack: raw HTML, scripts, `javascript:` links,
+/// images, reference definitions, autolinks, comments, block markers and
+/// table pipes.
+pub(crate) const ATTACKS: &[&str] = &[
+    "<img src=\"https://evil.example/t.png\">",
+    "<script>alert(1)</script>",
+    "[click](javascript:alert(1))",
+    "<a href=\"javascript:alert(1)\">x</a>",
+    "![pixel](https://evil.example/p.png)",
+    "[ref]: https://evil.example/def",
+    "[x][ref] and [^1]",
+    "<https://evil.example/auto> <me@evil.example>",
+    "https://evil.example/bare www.evil.example x@evil.example",
+    "<!-- hidden -->",
+    "# Heading",
+    "Setext\n===",
+    "Setext\n---",
+    "- item\n1. item\n> quote",
+    "```\ncode\n```",
+    "    indented",
+    "a | b | c",
+    "&lt;img src=x&gt; \\<img src=y>",
+];
 
-/// Answers written to attack: whatever a model adds around the unit's own
-/// placeholders, the output's markup is the source's, in every format.
+/// Whatever a model adds around the unit's own placeholders, the output's
+/// markup is the source's, in every format.
 #[test]
 fn hostile_answers_add_no_markup() {
-    let attacks = [
-        "<img src=\"https://evil.example/t.png\">",
-        "<script>alert(1)</script>",
-        "[click](javascript:alert(1))",
-        "<a href=\"javascript:alert(1)\">x</a>",
-        "![pixel](https://evil.example/p.png)",
-        "[ref]: https://evil.example/def",
-        "[x][ref] and [^1]",
-        "<https://evil.example/auto> <me@evil.example>",
-        "https://evil.example/bare www.evil.example x@evil.example",
-        "<!-- hidden -->",
-        "# Heading",
-        "Setext\n===",
-        "Setext\n---",
-        "- item\n1. item\n> quote",
-        "```\ncode\n```",
-        "    indented",
-        "a | b | c",
-        "&lt;img src=x&gt; \\<img src=y>",
-    ];
     for (format, doc) in all() {
         let m = Markup::parse(doc.to_string(), format);
-        let want = rendered_markup(doc, format);
-        for attack in attacks {
+        let want = super::rendered_markup(doc, format);
+        for attack in ATTACKS {
             let out = round_trip(&m, |t| format!("{attack}\n{t}\n{attack} {attack}"));
-            let got = rendered_markup(&out, format);
+            let got = super::rendered_markup(&out, format);
             let added: Vec<_> = got.difference(&want).collect();
             assert!(
                 added.is_empty(),

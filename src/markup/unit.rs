@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::escape::Escape;
+use super::escape::{block_marker, Escape};
 use super::placeholder::{find_emails, find_placeholders, find_urls, scan, Tag, Token};
 
 /// What a placeholder in the model's answer was wrong about.
@@ -17,6 +17,8 @@ pub enum Broken {
     Unknown(String),
     #[error("placeholder {0} closes before it opens or across another span")]
     Order(String),
+    #[error("a line of the answer starts with {0:?}, which would open a block")]
+    LineStart(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,10 +138,18 @@ impl Draft {
                 base + pos..base + k.start,
                 &raw[pos..k.start],
             );
+            // Kept where the model puts it, so with the backslash that
+            // escapes its first character (`\<x1/>`) in the source.
+            let slashes = source[..base + k.start].len()
+                - source[..base + k.start].trim_end_matches('\\').len();
+            let from = match slashes % 2 == 1 && k.start == pos && pos == 0 {
+                true => base - 1,
+                false => base + k.start,
+            };
             self.push(
                 DraftKind::Keep,
-                base + k.start..base + k.end,
-                &raw[k.clone()],
+                from..base + k.end,
+                &source[from..base + k.end],
             );
             pos = k.end;
         }
@@ -327,51 +337,180 @@ impl Unit {
             })
             .sum::<usize>();
         let mut next_break = 0;
+        // A backslash just before the unit (an escape whose character
+        // opens it) escapes what the answer puts first: the escaping sees
+        // it, and it is taken off again at the end.
+        let lead = source[..self.range.start].len()
+            - source[..self.range.start].trim_end_matches('\\').len();
         let mut out = String::with_capacity(reply.len() + 64);
+        out.push_str(&"\\".repeat(lead));
         let mut line_start = true;
+        // Where the line break the current line starts with was written,
+        // while nothing but spaces follows it.
+        let mut last_break = None;
+        // The unit's first line holds only markup that opens a block at a
+        // line start (see below).
+        let mut tags_only = false;
+        // The unit starts with the tag the source's starts with.
+        let mut kept_first = false;
         // The unit's own text given back is the source's bytes, as they
         // are; anything else is the model's and is escaped.
         let escape = match reply.trim() == self.text {
             true => Escape::None,
             false => self.escape,
         };
+        let markdown = matches!(escape, Escape::Markdown { .. });
+        // Line breaks of the answer (where, and their length), and where
+        // lines after the source's hard breaks start (with the hard break's
+        // atom, and whether the line starts with the tag the source's
+        // does).
+        let (mut written, mut hard): (Vec<(usize, usize)>, Vec<HardLine>) =
+            (Vec::new(), Vec::new());
         for t in &tokens {
             match t {
                 Token::Text(s) => {
                     for (i, line) in s.split('\n').enumerate() {
-                        if i > 0 {
-                            out.push_str(&self.newline(&breaks, newlines, next_break));
+                        if i > 0 && tags_only {
+                            // Alone on its line, a tag would be an HTML
+                            // block: the next line joins it.
+                            out.push(' ');
+                        } else if i > 0 && !(line_start && last_break.is_some()) {
+                            // (A blank line would end the block: lines of
+                            // the answer close up instead.)
+                            let newline =
+                                self.newline(&breaks, newlines, next_break, escape == Escape::None);
+                            last_break = Some(out.len());
+                            written.push((out.len(), newline.len()));
+                            out.push_str(&newline);
                             next_break += 1;
                             line_start = true;
                         }
                         escape.push(&mut out, line, line_start);
-                        line_start &= line.trim().is_empty();
+                        if !line.trim().is_empty() {
+                            (line_start, last_break, tags_only) = (false, None, false);
+                        }
                     }
                 }
                 Token::Tag(tag) => {
                     let atom = self.atom_for(*tag);
+                    let markup = &source[atom.range.clone()];
+                    // A tag that the unit starts with, as the source's does,
+                    // opens no block there; alone on the line it would. So
+                    // does the tag the source has right after a hard break.
+                    let index = self.index_of(atom);
+                    let after_hard = hard.last_mut().filter(|h| line_start && h.at == out.len());
+                    if markdown && opens_block(markup) {
+                        if out.len() == lead && self.first_from(0) == Some(index) {
+                            (tags_only, kept_first) = (true, true);
+                        } else if let Some(h) = after_hard {
+                            if self.first_from(h.atom + 1) == Some(index) {
+                                (tags_only, h.kept) = (true, true);
+                            }
+                        }
+                    }
                     match &atom.replacement {
                         // A glossary's term, written as text.
                         Some(r) => self.escape.push(&mut out, r, line_start),
-                        None => out.push_str(&source[atom.range.clone()]),
+                        None => out.push_str(markup),
                     }
-                    line_start = false;
+                    last_break = None;
+                    // After a hard break (and the next line's container
+                    // prefix), the model's words open a line.
+                    line_start = markup.rsplit_once('\n').is_some_and(|(_, prefix)| {
+                        prefix.chars().all(|c| matches!(c, ' ' | '\t' | '>'))
+                    });
+                    if line_start {
+                        hard.push(HardLine {
+                            at: out.len(),
+                            atom: index,
+                            kept: false,
+                        });
+                    }
                 }
             }
         }
-        Ok(out)
+        if markdown {
+            self.no_new_blocks(&mut out, &written, &hard, kept_first)?;
+        }
+        Ok(out.split_off(lead))
     }
 
-    /// The bytes for the `k`-th line break of an answer with `count` of them.
-    fn newline(&self, breaks: &[&str], count: usize, k: usize) -> String {
-        if count == breaks.len() {
+    /// Makes sure no line of a restored Markdown unit starts a block of its
+    /// own: model text is escaped where it would, but the source's markup
+    /// moved to a line's start can too (inline HTML, a footnote reference
+    /// followed by a colon, an emphasis `*` followed by a space). A line
+    /// after a break of the answer that would joins the line before (a
+    /// soft break and a space read the same). The unit's first line may
+    /// start with nothing of the kind but the inline tag the source's unit
+    /// starts with (`kept_first`: a tag that opened no block there, and
+    /// is never left alone on its line), and the same holds for a line
+    /// after a hard break of the source.
+    fn no_new_blocks(
+        &self,
+        out: &mut String,
+        written: &[(usize, usize)],
+        hard: &[HardLine],
+        kept_first: bool,
+    ) -> Result<(), Broken> {
+        let line = |out: &str, at: usize| out[at..].split('\n').next().unwrap_or("").to_string();
+        let refuse = |l: &str| Broken::LineStart(l.chars().take(16).collect());
+        let unkept = hard.iter().filter(|h| !h.kept).map(|h| line(out, h.at));
+        if let Some(l) = unkept.into_iter().find(|l| starts_block(l)) {
+            return Err(refuse(&l));
+        }
+        for &(at, len) in written.iter().rev() {
+            // The break's newline and the container prefix after it; what
+            // follows (an escape's backslash, say) is the line's.
+            let b = &out[at..at + len];
+            let nl = b.rfind('\n').map_or(0, |i| i + 1);
+            let prefix = b[nl..].len() - b[nl..].trim_start_matches([' ', '\t', '>']).len();
+            let content = at + nl + prefix;
+            if starts_block(&line(out, content)) {
+                out.replace_range(at..content, " ");
+            }
+        }
+        // (With the backslash before the unit, which is on the line too.)
+        let first = line(out, 0);
+        if starts_block(&first) && !kept_first {
+            return Err(refuse(&first));
+        }
+        Ok(())
+    }
+
+    /// The place of `atom` among the unit's atoms.
+    fn index_of(&self, atom: &Atom) -> usize {
+        self.atoms
+            .iter()
+            .position(|a| std::ptr::eq(a, atom))
+            .expect("an atom of the unit")
+    }
+
+    /// The first atom from `from` on that is not blank prose.
+    fn first_from(&self, from: usize) -> Option<usize> {
+        let blank = |a: &Atom| a.kind == Kind::Prose && a.plain.trim().is_empty();
+        (from..self.atoms.len()).find(|&i| !blank(&self.atoms[i]))
+    }
+
+    /// The bytes for the `k`-th line break of an answer with `count` of
+    /// them. `own`: the unit's own text, whose breaks are the source's
+    /// bytes; in the model's words a break is its newline and container
+    /// prefix alone (not an escape's backslash that followed it).
+    fn newline(&self, breaks: &[&str], count: usize, k: usize, own: bool) -> String {
+        let prefix = |b: &str| {
+            let nl = b.rfind('\n').map_or(0, |i| i + 1);
+            let rest = &b[nl..];
+            b[..nl + rest.len() - rest.trim_start_matches([' ', '\t', '>']).len()].to_string()
+        };
+        if count == breaks.len() && own {
             breaks[k].to_string()
+        } else if count == breaks.len() {
+            prefix(breaks[k])
         } else if !self.multiline {
             " ".to_string()
         } else {
             // The model reflowed the lines: each break takes the first
             // break's prefix, so a quote or list item stays one.
-            breaks.first().copied().unwrap_or("\n").to_string()
+            prefix(breaks.first().copied().unwrap_or("\n"))
         }
     }
 
@@ -635,4 +774,39 @@ fn renumber(atoms: &mut [Atom]) {
             _ => {}
         }
     }
+}
+
+/// A line of a restored unit that follows a hard break of the source.
+struct HardLine {
+    /// Where it starts in the output.
+    at: usize,
+    /// The hard break's atom.
+    atom: usize,
+    /// It starts with the tag that follows the hard break in the source.
+    kept: bool,
+}
+
+/// Whether a line of a paragraph that reads `line` would start a block
+/// instead of going on with the paragraph's text: a marker of a heading,
+/// quote, list, break, fence or table; HTML; or a definition. Conservative:
+/// a line joined to the one before reads the same.
+fn starts_block(line: &str) -> bool {
+    let l = line.trim_start_matches(' ');
+    // Indented four columns, a line goes on with the paragraph.
+    let indented = line.len() - l.len() >= 4;
+    let definition = l.starts_with('[') && l.contains("]:");
+    !indented && (block_marker(l).is_some() || opens_block(l) || definition)
+}
+
+/// Whether a line that starts with `markup` (a span's or kept atom's
+/// source bytes) starts a block in Markdown: an HTML tag, comment or
+/// declaration (not an autolink, whose scheme or `@` a tag name cannot
+/// hold), or a run of three backticks or tildes (a fence).
+fn opens_block(markup: &str) -> bool {
+    let tag = markup.strip_prefix('<').is_some_and(|rest| {
+        let name = rest.split([' ', '>', '\n']).next().unwrap_or("");
+        rest.starts_with(|c: char| c.is_ascii_alphabetic() || "/!?".contains(c))
+            && !name.contains([':', '@'])
+    });
+    tag || markup.starts_with("```") || markup.starts_with("~~~")
 }

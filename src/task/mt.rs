@@ -441,6 +441,24 @@ mod tests {
         }
     }
 
+    /// Sentences given back with an attack after them: the output's markup
+    /// is the source's, in every format.
+    #[test]
+    fn hostile_sentences_add_no_markup() {
+        use crate::markup::{rendered_markup, tests};
+        for (format, src) in tests::all() {
+            let doc = Markup::parse(src.to_string(), format);
+            let want = rendered_markup(src, format);
+            for attack in tests::ATTACKS {
+                let t = translate(&mut Mark(attack), &doc, None).unwrap();
+                assert_eq!(t.untranslated, 0);
+                let got = rendered_markup(&t.text, format);
+                let added: Vec<_> = got.difference(&want).collect();
+                assert!(added.is_empty(), "{format:?}, {attack:?} added {added:?}");
+            }
+        }
+    }
+
     #[test]
     fn a_pivot_chains_two_models_sentence_by_sentence() {
         let doc = Markup::parse("One. Two.\n\nThree.".to_string(), Format::Text);

@@ -7,13 +7,19 @@
 //! once, in order, none over budget; and an answer that only changes the
 //! case of every unit restores without error.
 //!
+//! A second property feeds random hostile answers (markup of every kind
+//! around and inside each unit's own text and placeholders) and checks that
+//! whatever restores adds no markup to the document: the rendered output's
+//! elements, link targets, image sources and raw HTML are among the
+//! source's.
+//!
 //! `PROPTEST_CASES=N` runs more cases; the test prints how many it ran and
 //! how long they took.
 
 use std::cell::Cell;
 use std::time::Instant;
 
-use glot::markup::{Format, Markup};
+use glot::markup::{rendered_markup, Format, Markup};
 use glot::text::chunk;
 use glot::text::segment::paragraphs;
 use proptest::prelude::*;
@@ -228,5 +234,157 @@ fn known_hard_documents() {
         ("<p>a <b>b</p>", Format::Html),
     ] {
         check(doc, format, 3).unwrap();
+    }
+}
+
+/// Pieces of answers written to attack, and plain words between them.
+const HOSTILE: &[&str] = &[
+    "<img src=\"https://evil.example/t.png\">",
+    "<script>alert(1)</script>",
+    "<iframe src=x>",
+    "<a href=\"https://evil.example\">",
+    "</a>",
+    "<p>",
+    "<!-- c -->",
+    "[",
+    "]",
+    "](javascript:alert(1))",
+    "](https://evil.example/l)",
+    "![",
+    "][ref]",
+    "[ref]: https://evil.example/d",
+    "[^1]",
+    "[^1]: ",
+    "<https://evil.example/a>",
+    "<me@evil.example>",
+    "https://evil.example/x",
+    "www.evil.example",
+    "x@evil.example",
+    "\n",
+    "\n# ",
+    "\n===\n",
+    "\n---\n",
+    "\n- ",
+    "\n1. ",
+    "\n> ",
+    "\n```\n",
+    "\n    ",
+    "|",
+    "\n|---|---|\n",
+    "&lt;",
+    "&amp;",
+    "\\",
+    "<",
+    ">",
+    "*",
+    "`",
+    ":",
+    ": ",
+    " ",
+    "word ",
+    "Satz ",
+    SWAP,
+    SWAP,
+];
+
+/// One answer per unit of a document: hostile pieces, each put at a gap
+/// between the words of the unit's own text (placeholders included) or
+/// glued to the word before; [`SWAP`] moves a word (a placeholder, say)
+/// to the front instead.
+fn answers(units: &[&str], pieces: &[(usize, String)]) -> Vec<String> {
+    units
+        .iter()
+        .enumerate()
+        .map(|(u, text)| {
+            let mut words: Vec<String> = text.split(' ').map(str::to_string).collect();
+            for (seed, piece) in pieces.iter().skip(u % 3) {
+                let at = seed % (words.len() + 1);
+                if piece == SWAP {
+                    let word = words.remove(at.min(words.len() - 1));
+                    words.insert(0, word);
+                } else if seed / 7 % 2 == 0 && at > 0 {
+                    words[at - 1].push_str(piece);
+                } else {
+                    words.insert(at, piece.clone());
+                }
+            }
+            words.join(" ")
+        })
+        .collect()
+}
+
+/// Not a piece: moves a word of the answer to its front.
+const SWAP: &str = "⇄";
+
+fn hostile_case() -> impl Strategy<Value = (String, Format, Vec<(usize, String)>)> {
+    (
+        prop::collection::vec(piece(), 0..40),
+        prop::sample::select(&[Format::Markdown, Format::Html][..]),
+        prop::collection::vec(
+            (
+                any::<usize>(),
+                prop_oneof![
+                    6 => prop::sample::select(HOSTILE).prop_map(str::to_string),
+                    1 => "\\PC{0,4}",
+                ],
+            ),
+            1..8,
+        ),
+    )
+        .prop_map(|(pieces, format, answer)| (pieces.concat(), format, answer))
+}
+
+/// Restores every unit whose answer restores (the others keep their
+/// source, as the pipeline keeps them) and checks the output's markup.
+fn check_hostile(
+    source: &str,
+    format: Format,
+    pieces: &[(usize, String)],
+) -> Result<(), TestCaseError> {
+    let m = Markup::parse(source.to_string(), format);
+    let units: Vec<&str> = m.units().iter().map(|u| u.text()).collect();
+    let outputs: Vec<String> = answers(&units, pieces)
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            m.restore_unit(i, a)
+                .unwrap_or_else(|_| source[m.units()[i].range.clone()].to_string())
+        })
+        .collect();
+    let out = m.assemble(&outputs, None);
+    let want = rendered_markup(source, format);
+    let got = rendered_markup(&out, format);
+    let added: Vec<_> = got.difference(&want).collect();
+    prop_assert!(
+        added.is_empty(),
+        "added {:?}\nsource:\n{}\noutput:\n{}",
+        added,
+        source,
+        out
+    );
+    Ok(())
+}
+
+#[test]
+fn hostile_answers_add_no_markup_to_random_documents() {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let start = Instant::now();
+    let result = runner.run(&hostile_case(), |(source, format, pieces)| {
+        check_hostile(&source, format, &pieces)
+    });
+    eprintln!(
+        "hostile answers: {cases} random documents in {:.1}s",
+        start.elapsed().as_secs_f64()
+    );
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }
