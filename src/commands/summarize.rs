@@ -94,6 +94,12 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             summary.repeated_sentences
         ));
     }
+    if summary.prompt_lines > 0 {
+        printer.warn(format!(
+            "the model repeated the prompt's own words in {} line(s) of the summary, even when asked again: those lines were dropped",
+            summary.prompt_lines
+        ));
+    }
     if summary.cut {
         printer.warn(
             "the summary did not end on its own (length cap or a loop): it was cut back to its last full sentence",

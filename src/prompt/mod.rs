@@ -159,6 +159,52 @@ impl Prompts {
             minijinja::Value::from_serialize(&probe),
         )
     }
+
+    /// What the translate prompts for `target` (from `source`) say besides
+    /// the text, over every variant a run sends (one paragraph or several,
+    /// with placeholders or not, firm or not): the system message and each
+    /// user message with its text taken out.
+    pub fn translate_scaffolding(&self, target: &str, source: Option<&str>) -> Result<Vec<String>> {
+        let mut out = vec![self.render("system.j2", context! {})?];
+        for (paragraphs, markup, firm) in translate_variants() {
+            let t = Translate {
+                text: PROBE,
+                target,
+                source,
+                paragraphs,
+                markup,
+                firm,
+            };
+            let user = self.render("translate.j2", minijinja::Value::from_serialize(&t))?;
+            out.push(user.replace(PROBE, "\n"));
+        }
+        Ok(out)
+    }
+
+    /// What the summary prompts for `ask` say besides the article and the
+    /// partial summaries (firm or not).
+    pub fn summary_scaffolding(&self, ask: Ask) -> Result<Vec<String>> {
+        let ask = minijinja::Value::from_serialize(ask);
+        let mut out = vec![self.render("system.j2", context! {})?];
+        for firm in [false, true] {
+            let one = context! { text => PROBE, firm, ..ask.clone() };
+            let parts = context! { parts => [PROBE], firm, ..ask.clone() };
+            out.push(self.render("summarize.j2", one)?.replace(PROBE, "\n"));
+            out.push(self.render("combine.j2", parts)?.replace(PROBE, "\n"));
+        }
+        Ok(out)
+    }
+}
+
+/// Every (paragraphs, markup, firm) that gives the translate template
+/// another wording: one paragraph or several, with or without
+/// placeholders, asked plainly or firmly.
+fn translate_variants() -> impl Iterator<Item = (usize, bool, bool)> {
+    [1, 2].into_iter().flat_map(|p| {
+        [false, true]
+            .into_iter()
+            .flat_map(move |m| [false, true].into_iter().map(move |f| (p, m, f)))
+    })
 }
 
 /// Stands for the text when finding where prompts of one template part:

@@ -1,9 +1,13 @@
 //! Checks that a translated unit still says everything its source says:
-//! every number is there, and no sentence went missing.
+//! every number is there, and no sentence went missing; and that an answer
+//! is not the prompt's own words given back.
 //!
-//! Both are cheap and language-independent, so they run on every answer.
+//! All are cheap and language-independent, so they run on every answer.
 //! They look for what models do to text when they fail quietly (drop a
-//! sentence, round or mistype a figure), not for translation quality.
+//! sentence, round or mistype a figure, repeat their instructions), not
+//! for translation quality.
+
+use std::collections::HashSet;
 
 use serde::Serialize;
 
@@ -52,6 +56,114 @@ pub fn echo(source: &str, output: &str, target: Option<&str>) -> Option<Problem>
             .to_lowercase()
     };
     (norm(source) == norm(output) && super::wrong_language(source, target)).then_some(Problem::Echo)
+}
+
+/// The words of a task's prompts besides the text: delimiters such as
+/// `<text>` and the instruction sentences. A weak model repeats them, and
+/// an article can ask a strong one to; either way they are no part of the
+/// answer, and an answer that holds them fails its check.
+#[derive(Debug, Default)]
+pub struct Scaffold {
+    /// Names of the delimiter tags (`text`, `article`, …).
+    tags: Vec<String>,
+    /// Every run of [`RUN`] consecutive words of the instructions.
+    runs: HashSet<String>,
+}
+
+/// Words in a row that make a phrase of the instructions, rather than a
+/// turn of speech any text may use ("in the same order" is four).
+const RUN: usize = 5;
+
+impl Scaffold {
+    /// The scaffolding of prompts rendered without their text (see
+    /// [`crate::prompt::Prompts::translate_scaffolding`]).
+    pub fn new<S: AsRef<str>>(prompts: &[S]) -> Scaffold {
+        let mut tags = Vec::new();
+        let mut runs = HashSet::new();
+        for p in prompts {
+            let p = p.as_ref();
+            for t in tag_names(p) {
+                if !tags.contains(&t) {
+                    tags.push(t);
+                }
+            }
+            for line in p.lines() {
+                runs.extend(word_runs(line));
+            }
+        }
+        Scaffold { tags, runs }
+    }
+
+    /// The first piece of scaffolding in `answer` that `source` does not
+    /// have itself: a delimiter tag as written, or a phrase of the
+    /// instructions in lower case.
+    pub fn found(&self, answer: &str, source: &str) -> Option<String> {
+        let (answer, source) = (answer.to_lowercase(), source.to_lowercase());
+        for name in &self.tags {
+            for form in [
+                format!("<{name}>"),
+                format!("<{name} "),
+                format!("</{name}>"),
+            ] {
+                if answer.contains(&form) && !source.contains(&form) {
+                    return Some(form.trim().to_string());
+                }
+            }
+        }
+        let own: HashSet<String> = word_runs(&source).collect();
+        word_runs(&answer).find(|r| self.runs.contains(r) && !own.contains(r))
+    }
+
+    /// `text` without its lines that hold scaffolding `source` lacks, and
+    /// how many lines those were.
+    pub fn strip_lines(&self, text: &str, source: &str) -> (String, usize) {
+        let mut dropped = 0;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let bad = self.found(l, source).is_some();
+                dropped += usize::from(bad);
+                !bad
+            })
+            .collect();
+        (kept.join("\n").trim().to_string(), dropped)
+    }
+}
+
+/// Names of the tags in `text` that are not markup placeholders (`<g1>`,
+/// `<x2/>`, which the instructions show as examples).
+fn tag_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices('<') {
+        let rest = text[i + 1..].trim_start_matches('/');
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        let placeholder = name.len() > 1
+            && name.starts_with(['g', 'x'])
+            && name[1..].bytes().all(|b| b.is_ascii_digit());
+        let closes = rest[name.len()..].starts_with(['>', ' ']);
+        if name.starts_with(|c: char| c.is_ascii_alphabetic()) && closes && !placeholder {
+            out.push(name.to_lowercase());
+        }
+    }
+    out
+}
+
+/// The runs of [`RUN`] consecutive words of `text`, lower-cased, each
+/// number standing as `#` (the prompts say how many paragraphs).
+fn word_runs(text: &str) -> impl Iterator<Item = String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| match w.chars().all(|c| c.is_ascii_digit()) {
+            true => "#".to_string(),
+            false => w.to_lowercase(),
+        })
+        .collect();
+    let n = words.len().saturating_sub(RUN - 1);
+    (0..n).map(move |i| words[i..i + RUN].join(" "))
 }
 
 /// What `output` lacks of `source`, if anything.
@@ -182,6 +294,42 @@ mod tests {
         assert_eq!(missing_numbers("2 and 2", "2 und zwei"), ["2"]);
         // Numbers the translation adds are not the check's business.
         assert!(missing_numbers("no numbers", "7 Zahlen").is_empty());
+    }
+
+    fn scaffold() -> Scaffold {
+        Scaffold::new(&[
+            "You are a careful translator.",
+            "Translate the text below from Spanish into English. It has 2 paragraphs: keep exactly 2 paragraphs. Tags such as <g1>…</g1> and <x2/> are placeholders.\n\n<text>\n\n</text>",
+        ])
+    }
+
+    #[test]
+    fn the_prompts_own_words_in_an_answer_are_found() {
+        let s = scaffold();
+        assert_eq!(s.tags, ["text"]);
+        let found = |a: &str| s.found(a, "La carrera empieza a las 9.");
+        assert_eq!(found("The race starts at 9."), None);
+        assert_eq!(found("<text> The race starts at 9."), Some("<text>".into()));
+        assert_eq!(found("The race.</TEXT>"), Some("</text>".into()));
+        assert_eq!(
+            found("Translate the text below from Spanish: the race"),
+            Some("translate the text below from".into())
+        );
+        // Another count of paragraphs is the same instruction.
+        assert!(found("It has 7 paragraphs, keep exactly 7.").is_some());
+        // Placeholders and everyday phrases are no scaffolding.
+        assert_eq!(found("<g1>The race</g1> starts <x2/> at 9."), None);
+        assert_eq!(found("Keep the text below the line."), None);
+        // A source that has the words itself may keep them.
+        let src = "Escribió: translate the text below from Spanish.";
+        assert_eq!(
+            s.found("He wrote: translate the text below from Spanish.", src),
+            None
+        );
+        assert_eq!(
+            s.strip_lines("A line.\n<text>\nAnother.", "x"),
+            ("A line.\nAnother.".into(), 1)
+        );
     }
 
     #[test]

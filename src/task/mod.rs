@@ -164,6 +164,10 @@ pub(crate) mod fake {
         MergeLong { above: usize },
         /// Nothing at all.
         Empty,
+        /// This text, whatever is asked.
+        Text(String),
+        /// The document with this text before and after each paragraph.
+        Around(&'static str),
         /// The document as it is.
         Identity,
         /// The document without its markup placeholders.
@@ -171,6 +175,9 @@ pub(crate) mod fake {
         /// The document with every 4 turned into a 7; `once`: only in the
         /// first answer, the document as it is after.
         Garble { once: bool },
+        /// The document with the prompt's last instruction before each
+        /// paragraph; `once`: only in the first answer.
+        Leak { once: bool },
         /// The document without the last sentence of each paragraph.
         DropSentence,
         /// Bullet points: two for an article, and for summaries to combine
@@ -238,6 +245,12 @@ pub(crate) mod fake {
                     }
                 }
                 Reply::Empty => String::new(),
+                Reply::Text(ref t) => t.clone(),
+                Reply::Around(a) => document(user)
+                    .split("\n\n")
+                    .map(|p| format!("{a} {p} {a}"))
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
                 Reply::Identity => document(user).to_string(),
                 Reply::StripPlaceholders => crate::markup::strip_placeholders(document(user)),
                 Reply::Garble { once } if once && self.calls.len() > 1 => document(user).into(),
@@ -254,6 +267,12 @@ pub(crate) mod fake {
                     format!("- all of it [{}]", cited.join(", "))
                 }
                 Reply::Bullets => "- one point\n- another point".into(),
+                Reply::Leak { once } if once && self.calls.len() > 1 => document(user).into(),
+                Reply::Leak { .. } => document(user)
+                    .split("\n\n")
+                    .map(|p| format!("Reply with the translation only. {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
                 Reply::DropSentence => document(user)
                     .split("\n\n")
                     .map(|p| match p.trim_end_matches('.').rfind(". ") {

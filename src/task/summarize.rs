@@ -9,6 +9,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use super::check::Scaffold;
 use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
@@ -73,6 +74,9 @@ pub struct Summary {
     pub cut: bool,
     /// Sentences the summary said a second time, dropped.
     pub repeated_sentences: usize,
+    /// Lines of the summary that repeated the prompt's own words even when
+    /// asked again, dropped.
+    pub prompt_lines: usize,
     pub usage: Usage,
 }
 
@@ -255,9 +259,16 @@ pub fn summarize(
 
     // An article that fits one prompt with room for the full-length answer
     // is summarized in one call.
+    let scaffold = Scaffold::new(&prompts.summary_scaffolding(ask)?);
     let single = prompts.summarize(text.trim(), ask, false)?;
     if model.prompt_tokens(&single)? + final_cap + SLACK <= ctx {
-        let (mut c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
+        let last = Last {
+            req,
+            cap: final_cap,
+            scaffold: &scaffold,
+            article: text,
+        };
+        let (mut c, wrong_language, prompt_lines) = last.call(model, &mut usage, |firm| {
             prompts.summarize(text.trim(), ask, firm)
         })?;
         let repeated_sentences = without_repeats(&mut c);
@@ -280,6 +291,7 @@ pub fn summarize(
             citations,
             cut: c.stop != crate::engine::generate::StopReason::Eos,
             repeated_sentences,
+            prompt_lines,
             usage,
         });
     }
@@ -320,9 +332,14 @@ pub fn summarize(
         rounds += 1;
         let all = prompts.combine(&parts, ask, false)?;
         if model.prompt_tokens(&all)? + final_cap + SLACK <= ctx {
-            let (mut c, wrong_language) = last_call(model, req, final_cap, &mut usage, |firm| {
-                prompts.combine(&parts, ask, firm)
-            })?;
+            let last = Last {
+                req,
+                cap: final_cap,
+                scaffold: &scaffold,
+                article: text,
+            };
+            let (mut c, wrong_language, prompt_lines) =
+                last.call(model, &mut usage, |firm| prompts.combine(&parts, ask, firm))?;
             let repeated_sentences = without_repeats(&mut c);
             let citations = req.cite.then(|| citations(&c.text, spans.clone()));
             return Ok(Summary {
@@ -334,6 +351,7 @@ pub fn summarize(
                 citations,
                 cut: c.stop != crate::engine::generate::StopReason::Eos,
                 repeated_sentences,
+                prompt_lines,
                 usage,
             });
         }
@@ -358,33 +376,61 @@ pub fn summarize(
     }
 }
 
-/// The call that writes the summary: asked again, firmly, when the answer
-/// is reliably in another language than the one requested. The second
-/// answer replaces the first only when it is in the right language and not
-/// empty. Returns the answer and whether it is in the wrong language.
-fn last_call(
-    model: &mut dyn ChatModel,
-    req: &Request,
+/// The call that writes the summary.
+struct Last<'a> {
+    req: &'a Request,
+    /// Most tokens of the answer.
     cap: usize,
-    usage: &mut Usage,
-    messages: impl Fn(bool) -> Result<Vec<crate::prompt::chat::Message>>,
-) -> Result<(crate::engine::Completion, bool)> {
-    let c = model.complete(&messages(false)?, cap)?;
-    usage.add(&c);
-    let code = req.language_code.as_deref();
-    if !wrong_language(&c.text, code) {
-        return Ok((whole_sentences(c), false));
-    }
-    let firm = messages(true)?;
-    let room = model
-        .context_length()
-        .saturating_sub(model.prompt_tokens(&firm)? + SLACK);
-    let again = model.complete(&firm, cap.min(room))?;
-    usage.add(&again);
-    if again.text.trim().is_empty() || wrong_language(&again.text, code) {
-        Ok((whole_sentences(c), true))
-    } else {
-        Ok((whole_sentences(again), false))
+    /// The prompts' own words, which the summary may not hold.
+    scaffold: &'a Scaffold,
+    /// The article, whose own words a summary may hold.
+    article: &'a str,
+}
+
+impl Last<'_> {
+    /// Asks for the summary, and once more, firmly, when the answer is
+    /// reliably in another language than the one requested, repeats the
+    /// prompt's words or is empty. The second answer replaces the first when it is not
+    /// empty, is in the right language, and does not repeat the prompt
+    /// where the first did not. Lines with the prompt's words left in the
+    /// answer kept are dropped. Returns the answer as Markdown text (the
+    /// model's words escaped), whether it is in the wrong language, and how
+    /// many lines were dropped.
+    fn call(
+        &self,
+        model: &mut dyn ChatModel,
+        usage: &mut Usage,
+        messages: impl Fn(bool) -> Result<Vec<crate::prompt::chat::Message>>,
+    ) -> Result<(crate::engine::Completion, bool, usize)> {
+        let code = self.req.language_code.as_deref();
+        let leaks =
+            |c: &crate::engine::Completion| self.scaffold.found(&c.text, self.article).is_some();
+        let c = whole_sentences(model.complete(&messages(false)?, self.cap)?);
+        usage.add(&c);
+        let (wrong, leaked) = (wrong_language(&c.text, code), leaks(&c));
+        // Nothing left once the delimiters are gone: the prompt's
+        // instructions came before them.
+        let empty = c.text.trim().is_empty();
+        let (mut c, wrong) = if wrong || leaked || empty {
+            let firm = messages(true)?;
+            let room = model
+                .context_length()
+                .saturating_sub(model.prompt_tokens(&firm)? + SLACK);
+            let again = whole_sentences(model.complete(&firm, self.cap.min(room))?);
+            usage.add(&again);
+            let better = !again.text.trim().is_empty()
+                && !wrong_language(&again.text, code)
+                && (empty || wrong || !leaks(&again));
+            match better {
+                true => (again, false),
+                false => (c, wrong),
+            }
+        } else {
+            (c, false)
+        };
+        let (text, dropped) = self.scaffold.strip_lines(&c.text, self.article);
+        c.text = crate::markup::model_markdown(&text);
+        Ok((c, wrong, dropped))
     }
 }
 
@@ -640,6 +686,69 @@ mod tests {
         };
         let err = summarize(&mut m, &p, &article(3), &req).unwrap_err();
         assert!(err.to_string().contains("raise --max-context"), "{err}");
+    }
+
+    /// A summary whose model writes attacks: the only markup left is
+    /// paragraphs and glot's bullets, in one call and after reduce rounds.
+    #[test]
+    fn a_summary_holds_no_markup_of_the_models_own() {
+        use crate::markup::{rendered_markup, tests::ATTACKS};
+        let p = Prompts::load(None).unwrap();
+        for (cite, paragraphs, context) in [(false, 3, 4000), (true, 3, 4000), (true, 200, 900)] {
+            let req = Request {
+                language: None,
+                language_code: None,
+                length: Length { words: 40 },
+                cite,
+            };
+            for attack in ATTACKS {
+                let reply = format!("- {attack} [1]\n* {attack}.\n\n{attack} and more.");
+                let mut m = Fake {
+                    context,
+                    reply: Reply::Text(reply),
+                    calls: vec![],
+                };
+                let s = summarize(&mut m, &p, &article(paragraphs), &req).unwrap();
+                let got = rendered_markup(&s.text, crate::markup::Format::Markdown);
+                let allowed = ["Paragraph", "List", "Item"];
+                assert!(
+                    got.iter().all(|g| allowed.contains(&g.as_str())),
+                    "{attack:?} made {got:?}:\n{}",
+                    s.text
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_prompts_words_are_asked_again_then_dropped() {
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: None,
+            language_code: None,
+            length: Length { words: 40 },
+            cite: false,
+        };
+        let reply = "Summarize the article below in at most 40 words.\nThe city grew.";
+        let mut m = Fake {
+            context: 4000,
+            reply: Reply::Text(reply.into()),
+            calls: vec![],
+        };
+        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        assert_eq!(
+            (s.text.as_str(), s.prompt_lines, s.usage.calls),
+            ("The city grew.", 1, 2)
+        );
+        // Instructions before the delimiters leave no answer: asked again.
+        let reply = "Summarize the article below. <article> The city grew.";
+        let mut m = Fake {
+            context: 4000,
+            reply: Reply::Text(reply.into()),
+            calls: vec![],
+        };
+        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        assert_eq!((s.text.as_str(), s.usage.calls), ("", 2));
     }
 
     #[test]

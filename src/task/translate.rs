@@ -8,12 +8,13 @@
 //! asked again once the same way. What still fails keeps its source text
 //! and is counted, so nothing is ever dropped or half-restored.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use anyhow::Result;
 use serde::Serialize;
 
-use super::check::{check, echo, Problem};
+use super::check::{check, echo, Problem, Scaffold};
 use super::{wrong_language, Usage, SLACK};
 use crate::engine::ChatModel;
 use crate::error::Error;
@@ -222,6 +223,10 @@ fn translate_planned(
         broken: 0,
         wrong_language: 0,
         flags: Vec::new(),
+        scaffold: Scaffold::new(
+            &prompts.translate_scaffolding(&req.target, req.source.as_deref())?,
+        ),
+        why: HashMap::new(),
     };
     // Pieces of a unit too long for one chunk, joined once all are in:
     // (answer, still in the wrong language); `None` once a piece failed.
@@ -261,6 +266,7 @@ fn translate_planned(
         broken,
         wrong_language,
         mut flags,
+        why,
         ..
     } = t;
     let mut untranslated = 0;
@@ -270,10 +276,11 @@ fn translate_planned(
         .map(|(i, o)| {
             o.unwrap_or_else(|| {
                 untranslated += 1;
-                flags.push(Flag::untranslated(
-                    line_of(doc, i),
+                let detail = why.get(&i).map_or(
                     "the model returned nothing, or lost its formatting placeholders",
-                ));
+                    String::as_str,
+                );
+                flags.push(Flag::untranslated(line_of(doc, i), detail));
                 doc.source()[doc.units()[i].range.clone()].to_string()
             })
         })
@@ -346,6 +353,11 @@ struct Translator<'a> {
     broken: usize,
     wrong_language: usize,
     flags: Vec<Flag>,
+    /// The prompts' own words, which no answer may hold.
+    scaffold: Scaffold,
+    /// Why a unit's last answer was refused, where a flag should say more
+    /// than "nothing, or lost placeholders".
+    why: HashMap<usize, String>,
 }
 
 impl Translator<'_> {
@@ -403,11 +415,18 @@ impl Translator<'_> {
         if reply.trim().is_empty() {
             return false;
         }
+        let strip = crate::markup::strip_placeholders;
+        let (source, answer) = (strip(self.doc.units()[unit].text()), strip(reply));
+        // The prompt's words in an answer are never kept, even on the last
+        // chance: the unit stays in its source.
+        if let Some(found) = self.scaffold.found(&answer, &source) {
+            let why = format!("the answer repeated the prompt's own words (\"{found}\")");
+            self.why.insert(unit, why);
+            return false;
+        }
         let Ok(restored) = self.doc.restore_unit(unit, reply) else {
             return false;
         };
-        let strip = crate::markup::strip_placeholders;
-        let (source, answer) = (strip(self.doc.units()[unit].text()), strip(reply));
         let problem = check(&source, &answer)
             .or_else(|| echo(&source, &answer, self.req.target_code.as_deref()));
         if problem.is_some() && !last {
@@ -479,7 +498,10 @@ impl Translator<'_> {
 
     /// Takes `reply` as the unit's last chance: what fails keeps the source.
     fn accept(&mut self, unit: usize, reply: &str, wrong: bool) {
-        if !self.accept_or_not(unit, reply, wrong, true) && !reply.trim().is_empty() {
+        if !self.accept_or_not(unit, reply, wrong, true)
+            && !reply.trim().is_empty()
+            && self.doc.restore_unit(self.sent[unit], reply).is_err()
+        {
             self.broken += 1;
         }
     }
@@ -755,6 +777,54 @@ mod tests {
             "{}",
             f.detail
         );
+    }
+
+    /// Answers with an attack around every unit, through the whole
+    /// pipeline (chunks, checks, retries): the output's markup is the
+    /// source's, in every format.
+    #[test]
+    fn hostile_answers_add_no_markup() {
+        use crate::markup::{rendered_markup, tests};
+        let p = Prompts::load(None).unwrap();
+        for (format, src) in tests::all() {
+            let doc = Markup::parse(src.to_string(), format);
+            let want = rendered_markup(src, format);
+            for attack in tests::ATTACKS {
+                let mut m = Fake {
+                    context: 2000,
+                    reply: Reply::Around(attack),
+                    calls: vec![],
+                };
+                let t = translate(&mut m, &p, &doc, &req()).unwrap();
+                assert_eq!(t.untranslated, 0, "{attack:?}: {:?}", t.flags);
+                let got = rendered_markup(&t.text, format);
+                let added: Vec<_> = got.difference(&want).collect();
+                assert!(added.is_empty(), "{format:?}, {attack:?} added {added:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn answers_that_repeat_the_prompt_are_asked_again_then_the_source_is_kept() {
+        let p = Prompts::load(None).unwrap();
+        let mut m = fake(Reply::Leak { once: true });
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        assert_eq!(t.text, FIGURES);
+        assert!(t.flags.is_empty(), "{:?}", t.flags);
+        assert_eq!(m.calls.len(), 4, "the chunk, then each unit alone");
+        // Every answer leaks: every unit keeps its source, and says why.
+        let mut m = fake(Reply::Leak { once: false });
+        let t = translate(&mut m, &p, &text(FIGURES), &req()).unwrap();
+        assert_eq!(t.text, FIGURES);
+        assert_eq!((t.untranslated, t.broken_markup), (3, 0));
+        for f in &t.flags {
+            assert_eq!(f.kind, "untranslated");
+            assert!(
+                f.detail.contains("reply with the translation only"),
+                "{}",
+                f.detail
+            );
+        }
     }
 
     #[test]
