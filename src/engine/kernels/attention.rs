@@ -5,7 +5,10 @@
 //! that took 42% of the main thread's decode time for Qwen3-1.7B while the
 //! other core waited. Here the key/value heads are shared out between the
 //! threads, and each head's keys and values are read once for all the query
-//! rows that use them.
+//! rows that use them. Where the heads do not share out evenly (three heads
+//! on two threads), each head's positions are cut in parts as well, whose
+//! softmaxes are merged after: the cache is as much to read per token as a
+//! tenth of a small model's weights.
 
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor};
 
@@ -15,6 +18,9 @@ pub const MAX_ROWS: usize = 16;
 
 /// Multiply-adds below which one thread does all the heads.
 const PARALLEL_WORK: usize = 1 << 18;
+
+/// Fewest positions in a part of a head's cache.
+const MIN_PART: usize = 64;
 
 /// A strided view of one (1, heads, positions, d) f32 tensor.
 struct View<'a> {
@@ -62,6 +68,18 @@ pub fn attend(
     seq: usize,
     scale: f32,
 ) -> candle_core::Result<Option<Tensor>> {
+    attend_in(q, k, v, seq, scale, None)
+}
+
+/// [`attend`], with each head's positions cut in `parts` when given.
+fn attend_in(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    seq: usize,
+    scale: f32,
+    parts: Option<usize>,
+) -> candle_core::Result<Option<Tensor>> {
     let (b, kv, rows, d) = q.dims4()?;
     let total = k.dim(2)?;
     if b != 1 || rows > MAX_ROWS || seq == 0 || rows % seq != 0 || seq > total {
@@ -84,41 +102,114 @@ pub fn attend(
     if kv_.d != d || vv.d != d || k.dim(1)? != kv || v.dim(1)? != kv || v.dim(2)? != total {
         return Ok(None);
     }
-    let mut out = vec![0f32; kv * rows * d];
-    let dst = out.as_mut_ptr() as usize;
-    let work = |heads: std::ops::Range<usize>| {
-        let mut scores = vec![0f32; rows * total];
-        for h in heads {
-            // SAFETY: head `h` owns rows `h * rows..(h + 1) * rows` of `out`,
-            // and only this unit of work has it.
-            let out = unsafe {
-                std::slice::from_raw_parts_mut((dst as *mut f32).add(h * rows * d), rows * d)
+    // Waking the other threads costs more than a small cache takes.
+    let threads = match kv * rows * total * d < PARALLEL_WORK {
+        true => 1,
+        false => candle_core::utils::get_num_threads(),
+    };
+    let parts = parts.unwrap_or_else(|| split(kv, threads, total));
+    let (qv, kv_, vv) = (&qv, &kv_, &vv);
+    let out = in_parts(kv, rows, d, total, parts, threads > 1, |h, positions| {
+        Head {
+            q: qv,
+            k: kv_,
+            v: vv,
+            h,
+            rows,
+            seq,
+            scale,
+            total,
+            positions,
+        }
+    });
+    Ok(Some(Tensor::from_vec(out, (1, kv, rows, d), &Device::Cpu)?))
+}
+
+/// Parts to cut each head's positions in, so that `kv × parts` units of
+/// work share out evenly between `threads`, none under [`MIN_PART`]
+/// positions.
+fn split(kv: usize, threads: usize, total: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let even = threads / gcd(kv, threads).max(1);
+    even.min(total / MIN_PART).max(1)
+}
+
+/// Attention of every head, its positions cut in `parts`: each unit of work
+/// (a head's part, made by `head`) gives its rows' weighted values with its
+/// own maximum score and sum of weights, and the parts of a head are merged
+/// into its rows' output, `kv × rows × d` values.
+fn in_parts<'a>(
+    kv: usize,
+    rows: usize,
+    d: usize,
+    total: usize,
+    parts: usize,
+    parallel: bool,
+    head: impl Fn(usize, std::ops::Range<usize>) -> Head<'a> + Sync,
+) -> Vec<f32> {
+    let units = kv * parts;
+    let len = total.div_ceil(parts);
+    let mut partial = vec![0f32; units * rows * d];
+    let mut stats = vec![(f32::NEG_INFINITY, 0f32); units * rows];
+    let (dst, sdst) = (partial.as_mut_ptr() as usize, stats.as_mut_ptr() as usize);
+    let work = |units: std::ops::Range<usize>| {
+        let mut scores = vec![0f32; rows * len];
+        for u in units {
+            // SAFETY: unit `u` owns rows `u * rows..(u + 1) * rows` of
+            // `partial` and `stats`, and only this unit of work has it.
+            let (out, stats) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut((dst as *mut f32).add(u * rows * d), rows * d),
+                    std::slice::from_raw_parts_mut((sdst as *mut (f32, f32)).add(u * rows), rows),
+                )
             };
-            let job = Head {
-                q: &qv,
-                k: &kv_,
-                v: &vv,
-                h,
-                rows,
-                seq,
-                scale,
-            };
+            let (h, p) = (u / parts, u % parts);
+            let job = head(h, total.min(p * len)..total.min((p + 1) * len));
             #[cfg(target_arch = "x86_64")]
             if super::isa() != super::Isa::Scalar {
                 // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { x86::head(&job, &mut scores, out) };
+                unsafe { x86::head(&job, &mut scores, out, stats) };
                 continue;
             }
-            job.run(&mut scores, out, dot, axpy);
+            job.run(&mut scores, out, stats, dot, axpy);
         }
     };
-    // Waking the other threads costs more than a small cache takes.
-    if kv * rows * total * d < PARALLEL_WORK {
-        work(0..kv);
+    if parallel {
+        candle_core::utils::barrier_pool().execute_chunked(units, work);
     } else {
-        candle_core::utils::barrier_pool().execute_chunked(kv, work);
+        work(0..units);
     }
-    Ok(Some(Tensor::from_vec(out, (1, kv, rows, d), &Device::Cpu)?))
+    // softmax over all positions = the parts' weights rescaled to the
+    // largest maximum. With one part the scale is exactly 1.
+    let mut out = vec![0f32; kv * rows * d];
+    for h in 0..kv {
+        for i in 0..rows {
+            let unit = |p: usize| (h * parts + p) * rows + i;
+            let max = (0..parts)
+                .map(|p| stats[unit(p)].0)
+                .fold(f32::NEG_INFINITY, f32::max);
+            let o = &mut out[(h * rows + i) * d..(h * rows + i + 1) * d];
+            let mut sum = 0.0;
+            for p in 0..parts {
+                let (m, s) = stats[unit(p)];
+                if s == 0.0 {
+                    continue;
+                }
+                let w = (m - max).exp();
+                sum += s * w;
+                let part = &partial[unit(p) * d..(unit(p) + 1) * d];
+                o.iter_mut().zip(part).for_each(|(o, x)| *o += x * w);
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|o| *o *= inv);
+        }
+    }
+    out
 }
 
 /// One key/value head's share of the work.
@@ -130,11 +221,17 @@ struct Head<'a> {
     rows: usize,
     seq: usize,
     scale: f32,
+    /// Positions of the cache in use.
+    total: usize,
+    /// Those this unit of work attends to.
+    positions: std::ops::Range<usize>,
 }
 
 impl Head<'_> {
-    /// Scores of every row, their softmax, the weighted sum of values. Row
-    /// `i` is query `i % seq`, which sees positions up to
+    /// Scores of every row over this unit's positions, their exponentials
+    /// less the rows' largest (`stats`: that maximum and the sum of the
+    /// weights), and the weighted sums of values (`out`, not yet divided).
+    /// Row `i` is query `i % seq`, which sees positions up to
     /// `total - seq + i % seq`. `dot` and `axpy` are the vector loops, for
     /// the instruction set the caller was compiled for.
     #[inline(always)]
@@ -142,6 +239,7 @@ impl Head<'_> {
         &self,
         scores: &mut [f32],
         out: &mut [f32],
+        stats: &mut [(f32, f32)],
         dot: impl Fn(&[f32], &[f32]) -> f32,
         axpy: impl Fn(f32, &[f32], &mut [f32]),
     ) {
@@ -153,40 +251,38 @@ impl Head<'_> {
             rows,
             seq,
             scale,
+            total,
+            ..
         } = *self;
-        let total = scores.len() / rows;
-        let d = q.d;
-        let visible = |i: usize| total - seq + i % seq + 1;
-        for t in 0..total {
+        let (from, to, d) = (self.positions.start, self.positions.end, q.d);
+        let len = to - from;
+        // The end of the positions row `i` sees in this part.
+        let visible = |i: usize| (total - seq + i % seq + 1).clamp(from, to);
+        for t in from..to {
             let kt = k.row(h, t);
             for i in 0..rows {
                 if t < visible(i) {
-                    scores[i * total + t] = dot(q.row(h, i), kt) * scale;
+                    scores[i * len + t - from] = dot(q.row(h, i), kt) * scale;
                 }
             }
         }
-        let mut sums = [0f32; MAX_ROWS];
-        for i in 0..rows {
-            let s = &mut scores[i * total..i * total + visible(i)];
+        for (i, stat) in stats.iter_mut().enumerate().take(rows) {
+            let s = &mut scores[i * len..i * len + visible(i) - from];
             let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
             for x in s.iter_mut() {
                 *x = (*x - max).exp();
                 sum += *x;
             }
-            sums[i] = sum;
+            *stat = (max, sum);
         }
-        for t in 0..total {
+        for t in from..to {
             let vt = v.row(h, t);
             for i in 0..rows {
                 if t < visible(i) {
-                    axpy(scores[i * total + t], vt, &mut out[i * d..(i + 1) * d]);
+                    axpy(scores[i * len + t - from], vt, &mut out[i * d..(i + 1) * d]);
                 }
             }
-        }
-        for i in 0..rows {
-            let inv = 1.0 / sums[i];
-            out[i * d..(i + 1) * d].iter_mut().for_each(|o| *o *= inv);
         }
     }
 }
@@ -226,8 +322,19 @@ mod x86 {
     /// # Safety
     /// The CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head(job: &super::Head, scores: &mut [f32], out: &mut [f32]) {
-        job.run(scores, out, |a, b| dot(a, b), |a, x, y| axpy(a, x, y));
+    pub(super) unsafe fn head(
+        job: &super::Head,
+        scores: &mut [f32],
+        out: &mut [f32],
+        stats: &mut [(f32, f32)],
+    ) {
+        job.run(
+            scores,
+            out,
+            stats,
+            |a, b| dot(a, b),
+            |a, x, y| axpy(a, x, y),
+        );
     }
 
     #[inline]
@@ -338,7 +445,12 @@ mod tests {
 
     #[test]
     fn equals_the_general_computation_over_a_strided_cache() {
-        for (kv, rep, seq, total, d) in [(2, 2, 1, 37, 16), (3, 1, 1, 1, 8), (2, 4, 3, 20, 12)] {
+        for (kv, rep, seq, total, d) in [
+            (2, 2, 1, 37, 16),
+            (3, 1, 1, 1, 8),
+            (2, 4, 3, 20, 12),
+            (3, 3, 1, 300, 64),
+        ] {
             let q = random((1, kv, rep * seq, d), 1);
             // The cache holds more positions than are in use, as the
             // decoder's does: keys and values are a narrowed view of it.
@@ -349,20 +461,37 @@ mod tests {
                 .narrow(2, 0, total)
                 .unwrap();
             let scale = 1.0 / (d as f64).sqrt();
-            let got = attend(&q, &k, &v, seq, scale as f32).unwrap().unwrap();
             let want = reference(&q, &k, &v, seq, scale);
-            let diff = (got - want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff < 1e-5, "kv {kv} rep {rep} seq {seq}: {diff}");
+            // Each head's positions whole, or cut in parts whose softmaxes
+            // are merged (a part may hold no position a row sees).
+            for parts in [None, Some(1), Some(2), Some(3), Some(7)] {
+                let got = attend_in(&q, &k, &v, seq, scale as f32, parts)
+                    .unwrap()
+                    .unwrap();
+                let diff = (got - &want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-5, "kv {kv} rep {rep} seq {seq} {parts:?}: {diff}");
+            }
         }
+    }
+
+    #[test]
+    fn heads_share_out_evenly_between_threads() {
+        // Three heads on two threads: each cut in two.
+        assert_eq!(split(3, 2, 600), 2);
+        assert_eq!(split(8, 2, 600), 1);
+        assert_eq!(split(2, 16, 600), 8);
+        // Never parts under the least size.
+        assert_eq!(split(3, 2, 100), 1);
+        assert_eq!(split(3, 1, 600), 1);
     }
 
     #[test]
