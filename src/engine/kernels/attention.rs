@@ -170,7 +170,7 @@ fn in_parts<'a>(
             };
             let (h, p) = (u / parts, u % parts);
             let job = head(h, total.min(p * len)..total.min((p + 1) * len));
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(glot_x86)]
             if super::isa() != super::Isa::Scalar {
                 // SAFETY: the CPU has AVX2 and FMA.
                 unsafe { x86::head(&job, &mut scores, out, stats) };
@@ -313,7 +313,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(glot_x86)]
 mod x86 {
     use std::arch::x86_64::*;
 

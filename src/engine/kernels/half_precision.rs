@@ -36,12 +36,12 @@ pub struct HalfMatrix {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Path {
     Isa(Isa),
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(glot_x86)]
     DotBf16,
 }
 
 fn path(bf16: bool) -> Path {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(glot_x86)]
     if bf16 && isa() == Isa::Vnni && std::is_x86_feature_detected!("avx512bf16") {
         return Path::DotBf16;
     }
@@ -223,11 +223,11 @@ fn tile<const R: usize>(
     match path {
         // SAFETY: `path()` chose these paths only where the CPU has the
         // features; every row holds the panel's number of words.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(glot_x86)]
         Path::DotBf16 => unsafe { x86::tile_dot_bf16(panel, rows) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(glot_x86)]
         Path::Isa(Isa::Vnni) => unsafe { x86::tile512(bf16, panel, rows) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(glot_x86)]
         Path::Isa(Isa::Avx2) => unsafe { x86::tile256(bf16, panel, rows) },
         Path::Isa(Isa::Scalar) => tile_scalar(bf16, panel, rows),
     }
@@ -251,7 +251,7 @@ fn tile_scalar<const R: usize>(bf16: bool, panel: &[u8], rows: [&[u32]; R]) -> [
     out
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(glot_x86)]
 mod x86 {
     use super::{pair, LANES};
     use std::arch::x86_64::*;
@@ -443,11 +443,10 @@ mod tests {
                 let bytes = words * word_bytes(is_bf16);
                 let panel = &h.data[bytes..2 * bytes];
                 let want = tile_scalar(is_bf16, panel, rows);
-                let mut paths: Vec<Path> = vector_paths().into_iter().map(Path::Isa).collect();
-                #[cfg(target_arch = "x86_64")]
-                if path(is_bf16) == Path::DotBf16 {
-                    paths.push(Path::DotBf16);
-                }
+                let paths = vector_paths().into_iter().map(Path::Isa);
+                #[cfg(glot_x86)]
+                let paths = paths.chain((path(is_bf16) == Path::DotBf16).then_some(Path::DotBf16));
+                let paths: Vec<Path> = paths.collect();
                 for p in paths {
                     let got = tile(p, is_bf16, panel, rows);
                     for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {

@@ -184,7 +184,6 @@ fn dot6_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
     acc
 }
 
-#[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{scales, Row, BLOCK, BLOCK6, QK};
     use std::arch::x86_64::*;
@@ -394,11 +393,8 @@ impl KMatrix {
     fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
-        #[cfg(target_arch = "x86_64")]
         // SAFETY: `available()` checked the CPU when the matrix was made.
         let acts = unsafe { x86::quantize(x, k) };
-        #[cfg(not(target_arch = "x86_64"))]
-        let acts = Acts::quantize(x, k);
         let data = self.tensor.data()?;
         let six = self.six;
         let mut out = vec![0f32; m * n];
@@ -406,7 +402,6 @@ impl KMatrix {
         // Weight rows `cols` against activation rows `r..r + R`.
         let run = |r: usize, cols: std::ops::Range<usize>| {
             let out = (dst as *mut f32).wrapping_add(r * n);
-            #[cfg(target_arch = "x86_64")]
             // SAFETY: as above; each (row, column) of `out` is in one unit of
             // work only, and `data` holds all `n` rows.
             unsafe {
@@ -427,11 +422,6 @@ impl KMatrix {
                         }
                     }
                 }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                let _ = (r, cols, out);
-                unreachable!("k-quant kernels are x86 only")
             }
         };
         let pool = candle_core::utils::barrier_pool();

@@ -17,6 +17,9 @@
 
 pub mod attention;
 mod half_precision;
+// Q4_K and Q6_K kernels exist for AVX-512 VNNI only; elsewhere candle's
+// serve those formats.
+#[cfg(glot_x86)]
 mod kquants;
 mod panels;
 
@@ -163,7 +166,7 @@ impl Acts {
             let x = &x[r.start * k..r.end * k];
             match isa {
                 // SAFETY: the CPU has AVX2 and FMA.
-                #[cfg(target_arch = "x86_64")]
+                #[cfg(glot_x86)]
                 Isa::Avx2 | Isa::Vnni => unsafe { x86::quantize(x, qs, d, s, sums) },
                 Isa::Scalar => quantize_blocks(x, qs, d, s, sums),
             }
@@ -252,16 +255,16 @@ struct Row<'a> {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Isa {
     Scalar,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(glot_x86)]
     Avx2,
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(glot_x86)]
     Vnni,
 }
 
 fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(glot_x86)]
         {
             let avx2 = is_x86_feature_detected!("avx2")
                 && is_x86_feature_detected!("fma")
@@ -291,17 +294,17 @@ fn tile<const R: usize>(
     rows: [Row; R],
 ) -> [[f32; LANES]; R] {
     match isa {
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(glot_x86)]
         // SAFETY: `isa()` chose these paths only where the CPU has the
         // features; the kernels check the rows' lengths against the panel.
         Isa::Vnni => unsafe { panels::x86::tile_vnni(format, panel, rows) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(glot_x86)]
         Isa::Avx2 => unsafe { panels::x86::tile_avx2(format, panel, rows) },
         Isa::Scalar => panels::tile_scalar(format, panel, rows),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(glot_x86)]
 mod x86 {
     /// [`super::quantize_blocks`] compiled for AVX2, where rounding and the
     /// block maximum are vector instructions rather than calls.
@@ -430,9 +433,9 @@ fn products(bs: &[&BlockMatrix], x: &[f32], k: usize) -> Vec<Vec<f32>> {
         };
         // Each panel is decoded once per tile of rows.
         match isa {
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(glot_x86)]
             Isa::Vnni => job.run::<ROWS>(rows),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(glot_x86)]
             Isa::Avx2 => job.run::<2>(rows),
             Isa::Scalar => job.run::<1>(rows),
         }
@@ -517,6 +520,7 @@ fn forward_rows(
 #[derive(Clone)]
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
+    #[cfg(glot_x86)]
     Q4K(Arc<kquants::KMatrix>),
     Half(Arc<half_precision::HalfMatrix>),
     Candle(QMatMul),
@@ -535,6 +539,7 @@ impl Matmul {
             Matmul::Blocks(b) => b.embedding(ids),
             Matmul::Half(h) => h.embedding(ids),
             Matmul::Candle(m) => m.embedding(ids),
+            #[cfg(glot_x86)]
             Matmul::Q4K(_) => {
                 candle_core::bail!("this matrix does not serve as an embedding table")
             }
@@ -543,9 +548,13 @@ impl Matmul {
 
     pub fn new(m: QMatMul) -> Matmul {
         if let QMatMul::QTensor(t) = &m {
-            if let Some(b) = BlockMatrix::of(t) {
+            // Without vector kernels of glot's for this CPU (ARM, or x86
+            // without AVX2), candle's own (NEON, AVX) serve the block
+            // formats better than the scalar tile.
+            if let Some(b) = BlockMatrix::of(t).filter(|_| isa() != Isa::Scalar) {
                 return Matmul::Blocks(Arc::new(b));
             }
+            #[cfg(glot_x86)]
             if let Some(b) = kquants::KMatrix::of(t) {
                 return Matmul::Q4K(Arc::new(b));
             }
@@ -561,6 +570,7 @@ impl Module for Matmul {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Matmul::Blocks(b) => b.forward(x),
+            #[cfg(glot_x86)]
             Matmul::Q4K(b) => b.forward(x),
             Matmul::Half(h) => h.forward(x),
             Matmul::Candle(QMatMul::QTensor(t)) if rows(x) >= WIDEN_ROWS => {
@@ -646,17 +656,14 @@ mod tests {
 
     /// The vector code paths this CPU can run.
     pub(super) fn vector_paths() -> Vec<Isa> {
-        let mut paths = vec![];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if isa() != Isa::Scalar {
-                paths.push(Isa::Avx2);
-            }
-            if isa() == Isa::Vnni {
-                paths.push(Isa::Vnni);
-            }
-        }
-        paths
+        #[cfg(glot_x86)]
+        return match isa() {
+            Isa::Scalar => vec![],
+            Isa::Avx2 => vec![Isa::Avx2],
+            Isa::Vnni => vec![Isa::Avx2, Isa::Vnni],
+        };
+        #[cfg(not(glot_x86))]
+        vec![]
     }
 
     /// Values in [-1, 1), the same for the same seed.
@@ -664,6 +671,22 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    /// The portable build compiles what ARM does: no x86 kernel of glot's
+    /// runs, and the block and k-quant formats are candle's to multiply.
+    #[cfg(feature = "portable")]
+    #[test]
+    fn the_portable_build_takes_the_portable_paths() {
+        assert_eq!(isa(), Isa::Scalar);
+        assert!(vector_paths().is_empty());
+        for dtype in BLOCK_TYPES
+            .into_iter()
+            .chain([GgmlDType::Q4K, GgmlDType::Q6K])
+        {
+            let m = Matmul::new(QMatMul::QTensor(quantized(dtype, 32, 256)));
+            assert!(matches!(m, Matmul::Candle(_)), "{dtype:?}");
+        }
     }
 
     const BLOCK_TYPES: [GgmlDType; 5] = [
@@ -762,6 +785,16 @@ mod tests {
         }
     }
 
+    /// The matrix in these kernels' panels, whatever the CPU: the portable
+    /// build's [`Matmul::new`] leaves the block formats to candle, and the
+    /// panels' logic is tested there all the same.
+    fn in_panels(q: Arc<QTensor>) -> Matmul {
+        match BlockMatrix::of(&q) {
+            Some(b) => Matmul::Blocks(Arc::new(b)),
+            None => Matmul::new(QMatMul::QTensor(q)),
+        }
+    }
+
     /// Rows looked up in the panels are the file's rows, dequantized.
     #[test]
     fn embedding_rows_equal_the_dequantized_matrix() {
@@ -773,7 +806,7 @@ mod tests {
             let q = quantized(dtype, n, k);
             let want = flat(q.dequantize(&Device::Cpu));
             // As the weights reader gives them: F16 and BF16 not widened.
-            let m = Matmul::new(QMatMul::QTensor(q));
+            let m = in_panels(q);
             assert!(m.has_rows(), "{dtype:?}");
             let ids = Tensor::new(&[[36u32, 0, 17], [16, 15, 2]], &Device::Cpu).unwrap();
             let got = m.embedding(&ids).unwrap();
@@ -807,7 +840,7 @@ mod tests {
         for set in sets {
             let ms: Vec<Matmul> = set
                 .into_iter()
-                .map(|(dt, n)| Matmul::new(QMatMul::QTensor(quantized(dt, n, 64))))
+                .map(|(dt, n)| in_panels(quantized(dt, n, 64)))
                 .collect();
             assert!(ms
                 .iter()

@@ -218,6 +218,7 @@ pub(super) fn tile_scalar<const R: usize>(
 
 /// A panel's record size and blocks, after checking that every row has
 /// as many: what the vector kernels index without bounds checks.
+#[cfg(glot_x86)]
 fn blocks_of(format: Format, panel: &[u8], rows: &[Row]) -> (usize, usize) {
     let record = LANES * format.block_bytes();
     let kb = panel.len() / record;
@@ -228,7 +229,7 @@ fn blocks_of(format: Format, panel: &[u8], rows: &[Row]) -> (usize, usize) {
     (record, kb)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(glot_x86)]
 pub(super) mod x86 {
     use super::{Format, Row, LANES, QK};
     use std::arch::x86_64::*;
