@@ -218,7 +218,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     }
     if t.untranslated > 0 {
         printer.warn(format!(
-            "{} paragraph(s) or part(s) are left untranslated: the model returned nothing for them{}; {}",
+            "{} paragraph(s) or part(s) are left untranslated: the model's answers were empty or repeated the prompt's own words{}; {}",
             t.untranslated,
             if t.broken_markup > 0 {
                 format!(
