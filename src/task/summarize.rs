@@ -694,12 +694,10 @@ mod tests {
     fn a_summary_holds_no_markup_of_the_models_own() {
         use crate::markup::{rendered_markup, tests::ATTACKS};
         let p = Prompts::load(None).unwrap();
-        for (cite, paragraphs, context) in [(false, 3, 4000), (true, 3, 4000), (true, 200, 900)] {
+        for (cited, paragraphs, context) in [(false, 3, 4000), (true, 3, 4000), (true, 200, 900)] {
             let req = Request {
-                language: None,
-                language_code: None,
-                length: Length { words: 40 },
-                cite,
+                cite: cited,
+                ..cite(40)
             };
             for attack in ATTACKS {
                 let reply = format!("- {attack} [1]\n* {attack}.\n\n{attack} and more.");
@@ -723,31 +721,31 @@ mod tests {
     #[test]
     fn the_prompts_words_are_asked_again_then_dropped() {
         let p = Prompts::load(None).unwrap();
-        let req = Request {
-            language: None,
-            language_code: None,
-            length: Length { words: 40 },
-            cite: false,
+        let req = cite(40);
+        let summary = |reply: &str| {
+            let mut m = Fake {
+                context: 4000,
+                reply: Reply::Text(reply.into()),
+                calls: vec![],
+            };
+            summarize(
+                &mut m,
+                &p,
+                &article(3),
+                &Request {
+                    cite: false,
+                    ..req.clone()
+                },
+            )
+            .unwrap()
         };
-        let reply = "Summarize the article below in at most 40 words.\nThe city grew.";
-        let mut m = Fake {
-            context: 4000,
-            reply: Reply::Text(reply.into()),
-            calls: vec![],
-        };
-        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        let s = summary("Summarize the article below in at most 40 words.\nThe city grew.");
         assert_eq!(
             (s.text.as_str(), s.prompt_lines, s.usage.calls),
             ("The city grew.", 1, 2)
         );
         // Instructions before the delimiters leave no answer: asked again.
-        let reply = "Summarize the article below. <article> The city grew.";
-        let mut m = Fake {
-            context: 4000,
-            reply: Reply::Text(reply.into()),
-            calls: vec![],
-        };
-        let s = summarize(&mut m, &p, &article(3), &req).unwrap();
+        let s = summary("Summarize the article below. <article> The city grew.");
         assert_eq!((s.text.as_str(), s.usage.calls), ("", 2));
     }
 

@@ -188,17 +188,23 @@ fn check(source: &str, format: Format, budget: usize) -> Result<(usize, usize), 
     Ok((units.len(), plan.chunks.len()))
 }
 
-#[test]
-fn structure_and_chunks_hold_for_random_documents() {
+/// A runner of `PROPTEST_CASES` cases (512 unless set), and their number.
+fn runner() -> (TestRunner, u32) {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(512);
-    let mut runner = TestRunner::new(Config {
+    let config = Config {
         cases,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
+    (TestRunner::new(config), cases)
+}
+
+#[test]
+fn structure_and_chunks_hold_for_random_documents() {
+    let (mut runner, cases) = runner();
     let start = Instant::now();
     let (bytes, units, chunks) = (Cell::new(0), Cell::new(0), Cell::new(0));
     let result = runner.run(&document(), |(source, format, budget)| {
@@ -367,15 +373,7 @@ fn check_hostile(
 
 #[test]
 fn hostile_answers_add_no_markup_to_random_documents() {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let (mut runner, cases) = runner();
     let start = Instant::now();
     let result = runner.run(&hostile_case(), |(source, format, pieces)| {
         check_hostile(&source, format, &pieces)
