@@ -136,6 +136,11 @@ struct Attention {
     num_kv_heads: usize,
     head_dim: usize,
     cache: KvCache,
+    /// What the cache keeps: f16 for quantized and half-precision weights,
+    /// as llama.cpp keeps it (half the bytes to read per token, and the
+    /// values llama.cpp attends to); f32 for f32 weights, as transformers
+    /// computes.
+    cache_dtype: DType,
 }
 
 impl Attention {
@@ -148,8 +153,13 @@ impl Attention {
                 Ok(None)
             }
         };
+        let q = Linear::load(w, Role::Q, bias(Role::QBias), layer)?;
+        let cache_dtype = match q.weight.is_dense() {
+            true => DType::F32,
+            false => DType::F16,
+        };
         Ok(Attention {
-            q: Linear::load(w, Role::Q, bias(Role::QBias), layer)?,
+            q,
             k: Linear::load(w, Role::K, bias(Role::KBias), layer)?,
             v: Linear::load(w, Role::V, bias(Role::VBias), layer)?,
             o: Linear::load(w, Role::O, None, layer)?,
@@ -159,6 +169,7 @@ impl Attention {
             num_kv_heads: cfg.num_kv_heads,
             head_dim: cfg.head_dim,
             cache: KvCache::new(2, 512),
+            cache_dtype,
         })
     }
 
@@ -180,6 +191,7 @@ impl Attention {
         let v = self.heads(&v, self.num_kv_heads, None)?;
         let q = rope.apply(&q, pos)?;
         let k = rope.apply(&k, pos)?;
+        let (k, v) = (k.to_dtype(self.cache_dtype)?, v.to_dtype(self.cache_dtype)?);
         let (k, v) = self.cache.append(&k, &v.contiguous()?)?;
         // Grouped-query attention without copying keys and values once per
         // query head: the query heads that share a key/value head become
@@ -191,6 +203,7 @@ impl Attention {
         let out = match kernels::attention::attend(&q, &k, &v, seq, scale as f32)? {
             Some(out) => out,
             None => {
+                let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
                 let scores = (q.matmul(&k.t()?)? * scale)?;
                 let scores = if seq > 1 {
                     let total = k.dim(2)?;

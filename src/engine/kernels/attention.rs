@@ -22,16 +22,16 @@ const PARALLEL_WORK: usize = 1 << 18;
 /// Fewest positions in a part of a head's cache.
 const MIN_PART: usize = 64;
 
-/// A strided view of one (1, heads, positions, d) f32 tensor.
-struct View<'a> {
-    data: &'a [f32],
+/// A strided view of one (1, heads, positions, d) tensor.
+struct View<'a, T = f32> {
+    data: &'a [T],
     start: usize,
     head_stride: usize,
     d: usize,
 }
 
-impl<'a> View<'a> {
-    fn of(data: &'a [f32], layout: &Layout) -> Option<Self> {
+impl<'a, T> View<'a, T> {
+    fn of(data: &'a [T], layout: &Layout) -> Option<Self> {
         let (dims, stride) = (layout.dims(), layout.stride());
         let [1, _, _, d] = *dims else { return None };
         (stride[3] == 1 && stride[2] == d).then_some(View {
@@ -43,9 +43,33 @@ impl<'a> View<'a> {
     }
 
     /// Row `t` of head `h`.
-    fn row(&self, h: usize, t: usize) -> &'a [f32] {
+    fn row(&self, h: usize, t: usize) -> &'a [T] {
         let at = self.start + h * self.head_stride + t * self.d;
         &self.data[at..at + self.d]
+    }
+}
+
+/// A key/value cache as it is kept: f32, or f16 (half the bytes to read
+/// per token, as llama.cpp keeps it), widened part by part as it is read.
+enum Cache<'a> {
+    F32(View<'a>),
+    F16(View<'a, half::f16>),
+}
+
+impl<'a> Cache<'a> {
+    fn of(s: &'a Storage, layout: &Layout) -> Option<Self> {
+        match s {
+            Storage::Cpu(CpuStorage::F32(v)) => View::of(v, layout).map(Cache::F32),
+            Storage::Cpu(CpuStorage::F16(v)) => View::of(v, layout).map(Cache::F16),
+            _ => None,
+        }
+    }
+
+    fn d(&self) -> usize {
+        match self {
+            Cache::F32(v) => v.d,
+            Cache::F16(v) => v.d,
+        }
     }
 }
 
@@ -58,8 +82,9 @@ fn f32_slice(s: &Storage) -> Option<&[f32]> {
 
 /// `softmax(q·kᵀ · scale + causal mask) · v` per key/value head, for
 /// `q` (1, kv, rows, d) whose row `r · seq + s` is query `s` of the `seq`
-/// newest positions, against `k`, `v` (1, kv, total, d). `None` when the
-/// tensors are not f32 on the CPU in that layout, for the caller to compute
+/// newest positions, against `k`, `v` (1, kv, total, d), f32 or f16.
+/// `None` when the tensors are not so on the CPU in that layout, for the
+/// caller to compute
 /// it the general way.
 pub fn attend(
     q: &Tensor,
@@ -92,14 +117,14 @@ fn attend_in(
     let (qs, ql) = q.storage_and_layout();
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
-    let (Some(qd), Some(kd), Some(vd)) = (f32_slice(&qs), f32_slice(&ks), f32_slice(&vs)) else {
+    let Some(qv) = f32_slice(&qs).and_then(|qd| View::of(qd, ql)) else {
         return Ok(None);
     };
-    let (Some(qv), Some(kv_), Some(vv)) = (View::of(qd, ql), View::of(kd, kl), View::of(vd, vl))
-    else {
+    let (Some(keys), Some(values)) = (Cache::of(&ks, kl), Cache::of(&vs, vl)) else {
         return Ok(None);
     };
-    if kv_.d != d || vv.d != d || k.dim(1)? != kv || v.dim(1)? != kv || v.dim(2)? != total {
+    if keys.d() != d || values.d() != d || k.dim(1)? != kv || v.dim(1)? != kv || v.dim(2)? != total
+    {
         return Ok(None);
     }
     // Waking the other threads costs more than a small cache takes.
@@ -108,20 +133,50 @@ fn attend_in(
         false => candle_core::utils::get_num_threads(),
     };
     let parts = parts.unwrap_or_else(|| split(kv, threads, total));
-    let (qv, kv_, vv) = (&qv, &kv_, &vv);
-    let out = in_parts(kv, rows, d, total, parts, threads > 1, |h, positions| {
-        Head {
-            q: qv,
-            k: kv_,
-            v: vv,
-            h,
-            rows,
-            seq,
-            scale,
-            total,
-            positions,
+    let unit = |h: usize,
+                positions: std::ops::Range<usize>,
+                scores: &mut [f32],
+                o: &mut [f32],
+                stats: &mut [(f32, f32)]| {
+        match (&keys, &values) {
+            (Cache::F32(k), Cache::F32(v)) => {
+                let job = Head {
+                    q: &qv,
+                    k,
+                    v,
+                    h,
+                    rows,
+                    seq,
+                    scale,
+                    total,
+                    positions,
+                };
+                job.dispatch(scores, o, stats);
+            }
+            (Cache::F16(k), Cache::F16(v)) => {
+                let job = Head {
+                    q: &qv,
+                    k,
+                    v,
+                    h,
+                    rows,
+                    seq,
+                    scale,
+                    total,
+                    positions,
+                };
+                job.dispatch(scores, o, stats);
+            }
+            _ => unreachable!("keys and values are kept alike"),
         }
-    });
+    };
+    if !matches!(
+        (&keys, &values),
+        (Cache::F32(_), Cache::F32(_)) | (Cache::F16(_), Cache::F16(_))
+    ) {
+        return Ok(None);
+    }
+    let out = in_parts(kv, rows, d, total, parts, threads > 1, unit);
     Ok(Some(Tensor::from_vec(out, (1, kv, rows, d), &Device::Cpu)?))
 }
 
@@ -143,14 +198,14 @@ fn split(kv: usize, threads: usize, total: usize) -> usize {
 /// (a head's part, made by `head`) gives its rows' weighted values with its
 /// own maximum score and sum of weights, and the parts of a head are merged
 /// into its rows' output, `kv × rows × d` values.
-fn in_parts<'a>(
+fn in_parts(
     kv: usize,
     rows: usize,
     d: usize,
     total: usize,
     parts: usize,
     parallel: bool,
-    head: impl Fn(usize, std::ops::Range<usize>) -> Head<'a> + Sync,
+    unit: impl Fn(usize, std::ops::Range<usize>, &mut [f32], &mut [f32], &mut [(f32, f32)]) + Sync,
 ) -> Vec<f32> {
     let units = kv * parts;
     let len = total.div_ceil(parts);
@@ -169,14 +224,8 @@ fn in_parts<'a>(
                 )
             };
             let (h, p) = (u / parts, u % parts);
-            let job = head(h, total.min(p * len)..total.min((p + 1) * len));
-            #[cfg(glot_x86)]
-            if super::isa() != super::Isa::Scalar {
-                // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { x86::head(&job, &mut scores, out, stats) };
-                continue;
-            }
-            job.run(&mut scores, out, stats, dot, axpy);
+            let positions = total.min(p * len)..total.min((p + 1) * len);
+            unit(h, positions, &mut scores, out, stats);
         }
     };
     if parallel {
@@ -212,11 +261,43 @@ fn in_parts<'a>(
     out
 }
 
+/// A value of the key/value cache: f32, or f16 widened as it is read.
+trait Widen: Copy + Sync {
+    fn widen(self) -> f32;
+}
+
+impl Widen for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Widen for half::f16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+}
+
+impl<T: Widen> Head<'_, T> {
+    /// Runs this unit of work with the vector loops this CPU has.
+    fn dispatch(&self, scores: &mut [f32], out: &mut [f32], stats: &mut [(f32, f32)]) {
+        #[cfg(glot_x86)]
+        if super::isa() != super::Isa::Scalar {
+            // SAFETY: the CPU has AVX2, FMA and F16C.
+            unsafe { x86::head(self, scores, out, stats) };
+            return;
+        }
+        self.run(scores, out, stats, dot, axpy);
+    }
+}
+
 /// One key/value head's share of the work.
-struct Head<'a> {
+struct Head<'a, T = f32> {
     q: &'a View<'a>,
-    k: &'a View<'a>,
-    v: &'a View<'a>,
+    k: &'a View<'a, T>,
+    v: &'a View<'a, T>,
     h: usize,
     rows: usize,
     seq: usize,
@@ -227,7 +308,7 @@ struct Head<'a> {
     positions: std::ops::Range<usize>,
 }
 
-impl Head<'_> {
+impl<T> Head<'_, T> {
     /// Scores of every row over this unit's positions, their exponentials
     /// less the rows' largest (`stats`: that maximum and the sum of the
     /// weights), and the weighted sums of values (`out`, not yet divided).
@@ -240,8 +321,8 @@ impl Head<'_> {
         scores: &mut [f32],
         out: &mut [f32],
         stats: &mut [(f32, f32)],
-        dot: impl Fn(&[f32], &[f32]) -> f32,
-        axpy: impl Fn(f32, &[f32], &mut [f32]),
+        dot: impl Fn(&[f32], &[T]) -> f32,
+        axpy: impl Fn(f32, &[T], &mut [f32]),
     ) {
         let Head {
             q,
@@ -289,27 +370,27 @@ impl Head<'_> {
 
 /// `a · b` with eight partial sums, which the compiler keeps in vector
 /// registers.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: Widen>(a: &[f32], b: &[T]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ac
         .remainder()
         .iter()
         .zip(bc.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(x, y)| x * y.widen())
         .sum();
     for (x, y) in ac.zip(bc) {
         for l in 0..8 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * y[l].widen();
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
 /// `y += a · x`.
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+fn axpy<T: Widen>(a: f32, x: &[T], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+        *y += a * x.widen();
     }
 }
 
@@ -317,13 +398,16 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::Head::run`] with 256-bit fused multiply-adds.
+    use super::Widen;
+
+    /// [`super::Head::run`] with 256-bit fused multiply-adds, keys and
+    /// values read as f32 or widened from f16 by F16C.
     ///
     /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head(
-        job: &super::Head,
+    /// The CPU has AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn head<T: Widen>(
+        job: &super::Head<T>,
         scores: &mut [f32],
         out: &mut [f32],
         stats: &mut [(f32, f32)],
@@ -337,9 +421,26 @@ mod x86 {
         );
     }
 
+    /// Eight values from `p` as f32: loaded, or widened from f16.
+    ///
+    /// # Safety
+    /// Eight values of `T` are readable at `p`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8<T>(p: *const T) -> __m256 {
+        // SAFETY: as the caller promises; `T` is f32 or f16 (its size
+        // tells which, at compile time).
+        unsafe {
+            match std::mem::size_of::<T>() {
+                2 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+                _ => _mm256_loadu_ps(p as *const f32),
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot<T: Widen>(a: &[f32], b: &[T]) -> f32 {
         let n = a.len().min(b.len());
         let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let mut i = 0;
@@ -348,12 +449,12 @@ mod x86 {
             while i + 16 <= n {
                 s0 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(a.as_ptr().add(i)),
-                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    load8(b.as_ptr().add(i)),
                     s0,
                 );
                 s1 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(a.as_ptr().add(i + 8)),
-                    _mm256_loadu_ps(b.as_ptr().add(i + 8)),
+                    load8(b.as_ptr().add(i + 8)),
                     s1,
                 );
                 i += 16;
@@ -361,7 +462,7 @@ mod x86 {
             if i + 8 <= n {
                 s0 = _mm256_fmadd_ps(
                     _mm256_loadu_ps(a.as_ptr().add(i)),
-                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    load8(b.as_ptr().add(i)),
                     s0,
                 );
                 i += 8;
@@ -375,13 +476,13 @@ mod x86 {
             + a[i..n]
                 .iter()
                 .zip(&b[i..n])
-                .map(|(x, y)| x * y)
+                .map(|(x, y)| x * y.widen())
                 .sum::<f32>()
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy<T: Widen>(a: f32, x: &[T], y: &mut [f32]) {
         let n = x.len().min(y.len());
         let av = _mm256_set1_ps(a);
         let mut i = 0;
@@ -391,13 +492,13 @@ mod x86 {
                 let p = y.as_mut_ptr().add(i);
                 _mm256_storeu_ps(
                     p,
-                    _mm256_fmadd_ps(av, _mm256_loadu_ps(x.as_ptr().add(i)), _mm256_loadu_ps(p)),
+                    _mm256_fmadd_ps(av, load8(x.as_ptr().add(i)), _mm256_loadu_ps(p)),
                 );
                 i += 8;
             }
         }
         for (y, x) in y[i..n].iter_mut().zip(&x[i..n]) {
-            *y += a * x;
+            *y += a * x.widen();
         }
     }
 }
@@ -443,6 +544,19 @@ mod tests {
         probs.matmul(&v.contiguous().unwrap()).unwrap()
     }
 
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn equals_the_general_computation_over_a_strided_cache() {
         for (kv, rep, seq, total, d) in [
@@ -461,23 +575,27 @@ mod tests {
                 .narrow(2, 0, total)
                 .unwrap();
             let scale = 1.0 / (d as f64).sqrt();
+            // A cache kept in f16 gives the product of its rounded values.
+            let half = |t: &Tensor| t.to_dtype(DType::F16).unwrap();
+            let (kh, vh) = (half(&k), half(&v));
+            let widen = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+            let want_half = reference(&q, &widen(&kh), &widen(&vh), seq, scale);
             let want = reference(&q, &k, &v, seq, scale);
             // Each head's positions whole, or cut in parts whose softmaxes
             // are merged (a part may hold no position a row sees).
             for parts in [None, Some(1), Some(2), Some(3), Some(7)] {
+                let got = attend_in(&q, &kh, &vh, seq, scale as f32, parts)
+                    .unwrap()
+                    .unwrap();
+                let diff = max_diff(&got, &want_half);
+                assert!(
+                    diff < 1e-5,
+                    "f16 kv {kv} rep {rep} seq {seq} {parts:?}: {diff}"
+                );
                 let got = attend_in(&q, &k, &v, seq, scale as f32, parts)
                     .unwrap()
                     .unwrap();
-                let diff = (got - &want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let diff = max_diff(&got, &want);
                 assert!(diff < 1e-5, "kv {kv} rep {rep} seq {seq} {parts:?}: {diff}");
             }
         }
@@ -502,5 +620,9 @@ mod tests {
         let q = random((1, 2, 2, 8), 1).to_dtype(DType::F16).unwrap();
         let k = k.to_dtype(DType::F16).unwrap();
         assert!(attend(&q, &k, &k, 1, 1.0).unwrap().is_none());
+        // Keys and values kept alike.
+        let q = random((1, 2, 2, 8), 1);
+        let v = k.to_dtype(DType::F32).unwrap();
+        assert!(attend(&q, &k, &v, 1, 1.0).unwrap().is_none());
     }
 }

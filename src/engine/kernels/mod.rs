@@ -527,6 +527,12 @@ pub enum Matmul {
 }
 
 impl Matmul {
+    /// Whether the matrix is a plain f32 tensor (safetensors, or an F32
+    /// GGUF file), rather than quantized or half-precision weights.
+    pub fn is_dense(&self) -> bool {
+        matches!(self, Matmul::Candle(QMatMul::Tensor(_)))
+    }
+
     /// Whether [`Matmul::embedding`] can look rows up in this matrix, so
     /// that a tied embedding table need not be kept a second time.
     pub fn has_rows(&self) -> bool {
