@@ -133,6 +133,13 @@ fn attend_in(
         false => candle_core::utils::get_num_threads(),
     };
     let parts = parts.unwrap_or_else(|| split(kv, threads, total));
+    let query = Query {
+        q: &qv,
+        rows,
+        seq,
+        scale,
+        total,
+    };
     let unit = |h: usize,
                 positions: std::ops::Range<usize>,
                 scores: &mut [f32],
@@ -140,32 +147,10 @@ fn attend_in(
                 stats: &mut [(f32, f32)]| {
         match (&keys, &values) {
             (Cache::F32(k), Cache::F32(v)) => {
-                let job = Head {
-                    q: &qv,
-                    k,
-                    v,
-                    h,
-                    rows,
-                    seq,
-                    scale,
-                    total,
-                    positions,
-                };
-                job.dispatch(scores, o, stats);
+                query.head(k, v, h, positions).dispatch(scores, o, stats)
             }
             (Cache::F16(k), Cache::F16(v)) => {
-                let job = Head {
-                    q: &qv,
-                    k,
-                    v,
-                    h,
-                    rows,
-                    seq,
-                    scale,
-                    total,
-                    positions,
-                };
-                job.dispatch(scores, o, stats);
+                query.head(k, v, h, positions).dispatch(scores, o, stats)
             }
             _ => unreachable!("keys and values are kept alike"),
         }
@@ -290,6 +275,46 @@ impl<T: Widen> Head<'_, T> {
             return;
         }
         self.run(scores, out, stats, dot, axpy);
+    }
+}
+
+/// What every unit of work of one call shares.
+#[derive(Clone, Copy)]
+struct Query<'a> {
+    q: &'a View<'a>,
+    rows: usize,
+    seq: usize,
+    scale: f32,
+    total: usize,
+}
+
+impl<'a> Query<'a> {
+    /// The unit of work of head `h` over `positions` of `k` and `v`.
+    fn head<T>(
+        self,
+        k: &'a View<'a, T>,
+        v: &'a View<'a, T>,
+        h: usize,
+        positions: std::ops::Range<usize>,
+    ) -> Head<'a, T> {
+        let Query {
+            q,
+            rows,
+            seq,
+            scale,
+            total,
+        } = self;
+        Head {
+            q,
+            k,
+            v,
+            h,
+            rows,
+            seq,
+            scale,
+            total,
+            positions,
+        }
     }
 }
 
