@@ -7,8 +7,9 @@
 //! threads, and each head's keys and values are read once for all the query
 //! rows that use them. Where the heads do not share out evenly (three heads
 //! on two threads), each head's positions are cut in parts as well, whose
-//! softmaxes are merged after: the cache is as much to read per token as a
-//! tenth of a small model's weights.
+//! softmaxes are merged after: at a few hundred positions the cache is as
+//! much to read per token as a tenth of a small model's weights (f32) or a
+//! twentieth (f16, as quantized models keep it; widened as it is read).
 
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor};
 
