@@ -416,9 +416,7 @@ impl Unit {
                     last_break = None;
                     // After a hard break (and the next line's container
                     // prefix), the model's words open a line.
-                    line_start = markup.rsplit_once('\n').is_some_and(|(_, prefix)| {
-                        prefix.chars().all(|c| matches!(c, ' ' | '\t' | '>'))
-                    });
+                    line_start = markup.contains('\n') && line_prefix(markup) == markup.len();
                     if line_start {
                         hard.push(HardLine {
                             at: out.len(),
@@ -461,10 +459,7 @@ impl Unit {
         for &(at, len) in written.iter().rev() {
             // The break's newline and the container prefix after it; what
             // follows (an escape's backslash, say) is the line's.
-            let b = &out[at..at + len];
-            let nl = b.rfind('\n').map_or(0, |i| i + 1);
-            let prefix = b[nl..].len() - b[nl..].trim_start_matches([' ', '\t', '>']).len();
-            let content = at + nl + prefix;
+            let content = at + line_prefix(&out[at..at + len]);
             if starts_block(&line(out, content)) {
                 out.replace_range(at..content, " ");
             }
@@ -496,11 +491,7 @@ impl Unit {
     /// bytes; in the model's words a break is its newline and container
     /// prefix alone (not an escape's backslash that followed it).
     fn newline(&self, breaks: &[&str], count: usize, k: usize, own: bool) -> String {
-        let prefix = |b: &str| {
-            let nl = b.rfind('\n').map_or(0, |i| i + 1);
-            let rest = &b[nl..];
-            b[..nl + rest.len() - rest.trim_start_matches([' ', '\t', '>']).len()].to_string()
-        };
+        let prefix = |b: &str| b[..line_prefix(b)].to_string();
         if count == breaks.len() && own {
             breaks[k].to_string()
         } else if count == breaks.len() {
@@ -774,6 +765,14 @@ fn renumber(atoms: &mut [Atom]) {
             _ => {}
         }
     }
+}
+
+/// The length of `b` up to its last line break and the container prefix
+/// (spaces, tabs, `>`) after it, or its leading prefix without a break:
+/// where the text of its last line starts.
+fn line_prefix(b: &str) -> usize {
+    let nl = b.rfind('\n').map_or(0, |i| i + 1);
+    b.len() - b[nl..].trim_start_matches([' ', '\t', '>']).len()
 }
 
 /// A line of a restored unit that follows a hard break of the source.

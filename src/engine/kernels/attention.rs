@@ -51,7 +51,7 @@ impl<'a, T> View<'a, T> {
 }
 
 /// A key/value cache as it is kept: f32, or f16 (half the bytes to read
-/// per token, as llama.cpp keeps it), widened part by part as it is read.
+/// per token, as llama.cpp keeps it), widened as the kernel reads it.
 enum Cache<'a> {
     F32(View<'a>),
     F16(View<'a, half::f16>),
@@ -181,9 +181,9 @@ fn split(kv: usize, threads: usize, total: usize) -> usize {
 }
 
 /// Attention of every head, its positions cut in `parts`: each unit of work
-/// (a head's part, made by `head`) gives its rows' weighted values with its
-/// own maximum score and sum of weights, and the parts of a head are merged
-/// into its rows' output, `kv × rows × d` values.
+/// (`unit(head, positions, scores, out, stats)`) gives its rows' weighted
+/// values with its own maximum score and sum of weights, and the parts of a
+/// head are merged into its rows' output, `kv × rows × d` values.
 fn in_parts(
     kv: usize,
     rows: usize,

@@ -556,9 +556,12 @@ impl Matmul {
         if let QMatMul::QTensor(t) = &m {
             // Without vector kernels of glot's for this CPU (ARM, or x86
             // without AVX2), candle's own (NEON, AVX) serve the block
-            // formats better than the scalar tile.
-            if let Some(b) = BlockMatrix::of(t).filter(|_| isa() != Isa::Scalar) {
-                return Matmul::Blocks(Arc::new(b));
+            // formats better than the scalar tile: the panels are not
+            // even built.
+            if isa() != Isa::Scalar {
+                if let Some(b) = BlockMatrix::of(t) {
+                    return Matmul::Blocks(Arc::new(b));
+                }
             }
             #[cfg(glot_x86)]
             if let Some(b) = kquants::KMatrix::of(t) {
