@@ -83,8 +83,22 @@ pub fn llama_cpp(family: &str) -> LlamaCpp {
 
 /// `glot` with a clean environment: no user config, no model variable, an
 /// empty Hugging Face home, offline.
+///
+/// `GLOT_TEST_RUNNER` (a command and its arguments) runs the binary as
+/// cargo's target runner runs the tests: through an emulator, for a build
+/// for another architecture (`.ci/aarch64`).
 pub fn glot(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_glot"));
+    let bin = env!("CARGO_BIN_EXE_glot");
+    let runner = std::env::var("GLOT_TEST_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut cmd = match runner.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(runner).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)

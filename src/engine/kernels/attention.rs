@@ -275,6 +275,11 @@ impl<T: Widen> Head<'_, T> {
             unsafe { x86::head(self, scores, out, stats) };
             return;
         }
+        #[cfg(glot_neon)]
+        if super::isa() != super::Isa::Scalar {
+            neon::head(self, scores, out, stats);
+            return;
+        }
         self.run(scores, out, stats, dot, axpy);
     }
 }
@@ -521,6 +526,88 @@ mod x86 {
                     _mm256_fmadd_ps(av, load8(x.as_ptr().add(i)), _mm256_loadu_ps(p)),
                 );
                 i += 8;
+            }
+        }
+        for (y, x) in y[i..n].iter_mut().zip(&x[i..n]) {
+            *y += a * x.widen();
+        }
+    }
+}
+
+#[cfg(glot_neon)]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::Widen;
+    use crate::engine::kernels::neon::f16x4;
+
+    /// [`super::Head::run`] with NEON's 128-bit fused multiply-adds, keys
+    /// and values read as f32 or widened from f16 (`fcvtl`), as
+    /// [`super::x86::head`] does with 256-bit ones.
+    pub(super) fn head<T: Widen>(
+        job: &super::Head<T>,
+        scores: &mut [f32],
+        out: &mut [f32],
+        stats: &mut [(f32, f32)],
+    ) {
+        job.run(scores, out, stats, dot, axpy);
+    }
+
+    /// Four values from `p` as f32: loaded, or widened from f16.
+    ///
+    /// # Safety
+    /// Four values of `T` are readable at `p`.
+    #[inline(always)]
+    unsafe fn load4<T>(p: *const T) -> float32x4_t {
+        // SAFETY: as the caller promises; `T` is f32 or f16 (its size
+        // tells which, at compile time).
+        unsafe {
+            match std::mem::size_of::<T>() {
+                2 => f16x4(p as *const u8),
+                _ => vld1q_f32(p as *const f32),
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn dot<T: Widen>(a: &[f32], b: &[T]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut i = 0;
+        // SAFETY: every load reads 4 values below `n`.
+        let s = unsafe {
+            let (mut s0, mut s1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            while i + 8 <= n {
+                s0 = vfmaq_f32(s0, vld1q_f32(a.as_ptr().add(i)), load4(b.as_ptr().add(i)));
+                s1 = vfmaq_f32(
+                    s1,
+                    vld1q_f32(a.as_ptr().add(i + 4)),
+                    load4(b.as_ptr().add(i + 4)),
+                );
+                i += 8;
+            }
+            if i + 4 <= n {
+                s0 = vfmaq_f32(s0, vld1q_f32(a.as_ptr().add(i)), load4(b.as_ptr().add(i)));
+                i += 4;
+            }
+            vaddvq_f32(vaddq_f32(s0, s1))
+        };
+        s + a[i..n]
+            .iter()
+            .zip(&b[i..n])
+            .map(|(x, y)| x * y.widen())
+            .sum::<f32>()
+    }
+
+    #[inline(always)]
+    fn axpy<T: Widen>(a: f32, x: &[T], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let mut i = 0;
+        // SAFETY: every load and store touches 4 values below `n`.
+        unsafe {
+            while i + 4 <= n {
+                let p = y.as_mut_ptr().add(i);
+                vst1q_f32(p, vfmaq_n_f32(vld1q_f32(p), load4(x.as_ptr().add(i)), a));
+                i += 4;
             }
         }
         for (y, x) in y[i..n].iter_mut().zip(&x[i..n]) {

@@ -229,6 +229,8 @@ fn tile<const R: usize>(
         Path::Isa(Isa::Vnni) => unsafe { x86::tile512(bf16, panel, rows) },
         #[cfg(glot_x86)]
         Path::Isa(Isa::Avx2) => unsafe { x86::tile256(bf16, panel, rows) },
+        #[cfg(glot_neon)]
+        Path::Isa(Isa::Neon | Isa::NeonDot) => neon::tile(bf16, panel, rows),
         Path::Isa(Isa::Scalar) => tile_scalar(bf16, panel, rows),
     }
 }
@@ -384,6 +386,59 @@ mod x86 {
             }
             for (o, a) in out.iter_mut().zip(acc) {
                 _mm256_storeu_ps(o.as_mut_ptr().add(at), a);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(glot_neon)]
+mod neon {
+    use super::{pair, LANES};
+    use crate::engine::kernels::neon::f16x4;
+    use std::arch::aarch64::*;
+
+    /// [`super::tile_scalar`] with NEON's 128-bit multiply-adds: each
+    /// panel row is four quarters of four lanes, as it is two halves of
+    /// eight in [`super::x86::tile256`]. The caller has checked that every
+    /// row holds the panel's number of words.
+    pub(super) fn tile<const R: usize>(
+        bf16: bool,
+        panel: &[u8],
+        rows: [&[u32]; R],
+    ) -> [[f32; LANES]; R] {
+        let w = panel.as_ptr();
+        let words = rows[0].len();
+        let mut out = [[0f32; LANES]; R];
+        // SAFETY: plain Advanced SIMD; every read lies in the panel, which
+        // holds `words` words of 16 rows.
+        unsafe {
+            let high = vdupq_n_u32(0xffff_0000);
+            for quarter in 0..LANES / 4 {
+                let mut acc = [vdupq_n_f32(0.0); R];
+                if bf16 {
+                    for j in 0..words {
+                        let v = vreinterpretq_u32_u8(vld1q_u8(w.add(64 * j + 16 * quarter)));
+                        let even = vreinterpretq_f32_u32(vshlq_n_u32::<16>(v));
+                        let odd = vreinterpretq_f32_u32(vandq_u32(v, high));
+                        for (a, row) in acc.iter_mut().zip(rows) {
+                            let (lo, hi) = pair(*row.get_unchecked(j));
+                            *a = vfmaq_n_f32(*a, even, lo);
+                            *a = vfmaq_n_f32(*a, odd, hi);
+                        }
+                    }
+                } else {
+                    for i in 0..words {
+                        let v = f16x4(w.add(32 * i + 8 * quarter));
+                        for (a, row) in acc.iter_mut().zip(rows) {
+                            let x = f32::from_bits(*row.get_unchecked(i));
+                            *a = vfmaq_n_f32(*a, v, x);
+                        }
+                    }
+                }
+                for (o, a) in out.iter_mut().zip(acc) {
+                    vst1q_f32(o.as_mut_ptr().add(4 * quarter), a);
+                }
             }
         }
         out

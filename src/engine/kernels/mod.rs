@@ -13,7 +13,10 @@
 //! the numbers are candle's and llama.cpp's up to summation order. The
 //! formats with a minimum (Q4_1, Q5_1: value = d·q + m) add m times the
 //! activation block's sum, which is kept with the quantized activations as
-//! llama.cpp's Q8_1 keeps it.
+//! llama.cpp's Q8_1 keeps it. On aarch64 the same panels meet NEON's
+//! `sdot` (or widening byte products where the CPU lacks it): one
+//! 16-byte vector holds four values of four rows, a quarter of what an
+//! AVX-512 vector holds.
 
 pub mod attention;
 mod half_precision;
@@ -21,6 +24,8 @@ mod half_precision;
 // serve those formats.
 #[cfg(glot_x86)]
 mod kquants;
+#[cfg(glot_neon)]
+mod neon;
 mod panels;
 
 use std::sync::{Arc, OnceLock};
@@ -168,6 +173,10 @@ impl Acts {
                 // SAFETY: the CPU has AVX2 and FMA.
                 #[cfg(glot_x86)]
                 Isa::Avx2 | Isa::Vnni => unsafe { x86::quantize(x, qs, d, s, sums) },
+                // NEON is the compiler's baseline on aarch64: the plain
+                // loop is already vector code there.
+                #[cfg(glot_neon)]
+                Isa::Neon | Isa::NeonDot => quantize_blocks(x, qs, d, s, sums),
                 Isa::Scalar => quantize_blocks(x, qs, d, s, sums),
             }
         };
@@ -259,31 +268,49 @@ enum Isa {
     Avx2,
     #[cfg(glot_x86)]
     Vnni,
+    /// aarch64's Advanced SIMD, which every such CPU has.
+    #[cfg(glot_neon)]
+    Neon,
+    /// NEON with the dot-product extension (`sdot`).
+    #[cfg(glot_neon)]
+    NeonDot,
 }
 
+/// The kernels this CPU runs, found once.
 fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        #[cfg(glot_x86)]
+    *ISA.get_or_init(detect)
+}
+
+#[cfg(glot_neon)]
+fn detect() -> Isa {
+    match std::arch::is_aarch64_feature_detected!("dotprod") {
+        true => Isa::NeonDot,
+        false => Isa::Neon,
+    }
+}
+
+#[cfg(not(glot_neon))]
+fn detect() -> Isa {
+    #[cfg(glot_x86)]
+    {
+        let avx2 = is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c");
+        if avx2
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
         {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            if avx2
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512dq")
-                && is_x86_feature_detected!("avx512vl")
-                && is_x86_feature_detected!("avx512vnni")
-            {
-                return Isa::Vnni;
-            }
-            if avx2 {
-                return Isa::Avx2;
-            }
+            return Isa::Vnni;
         }
-        Isa::Scalar
-    })
+        if avx2 {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
 }
 
 /// Products of one panel with `R` activation rows, on the path `isa`.
@@ -300,6 +327,10 @@ fn tile<const R: usize>(
         Isa::Vnni => unsafe { panels::x86::tile_vnni(format, panel, rows) },
         #[cfg(glot_x86)]
         Isa::Avx2 => unsafe { panels::x86::tile_avx2(format, panel, rows) },
+        #[cfg(glot_neon)]
+        Isa::NeonDot => unsafe { panels::neon::tile_dot(format, panel, rows) },
+        #[cfg(glot_neon)]
+        Isa::Neon => panels::neon::tile_widening(format, panel, rows),
         Isa::Scalar => panels::tile_scalar(format, panel, rows),
     }
 }
@@ -437,6 +468,8 @@ fn products(bs: &[&BlockMatrix], x: &[f32], k: usize) -> Vec<Vec<f32>> {
             Isa::Vnni => job.run::<ROWS>(rows),
             #[cfg(glot_x86)]
             Isa::Avx2 => job.run::<2>(rows),
+            #[cfg(glot_neon)]
+            Isa::Neon | Isa::NeonDot => job.run::<ROWS>(rows),
             Isa::Scalar => job.run::<1>(rows),
         }
     });
@@ -554,10 +587,10 @@ impl Matmul {
 
     pub fn new(m: QMatMul) -> Matmul {
         if let QMatMul::QTensor(t) = &m {
-            // Without vector kernels of glot's for this CPU (ARM, or x86
-            // without AVX2), candle's own (NEON, AVX) serve the block
-            // formats better than the scalar tile: the panels are not
-            // even built.
+            // Without vector kernels of glot's for this CPU (x86 without
+            // AVX2, other architectures, the portable build), candle's own
+            // serve the block formats better than the scalar tile: the
+            // panels are not even built.
             if isa() != Isa::Scalar {
                 if let Some(b) = BlockMatrix::of(t) {
                     return Matmul::Blocks(Arc::new(b));
@@ -671,7 +704,12 @@ mod tests {
             Isa::Avx2 => vec![Isa::Avx2],
             Isa::Vnni => vec![Isa::Avx2, Isa::Vnni],
         };
-        #[cfg(not(glot_x86))]
+        #[cfg(glot_neon)]
+        return match isa() {
+            Isa::NeonDot => vec![Isa::Neon, Isa::NeonDot],
+            _ => vec![Isa::Neon],
+        };
+        #[cfg(not(any(glot_x86, glot_neon)))]
         vec![]
     }
 
@@ -682,8 +720,8 @@ mod tests {
         (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
     }
 
-    /// The portable build compiles what ARM does: no x86 kernel of glot's
-    /// runs, and the block and k-quant formats are candle's to multiply.
+    /// The portable build compiles none of glot's vector kernels: the
+    /// scalar paths run, and the block and k-quant formats are candle's.
     #[cfg(feature = "portable")]
     #[test]
     fn the_portable_build_takes_the_portable_paths() {
@@ -693,6 +731,23 @@ mod tests {
             .into_iter()
             .chain([GgmlDType::Q4K, GgmlDType::Q6K])
         {
+            let m = Matmul::new(QMatMul::QTensor(quantized(dtype, 32, 256)));
+            assert!(matches!(m, Matmul::Candle(_)), "{dtype:?}");
+        }
+    }
+
+    /// An aarch64 build runs glot's NEON kernels for the block formats
+    /// (with `sdot` where the CPU has it) and candle's for the k-quants.
+    #[cfg(glot_neon)]
+    #[test]
+    fn aarch64_builds_take_the_neon_paths() {
+        let dot = std::arch::is_aarch64_feature_detected!("dotprod");
+        assert_eq!(isa(), if dot { Isa::NeonDot } else { Isa::Neon });
+        for dtype in BLOCK_TYPES {
+            let m = Matmul::new(QMatMul::QTensor(quantized(dtype, 32, 256)));
+            assert!(matches!(m, Matmul::Blocks(_)), "{dtype:?}");
+        }
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
             let m = Matmul::new(QMatMul::QTensor(quantized(dtype, 32, 256)));
             assert!(matches!(m, Matmul::Candle(_)), "{dtype:?}");
         }

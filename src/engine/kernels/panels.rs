@@ -31,6 +31,10 @@
 //!   value `4h + j` of row `c` in its low nibble and value `16 + 4h + j` in
 //!   its high one (256). This is the file's own byte `4h + j` of row `c`'s
 //!   block: the nibbles need no shifting, only the bytes moving.
+//!
+//! NEON's vectors are 16 bytes: quarter `i` of each 64-byte vector (rows
+//! `4i..4i + 4`) is one of them, four values of four rows, and `sdot` adds
+//! four products to each of the four rows, as `vpdpbusd` does to sixteen.
 
 use super::{Format, Row, QK};
 
@@ -218,7 +222,7 @@ pub(super) fn tile_scalar<const R: usize>(
 
 /// A panel's record size and blocks, after checking that every row has
 /// as many: what the vector kernels index without bounds checks.
-#[cfg(glot_x86)]
+#[cfg(any(glot_x86, glot_neon))]
 fn blocks_of(format: Format, panel: &[u8], rows: &[Row]) -> (usize, usize) {
     let record = LANES * format.block_bytes();
     let kb = panel.len() / record;
@@ -405,6 +409,125 @@ pub(super) mod x86 {
         for (o, a) in out.iter_mut().zip(acc) {
             _mm256_storeu_ps(o.as_mut_ptr(), a[0]);
             _mm256_storeu_ps(o.as_mut_ptr().add(8), a[1]);
+        }
+        out
+    }
+}
+
+#[cfg(glot_neon)]
+pub(super) mod neon {
+    use super::{Format, Row, LANES, QK};
+    use crate::engine::kernels::neon::{f16x4, sdot, sdot_widening};
+    use std::arch::aarch64::*;
+
+    /// [`super::tile_scalar`] with `sdot`.
+    ///
+    /// # Safety
+    /// The CPU has the dot-product extension.
+    #[target_feature(enable = "dotprod")]
+    pub(in crate::engine::kernels) unsafe fn tile_dot<const R: usize>(
+        format: Format,
+        panel: &[u8],
+        rows: [Row; R],
+    ) -> [[f32; LANES]; R] {
+        // SAFETY: the caller promises the extension `sdot` needs.
+        tile(format, panel, rows, |acc, a, b| unsafe { sdot(acc, a, b) })
+    }
+
+    /// [`super::tile_scalar`] on CPUs without `sdot`.
+    pub(in crate::engine::kernels) fn tile_widening<const R: usize>(
+        format: Format,
+        panel: &[u8],
+        rows: [Row; R],
+    ) -> [[f32; LANES]; R] {
+        tile(format, panel, rows, sdot_widening)
+    }
+
+    /// The panel a quarter at a time (four rows, one 16-byte vector of
+    /// each group of four values): per block, the quarter's values are
+    /// decoded into eight vectors once for all `R` rows, and each row takes
+    /// eight `dot`s in two chains, as [`super::x86::tile_vnni`] does for
+    /// all sixteen rows. `dot` takes signed bytes on both sides: Q8_0's
+    /// values get their sign back (its offset is then not subtracted), the
+    /// others are below 32 and stay as they are.
+    #[inline(always)]
+    fn tile<const R: usize>(
+        format: Format,
+        panel: &[u8],
+        rows: [Row; R],
+        dot: impl Fn(int32x4_t, int8x16_t, int8x16_t) -> int32x4_t,
+    ) -> [[f32; LANES]; R] {
+        let (record, kb) = super::blocks_of(format, panel, &rows);
+        let (high_at, values_at) = format.record_layout();
+        let offset = if format == Format::Q8_0 {
+            0
+        } else {
+            format.offset()
+        };
+        let mut out = [[0f32; LANES]; R];
+        // SAFETY: plain Advanced SIMD; every read lies in the panel's `kb`
+        // records or in the rows' first `kb` blocks, which `blocks_of`
+        // checked.
+        unsafe {
+            let low = vdupq_n_u8(0x0f);
+            let sixteen = vdupq_n_u8(16);
+            let flip = vdupq_n_u8(0x80);
+            // Byte i of a quarter's 16-bit mask, spread: byte i / 8 of the
+            // mask, of which `select` keeps bit i % 8.
+            let spread = vld1q_u8([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1].as_ptr());
+            let select =
+                vld1q_u8([1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128].as_ptr());
+            for quarter in 0..LANES / 4 {
+                let mut acc = [vdupq_n_f32(0.0); R];
+                for b in 0..kb {
+                    let rec = panel.as_ptr().add(b * record);
+                    let v = rec.add(values_at + 16 * quarter);
+                    let mut w = [vdupq_n_u8(0); 8];
+                    if format == Format::Q8_0 {
+                        for (g, w) in w.iter_mut().enumerate() {
+                            *w = veorq_u8(vld1q_u8(v.add(64 * g)), flip);
+                        }
+                    } else {
+                        for h in 0..4 {
+                            let bytes = vld1q_u8(v.add(64 * h));
+                            w[h] = vandq_u8(bytes, low);
+                            w[h + 4] = vshrq_n_u8::<4>(bytes);
+                        }
+                        if format.has_high_bits() {
+                            for (g, w) in w.iter_mut().enumerate() {
+                                let at = rec.add(high_at + 8 * g + 2 * quarter) as *const u16;
+                                let mask = vreinterpretq_u8_u16(vdupq_n_u16(at.read_unaligned()));
+                                let set = vtstq_u8(vqtbl1q_u8(mask, spread), select);
+                                *w = vorrq_u8(*w, vandq_u8(set, sixteen));
+                            }
+                        }
+                    }
+                    let w = w.map(|w| vreinterpretq_s8_u8(w));
+                    let d = f16x4(rec.add(8 * quarter));
+                    let m = format.has_min().then(|| f16x4(rec.add(32 + 8 * quarter)));
+                    for r in 0..R {
+                        let row = rows[r];
+                        let q = row.qs.as_ptr().add(b * QK) as *const i32;
+                        let q =
+                            |g: usize| vreinterpretq_s8_s32(vdupq_n_s32(q.add(g).read_unaligned()));
+                        let mut p0 = vdupq_n_s32(-offset * *row.sums.get_unchecked(b));
+                        let mut p1 = vdupq_n_s32(0);
+                        for g in (0..8).step_by(2) {
+                            p0 = dot(p0, w[g], q(g));
+                            p1 = dot(p1, w[g + 1], q(g + 1));
+                        }
+                        let p = vcvtq_f32_s32(vaddq_s32(p0, p1));
+                        let scale = vmulq_n_f32(d, *row.d.get_unchecked(b));
+                        acc[r] = vfmaq_f32(acc[r], p, scale);
+                        if let Some(m) = m {
+                            acc[r] = vfmaq_n_f32(acc[r], m, *row.s.get_unchecked(b));
+                        }
+                    }
+                }
+                for (o, a) in out.iter_mut().zip(acc) {
+                    vst1q_f32(o.as_mut_ptr().add(4 * quarter), a);
+                }
+            }
         }
         out
     }
