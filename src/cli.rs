@@ -30,6 +30,12 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<NonZeroUsize>,
 
+    /// Where models run: cpu, cuda, cuda:N (the GPU's number) or auto
+    /// (CUDA when this glot is built with it and the machine has a GPU,
+    /// else the CPU).
+    #[arg(long, global = true, value_name = "DEVICE", default_value = "auto")]
+    pub device: glot::engine::device::DeviceChoice,
+
     /// Never touch the network: use only models already in the cache.
     ///
     /// Setting HF_HUB_OFFLINE=1 does the same.

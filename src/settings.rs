@@ -162,14 +162,18 @@ fn words(length: LengthArg) -> usize {
 /// Resolves parsed flags into settings.
 pub fn resolve(cli: Cli) -> Result<Settings> {
     let printer = Printer::new(cli.quiet, cli.verbose).with_stats(cli.stats);
+    let reach = Reach {
+        offline: cli.offline,
+        device: cli.device,
+    };
     let task = match cli.command {
-        Command::Summarize(a) => Task::Summarize(summarize(a, cli.offline)?),
-        Command::Translate(a) => Task::Translate(translate(a, cli.offline)?),
+        Command::Summarize(a) => Task::Summarize(summarize(a, reach)?),
+        Command::Translate(a) => Task::Translate(translate(a, reach)?),
         Command::Batch(a) => match a.status {
             Some(dir) => Task::BatchStatus(dir),
-            None => Task::Batch(batch(a, cli.offline)?),
+            None => Task::Batch(batch(a, reach)?),
         },
-        Command::Generate(a) => Task::Generate(generate(a, cli.offline)?),
+        Command::Generate(a) => Task::Generate(generate(a, reach)?),
         Command::Languages { format } => Task::Languages {
             json: format == Format::Json,
         },
@@ -185,7 +189,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         }) => Task::EvalTranslate(EvalTranslate {
             target: to.as_deref().map(lang::resolve).transpose()?,
             source: source_language(from.as_deref())?,
-            model: model(&m, &sampling, cli.offline)?,
+            model: model(&m, &sampling, reach)?,
             hyp,
             src,
             reference,
@@ -205,7 +209,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
             length: Length {
                 words: words.max(1) as usize,
             },
-            model: model(&m, &sampling, cli.offline)?,
+            model: model(&m, &sampling, reach)?,
             hyp,
             docs,
             reference,
@@ -219,18 +223,18 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
     Ok(Settings { printer, task })
 }
 
-fn summarize(a: SummarizeArgs, offline: bool) -> Result<SummarizeSettings> {
+fn summarize(a: SummarizeArgs, reach: Reach) -> Result<SummarizeSettings> {
     Ok(SummarizeSettings {
         language: a.lang.as_deref().map(lang::resolve).transpose()?,
         length: Length {
             words: a.words.map_or(words(a.length), |w| w as usize),
         },
         cite: a.cite,
-        doc: document(a.doc, offline)?,
+        doc: document(a.doc, reach)?,
     })
 }
 
-fn translate(a: TranslateArgs, offline: bool) -> Result<TranslateSettings> {
+fn translate(a: TranslateArgs, reach: Reach) -> Result<TranslateSettings> {
     Ok(TranslateSettings {
         target: lang::resolve(&a.to)?,
         source: source_language(a.from.as_deref())?,
@@ -238,7 +242,7 @@ fn translate(a: TranslateArgs, offline: bool) -> Result<TranslateSettings> {
             Some(path) => glot::input::glossary(path)?,
             None => Vec::new(),
         },
-        doc: document(a.doc, offline)?,
+        doc: document(a.doc, reach)?,
     })
 }
 
@@ -262,7 +266,7 @@ pub struct BatchSettings {
     pub model: ModelSettings,
 }
 
-fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
+fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
     let out = a
         .out
         .ok_or_else(|| Error::Usage("give --out DIR for the outputs".into()))?;
@@ -321,7 +325,7 @@ fn batch(a: BatchArgs, offline: bool) -> Result<BatchSettings> {
         format: a.reading.input_format.map(input_format),
         lossy: a.reading.lossy,
         prompts: a.reading.prompts,
-        model: model(&a.model, &a.sampling, offline)?,
+        model: model(&a.model, &a.sampling, reach)?,
     })
 }
 
@@ -342,10 +346,10 @@ fn input_format(f: InputFormatArg) -> glot::markup::Format {
     }
 }
 
-fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
+fn document(a: DocumentArgs, reach: Reach) -> Result<DocumentSettings> {
     Ok(DocumentSettings {
         output: output(&a.output, Some(&a.input))?,
-        model: model(&a.model, &a.sampling, offline)?,
+        model: model(&a.model, &a.sampling, reach)?,
         prompts: a.reading.prompts,
         format: a
             .reading
@@ -357,7 +361,7 @@ fn document(a: DocumentArgs, offline: bool) -> Result<DocumentSettings> {
     })
 }
 
-fn generate(a: GenerateArgs, offline: bool) -> Result<GenerateSettings> {
+fn generate(a: GenerateArgs, reach: Reach) -> Result<GenerateSettings> {
     let prompt = match (a.prompt_file, a.prompt) {
         (Some(f), _) => PromptSource::File(f),
         (None, Some(t)) => PromptSource::Text(t),
@@ -379,7 +383,7 @@ fn generate(a: GenerateArgs, offline: bool) -> Result<GenerateSettings> {
         ignore_eos: a.ignore_eos,
         follow,
         top_logits: a.top_logits.unwrap_or(0),
-        model: model(&a.model, &a.sampling, offline)?,
+        model: model(&a.model, &a.sampling, reach)?,
     })
 }
 
@@ -404,17 +408,25 @@ fn read_ids(path: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-fn model(m: &ModelArgs, s: &SamplingArgs, offline: bool) -> Result<ModelSettings> {
+/// The global flags that say where models come from and run.
+#[derive(Clone, Copy)]
+struct Reach {
+    offline: bool,
+    device: glot::engine::device::DeviceChoice,
+}
+
+fn model(m: &ModelArgs, s: &SamplingArgs, reach: Reach) -> Result<ModelSettings> {
     let quantize = m.quantize.map(|q| match q {
         crate::cli::Quantize::Q8_0 => candle_core::quantized::GgmlDType::Q8_0,
     });
     Ok(ModelSettings {
         spec: m.model.clone().filter(|s| !s.is_empty()),
         tokenizer: m.tokenizer.clone(),
-        offline,
+        offline: reach.offline,
         load: LoadOptions {
             max_context: m.max_context.map(|n| n as usize),
             quantize,
+            device: reach.device,
         },
         sampling: sampling(s)?,
         quantize,

@@ -346,6 +346,8 @@ pub fn show_plan(out: &OutputSettings, report: &PlanReport) -> Result<()> {
 /// Time, tokens and memory of a run.
 #[derive(Debug, Serialize)]
 pub struct Timings {
+    /// Where the model ran: `cpu`, `cuda:N`.
+    pub device: String,
     pub load_secs: f64,
     pub prefill_secs: f64,
     pub decode_secs: f64,
@@ -373,6 +375,7 @@ impl Timings {
     ) -> Self {
         let rate = |n: usize, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         Timings {
+            device: info.device.clone(),
             load_secs: info.load_secs,
             prefill_secs: usage.prefill_secs,
             decode_secs: usage.decode_secs,
@@ -396,7 +399,8 @@ impl Timings {
             |b| indicatif::HumanBytes(b).to_string(),
         );
         printer.stats(format!(
-            "load {:.2} s; {} prompt tokens ({} from cache), {:.0} tok/s prefill; {} new tokens, {:.1} tok/s decode; peak memory {memory}; total {:.2} s",
+            "{}: load {:.2} s; {} prompt tokens ({} from cache), {:.0} tok/s prefill; {} new tokens, {:.1} tok/s decode; peak memory {memory}; total {:.2} s",
+            self.device,
             self.load_secs,
             self.prompt_tokens,
             self.reused_prompt_tokens,

@@ -211,7 +211,7 @@ pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result
 /// the run's decoding choices.
 pub fn load_seq2seq(files: &Seq2SeqFiles, m: &ModelSettings, printer: &Printer) -> Result<Seq2Seq> {
     printer.info(format!("loading model {}", files.id));
-    let mut model = Seq2Seq::load(files, m.quantize)?;
+    let mut model = Seq2Seq::load(files, m.quantize, m.load.device)?;
     if let Some(b) = m.beam {
         model.use_beams(b.beams, b.length_penalty);
     }

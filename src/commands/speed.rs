@@ -42,15 +42,19 @@ fn path() -> Option<PathBuf> {
     Some(base.join("glot").join("speeds.json"))
 }
 
-/// The model as measured: the same files, read the same way, on as many
-/// threads.
+/// The model as measured: the same files, read the same way, on the same
+/// device (on as many threads, for the CPU). CPU records keep the key they
+/// had before devices could be chosen.
 fn key(info: &ModelInfo) -> String {
+    let place = match info.device.as_str() {
+        "cpu" => format!("{} threads", candle_core::utils::get_num_threads()),
+        gpu => gpu.to_string(),
+    };
     format!(
-        "{} @{} ({}), {} threads",
+        "{} @{} ({}), {place}",
         info.id,
         info.revision.as_deref().unwrap_or("local"),
         info.format,
-        candle_core::utils::get_num_threads()
     )
 }
 

@@ -7,6 +7,7 @@
 pub mod beam;
 pub mod config;
 pub mod decoder;
+pub mod device;
 pub mod generate;
 pub mod gguf_vocab;
 pub mod kernels;
@@ -72,6 +73,8 @@ pub struct ModelInfo {
     pub architecture: &'static str,
     pub format: String,
     pub context_length: usize,
+    /// Where the model runs: `cpu`, `cuda:N`.
+    pub device: String,
     pub load_secs: f64,
     /// Every file the model was built from, for [`crate::hub::digest`].
     #[serde(skip)]
@@ -100,6 +103,8 @@ pub struct LoadOptions {
     /// Block format that float (safetensors) matrices are quantized to at
     /// load: f32 reads four bytes per weight and token, Q8_0 about one.
     pub quantize: Option<candle_core::quantized::GgmlDType>,
+    /// Where the weights go.
+    pub device: device::DeviceChoice,
 }
 
 /// Decoding choices that hold for every completion of a run.
@@ -145,7 +150,11 @@ impl Llm {
 
     fn load_with(files: &ModelFiles, opts: &LoadOptions, with_weights: bool) -> Result<Self> {
         let start = Instant::now();
-        let device = Device::Cpu;
+        // Planning reads no weights, and needs no GPU.
+        let device = match with_weights {
+            true => opts.device.open()?,
+            false => Device::Cpu,
+        };
         let tok_config = read_json_opt(files.tokenizer_config.as_deref())?;
         let gen_config = read_json_opt(files.generation_config.as_deref())?;
         let (mut weights, mut config, gguf_meta, format) = match &files.weights {
@@ -240,6 +249,7 @@ impl Llm {
                 architecture: arch,
                 format,
                 context_length,
+                device: device::name(&device),
                 load_secs: start.elapsed().as_secs_f64(),
                 files: files.all(),
             },

@@ -984,3 +984,47 @@ fn top_logits_along_the_greedy_path_and_a_followed_one() {
         expect_error(home, &args, None, needle);
     }
 }
+
+/// `--device`: the CPU by name or by `auto` in a build without CUDA, a
+/// clear one-line error for CUDA there and for what is no device, and the
+/// device named in the JSON model record and the `--stats` line.
+#[test]
+fn device_choices_run_on_the_cpu_or_say_why_not() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let summarize = |device: &str| {
+        let mut cmd = glot(home.path());
+        cmd.args(["summarize", &article, "--model", &model(), "--words", "20"])
+            .args(["--format", "json", "--stats", "--device", device]);
+        run(cmd, None)
+    };
+    for device in ["cpu", "auto"] {
+        let out = summarize(device);
+        assert!(out.status.success(), "{device}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["model"]["device"], "cpu", "{device}");
+        assert_eq!(json["timings"]["device"], "cpu", "{device}");
+        assert!(
+            stderr(&out).contains("glot: stats: cpu: load "),
+            "{}",
+            stderr(&out)
+        );
+    }
+    for (device, says) in [
+        ("cuda", "--device cuda:0: this glot was built without CUDA"),
+        (
+            "cuda:1",
+            "--device cuda:1: this glot was built without CUDA",
+        ),
+        ("tpu", "`tpu` is not a device: use cpu, cuda, cuda:N"),
+    ] {
+        let out = summarize(device);
+        assert!(!out.status.success(), "{device}");
+        // The flag's parser words the last one, with its hint below.
+        let err = stderr(&out);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.contains(says), "{device}: {err}");
+        assert!(!err.contains("panicked"), "{device}: {err}");
+        assert!(stdout(&out).is_empty(), "{device}");
+    }
+}

@@ -141,7 +141,7 @@ fn beam_search_translates_as_transformers_num_beams() {
     let files = glot::engine::seq2seq::Seq2SeqFiles::in_dir("marian", &model)
         .unwrap()
         .unwrap();
-    let vocab = glot::engine::seq2seq::Seq2Seq::load(&files, None).unwrap();
+    let vocab = glot::engine::seq2seq::Seq2Seq::load(&files, None, crate::util::device()).unwrap();
     let want = vocab.vocab().decode(&want).unwrap();
     assert!(!want.trim().is_empty());
 
@@ -697,13 +697,14 @@ fn stats_report_calls_rates_and_peak_memory() {
     assert!(err.contains("sentence(s) in 1 batch(es)"), "{err}");
     let line = err
         .lines()
-        .find(|l| l.starts_with("glot: stats: load"))
+        .find(|l| l.starts_with("glot: stats: cpu: load"))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(
         line.contains("tok/s decode") && line.contains("peak memory"),
         "{line}"
     );
     let t = &json(&o)["timings"];
+    assert_eq!(t["device"], "cpu", "{t}");
     assert!(t["generated_tokens"].as_u64().unwrap() > 0, "{t}");
     assert!(t["decode_tokens_per_sec"].as_f64().unwrap() > 0.0, "{t}");
     assert!(t["peak_rss_bytes"].as_u64().unwrap() > 1 << 20, "{t}");

@@ -51,7 +51,7 @@ fn load_family(family: &str) -> Seq2Seq {
     let files = Seq2SeqFiles::in_dir(family, &model_dir(family))
         .unwrap()
         .unwrap();
-    Seq2Seq::load(&files, None).unwrap()
+    Seq2Seq::load(&files, None, crate::util::device()).unwrap()
 }
 
 fn marian(m: &Seq2Seq) -> &glot::engine::seq2seq::vocab::MarianVocab {
@@ -323,7 +323,7 @@ fn q8_0_stays_within_tolerance() {
         let files = Seq2SeqFiles::in_dir(family, &model_dir(family))
             .unwrap()
             .unwrap();
-        let q = Seq2Seq::load(&files, Some(GgmlDType::Q8_0)).unwrap();
+        let q = Seq2Seq::load(&files, Some(GgmlDType::Q8_0), crate::util::device()).unwrap();
         assert!(q.info().format.contains("Q8_0"));
         let r = reference_of(family);
         let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
@@ -361,7 +361,7 @@ fn load_t5_gguf(kind: &str) -> Seq2Seq {
         .unwrap()
         .unwrap();
     files.weights = vec![path];
-    Seq2Seq::load(&files, None).unwrap()
+    Seq2Seq::load(&files, None, crate::util::device()).unwrap()
 }
 
 /// T5 weights from GGUF files in candle's layout: F32 gives the reference's

@@ -81,6 +81,17 @@ pub fn llama_cpp(family: &str) -> LlamaCpp {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The device the library-level tests load models on: `GLOT_TEST_DEVICE`
+/// (`cpu`, `cuda:N`), the CPU when unset.
+pub fn device() -> glot::engine::device::DeviceChoice {
+    match std::env::var("GLOT_TEST_DEVICE") {
+        Ok(d) => d
+            .parse()
+            .unwrap_or_else(|e| panic!("GLOT_TEST_DEVICE: {e}")),
+        Err(_) => glot::engine::device::DeviceChoice::Cpu,
+    }
+}
+
 /// `glot` with a clean environment: no user config, no model variable, an
 /// empty Hugging Face home, offline.
 ///

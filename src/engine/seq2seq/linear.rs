@@ -40,13 +40,17 @@ pub struct Weights {
 
 impl Weights {
     /// Memory-maps safetensors files (one, or the shards of an index).
-    pub fn safetensors(paths: &[PathBuf], quant: Option<GgmlDType>) -> Result<Self> {
+    pub fn safetensors(
+        paths: &[PathBuf],
+        quant: Option<GgmlDType>,
+        device: &Device,
+    ) -> Result<Self> {
         let st = crate::engine::weights::map_safetensors(paths)?;
-        Ok(Self::new(Store::Safetensors(st), quant))
+        Ok(Self::new(Store::Safetensors(st), quant, device))
     }
 
     /// Opens a GGUF file whose tensors carry Hugging Face names.
-    pub fn gguf(path: &Path, quant: Option<GgmlDType>) -> Result<Self> {
+    pub fn gguf(path: &Path, quant: Option<GgmlDType>, device: &Device) -> Result<Self> {
         let (file, content) = crate::engine::weights::read_gguf(path)?;
         Ok(Self::new(
             Store::Gguf {
@@ -55,14 +59,15 @@ impl Weights {
                 path: path.to_path_buf(),
             },
             quant,
+            device,
         ))
     }
 
-    fn new(store: Store, quant: Option<GgmlDType>) -> Self {
+    fn new(store: Store, quant: Option<GgmlDType>, device: &Device) -> Self {
         Weights {
             store: Arc::new(store),
             prefix: String::new(),
-            device: Device::Cpu,
+            device: device.clone(),
             quant,
         }
     }

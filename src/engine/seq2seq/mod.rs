@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 
 use crate::engine::beam::{Beam, EarlyStopping, Rules, Search};
+use crate::engine::device::DeviceChoice;
 use crate::engine::generate::StopReason;
 use crate::engine::{read_json, snapshot_of, ModelInfo};
 use crate::error::Error;
@@ -463,21 +464,36 @@ pub struct Seq2Seq {
 }
 
 impl Seq2Seq {
-    /// Loads the model in f32, or with its matrices quantized to `quant`.
-    pub fn load(files: &Seq2SeqFiles, quant: Option<GgmlDType>) -> Result<Self> {
-        Self::load_with(files, quant, true)
+    /// Loads the model in f32, or with its matrices quantized to `quant`,
+    /// on `device`.
+    pub fn load(
+        files: &Seq2SeqFiles,
+        quant: Option<GgmlDType>,
+        device: DeviceChoice,
+    ) -> Result<Self> {
+        Self::load_with(files, quant, Some(device))
     }
 
     /// Loads what planning a translation takes: the vocabulary, the target
     /// tokens and the model's limits; no weights are read.
     pub fn load_for_planning(files: &Seq2SeqFiles) -> Result<Self> {
-        Self::load_with(files, None, false)
+        Self::load_with(files, None, None)
     }
 
-    fn load_with(files: &Seq2SeqFiles, quant: Option<GgmlDType>, weights: bool) -> Result<Self> {
+    /// Loads the weights on `device` when given; without, only what
+    /// planning takes.
+    fn load_with(
+        files: &Seq2SeqFiles,
+        quant: Option<GgmlDType>,
+        device: Option<DeviceChoice>,
+    ) -> Result<Self> {
         let start = Instant::now();
         let id = files.id.as_str();
-        let device = Device::Cpu;
+        let weights = device.is_some();
+        let device = match device {
+            Some(d) => d.open()?,
+            None => Device::Cpu,
+        };
         let json = read_json(&files.config)?;
         let gen = match &files.generation_config {
             Some(p) => Some(read_json(p)?),
@@ -486,9 +502,9 @@ impl Seq2Seq {
         let vb = match files.weights.as_slice() {
             _ if !weights => None,
             [one] if one.extension().is_some_and(|e| e == "gguf") => {
-                Some(Weights::gguf(one, quant)?)
+                Some(Weights::gguf(one, quant, &device)?)
             }
-            paths => Some(Weights::safetensors(paths, quant)?),
+            paths => Some(Weights::safetensors(paths, quant, &device)?),
         };
         let cannot = || format!("cannot load model {id}");
         let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
@@ -561,6 +577,7 @@ impl Seq2Seq {
             Some(q) => format!("{stored}, {q:?} in memory"),
             None => stored.into(),
         };
+        let device_name = crate::engine::device::name(&device);
         Ok(Seq2Seq {
             net,
             vocab,
@@ -576,6 +593,7 @@ impl Seq2Seq {
                 },
                 format,
                 context_length: positions,
+                device: device_name,
                 load_secs: start.elapsed().as_secs_f64(),
                 files: files.all(),
             },
