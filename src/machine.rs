@@ -28,6 +28,45 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Threads a CPU may be given at most: beyond that, threads only wait for
+/// each other (`--threads 1000` on two CPUs never finished a 0.3 s job).
+const THREADS_PER_CPU: usize = 4;
+
+/// The threads for model computation: `--threads`, else
+/// `CANDLE_NUM_THREADS`, else `RAYON_NUM_THREADS`, else one per physical
+/// core; `None` when none of those is known. candle sizes its thread pool
+/// from the first of the two variables and counts threads from the second,
+/// so the caller sets both to the answer. A count beyond
+/// [`THREADS_PER_CPU`] per CPU the process may use is refused.
+pub fn threads(flag: Option<usize>) -> Result<Option<usize>, String> {
+    let from_env = |name: &str| {
+        let value = std::env::var(name).ok()?;
+        Some(match value.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok((n, format!("{name}={n}"))),
+            _ => Err(format!(
+                "{name}={value:?} is not a thread count (a number from 1)"
+            )),
+        })
+    };
+    let chosen = match flag {
+        Some(n) => Some((n, format!("--threads {n}"))),
+        None => from_env("CANDLE_NUM_THREADS")
+            .or_else(|| from_env("RAYON_NUM_THREADS"))
+            .transpose()?,
+    };
+    let Some((n, source)) = chosen else {
+        return Ok(default_threads());
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = THREADS_PER_CPU * cpus;
+    if n > most {
+        return Err(format!(
+            "{source}: this process may use {cpus} CPU(s); more than {most} threads only wait for each other"
+        ));
+    }
+    Ok(Some(n))
+}
+
 /// Physical cores among the CPUs this process may use, bounded by what the
 /// system grants it (cgroup quotas); `None` where the topology is unknown.
 pub fn default_threads() -> Option<usize> {

@@ -26,17 +26,19 @@ fn main() -> ExitCode {
             });
         }
     };
-    // candle's CPU kernels and glot's own size their thread pools from this
-    // variable; it must be set before the first tensor operation. Nothing
-    // else runs yet. A value the user set is kept when --threads is absent.
-    let threads = cli.threads.map(|n| n.get()).or_else(|| {
-        std::env::var_os("RAYON_NUM_THREADS")
-            .is_none()
-            .then(machine::default_threads)
-            .flatten()
-    });
-    if let Some(n) = threads {
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    // candle's CPU kernels and glot's own size their thread pools from
+    // these variables; they must be set before the first tensor operation.
+    // Nothing else runs yet.
+    match machine::threads(cli.threads.map(|n| n.get())) {
+        Ok(Some(n)) => {
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("glot: {e}");
+            return exit::code(exit::FAILURE);
+        }
     }
     machine::keep_freed_memory();
     match run(cli) {

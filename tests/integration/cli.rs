@@ -1028,3 +1028,63 @@ fn device_choices_run_on_the_cpu_or_say_why_not() {
         assert!(stdout(&out).is_empty(), "{device}");
     }
 }
+
+/// The thread count: `--threads`, else `CANDLE_NUM_THREADS`, else
+/// `RAYON_NUM_THREADS`, one count for candle's pool and for the speed
+/// records; counts far beyond the CPUs, and variables that are no count,
+/// are refused in one line before anything runs.
+#[test]
+fn thread_counts_come_from_one_place_and_absurd_ones_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let plan = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = glot(home.path());
+        cmd.args(["summarize", &article, "--model", &model(), "--plan"])
+            .args(args)
+            .envs(env.iter().copied());
+        run(cmd, None)
+    };
+    // util::glot sets RAYON_NUM_THREADS=2.
+    for (args, env, threads) in [
+        (&[][..], &[][..], 2),
+        (&[][..], &[("CANDLE_NUM_THREADS", "1")][..], 1),
+        (
+            &["--threads", "3"][..],
+            &[("CANDLE_NUM_THREADS", "1")][..],
+            3,
+        ),
+    ] {
+        let out = plan(args, env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            said.contains(&format!("on this machine with {threads} threads")),
+            "{args:?} {env:?}: {said}"
+        );
+    }
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let many = (4 * cpus + 1).to_string();
+    for (args, env, says) in [
+        (
+            vec!["--threads", many.as_str()],
+            vec![],
+            "only wait for each other",
+        ),
+        (
+            vec![],
+            vec![("CANDLE_NUM_THREADS", many.as_str())],
+            "only wait for each other",
+        ),
+        (
+            vec![],
+            vec![("RAYON_NUM_THREADS", "lots")],
+            "is not a thread count",
+        ),
+    ] {
+        let out = plan(&args, &env);
+        assert_eq!(out.status.code(), Some(1), "{args:?} {env:?}");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("glot: ") && err.contains(says), "{err}");
+    }
+}
