@@ -102,7 +102,7 @@ impl DecoderConfig {
             .get("head_dim")
             .and_then(Value::as_u64)
             .map(|v| v as usize)
-            .unwrap_or(hidden_size / num_heads);
+            .unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         // Where both spellings are present, `rope_parameters` is what
         // transformers 5 and llama.cpp's converter read.
         let rope_params = json.get("rope_parameters").filter(|v| !v.is_null());
@@ -122,7 +122,7 @@ impl DecoderConfig {
             .get("tie_word_embeddings")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        Ok(DecoderConfig {
+        DecoderConfig {
             arch,
             hidden_size,
             num_layers: get("num_hidden_layers")?,
@@ -146,7 +146,8 @@ impl DecoderConfig {
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
             qk_norm: arch == Arch::Qwen3,
-        })
+        }
+        .checked()
     }
 
     /// Reads GGUF metadata as llama.cpp's converter writes it
@@ -177,7 +178,8 @@ impl DecoderConfig {
         let hidden_size = get("embedding_length")?;
         let num_heads = get("attention.head_count")?;
         let num_kv_heads = get("attention.head_count_kv").unwrap_or(num_heads);
-        let head_dim = get("attention.key_length").unwrap_or(hidden_size / num_heads);
+        let head_dim =
+            get("attention.key_length").unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let has = |name: &str| tensor_names.contains(&name);
         let vocab_size = match get("vocab_size") {
             Ok(v) => v,
@@ -187,7 +189,7 @@ impl DecoderConfig {
                 .map(Vec::len)
                 .ok_or_else(|| Error::model("GGUF metadata gives no vocabulary size"))?,
         };
-        Ok(DecoderConfig {
+        DecoderConfig {
             arch,
             hidden_size,
             num_layers: get("block_count")?,
@@ -208,7 +210,44 @@ impl DecoderConfig {
             tie_word_embeddings: !has("output.weight"),
             qkv_bias: has("blk.0.attn_q.bias"),
             qk_norm: has("blk.0.attn_q_norm.weight"),
-        })
+        }
+        .checked()
+    }
+
+    /// The config, unless it describes a shape no model has: a size of
+    /// zero, query heads that do not share out over the key/value heads,
+    /// a rope base or norm epsilon that is not a positive number. Such
+    /// files would otherwise panic or compute garbage silently.
+    fn checked(self) -> Result<Self, Error> {
+        let sizes = [
+            ("hidden size", self.hidden_size),
+            ("layers", self.num_layers),
+            ("attention heads", self.num_heads),
+            ("key/value heads", self.num_kv_heads),
+            ("head size", self.head_dim),
+            ("feed-forward size", self.intermediate_size),
+            ("vocabulary", self.vocab_size),
+        ];
+        if let Some((what, _)) = sizes.iter().find(|(_, n)| *n == 0) {
+            return Err(Error::model(format!("the model's {what} is 0")));
+        }
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(Error::model(format!(
+                "{} attention heads do not share out over {} key/value heads",
+                self.num_heads, self.num_kv_heads
+            )));
+        }
+        for (what, x) in [
+            ("rope base", self.rope_theta),
+            ("norm epsilon", self.rms_norm_eps),
+        ] {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(Error::model(format!(
+                    "the {what} {x} is not a positive number"
+                )));
+            }
+        }
+        Ok(self)
     }
 }
 

@@ -1088,3 +1088,87 @@ fn thread_counts_come_from_one_place_and_absurd_ones_are_refused() {
         assert!(err.starts_with("glot: ") && err.contains(says), "{err}");
     }
 }
+
+/// A copy of the `family` fixture (its files, not its `gguf` folder) in
+/// `dir/name` with `edit` applied to its config.json.
+fn with_config(
+    dir: &Path,
+    family: &str,
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> String {
+    let copy = dir.join(name);
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(model_dir(family)).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let path = copy.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(&path, config.to_string()).unwrap();
+    copy.to_str().unwrap().to_string()
+}
+
+/// Configs that describe no possible model (zero sizes, heads that do not
+/// share out, a rope base that is no positive number) are refused in one
+/// line naming the file, with exit 1, never a panic.
+#[test]
+fn impossible_model_shapes_are_refused_naming_the_config() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let chat: [(&str, serde_json::Value, &str); 5] = [
+        ("num_attention_heads", 0.into(), "attention heads is 0"),
+        ("hidden_size", 0.into(), "hidden size is 0"),
+        ("num_hidden_layers", 0.into(), "layers is 0"),
+        (
+            "num_key_value_heads",
+            3.into(),
+            "do not share out over 3 key/value heads",
+        ),
+        (
+            "rope_theta",
+            (-1.0).into(),
+            "rope base -1 is not a positive number",
+        ),
+    ];
+    let mt: [(&str, serde_json::Value, &str); 2] = [
+        (
+            "encoder_attention_heads",
+            0.into(),
+            "gives `encoder_attention_heads` as 0",
+        ),
+        ("d_model", 0.into(), "gives `d_model` as 0"),
+    ];
+    let cases = chat
+        .into_iter()
+        .map(|c| ("qwen3", c))
+        .chain(mt.into_iter().map(|c| ("marian", c)));
+    for (i, (family, (key, value, says))) in cases.enumerate() {
+        let model = with_config(home.path(), family, &format!("m{i}"), |c| {
+            // transformers 5 also spells the rope base inside this block.
+            let rope = c.get_mut("rope_parameters").filter(|_| key == "rope_theta");
+            if let Some(rope) = rope.filter(|r| r.is_object()) {
+                rope[key] = value.clone();
+            }
+            c[key] = value;
+        });
+        let mut cmd = glot(home.path());
+        match family {
+            "qwen3" => cmd.args(["summarize", &article, "--model", &model]),
+            _ => cmd.args(["translate", &article, "--to", "de", "--model", &model]),
+        };
+        let out = run(cmd, None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert_eq!(err.lines().count(), 1, "{key}: {err}");
+        assert!(err.contains(says), "{key}: {err}");
+        assert!(
+            err.contains(&format!("{model}/config.json")),
+            "{key}: {err}"
+        );
+    }
+}

@@ -37,12 +37,8 @@ pub struct MarianConfig {
 
 impl MarianConfig {
     pub fn from_json(v: &Value) -> Result<Self> {
-        let int = |key: &str| -> Result<usize> {
-            v.get(key)
-                .and_then(Value::as_u64)
-                .map(|x| x as usize)
-                .ok_or_else(|| Error::model(format!("config.json has no `{key}`")).into())
-        };
+        let int = |key: &str| super::config_int(v, key);
+        let size = |key: &str| super::config_size(v, key);
         let flag =
             |key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
         if flag("normalize_embedding", false) || flag("normalize_before", false) {
@@ -54,24 +50,33 @@ impl MarianConfig {
         if !flag("static_position_embeddings", true) {
             return Err(Error::model("learned position embeddings are not supported").into());
         }
+        let d_model = size("d_model")?;
+        for key in ["encoder_attention_heads", "decoder_attention_heads"] {
+            if !d_model.is_multiple_of(size(key)?) {
+                return Err(Error::model(format!(
+                    "config.json: `d_model` {d_model} does not split into `{key}` heads"
+                ))
+                .into());
+            }
+        }
         let act = v
             .get("activation_function")
             .and_then(Value::as_str)
             .unwrap_or("swish");
-        let vocab_size = int("vocab_size")?;
+        let vocab_size = size("vocab_size")?;
         let pad = int("pad_token_id")? as u32;
         Ok(MarianConfig {
             vocab_size,
             decoder_vocab_size: int("decoder_vocab_size").unwrap_or(vocab_size),
-            d_model: int("d_model")?,
-            encoder_layers: int("encoder_layers")?,
-            decoder_layers: int("decoder_layers")?,
-            encoder_heads: int("encoder_attention_heads")?,
-            decoder_heads: int("decoder_attention_heads")?,
-            encoder_ffn: int("encoder_ffn_dim")?,
-            decoder_ffn: int("decoder_ffn_dim")?,
+            d_model,
+            encoder_layers: size("encoder_layers")?,
+            decoder_layers: size("decoder_layers")?,
+            encoder_heads: size("encoder_attention_heads")?,
+            decoder_heads: size("decoder_attention_heads")?,
+            encoder_ffn: size("encoder_ffn_dim")?,
+            decoder_ffn: size("decoder_ffn_dim")?,
             activation: Activation::from_name(act)?,
-            max_positions: int("max_position_embeddings")?,
+            max_positions: size("max_position_embeddings")?,
             scale_embedding: flag("scale_embedding", true),
             share_embeddings: flag("share_encoder_decoder_embeddings", true),
             pad,

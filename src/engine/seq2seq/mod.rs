@@ -463,6 +463,23 @@ pub struct Seq2Seq {
     info: ModelInfo,
 }
 
+/// An integer of a model's `config.json`.
+fn config_int(v: &serde_json::Value, key: &str) -> Result<usize> {
+    v.get(key)
+        .and_then(serde_json::Value::as_u64)
+        .map(|x| x as usize)
+        .ok_or_else(|| Error::model(format!("config.json has no `{key}`")).into())
+}
+
+/// A size in a model's `config.json`: a zero would divide by zero or build
+/// empty layers, so it is refused.
+fn config_size(v: &serde_json::Value, key: &str) -> Result<usize> {
+    match config_int(v, key)? {
+        0 => Err(Error::model(format!("config.json gives `{key}` as 0")).into()),
+        n => Ok(n),
+    }
+}
+
 impl Seq2Seq {
     /// Loads the model in f32, or with its matrices quantized to `quant`,
     /// on `device`.

@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use super::linear::{Lin, Weights};
 use super::{additive_mask, split_heads, Activation, DecoderState, EncoderDecoder};
-use crate::error::Error;
 
 /// Relative positions have no table to run out of; this bounds the work a
 /// single sentence may ask for.
@@ -44,12 +43,8 @@ pub struct T5Config {
 
 impl T5Config {
     pub fn from_json(v: &Value) -> Result<Self> {
-        let int = |key: &str| -> Result<usize> {
-            v.get(key)
-                .and_then(Value::as_u64)
-                .map(|x| x as usize)
-                .ok_or_else(|| Error::model(format!("config.json has no `{key}`")).into())
-        };
+        let int = |key: &str| super::config_int(v, key);
+        let size = |key: &str| super::config_size(v, key);
         let proj = v
             .get("feed_forward_proj")
             .and_then(Value::as_str)
@@ -64,16 +59,16 @@ impl T5Config {
             None if act_name == "gelu" && gated => Activation::GeluTanh,
             None => Activation::from_name(act_name)?,
         };
-        let layers = int("num_layers")?;
+        let layers = size("num_layers")?;
         let pad = int("pad_token_id").unwrap_or(0) as u32;
         Ok(T5Config {
-            vocab_size: int("vocab_size")?,
-            d_model: int("d_model")?,
-            d_kv: int("d_kv")?,
-            d_ff: int("d_ff")?,
+            vocab_size: size("vocab_size")?,
+            d_model: size("d_model")?,
+            d_kv: size("d_kv")?,
+            d_ff: size("d_ff")?,
             encoder_layers: layers,
             decoder_layers: int("num_decoder_layers").unwrap_or(layers),
-            heads: int("num_heads")?,
+            heads: size("num_heads")?,
             num_buckets: int("relative_attention_num_buckets").unwrap_or(32),
             max_distance: int("relative_attention_max_distance").unwrap_or(128),
             eps: v
