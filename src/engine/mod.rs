@@ -551,7 +551,7 @@ fn chat_template(
     tok_config: Option<&Value>,
     gguf: Option<&std::collections::HashMap<String, gguf_file::Value>>,
 ) -> Result<Option<ChatTemplate>> {
-    let from_config = tok_config
+    let in_config = tok_config
         .and_then(|c| c.get("chat_template"))
         .and_then(|t| match t {
             Value::String(s) => Some(s.clone()),
@@ -564,17 +564,21 @@ fn chat_template(
                 .map(str::to_string),
             _ => None,
         });
+    // Each source with the file it comes from, which errors name.
+    let from_config = in_config.zip(files.tokenizer_config.clone());
     let from_file = match &files.chat_template {
-        Some(p) => Some(
+        Some(p) => Some((
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
+            p.clone(),
+        )),
         None => None,
     };
     let from_gguf = gguf
         .and_then(|m| m.get("tokenizer.chat_template"))
         .and_then(|v| v.to_string().ok())
-        .cloned();
-    let Some(source) = from_config.or(from_file).or(from_gguf) else {
+        .cloned()
+        .zip(files.weights.paths().first().cloned());
+    let Some((source, origin)) = from_config.or(from_file).or(from_gguf) else {
         return Ok(None);
     };
     // Without a tokenizer_config.json, a GGUF's own ids name the tokens.
@@ -593,7 +597,10 @@ fn chat_template(
         ),
     };
     let (bos, eos) = (bos.unwrap_or_default(), eos.unwrap_or_default());
-    Ok(Some(ChatTemplate::new(&source, &bos, &eos)?))
+    // A template that does not compile is the model files' fault.
+    let template = ChatTemplate::new(&source, &bos, &eos)
+        .map_err(|e| Error::model(format!("{}: {e:#}", origin.display())))?;
+    Ok(Some(template))
 }
 
 /// The most common weight type of a GGUF's matrices, for display.

@@ -82,9 +82,9 @@ impl SpacePrefix {
 impl Tokenizer {
     /// Loads a `tokenizer.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| anyhow!("{e}"))
-            .with_context(|| format!("cannot load tokenizer {}", path.display()))?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| {
+            crate::error::Error::model(format!("cannot load tokenizer {}: {e}", path.display()))
+        })?;
         Ok(Self::new(inner, false))
     }
 

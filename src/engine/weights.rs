@@ -135,7 +135,17 @@ pub(crate) fn map_safetensors(paths: &[PathBuf]) -> Result<MmapedSafetensors> {
 pub(crate) fn read_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     match gguf_file::Content::read(&mut file) {
-        Ok(content) => Ok((file, content)),
+        Ok(content) => {
+            let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+            if let Some(name) = beyond_end(&content, len) {
+                return Err(Error::model(format!(
+                    "{}: the file is cut short: tensor {name} lies past its end ({len} bytes)",
+                    path.display()
+                ))
+                .into());
+            }
+            Ok((file, content))
+        }
         Err(e) => {
             // candle's message may carry a backtrace: its first line says it.
             let msg = e.to_string();
@@ -154,6 +164,17 @@ pub(crate) fn read_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
             .into())
         }
     }
+}
+
+/// The name of a tensor whose data would lie past the end of a file of
+/// `len` bytes: a download cut short, found before any tensor is read.
+fn beyond_end(content: &gguf_file::Content, len: u64) -> Option<&str> {
+    content.tensor_infos.iter().find_map(|(name, t)| {
+        let (block, bytes) = (t.ggml_dtype.block_size(), t.ggml_dtype.type_size());
+        let size = (t.shape.elem_count() / block * bytes) as u64;
+        let end = content.tensor_data_offset + t.offset + size;
+        (end > len).then_some(name.as_str())
+    })
 }
 
 /// ggml's name of a tensor type number.
@@ -307,7 +328,8 @@ mod tests {
         bytes.extend(32u64.to_le_bytes());
         bytes.extend(ty.to_le_bytes());
         bytes.extend(0u64.to_le_bytes());
-        bytes.resize(bytes.len().next_multiple_of(32) + 64, 0);
+        // The data of 32 values of up to four bytes.
+        bytes.resize(bytes.len().next_multiple_of(32) + 128, 0);
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), bytes).unwrap();
         f
@@ -324,6 +346,13 @@ mod tests {
         assert!(!e.contains('\n'), "{e}");
         let f = gguf_with_tensor_type(0);
         assert!(read_gguf(f.path()).is_ok());
+        let bytes = std::fs::read(f.path()).unwrap();
+        std::fs::write(f.path(), &bytes[..bytes.len() - 1]).unwrap();
+        let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
+        assert!(
+            e.contains("the file is cut short: tensor blk.0.ffn_up.weight lies past its end"),
+            "{e}"
+        );
         std::fs::write(f.path(), b"not a gguf file").unwrap();
         let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
         assert!(

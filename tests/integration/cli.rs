@@ -1172,3 +1172,41 @@ fn impossible_model_shapes_are_refused_naming_the_config() {
         );
     }
 }
+
+/// Broken model files are the user's to fix: exit 1, one line naming the
+/// file (not 2, "unexpected").
+#[test]
+fn broken_model_files_exit_1_naming_the_file() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let not_json = with_config(home.path(), "qwen3", "tok", |_| {});
+    std::fs::write(Path::new(&not_json).join("tokenizer.json"), "not json").unwrap();
+    let template = with_config(home.path(), "qwen3", "tmpl", |_| {});
+    let config = Path::new(&template).join("tokenizer_config.json");
+    let mut tc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    tc["chat_template"] = "{% for m in %}".into();
+    std::fs::write(&config, tc.to_string()).unwrap();
+    let weights = with_config(home.path(), "qwen3", "cut", |_| {});
+    let st = Path::new(&weights).join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 3]).unwrap();
+    let gguf_bytes = std::fs::read(gguf("qwen3", "q8_0")).unwrap();
+    let cut_gguf = home.path().join("cut.gguf");
+    std::fs::write(&cut_gguf, &gguf_bytes[..gguf_bytes.len() / 3]).unwrap();
+    let cut_gguf = cut_gguf.to_str().unwrap().to_string();
+    for (model, names) in [
+        (&not_json, format!("{not_json}/tokenizer.json")),
+        (&template, format!("{template}/tokenizer_config.json")),
+        (&weights, format!("{weights}/model.safetensors")),
+        (&cut_gguf, cut_gguf.clone()),
+    ] {
+        let mut cmd = glot(home.path());
+        cmd.args(["summarize", &article, "--model", model]);
+        let out = run(cmd, None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{model}: {err}");
+        assert_eq!(err.lines().count(), 1, "{model}: {err}");
+        assert!(err.contains(&names), "{model}: {err}");
+    }
+}
