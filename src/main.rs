@@ -62,7 +62,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::BatchStatus(dir) => commands::batch::status(&dir),
         Task::Generate(t) => commands::generate::run(t, &s.printer),
         Task::Models(t) => commands::models::run(t, &s.printer),
-        Task::Languages { json } => commands::languages::run(json),
+        Task::Languages { json } => commands::languages::run(json, &s.printer),
         Task::EvalTranslate(t) => commands::eval::translate(t, &s.printer),
         Task::EvalSummarize(t) => commands::eval::summarize(t, &s.printer),
     }

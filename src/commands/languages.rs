@@ -2,7 +2,6 @@
 //! accept, with the models whose manifests claim each language.
 
 use anyhow::Result;
-use glot::hub::manifest::Catalog;
 use glot::text::lang;
 use serde::Serialize;
 
@@ -13,8 +12,8 @@ struct Row {
     models: Vec<String>,
 }
 
-pub fn run(json: bool) -> Result<()> {
-    let catalog = Catalog::load()?;
+pub fn run(json: bool, printer: &crate::printer::Printer) -> Result<()> {
+    let catalog = super::catalog(printer)?;
     let rows: Vec<Row> = lang::all()
         .into_iter()
         .map(|entry| Row {

@@ -42,11 +42,24 @@ impl Chat {
     }
 }
 
+/// The model catalog, with a warning (once a run) for each of the user's
+/// manifests that could not be read and was left out.
+pub fn catalog(printer: &Printer) -> Result<glot::hub::manifest::Catalog> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let catalog = glot::hub::manifest::Catalog::load()?;
+    WARNED.call_once(|| {
+        for why in &catalog.skipped {
+            printer.warn(format!("left out: {why}"));
+        }
+    });
+    Ok(catalog)
+}
+
 /// The model that writes summaries: a T5 folder, id or hub repository
 /// loads as one, anything else as a chat model.
 pub fn load_chat(m: &ModelSettings, printer: &Printer) -> Result<Chat> {
     use glot::hub::seq2seq::Family;
-    let catalog = glot::hub::manifest::Catalog::load()?;
+    let catalog = catalog(printer)?;
     mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
     if let Some(mt::Choice::Fixed(files)) = mt::choose(m, m.offline, printer)? {
         if files.family == Family::T5 {
@@ -145,7 +158,7 @@ pub fn resolve_model(
     printer: &Printer,
     offline: bool,
 ) -> Result<glot::hub::ModelFiles> {
-    let catalog = glot::hub::manifest::Catalog::load()?;
+    let catalog = catalog(printer)?;
     mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
     let fetcher = fetcher(offline, printer);
     glot::hub::resolve(

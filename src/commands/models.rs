@@ -18,7 +18,7 @@ use crate::printer::Printer;
 use crate::settings::ModelsSettings;
 
 pub fn run(s: ModelsSettings, printer: &Printer) -> Result<()> {
-    let catalog = Catalog::load()?;
+    let catalog = super::catalog(printer)?;
     let fetcher = fetcher(s.offline, printer);
     match s.command {
         ModelsCommand::List { format } => list(&catalog, &fetcher, format),

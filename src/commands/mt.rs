@@ -102,7 +102,7 @@ pub fn choose(m: &ModelSettings, offline: bool, printer: &Printer) -> Result<Opt
         return Ok(Some(Choice::Registry(Registry::builtin())));
     }
     let fetcher = fetcher(offline, printer);
-    let catalog = Catalog::load()?;
+    let catalog = super::catalog(printer)?;
     let files = match model_ref(Some(spec), &catalog)? {
         ModelRef::Local(path) => Seq2SeqFiles::in_dir(spec, std::path::Path::new(path))?,
         ModelRef::Manifest(man) => match Family::of_architecture(&man.architecture) {

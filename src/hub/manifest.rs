@@ -101,6 +101,9 @@ impl Manifest {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub manifests: Vec<Manifest>,
+    /// Why each of the user's manifests that could not be read was left
+    /// out, one line each: one broken file must not stop every command.
+    pub skipped: Vec<String>,
 }
 
 /// The user's manifest folder.
@@ -119,13 +122,19 @@ impl Catalog {
         for (name, text) in BUILTIN {
             manifests.push(parse(text, &format!("built-in models/{name}"))?);
         }
+        let mut skipped = Vec::new();
         if let Some(dir) = user_dir().filter(|d| d.is_dir()) {
-            for m in read_dir(&dir)? {
-                manifests.retain(|old: &Manifest| old.id != m.id);
-                manifests.push(m);
+            for m in read_dir(&dir) {
+                match m {
+                    Ok(m) => {
+                        manifests.retain(|old: &Manifest| old.id != m.id);
+                        manifests.push(m);
+                    }
+                    Err(e) => skipped.push(format!("{e:#}")),
+                }
             }
         }
-        Ok(Catalog { manifests })
+        Ok(Catalog { manifests, skipped })
     }
 
     /// The manifest with this id or alias.
@@ -140,9 +149,13 @@ impl Catalog {
     }
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<Manifest>> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
+/// The manifests of the user's folder, each read or failed on its own.
+fn read_dir(dir: &Path) -> Vec<Result<Manifest>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return vec![Err(anyhow::anyhow!("cannot list {}: {e}", dir.display()))],
+    };
+    let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("toml"))
         .collect();
@@ -220,6 +233,7 @@ mod tests {
         }
         let c = Catalog {
             manifests: BUILTIN.iter().map(|(n, t)| parse(t, n).unwrap()).collect(),
+            skipped: Vec::new(),
         };
         assert_eq!(c.default_model().unwrap().id, "qwen3-4b");
         assert_eq!(c.find("fast").unwrap().id, "qwen3-1.7b");

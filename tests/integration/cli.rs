@@ -1210,3 +1210,52 @@ fn broken_model_files_exit_1_naming_the_file() {
         assert!(err.contains(&names), "{model}: {err}");
     }
 }
+
+/// One broken manifest among the user's is left out with a warning naming
+/// it; every command still runs, and the good manifests still count.
+#[test]
+fn a_broken_user_manifest_is_left_out_with_a_warning() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let models = home.path().join("config/glot/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(models.join("broken.toml"), "id = [unclosed").unwrap();
+    // A good manifest: a built-in one under another id, without aliases.
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/qwen3-1.7b.toml"),
+    )
+    .unwrap();
+    let mine: String = builtin
+        .lines()
+        .map(|l| match l {
+            l if l.starts_with("id = ") => "id = \"mine\"",
+            l if l.starts_with("aliases = ") => "aliases = []",
+            l => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(models.join("mine.toml"), mine).unwrap();
+    let glot_in = || {
+        let mut cmd = glot(home.path());
+        cmd.env("XDG_CONFIG_HOME", home.path().join("config"));
+        cmd
+    };
+    let mut cmd = glot_in();
+    cmd.args(["summarize", &article, "--model", &model(), "--words", "20"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warned = |err: &str| {
+        err.lines()
+            .filter(|l| {
+                l.starts_with("glot: warning: left out: manifest") && l.contains("broken.toml")
+            })
+            .count()
+    };
+    assert_eq!(warned(&stderr(&out)), 1, "{}", stderr(&out));
+    let mut cmd = glot_in();
+    cmd.args(["models", "list", "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(warned(&stderr(&out)), 1, "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"mine\""), "{}", stdout(&out));
+}
