@@ -467,7 +467,9 @@ fn sampling(s: &SamplingArgs) -> Result<Option<Sampling>> {
 }
 
 fn output(o: &OutputArgs, input: Option<&str>) -> Result<OutputSettings> {
-    if let Some(path) = &o.output {
+    // `-o -` is stdout, as an input of `-` is stdin.
+    let to = o.output.clone().filter(|p| p.as_os_str() != "-");
+    if let Some(path) = &to {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -482,6 +484,18 @@ fn output(o: &OutputArgs, input: Option<&str>) -> Result<OutputSettings> {
         }
         if path.is_dir() {
             return Err(Error::Usage(format!("{} is a folder, not a file", path.display())).into());
+        }
+        // Found now, before any model call, rather than after all of them.
+        let writes_through = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if !writes_through {
+            if let Err(e) = tempfile::Builder::new().prefix(".glot-").tempfile_in(dir) {
+                return Err(Error::Usage(format!(
+                    "cannot write {}: folder {} does not take new files ({e})",
+                    path.display(),
+                    dir.display()
+                ))
+                .into());
+            }
         }
         if let Some(input) = input.filter(|i| *i != "-") {
             let same = std::fs::canonicalize(input)
@@ -498,7 +512,7 @@ fn output(o: &OutputArgs, input: Option<&str>) -> Result<OutputSettings> {
         }
     }
     Ok(OutputSettings {
-        path: o.output.clone(),
+        path: to,
         json: o.format == Format::Json,
     })
 }

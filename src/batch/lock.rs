@@ -76,6 +76,7 @@ impl Scratch {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
             .with_context(|| format!("cannot write in {}", self.dir.display()))?;
         tmp.write_all(data)
+            .and_then(|_| tmp.as_file().set_permissions(crate::output::mode_for(dest)))
             .and_then(|_| tmp.as_file().sync_all())
             .with_context(|| format!("cannot write {}", dest.display()))?;
         match tmp.persist(dest) {
@@ -134,6 +135,13 @@ mod tests {
         let dest = d.path().join("x.txt");
         s.write(&dest, b"whole").unwrap();
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "whole");
+        // Outputs take the umask's mode, not the temporary file's 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+            assert!(matches!(mode, 0o644 | 0o664), "{mode:o}");
+        }
         // A dead run's folder (its lock free) goes when the next one starts.
         let dead = d.path().join(".glot/tmp/run-dead");
         std::fs::create_dir_all(&dead).unwrap();

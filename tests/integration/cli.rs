@@ -1259,3 +1259,17 @@ fn a_broken_user_manifest_is_left_out_with_a_warning() {
     assert_eq!(warned(&stderr(&out)), 1, "{}", stderr(&out));
     assert!(stdout(&out).contains("\"mine\""), "{}", stdout(&out));
 }
+
+/// `-o -` is stdout, and no file named `-` is made.
+#[test]
+fn output_dash_is_stdout() {
+    let home = tempfile::tempdir().unwrap();
+    let article = write(home.path(), "a.txt", ARTICLE.as_bytes());
+    let mut cmd = glot(home.path());
+    cmd.args(["summarize", &article, "--model", &model(), "--words", "20"])
+        .args(["-o", "-"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+    assert!(!home.path().join("-").exists());
+}
