@@ -45,7 +45,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot write to folder {}", dir.display()))?;
     tmp.write_all(data)
-        .and_then(|_| tmp.as_file().set_permissions(mode_for(&target)))
+        .and_then(|_| {
+            // `existing` followed any link: it is the target's.
+            let mode = existing.map_or_else(new_file_mode, |m| m.permissions());
+            tmp.as_file().set_permissions(mode)
+        })
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(cannot)?;
     tmp.persist(&target)

@@ -1,8 +1,8 @@
 //! Where a model runs: `--device cpu|cuda[:N]|auto`.
 //!
 //! candle answers `Device::new_cuda` with an error in a build without its
-//! CUDA backend, so the choice is made the same way in every build, and the
-//! error says how to get one that has it.
+//! CUDA backend, so the choice is made the same way in every build; asking
+//! for CUDA in such a build says that it has none.
 
 use std::fmt;
 use std::str::FromStr;
@@ -58,7 +58,7 @@ impl DeviceChoice {
     pub fn open(self) -> anyhow::Result<Device> {
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Auto if !candle_core::utils::cuda_is_available() => Ok(Device::Cpu),
+            // Without CUDA in the build, or without a GPU, candle says no.
             DeviceChoice::Auto => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
             DeviceChoice::Cuda(_) if !candle_core::utils::cuda_is_available() => {
                 Err(Error::Usage(format!(

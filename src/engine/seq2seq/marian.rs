@@ -51,8 +51,13 @@ impl MarianConfig {
             return Err(Error::model("learned position embeddings are not supported").into());
         }
         let d_model = size("d_model")?;
-        for key in ["encoder_attention_heads", "decoder_attention_heads"] {
-            if !d_model.is_multiple_of(size(key)?) {
+        let encoder_heads = size("encoder_attention_heads")?;
+        let decoder_heads = size("decoder_attention_heads")?;
+        for (key, heads) in [
+            ("encoder_attention_heads", encoder_heads),
+            ("decoder_attention_heads", decoder_heads),
+        ] {
+            if !d_model.is_multiple_of(heads) {
                 return Err(Error::model(format!(
                     "config.json: `d_model` {d_model} does not split into `{key}` heads"
                 ))
@@ -71,8 +76,8 @@ impl MarianConfig {
             d_model,
             encoder_layers: size("encoder_layers")?,
             decoder_layers: size("decoder_layers")?,
-            encoder_heads: size("encoder_attention_heads")?,
-            decoder_heads: size("decoder_attention_heads")?,
+            encoder_heads,
+            decoder_heads,
             encoder_ffn: size("encoder_ffn_dim")?,
             decoder_ffn: size("decoder_ffn_dim")?,
             activation: Activation::from_name(act)?,
