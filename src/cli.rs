@@ -377,15 +377,6 @@ pub struct BatchArgs {
     #[arg(long, value_name = "K/N", help_heading = "Selection")]
     pub shard: Option<String>,
 
-    /// Documents larger than this many bytes fail instead of running.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        default_value_t = 10_000_000,
-        help_heading = "Selection"
-    )]
-    pub max_bytes: u64,
-
     /// Redo every document, done or not.
     #[arg(long, conflicts_with = "retry_failed")]
     pub force: bool,
@@ -479,6 +470,12 @@ pub struct ReadingArgs {
     /// Replace bytes that are not valid UTF-8 (or UTF-16) by U+FFFD instead of refusing them.
     #[arg(long)]
     pub lossy: bool,
+
+    /// Refuse documents larger than this many bytes (in a batch, each one
+    /// fails and the others run): a device or a stray archive is not an
+    /// article.
+    #[arg(long, value_name = "BYTES", default_value_t = 10_000_000)]
+    pub max_bytes: u64,
 
     /// Folder with prompt templates that replace the built-in ones.
     #[arg(long, value_name = "DIR")]

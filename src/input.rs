@@ -18,15 +18,26 @@ pub struct Document {
     pub replaced: usize,
 }
 
-/// Reads `source`: a path, or `-` for stdin. With `lossy`, bytes that are
-/// not valid text become U+FFFD instead of an error.
-pub fn read(source: &str, lossy: bool) -> Result<Document> {
+/// The default of `--max-bytes`, and the bound on the small files glot
+/// reads besides documents (glossaries, prompt files).
+pub const MAX_BYTES: u64 = 10_000_000;
+
+/// Reads `source`: a path, or `-` for stdin, of at most `max_bytes` bytes
+/// (`/dev/zero` or an endless pipe is refused at that size, not read into
+/// memory). With `lossy`, bytes that are not valid text become U+FFFD
+/// instead of an error.
+pub fn read(source: &str, lossy: bool, max_bytes: u64) -> Result<Document> {
+    let name = if source == "-" { "stdin" } else { source };
+    let cannot = |e: std::io::Error| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => format!("cannot read: {e}"),
+        };
+        Error::input(name, reason)
+    };
     let bytes = if source == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::input("stdin", format!("cannot read: {e}")))?;
-        buf
+        read_at_most(std::io::stdin().lock(), max_bytes).map_err(cannot)?
     } else {
         let path = Path::new(source);
         if path.is_dir() {
@@ -36,16 +47,15 @@ pub fn read(source: &str, lossy: bool) -> Result<Document> {
             )
             .into());
         }
-        std::fs::read(path).map_err(|e| {
-            let reason = match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => format!("cannot read: {e}"),
-            };
-            Error::input(source, reason)
-        })?
+        read_at_most(std::fs::File::open(path).map_err(cannot)?, max_bytes).map_err(cannot)?
     };
-    let name = if source == "-" { "stdin" } else { source };
+    let Some(bytes) = bytes else {
+        return Err(Error::input(
+            name,
+            format!("is larger than {max_bytes} bytes (--max-bytes sets the limit)"),
+        )
+        .into());
+    };
     let (text, replaced) = decode(name, &bytes, lossy)?;
     Ok(Document {
         name: name.to_string(),
@@ -54,10 +64,18 @@ pub fn read(source: &str, lossy: bool) -> Result<Document> {
     })
 }
 
+/// All of `r` if it holds at most `max` bytes, else `None` (having read
+/// one byte more than `max`, no more).
+pub fn read_at_most(r: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    r.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= max).then_some(buf))
+}
+
 /// A glossary file: one `term<TAB>translation` pair per line; blank lines
 /// and lines starting with `#` are skipped.
 pub fn glossary(path: &str) -> Result<Vec<(String, String)>> {
-    let doc = read(path, false)?;
+    let doc = read(path, false, MAX_BYTES)?;
     let mut terms = Vec::new();
     for (i, line) in doc.text.lines().enumerate() {
         let line = line.trim_end_matches('\r');

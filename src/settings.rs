@@ -109,6 +109,7 @@ pub struct DocumentSettings {
     pub input: String,
     pub format: glot::markup::Format,
     pub lossy: bool,
+    pub max_bytes: u64,
     /// `--plan`: show the calls, do not make them.
     pub plan: bool,
     pub prompts: Option<PathBuf>,
@@ -317,7 +318,7 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
             None => Vec::new(),
         },
         shard,
-        max_bytes: a.max_bytes,
+        max_bytes: a.reading.max_bytes,
         force: a.force,
         retry_failed: a.retry_failed,
         dry_run: a.dry_run,
@@ -356,6 +357,7 @@ fn document(a: DocumentArgs, reach: Reach) -> Result<DocumentSettings> {
             .input_format
             .map_or_else(|| glot::markup::Format::from_path(&a.input), input_format),
         lossy: a.reading.lossy,
+        max_bytes: a.reading.max_bytes,
         plan: a.plan,
         input: a.input,
     })
@@ -389,7 +391,7 @@ fn generate(a: GenerateArgs, reach: Reach) -> Result<GenerateSettings> {
 
 /// Token ids from `path`: a JSON list, or numbers separated by white space.
 fn read_ids(path: &str) -> Result<Vec<u32>> {
-    let text = glot::input::read(path, false)?.text;
+    let text = glot::input::read(path, false, glot::input::MAX_BYTES)?.text;
     let bad = || {
         Error::Usage(format!(
             "{path}: expected token ids, as a JSON list or numbers separated by spaces"

@@ -37,7 +37,7 @@ struct Report<'a> {
 pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let raw = match &s.prompt {
-        PromptSource::File(f) => glot::input::read(f, false)?.text,
+        PromptSource::File(f) => glot::input::read(f, false, glot::input::MAX_BYTES)?.text,
         PromptSource::Text(t) if t.is_empty() => {
             return Err(glot::Error::Usage("the prompt is empty".into()).into())
         }

@@ -80,7 +80,7 @@ pub struct Read {
 
 /// Reads the document, its structure and language, and the prompts.
 pub fn read(s: &DocumentSettings, printer: &Printer) -> Result<Read> {
-    let doc = glot::input::read(&s.input, s.lossy)?;
+    let doc = glot::input::read(&s.input, s.lossy, s.max_bytes)?;
     if doc.replaced > 0 {
         printer.warn(format!(
             "{}: {} undecodable byte sequence(s) replaced by U+FFFD",

@@ -597,9 +597,7 @@ fn chat_template(
         ),
     };
     let (bos, eos) = (bos.unwrap_or_default(), eos.unwrap_or_default());
-    // A template that does not compile is the model files' fault.
-    let template = ChatTemplate::new(&source, &bos, &eos)
-        .map_err(|e| Error::model(format!("{}: {e:#}", origin.display())))?;
+    let template = ChatTemplate::new(&origin.display().to_string(), &source, &bos, &eos)?;
     Ok(Some(template))
 }
 

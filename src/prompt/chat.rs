@@ -6,7 +6,7 @@
 //! minijinja-contrib's pycompat, and the `raise_exception` / `strftime_now`
 //! helpers that real templates call.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use minijinja::{context, Environment, ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -42,16 +42,18 @@ impl Message {
 /// A compiled chat template plus the special tokens it refers to.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The file the template came from, for messages.
+    origin: String,
     bos_token: String,
     eos_token: String,
 }
 
 impl ChatTemplate {
-    /// Compiles `source`; `bos`/`eos` are the tokenizer's special token strings.
-    pub fn new(source: &str, bos: &str, eos: &str) -> Result<Self> {
-        let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+    /// Compiles `source`, read from the file `origin`; `bos`/`eos` are the
+    /// tokenizer's special token strings. A template that does not compile
+    /// is the model files' fault (exit 1).
+    pub fn new(origin: &str, source: &str, bos: &str, eos: &str) -> Result<Self> {
+        let mut env = super::render::environment();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
@@ -62,25 +64,35 @@ impl ChatTemplate {
         );
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
         env.add_template_owned("chat", source.to_string())
-            .map_err(|e| anyhow!("the model's chat template does not compile: {e}"))?;
+            .map_err(|e| {
+                crate::Error::model(format!(
+                    "the model's chat template {origin} does not compile: {e}"
+                ))
+            })?;
         Ok(ChatTemplate {
             env,
+            origin: origin.to_string(),
             bos_token: bos.to_string(),
             eos_token: eos.to_string(),
         })
     }
 
     /// Renders `messages` with the assistant's turn opened and thinking off.
+    /// A template that fails, loops without end or writes without end is
+    /// the model files' fault (exit 1).
     pub fn render(&self, messages: &[Message]) -> Result<String> {
         let tmpl = self.env.get_template("chat")?;
-        tmpl.render(context! {
+        let ctx = context! {
             messages => messages,
             add_generation_prompt => true,
             enable_thinking => false,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
+        };
+        let given = messages.iter().map(|m| m.content.len()).sum();
+        super::render::render(&tmpl, ctx, given).map_err(|e| {
+            crate::Error::model(format!("the model's chat template {}: {e}", self.origin)).into()
         })
-        .map_err(|e| anyhow!("cannot render the model's chat template: {e}"))
     }
 }
 
@@ -211,6 +223,7 @@ mod tests {
     #[test]
     fn contents_are_located_in_the_rendering() {
         let t = ChatTemplate::new(
+            "test",
             "{% for m in messages %}<s>{{ m.role }}\n{{ m.content | trim }}</s>{% endfor %}<s>assistant\n",
             "",
             "",
@@ -231,7 +244,7 @@ mod tests {
                 Part::Template("</s><s>assistant".into()),
             ]
         );
-        let upper = ChatTemplate::new("{{ messages[0].content | upper }}", "", "").unwrap();
+        let upper = ChatTemplate::new("test", "{{ messages[0].content | upper }}", "", "").unwrap();
         assert_eq!(
             upper.render_parts(&[Message::new("user", "x")]).unwrap(),
             None
@@ -240,7 +253,8 @@ mod tests {
 
     #[test]
     fn raise_exception_is_an_error() {
-        let t = ChatTemplate::new("{{ raise_exception('no system role') }}", "", "").unwrap();
+        let t =
+            ChatTemplate::new("test", "{{ raise_exception('no system role') }}", "", "").unwrap();
         let err = t.render(&[]).unwrap_err().to_string();
         assert!(err.contains("no system role"), "{err}");
     }

@@ -4,10 +4,11 @@
 //! folder; `--prompts DIR` replaces any of them by a file of the same name.
 
 pub mod chat;
+mod render;
 
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::Result;
 use minijinja::{context, Environment};
 
 use chat::Message;
@@ -59,15 +60,16 @@ pub struct Translate<'a> {
 /// Compiled task templates.
 pub struct Prompts {
     env: Environment<'static>,
+    /// Where each template came from: its file, or `built-in NAME`.
+    origins: Vec<(&'static str, String)>,
     fingerprint: String,
 }
 
 impl Prompts {
     /// The built-in templates, each replaced by `DIR/<name>` when that exists.
     pub fn load(override_dir: Option<&Path>) -> Result<Self> {
-        let mut env = Environment::new();
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        let mut env = render::environment();
+        let mut origins = Vec::new();
         if let Some(dir) = override_dir {
             anyhow::ensure!(
                 dir.is_dir(),
@@ -75,24 +77,38 @@ impl Prompts {
             );
         }
         let mut digest = <sha2::Sha256 as sha2::Digest>::new();
-        for (name, builtin) in BUILTIN {
-            let source = match override_dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(p) => std::fs::read_to_string(&p)
-                    .with_context(|| format!("cannot read prompt {}", p.display()))?,
-                None => builtin.to_string(),
+        for &(name, builtin) in BUILTIN {
+            let (source, origin) = match override_dir.map(|d| d.join(name)).filter(|p| p.is_file())
+            {
+                Some(p) => (
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| crate::Error::input(p.display().to_string(), e.to_string()))?,
+                    p.display().to_string(),
+                ),
+                None => (builtin.to_string(), format!("built-in {name}")),
             };
             sha2::Digest::update(&mut digest, name.as_bytes());
             sha2::Digest::update(&mut digest, [0]);
             sha2::Digest::update(&mut digest, source.as_bytes());
             sha2::Digest::update(&mut digest, [0]);
             env.add_template_owned(name.to_string(), source)
-                .map_err(|e| anyhow!("prompt template {name} does not compile: {e}"))?;
+                .map_err(|e| {
+                    crate::Error::input(
+                        &origin,
+                        format!("the prompt template does not compile: {e}"),
+                    )
+                })?;
+            origins.push((name, origin));
         }
         let fingerprint = sha2::Digest::finalize(digest)[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(Prompts { env, fingerprint })
+        Ok(Prompts {
+            env,
+            origins,
+            fingerprint,
+        })
     }
 
     /// A digest of the templates in use: outputs made with other prompts
@@ -101,12 +117,15 @@ impl Prompts {
         &self.fingerprint
     }
 
-    fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String> {
-        let out = self
-            .env
-            .get_template(name)?
-            .render(ctx)
-            .map_err(|e| anyhow!("cannot render prompt {name}: {e}"))?;
+    /// Template `name` rendered with `ctx`, which holds `given` bytes of
+    /// text (see [`render::render`] for the bounds). A failure is the
+    /// template's, and so the user's to fix where it is theirs (exit 1).
+    fn render(&self, name: &str, ctx: minijinja::Value, given: usize) -> Result<String> {
+        let out = render::render(&self.env.get_template(name)?, ctx, given).map_err(|e| {
+            let origin = self.origins.iter().find(|(n, _)| *n == name);
+            let origin = origin.map_or(name, |(_, o)| o.as_str());
+            crate::Error::input(origin, format!("cannot render the prompt template: {e}"))
+        })?;
         Ok(out.trim().to_string())
     }
 
@@ -119,12 +138,13 @@ impl Prompts {
         name: &str,
         ctx: minijinja::Value,
         probe: minijinja::Value,
+        given: usize,
     ) -> Result<Vec<Message>> {
-        let user = self.render(name, ctx)?;
-        let other = self.render(name, probe)?;
+        let user = self.render(name, ctx, given)?;
+        let other = self.render(name, probe, 0)?;
         let lead = common_prefix(&user, &other);
         Ok(vec![
-            Message::new("system", self.render("system.j2", context! {})?),
+            Message::new("system", self.render("system.j2", context! {}, 0)?),
             Message::new("user", user).with_lead(lead),
         ])
     }
@@ -137,6 +157,7 @@ impl Prompts {
             "summarize.j2",
             context! { text, firm, ..ask.clone() },
             context! { text => PROBE, firm, ..ask },
+            text.len(),
         )
     }
 
@@ -147,6 +168,7 @@ impl Prompts {
             "combine.j2",
             context! { parts, firm, ..ask.clone() },
             context! { parts => [PROBE], firm, ..ask },
+            parts.iter().map(String::len).sum(),
         )
     }
 
@@ -157,6 +179,7 @@ impl Prompts {
             "translate.j2",
             minijinja::Value::from_serialize(t),
             minijinja::Value::from_serialize(&probe),
+            t.text.len(),
         )
     }
 
@@ -165,7 +188,7 @@ impl Prompts {
     /// with placeholders or not, firm or not): the system message and each
     /// user message with its text taken out.
     pub fn translate_scaffolding(&self, target: &str, source: Option<&str>) -> Result<Vec<String>> {
-        let mut out = vec![self.render("system.j2", context! {})?];
+        let mut out = vec![self.render("system.j2", context! {}, 0)?];
         for (paragraphs, markup, firm) in translate_variants() {
             let t = Translate {
                 text: PROBE,
@@ -175,7 +198,7 @@ impl Prompts {
                 markup,
                 firm,
             };
-            let user = self.render("translate.j2", minijinja::Value::from_serialize(&t))?;
+            let user = self.render("translate.j2", minijinja::Value::from_serialize(&t), 0)?;
             out.push(user.replace(PROBE, "\n"));
         }
         Ok(out)
@@ -185,12 +208,12 @@ impl Prompts {
     /// partial summaries (firm or not).
     pub fn summary_scaffolding(&self, ask: Ask) -> Result<Vec<String>> {
         let ask = minijinja::Value::from_serialize(ask);
-        let mut out = vec![self.render("system.j2", context! {})?];
+        let mut out = vec![self.render("system.j2", context! {}, 0)?];
         for firm in [false, true] {
             let one = context! { text => PROBE, firm, ..ask.clone() };
             let parts = context! { parts => [PROBE], firm, ..ask.clone() };
-            out.push(self.render("summarize.j2", one)?.replace(PROBE, "\n"));
-            out.push(self.render("combine.j2", parts)?.replace(PROBE, "\n"));
+            out.push(self.render("summarize.j2", one, 0)?.replace(PROBE, "\n"));
+            out.push(self.render("combine.j2", parts, 0)?.replace(PROBE, "\n"));
         }
         Ok(out)
     }

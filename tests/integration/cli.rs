@@ -1273,3 +1273,79 @@ fn output_dash_is_stdout() {
     assert!(!stdout(&out).trim().is_empty());
     assert!(!home.path().join("-").exists());
 }
+
+/// Input and model files that would take the machine's memory or time are
+/// refused in one line with exit 1: an endless device, a document or stdin
+/// over `--max-bytes`, a chat template that loops without end or writes
+/// without end, and a prompt template that does not compile.
+#[test]
+fn endless_inputs_and_templates_are_bounded() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let m = model();
+    let good = write(h, "good.txt", ARTICLE.as_bytes());
+    let big = "x".repeat(200);
+    for (args, stdin, needle) in [
+        (
+            vec!["summarize", "/dev/zero", "--model", &m],
+            None,
+            "/dev/zero: is larger than 10000000 bytes",
+        ),
+        (
+            vec!["summarize", &good, "--model", &m, "--max-bytes", "100"],
+            None,
+            "is larger than 100 bytes",
+        ),
+        (
+            vec![
+                "translate",
+                "-",
+                "--to",
+                "de",
+                "--model",
+                &m,
+                "--max-bytes",
+                "100",
+            ],
+            Some(big.as_str()),
+            "stdin: is larger than 100 bytes",
+        ),
+    ] {
+        expect_error(h, &args, stdin, needle);
+    }
+
+    let template = |name: &str, source: &str| {
+        let dir = with_config(h, "qwen3", name, |_| {});
+        let config = Path::new(&dir).join("tokenizer_config.json");
+        let mut tc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        tc["chat_template"] = source.into();
+        std::fs::write(&config, tc.to_string()).unwrap();
+        dir
+    };
+    let looping = template(
+        "looping",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    );
+    let growing = template(
+        "growing",
+        "{% for i in range(100000) %}{{ messages[0].content * 10 }}{% endfor %}",
+    );
+    for (dir, needle) in [(&looping, "steps"), (&growing, "wrote more than")] {
+        let origin = format!("{dir}/tokenizer_config.json");
+        for needle in [needle, origin.as_str()] {
+            expect_error(h, &["summarize", &good, "--model", dir], None, needle);
+        }
+    }
+
+    let prompts = h.join("prompts");
+    std::fs::create_dir(&prompts).unwrap();
+    std::fs::write(prompts.join("summarize.j2"), "{% if %}").unwrap();
+    let prompts = prompts.to_str().unwrap();
+    expect_error(
+        h,
+        &["summarize", &good, "--model", &m, "--prompts", prompts],
+        None,
+        &format!("{prompts}/summarize.j2: the prompt template does not compile"),
+    );
+}
