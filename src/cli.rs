@@ -391,12 +391,16 @@ pub struct BatchArgs {
 
     /// Every model call the jobs would make on every document, with the
     /// totals for the folder, from the model's tokenizer and template (no
-    /// weights). Chat models only.
+    /// weights). For translation models, the batches of sentences.
     #[arg(long, conflicts_with = "dry_run")]
     pub plan: bool,
 
-    /// With --plan: the plan as JSON.
-    #[arg(long, requires = "plan")]
+    /// How --plan and --status report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// The same as --format json.
+    #[arg(long, hide = true)]
     pub json: bool,
 
     #[command(flatten)]
@@ -441,7 +445,8 @@ pub struct DocumentArgs {
     ///
     /// Loads the model's tokenizer and chat template, not its weights, and
     /// computes the chunks exactly as the run does: it proves that nothing
-    /// is cut. Chat models only.
+    /// is cut. For translation models, the batches of sentences and the
+    /// longest sentence's source tokens.
     #[arg(long)]
     pub plan: bool,
 

@@ -59,7 +59,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::Summarize(t) => commands::summarize::run(t, &s.printer),
         Task::Translate(t) => commands::translate::run(t, &s.printer),
         Task::Batch(t) => commands::batch::run(t, &s.printer),
-        Task::BatchStatus(dir) => commands::batch::status(&dir),
+        Task::BatchStatus { dir, json } => commands::batch::status(&dir, json),
         Task::Generate(t) => commands::generate::run(t, &s.printer),
         Task::Models(t) => commands::models::run(t, &s.printer),
         Task::Languages { json } => commands::languages::run(json, &s.printer),

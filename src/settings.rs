@@ -26,7 +26,7 @@ pub struct Settings {
 pub enum Task {
     Summarize(SummarizeSettings),
     Batch(BatchSettings),
-    BatchStatus(PathBuf),
+    BatchStatus { dir: PathBuf, json: bool },
     Translate(TranslateSettings),
     Generate(GenerateSettings),
     Models(ModelsSettings),
@@ -171,7 +171,10 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Summarize(a) => Task::Summarize(summarize(a, reach)?),
         Command::Translate(a) => Task::Translate(translate(a, reach)?),
         Command::Batch(a) => match a.status {
-            Some(dir) => Task::BatchStatus(dir),
+            Some(dir) => Task::BatchStatus {
+                json: a.json || a.format == Format::Json,
+                dir,
+            },
             None => Task::Batch(batch(a, reach)?),
         },
         Command::Generate(a) => Task::Generate(generate(a, reach)?),
@@ -322,7 +325,7 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
         force: a.force,
         retry_failed: a.retry_failed,
         dry_run: a.dry_run,
-        plan: a.plan.then_some(a.json),
+        plan: a.plan.then_some(a.json || a.format == Format::Json),
         format: a.reading.input_format.map(input_format),
         lossy: a.reading.lossy,
         prompts: a.reading.prompts,

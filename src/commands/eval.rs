@@ -1,6 +1,7 @@
 //! `glot eval`: scores of translations (chrF, BLEU) and summaries (ROUGE)
 //! against references, computed as sacreBLEU and rouge-score compute them.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -58,7 +59,7 @@ pub fn translate(s: EvalTranslate, printer: &Printer) -> Result<()> {
                     (p.name.clone(), h, lines(&p.reference))
                 })
                 .collect();
-            score_translations(&lined, s.json, None)
+            score_translations(&lined, s.json, None, printer)
         }
     }
 }
@@ -122,7 +123,7 @@ fn translate_and_score(s: &EvalTranslate, src: &Path, printer: &Printer) -> Resu
         untranslated: t.untranslated,
         translations: lined.iter().flat_map(|(_, h, _)| h.clone()).collect(),
     };
-    score_translations(&lined, s.json, Some(run))
+    score_translations(&lined, s.json, Some(run), printer)
 }
 
 /// What the model did when `glot eval` ran it.
@@ -152,6 +153,7 @@ fn score_translations(
     pairs: &[(String, Vec<String>, Vec<&str>)],
     json: bool,
     run: Option<ModelRun>,
+    printer: &Printer,
 ) -> Result<()> {
     let mut all_h: Vec<&str> = Vec::new();
     let mut all_r: Vec<&str> = Vec::new();
@@ -178,24 +180,29 @@ fn score_translations(
         run,
     };
     if let Some(r) = scores.run.as_ref().filter(|r| r.flags > 0) {
-        eprintln!(
-            "glot: warning: {} translated line(s) were flagged ({} kept untranslated); --format json lists the translations",
+        printer.warn(format!(
+            "{} translated line(s) were flagged ({} kept untranslated); --format json lists the translations",
             r.flags, r.untranslated
-        );
+        ));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&scores)?);
-        return Ok(());
+        return glot::output::emit(
+            None,
+            &format!("{}\n", serde_json::to_string_pretty(&scores)?),
+        );
     }
+    let mut out = String::new();
     for f in &scores.files {
-        println!(
+        writeln!(
+            out,
             "{:<40} {:>6} segments  chrF2 {:>6.2}  BLEU {:>6.2}",
             f.file, f.segments, f.chrf, f.bleu
-        );
+        )?;
     }
     let b = &scores.bleu;
     let p = b.precisions.map(|p| format!("{p:.1}")).join("/");
-    println!(
+    writeln!(
+        out,
         "chrF2 = {:.2}  BLEU = {:.2} ({p}, BP {:.3}, ratio {:.3}, hyp {} / ref {} tokens)  over {} segment(s)",
         scores.chrf.score,
         b.score,
@@ -204,8 +211,8 @@ fn score_translations(
         b.hyp_len,
         b.ref_len,
         scores.segments
-    );
-    Ok(())
+    )?;
+    glot::output::emit(None, &out)
 }
 
 #[derive(Serialize)]
@@ -288,25 +295,33 @@ pub fn summarize(s: EvalSummarize, printer: &Printer) -> Result<()> {
         files,
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&scores)?);
-        return Ok(());
+        return glot::output::emit(
+            None,
+            &format!("{}\n", serde_json::to_string_pretty(&scores)?),
+        );
     }
-    println!("{:<8} {:>9} {:>9} {:>9}", "", "PRECISION", "RECALL", "F1");
+    let mut out = String::new();
+    writeln!(
+        out,
+        "{:<8} {:>9} {:>9} {:>9}",
+        "", "PRECISION", "RECALL", "F1"
+    )?;
     let m = &scores.mean;
     for (name, s) in [
         ("ROUGE-1", m.rouge1),
         ("ROUGE-2", m.rouge2),
         ("ROUGE-L", m.rouge_l),
     ] {
-        println!(
+        writeln!(
+            out,
             "{name:<8} {:>9.2} {:>9.2} {:>9.2}",
             100.0 * s.precision,
             100.0 * s.recall,
             100.0 * s.f1
-        );
+        )?;
     }
-    println!("mean over {} document(s)", scores.documents);
-    Ok(())
+    writeln!(out, "mean over {} document(s)", scores.documents)?;
+    glot::output::emit(None, &out)
 }
 
 /// Lines of a file's text; a final newline ends the last line rather than

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{glot, model_dir, run, stderr, stdout};
+use crate::util::{glot, model_dir, run, run_into_closed_pipe, stderr, stdout};
 
 fn model() -> String {
     model_dir("qwen3").to_str().unwrap().to_string()
@@ -274,6 +274,20 @@ fn jobs_run_once_and_reruns_skip_what_is_done() {
     st.args(["batch", "--status", out_s]);
     let o = run(st, None);
     assert_eq!(line(&o), "3 0 0 2", "{}", stdout(&o));
+    // The same in JSON, and into a closed pipe (`| head`) quietly.
+    let mut st = glot(home.path());
+    st.args(["batch", "--status", out_s, "--format", "json"]);
+    let o = run(st, None);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let job = &v["jobs"][0];
+    assert_eq!(job["job"], "summarize", "{v}");
+    let counts = ["done", "copied", "failed", "pending"].map(|k| job[k].as_u64().unwrap());
+    assert_eq!(counts, [3, 0, 0, 2], "{v}");
+    let mut st = glot(home.path());
+    st.args(["batch", "--status", out_s]);
+    let o = run_into_closed_pipe(st);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
     let mut dry = glot(home.path());
     dry.args([
         "batch",
@@ -710,7 +724,7 @@ fn a_folder_is_planned_without_weights() {
         "--translate",
         "de",
     ]);
-    cmd.args(["--out", out.to_str().unwrap(), "--plan", "--json"]);
+    cmd.args(["--out", out.to_str().unwrap(), "--plan", "--format", "json"]);
     cmd.args(["--model", broken.to_str().unwrap(), "--max-context", "1024"]);
     cmd.args(["--words", "20"]);
     let o = run(cmd, None);

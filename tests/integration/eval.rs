@@ -6,7 +6,7 @@ use glot::eval::{bleu, chrf, rouge};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::util::{fixtures, glot, run, stderr, stdout};
+use crate::util::{fixtures, glot, run, run_into_closed_pipe, stderr, stdout};
 
 #[derive(Deserialize)]
 struct Reference {
@@ -201,6 +201,21 @@ fn eval_commands_score_files_and_folders() {
         text.contains("ROUGE-1") && text.contains("ROUGE-L"),
         "{text}"
     );
+
+    // Reports into a pipe that is closed (`glot eval … | head -1`) end
+    // quietly with success, as `cat` does, in every format.
+    for args in [
+        ["eval", "translate", "--hyp", "hyp.txt", "--ref", "ref.txt"],
+        ["eval", "summarize", "--hyp", "sums", "--ref", "gold"],
+    ] {
+        for format in ["text", "json"] {
+            let mut cmd = glot(dir);
+            cmd.args(args).args(["--format", format]);
+            let out = run_into_closed_pipe(cmd);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+            assert_eq!(stderr(&out), "", "{args:?}");
+        }
+    }
 }
 
 #[test]

@@ -513,7 +513,7 @@ fn batch_picks_a_pair_per_document_and_resumes_without_loading() {
     // The plan picks the same models, from their vocabularies, and counts
     // the source ids the run gave the first model of each document.
     let mut planned = args.to_vec();
-    planned.extend(["--plan", "--json"]);
+    planned.extend(["--plan", "--format", "json"]);
     let plan: Value = serde_json::from_str(&ok(&online(home.path(), &hub, &planned))).unwrap();
     assert_eq!(plan["sentences"], true, "{plan}");
     for item in plan["items"].as_array().unwrap() {

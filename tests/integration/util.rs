@@ -141,6 +141,16 @@ pub fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Runs `cmd` with a stdout whose reader is gone, as `glot … | head`
+/// leaves it once `head` has read enough: every write fails with a broken
+/// pipe.
+pub fn run_into_closed_pipe(mut cmd: Command) -> Output {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    cmd.stdout(writer).stderr(Stdio::piped());
+    cmd.spawn().expect("glot runs").wait_with_output().unwrap()
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -2,6 +2,7 @@
 //! tokenizer and chat template alone, with the totals for the folder.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use anyhow::Result;
 use glot::batch::walk::{walk, Entry};
@@ -238,17 +239,15 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
     };
     let failing = report.items.iter().filter(|i| i.error.is_some()).count();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let text = format!("{}\n", serde_json::to_string_pretty(&report)?);
+        glot::output::emit(None, &text)?;
     } else {
-        print_table(&report);
         let more = report.items.iter().any(|i| i.combine_calls_at_least > 0);
-        println!(
-            "{}",
-            match &estimate {
-                Ok(e) => e.describe(more),
-                Err(why) => why.clone(),
-            }
-        );
+        let estimate = match &estimate {
+            Ok(e) => e.describe(more),
+            Err(why) => why.clone(),
+        };
+        glot::output::emit(None, &format!("{}{estimate}\n", table(&report)?))?;
     }
     if failing > 0 {
         // As a run would fail them, so scripts notice before running.
@@ -260,19 +259,23 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_table(report: &Report) {
+/// The plan as a table, one line per item and a total.
+fn table(report: &Report) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
     let (calls, tokens, peak) = match report.sentences {
         true => ("BATCHES", "SOURCE IDS", "LONGEST"),
         false => ("CALLS", "PROMPT TOKENS", "PEAK"),
     };
-    println!(
+    writeln!(
+        out,
         "{:<40} {:<14} {:>7} {:>13} {:>7}",
         "DOCUMENT", "JOB", calls, tokens, peak
-    );
+    )?;
     for i in &report.items {
         match &i.error {
-            Some(e) => println!("{:<40} {:<14} cannot be planned: {e}", i.input, i.job),
-            None => println!(
+            Some(e) => writeln!(out, "{:<40} {:<14} cannot be planned: {e}", i.input, i.job),
+            None => writeln!(
+                out,
                 "{:<40} {:<14} {:>7} {:>13} {:>7}",
                 i.input,
                 i.job,
@@ -284,19 +287,22 @@ fn print_table(report: &Report) {
                 i.prompt_tokens,
                 i.peak
             ),
-        }
+        }?;
     }
     if report.sentences {
-        println!(
+        writeln!(
+    out,
             "{} document(s): {} batch(es) of sentences, {} source ids; the longest sentence is given {} of the {} source tokens a model takes: nothing planned is cut",
             report.documents, report.calls, report.prompt_tokens, report.peak, report.context
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+    out,
             "{} document(s): at least {} call(s), {} prompt tokens for the first calls; at most {} of the {} positions of the context used by one call: nothing planned is cut",
             report.documents, report.calls, report.prompt_tokens, report.peak, report.context
-        );
+        )?;
     }
+    Ok(out)
 }
 
 /// The plan of one job on one document's text, read as the run reads it.

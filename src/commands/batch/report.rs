@@ -101,7 +101,7 @@ pub(super) fn print_table(t: &Tally, dry_run: bool) -> Result<()> {
 }
 
 /// `glot batch --status DIR`: the manifests against the last run's inputs.
-pub fn status(out: &Path) -> Result<()> {
+pub fn status(out: &Path, json: bool) -> Result<()> {
     if !out.is_dir() {
         return Err(glot::Error::Usage(format!("{} is not a folder", out.display())).into());
     }
@@ -176,35 +176,52 @@ pub fn status(out: &Path) -> Result<()> {
             }
         }
     }
-    let mut s = format!(
-        "{:<16} {:>6} {:>7} {:>7} {:>8}\n",
-        "JOB", "DONE", "COPIED", "FAILED", "PENDING"
-    );
     let mut keys: Vec<String> = tally.jobs.iter().map(|(k, _)| k.clone()).collect();
     for (k, _) in &pending {
         if !keys.contains(k) {
             keys.push(k.clone());
         }
     }
-    for key in keys {
-        let c = tally
-            .jobs
+    tally.failures.sort();
+    let jobs: Vec<JobStatus> = keys
+        .into_iter()
+        .map(|job| {
+            let c = tally
+                .jobs
+                .iter()
+                .find(|(k, _)| *k == job)
+                .map_or([0; 5], |(_, c)| *c);
+            let pending = pending.iter().find(|(k, _)| *k == job).map(|(_, n)| *n);
+            JobStatus {
+                job,
+                done: c[DONE],
+                copied: c[COPIED],
+                failed: c[FAILED],
+                pending,
+            }
+        })
+        .collect();
+    if json {
+        let failures: Vec<serde_json::Value> = tally
+            .failures
             .iter()
-            .find(|(k, _)| *k == key)
-            .map_or([0; 5], |(_, c)| *c);
-        let p = pending
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, n)| n.to_string());
+            .map(|(input, job, error)| serde_json::json!({"input": input, "job": job, "error": error}))
+            .collect();
+        let report = serde_json::json!({ "jobs": jobs, "failures": failures });
+        let text = format!("{}\n", serde_json::to_string_pretty(&report)?);
+        return glot::output::emit(None, &text);
+    }
+    let mut s = format!(
+        "{:<16} {:>6} {:>7} {:>7} {:>8}\n",
+        "JOB", "DONE", "COPIED", "FAILED", "PENDING"
+    );
+    for j in &jobs {
+        let pending = j.pending.map_or_else(|| "?".to_string(), |n| n.to_string());
         s.push_str(&format!(
-            "{key:<16} {:>6} {:>7} {:>7} {:>8}\n",
-            c[DONE],
-            c[COPIED],
-            c[FAILED],
-            p.unwrap_or_else(|| "?".into())
+            "{:<16} {:>6} {:>7} {:>7} {pending:>8}\n",
+            j.job, j.done, j.copied, j.failed
         ));
     }
-    tally.failures.sort();
     for (input, key, err) in &tally.failures {
         s.push_str(&format!("failed: {input} ({key}): {err}\n"));
     }
@@ -214,4 +231,15 @@ pub fn status(out: &Path) -> Result<()> {
         );
     }
     glot::output::emit(None, &s)
+}
+
+/// One job's line of `glot batch --status`.
+#[derive(Serialize)]
+struct JobStatus {
+    job: String,
+    done: usize,
+    copied: usize,
+    failed: usize,
+    /// Unknown (`null`) without a record of the inputs.
+    pending: Option<usize>,
 }
