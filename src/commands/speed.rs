@@ -9,7 +9,7 @@
 //! that cannot be written never fails a run.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use glot::engine::ModelInfo;
@@ -94,22 +94,35 @@ fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
     let Some(path) = path() else {
         return Ok(());
     };
-    let mut all = load_all();
-    all.insert(
-        key(info),
-        Speed {
-            load_secs: info.load_secs,
-            prefill_tokens_per_sec: computed as f64 / usage.prefill_secs,
-            decode_tokens_per_sec: usage.generated_tokens as f64 / usage.decode_secs,
-            measured_at: glot::batch::manifest::now() / 1000,
-        },
-    );
+    let speed = Speed {
+        load_secs: info.load_secs,
+        prefill_tokens_per_sec: computed as f64 / usage.prefill_secs,
+        decode_tokens_per_sec: usage.generated_tokens as f64 / usage.decode_secs,
+        measured_at: glot::batch::manifest::now() / 1000,
+    };
+    store_at(&path, key(info), speed)
+}
+
+/// Adds `speed` under `key` to the records in `path`. Shards of a batch
+/// finish together: each takes the lock beside the file before it reads,
+/// so none writes back a copy that lacks another's record.
+fn store_at(path: &Path, key: String, speed: Speed) -> Result<()> {
     let dir = path.parent().expect("a file in a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let lock_path = path.with_extension("json.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let mut all: BTreeMap<String, Speed> = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    all.insert(key, speed);
     // Written whole and renamed, so a reader never sees half a file.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, &all)?;
-    tmp.persist(&path)
+    tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -200,6 +213,33 @@ fn duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writers at once, as the shards of a batch finishing together: no
+    /// record is lost.
+    #[test]
+    fn concurrent_records_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("glot").join("speeds.json");
+        let speed = Speed {
+            load_secs: 1.0,
+            prefill_tokens_per_sec: 2.0,
+            decode_tokens_per_sec: 3.0,
+            measured_at: 4,
+        };
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        store_at(path, format!("model {t}/{i}"), speed).unwrap();
+                    }
+                });
+            }
+        });
+        let all: BTreeMap<String, Speed> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(all.len(), 200);
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {
