@@ -114,6 +114,35 @@ pub struct Weights {
     quantize: Option<GgmlDType>,
 }
 
+/// A float matrix as the product on `device` takes it. A GPU keeps f16
+/// and bf16 matrices in their precision: cuBLAS multiplies them at full
+/// speed from half the memory ([`crate::engine::kernels::Matmul`] converts
+/// the activations). The CPU widens them to f32, as transformers computes.
+pub(crate) fn float_matrix(t: Tensor, device: &Device) -> Result<QMatMul> {
+    Ok(match t.dtype() {
+        DType::F16 | DType::BF16 if !device.is_cpu() => QMatMul::Tensor(t),
+        _ => QMatMul::Tensor(t.to_dtype(DType::F32)?),
+    })
+}
+
+/// A GGUF matrix on `device`. On the CPU it stays as the file has it
+/// (glot's kernels widen half precision as they read). On a GPU, half
+/// precision becomes a dense half tensor for cuBLAS, converted once here,
+/// and quantized formats go to candle's quantized CUDA products.
+fn gguf_matrix(q: QTensor, device: &Device) -> Result<QMatMul> {
+    let half = match q.dtype() {
+        GgmlDType::F16 => DType::F16,
+        GgmlDType::BF16 => DType::BF16,
+        _ => return Ok(QMatMul::from_arc(Arc::new(q))?),
+    };
+    Ok(match device.is_cpu() {
+        true => QMatMul::QTensor(Arc::new(q)),
+        // candle's CUDA dequantization has no kernel for half precision
+        // and passes through the CPU: once, at load.
+        false => QMatMul::Tensor(q.dequantize(device)?.to_dtype(half)?),
+    })
+}
+
 /// Memory-maps safetensors files (one, or the shards of an index). An
 /// unreadable file is the user's to replace: a model error, not a failure
 /// of glot's.
@@ -269,22 +298,17 @@ impl Weights {
         }
         let m = match &mut self.source {
             Source::Safetensors(st) => {
-                let t = st.load(&name, &self.device)?.to_dtype(DType::F32)?;
+                let t = st.load(&name, &self.device)?;
                 match self.quantize {
                     Some(q) if t.dim(1)? % q.block_size() == 0 => {
+                        let t = t.to_dtype(DType::F32)?;
                         QMatMul::from_arc(Arc::new(QTensor::quantize(&t, q)?))?
                     }
-                    _ => QMatMul::Tensor(t),
+                    _ => float_matrix(t, &self.device)?,
                 }
             }
             Source::Gguf { content, file } => {
-                let q = content.tensor(file, &name, &self.device)?;
-                match q.dtype() {
-                    // Kept in half precision: the kernels widen them as
-                    // they read (candle would widen them all at load).
-                    GgmlDType::F16 | GgmlDType::BF16 => QMatMul::QTensor(Arc::new(q)),
-                    _ => QMatMul::from_arc(Arc::new(q))?,
-                }
+                gguf_matrix(content.tensor(file, &name, &self.device)?, &self.device)?
             }
         };
         Ok(m)

@@ -563,7 +563,7 @@ impl Matmul {
     /// Whether the matrix is a plain f32 tensor (safetensors, or an F32
     /// GGUF file), rather than quantized or half-precision weights.
     pub fn is_dense(&self) -> bool {
-        matches!(self, Matmul::Candle(QMatMul::Tensor(_)))
+        matches!(self, Matmul::Candle(QMatMul::Tensor(t)) if t.dtype() == DType::F32)
     }
 
     /// Whether [`Matmul::embedding`] can look rows up in this matrix, so
@@ -615,7 +615,7 @@ impl Module for Matmul {
             #[cfg(glot_x86)]
             Matmul::Q4K(b) => b.forward(x),
             Matmul::Half(h) => h.forward(x),
-            Matmul::Candle(QMatMul::QTensor(t)) if rows(x) >= WIDEN_ROWS => {
+            Matmul::Candle(QMatMul::QTensor(t)) if rows(x) >= WIDEN_ROWS && x.device().is_cpu() => {
                 // candle's products for the types without kernels here take
                 // one weight row and one activation row at a time. For a
                 // prompt, one f32 copy of the matrix and a blocked f32
@@ -626,6 +626,12 @@ impl Module for Matmul {
                     let x = Tensor::from_slice(data, (data.len() / k, k), x.device())?;
                     x.matmul(&w.t()?)?.flatten_all()?.to_vec1()
                 })
+            }
+            Matmul::Candle(QMatMul::Tensor(w)) if w.dtype() != x.dtype() => {
+                // A half-precision matrix on a GPU: the product runs in its
+                // precision, the rest of the model in the activations'.
+                let m = QMatMul::Tensor(w.clone());
+                m.forward(&x.to_dtype(w.dtype())?)?.to_dtype(x.dtype())
             }
             Matmul::Candle(m) => m.forward(x),
         }

@@ -167,6 +167,19 @@ impl Weights {
                 });
             }
         }
+        if let (Store::Safetensors(st), None) = (&*self.store, self.quant) {
+            if !self.device.is_cpu() {
+                let t = st
+                    .load(&full, &self.device)
+                    .map_err(|e| Error::model(format!("weights: {full}: {e}")))?;
+                self.check(&full, t.shape(), &Shape::from((out_dim, in_dim)))?;
+                let weight = crate::engine::weights::float_matrix(t, &self.device)?;
+                return Ok(Lin {
+                    weight: Matmul::new(weight),
+                    bias: b,
+                });
+            }
+        }
         Lin::new(w.get((out_dim, in_dim), "weight")?, b, self.quant)
     }
 }
