@@ -220,6 +220,21 @@ pub struct Provenance {
     /// Digest of the task prompt templates (`--prompts` changes it).
     pub prompts: Option<String>,
     pub decoding: Decoding,
+    pub compute: Compute,
+}
+
+/// Where the numbers were computed. Kernel paths and thread counts split
+/// sums differently, so a record regenerates its output bit for bit only
+/// where these match too.
+#[derive(Debug, Serialize)]
+pub struct Compute {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// The CPU kernels (`avx512-vnni`, `avx2`, `neon-dotprod`, `neon`,
+    /// `scalar`); none on a GPU.
+    pub kernels: Option<&'static str>,
+    /// The CPU threads; none on a GPU.
+    pub threads: Option<usize>,
 }
 
 /// The choices that shape an output besides the input and the model.
@@ -279,6 +294,14 @@ impl Provenance {
                     .or(m.load.quantize)
                     .map(|q| format!("{q:?}").to_lowercase()),
                 batch_size: batch.then_some(m.batch_size),
+            },
+            compute: {
+                let cpu = info.device == "cpu";
+                Compute {
+                    device: info.device.clone(),
+                    kernels: cpu.then(glot::engine::kernels::path_name),
+                    threads: cpu.then(candle_core::utils::get_num_threads),
+                }
             },
         })
     }

@@ -642,6 +642,14 @@ fn json_output_carries_what_makes_it_again() {
     assert_eq!(r["decoding"]["method"], "greedy");
     assert_eq!(r["decoding"]["repeat_guard"], true);
     assert_eq!(r["prompts"].as_str().unwrap().len(), 16);
+    // Where it ran: kernel paths and thread counts add in different orders.
+    assert_eq!(r["compute"]["device"], "cpu");
+    let kernels = ["avx512-vnni", "avx2", "neon-dotprod", "neon", "scalar"];
+    assert!(
+        kernels.contains(&r["compute"]["kernels"].as_str().unwrap()),
+        "{r}"
+    );
+    assert!(r["compute"]["threads"].as_u64().unwrap() >= 1, "{r}");
     let files = r["files"].as_array().unwrap();
     let names: Vec<&str> = files.iter().map(|f| f["file"].as_str().unwrap()).collect();
     assert!(names.contains(&"model.safetensors") && names.contains(&"tokenizer.json"));

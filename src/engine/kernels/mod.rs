@@ -276,6 +276,23 @@ enum Isa {
     NeonDot,
 }
 
+/// The name of the CPU kernels this machine runs, for records of a run:
+/// each path adds in its own order, so outputs match bit for bit only on
+/// the same path (and thread count).
+pub fn path_name() -> &'static str {
+    match isa() {
+        Isa::Scalar => "scalar",
+        #[cfg(glot_x86)]
+        Isa::Avx2 => "avx2",
+        #[cfg(glot_x86)]
+        Isa::Vnni => "avx512-vnni",
+        #[cfg(glot_neon)]
+        Isa::Neon => "neon",
+        #[cfg(glot_neon)]
+        Isa::NeonDot => "neon-dotprod",
+    }
+}
+
 /// The kernels this CPU runs, found once.
 fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
