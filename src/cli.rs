@@ -368,6 +368,11 @@ pub struct BatchArgs {
     #[arg(long, value_name = "GLOB", help_heading = "Selection")]
     pub exclude: Vec<String>,
 
+    /// Follow symbolic links that lead out of the input folders too
+    /// (links within them are always followed).
+    #[arg(short = 'L', long, help_heading = "Selection")]
+    pub follow: bool,
+
     /// Do this share of the documents: K/N (3/8 is the third of eight), or `auto`.
     ///
     /// `auto` reads SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and

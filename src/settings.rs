@@ -313,6 +313,7 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
             include: a.include,
             exclude: a.exclude,
             out,
+            follow: a.follow,
         },
         jobs,
         source: source_language(a.from.as_deref())?,

@@ -3,8 +3,12 @@
 //! Folders are walked in name order (so every run and every shard sees the
 //! same sequence) without collecting them first: memory does not grow with
 //! the number of files. Hidden files and folders, the output folder, and
-//! files that are not text, Markdown or HTML are passed over; symbolic links
-//! are followed, and a link that loops back is reported, not followed.
+//! files that are not text, Markdown or HTML are passed over. Symbolic links
+//! are followed where they point inside the folders given (as a tree of
+//! articles links within itself), and passed over where they point outside,
+//! unless `follow` says to follow every link, as `fd -L` and `rg -L` do: a
+//! `notes -> /etc` link never sends a system's files to a model unasked. A
+//! link that loops back is reported, not followed.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +32,8 @@ pub struct Selection {
     pub exclude: Vec<String>,
     /// The output folder, never read as input.
     pub out: PathBuf,
+    /// Follow symbolic links that point outside the roots too (`--follow`).
+    pub follow: bool,
 }
 
 /// A document found by the walk.
@@ -69,10 +75,16 @@ pub fn walk(sel: &Selection) -> Result<impl Iterator<Item = Entry>, Error> {
     check_roots(&sel.roots, out.as_deref())?;
     let several = sel.roots.len() > 1;
     let roots = sel.roots.clone();
+    let real_roots: Vec<PathBuf> = match sel.follow {
+        true => Vec::new(),
+        false => roots.iter().filter_map(|r| r.canonicalize().ok()).collect(),
+    };
+    let follow = sel.follow;
     Ok(roots.into_iter().flat_map(move |root| {
         let include = include.clone();
         let exclude = exclude.clone();
         let out = out.clone();
+        let real_roots = real_roots.clone();
         let prefix = if several && root.is_dir() {
             root.file_name()
                 .map(|n| format!("{}/", n.to_string_lossy()))
@@ -86,7 +98,10 @@ pub fn walk(sel: &Selection) -> Result<impl Iterator<Item = Entry>, Error> {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(move |e| {
-                e.depth() == 0 || !hidden(e.file_name()) && !is_out(e.path(), out.as_deref())
+                e.depth() == 0
+                    || !hidden(e.file_name())
+                        && !is_out(e.path(), out.as_deref())
+                        && (follow || !e.path_is_symlink() || inside(e.path(), &real_roots))
             })
             .filter_map(move |e| {
                 entry(
@@ -141,6 +156,13 @@ fn globs(patterns: &[String], flag: &str) -> Result<Option<GlobSet>, Error> {
     b.build()
         .map(Some)
         .map_err(|e| Error::Usage(format!("{flag}: {e}")))
+}
+
+/// Whether the link `path` leads inside one of `roots` (canonical paths).
+/// A dangling link leads nowhere.
+fn inside(path: &Path, roots: &[PathBuf]) -> bool {
+    path.canonicalize()
+        .is_ok_and(|target| roots.iter().any(|r| target.starts_with(r)))
 }
 
 fn hidden(name: &std::ffi::OsStr) -> bool {
@@ -245,6 +267,7 @@ mod tests {
             include: vec![],
             exclude: vec!["drafts/**".into()],
             out: d.path().join("in/out"),
+            follow: false,
         };
         assert_eq!(docs(&sel), ["a.md", "b.txt", "sub/d.html"]);
         let sel = Selection {
@@ -263,6 +286,7 @@ mod tests {
             include: vec![],
             exclude: vec![],
             out: d.path().join("out"),
+            follow: false,
         };
         assert_eq!(docs(&sel), ["c.png", "sub/d.html"]);
         let missing = Selection {
@@ -294,6 +318,7 @@ mod tests {
             include: vec![],
             exclude: vec![],
             out: d.path().join("elsewhere"),
+            follow: false,
         };
         let entries: Vec<Entry> = walk(&sel).unwrap().collect();
         assert!(entries
@@ -306,5 +331,44 @@ mod tests {
                 .count(),
             5
         );
+    }
+
+    /// Links inside the roots are followed; links out of them only with
+    /// `follow`, as `fd -L` follows them.
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_roots_are_followed_only_when_asked() {
+        let d = tree();
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("secret.txt"), "not an article").unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, d.path().join("in").join(name)).unwrap()
+        };
+        link(&outside, "etc");
+        link(&outside.join("secret.txt"), "passwd.txt");
+        link(&d.path().join("in/sub"), "also-sub");
+        link(&d.path().join("nowhere"), "dangling.txt");
+        let sel = Selection {
+            roots: vec![d.path().join("in")],
+            include: vec![],
+            exclude: vec![],
+            out: d.path().join("out"),
+            follow: false,
+        };
+        let found = docs(&sel);
+        assert!(found.contains(&"also-sub/d.html".to_string()), "{found:?}");
+        assert!(
+            !found
+                .iter()
+                .any(|f| f.starts_with("etc/") || f == "passwd.txt"),
+            "{found:?}"
+        );
+        let all = docs(&Selection {
+            follow: true,
+            ..sel
+        });
+        assert!(all.contains(&"etc/secret.txt".to_string()), "{all:?}");
+        assert!(all.contains(&"passwd.txt".to_string()), "{all:?}");
     }
 }

@@ -763,3 +763,77 @@ fn a_folder_is_planned_without_weights() {
         stderr(&o)
     );
 }
+
+/// Links out of the input folder are passed over unless --follow; a link
+/// loop fails in the table, the manifest and the exit code alike; a dry run
+/// says what would fail without pointing to a manifest it does not write.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_folder_and_loops() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 2);
+    let elsewhere = home.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("secret.txt"), "Not for the model.\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, root.join("etc")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("secret.txt"), root.join("passwd.txt")).unwrap();
+    std::os::unix::fs::symlink(&root, root.join("news/loop")).unwrap();
+    let out = home.path().join("out");
+    let (root_s, out_s) = (root.to_str().unwrap(), out.to_str().unwrap());
+
+    let dry = run(
+        batch(
+            home.path(),
+            &[root_s, "--summarize", "--out", out_s, "--dry-run"],
+        ),
+        None,
+    );
+    assert_eq!(dry.status.code(), Some(1), "{}", stderr(&dry));
+    assert!(
+        stderr(&dry).contains("1 item(s) would fail"),
+        "{}",
+        stderr(&dry)
+    );
+    assert!(!stderr(&dry).contains("manifest"), "{}", stderr(&dry));
+
+    let o = run(
+        batch(home.path(), &[root_s, "--summarize", "--out", out_s]),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let row = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("summarize"))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    // DONE COPIED UP-TO-DATE FAILED: four documents, one loop.
+    assert_eq!(row, "4 0 0 1", "{}", stdout(&o));
+    assert!(stdout(&o).contains("loops back"), "{}", stdout(&o));
+    let r = records(&out);
+    assert_eq!((count(&r, "done"), count(&r, "failed")), (4, 1));
+    let written: Vec<String> = outputs(&out).into_keys().collect();
+    assert!(
+        !written
+            .iter()
+            .any(|w| w.starts_with("etc/") || w.starts_with("passwd")),
+        "{written:?}"
+    );
+
+    let o = run(
+        batch(
+            home.path(),
+            &[root_s, "--summarize", "--out", out_s, "--follow"],
+        ),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let written: Vec<String> = outputs(&out).into_keys().collect();
+    assert!(
+        written.contains(&"etc/secret.summary.md".to_string()),
+        "{written:?}"
+    );
+    assert!(
+        written.contains(&"passwd.summary.md".to_string()),
+        "{written:?}"
+    );
+}

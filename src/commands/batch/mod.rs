@@ -191,11 +191,15 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     'walk: for entry in walk(&s.selection)? {
         let found = match entry {
             Entry::Document(f) if shard.owns(&f.relative) => f,
-            Entry::Problem { path, reason } => {
+            // A path that cannot be walked fails each of its jobs, in the
+            // table and the manifest alike, in the one shard that owns it.
+            Entry::Problem { path, reason } if shard.owns(&path) => {
                 printer.warn(format!("{path}: {reason}"));
-                tally.problems += 1;
-                if let Some(w) = writer.as_mut() {
-                    for p in &planned {
+                for p in &planned {
+                    tally.count(&p.key, FAILED);
+                    let failure = (path.clone(), p.key.clone(), reason.clone());
+                    tally.failures.push(failure);
+                    if let Some(w) = writer.as_mut() {
                         w.append(&problem_record(&path, &reason, p, shard))?;
                     }
                 }
@@ -318,11 +322,14 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     }
     let failed = tally.failed();
     if failed > 0 {
-        return Err(glot::Error::BatchFailures(format!(
-            "{failed} item(s) failed (see the table and {})",
-            out.join(manifest::file_name(shard)).display()
-        ))
-        .into());
+        let why = match s.dry_run {
+            true => format!("{failed} item(s) would fail (see the table)"),
+            false => format!(
+                "{failed} item(s) failed (see the table and {})",
+                out.join(manifest::file_name(shard)).display()
+            ),
+        };
+        return Err(glot::Error::BatchFailures(why).into());
     }
     Ok(())
 }
@@ -751,6 +758,7 @@ fn save_run(out: &Path, s: &BatchSettings, planned: &[Planned]) -> Result<()> {
             .collect(),
         include: s.selection.include.clone(),
         exclude: s.selection.exclude.clone(),
+        follow: s.selection.follow,
         jobs: planned
             .iter()
             .map(|p| (p.key.clone(), p.hash.clone()))

@@ -18,7 +18,6 @@ pub(super) struct Tally {
     pub busy: usize,
     /// Items done with parts untranslated or in another language.
     pub flagged: usize,
-    pub problems: usize,
 }
 
 pub(super) const DONE: usize = 0;
@@ -40,7 +39,7 @@ impl Tally {
     }
 
     pub fn failed(&self) -> usize {
-        self.jobs.iter().map(|(_, c)| c[FAILED]).sum::<usize>() + self.problems
+        self.jobs.iter().map(|(_, c)| c[FAILED]).sum::<usize>()
     }
 }
 
@@ -50,6 +49,9 @@ pub(super) struct RunFile {
     pub roots: Vec<PathBuf>,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// `--follow` (absent in runs from before it existed).
+    #[serde(default)]
+    pub follow: bool,
     /// (job key, settings hash)
     pub jobs: Vec<(String, String)>,
 }
@@ -78,12 +80,6 @@ pub(super) fn print_table(t: &Tally, dry_run: bool) -> Result<()> {
     }
     for (input, key, err) in &t.failures {
         s.push_str(&format!("failed: {input} ({key}): {err}\n"));
-    }
-    if t.problems > 0 {
-        s.push_str(&format!(
-            "{} path(s) could not be walked (see the warnings)\n",
-            t.problems
-        ));
     }
     if t.flagged > 0 {
         s.push_str(&format!(
@@ -117,6 +113,7 @@ pub fn status(out: &Path, json: bool) -> Result<()> {
             include: run.include.clone(),
             exclude: run.exclude.clone(),
             out: out.to_path_buf(),
+            follow: run.follow,
         };
         for (key, _) in &run.jobs {
             pending.push((key.clone(), 0));
