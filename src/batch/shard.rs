@@ -21,10 +21,9 @@ impl Shard {
     pub const ALL: Shard = Shard { index: 0, count: 1 };
 
     /// Parses `K/N` (1-based, as people count: `3/8` is the third of
-    /// eight), or `auto`, which reads the job array of Slurm
-    /// (`SLURM_ARRAY_TASK_ID` minus `SLURM_ARRAY_TASK_MIN`, of
-    /// `GLOT_SHARD_COUNT` or else `SLURM_ARRAY_TASK_COUNT`) or of a
-    /// Kubernetes Indexed Job (`JOB_COMPLETION_INDEX` of `GLOT_SHARD_COUNT`).
+    /// eight), or `auto`, which reads the job array of Slurm (see
+    /// [`Array::shard`]) or of a Kubernetes Indexed Job
+    /// (`JOB_COMPLETION_INDEX` of `GLOT_SHARD_COUNT`).
     pub fn parse(spec: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard, Error> {
         if spec == "auto" {
             return from_env(env);
@@ -76,23 +75,14 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Shard, Error> {
             .transpose()
     };
     let shard = if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
-        let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
-        // GLOT_SHARD_COUNT wins: a stepped or partial array (`--array=0-14:2`,
-        // a resubmitted `--array=3,5`) has fewer tasks than shards.
-        let count = match number("GLOT_SHARD_COUNT")? {
-            Some(n) => n,
-            None => number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
-                Error::Usage("SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into())
-            })?,
+        let array = Array {
+            id,
+            min: number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(id),
+            max: number("SLURM_ARRAY_TASK_MAX")?.unwrap_or(id),
+            step: number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1),
+            count: number("SLURM_ARRAY_TASK_COUNT")?,
         };
-        Shard {
-            index: id.checked_sub(min).ok_or_else(|| {
-                Error::Usage(format!(
-                    "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
-                ))
-            })?,
-            count,
-        }
+        array.shard(number("GLOT_SHARD_COUNT")?)?
     } else if let Some(index) = number("JOB_COMPLETION_INDEX")? {
         let count = number("GLOT_SHARD_COUNT")?.ok_or_else(|| {
             Error::Usage(
@@ -113,6 +103,51 @@ fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Shard, Error> {
         )));
     }
     Ok(shard)
+}
+
+/// A task of a Slurm job array, as Slurm describes it to the task.
+struct Array {
+    id: usize,
+    min: usize,
+    max: usize,
+    step: usize,
+    count: Option<usize>,
+}
+
+impl Array {
+    /// The shard of this task. An array that is one whole range
+    /// (`--array=0-7`, `1-8`, `0-14:2`) is the set of shards: the task's
+    /// place in it is its shard, of as many as the array has tasks. Any
+    /// other array (`--array=3,5`, resubmitting two shards of eight) has
+    /// task IDs that name shards, of `GLOT_SHARD_COUNT`, which it needs:
+    /// guessing would do some documents twice and others never.
+    fn shard(&self, shards: Option<usize>) -> Result<Shard, Error> {
+        let span = self.max.saturating_sub(self.min);
+        let whole = self.count.filter(|&c| {
+            self.min <= self.id && span.is_multiple_of(self.step) && span / self.step + 1 == c
+        });
+        match (whole, shards) {
+            (Some(count), None) => Ok(Shard {
+                index: (self.id - self.min) / self.step,
+                count,
+            }),
+            (Some(count), Some(n)) if count == n => Ok(Shard {
+                index: (self.id - self.min) / self.step,
+                count,
+            }),
+            (_, Some(count)) => Ok(Shard {
+                index: self.id,
+                count,
+            }),
+            (None, None) => Err(Error::Usage(format!(
+                "this job array (tasks {}-{} by {}, {} of them) is not one whole range: set GLOT_SHARD_COUNT to the number of shards, and each task ID names its shard (0-based)",
+                self.min,
+                self.max,
+                self.step,
+                self.count.map_or_else(|| "an unknown number".to_string(), |c| c.to_string())
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -140,12 +175,40 @@ mod tests {
         let slurm = env(&[
             ("SLURM_ARRAY_TASK_ID", "5"),
             ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_MAX", "8"),
             ("SLURM_ARRAY_TASK_COUNT", "8"),
         ]);
         assert_eq!(
             Shard::parse("auto", slurm).unwrap(),
             Shard { index: 4, count: 8 }
         );
+        // The README's arrays: whole ranges are the shards; other arrays
+        // name their shards, of GLOT_SHARD_COUNT.
+        let task = |id: &str, min: &str, max: &str, step: &str, count: &str, shards: &str| {
+            let mut vars = vec![
+                ("SLURM_ARRAY_TASK_ID", id.to_string()),
+                ("SLURM_ARRAY_TASK_MIN", min.to_string()),
+                ("SLURM_ARRAY_TASK_MAX", max.to_string()),
+                ("SLURM_ARRAY_TASK_STEP", step.to_string()),
+                ("SLURM_ARRAY_TASK_COUNT", count.to_string()),
+            ];
+            if !shards.is_empty() {
+                vars.push(("GLOT_SHARD_COUNT", shards.to_string()));
+            }
+            Shard::parse("auto", |k| {
+                vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+            })
+        };
+        let at = |index, count| Shard { index, count };
+        assert_eq!(task("7", "0", "7", "1", "8", "").unwrap(), at(7, 8));
+        assert_eq!(task("8", "1", "8", "1", "8", "").unwrap(), at(7, 8));
+        assert_eq!(task("14", "0", "14", "2", "8", "").unwrap(), at(7, 8));
+        assert_eq!(task("14", "0", "14", "2", "8", "8").unwrap(), at(7, 8));
+        assert_eq!(task("5", "3", "5", "1", "2", "8").unwrap(), at(5, 8));
+        assert_eq!(task("4", "4", "5", "1", "2", "8").unwrap(), at(4, 8));
+        assert_eq!(task("7", "0", "7", "1", "6", "8").unwrap(), at(7, 8));
+        assert!(task("5", "3", "5", "1", "2", "").is_err());
+        assert!(task("9", "3", "9", "1", "2", "8").is_err());
         let k8s = env(&[("JOB_COMPLETION_INDEX", "0"), ("GLOT_SHARD_COUNT", "4")]);
         assert_eq!(
             Shard::parse("auto", k8s).unwrap(),

@@ -16,5 +16,6 @@ mod parity;
 mod real;
 mod segmentation;
 mod seq2seq;
+mod slurm;
 mod structure;
 mod util;
