@@ -637,7 +637,8 @@ fn nothing_is_written_outside_the_output_folder() {
     std::fs::create_dir_all(&elsewhere).unwrap();
     // A folder of the output tree that is a link to somewhere else.
     std::os::unix::fs::symlink(&elsewhere, out.join("news")).unwrap();
-    // An input link pointing outside the input folder is read, not followed out of --out.
+    // An input link pointing outside the input folder, followed (--follow):
+    // read, and its output still goes under --out.
     std::os::unix::fs::symlink(home.path().join("outside.txt"), root.join("link.txt")).unwrap();
     std::fs::write(
         home.path().join("outside.txt"),
@@ -652,6 +653,7 @@ fn nothing_is_written_outside_the_output_folder() {
                 "--summarize",
                 "--out",
                 out.to_str().unwrap(),
+                "--follow",
             ],
         ),
         None,
