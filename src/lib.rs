@@ -4,6 +4,26 @@
 //! splits it into token-budgeted chunks, [`task`] turns chunks into prompts
 //! built from [`prompt`] templates, and [`engine`] runs the model that
 //! [`hub`] located.
+//!
+//! The modules are layers, and each imports only the ones below it (the
+//! test at the end of this file holds them to it):
+//!
+//! ```text
+//! batch      folders of documents: walks, shards, locks, manifests
+//!   task     a summary or translation of one document, call by call
+//!     engine   models run: decoders, encoder-decoders, kernels, generation
+//!       prompt   task and chat templates
+//!       hub      model files found, downloaded and read
+//!     markup   a document's structure (Markdown, HTML)
+//!     text     sentences, chunks, languages
+//! input, output, eval, error: leaves any layer may use (input and output
+//! only from the layers that do I/O)
+//! ```
+//!
+//! `batch` sits above `task` because a manifest records what tasks report
+//! (their flags), not the other way round; `engine` sits above `hub`
+//! because a model is loaded from files that `hub` found, and `hub` never
+//! needs to know what runs them.
 
 pub mod batch;
 pub mod engine;
@@ -18,3 +38,112 @@ pub mod task;
 pub mod text;
 
 pub use error::Error;
+
+#[cfg(test)]
+mod layers {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    /// Which top-level modules each may import. An edge not listed here
+    /// is a layering error: add it only with a reason in the comment above.
+    const ALLOWED: &[(&str, &[&str])] = &[
+        ("batch", &["task", "hub", "text", "output", "error"]),
+        ("task", &["engine", "markup", "prompt", "text", "error"]),
+        ("engine", &["prompt", "hub", "error"]),
+        ("prompt", &["error"]),
+        ("hub", &["error"]),
+        ("markup", &["text"]),
+        ("text", &["error"]),
+        ("input", &["error"]),
+        ("output", &[]),
+        ("eval", &[]),
+        ("error", &[]),
+    ];
+
+    /// The top-level modules that `source` (a file of module `own`, at
+    /// `depth` folders below `src/`) names through `crate::` or `super::`.
+    fn imports(source: &str, own: &str, depth: usize) -> BTreeSet<String> {
+        let modules: Vec<&str> = ALLOWED.iter().map(|(m, _)| *m).collect();
+        let mut found = BTreeSet::new();
+        let root = format!("{}::", vec!["super"; depth].join("::"));
+        for line in source.lines().map(str::trim) {
+            if line.starts_with("//") {
+                continue;
+            }
+            for prefix in ["crate::", root.as_str()] {
+                for (at, _) in line.match_indices(prefix) {
+                    let rest = &line[at + prefix.len()..];
+                    let names: Vec<&str> = match rest.strip_prefix('{') {
+                        Some(group) => group.split('}').next().unwrap_or("").split(',').collect(),
+                        None => vec![rest],
+                    };
+                    for name in names {
+                        let name: String = name
+                            .trim()
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        if name != own && modules.contains(&name.as_str()) {
+                            found.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn visit(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                visit(&p, files);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+
+    #[test]
+    fn modules_import_only_the_layers_below_them() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        visit(&src, &mut files);
+        let mut wrong = Vec::new();
+        for file in &files {
+            let rel = file.strip_prefix(&src).unwrap();
+            let parts: Vec<String> = rel
+                .iter()
+                .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+                .collect();
+            let own = parts[0].as_str();
+            let Some((_, allowed)) = ALLOWED.iter().find(|(m, _)| *m == own) else {
+                continue; // the binary's modules and lib.rs itself
+            };
+            // `super::` reaches the crate root from a module's own file
+            // (`src/hub.rs`, `src/hub/mod.rs`) once, from `src/hub/x.rs` twice.
+            let depth = match parts.last().map(String::as_str) {
+                Some("mod") => parts.len() - 1,
+                _ => parts.len(),
+            };
+            let source = std::fs::read_to_string(file).unwrap();
+            for import in imports(&source, own, depth) {
+                if !allowed.contains(&import.as_str()) {
+                    wrong.push(format!("{} imports {import}", rel.display()));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "imports against the layers:\n{}",
+            wrong.join("\n")
+        );
+    }
+
+    #[test]
+    fn imports_are_read_from_use_lines_and_paths() {
+        let source = "use crate::{engine::Llm, text};\nlet x = super::super::hub::find();\n// crate::batch in a comment\n";
+        let got: Vec<String> = imports(source, "task", 2).into_iter().collect();
+        assert_eq!(got, ["engine", "hub", "text"]);
+    }
+}

@@ -183,7 +183,7 @@ pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result
                 };
                 let config = dir.join("config.json");
                 match config.is_file() {
-                    true => Family::of_config(&glot::engine::read_json(&config)?)
+                    true => Family::of_config(&glot::hub::read_json(&config)?)
                         .filter(|f| *f == Family::Marian),
                     false => None,
                 }

@@ -16,7 +16,7 @@
 //!   hypothesis (a heuristic whose details `early_stopping` chooses), or
 //!   when it reaches its length cap.
 
-use crate::engine::generate::StopReason;
+use crate::engine::stop::StopReason;
 
 /// How long a search goes on once hypotheses have finished
 /// (`early_stopping` of `transformers`).

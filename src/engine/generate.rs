@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::beam::{Beam, Rules, Search};
+use super::stop::StopReason;
 
 /// Anything that maps token ids at given positions to next-token logits.
 pub trait Forward {
@@ -95,15 +96,6 @@ pub struct GenParams {
     pub no_repeat_ngram: Option<usize>,
     /// Beam search instead of greedy decoding (not with sampling).
     pub beam: Option<Beam>,
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    Eos,
-    Length,
-    Repetition,
 }
 
 /// What a generation produced.

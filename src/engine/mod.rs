@@ -13,6 +13,7 @@ pub mod gguf_vocab;
 pub mod kernels;
 pub mod sentencepiece;
 pub mod seq2seq;
+pub mod stop;
 pub mod tokenizer;
 pub mod weights;
 
@@ -26,11 +27,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::hub::{ModelFiles, WeightsFormat};
+use crate::hub::{read_json, snapshot_of, ModelFiles, WeightsFormat};
 use crate::prompt::chat::{ChatTemplate, Message, Part};
 use config::DecoderConfig;
 use decoder::Decoder;
-use generate::{GenParams, Generated, Sampling, StopReason};
+use generate::{GenParams, Generated, Sampling};
+use stop::StopReason;
 use tokenizer::Tokenizer;
 use weights::Weights;
 
@@ -79,20 +81,6 @@ pub struct ModelInfo {
     /// Every file the model was built from, for [`crate::hub::digest`].
     #[serde(skip)]
     pub files: Vec<std::path::PathBuf>,
-}
-
-/// The commit of a file in the hub cache (`…/snapshots/<commit>/…`).
-pub(crate) fn snapshot_of(path: &std::path::Path) -> Option<String> {
-    let parts: Vec<String> = path
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    parts
-        .windows(2)
-        .find(|w| {
-            w[0] == "snapshots" && w[1].len() == 40 && w[1].chars().all(|c| c.is_ascii_hexdigit())
-        })
-        .map(|w| w[1].clone())
 }
 
 /// How to load and decode.
@@ -484,14 +472,6 @@ fn effective_context(model: usize, user: Option<usize>) -> usize {
         Some(u) => u.min(model),
         None => cap,
     }
-}
-
-/// Reads a JSON file; invalid JSON is a model error naming the file.
-pub fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", path.display())).into())
 }
 
 fn read_json_opt(path: Option<&Path>) -> Result<Option<Value>> {

@@ -13,7 +13,7 @@ pub mod seq2seq;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::error::Error;
 use download::{Fetcher, FileRef};
@@ -143,7 +143,7 @@ pub fn digest(path: &Path) -> Result<String> {
 /// What pins one file: the hub commit it was cached from, or its path,
 /// size and modification time.
 pub(crate) fn file_fingerprint(p: &Path) -> serde_json::Value {
-    if let Some(commit) = crate::engine::snapshot_of(p) {
+    if let Some(commit) = snapshot_of(p) {
         return serde_json::json!(commit);
     }
     let meta = std::fs::metadata(p).ok();
@@ -520,6 +520,28 @@ pub(crate) fn index_shards(index: &Path) -> Result<Vec<String>> {
         refuse_pickle(n)?;
     }
     Ok(names)
+}
+
+/// The commit of a file in the hub cache (`…/snapshots/<commit>/…`).
+pub fn snapshot_of(path: &Path) -> Option<String> {
+    let parts: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    parts
+        .windows(2)
+        .find(|w| {
+            w[0] == "snapshots" && w[1].len() == 40 && w[1].chars().all(|c| c.is_ascii_hexdigit())
+        })
+        .map(|w| w[1].clone())
+}
+
+/// Reads a JSON file; invalid JSON is a model error naming the file.
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", path.display())).into())
 }
 
 #[cfg(test)]

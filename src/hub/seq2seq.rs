@@ -50,7 +50,7 @@ impl Family {
             false,
         )?;
         Ok(match config {
-            Some(c) => Family::of_config(&crate::engine::read_json(&c)?),
+            Some(c) => Family::of_config(&super::read_json(&c)?),
             None => None,
         })
     }
@@ -186,7 +186,7 @@ impl Seq2SeqFiles {
         if !config.is_file() {
             return Ok(None);
         }
-        let Some(family) = Family::of_config(&crate::engine::read_json(&config)?) else {
+        let Some(family) = Family::of_config(&super::read_json(&config)?) else {
             return Ok(None);
         };
         let is_weights = |n: &str| n.ends_with(".safetensors") || n.ends_with(".gguf");

@@ -16,10 +16,11 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::engine::beam::{Beam, EarlyStopping, Rules, Search};
 use crate::engine::device::DeviceChoice;
-use crate::engine::generate::StopReason;
-use crate::engine::{read_json, snapshot_of, ModelInfo};
+use crate::engine::stop::StopReason;
+use crate::engine::ModelInfo;
 use crate::error::Error;
 pub use crate::hub::seq2seq::{Family, Seq2SeqFiles};
+use crate::hub::{read_json, snapshot_of};
 use candle_core::quantized::GgmlDType;
 use linear::Weights;
 use marian::{Marian, MarianConfig};

@@ -25,7 +25,7 @@ impl MarianVocab {
     /// Loads `source.spm` and `vocab.json`.
     pub fn load(source_spm: &Path, vocab_json: &Path) -> Result<Self> {
         let source = SpModel::from_file(source_spm)?.to_tokenizer()?;
-        let json = crate::engine::read_json(vocab_json)?;
+        let json = crate::hub::read_json(vocab_json)?;
         let map = json.as_object().ok_or_else(|| {
             Error::model(format!(
                 "{}: expected an object of pieces and ids",
