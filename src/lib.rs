@@ -16,8 +16,8 @@
 //!       hub      model files found, downloaded and read
 //!     markup   a document's structure (Markdown, HTML)
 //!     text     sentences, chunks, languages
-//! input, output, eval, error: leaves any layer may use (input and output
-//! only from the layers that do I/O)
+//! input, output, eval, digest, error: leaves any layer may use (input and
+//! output only from the layers that do I/O)
 //! ```
 //!
 //! `batch` sits above `task` because a manifest records what tasks report
@@ -26,6 +26,7 @@
 //! needs to know what runs them.
 
 pub mod batch;
+pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod eval;
@@ -47,16 +48,20 @@ mod layers {
     /// Which top-level modules each may import. An edge not listed here
     /// is a layering error: add it only with a reason in the comment above.
     const ALLOWED: &[(&str, &[&str])] = &[
-        ("batch", &["task", "hub", "text", "output", "error"]),
+        (
+            "batch",
+            &["task", "hub", "text", "output", "digest", "error"],
+        ),
         ("task", &["engine", "markup", "prompt", "text", "error"]),
         ("engine", &["prompt", "hub", "error"]),
-        ("prompt", &["error"]),
-        ("hub", &["error"]),
+        ("prompt", &["digest", "error"]),
+        ("hub", &["digest", "error"]),
         ("markup", &["text"]),
         ("text", &["error"]),
         ("input", &["error"]),
         ("output", &[]),
         ("eval", &[]),
+        ("digest", &[]),
         ("error", &[]),
     ];
 

@@ -8,7 +8,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 
 /// An item being worked on by this process; unlocked on drop.
 #[derive(Debug)]
@@ -21,8 +20,7 @@ pub struct ItemLock {
 pub fn lock_item(out: &Path, input: &str, task: &str) -> Result<Option<ItemLock>> {
     let dir = out.join(".glot").join("locks");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let digest = Sha256::digest(format!("{input}\0{task}").as_bytes());
-    let name: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let name = &crate::digest::sha256_hex(format!("{input}\0{task}").as_bytes())[..32];
     let path = dir.join(format!("{name}.lock"));
     let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
     match file.try_lock() {

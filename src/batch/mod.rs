@@ -14,8 +14,8 @@ pub mod paths;
 pub mod shard;
 pub mod walk;
 
+use crate::digest::sha256_hex;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::text::lang::Language;
 
@@ -65,14 +65,6 @@ impl Job {
         };
         json!({ "job": own, "run": common })
     }
-}
-
-/// Hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Digest of settings, stable for equal JSON (object keys are sorted).

@@ -98,6 +98,13 @@ pub struct GenParams {
     pub beam: Option<Beam>,
 }
 
+/// The answer tokens a translation of `source_tokens` tokens may take:
+/// twice as many and some, as a translation may be longer than its source.
+/// Chat models and translation models alike.
+pub fn translation_room(source_tokens: usize) -> usize {
+    source_tokens * 2 + 16
+}
+
 /// What a generation produced.
 #[derive(Debug, Clone)]
 pub struct Generated {

@@ -100,10 +100,7 @@ impl Prompts {
                 })?;
             origins.push((name, origin));
         }
-        let fingerprint = sha2::Digest::finalize(digest)[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let fingerprint = crate::digest::hex(&sha2::Digest::finalize(digest)[..8]);
         Ok(Prompts {
             env,
             origins,

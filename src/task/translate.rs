@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::check::{check, echo, Problem, Scaffold};
 use super::{wrong_language, Usage, SLACK};
+use crate::engine::generate::translation_room;
 use crate::engine::ChatModel;
 use crate::error::Error;
 use crate::markup::Markup;
@@ -68,11 +69,6 @@ pub struct Flag {
     pub detail: String,
 }
 
-/// A translation may be longer than its source: room for twice the tokens.
-fn answer_cap(source_tokens: usize) -> usize {
-    source_tokens * 2 + 16
-}
-
 /// The chunks a translation of `doc` will send, with each first call's
 /// prompt and answer cap, exactly as [`translate`] computes them.
 pub fn plan(
@@ -118,7 +114,7 @@ fn call_size(
     let markup = crate::markup::strip_placeholders(text) != text;
     let messages = prompts.translate(&prompt_args(req, text, paragraphs, markup, firm))?;
     let prompt = model.prompt_tokens(&messages)?;
-    let cap = answer_cap(tokens).min(model.context_length().saturating_sub(prompt + SLACK));
+    let cap = translation_room(tokens).min(model.context_length().saturating_sub(prompt + SLACK));
     Ok((messages, prompt, cap))
 }
 
@@ -177,9 +173,9 @@ fn chunk_plan(
     let markup = doc.units().iter().any(|u| u.has_markup());
     let overhead =
         model.prompt_tokens(&prompts.translate(&prompt_args(req, "", 2, markup, true))?)?;
-    // overhead + budget + answer_cap(budget) + slack <= ctx
+    // overhead + budget + translation_room(budget) + slack <= ctx
     let budget = ctx
-        .checked_sub(overhead + answer_cap(0) + SLACK)
+        .checked_sub(overhead + translation_room(0) + SLACK)
         .map(|free| free / 3)
         .filter(|&b| b > 0)
         .ok_or_else(|| {

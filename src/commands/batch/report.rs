@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use glot::batch::manifest::{Index, Status};
-use glot::batch::sha256_hex;
 use glot::batch::walk::{walk, Entry, Selection};
+use glot::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 
 /// What the run did, for the closing table.

@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::engine::beam::{Beam, EarlyStopping, Rules, Search};
 use crate::engine::device::DeviceChoice;
+use crate::engine::generate::translation_room;
 use crate::engine::stop::StopReason;
 use crate::engine::ModelInfo;
 use crate::error::Error;
@@ -665,7 +666,7 @@ impl Seq2Seq {
     /// The most tokens the translation of a sentence of `ids` source ids
     /// may take.
     pub fn answer_cap(&self, ids: usize) -> usize {
-        answer_cap(ids)
+        translation_room(ids)
             .min(self.info.context_length.saturating_sub(1))
             .max(1)
     }
@@ -706,7 +707,10 @@ impl Seq2Seq {
         let mut stats = BatchStats::default();
         for group in order.chunks(batch_size.max(1)) {
             let batch: Vec<Vec<u32>> = group.iter().map(|&i| inputs[i].clone()).collect();
-            let caps: Vec<usize> = batch.iter().map(|ids| answer_cap(ids.len())).collect();
+            let caps: Vec<usize> = batch
+                .iter()
+                .map(|ids| translation_room(ids.len()))
+                .collect();
             let g = self.generate(&batch, &caps)?;
             stats.batches += 1;
             stats.encode_secs += g.encode_secs;
@@ -825,11 +829,6 @@ pub struct BatchStats {
     pub decode_secs: f64,
     /// Sentences cut at their length cap.
     pub capped: usize,
-}
-
-/// Room for a translation: twice the source tokens and some.
-fn answer_cap(source_tokens: usize) -> usize {
-    source_tokens * 2 + 16
 }
 
 /// A token id `generation_config.json` sets, which wins over config.json.
