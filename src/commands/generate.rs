@@ -187,6 +187,7 @@ fn chat_model(s: &GenerateSettings, raw: String, printer: &Printer) -> Result<Ge
                 reused: 0,
                 prefill_secs: 0.0,
                 decode_secs: t.elapsed().as_secs_f64(),
+                beam_score: None,
             };
             (
                 g,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::beam::{Beam, Rules, Search};
+use super::beam::{Beam, Found, Rules, Search};
 use super::stop::StopReason;
 
 /// Anything that maps token ids at given positions to next-token logits.
@@ -118,6 +118,9 @@ pub struct Generated {
     pub reused: usize,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// A beam search's score for `ids`: summed log-probabilities over
+    /// length^length_penalty, as transformers' `sequences_scores`.
+    pub beam_score: Option<f32>,
 }
 
 /// Prompt positions fed to the model at once: bounds the attention matrix of
@@ -146,16 +149,19 @@ pub fn generate(
     let prefill_secs = start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     let first_logits = logits.clone();
-    let (ids, stop) = match &params.beam {
+    let (ids, stop, beam_score) = match &params.beam {
         Some(beam) => {
-            let (ids, stop) = beam_search(model, prompt.ids.len(), &logits, params, beam)?;
+            let found = beam_search(model, prompt.ids.len(), &logits, params, beam)?;
             // Back to one row holding the prompt, for the next call to reuse.
             model.reorder(&[0])?;
             model.rewind(prompt.ids.len())?;
-            ids.iter().for_each(|&t| on_token(t));
-            (ids, stop)
+            found.ids.iter().for_each(|&t| on_token(t));
+            (found.ids, found.stop, Some(found.score))
         }
-        None => decode(model, prompt.ids.len(), logits, params, on_token)?,
+        None => {
+            let (ids, stop) = decode(model, prompt.ids.len(), logits, params, on_token)?;
+            (ids, stop, None)
+        }
     };
     cache.ids = prompt.ids.to_vec();
     cache.breaks = prompt.breaks.to_vec();
@@ -166,6 +172,7 @@ pub fn generate(
         reused: kept,
         prefill_secs,
         decode_secs: start.elapsed().as_secs_f64(),
+        beam_score,
     })
 }
 
@@ -246,17 +253,21 @@ fn decode(
 /// Beam search after a prompt of `prompt_len` positions whose next-token
 /// logits are `first`: the cache's one row becomes a row per beam, and rows
 /// follow their beams from step to step. A loop the repeat guard would cut
-/// is cut from the result.
+/// is cut from the result (its score stays the search's).
 fn beam_search(
     model: &mut dyn Forward,
     prompt_len: usize,
     first: &[f32],
     params: &GenParams,
     beam: &Beam,
-) -> Result<(Vec<u32>, StopReason)> {
+) -> Result<Found> {
     anyhow::ensure!(beam.beams >= 2, "beam search needs at least 2 beams");
     if params.max_new_tokens == 0 {
-        return Ok((Vec::new(), StopReason::Length));
+        return Ok(Found {
+            ids: Vec::new(),
+            stop: StopReason::Length,
+            score: 0.0,
+        });
     }
     let rules = Rules {
         eos: &params.eos,
@@ -272,15 +283,14 @@ fn beam_search(
         // The newest tokens take the position after the ones before them.
         logits = model.forward_rows(&tokens, prompt_len + search.steps() - 1)?;
     }
-    let found = search.conclude(&rules);
-    let mut ids = found.ids;
+    let mut found = search.conclude(&rules);
     if params.repeat_guard {
-        if let Some(keep) = loop_start(&ids) {
-            ids.truncate(keep);
-            return Ok((ids, StopReason::Repetition));
+        if let Some(keep) = loop_start(&found.ids) {
+            found.ids.truncate(keep);
+            found.stop = StopReason::Repetition;
         }
     }
-    Ok((ids, found.stop))
+    Ok(found)
 }
 
 /// Feeds `prompt` from position `from` (a break, or 0), cut at every break

@@ -491,13 +491,14 @@ fn a_second_signal_stops_at_once() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // The first document is in hand once its item lock exists (and it
+        // takes seconds to translate).
+        let locks = out.join(".glot/locks");
         let start = Instant::now();
-        while !out.join(".glot/run.json").exists() {
+        while std::fs::read_dir(&locks).map_or(true, |d| d.count() == 0) {
             assert!(start.elapsed() < Duration::from_secs(30));
             std::thread::sleep(Duration::from_millis(10));
         }
-        // Inside the first document by now (it takes several seconds).
-        std::thread::sleep(Duration::from_millis(500));
         for _ in 0..signals {
             signal(&child, "-INT");
             std::thread::sleep(Duration::from_millis(50));

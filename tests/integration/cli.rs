@@ -365,30 +365,24 @@ fn ignore_eos_generates_exactly_the_tokens_asked_for() {
 #[test]
 fn sampling_with_a_seed_is_reproducible() {
     let home = tempfile::tempdir().unwrap();
-    let run_once = || {
+    let run_once = |sampling: &[&str]| {
         let mut cmd = glot(home.path());
-        cmd.args([
-            "generate",
-            "--prompt",
-            "Hello world",
-            "--model",
-            &model(),
-            "--temperature",
-            "0.9",
-            "--seed",
-            "7",
-            "--max-new-tokens",
-            "16",
-            "--format",
-            "json",
-        ]);
+        cmd.args(["generate", "--prompt", "Hello world", "--model", &model()]);
+        cmd.args(["--max-new-tokens", "16", "--format", "json"]);
+        cmd.args(sampling);
         let out = run(cmd, None);
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_str::<GenerateJson>(&stdout(&out))
             .unwrap()
             .output_ids
     };
-    assert_eq!(run_once(), run_once());
+    let seeded = |seed: &str| run_once(&["--temperature", "0.9", "--seed", seed]);
+    assert_eq!(seeded("7"), seeded("7"));
+    // It samples: other seeds give other tokens, and not greedy's.
+    let greedy = run_once(&[]);
+    let others: Vec<Vec<u32>> = ["1", "2", "3"].map(seeded).into();
+    assert!(others.iter().any(|o| *o != others[0]), "{others:?}");
+    assert!(others.iter().any(|o| *o != greedy), "{others:?}");
 }
 
 /// Runs glot expecting a user error: exit 1, one line on stderr naming the

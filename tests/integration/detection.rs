@@ -49,13 +49,19 @@ fn detection_accuracy_by_length() {
             }
         }
         eprintln!("{chars:>6}  {n:>8}  {right:>5}  {unreliable:>10}  {wrong:>18}");
-        rows.push((chars, n, right, wrong));
+        rows.push((chars, n, right, unreliable, wrong));
     }
     // The documented limits (README): a wrong language is almost never
     // vouched for; short text is mostly flagged unreliable; a paragraph or
     // more is detected.
-    for (chars, n, right, wrong) in rows {
+    for (chars, n, right, unreliable, wrong) in rows {
         assert!(wrong * 100 <= n, "{chars} chars: {wrong}/{n} wrong");
+        if chars < 40 {
+            assert!(
+                unreliable * 2 > n,
+                "{chars} chars: only {unreliable}/{n} flagged unreliable"
+            );
+        }
         let least_right = match chars {
             ..=40 => 0,
             80 => 75,
