@@ -71,8 +71,6 @@ pub struct ModelSettings {
     pub offline: bool,
     pub load: LoadOptions,
     pub sampling: Option<Sampling>,
-    /// In-memory quantization of translation models.
-    pub quantize: Option<candle_core::quantized::GgmlDType>,
     /// Sentences per batch for translation models.
     pub batch_size: usize,
     /// Beam search (`--beam`, `--length-penalty`).
@@ -435,7 +433,6 @@ fn model(m: &ModelArgs, s: &SamplingArgs, reach: Reach) -> Result<ModelSettings>
             device: reach.device,
         },
         sampling: sampling(s)?,
-        quantize,
         batch_size: m.batch_size as usize,
         beam: beam(s)?,
     })

@@ -14,6 +14,8 @@ use anyhow::Result;
 use glot::engine::{ChatModel, Completion, DecodeOptions, Llm};
 use glot::markup::Markup;
 use glot::prompt::chat::Message;
+use glot::task::mt::{Mt, SentenceModel};
+use glot::task::Usage;
 use serde::Serialize;
 
 use crate::printer::Printer;
@@ -289,10 +291,7 @@ impl Provenance {
                 length_penalty: m.beam.and_then(|b| b.length_penalty),
                 repeat_guard: repeat_guard || m.sampling.is_some(),
                 max_context: m.load.max_context,
-                quantize: m
-                    .quantize
-                    .or(m.load.quantize)
-                    .map(|q| format!("{q:?}").to_lowercase()),
+                quantize: m.load.quantize.map(|q| format!("{q:?}").to_lowercase()),
                 batch_size: batch.then_some(m.batch_size),
             },
             compute: {
@@ -457,14 +456,26 @@ fn peak_rss() -> Option<u64> {
 }
 
 /// A model that reports every call on stderr with `-v`, so a long article
-/// shows its progress without the tasks knowing about terminals.
-pub struct Logged<'a> {
-    pub model: &'a mut dyn ChatModel,
+/// shows its progress without the tasks knowing about terminals: a chat
+/// model (`&mut dyn ChatModel`) call by call, a translation model
+/// ([`Mt`]) batch by batch.
+pub struct Logged<'a, M> {
+    pub model: M,
     pub printer: &'a Printer,
     pub calls: usize,
 }
 
-impl ChatModel for Logged<'_> {
+impl<'a, M> Logged<'a, M> {
+    pub fn new(model: M, printer: &'a Printer) -> Self {
+        Logged {
+            model,
+            printer,
+            calls: 0,
+        }
+    }
+}
+
+impl<M: ChatModel + ?Sized> ChatModel for Logged<'_, &mut M> {
     fn context_length(&self) -> usize {
         self.model.context_length()
     }
@@ -490,5 +501,32 @@ impl ChatModel for Logged<'_> {
             c.generated_tokens as f64 / c.decode_secs.max(1e-9),
         ));
         Ok(c)
+    }
+}
+
+impl SentenceModel for Logged<'_, Mt<'_>> {
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.model.count_tokens(text)
+    }
+    fn max_tokens(&self) -> usize {
+        self.model.max_tokens()
+    }
+    fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+        self.model.measure(sentence)
+    }
+    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+        let (out, u) = self.model.translate(sentences)?;
+        self.calls += 1;
+        self.printer.call(format!(
+            "{}: {} sentence(s) in {} batch(es), {} source tokens ({:.0} tok/s), {} new tokens ({:.1} tok/s)",
+            self.model.model.info().id,
+            sentences.len(),
+            u.calls,
+            u.prompt_tokens,
+            u.prompt_tokens as f64 / u.prefill_secs.max(1e-9),
+            u.generated_tokens,
+            u.generated_tokens as f64 / u.decode_secs.max(1e-9),
+        ));
+        Ok((out, u))
     }
 }

@@ -8,12 +8,11 @@ use glot::hub::manifest::Catalog;
 use glot::hub::seq2seq::{Family, Registry, Route, Seq2SeqFiles};
 use glot::hub::{model_ref, ModelRef};
 use glot::markup::Markup;
-use glot::task::mt::{Mt, Pivot, SentenceModel};
+use glot::task::mt::{Mt, Pivot};
 use glot::task::translate::Translation;
-use glot::task::Usage;
 use glot::text::lang::Language;
 
-use super::fetcher;
+use super::{fetcher, Logged};
 use crate::printer::Printer;
 use crate::settings::ModelSettings;
 
@@ -34,7 +33,7 @@ pub enum Choice {
 impl Choice {
     /// What pins the outputs: the registry's content, or the model's files.
     pub fn fingerprint(&self, m: &ModelSettings) -> serde_json::Value {
-        let quantize = m.quantize.map(|q| format!("{q:?}"));
+        let quantize = m.load.quantize.map(|q| format!("{q:?}"));
         match self {
             Choice::Registry(r) => serde_json::json!({
                 "id": "opus-mt",
@@ -211,7 +210,7 @@ pub fn refuse_translation_model(spec: Option<&str>, catalog: &Catalog) -> Result
 /// the run's decoding choices.
 pub fn load_seq2seq(files: &Seq2SeqFiles, m: &ModelSettings, printer: &Printer) -> Result<Seq2Seq> {
     printer.info(format!("loading model {}", files.id));
-    let mut model = Seq2Seq::load(files, m.quantize, m.load.device)?;
+    let mut model = Seq2Seq::load(files, m.load.quantize, m.load.device)?;
     if let Some(b) = m.beam {
         model.use_beams(b.beams, b.length_penalty);
     }
@@ -337,16 +336,16 @@ impl Engine {
         target: &Language,
         printer: &Printer,
     ) -> Result<Translation> {
-        let mut legs: Vec<Logged> = self
+        let mut legs: Vec<Logged<Mt>> = self
             .models
             .iter()
-            .map(|(model, token)| Logged {
-                inner: Mt {
+            .map(|(model, token)| {
+                let mt = Mt {
                     model,
                     target: token.clone(),
                     batch_size: self.batch_size,
-                },
-                printer,
+                };
+                Logged::new(mt, printer)
             })
             .collect();
         let code = Some(target.code.as_str());
@@ -407,37 +406,5 @@ fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
                 .into()),
             }
         }
-    }
-}
-
-/// A sentence model that reports each call on stderr with `-v`.
-struct Logged<'a> {
-    inner: Mt<'a>,
-    printer: &'a Printer,
-}
-
-impl SentenceModel for Logged<'_> {
-    fn count_tokens(&self, text: &str) -> Result<usize> {
-        self.inner.count_tokens(text)
-    }
-    fn max_tokens(&self) -> usize {
-        self.inner.max_tokens()
-    }
-    fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
-        self.inner.measure(sentence)
-    }
-    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
-        let (out, u) = self.inner.translate(sentences)?;
-        self.printer.call(format!(
-            "{}: {} sentence(s) in {} batch(es), {} source tokens ({:.0} tok/s), {} new tokens ({:.1} tok/s)",
-            self.inner.model.info().id,
-            sentences.len(),
-            u.calls,
-            u.prompt_tokens,
-            u.prompt_tokens as f64 / u.prefill_secs.max(1e-9),
-            u.generated_tokens,
-            u.generated_tokens as f64 / u.decode_secs.max(1e-9),
-        ));
-        Ok((out, u))
     }
 }

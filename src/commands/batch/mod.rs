@@ -115,7 +115,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         "model": model_key,
         "tokenizer": s.model.tokenizer,
         "max_context": s.model.load.max_context,
-        "quantize": s.model.quantize.map(|q| format!("{q:?}")),
+        "quantize": s.model.load.quantize.map(|q| format!("{q:?}")),
         "sampling": s.model.sampling.map(|x| json!([x.temperature, x.top_p, x.seed])),
         "input_format": s.format.map(Format::name),
         "lossy": s.lossy,
@@ -548,7 +548,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
 
 /// The model, loaded on first use and logging its calls with `-v`. A model
 /// that fails to load ends the batch: every item would fail the same way.
-fn model<'a>(cx: &'a mut Run) -> Result<Logged<'a>> {
+fn model<'a>(cx: &'a mut Run) -> Result<Logged<'a, &'a mut dyn glot::engine::ChatModel>> {
     if cx.model.is_none() {
         let llm = match &cx.files {
             Some(files) => load_files(files, &cx.s.model, cx.printer, true),
