@@ -325,6 +325,27 @@ pub struct PlanReport<'a> {
     pub estimate: Option<speed::Estimate>,
 }
 
+impl<'a> PlanReport<'a> {
+    /// The report of `plan`, with the time it should take where this
+    /// machine has run the model before, answers being as long as
+    /// `answer` expects of the task.
+    pub fn new(
+        task: &'static str,
+        input: &'a str,
+        model: &'a glot::engine::ModelInfo,
+        plan: &'a glot::task::Plan,
+        answer: speed::Answer,
+    ) -> Self {
+        PlanReport {
+            task,
+            input,
+            model,
+            plan,
+            estimate: speed::recall(model).map(|v| speed::Estimate::of(&[(plan, answer)], v)),
+        }
+    }
+}
+
 /// A plan's calls as a table. `names` are what a row is (a call, a
 /// sentence) and what its prompt tokens are; `partial` notes a piece cut
 /// from something too long.

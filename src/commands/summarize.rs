@@ -59,14 +59,13 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     if s.doc.plan {
         let llm = load_planner(&s.doc.model, printer)?;
         let plan = summarize::plan(&llm, &prompts, &main_text, &req)?;
-        let report = PlanReport {
-            task: "summarize",
-            input: &doc.name,
-            model: llm.info(),
-            plan: &plan,
-            estimate: speed::recall(llm.info())
-                .map(|v| speed::Estimate::of(&[(&plan, speed::summary_answer)], v)),
-        };
+        let report = PlanReport::new(
+            "summarize",
+            &doc.name,
+            llm.info(),
+            &plan,
+            speed::summary_answer,
+        );
         return show_plan(&s.doc.output, &report);
     }
     let mut llm = load_chat(&s.doc.model, printer)?;

@@ -190,14 +190,13 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             source: source.map(|l| l.name.clone()),
         };
         let plan = translate::plan(&llm, &prompts, &markup, &req)?;
-        let report = PlanReport {
-            task: "translate",
-            input: &doc.name,
-            model: llm.info(),
-            plan: &plan,
-            estimate: speed::recall(llm.info())
-                .map(|v| speed::Estimate::of(&[(&plan, speed::translation_answer)], v)),
-        };
+        let report = PlanReport::new(
+            "translate",
+            &doc.name,
+            llm.info(),
+            &plan,
+            speed::translation_answer,
+        );
         return show_plan(&s.doc.output, &report);
     }
     let sentences = legs.is_some();
