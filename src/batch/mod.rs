@@ -14,9 +14,9 @@ pub mod paths;
 pub mod shard;
 pub mod walk;
 
-use crate::digest::sha256_hex;
 use serde_json::json;
 
+use crate::digest::sha256_hex;
 use crate::text::lang::Language;
 
 /// One thing to make of each document.

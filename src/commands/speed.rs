@@ -59,8 +59,14 @@ fn key(info: &ModelInfo) -> String {
 }
 
 fn load_all() -> BTreeMap<String, Speed> {
-    path()
-        .and_then(|p| std::fs::read(p).ok())
+    path().map(|p| read_records(&p)).unwrap_or_default()
+}
+
+/// The records in `path`; none where it is missing or unreadable (the
+/// cache is rebuilt by the next runs).
+fn read_records(path: &Path) -> BTreeMap<String, Speed> {
+    std::fs::read(path)
+        .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
@@ -114,10 +120,7 @@ fn store_at(path: &Path, key: String, speed: Speed) -> Result<()> {
         .with_context(|| format!("cannot create {}", lock_path.display()))?;
     lock.lock()
         .with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    let mut all: BTreeMap<String, Speed> = std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut all = read_records(path);
     all.insert(key, speed);
     // Written whole and renamed, so a reader never sees half a file.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;

@@ -291,13 +291,13 @@ fn table(report: &Report) -> Result<String, std::fmt::Error> {
     }
     if report.sentences {
         writeln!(
-    out,
+            out,
             "{} document(s): {} batch(es) of sentences, {} source ids; the longest sentence is given {} of the {} source tokens a model takes: nothing planned is cut",
             report.documents, report.calls, report.prompt_tokens, report.peak, report.context
         )?;
     } else {
         writeln!(
-    out,
+            out,
             "{} document(s): at least {} call(s), {} prompt tokens for the first calls; at most {} of the {} positions of the context used by one call: nothing planned is cut",
             report.documents, report.calls, report.prompt_tokens, report.peak, report.context
         )?;

@@ -17,6 +17,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Shape, Tensor};
 
 use crate::engine::kernels::Matmul;
+use crate::engine::weights::float_matrix;
 use crate::error::Error;
 
 enum Store {
@@ -135,13 +136,18 @@ impl Weights {
 
     /// A tensor as f32, dequantized if the file holds it quantized.
     pub fn get(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
+        Ok(self.float(shape, name)?.to_dtype(DType::F32)?)
+    }
+
+    /// A tensor in the file's float precision (f32, f16 or bf16 from
+    /// safetensors), or as f32 if the file holds it quantized.
+    fn float(&self, shape: impl Into<Shape>, name: &str) -> Result<Tensor> {
         let full = self.full(name);
         let want = shape.into();
         let t = match &*self.store {
             Store::Safetensors(st) => st
                 .load(&full, &self.device)
-                .map_err(|e| Error::model(format!("weights: {full}: {e}")))?
-                .to_dtype(DType::F32)?,
+                .map_err(|e| Error::model(format!("weights: {full}: {e}")))?,
             Store::Gguf { .. } => self.qtensor(&full)?.dequantize(&self.device)?,
         };
         self.check(&full, t.shape(), &want)?;
@@ -167,20 +173,7 @@ impl Weights {
                 });
             }
         }
-        if let (Store::Safetensors(st), None) = (&*self.store, self.quant) {
-            if !self.device.is_cpu() {
-                let t = st
-                    .load(&full, &self.device)
-                    .map_err(|e| Error::model(format!("weights: {full}: {e}")))?;
-                self.check(&full, t.shape(), &Shape::from((out_dim, in_dim)))?;
-                let weight = crate::engine::weights::float_matrix(t, &self.device)?;
-                return Ok(Lin {
-                    weight: Matmul::new(weight),
-                    bias: b,
-                });
-            }
-        }
-        Lin::new(w.get((out_dim, in_dim), "weight")?, b, self.quant)
+        Lin::new(w.float((out_dim, in_dim), "weight")?, b, self.quant)
     }
 }
 
@@ -192,14 +185,19 @@ pub struct Lin {
 
 impl Lin {
     /// A projection from a float weight, quantized to `quant` when its rows
-    /// fit the format's blocks.
+    /// fit the format's blocks, else kept as its device takes it (see
+    /// [`float_matrix`]).
     pub fn new(weight: Tensor, bias: Option<Tensor>, quant: Option<GgmlDType>) -> Result<Self> {
         let in_dim = weight.dim(1)?;
         let weight = Matmul::new(match quant {
             Some(q) if in_dim % q.block_size() == 0 => {
+                let weight = weight.to_dtype(DType::F32)?;
                 QMatMul::from_arc(Arc::new(QTensor::quantize(&weight, q)?))?
             }
-            _ => QMatMul::Tensor(weight),
+            _ => {
+                let device = weight.device().clone();
+                float_matrix(weight, &device)?
+            }
         });
         Ok(Lin { weight, bias })
     }
