@@ -12,7 +12,7 @@ fn model() -> String {
 }
 
 /// A folder of small documents, with things a walk must pass over.
-fn articles(dir: &Path, n: usize) -> PathBuf {
+pub(crate) fn articles(dir: &Path, n: usize) -> PathBuf {
     let root = dir.join("articles");
     for i in 0..n {
         let sub = if i % 2 == 0 { "news" } else { "sport" };
@@ -43,7 +43,7 @@ fn batch(home: &Path, args: &[&str]) -> Command {
 }
 
 /// Every output file under `out` (not the manifest or `.glot`), by path.
-fn outputs(out: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn outputs(out: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for e in walk(out) {
         let rel = e.strip_prefix(out).unwrap().to_string_lossy().into_owned();

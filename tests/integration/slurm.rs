@@ -4,10 +4,10 @@
 //! jobs from this user (`.ci/slurm` starts a one-node one on this machine);
 //! without `sbatch`, or without a cluster, the test fails.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use crate::batch::{articles, outputs};
 use crate::util::{glot, model_dir, run, stderr};
 
 /// The job script of the README, with its folders replaced by these.
@@ -70,47 +70,11 @@ fn sbatch(home: &Path, script: &str, args: &[&str], shards: Option<&str>) -> boo
     ok
 }
 
-/// Twelve small documents in two folders.
-fn articles(home: &Path) -> PathBuf {
-    let root = home.join("articles");
-    for i in 0..12 {
-        let p = root
-            .join(["news", "sport"][i % 2])
-            .join(format!("a{i}.txt"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let text = format!("The council met on day {i}. It voted on the new tram line.\n");
-        std::fs::write(p, text).unwrap();
-    }
-    root
-}
-
-/// Every output under `out` (not the manifests or `.glot`), by path.
-fn outputs(out: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(dir: &Path, base: &Path, found: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.starts_with("manifest") {
-                continue;
-            }
-            if p.is_dir() {
-                walk(&p, base, found);
-            } else {
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-                found.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut found = BTreeMap::new();
-    walk(out, out, &mut found);
-    found
-}
-
 #[test]
 fn job_arrays_do_every_document_once() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    let root = articles(h);
+    let root = articles(h, 12);
     // One unsharded run, on as many threads as the script asks for.
     let reference = h.join("reference");
     let mut one = glot(h);
@@ -126,7 +90,9 @@ fn job_arrays_do_every_document_once() {
     let o = run(one, None);
     assert!(o.status.success(), "{}", stderr(&o));
     let want = outputs(&reference);
-    assert_eq!(want.len(), 24, "{:?}", want.keys());
+    // Twelve texts, a Markdown file and an HTML page, each summarized and
+    // translated.
+    assert_eq!(want.len(), 28, "{:?}", want.keys());
 
     // The README's script as written: `--array=0-7`.
     let out = h.join("readme");
