@@ -4,9 +4,11 @@ mod cli;
 mod commands;
 mod exit;
 mod machine;
+mod model;
 mod printer;
 mod progress;
 mod settings;
+mod speed;
 
 use std::process::ExitCode;
 

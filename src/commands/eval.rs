@@ -99,9 +99,11 @@ fn translate_and_score(s: &EvalTranslate, src: &Path, printer: &Printer) -> Resu
         .as_ref()
         .or(detected.as_ref().and_then(|d| d.reliable_language()));
     let prompts = glot::prompt::Prompts::load(None)?;
-    let legs = super::mt::legs(&s.model, source, target, printer)?;
-    let (t, info) =
-        super::translate::with_engine(legs, &s.model, &prompts, &markup, source, target, printer)?;
+    let model =
+        crate::model::Resolved::new(&s.model, crate::model::Need::Any, s.model.offline, printer)?;
+    let (t, info) = super::translate::with_engine(
+        &model, &s.model, &prompts, &markup, source, target, printer,
+    )?;
     let mut out = t.text.trim_end().split("\n\n");
     let mut lined = Vec::new();
     for p in &pairs {
@@ -240,26 +242,24 @@ pub fn summarize(s: EvalSummarize, printer: &Printer) -> Result<()> {
     let (pairs, made) = match &s.docs {
         Some(docs) => {
             let mut pairs = pairs(docs, &s.reference, true)?;
-            let mut chat = super::load_chat(&s.model, printer)?;
+            let model = crate::model::Resolved::new(
+                &s.model,
+                crate::model::Need::Answers,
+                s.model.offline,
+                printer,
+            )?;
+            let mut chat = model.chat(&s.model, printer, true)?;
             let prompts = glot::prompt::Prompts::load(None)?;
             let mut made = Vec::new();
             for p in &mut pairs {
                 printer.info(format!("summarizing {}", p.name));
                 let format = glot::markup::Format::from_path(&p.name);
-                let text =
-                    glot::markup::Markup::parse(std::mem::take(&mut p.hyp), format).prose(true);
-                let detected = glot::text::lang::detect(&text);
-                let language = s
-                    .language
-                    .as_ref()
-                    .or(detected.as_ref().and_then(|d| d.reliable_language()));
-                let req = glot::task::summarize::Request {
-                    language: language.map(|l| l.name.clone()),
-                    language_code: language.map(|l| l.code.clone()),
-                    length: s.length,
-                    cite: false,
-                };
-                let summary = glot::task::summarize::summarize(chat.model(), &prompts, &text, &req)
+                let article =
+                    glot::task::Article::parse(&p.name, std::mem::take(&mut p.hyp), format)?;
+                let language = s.language.as_ref().or(article.language());
+                let req = glot::task::summarize::Request::new(language, s.length, false);
+                let text = &article.main_text;
+                let summary = glot::task::summarize::summarize(chat.model(), &prompts, text, &req)
                     .map_err(|e| e.context(format!("{}: cannot summarize", p.name)))?;
                 p.hyp = summary.text.clone();
                 made.push(summary.text);

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use glot::task::Usage;
 
-use super::{emit, load_model, mt, Provenance, Timings};
+use super::{emit, Provenance, Timings};
+use crate::model::{Need, Resolved};
 use crate::printer::Printer;
 use crate::settings::{GenerateSettings, PromptSource};
 
@@ -44,15 +45,10 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
         }
         PromptSource::Text(t) => t.clone(),
     };
-    let done = match mt::choose(&s.model, s.model.offline, printer)? {
-        Some(mt::Choice::Fixed(files)) => seq2seq(&s, &files, raw, printer)?,
-        Some(mt::Choice::Registry(_)) => {
-            return Err(glot::Error::Usage(
-                "`glot generate` runs one model: name a translation model's folder, id or hf: repository rather than opus-mt".into(),
-            )
-            .into())
-        }
-        None => chat_model(&s, raw, printer)?,
+    let model = Resolved::new(&s.model, Need::Any, s.model.offline, printer)?;
+    let done = match model.translates_sentences() {
+        true => seq2seq(&s, &model, raw, printer)?,
+        false => chat_model(&s, &model, raw, printer)?,
     };
     let Generated {
         info,
@@ -87,7 +83,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    super::speed::remember(&info, &usage, &s.model, printer);
+    crate::speed::remember(&info, &usage, &s.model, printer);
     emit(&s.output, &text, &report)
 }
 
@@ -136,8 +132,13 @@ fn usage(prompt: usize, output: usize, stop: StopReason, secs: [f64; 2], reused:
     }
 }
 
-fn chat_model(s: &GenerateSettings, raw: String, printer: &Printer) -> Result<Generated> {
-    let mut llm = load_model(&s.model, printer, false)?;
+fn chat_model(
+    s: &GenerateSettings,
+    model: &Resolved,
+    raw: String,
+    printer: &Printer,
+) -> Result<Generated> {
+    let mut llm = model.llm(&s.model, printer, false)?;
     // A chat prompt is rendered by the template, which adds its own special
     // tokens; a raw prompt gets what the tokenizer adds (BOS for Llama 3).
     let (prompt, ids) = if s.chat {
@@ -222,14 +223,14 @@ fn chat_model(s: &GenerateSettings, raw: String, printer: &Printer) -> Result<Ge
 /// the model's tokenizer makes it (end token included).
 fn seq2seq(
     s: &GenerateSettings,
-    files: &glot::hub::seq2seq::Seq2SeqFiles,
+    model: &Resolved,
     raw: String,
     printer: &Printer,
 ) -> Result<Generated> {
     let refuse = |what: &str| -> Result<Generated> {
         Err(glot::Error::Usage(format!(
             "{what} works with chat models only; {} is a translation model",
-            files.id
+            model.id()
         ))
         .into())
     };
@@ -248,7 +249,7 @@ fn seq2seq(
     if s.top_logits > 0 {
         return refuse("--top-logits");
     }
-    let model = mt::load_seq2seq(files, &s.model, printer)?;
+    let model = model.seq2seq(&s.model, printer)?;
     let ids = model.vocab().encode(&raw, None)?;
     let g = model.generate(std::slice::from_ref(&ids), &[s.max_new_tokens])?;
     let out = g

@@ -13,7 +13,7 @@ struct Row {
 }
 
 pub fn run(json: bool, printer: &crate::printer::Printer) -> Result<()> {
-    let catalog = super::catalog(printer)?;
+    let catalog = crate::model::catalog(printer)?;
     let rows: Vec<Row> = lang::all()
         .into_iter()
         .map(|entry| Row {

@@ -5,78 +5,21 @@ pub mod eval;
 pub mod generate;
 pub mod languages;
 pub mod models;
-pub mod mt;
-pub mod speed;
 pub mod summarize;
 pub mod translate;
 
 use anyhow::Result;
-use glot::engine::{ChatModel, Completion, DecodeOptions, Llm};
-use glot::markup::Markup;
-use glot::prompt::chat::Message;
-use glot::task::mt::{Mt, SentenceModel};
-use glot::task::Usage;
+use glot::task::Article;
 use serde::Serialize;
 
 use crate::printer::Printer;
 use crate::settings::{DocumentSettings, ModelSettings, OutputSettings};
-
-/// A model that answers prompts: a chat model, or an instruction-following
-/// T5 model (flan-t5).
-pub enum Chat {
-    Llm(Box<Llm>),
-    T5(Box<glot::engine::seq2seq::Seq2Seq>),
-}
-
-impl Chat {
-    pub fn model(&mut self) -> &mut dyn ChatModel {
-        match self {
-            Chat::Llm(m) => m.as_mut(),
-            Chat::T5(m) => m.as_mut(),
-        }
-    }
-
-    pub fn info(&self) -> &glot::engine::ModelInfo {
-        match self {
-            Chat::Llm(m) => m.info(),
-            Chat::T5(m) => m.info(),
-        }
-    }
-}
-
-/// The model catalog, with a warning (once a run) for each of the user's
-/// manifests that could not be read and was left out.
-pub fn catalog(printer: &Printer) -> Result<glot::hub::manifest::Catalog> {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    let catalog = glot::hub::manifest::Catalog::load()?;
-    WARNED.call_once(|| {
-        for why in &catalog.skipped {
-            printer.warn(format!("left out: {why}"));
-        }
-    });
-    Ok(catalog)
-}
-
-/// The model that writes summaries: a T5 folder, id or hub repository
-/// loads as one, anything else as a chat model.
-pub fn load_chat(m: &ModelSettings, printer: &Printer) -> Result<Chat> {
-    use glot::hub::seq2seq::Family;
-    let catalog = catalog(printer)?;
-    mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
-    if let Some(mt::Choice::Fixed(files)) = mt::choose(m, m.offline, printer)? {
-        if files.family == Family::T5 {
-            return Ok(Chat::T5(Box::new(mt::load_seq2seq(&files, m, printer)?)));
-        }
-    }
-    Ok(Chat::Llm(Box::new(load_model(m, printer, true)?)))
-}
+use crate::speed;
 
 /// A document read and understood, before any model is chosen.
 pub struct Read {
     pub doc: glot::input::Document,
-    pub markup: Markup,
-    pub main_text: String,
-    pub detected: Option<glot::text::lang::Detected>,
+    pub article: Article,
     pub prompts: glot::prompt::Prompts,
 }
 
@@ -89,25 +32,14 @@ pub fn read(s: &DocumentSettings, printer: &Printer) -> Result<Read> {
             doc.name, doc.replaced
         ));
     }
-    let markup = Markup::parse(doc.text.clone(), s.format);
-    if markup.units().is_empty() {
-        return Err(glot::Error::input(
-            &doc.name,
-            format!("has no text to work on (read as {})", s.format.name()),
-        )
-        .into());
-    }
+    let article = Article::parse(&doc.name, doc.text.clone(), s.format)?;
     printer.info(format!(
         "{}: {} text unit(s), read as {}",
         doc.name,
-        markup.units().len(),
+        article.markup.units().len(),
         s.format.name()
     ));
-    // The main text only: a menu or a code block says little about the
-    // language an article is written in.
-    let main_text = markup.prose(true);
-    let detected = glot::text::lang::detect(&main_text);
-    if let Some(d) = &detected {
+    if let Some(d) = &article.detected {
         printer.info(format!(
             "article language: {} ({:.0}% confident{})",
             d.language.name,
@@ -118,16 +50,9 @@ pub fn read(s: &DocumentSettings, printer: &Printer) -> Result<Read> {
     let prompts = glot::prompt::Prompts::load(s.prompts.as_deref())?;
     Ok(Read {
         doc,
-        markup,
-        main_text,
-        detected,
+        article,
         prompts,
     })
-}
-
-/// The hub client for this run, reporting downloads the way the terminal allows.
-pub fn fetcher(offline: bool, printer: &Printer) -> glot::hub::download::Fetcher {
-    glot::hub::download::Fetcher::new(offline, crate::progress::for_downloads(printer))
 }
 
 /// Says on stderr how many answers fell into a loop: asked again without
@@ -145,52 +70,6 @@ pub fn warn_loops(printer: &Printer, usage: &glot::task::Usage) {
             usage.loops_cut
         ));
     }
-}
-
-/// Resolves (fetching if need be) and loads the model, and applies the
-/// run's decoding choices.
-pub fn load_model(m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {
-    let files = resolve_model(m, printer, m.offline)?;
-    load_files(&files, m, printer, repeat_guard)
-}
-
-/// Finds (fetching if need be, unless `offline`) the model's files.
-pub fn resolve_model(
-    m: &ModelSettings,
-    printer: &Printer,
-    offline: bool,
-) -> Result<glot::hub::ModelFiles> {
-    let catalog = catalog(printer)?;
-    mt::refuse_translation_model(m.spec.as_deref(), &catalog)?;
-    let fetcher = fetcher(offline, printer);
-    glot::hub::resolve(
-        m.spec.as_deref(),
-        m.tokenizer.as_deref(),
-        &catalog,
-        &fetcher,
-    )
-}
-
-/// Loads resolved model files and applies the run's decoding choices.
-pub fn load_files(
-    files: &glot::hub::ModelFiles,
-    m: &ModelSettings,
-    printer: &Printer,
-    repeat_guard: bool,
-) -> Result<Llm> {
-    printer.info(format!("loading model {}", files.id));
-    let mut llm = Llm::load(files, &m.load)?;
-    llm.set_decode(DecodeOptions {
-        sampling: m.sampling,
-        repeat_guard: repeat_guard || m.sampling.is_some(),
-        beam: m.beam.map(|b| b.for_chat_model()),
-    });
-    let info = llm.info();
-    printer.info(format!(
-        "loaded {} ({}, {}) in {:.2}s; context {} tokens",
-        info.id, info.architecture, info.format, info.load_secs, info.context_length
-    ));
-    Ok(llm)
 }
 
 /// Writes the text, or the JSON report, where the user asked.
@@ -304,13 +183,6 @@ impl Provenance {
             },
         })
     }
-}
-
-/// The model's tokenizer, chat template and context, for `--plan`: no
-/// weights are read.
-pub fn load_planner(m: &ModelSettings, printer: &Printer) -> Result<Llm> {
-    let files = resolve_model(m, printer, m.offline)?;
-    Llm::load_for_planning(&files, &m.load)
 }
 
 /// `--plan --format json`.
@@ -474,80 +346,4 @@ fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
-}
-
-/// A model that reports every call on stderr with `-v`, so a long article
-/// shows its progress without the tasks knowing about terminals: a chat
-/// model (`&mut dyn ChatModel`) call by call, a translation model
-/// ([`Mt`]) batch by batch.
-pub struct Logged<'a, M> {
-    pub model: M,
-    pub printer: &'a Printer,
-    pub calls: usize,
-}
-
-impl<'a, M> Logged<'a, M> {
-    pub fn new(model: M, printer: &'a Printer) -> Self {
-        Logged {
-            model,
-            printer,
-            calls: 0,
-        }
-    }
-}
-
-impl<M: ChatModel + ?Sized> ChatModel for Logged<'_, &mut M> {
-    fn context_length(&self) -> usize {
-        self.model.context_length()
-    }
-    fn count_tokens(&self, text: &str) -> Result<usize> {
-        self.model.count_tokens(text)
-    }
-    fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
-        self.model.prompt_tokens(messages)
-    }
-    fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
-        self.model.truncate_to_tokens(text, max)
-    }
-    fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
-        let c = self.model.complete(messages, max_new_tokens)?;
-        self.calls += 1;
-        self.printer.call(format!(
-            "call {}: {} prompt tokens, {} from cache ({:.0} tok/s), {} new tokens of at most {max_new_tokens} ({:.1} tok/s)",
-            self.calls,
-            c.prompt_tokens,
-            c.reused_tokens,
-            (c.prompt_tokens - c.reused_tokens) as f64 / c.prefill_secs.max(1e-9),
-            c.generated_tokens,
-            c.generated_tokens as f64 / c.decode_secs.max(1e-9),
-        ));
-        Ok(c)
-    }
-}
-
-impl SentenceModel for Logged<'_, Mt<'_>> {
-    fn count_tokens(&self, text: &str) -> Result<usize> {
-        self.model.count_tokens(text)
-    }
-    fn max_tokens(&self) -> usize {
-        self.model.max_tokens()
-    }
-    fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
-        self.model.measure(sentence)
-    }
-    fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
-        let (out, u) = self.model.translate(sentences)?;
-        self.calls += 1;
-        self.printer.call(format!(
-            "{}: {} sentence(s) in {} batch(es), {} source tokens ({:.0} tok/s), {} new tokens ({:.1} tok/s)",
-            self.model.model.info().id,
-            sentences.len(),
-            u.calls,
-            u.prompt_tokens,
-            u.prompt_tokens as f64 / u.prefill_secs.max(1e-9),
-            u.generated_tokens,
-            u.generated_tokens as f64 / u.decode_secs.max(1e-9),
-        ));
-        Ok((out, u))
-    }
 }

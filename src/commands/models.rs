@@ -6,19 +6,20 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use glot::hub::download::{Fetcher, FileRef};
 use glot::hub::manifest::{Catalog, Manifest};
-use glot::hub::seq2seq::{parse_pair, Family, Registry, Route, Seq2SeqFiles};
+use glot::hub::opus_mt::{parse_pair, Registry, Route};
+use glot::hub::seq2seq_files::{Family, Seq2SeqFiles};
 use glot::hub::{self, ModelRef};
 use glot::Error;
 use indicatif::HumanBytes;
 use serde::Serialize;
 
-use super::fetcher;
 use crate::cli::{Format, ModelsCommand};
+use crate::model::fetcher;
 use crate::printer::Printer;
 use crate::settings::ModelsSettings;
 
 pub fn run(s: ModelsSettings, printer: &Printer) -> Result<()> {
-    let catalog = super::catalog(printer)?;
+    let catalog = crate::model::catalog(printer)?;
     let fetcher = fetcher(s.offline, printer);
     match s.command {
         ModelsCommand::List { format } => list(&catalog, &fetcher, format),
@@ -315,7 +316,7 @@ fn download(
             Route::Pivot(a, b) => vec![a, b],
         };
         for p in pairs {
-            let files = super::mt::fetch_pair(p, fetcher)?;
+            let files = crate::model::translator::fetch_pair(p, fetcher)?;
             glot::output::emit(
                 None,
                 &format!(

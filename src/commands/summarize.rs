@@ -8,12 +8,11 @@ use glot::task::summarize::{self, Request, Summary};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{
-    emit, load_chat, load_planner, read, show_plan, speed, warn_loops, Logged, PlanReport,
-    Provenance, Read, Timings,
-};
+use super::{emit, read, show_plan, warn_loops, PlanReport, Provenance, Read, Timings};
+use crate::model::{Logged, Need, Resolved};
 use crate::printer::Printer;
 use crate::settings::SummarizeSettings;
+use crate::speed;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -39,44 +38,32 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Read {
         doc,
-        markup,
-        main_text,
-        detected,
+        article,
         prompts,
     } = read(&s.doc, printer)?;
     // Naming the article's language beats "the same language as the
     // article", but only when the detector vouches for it.
-    let language = s
-        .language
-        .as_ref()
-        .or(detected.as_ref().and_then(Detected::reliable_language));
-    let req = Request {
-        language: language.map(|l| l.name.clone()),
-        language_code: language.map(|l| l.code.clone()),
-        length: s.length,
-        cite: s.cite,
-    };
+    let language = s.language.as_ref().or(article.language());
+    let main_text = &article.main_text;
+    let req = Request::new(language, s.length, s.cite);
+    let model = Resolved::new(&s.doc.model, Need::Answers, s.doc.model.offline, printer)?;
     if s.doc.plan {
-        let llm = load_planner(&s.doc.model, printer)?;
-        let plan = summarize::plan(&llm, &prompts, &main_text, &req)?;
+        let planner = model.planner(&s.doc.model)?;
+        let plan = summarize::plan(planner.get(), &prompts, main_text, &req)?;
         let report = PlanReport::new(
             "summarize",
             &doc.name,
-            llm.info(),
+            planner.info(),
             &plan,
             speed::summary_answer,
         );
         return show_plan(&s.doc.output, &report);
     }
-    let mut llm = load_chat(&s.doc.model, printer)?;
+    let mut llm = model.chat(&s.doc.model, printer, true)?;
     let summary = summarize::summarize(
-        &mut Logged {
-            model: llm.model(),
-            printer,
-            calls: 0,
-        },
+        &mut Logged::new(llm.model(), printer),
         &prompts,
-        &main_text,
+        main_text,
         &req,
     )?;
     printer.info(format!(
@@ -134,9 +121,9 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let report = Report {
         task: "summarize",
         input: &doc.name,
-        input_format: markup.format(),
+        input_format: article.markup.format(),
         model: llm.info(),
-        source_language: detected.as_ref(),
+        source_language: article.detected.as_ref(),
         language,
         words: s.length.words,
         max_tokens: s.length.max_tokens(),

@@ -8,12 +8,11 @@ use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{
-    emit, load_model, load_planner, mt, read, show_plan, speed, Logged, PlanReport, Provenance,
-    Read, Timings,
-};
+use super::{emit, read, show_plan, PlanReport, Provenance, Read, Timings};
+use crate::model::{Leg, Logged, Need, Resolved, Translator};
 use crate::printer::Printer;
 use crate::settings::{ModelSettings, TranslateSettings};
+use crate::speed;
 use glot::markup::Markup;
 use glot::prompt::Prompts;
 
@@ -48,11 +47,10 @@ struct Report<'a> {
     reproduce: Option<Provenance>,
 }
 
-/// Translates `markup` with a translation model's `legs` sentence by
-/// sentence, or (without legs) with the chat model `m` names, chunk by
-/// chunk.
+/// Translates `markup` with a translation model sentence by sentence, or
+/// with a chat model chunk by chunk.
 pub fn with_engine(
-    legs: Option<Vec<mt::Leg>>,
+    model: &Resolved,
     m: &ModelSettings,
     prompts: &Prompts,
     markup: &Markup,
@@ -60,28 +58,16 @@ pub fn with_engine(
     target: &Language,
     printer: &Printer,
 ) -> Result<(Translation, ModelInfo)> {
-    Ok(match legs {
+    Ok(match model.legs(m, source, target, printer)? {
         Some(legs) => {
-            let mut engine = mt::Engine::load(legs, target, m, printer)?;
+            let mut engine = Translator::load(legs, target, m, printer)?;
             (engine.translate(markup, target, printer)?, engine.info())
         }
         None => {
-            let mut llm = load_model(m, printer, true)?;
-            let req = Request {
-                target: target.name.clone(),
-                target_code: Some(target.code.clone()),
-                source: source.map(|l| l.name.clone()),
-            };
-            let t = translate::translate(
-                &mut Logged {
-                    model: &mut llm,
-                    printer,
-                    calls: 0,
-                },
-                prompts,
-                markup,
-                &req,
-            )?;
+            let mut llm = model.llm(m, printer, true)?;
+            let req = Request::new(source, target);
+            let t =
+                translate::translate(&mut Logged::new(&mut llm, printer), prompts, markup, &req)?;
             (t, llm.info().clone())
         }
     })
@@ -109,11 +95,11 @@ struct SentencePlan<'a> {
 /// its vocabulary alone.
 fn plan_sentences(
     s: &TranslateSettings,
-    legs: Vec<mt::Leg>,
+    legs: Vec<Leg>,
     input: &str,
     markup: &Markup,
 ) -> Result<()> {
-    let engine = mt::Engine::load_for_planning(legs, &s.target, &s.doc.model)?;
+    let engine = Translator::load_for_planning(legs, &s.target, &s.doc.model)?;
     let (plan, batches) = engine.plan(markup)?;
     let info = engine.info();
     let models: Vec<&ModelInfo> = engine.models().collect();
@@ -162,14 +148,13 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     let start = Instant::now();
     let Read {
         doc,
-        mut markup,
-        detected,
+        mut article,
         prompts,
-        ..
     } = read(&s.doc, printer)?;
-    markup.protect_terms(&s.glossary);
-    let detected_source = detected.as_ref().and_then(Detected::reliable_language);
-    let source = s.source.as_ref().or(detected_source);
+    article.markup.protect_terms(&s.glossary);
+    let source = article.source(s.source.as_ref());
+    let markup = &article.markup;
+    let detected = &article.detected;
     if let Some(d) = detected.as_ref().filter(|d| d.reliable) {
         if glot::text::lang::same_language(&d.language.code, &s.target.code) && s.source.is_none() {
             printer.warn(format!(
@@ -178,33 +163,29 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             ));
         }
     }
-    let legs = mt::legs(&s.doc.model, source, &s.target, printer)?;
+    let model = Resolved::new(&s.doc.model, Need::Any, s.doc.model.offline, printer)?;
     if s.doc.plan {
-        if let Some(legs) = legs {
-            return plan_sentences(&s, legs, &doc.name, &markup);
+        if let Some(legs) = model.legs(&s.doc.model, source, &s.target, printer)? {
+            return plan_sentences(&s, legs, &doc.name, markup);
         }
-        let llm = load_planner(&s.doc.model, printer)?;
-        let req = Request {
-            target: s.target.name.clone(),
-            target_code: Some(s.target.code.clone()),
-            source: source.map(|l| l.name.clone()),
-        };
-        let plan = translate::plan(&llm, &prompts, &markup, &req)?;
+        let planner = model.planner(&s.doc.model)?;
+        let req = Request::new(source, &s.target);
+        let plan = translate::plan(planner.get(), &prompts, markup, &req)?;
         let report = PlanReport::new(
             "translate",
             &doc.name,
-            llm.info(),
+            planner.info(),
             &plan,
             speed::translation_answer,
         );
         return show_plan(&s.doc.output, &report);
     }
-    let sentences = legs.is_some();
+    let sentences = model.translates_sentences();
     let (t, info) = with_engine(
-        legs,
+        &model,
         &s.doc.model,
         &prompts,
-        &markup,
+        markup,
         source,
         &s.target,
         printer,

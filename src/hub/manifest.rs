@@ -224,7 +224,7 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             if name == "opus-mt.toml" {
-                continue; // the pair registry, read by hub::seq2seq
+                continue; // the pair registry, read by hub::opus_mt
             }
             assert!(
                 names.contains(&name.as_str()),

@@ -9,7 +9,8 @@
 pub mod download;
 mod local;
 pub mod manifest;
-pub mod seq2seq;
+pub mod opus_mt;
+pub mod seq2seq_files;
 
 use std::path::{Path, PathBuf};
 

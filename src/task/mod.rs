@@ -9,6 +9,52 @@ pub mod translate;
 use serde::Serialize;
 
 use crate::engine::Completion;
+use crate::error::Error;
+use crate::markup::{Format, Markup};
+use crate::text::lang::{self, Detected, Language};
+
+/// A document as every task reads it, whether one is given on the command
+/// line or a folder holds many: its structure, its main text and the
+/// language that text is written in.
+pub struct Article {
+    pub markup: Markup,
+    /// The prose of the main content: a menu or a code block says little
+    /// about what an article says, or the language it says it in.
+    pub main_text: String,
+    pub detected: Option<Detected>,
+}
+
+impl Article {
+    /// Reads `text` (of the document `name`) as `format`; a document with
+    /// no text to work on is an error.
+    pub fn parse(name: &str, text: String, format: Format) -> Result<Self, Error> {
+        let markup = Markup::parse(text, format);
+        if markup.units().is_empty() {
+            return Err(Error::input(
+                name,
+                format!("has no text to work on (read as {})", format.name()),
+            ));
+        }
+        let main_text = markup.prose(true);
+        let detected = lang::detect(&main_text);
+        Ok(Article {
+            markup,
+            main_text,
+            detected,
+        })
+    }
+
+    /// The article's language, when the detector vouches for it.
+    pub fn language(&self) -> Option<&Language> {
+        self.detected.as_ref().and_then(Detected::reliable_language)
+    }
+
+    /// The language to translate from: the one `given`, else the
+    /// article's own when detected reliably.
+    pub fn source<'a>(&'a self, given: Option<&'a Language>) -> Option<&'a Language> {
+        given.or(self.language())
+    }
+}
 
 /// A run as planned before any model call: what each first call sends and
 /// may receive. Retries (a paragraph asked again alone) come on top.

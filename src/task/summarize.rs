@@ -15,6 +15,7 @@ use crate::engine::ChatModel;
 use crate::error::Error;
 use crate::prompt::{Ask, Prompts};
 use crate::text::chunk;
+use crate::text::lang::Language;
 
 /// How long the summary should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,17 @@ pub struct Request {
 }
 
 impl Request {
+    /// A summary in `language` (the article's own when `None`), as long as
+    /// `length` says, with citations when `cite`.
+    pub fn new(language: Option<&Language>, length: Length, cite: bool) -> Self {
+        Request {
+            language: language.map(|l| l.name.clone()),
+            language_code: language.map(|l| l.code.clone()),
+            length,
+            cite,
+        }
+    }
+
     fn ask(&self) -> Ask<'_> {
         Ask {
             language: self.language.as_deref(),

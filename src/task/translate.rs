@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::markup::Markup;
 use crate::prompt::Prompts;
 use crate::text::chunk;
+use crate::text::lang::Language;
 use crate::text::segment::paragraphs;
 
 /// What to translate into.
@@ -34,6 +35,17 @@ pub struct Request {
     pub target_code: Option<String>,
     /// Source language name when known.
     pub source: Option<String>,
+}
+
+impl Request {
+    /// A translation into `target`, from `source` when it is known.
+    pub fn new(source: Option<&Language>, target: &Language) -> Self {
+        Request {
+            target: target.name.clone(),
+            target_code: Some(target.code.clone()),
+            source: source.map(|l| l.name.clone()),
+        }
+    }
 }
 
 /// The translated document.

@@ -138,7 +138,7 @@ fn beam_search_translates_as_transformers_num_beams() {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect();
-    let files = glot::engine::seq2seq::Seq2SeqFiles::in_dir("marian", &model)
+    let files = glot::hub::seq2seq_files::Seq2SeqFiles::in_dir("marian", &model)
         .unwrap()
         .unwrap();
     let vocab = glot::engine::seq2seq::Seq2Seq::load(&files, None, crate::util::device()).unwrap();

@@ -6,8 +6,9 @@ use candle_core::quantized::GgmlDType;
 use glot::engine::beam::{Beam, EarlyStopping};
 use glot::engine::sentencepiece::SpModel;
 use glot::engine::seq2seq::t5::relative_bucket;
-use glot::engine::seq2seq::{Output, Seq2Seq, Seq2SeqFiles, Vocab};
+use glot::engine::seq2seq::{Output, Seq2Seq, Vocab};
 use glot::engine::stop::StopReason;
+use glot::hub::seq2seq_files::Seq2SeqFiles;
 use serde_json::Value;
 
 use crate::util::{max_abs_diff, model_dir};

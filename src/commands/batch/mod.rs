@@ -7,6 +7,7 @@
 //! stops after the current item, a second signal stops at once, and either
 //! way the outputs and the manifest stay consistent.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,14 +20,14 @@ use glot::batch::shard::Shard;
 use glot::batch::walk::{walk, Entry, Found};
 use glot::batch::{paths, settings_hash, Job};
 use glot::digest::sha256_hex;
-use glot::engine::{Llm, ModelInfo};
-use glot::markup::{Format, Markup};
+use glot::engine::ModelInfo;
+use glot::markup::Format;
 use glot::prompt::Prompts;
-use glot::task::{summarize, translate, Usage};
+use glot::task::{summarize, translate, Article, Usage};
 use glot::text::lang;
 use serde_json::json;
 
-use super::{load_files, load_model, mt, Logged};
+use crate::model::{Chat, Logged, Need, Resolved, Translator};
 use crate::printer::Printer;
 use crate::progress::Items;
 use crate::settings::BatchSettings;
@@ -45,24 +46,40 @@ struct Planned {
     hash: String,
 }
 
-/// Everything one item needs besides itself.
-struct Run<'a> {
+/// The model `--model` names, and what has been loaded of it so far: the
+/// model loads only when a document actually needs it.
+struct Models<'a> {
     s: &'a BatchSettings,
     printer: &'a Printer,
     prompts: &'a Prompts,
-    out: &'a Path,
-    files: Option<glot::hub::ModelFiles>,
-    model: Option<Llm>,
-    /// A translation model (or the opus-mt registry) instead of a chat model.
-    mt: Option<mt::Choice>,
+    /// `None` only in a dry run that could not find the model's files.
+    resolved: Option<Resolved>,
+    chat: Option<Chat>,
     /// Translation models loaded so far, by language pair.
-    engines: std::collections::HashMap<String, mt::Engine>,
+    translators: std::collections::HashMap<String, Translator>,
     /// The model the current item was made with, when not the chat model.
     used: Option<ModelInfo>,
 }
 
 /// Translation models kept loaded at once (each opus-mt model is about 300 MB).
-const MAX_ENGINES: usize = 4;
+const MAX_TRANSLATORS: usize = 4;
+
+/// One pass over the selection: what was done, and where it is recorded.
+struct Pass<'a> {
+    s: &'a BatchSettings,
+    printer: &'a Printer,
+    out: &'a Path,
+    planned: &'a [Planned],
+    models: Models<'a>,
+    index: Index,
+    /// Both `None` in a dry run, which writes nothing.
+    writer: Option<Writer>,
+    scratch: Option<Scratch>,
+    tally: Tally,
+    progress: Items,
+    stop: Arc<AtomicBool>,
+    started: u64,
+}
 
 pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     if let Some(json) = s.plan {
@@ -74,43 +91,48 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     }
     let prompts = Prompts::load(s.prompts.as_deref())?;
-    // The exact model files go into every item's settings, so a changed
-    // model (another revision, a replaced local file) redoes the work. A
-    // dry run never downloads: without the files, everything is to do.
-    let offline = s.model.offline || s.dry_run;
-    let without_files = |e: anyhow::Error| {
-        printer.warn(format!(
-            "{e:#}: without the model's files, every item counts as to do"
-        ));
-    };
-    let choice = match mt::choose(&s.model, offline, printer) {
-        Ok(c) => c,
-        Err(e) if s.dry_run => {
-            without_files(e);
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if choice.is_some() {
+    let resolved = resolve(&s, printer)?;
+    if resolved
+        .as_ref()
+        .is_some_and(Resolved::translates_sentences)
+    {
         refuse_summaries(&s)?;
     }
-    let files = match &choice {
-        Some(_) => None,
-        None => match super::resolve_model(&s.model, printer, offline) {
-            Ok(files) => Some(files),
-            Err(e) if s.dry_run => {
-                without_files(e);
-                None
-            }
-            Err(e) => return Err(e),
-        },
+    let planned = plan_jobs(&s, &prompts, resolved.as_ref());
+    let models = Models {
+        s: &s,
+        printer,
+        prompts: &prompts,
+        resolved,
+        chat: None,
+        translators: std::collections::HashMap::new(),
+        used: None,
     };
-    let model_key = match &choice {
-        Some(c) => c.fingerprint(&s.model),
-        None => files
-            .as_ref()
-            .map_or_else(|| json!(s.model.spec), |f| f.fingerprint()),
-    };
+    let mut pass = Pass::open(&s, printer, &out, &planned, models)?;
+    let interrupted = pass.walk()?;
+    pass.finish(interrupted)
+}
+
+/// Resolves the model once for the whole run. A dry run never downloads:
+/// without the files, it says so and counts every item as to do.
+fn resolve(s: &BatchSettings, printer: &Printer) -> Result<Option<Resolved>> {
+    match Resolved::new(&s.model, Need::Any, s.model.offline || s.dry_run, printer) {
+        Ok(r) => Ok(Some(r)),
+        Err(e) if s.dry_run => {
+            printer.warn(format!(
+                "{e:#}: without the model's files, every item counts as to do"
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Every job with the settings its records are keyed by. The exact model
+/// files go into them, so a changed model (another revision, a replaced
+/// local file) redoes the work.
+fn plan_jobs(s: &BatchSettings, prompts: &Prompts, resolved: Option<&Resolved>) -> Vec<Planned> {
+    let model_key = resolved.map_or_else(|| json!(s.model.spec), |r| r.fingerprint(&s.model));
     let mut common = json!({
         "model": model_key,
         "tokenizer": s.model.tokenizer,
@@ -126,8 +148,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     if let Some(b) = s.model.beam {
         common["beam"] = json!([b.beams, b.length_penalty]);
     }
-    let planned: Vec<Planned> = s
-        .jobs
+    s.jobs
         .iter()
         .map(|job| {
             let mut settings = job.settings(&common);
@@ -145,194 +166,263 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
                 job: job.clone(),
             }
         })
-        .collect();
-    let mut index = Index::load(&out)?;
-    if index.damaged > 0 {
-        printer.warn(format!(
-            "{} manifest line(s) cut short by an earlier crash were skipped",
-            index.damaged
+        .collect()
+}
+
+impl<'a> Pass<'a> {
+    /// Reads the manifests, counts this shard's documents (for progress)
+    /// and, unless this is a dry run, opens the files it records into.
+    fn open(
+        s: &'a BatchSettings,
+        printer: &'a Printer,
+        out: &'a Path,
+        planned: &'a [Planned],
+        models: Models<'a>,
+    ) -> Result<Self> {
+        let index = Index::load(out)?;
+        if index.damaged > 0 {
+            printer.warn(format!(
+                "{} manifest line(s) cut short by an earlier crash were skipped",
+                index.damaged
+            ));
+        }
+        let shard = s.shard;
+        let total = walk(&s.selection)?
+            .filter(|e| matches!(e, Entry::Document(f) if shard.owns(&f.relative)))
+            .count();
+        printer.info(format!(
+            "{total} document(s){}, {} job(s) each",
+            if shard.count > 1 {
+                format!(" in shard {}", shard.label())
+            } else {
+                String::new()
+            },
+            planned.len()
         ));
-    }
-    let shard = s.shard;
-    let total = walk(&s.selection)?
-        .filter(|e| matches!(e, Entry::Document(f) if shard.owns(&f.relative)))
-        .count();
-    printer.info(format!(
-        "{total} document(s){}, {} job(s) each",
-        if shard.count > 1 {
-            format!(" in shard {}", shard.label())
+        let stop = on_signals()?;
+        let started = manifest::now();
+        let (scratch, writer) = if s.dry_run {
+            (None, None)
         } else {
-            String::new()
-        },
-        planned.len()
-    ));
-    let stop = on_signals()?;
-    let run_started = manifest::now();
-    let (scratch, mut writer) = if s.dry_run {
-        (None, None)
-    } else {
-        refuse_links(&out)?;
-        save_run(&out, &s, &planned)?;
-        (Some(Scratch::new(&out)?), Some(Writer::open(&out, shard)?))
-    };
-    let mut cx = Run {
-        s: &s,
-        printer,
-        prompts: &prompts,
-        out: &out,
-        files,
-        model: None,
-        mt: choice,
-        engines: std::collections::HashMap::new(),
-        used: None,
-    };
-    let mut tally = Tally::default();
-    let progress = Items::new(printer, total * planned.len());
-    let mut interrupted = false;
-    'walk: for entry in walk(&s.selection)? {
-        let found = match entry {
-            Entry::Document(f) if shard.owns(&f.relative) => f,
-            // A path that cannot be walked fails each of its jobs, in the
-            // table and the manifest alike, in the one shard that owns it.
-            Entry::Problem { path, reason } if shard.owns(&path) => {
-                printer.warn(format!("{path}: {reason}"));
-                for p in &planned {
-                    tally.count(&p.key, FAILED);
-                    let failure = (path.clone(), p.key.clone(), reason.clone());
-                    tally.failures.push(failure);
-                    if let Some(w) = writer.as_mut() {
-                        w.append(&problem_record(&path, &reason, p, shard))?;
-                    }
-                }
-                continue;
-            }
-            _ => continue,
+            refuse_links(out)?;
+            save_run(out, s, planned)?;
+            (Some(Scratch::new(out)?), Some(Writer::open(out, shard)?))
         };
-        let bytes = read(&found, s.max_bytes);
+        Ok(Pass {
+            s,
+            printer,
+            out,
+            planned,
+            models,
+            index,
+            writer,
+            scratch,
+            tally: Tally::default(),
+            progress: Items::new(printer, total * planned.len()),
+            stop,
+            started,
+        })
+    }
+
+    /// Does every item of this shard; `true` when a signal stopped it.
+    fn walk(&mut self) -> Result<bool> {
+        let shard = self.s.shard;
+        for entry in walk(&self.s.selection)? {
+            let flow = match entry {
+                Entry::Document(f) if shard.owns(&f.relative) => self.document(&f)?,
+                // A path that cannot be walked fails each of its jobs, in
+                // the table and the manifest alike, in the one shard that
+                // owns it.
+                Entry::Problem { path, reason } if shard.owns(&path) => {
+                    self.problem(&path, &reason)?;
+                    ControlFlow::Continue(())
+                }
+                _ => ControlFlow::Continue(()),
+            };
+            if flow.is_break() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn problem(&mut self, path: &str, reason: &str) -> Result<()> {
+        self.printer.warn(format!("{path}: {reason}"));
+        for p in self.planned {
+            self.tally.count(&p.key, FAILED);
+            let failure = (path.to_string(), p.key.clone(), reason.to_string());
+            self.tally.failures.push(failure);
+            if let Some(w) = self.writer.as_mut() {
+                w.append(&problem_record(path, reason, p, self.s.shard))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every job of one document, until a signal says stop.
+    fn document(&mut self, found: &Found) -> Result<ControlFlow<()>> {
+        let bytes = read(found, self.s.max_bytes);
         let sha = bytes.as_ref().ok().map(|b| sha256_hex(b));
-        for p in &planned {
-            if stop.load(Ordering::SeqCst) {
-                interrupted = true;
-                break 'walk;
+        for p in self.planned {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(ControlFlow::Break(()));
             }
-            let name = format!("{} ({})", found.relative, p.key);
-            progress.start(&name);
-            let prev = index.get(&found.relative, &p.key);
-            if !needed(&s, prev, sha.as_deref(), &p.hash, &out) {
-                tally.count(&p.key, UP_TO_DATE);
-                progress.finish(&name, "up to date", None);
-                continue;
-            }
-            if s.dry_run {
-                tally.count(&p.key, WOULD_RUN);
-                progress.finish(&name, "would run", None);
-                continue;
-            }
-            let Some(_lock) = lock_item(&out, &found.relative, &p.key)? else {
-                printer.warn(format!("{name}: another glot process is on it; left to it"));
-                tally.busy += 1;
-                continue;
-            };
-            // Claiming the output re-reads the manifests: another process on
-            // the same folder may have done the item meanwhile (with --force
-            // too: then since this run began).
-            let claim = claim_output(&out, &found, p, &mut index)?;
-            let Some((path, _output_lock)) = claim else {
-                printer.warn(format!(
-                    "{name}: another glot process is writing its output; left to it"
-                ));
-                tally.busy += 1;
-                continue;
-            };
-            let prev = index.get(&found.relative, &p.key);
-            let done_meanwhile = s.force
-                && prev.is_some_and(|r| {
-                    r.finished >= run_started
-                        && r.status != Status::Failed
-                        && r.sha256 == sha
-                        && r.settings_hash == p.hash
-                });
-            if (!s.force && !needed(&s, prev, sha.as_deref(), &p.hash, &out)) || done_meanwhile {
-                tally.count(&p.key, UP_TO_DATE);
-                progress.finish(&name, "up to date", None);
-                continue;
-            }
-            let start = Instant::now();
-            let result = match (path, &bytes) {
-                (Ok(path), Ok(b)) => produce(&mut cx, &found, b, p, path),
-                (Err(e), _) => Err(e),
-                (_, Err(e)) => Err(anyhow::anyhow!("{e}")),
-            };
-            let result = match result {
-                Err(e) if e.downcast_ref::<Fatal>().is_some() => {
-                    progress.done();
-                    return Err(e);
-                }
-                other => other,
-            };
-            let result = result.and_then(|made| {
-                let scratch = scratch.as_ref().expect("not a dry run");
-                paths::prepare(&out, &made.path)?;
-                scratch.write(&made.path, &made.data)?;
-                Ok(made)
+            self.item(found, &bytes, sha.as_deref(), p)?;
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// One job on one document: skipped when up to date or another process
+    /// has it, else made, written whole and recorded.
+    fn item(
+        &mut self,
+        found: &Found,
+        bytes: &Result<Vec<u8>, String>,
+        sha: Option<&str>,
+        p: &Planned,
+    ) -> Result<()> {
+        let (s, out) = (self.s, self.out);
+        let name = format!("{} ({})", found.relative, p.key);
+        self.progress.start(&name);
+        let prev = self.index.get(&found.relative, &p.key);
+        if !needed(s, prev, sha, &p.hash, out) {
+            self.skip(&name, p, UP_TO_DATE, "up to date");
+            return Ok(());
+        }
+        if s.dry_run {
+            self.skip(&name, p, WOULD_RUN, "would run");
+            return Ok(());
+        }
+        let Some(_lock) = lock_item(out, &found.relative, &p.key)? else {
+            self.printer
+                .warn(format!("{name}: another glot process is on it; left to it"));
+            self.tally.busy += 1;
+            return Ok(());
+        };
+        // Claiming the output re-reads the manifests: another process on
+        // the same folder may have done the item meanwhile (with --force
+        // too: then since this run began).
+        let Some((path, _output_lock)) = claim_output(out, found, p, &mut self.index)? else {
+            self.printer.warn(format!(
+                "{name}: another glot process is writing its output; left to it"
+            ));
+            self.tally.busy += 1;
+            return Ok(());
+        };
+        let prev = self.index.get(&found.relative, &p.key);
+        let done_meanwhile = s.force
+            && prev.is_some_and(|r| {
+                r.finished >= self.started
+                    && r.status != Status::Failed
+                    && r.sha256.as_deref() == sha
+                    && r.settings_hash == p.hash
             });
-            if let (Ok(made), Some(llm), None) = (&result, cx.model.as_ref(), &cx.used) {
-                super::speed::remember(llm.info(), &made.usage, &s.model, printer);
+        if (!s.force && !needed(s, prev, sha, &p.hash, out)) || done_meanwhile {
+            self.skip(&name, p, UP_TO_DATE, "up to date");
+            return Ok(());
+        }
+        let start = Instant::now();
+        let result = match (path, bytes) {
+            (Ok(path), Ok(b)) => produce(&mut self.models, found, b, p, path),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(anyhow::anyhow!("{e}")),
+        };
+        if let Err(e) = &result {
+            if e.downcast_ref::<Fatal>().is_some() {
+                self.progress.done();
+                return result.map(|_| ());
             }
-            let record = record(&cx, &found, sha.clone(), p, result, start, shard);
-            match record.status {
-                Status::Failed => {
-                    let err = record.error.clone().unwrap_or_default();
-                    tally
-                        .failures
-                        .push((found.relative.clone(), p.key.clone(), err));
-                    tally.count(&p.key, FAILED);
-                }
-                Status::Copied => tally.count(&p.key, COPIED),
-                Status::Done => {
-                    tally.count(&p.key, DONE);
-                    if record.untranslated + record.wrong_language > 0 {
-                        tally.flagged += 1;
-                    }
+        }
+        let result = result.and_then(|made| {
+            let scratch = self.scratch.as_ref().expect("not a dry run");
+            paths::prepare(out, &made.path)?;
+            scratch.write(&made.path, &made.data)?;
+            Ok(made)
+        });
+        let models = &self.models;
+        if let (Ok(made), Some(chat), None) = (&result, models.chat.as_ref(), &models.used) {
+            crate::speed::remember(chat.info(), &made.usage, &s.model, self.printer);
+        }
+        let info = models
+            .used
+            .clone()
+            .or_else(|| models.chat.as_ref().map(|m| m.info().clone()));
+        let record = record(
+            out,
+            info.as_ref(),
+            found,
+            sha.map(str::to_string),
+            p,
+            result,
+            start,
+            s.shard,
+        );
+        self.count(&record, found, p);
+        let label = match record.status {
+            Status::Done => "done".to_string(),
+            Status::Copied => "copied (already in that language)".to_string(),
+            Status::Failed => format!("failed ({})", record.error.as_deref().unwrap_or("")),
+        };
+        let work = record
+            .tokens
+            .as_ref()
+            .map(|t| (t.generated, record.seconds));
+        self.progress.finish(&name, &label, work);
+        let writer = self.writer.as_mut().expect("not a dry run");
+        writer.append(&record)?;
+        self.index.add(&record);
+        Ok(())
+    }
+
+    /// An item left as it is.
+    fn skip(&mut self, name: &str, p: &Planned, what: usize, label: &str) {
+        self.tally.count(&p.key, what);
+        self.progress.finish(name, label, None);
+    }
+
+    /// An item's outcome, in the closing table.
+    fn count(&mut self, record: &Record, found: &Found, p: &Planned) {
+        match record.status {
+            Status::Failed => {
+                let err = record.error.clone().unwrap_or_default();
+                let failure = (found.relative.clone(), p.key.clone(), err);
+                self.tally.failures.push(failure);
+                self.tally.count(&p.key, FAILED);
+            }
+            Status::Copied => self.tally.count(&p.key, COPIED),
+            Status::Done => {
+                self.tally.count(&p.key, DONE);
+                if record.untranslated + record.wrong_language > 0 {
+                    self.tally.flagged += 1;
                 }
             }
-            let label = match record.status {
-                Status::Done => "done".to_string(),
-                Status::Copied => "copied (already in that language)".to_string(),
-                Status::Failed => format!("failed ({})", record.error.as_deref().unwrap_or("")),
-            };
-            progress.finish(
-                &name,
-                &label,
-                record
-                    .tokens
-                    .as_ref()
-                    .map(|t| (t.generated, record.seconds)),
-            );
-            writer.as_mut().expect("not a dry run").append(&record)?;
-            index.add(&record);
         }
     }
-    progress.done();
-    print_table(&tally, s.dry_run)?;
-    if interrupted {
-        return Err(glot::Error::Interrupted(
-            "stopped before the end: run the same command again to finish".into(),
-        )
-        .into());
+
+    /// The closing table, and the exit: an error when stopped early or when
+    /// any item failed.
+    fn finish(self, interrupted: bool) -> Result<()> {
+        self.progress.done();
+        print_table(&self.tally, self.s.dry_run)?;
+        if interrupted {
+            return Err(glot::Error::Interrupted(
+                "stopped before the end: run the same command again to finish".into(),
+            )
+            .into());
+        }
+        let failed = self.tally.failed();
+        if failed > 0 {
+            let why = match self.s.dry_run {
+                true => format!("{failed} item(s) would fail (see the table)"),
+                false => format!(
+                    "{failed} item(s) failed (see the table and {})",
+                    self.out.join(manifest::file_name(self.s.shard)).display()
+                ),
+            };
+            return Err(glot::Error::BatchFailures(why).into());
+        }
+        Ok(())
     }
-    let failed = tally.failed();
-    if failed > 0 {
-        let why = match s.dry_run {
-            true => format!("{failed} item(s) would fail (see the table)"),
-            false => format!(
-                "{failed} item(s) failed (see the table and {})",
-                out.join(manifest::file_name(shard)).display()
-            ),
-        };
-        return Err(glot::Error::BatchFailures(why).into());
-    }
-    Ok(())
 }
 
 /// Sets a flag on the first SIGINT or SIGTERM and exits (130) on the second.
@@ -448,37 +538,27 @@ struct Made {
 
 /// Runs one job on one document: the status, where the output goes, its
 /// bytes, the tokens spent, and what did not come out as asked.
-fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf) -> Result<Made> {
-    cx.used = None;
-    let (text, _) = glot::input::decode(&found.relative, bytes, cx.s.lossy)?;
-    let format =
-        cx.s.format
-            .unwrap_or_else(|| Format::from_path(&found.relative));
-    let mut markup = Markup::parse(text, format);
-    if markup.units().is_empty() {
-        return Err(glot::Error::input(
-            &found.relative,
-            format!("has no text to work on (read as {})", format.name()),
-        )
-        .into());
-    }
-    let main_text = markup.prose(true);
-    let detected = lang::detect(&main_text);
-    let reliable = detected
-        .as_ref()
-        .and_then(|d| d.reliable_language())
-        .cloned();
+fn produce(
+    models: &mut Models,
+    found: &Found,
+    bytes: &[u8],
+    p: &Planned,
+    path: PathBuf,
+) -> Result<Made> {
+    models.used = None;
+    let s = models.s;
+    let (text, _) = glot::input::decode(&found.relative, bytes, s.lossy)?;
+    let format = s
+        .format
+        .unwrap_or_else(|| Format::from_path(&found.relative));
+    let mut article = Article::parse(&found.relative, text, format)?;
     match &p.job {
         Job::Summarize { language, words } => {
-            let language = language.clone().or(reliable);
-            let req = summarize::Request {
-                language: language.as_ref().map(|l| l.name.clone()),
-                language_code: language.as_ref().map(|l| l.code.clone()),
-                length: summarize::Length { words: *words },
-                cite: false,
-            };
-            let prompts = cx.prompts;
-            let sum = summarize::summarize(&mut model(cx)?, prompts, &main_text, &req)?;
+            let language = language.as_ref().or(article.language());
+            let length = summarize::Length { words: *words };
+            let req = summarize::Request::new(language, length, false);
+            let prompts = models.prompts;
+            let sum = summarize::summarize(&mut models.chat()?, prompts, &article.main_text, &req)?;
             let mut text = sum.text;
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -494,7 +574,7 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
             })
         }
         Job::Translate { target } => {
-            let source = cx.s.source.clone().or(reliable);
+            let source = article.source(s.source.as_ref()).cloned();
             if source
                 .as_ref()
                 .is_some_and(|l| lang::same_language(&l.code, &target.code))
@@ -509,24 +589,20 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
                     flags: Vec::new(),
                 });
             }
-            markup.protect_terms(&cx.s.glossary);
-            let t = if cx.mt.is_some() {
-                let printer = cx.printer;
-                let engine = engine(cx, source.as_ref(), target)?;
-                let t = engine.translate(&markup, target, printer)?;
-                let info = engine.info();
-                cx.used = Some(info);
-                t
-            } else {
-                let req = translate::Request {
-                    target: target.name.clone(),
-                    target_code: Some(target.code.clone()),
-                    source: source.map(|l| l.name),
-                };
-                let prompts = cx.prompts;
-                translate::translate(&mut model(cx)?, prompts, &markup, &req)?
+            article.markup.protect_terms(&s.glossary);
+            let (markup, printer) = (&article.markup, models.printer);
+            let t = match models.translator(source.as_ref(), target)? {
+                Some(translator) => {
+                    let t = translator.translate(markup, target, printer)?;
+                    models.used = Some(translator.info());
+                    t
+                }
+                None => {
+                    let req = translate::Request::new(source.as_ref(), target);
+                    let prompts = models.prompts;
+                    translate::translate(&mut models.chat()?, prompts, markup, &req)?
+                }
             };
-            let printer = cx.printer;
             if t.untranslated > 0 {
                 printer.warn(format!(
                     "{}: {} unit(s) left untranslated",
@@ -546,57 +622,49 @@ fn produce(cx: &mut Run, found: &Found, bytes: &[u8], p: &Planned, path: PathBuf
     }
 }
 
-/// The model, loaded on first use and logging its calls with `-v`. A model
-/// that fails to load ends the batch: every item would fail the same way.
-fn model<'a>(cx: &'a mut Run) -> Result<Logged<'a, &'a mut dyn glot::engine::ChatModel>> {
-    if cx.model.is_none() {
-        let llm = match &cx.files {
-            Some(files) => load_files(files, &cx.s.model, cx.printer, true),
-            None => load_model(&cx.s.model, cx.printer, true),
-        };
-        cx.model = Some(llm.context(Fatal)?);
+impl Models<'_> {
+    fn resolved(&self) -> Result<&Resolved> {
+        self.resolved
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the model's files were not found"))
     }
-    Ok(Logged {
-        model: cx.model.as_mut().expect("just loaded"),
-        printer: cx.printer,
-        calls: 0,
-    })
-}
 
-/// The translation model(s) for a language pair, loaded on first use. A
-/// pair with no model fails the item; a model that cannot load, the batch.
-fn engine<'a>(
-    cx: &'a mut Run,
-    source: Option<&lang::Language>,
-    target: &lang::Language,
-) -> Result<&'a mut mt::Engine> {
-    let choice = cx.mt.as_ref().expect("called for translation models");
-    let key = engine_key(choice, source, target);
-    if !cx.engines.contains_key(&key) {
-        let legs = choice.legs(&cx.s.model, source, target, cx.printer)?;
-        if cx.engines.len() >= MAX_ENGINES {
-            cx.engines.clear();
+    /// The model that writes answers, loaded on first use and logging its
+    /// calls with `-v`. A model that fails to load ends the batch: every
+    /// item would fail the same way.
+    fn chat(&mut self) -> Result<Logged<'_, &mut dyn glot::engine::ChatModel>> {
+        if self.chat.is_none() {
+            let chat = self.resolved()?.chat(&self.s.model, self.printer, true);
+            self.chat = Some(chat.context(Fatal)?);
         }
-        let engine = mt::Engine::load(legs, target, &cx.s.model, cx.printer).context(Fatal)?;
-        cx.engines.insert(key.clone(), engine);
+        let chat = self.chat.as_mut().expect("just loaded");
+        Ok(Logged::new(chat.model(), self.printer))
     }
-    Ok(cx.engines.get_mut(&key).expect("just loaded"))
-}
 
-/// Which loaded models a document needs: one per language pair with the
-/// registry, one per target language otherwise.
-fn engine_key(
-    choice: &mt::Choice,
-    source: Option<&lang::Language>,
-    target: &lang::Language,
-) -> String {
-    match choice {
-        mt::Choice::Registry(_) => format!(
-            "{}>{}",
-            source.map_or("?", |l| l.code.as_str()),
-            target.code
-        ),
-        mt::Choice::Fixed(_) => target.code.clone(),
+    /// The translation model(s) for a language pair, loaded on first use;
+    /// `None` when a chat model translates. A pair with no model fails the
+    /// item; a model that cannot load, the batch.
+    fn translator(
+        &mut self,
+        source: Option<&lang::Language>,
+        target: &lang::Language,
+    ) -> Result<Option<&mut Translator>> {
+        let resolved = self.resolved()?;
+        if !resolved.translates_sentences() {
+            return Ok(None);
+        }
+        let key = resolved.translator_key(source, target);
+        if !self.translators.contains_key(&key) {
+            let legs = resolved
+                .legs(&self.s.model, source, target, self.printer)?
+                .expect("a model that translates sentences");
+            if self.translators.len() >= MAX_TRANSLATORS {
+                self.translators.clear();
+            }
+            let loaded = Translator::load(legs, target, &self.s.model, self.printer);
+            self.translators.insert(key.clone(), loaded.context(Fatal)?);
+        }
+        Ok(self.translators.get_mut(&key))
     }
 }
 
@@ -632,8 +700,12 @@ fn relative_output(out: &Path, path: &Path) -> String {
         .join("/")
 }
 
+/// The manifest's record of an item, made with the model `info`
+/// describes.
+#[allow(clippy::too_many_arguments)]
 fn record(
-    cx: &Run,
+    out: &Path,
+    info: Option<&ModelInfo>,
     found: &Found,
     sha: Option<String>,
     p: &Planned,
@@ -641,11 +713,6 @@ fn record(
     start: Instant,
     shard: Shard,
 ) -> Record {
-    let info = cx
-        .used
-        .clone()
-        .or_else(|| cx.model.as_ref().map(|m| m.info().clone()));
-    let info = info.as_ref();
     let (mut untranslated, mut wrong_language, mut flags) = (0, 0, Vec::new());
     let (status, error, output, tokens) = match result {
         Ok(mut made) => {
@@ -654,7 +721,7 @@ fn record(
             (
                 made.status,
                 None,
-                Some(relative_output(cx.out, &made.path)),
+                Some(relative_output(out, &made.path)),
                 Some(Tokens {
                     prompt: made.usage.prompt_tokens,
                     generated: made.usage.generated_tokens,

@@ -7,15 +7,16 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use glot::batch::walk::{walk, Entry};
 use glot::batch::Job;
-use glot::markup::{Format, Markup};
+use glot::markup::Format;
 use glot::prompt::Prompts;
-use glot::task::{summarize, translate, Plan};
+use glot::task::{summarize, translate, Article, Plan};
 use glot::text::lang;
 use serde::Serialize;
 
-use super::super::speed;
+use crate::model::{Chat, Need, Resolved, Translator};
 use crate::printer::Printer;
 use crate::settings::BatchSettings;
+use crate::speed;
 
 #[derive(Serialize)]
 struct Item {
@@ -45,7 +46,7 @@ struct Report {
     prompt_tokens: usize,
     peak: usize,
     /// From this machine's last measured speed with the model, if any.
-    estimate: Option<super::super::speed::Estimate>,
+    estimate: Option<speed::Estimate>,
     items: Vec<Item>,
 }
 
@@ -53,14 +54,14 @@ struct Report {
 /// vocabularies of the translation models the run would pick per pair.
 enum Planner {
     Chat {
-        llm: Box<glot::engine::Llm>,
+        llm: Chat,
         prompts: Prompts,
     },
     Sentences {
-        choice: super::mt::Choice,
+        model: Resolved,
         /// By language pair, as the run keys them; with the order they
         /// were first used in.
-        engines: HashMap<String, super::mt::Engine>,
+        translators: HashMap<String, Translator>,
         order: Vec<String>,
     },
 }
@@ -74,40 +75,36 @@ impl Planner {
         text: &str,
         job: &Job,
     ) -> Result<Plan> {
+        let format = s.format.unwrap_or_else(|| Format::from_path(name));
+        let mut article = Article::parse(name, text.to_string(), format)?;
         match self {
-            Planner::Chat { llm, prompts } => plan_job(s, llm, prompts, name, text, job),
+            Planner::Chat { llm, prompts } => plan_job(s, llm.get(), prompts, &mut article, job),
             Planner::Sentences {
-                choice,
-                engines,
+                model,
+                translators,
                 order,
             } => {
                 let Job::Translate { target } = job else {
                     unreachable!("summaries are refused with translation models")
                 };
-                let format = s.format.unwrap_or_else(|| Format::from_path(name));
-                let mut markup = Markup::parse(text.to_string(), format);
-                let detected = lang::detect(&markup.prose(true));
-                let source = s.source.clone().or_else(|| {
-                    detected
-                        .as_ref()
-                        .and_then(|d| d.reliable_language())
-                        .cloned()
-                });
+                let source = article.source(s.source.as_ref()).cloned();
                 if source
                     .as_ref()
                     .is_some_and(|l| lang::same_language(&l.code, &target.code))
                 {
                     return Ok(Plan::default());
                 }
-                markup.protect_terms(&s.glossary);
-                let key = super::engine_key(choice, source.as_ref(), target);
-                if !engines.contains_key(&key) {
-                    let legs = choice.legs(&s.model, source.as_ref(), target, printer)?;
-                    let engine = super::mt::Engine::load_for_planning(legs, target, &s.model)?;
-                    engines.insert(key.clone(), engine);
+                article.markup.protect_terms(&s.glossary);
+                let key = model.translator_key(source.as_ref(), target);
+                if !translators.contains_key(&key) {
+                    let legs = model
+                        .legs(&s.model, source.as_ref(), target, printer)?
+                        .expect("a model that translates sentences");
+                    let loaded = Translator::load_for_planning(legs, target, &s.model)?;
+                    translators.insert(key.clone(), loaded);
                     order.push(key.clone());
                 }
-                Ok(engines[&key].plan(&markup)?.0)
+                Ok(translators[&key].plan(&article.markup)?.0)
             }
         }
     }
@@ -141,8 +138,12 @@ impl Planner {
             Planner::Chat { llm, .. } => speed::recall(llm.info())
                 .map(|v| speed::Estimate::of(&plans, v))
                 .ok_or_else(|| speed::unknown(llm.info())),
-            Planner::Sentences { engines, order, .. } => match order.as_slice() {
-                [one] => engines[one].estimate(&plans.iter().map(|(p, _)| *p).collect::<Vec<_>>()),
+            Planner::Sentences {
+                translators, order, ..
+            } => match order.as_slice() {
+                [one] => {
+                    translators[one].estimate(&plans.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+                }
                 [] => Err("no estimated time: nothing to translate".into()),
                 many => Err(format!(
                     "no estimated time: the documents go through {} translation models",
@@ -156,17 +157,18 @@ impl Planner {
 /// Plans every job on every document of this shard, whatever the manifest
 /// says is done: the whole of the work the folder stands for.
 pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
-    let mut planner = match super::mt::choose(&s.model, s.model.offline, printer)? {
-        Some(choice) => {
+    let model = Resolved::new(&s.model, Need::Any, s.model.offline, printer)?;
+    let mut planner = match model.translates_sentences() {
+        true => {
             super::refuse_summaries(s)?;
             Planner::Sentences {
-                choice,
-                engines: HashMap::new(),
+                model,
+                translators: HashMap::new(),
                 order: Vec::new(),
             }
         }
-        None => Planner::Chat {
-            llm: Box::new(super::super::load_planner(&s.model, printer)?),
+        false => Planner::Chat {
+            llm: model.planner(&s.model)?,
             prompts: Prompts::load(s.prompts.as_deref())?,
         },
     };
@@ -223,7 +225,7 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
     let estimate = planner.estimate(&plans);
     let report = Report {
         context: match &planner {
-            Planner::Chat { llm, .. } => glot::engine::ChatModel::context_length(&**llm),
+            Planner::Chat { llm, .. } => llm.get().context_length(),
             Planner::Sentences { .. } => plans.iter().map(|(p, _)| p.context).max().unwrap_or(0),
         },
         sentences: matches!(planner, Planner::Sentences { .. }),
@@ -308,47 +310,33 @@ fn table(report: &Report) -> Result<String, std::fmt::Error> {
 /// The plan of one job on one document's text, read as the run reads it.
 fn plan_job(
     s: &BatchSettings,
-    llm: &glot::engine::Llm,
+    llm: &dyn glot::engine::ChatModel,
     prompts: &Prompts,
-    name: &str,
-    text: &str,
+    article: &mut Article,
     job: &Job,
 ) -> Result<Plan> {
-    let format = s.format.unwrap_or_else(|| Format::from_path(name));
-    let mut markup = Markup::parse(text.to_string(), format);
-    let main_text = markup.prose(true);
-    let detected = lang::detect(&main_text);
-    let reliable = detected.as_ref().and_then(|d| d.reliable_language());
     match job {
         Job::Summarize { language, words } => {
-            let language = language.as_ref().or(reliable);
-            let req = summarize::Request {
-                language: language.map(|l| l.name.clone()),
-                language_code: language.map(|l| l.code.clone()),
-                length: summarize::Length { words: *words },
-                cite: false,
-            };
-            summarize::plan(llm, prompts, &main_text, &req)
+            let language = language.as_ref().or(article.language());
+            let length = summarize::Length { words: *words };
+            let req = summarize::Request::new(language, length, false);
+            summarize::plan(llm, prompts, &article.main_text, &req)
         }
         Job::Translate { target } => {
-            let source = s.source.clone().or(reliable.cloned());
+            let source = article.source(s.source.as_ref()).cloned();
             if source
                 .as_ref()
                 .is_some_and(|l| lang::same_language(&l.code, &target.code))
             {
                 // Already in the target language: the run copies it.
                 return Ok(Plan {
-                    context: glot::engine::ChatModel::context_length(llm),
+                    context: llm.context_length(),
                     ..Plan::default()
                 });
             }
-            markup.protect_terms(&s.glossary);
-            let req = translate::Request {
-                target: target.name.clone(),
-                target_code: Some(target.code.clone()),
-                source: source.map(|l| l.name),
-            };
-            translate::plan(llm, prompts, &markup, &req)
+            article.markup.protect_terms(&s.glossary);
+            let req = translate::Request::new(source.as_ref(), target);
+            translate::plan(llm, prompts, &article.markup, &req)
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::engine::generate::translation_room;
 use crate::engine::stop::StopReason;
 use crate::engine::ModelInfo;
 use crate::error::Error;
-pub use crate::hub::seq2seq::{Family, Seq2SeqFiles};
+use crate::hub::seq2seq_files::{Family, Seq2SeqFiles};
 use crate::hub::{read_json, snapshot_of};
 use candle_core::quantized::GgmlDType;
 use linear::Weights;
