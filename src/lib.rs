@@ -9,7 +9,8 @@
 //! test at the end of this file holds them to it):
 //!
 //! ```text
-//! batch      folders of documents: walks, shards, locks, manifests
+//! folder     a folder's documents as a batch does them: walks, shards,
+//!            locks, manifests
 //!   task     a summary or translation of one document, call by call
 //!     engine   models run: decoders, encoder-decoders, kernels, generation
 //!       prompt   task and chat templates
@@ -20,16 +21,16 @@
 //! output only from the layers that do I/O)
 //! ```
 //!
-//! `batch` sits above `task` because a manifest records what tasks report
+//! `folder` sits above `task` because a manifest records what tasks report
 //! (their flags), not the other way round; `engine` sits above `hub`
 //! because a model is loaded from files that `hub` found, and `hub` never
 //! needs to know what runs them.
 
-pub mod batch;
 pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod folder;
 pub mod hub;
 pub mod input;
 pub mod markup;
@@ -49,7 +50,7 @@ mod layers {
     /// is a layering error: add it only with a reason in the comment above.
     const ALLOWED: &[(&str, &[&str])] = &[
         (
-            "batch",
+            "folder",
             &["task", "hub", "text", "output", "digest", "error"],
         ),
         ("task", &["engine", "markup", "prompt", "text", "error"]),
@@ -147,7 +148,7 @@ mod layers {
 
     #[test]
     fn imports_are_read_from_use_lines_and_paths() {
-        let source = "use crate::{engine::Llm, text};\nlet x = super::super::hub::find();\n// crate::batch in a comment\n";
+        let source = "use crate::{engine::Llm, text};\nlet x = super::super::hub::find();\n// crate::folder in a comment\n";
         let got: Vec<String> = imports(source, "task", 2).into_iter().collect();
         assert_eq!(got, ["engine", "hub", "text"]);
     }

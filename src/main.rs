@@ -1,14 +1,15 @@
 //! The `glot` binary: parse flags, resolve settings, dispatch, report errors.
 
+mod allocator;
 mod cli;
 mod commands;
 mod exit;
-mod machine;
 mod model;
 mod printer;
 mod progress;
 mod settings;
 mod speed;
+mod threads;
 
 use std::process::ExitCode;
 
@@ -31,7 +32,7 @@ fn main() -> ExitCode {
     // candle's CPU kernels and glot's own size their thread pools from
     // these variables; they must be set before the first tensor operation.
     // Nothing else runs yet.
-    match machine::threads(cli.threads.map(|n| n.get())) {
+    match threads::threads(cli.threads.map(|n| n.get())) {
         Ok(Some(n)) => {
             std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
             return exit::code(exit::FAILURE);
         }
     }
-    machine::keep_freed_memory();
+    allocator::keep_freed_memory();
     match run(cli) {
         Ok(()) => exit::code(exit::SUCCESS),
         Err(err) => {

@@ -250,14 +250,14 @@ fn translate(a: TranslateArgs, reach: Reach) -> Result<TranslateSettings> {
 
 /// `glot batch`: what to do with each document of a selection.
 pub struct BatchSettings {
-    pub selection: glot::batch::walk::Selection,
-    pub jobs: Vec<glot::batch::Job>,
+    pub selection: glot::folder::walk::Selection,
+    pub jobs: Vec<glot::folder::Job>,
     pub source: Option<Language>,
     /// Terms and their fixed translations (`--glossary`).
     pub glossary: Vec<(String, String)>,
     /// `--plan`, and whether as JSON.
     pub plan: Option<bool>,
-    pub shard: glot::batch::shard::Shard,
+    pub shard: glot::folder::shard::Shard,
     pub max_bytes: u64,
     pub force: bool,
     pub retry_failed: bool,
@@ -274,7 +274,7 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
         .ok_or_else(|| Error::Usage("give --out DIR for the outputs".into()))?;
     let mut jobs = Vec::new();
     if a.summarize {
-        jobs.push(glot::batch::Job::Summarize {
+        jobs.push(glot::folder::Job::Summarize {
             language: a.lang.as_deref().map(lang::resolve).transpose()?,
             words: a.words.map_or(words(a.length), |w| w as usize),
         });
@@ -284,7 +284,7 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
         );
     }
     for t in a.translate.iter().filter(|t| !t.trim().is_empty()) {
-        let job = glot::batch::Job::Translate {
+        let job = glot::folder::Job::Translate {
             target: lang::resolve(t)?,
         };
         if !jobs.contains(&job) {
@@ -302,11 +302,11 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
         );
     }
     let shard = match &a.shard {
-        Some(spec) => glot::batch::shard::Shard::parse(spec, |k| std::env::var(k).ok())?,
-        None => glot::batch::shard::Shard::ALL,
+        Some(spec) => glot::folder::shard::Shard::parse(spec, |k| std::env::var(k).ok())?,
+        None => glot::folder::shard::Shard::ALL,
     };
     Ok(BatchSettings {
-        selection: glot::batch::walk::Selection {
+        selection: glot::folder::walk::Selection {
             roots: a.inputs,
             include: a.include,
             exclude: a.exclude,

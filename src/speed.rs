@@ -104,7 +104,7 @@ fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
         load_secs: info.load_secs,
         prefill_tokens_per_sec: computed as f64 / usage.prefill_secs,
         decode_tokens_per_sec: usage.generated_tokens as f64 / usage.decode_secs,
-        measured_at: glot::batch::manifest::now() / 1000,
+        measured_at: glot::folder::manifest::now() / 1000,
     };
     store_at(&path, key(info), speed)
 }

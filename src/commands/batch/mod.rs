@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use glot::batch::lock::{lock_item, ItemLock, Scratch};
-use glot::batch::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
-use glot::batch::shard::Shard;
-use glot::batch::walk::{walk, Entry, Found};
-use glot::batch::{paths, settings_hash, Job};
 use glot::digest::sha256_hex;
 use glot::engine::ModelInfo;
+use glot::folder::lock::{lock_item, ItemLock, Scratch};
+use glot::folder::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
+use glot::folder::shard::Shard;
+use glot::folder::walk::{walk, Entry, Found};
+use glot::folder::{paths, settings_hash, Job};
 use glot::markup::Format;
 use glot::prompt::Prompts;
 use glot::task::{summarize, translate, Article, Usage};

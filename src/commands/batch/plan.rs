@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use anyhow::Result;
-use glot::batch::walk::{walk, Entry};
-use glot::batch::Job;
+use glot::folder::walk::{walk, Entry};
+use glot::folder::Job;
 use glot::markup::Format;
 use glot::prompt::Prompts;
 use glot::task::{summarize, translate, Article, Plan};

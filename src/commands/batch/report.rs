@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use glot::batch::manifest::{Index, Status};
-use glot::batch::walk::{walk, Entry, Selection};
 use glot::digest::sha256_hex;
+use glot::folder::manifest::{Index, Status};
+use glot::folder::walk::{walk, Entry, Selection};
 use serde::{Deserialize, Serialize};
 
 /// What the run did, for the closing table.

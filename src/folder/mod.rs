@@ -1,5 +1,6 @@
-//! Batches: every document of a folder, each with one or more jobs, done
-//! once even across interruptions, reruns and machines.
+//! A folder of documents as `glot batch` does it: every document, each with
+//! one or more jobs, done once even across interruptions, reruns and
+//! machines.
 //!
 //! The pieces are independent of how the batch is shown or stopped: the
 //! walk finds documents lazily ([`walk`]), [`shard`] says which belong to

@@ -1,5 +1,5 @@
-//! How glot sets up the process for model computation: threads and the
-//! allocator.
+//! How many threads compute: `--threads`, the environment, or one per
+//! physical core.
 //!
 //! Decoding reads every weight once per token, so it is bound by memory
 //! bandwidth, and prefill by the vector units: a second hardware thread on
@@ -9,24 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-
-/// Keeps freed memory in the process for the next allocation.
-///
-/// Every layer of a 512-token prefill allocates activations of several
-/// megabytes and frees them; glibc hands blocks that large back to the
-/// kernel, which must zero fresh pages for the next layer: 10% of a
-/// Qwen3-1.7B prefill went to that. Blocks up to glibc's largest threshold
-/// (32 MiB) now come from the heap, and the heap is not trimmed. Peak
-/// memory stays what the model needs at once.
-pub fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator settings; nothing allocates
-    // concurrently this early in `main`.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-    }
-}
 
 /// Threads a CPU may be given at most: beyond that, threads only wait for
 /// each other (`--threads 1000` on two CPUs never finished a 0.3 s job).
