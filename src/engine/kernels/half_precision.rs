@@ -21,8 +21,10 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Module, Tensor};
 use half::{bf16, f16};
 
+use super::blocks::ROWS;
 use super::panels::LANES;
-use super::{filled, for_panels, forward_rows, isa, lookup, tile_rows, Isa, ROWS};
+use super::pool::{filled, for_panels, tile_rows};
+use super::{forward_rows, isa, lookup, Isa};
 
 /// An `n × k` matrix of F16 or BF16 weights in panels of 16 rows.
 pub struct HalfMatrix {

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Module, Tensor};
 
+use super::acts::{Acts, Row, Scheme};
+#[cfg(test)]
+use super::formats::f16_at;
+
 /// Values per block.
 const QK: usize = 256;
 /// Bytes per Q4_K block: f16 scale and min scale, 12 bytes of 6-bit
@@ -43,78 +47,6 @@ fn scales(q: &[u8]) -> ([i32; 8], [i32; 8]) {
         mn[j] = m as i32;
     }
     (sc, mn)
-}
-
-#[cfg(test)]
-fn f16_at(b: &[u8]) -> f32 {
-    half::f16::from_le_bytes([b[0], b[1]]).to_f32()
-}
-
-/// Activations as Q8_K: per 256 values a scale and bytes, plus the sums of
-/// each 32 bytes that Q4_K's sub-block mins multiply and of each 16 that
-/// Q6_K's offset of 32 does.
-struct Acts {
-    k: usize,
-    qs: Vec<i8>,
-    d: Vec<f32>,
-    sums: Vec<i32>,
-    sums16: Vec<i32>,
-}
-
-impl Acts {
-    fn quantize(x: &[f32], k: usize) -> Acts {
-        let mut a = Acts {
-            k,
-            qs: vec![0; x.len()],
-            d: vec![0.0; x.len() / QK],
-            sums: vec![0; x.len() / 32],
-            sums16: vec![0; x.len() / 16],
-        };
-        for (b, xs) in x.chunks_exact(QK).enumerate() {
-            // The value of largest magnitude maps to -127 (llama.cpp's sign).
-            let (mut max, mut amax) = (0f32, 0f32);
-            for &v in xs {
-                if amax < v.abs() {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
-            if amax == 0.0 {
-                continue;
-            }
-            let iscale = -127.0 / max;
-            let qs = &mut a.qs[b * QK..(b + 1) * QK];
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
-            }
-            for (j, s) in a.sums16[b * 16..(b + 1) * 16].iter_mut().enumerate() {
-                *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
-            }
-            for j in 0..8 {
-                a.sums[b * 8 + j] = a.sums16[b * 16 + 2 * j] + a.sums16[b * 16 + 2 * j + 1];
-            }
-            a.d[b] = 1.0 / iscale;
-        }
-        a
-    }
-
-    fn row(&self, r: usize) -> Row<'_> {
-        let kb = self.k / QK;
-        Row {
-            qs: &self.qs[r * self.k..(r + 1) * self.k],
-            d: &self.d[r * kb..(r + 1) * kb],
-            sums: &self.sums[r * kb * 8..(r + 1) * kb * 8],
-            sums16: &self.sums16[r * kb * 16..(r + 1) * kb * 16],
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Row<'a> {
-    qs: &'a [i8],
-    d: &'a [f32],
-    sums: &'a [i32],
-    sums16: &'a [i32],
 }
 
 /// Dot products of one weight row with `R` activation rows: the reference
@@ -350,12 +282,6 @@ mod x86 {
             }
         }
     }
-
-    /// [`super::Acts::quantize`] compiled for AVX2.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn quantize(x: &[f32], k: usize) -> super::Acts {
-        super::Acts::quantize(x, k)
-    }
 }
 
 /// Whether this CPU takes these kernels.
@@ -393,8 +319,7 @@ impl KMatrix {
     fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
-        // SAFETY: `available()` checked the CPU when the matrix was made.
-        let acts = unsafe { x86::quantize(x, k) };
+        let acts = Acts::quantize(Scheme::Q8K, x, k);
         let data = self.tensor.data()?;
         let six = self.six;
         let mut out = vec![0f32; m * n];
@@ -479,7 +404,7 @@ mod tests {
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                let acts = Acts::quantize(&xs, k);
+                let acts = Acts::quantize(Scheme::Q8K, &xs, k);
                 for r in 0..m {
                     for col in 0..n {
                         let w = &data[col * bytes..(col + 1) * bytes];

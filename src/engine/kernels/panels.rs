@@ -36,7 +36,8 @@
 //! `4i..4i + 4`) is one of them, four values of four rows, and `sdot` adds
 //! four products to each of the four rows, as `vpdpbusd` does to sixteen.
 
-use super::{Format, Row, QK};
+use super::acts::Row;
+use super::formats::{f16_at, Format, QK};
 
 /// Weight rows per panel.
 pub(super) const LANES: usize = 16;
@@ -83,7 +84,7 @@ impl Panels {
     pub fn new(format: Format, n: usize, k: usize, src: &[u8]) -> Panels {
         let kb = k / QK;
         let panel_bytes = kb * LANES * format.block_bytes();
-        let data = super::filled(n.div_ceil(LANES), panel_bytes, |p, panel| {
+        let data = super::pool::filled(n.div_ceil(LANES), panel_bytes, |p, panel| {
             fill_panel(format, kb, src, p, n, panel)
         });
         Panels { format, n, k, data }
@@ -158,18 +159,14 @@ fn unsigned(format: Format, block: &[u8]) -> [u8; QK] {
         .map(|v| (v as i32 + format.offset()) as u8)
 }
 
-fn f16_at(rec: &[u8], at: usize) -> f32 {
-    half::f16::from_le_bytes([rec[at], rec[at + 1]]).to_f32()
-}
-
 /// Row `c`'s scale and minimum (0 for formats without) in a record.
 fn scale_and_min(format: Format, rec: &[u8], c: usize) -> (f32, f32) {
     let m = if format.has_min() {
-        f16_at(rec, 32 + 2 * c)
+        f16_at(&rec[32 + 2 * c..])
     } else {
         0.0
     };
-    (f16_at(rec, 2 * c), m)
+    (f16_at(&rec[2 * c..]), m)
 }
 
 /// Row `c`'s unsigned values in a record.

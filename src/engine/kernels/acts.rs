@@ -1,0 +1,265 @@
+//! Activations quantized to signed bytes, as llama.cpp quantizes them for
+//! integer dot products with weight blocks: Q8_0 for the 32-value block
+//! formats, Q8_K for the k-quants. One type holds either, so that every
+//! kernel reads a row of activations the same way.
+
+use half::f16;
+
+use super::cpu::{isa, Isa};
+use super::pool::share;
+
+/// How the activations are quantized.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Scheme {
+    /// A scale per 32 values, max|x| / 127 in f16 precision, with the
+    /// scaled sums (`s`) that a weight block's minimum multiplies.
+    Q8_0,
+    /// A scale per 256 values, the value of largest magnitude mapped to
+    /// -127, with sums per 16 values (what Q6_K's offset multiplies).
+    #[cfg_attr(not(glot_x86), allow(dead_code))]
+    Q8K,
+}
+
+impl Scheme {
+    /// Values per scale.
+    fn block(self) -> usize {
+        match self {
+            Scheme::Q8_0 => 32,
+            Scheme::Q8K => 256,
+        }
+    }
+}
+
+/// Rows of `k` activations, quantized.
+pub(super) struct Acts {
+    k: usize,
+    scheme: Scheme,
+    pub(super) qs: Vec<i8>,
+    /// Per block of the scheme, the scale.
+    pub(super) d: Vec<f32>,
+    /// Q8_0 only: per block, the scale times the sum of the quantized
+    /// values, in f16 precision (llama.cpp's Q8_1 `s`).
+    pub(super) s: Vec<f32>,
+    /// Per 32 values, the sum of the quantized values: what takes a
+    /// format's offset or a sub-block's minimum back out of the products.
+    pub(super) sums: Vec<i32>,
+    /// Q8_K only: per 16 values, the sum of the quantized values.
+    pub(super) sums16: Vec<i32>,
+}
+
+/// One row of [`Acts`].
+#[derive(Clone, Copy)]
+pub(super) struct Row<'a> {
+    pub(super) qs: &'a [i8],
+    pub(super) d: &'a [f32],
+    pub(super) s: &'a [f32],
+    pub(super) sums: &'a [i32],
+    #[cfg_attr(not(glot_x86), allow(dead_code))]
+    pub(super) sums16: &'a [i32],
+}
+
+impl Acts {
+    /// Quantizes rows of `k` values (a multiple of the scheme's block),
+    /// the rows split between the threads.
+    pub(super) fn quantize(scheme: Scheme, x: &[f32], k: usize) -> Acts {
+        let (blocks, q8_0) = (x.len() / scheme.block(), scheme == Scheme::Q8_0);
+        let mut acts = Acts {
+            k,
+            scheme,
+            qs: vec![0; x.len()],
+            d: vec![0.0; blocks],
+            s: vec![0.0; if q8_0 { blocks } else { 0 }],
+            sums: vec![0; x.len() / 32],
+            sums16: vec![0; if q8_0 { 0 } else { x.len() / 16 }],
+        };
+        let isa = isa();
+        let rows = x.len() / k;
+        let lens = acts.lens();
+        let ptrs = (
+            acts.qs.as_mut_ptr() as usize,
+            acts.d.as_mut_ptr() as usize,
+            acts.s.as_mut_ptr() as usize,
+            acts.sums.as_mut_ptr() as usize,
+            acts.sums16.as_mut_ptr() as usize,
+        );
+        let run = |r: std::ops::Range<usize>| {
+            // SAFETY: each range of rows is one worker's alone, inside the
+            // vectors (an empty vector has a zero length per row), and the
+            // vectors outlive the pool call.
+            let row = unsafe {
+                RowMut {
+                    qs: share(ptrs.0, r.start * lens[0], r.len() * lens[0]),
+                    d: share(ptrs.1, r.start * lens[1], r.len() * lens[1]),
+                    s: share(ptrs.2, r.start * lens[2], r.len() * lens[2]),
+                    sums: share(ptrs.3, r.start * lens[3], r.len() * lens[3]),
+                    sums16: share(ptrs.4, r.start * lens[4], r.len() * lens[4]),
+                }
+            };
+            let x = &x[r.start * k..r.end * k];
+            match isa {
+                // SAFETY: the CPU has AVX2, FMA and F16C.
+                #[cfg(glot_x86)]
+                Isa::Avx2 | Isa::Vnni => unsafe { x86::quantize(scheme, x, row) },
+                // NEON is the compiler's baseline on aarch64: the plain
+                // loop is already vector code there.
+                #[cfg(glot_neon)]
+                Isa::Neon | Isa::NeonDot => quantize_rows(scheme, x, row),
+                Isa::Scalar => quantize_rows(scheme, x, row),
+            }
+        };
+        if rows == 1 {
+            run(0..1);
+        } else {
+            candle_core::utils::barrier_pool().execute_chunked(rows, run);
+        }
+        acts
+    }
+
+    /// Elements per row of `qs`, `d`, `s`, `sums` and `sums16`.
+    fn lens(&self) -> [usize; 5] {
+        let q8_0 = self.scheme == Scheme::Q8_0;
+        let k = self.k;
+        [
+            k,
+            k / self.scheme.block(),
+            if q8_0 { k / 32 } else { 0 },
+            k / 32,
+            if q8_0 { 0 } else { k / 16 },
+        ]
+    }
+
+    pub(super) fn row(&self, r: usize) -> Row<'_> {
+        fn part<T>(v: &[T], r: usize, len: usize) -> &[T] {
+            &v[r * len..(r + 1) * len]
+        }
+        let [qs, d, s, sums, sums16] = self.lens();
+        Row {
+            qs: part(&self.qs, r, qs),
+            d: part(&self.d, r, d),
+            s: part(&self.s, r, s),
+            sums: part(&self.sums, r, sums),
+            sums16: part(&self.sums16, r, sums16),
+        }
+    }
+}
+
+/// One worker's rows of [`Acts`], to write.
+struct RowMut<'a> {
+    qs: &'a mut [i8],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    sums: &'a mut [i32],
+    sums16: &'a mut [i32],
+}
+
+#[inline(always)]
+fn quantize_rows(scheme: Scheme, x: &[f32], row: RowMut) {
+    match scheme {
+        Scheme::Q8_0 => q8_0(x, row),
+        Scheme::Q8K => q8_k(x, row),
+    }
+}
+
+/// Rounds each block of 32 values to bytes with the scale max|x| / 127,
+/// kept in f16 precision as llama.cpp's Q8_0 keeps it.
+#[inline(always)]
+fn q8_0(x: &[f32], row: RowMut) {
+    let blocks = x.chunks_exact(32).zip(row.qs.chunks_exact_mut(32));
+    let scales = row.d.iter_mut().zip(row.s).zip(row.sums);
+    for ((xs, qs), ((d, s), block_sum)) in blocks.zip(scales) {
+        let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = amax / 127.0;
+        let inv = if scale != 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (v * inv).round() as i8;
+            sum += *q as i32;
+        }
+        *d = f16::from_f32(scale).to_f32();
+        *s = f16::from_f32(scale * sum as f32).to_f32();
+        *block_sum = sum;
+    }
+}
+
+/// Rounds each block of 256 values to bytes as llama.cpp's Q8_K does: the
+/// value of largest magnitude maps to -127 (llama.cpp's sign).
+#[inline(always)]
+fn q8_k(x: &[f32], row: RowMut) {
+    const QK: usize = 256;
+    for (b, xs) in x.chunks_exact(QK).enumerate() {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in xs {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            continue;
+        }
+        let iscale = -127.0 / max;
+        let qs = &mut row.qs[b * QK..(b + 1) * QK];
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        let sums16 = &mut row.sums16[b * 16..(b + 1) * 16];
+        for (j, s) in sums16.iter_mut().enumerate() {
+            *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
+        }
+        for j in 0..8 {
+            row.sums[b * 8 + j] = sums16[2 * j] + sums16[2 * j + 1];
+        }
+        row.d[b] = 1.0 / iscale;
+    }
+}
+
+#[cfg(glot_x86)]
+mod x86 {
+    /// [`super::quantize_rows`] compiled for AVX2, where rounding and the
+    /// block maximum are vector instructions rather than calls.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn quantize(scheme: super::Scheme, x: &[f32], row: super::RowMut) {
+        super::quantize_rows(scheme, x, row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The activation sums a block minimum multiplies are llama.cpp's Q8_1
+    /// `s`: the exact scale times the sum of the rounded values, in f16.
+    #[test]
+    fn activation_sums_are_llama_cpps() {
+        let x: Vec<f32> = (0..32).map(|i| (i as f32 - 10.3) * 0.37).collect();
+        let acts = Acts::quantize(Scheme::Q8_0, &x, 32);
+        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        let sum: i32 = acts.qs.iter().map(|&q| q as i32).sum();
+        assert_eq!(acts.sums[0], sum);
+        assert_eq!(acts.s[0], f16::from_f32(scale * sum as f32).to_f32());
+        assert_eq!(acts.d[0], f16::from_f32(scale).to_f32());
+    }
+
+    /// Q8_K's sums per 16 and per 32 values are those of its bytes, row by
+    /// row, whether the rows are quantized alone or together.
+    #[test]
+    fn q8_k_sums_are_those_of_the_bytes_in_every_row() {
+        let k = 512;
+        let x: Vec<f32> = (0..3 * k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.1)
+            .collect();
+        let all = Acts::quantize(Scheme::Q8K, &x, k);
+        for r in 0..3 {
+            let alone = Acts::quantize(Scheme::Q8K, &x[r * k..(r + 1) * k], k);
+            let (a, b) = (all.row(r), alone.row(0));
+            assert_eq!((a.qs, a.d, a.sums, a.sums16), (b.qs, b.d, b.sums, b.sums16));
+            for (j, s) in a.sums16.iter().enumerate() {
+                let want: i32 = a.qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
+                assert_eq!(*s, want);
+            }
+            for (j, s) in a.sums.iter().enumerate() {
+                assert_eq!(*s, a.sums16[2 * j] + a.sums16[2 * j + 1]);
+            }
+        }
+    }
+}
