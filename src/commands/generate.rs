@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use glot::engine::choice::StopReason;
 use glot::engine::generate::{GenParams, Prompt};
-use glot::engine::stop::StopReason;
 use glot::engine::ModelInfo;
 use glot::prompt::chat::Message;
 use serde::Serialize;

@@ -16,7 +16,7 @@
 //!   hypothesis (a heuristic whose details `early_stopping` chooses), or
 //!   when it reaches its length cap.
 
-use crate::engine::stop::StopReason;
+use crate::engine::choice::{Rules, StopReason};
 
 /// How long a search goes on once hypotheses have finished
 /// (`early_stopping` of `transformers`).
@@ -57,17 +57,6 @@ pub struct Beam {
 
 /// The score `transformers` gives a placeholder: far below any real one.
 const NONE: f32 = -1.0e9;
-
-/// The tokens a search must treat specially.
-#[derive(Debug, Clone, Copy)]
-pub struct Rules<'a> {
-    /// Tokens that end a hypothesis.
-    pub eos: &'a [u32],
-    /// Tokens never produced.
-    pub banned: &'a [u32],
-    /// The only token allowed at the last step the cap leaves (Marian).
-    pub forced_eos: Option<u32>,
-}
 
 /// A finished hypothesis, or a placeholder for one not found yet.
 #[derive(Debug, Clone)]
@@ -160,17 +149,7 @@ impl Search {
         let mut candidates: Vec<Candidate> = Vec::with_capacity(n * keep);
         for b in 0..n {
             let mut scores = log_softmax(logits(b));
-            for &banned in rules.banned {
-                if let Some(x) = scores.get_mut(banned as usize) {
-                    *x = f32::NEG_INFINITY;
-                }
-            }
-            if let (Some(eos), true) = (rules.forced_eos, last) {
-                scores.fill(f32::NEG_INFINITY);
-                if let Some(x) = scores.get_mut(eos as usize) {
-                    *x = 0.0;
-                }
-            }
+            rules.bar(&mut scores, last);
             candidates.extend(best(&scores, self.running[b].1, b, keep));
         }
         // Best first; among equal scores the lower beam, then the lower token.

@@ -8,8 +8,8 @@ use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::beam::{Beam, Found, Rules, Search};
-use super::stop::StopReason;
+use super::beam::{Beam, Found, Search};
+use super::choice::{argmax, Rules, StopReason};
 
 /// Anything that maps token ids at given positions to next-token logits.
 pub trait Forward {
@@ -315,17 +315,6 @@ fn prefill(model: &mut dyn Forward, prompt: Prompt, from: usize) -> Result<Vec<f
         start = end;
     }
     Ok(logits)
-}
-
-/// Index of the largest logit; the first one on ties, as `torch.argmax`.
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 fn sample(logits: &[f32], s: &Sampling, rng: &mut StdRng) -> u32 {

@@ -5,6 +5,7 @@
 //! chat templates stays behind it.
 
 pub mod beam;
+pub mod choice;
 pub mod config;
 pub mod decoder;
 pub mod device;
@@ -13,7 +14,7 @@ pub mod gguf_vocab;
 pub mod kernels;
 pub mod sentencepiece;
 pub mod seq2seq;
-pub mod stop;
+
 pub mod tokenizer;
 pub mod weights;
 
@@ -29,10 +30,10 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::hub::{read_json, snapshot_of, ModelFiles, WeightsFormat};
 use crate::prompt::chat::{ChatTemplate, Message, Part};
+use choice::StopReason;
 use config::DecoderConfig;
 use decoder::Decoder;
 use generate::{GenParams, Generated, Sampling};
-use stop::StopReason;
 use tokenizer::Tokenizer;
 use weights::Weights;
 

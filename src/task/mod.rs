@@ -135,11 +135,11 @@ impl Usage {
         self.generated_tokens += c.generated_tokens;
         self.prefill_secs += c.prefill_secs;
         self.decode_secs += c.decode_secs;
-        if c.stop == crate::engine::stop::StopReason::Length {
+        if c.stop == crate::engine::choice::StopReason::Length {
             self.capped_calls += 1;
         }
         self.looped_calls += usize::from(c.looped);
-        if c.stop == crate::engine::stop::StopReason::Repetition {
+        if c.stop == crate::engine::choice::StopReason::Repetition {
             self.loops_cut += 1;
         }
     }
@@ -192,7 +192,7 @@ const SLACK: usize = 8;
 pub(crate) mod fake {
     use anyhow::Result;
 
-    use crate::engine::stop::StopReason;
+    use crate::engine::choice::StopReason;
     use crate::engine::{ChatModel, Completion};
     use crate::prompt::chat::Message;
 

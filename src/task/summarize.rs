@@ -301,7 +301,7 @@ pub fn summarize(
             rounds: 0,
             wrong_language,
             citations,
-            cut: c.stop != crate::engine::stop::StopReason::Eos,
+            cut: c.stop != crate::engine::choice::StopReason::Eos,
             repeated_sentences,
             prompt_lines,
             usage,
@@ -361,7 +361,7 @@ pub fn summarize(
                 rounds,
                 wrong_language,
                 citations,
-                cut: c.stop != crate::engine::stop::StopReason::Eos,
+                cut: c.stop != crate::engine::choice::StopReason::Eos,
                 repeated_sentences,
                 prompt_lines,
                 usage,
@@ -450,7 +450,7 @@ impl Last<'_> {
 /// its own (cap or loop) ends at its last full sentence; `stop` stays as
 /// it was, so the caller can say so.
 fn whole_sentences(mut c: crate::engine::Completion) -> crate::engine::Completion {
-    use crate::engine::stop::StopReason;
+    use crate::engine::choice::StopReason;
     c.text = super::answer_only(&c.text, "article")
         .and_then(|t| super::answer_only(&t, "summaries"))
         .unwrap_or_default();

@@ -4,10 +4,10 @@
 
 use candle_core::quantized::GgmlDType;
 use glot::engine::beam::{Beam, EarlyStopping};
+use glot::engine::choice::StopReason;
 use glot::engine::sentencepiece::SpModel;
 use glot::engine::seq2seq::t5::relative_bucket;
 use glot::engine::seq2seq::{Output, Seq2Seq, Vocab};
-use glot::engine::stop::StopReason;
 use glot::hub::seq2seq_files::Seq2SeqFiles;
 use serde_json::Value;
 

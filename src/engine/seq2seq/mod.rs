@@ -1,11 +1,17 @@
-//! Dedicated translation models: encoder-decoders that take source text and
-//! return its translation, one sentence per input, many sentences per batch.
+//! Encoder-decoder models (Marian, T5): source text in, its translation (or
+//! a flan-t5 answer) out, one sentence per input, many sentences per batch.
 //!
 //! Unlike the chat models there is no prompt: the task layer hands over
-//! sentences and gets sentences back.
+//! sentences and gets sentences back. The families share their network
+//! plumbing (`network`), read how they generate from their config files
+//! (`generation`) and decode with one pair of drivers (`decode`: greedy
+//! and beam search); this file loads a model and serves it to the tasks.
 
+mod decode;
+mod generation;
 pub mod linear;
 pub mod marian;
+mod network;
 pub mod t5;
 pub mod vocab;
 
@@ -14,10 +20,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 
-use crate::engine::beam::{Beam, EarlyStopping, Rules, Search};
+use crate::engine::beam::Beam;
+use crate::engine::choice::StopReason;
 use crate::engine::device::DeviceChoice;
 use crate::engine::generate::translation_room;
-use crate::engine::stop::StopReason;
 use crate::engine::ModelInfo;
 use crate::error::Error;
 use crate::hub::seq2seq_files::{Family, Seq2SeqFiles};
@@ -26,394 +32,13 @@ use candle_core::quantized::GgmlDType;
 use linear::Weights;
 use marian::{Marian, MarianConfig};
 use t5::{T5Config, T5};
+
+pub use decode::{beam_search, greedy, Generation, Output};
+use generation::Ids;
+pub use generation::Special;
+pub(crate) use network::{additive_mask, config_int, config_size, split_heads};
+pub use network::{Activation, DecoderState, EncoderDecoder};
 use vocab::{MarianVocab, T5Vocab};
-
-/// Feed-forward activations used by the supported configs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    Silu,
-    Relu,
-    GeluErf,
-    GeluTanh,
-}
-
-impl Activation {
-    /// The `activation_function` / `dense_act_fn` names of `transformers`.
-    pub fn from_name(name: &str) -> Result<Self> {
-        Ok(match name {
-            "swish" | "silu" => Activation::Silu,
-            "relu" => Activation::Relu,
-            "gelu" => Activation::GeluErf,
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
-            other => {
-                return Err(
-                    Error::model(format!("unsupported activation function `{other}`")).into(),
-                )
-            }
-        })
-    }
-
-    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Activation::Silu => candle_nn::ops::silu(x)?,
-            Activation::Relu => x.relu()?,
-            Activation::GeluErf => x.gelu_erf()?,
-            Activation::GeluTanh => x.gelu()?,
-        })
-    }
-}
-
-/// An encoder-decoder network, driven one decoder step at a time.
-pub trait EncoderDecoder {
-    /// Positions the decoder can use.
-    fn max_positions(&self) -> usize;
-    /// Runs the encoder on (B, S) ids with a (B, S) mask of 1 (token) / 0 (padding).
-    fn encode(&self, ids: &Tensor, mask: &Tensor) -> Result<DecoderState>;
-    /// Logits (B, V) for the next token after `tokens` (B).
-    fn step(&self, state: &mut DecoderState, tokens: &Tensor) -> Result<Tensor>;
-}
-
-/// What the decoder keeps between steps for one batch.
-pub struct DecoderState {
-    /// The encoder output's keys and values for each decoder layer's
-    /// cross-attention, computed once.
-    pub(crate) cross: Vec<(Tensor, Tensor)>,
-    /// Self-attention keys and values of the tokens so far, per layer.
-    past: Vec<Option<(Tensor, Tensor)>>,
-    /// (B, 1, 1, S): 0 for source tokens, -inf for padding.
-    pub(crate) source_mask: Tensor,
-    /// Decoder positions used so far.
-    pub(crate) pos: usize,
-}
-
-impl DecoderState {
-    pub(crate) fn new(cross: Vec<(Tensor, Tensor)>, source_mask: Tensor) -> Self {
-        DecoderState {
-            past: vec![None; cross.len()],
-            cross,
-            source_mask,
-            pos: 0,
-        }
-    }
-
-    /// Adds this step's keys and values to layer `layer`'s cache and
-    /// returns all of them.
-    pub(crate) fn extend(
-        &mut self,
-        layer: usize,
-        k: Tensor,
-        v: Tensor,
-    ) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match self.past[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        self.past[layer] = Some((k.clone(), v.clone()));
-        Ok((k, v))
-    }
-
-    /// Keeps the batch rows `rows`, in that order: the sentences still
-    /// being translated, or each beam's row copied from the beam it extends.
-    fn retain(&mut self, rows: &[usize]) -> Result<()> {
-        let idx = self.rows(rows)?;
-        for (k, v) in self.cross.iter_mut() {
-            *k = k.index_select(&idx, 0)?;
-            *v = v.index_select(&idx, 0)?;
-        }
-        self.source_mask = self.source_mask.index_select(&idx, 0)?;
-        self.reorder_past_by(&idx)
-    }
-
-    /// As [`DecoderState::retain`], for rows whose source is the same as
-    /// before (beams of the same sentences): only the decoder's own cache
-    /// moves.
-    fn reorder_past(&mut self, rows: &[usize]) -> Result<()> {
-        let idx = self.rows(rows)?;
-        self.reorder_past_by(&idx)
-    }
-
-    fn reorder_past_by(&mut self, idx: &Tensor) -> Result<()> {
-        for (k, v) in self.past.iter_mut().flatten() {
-            *k = k.index_select(idx, 0)?;
-            *v = v.index_select(idx, 0)?;
-        }
-        Ok(())
-    }
-
-    fn rows(&self, rows: &[usize]) -> Result<Tensor> {
-        Ok(Tensor::from_vec(
-            rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-            rows.len(),
-            self.source_mask.device(),
-        )?)
-    }
-}
-
-/// (B, T, H·Dh) → (B, H, T, Dh).
-pub(crate) fn split_heads(x: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
-    let (b, t, _) = x.dims3()?;
-    Ok(x.reshape((b, t, heads, head_dim))?
-        .transpose(1, 2)?
-        .contiguous()?)
-}
-
-/// (B, S) of 1/0 → additive (B, 1, 1, S) of 0/-inf.
-pub(crate) fn additive_mask(mask: &Tensor) -> Result<Tensor> {
-    let (b, s) = mask.dims2()?;
-    let zeros = Tensor::zeros((b, s), DType::F32, mask.device())?;
-    let neg = Tensor::full(f32::NEG_INFINITY, (b, s), mask.device())?;
-    Ok(mask
-        .ne(0u32)?
-        .where_cond(&zeros, &neg)?
-        .reshape((b, 1, 1, s))?)
-}
-
-/// Decoding settings of a model, from its config files.
-#[derive(Debug, Clone)]
-pub struct Special {
-    pub pad: u32,
-    pub eos: u32,
-    pub start: u32,
-    /// Forced at the last allowed step, as `transformers` does.
-    pub forced_eos: Option<u32>,
-    /// Never generated (Marian: the pad id).
-    pub banned: Vec<u32>,
-    /// Beam search settings the model's generation config sets
-    /// (`transformers` defaults: 1.0 and `false`).
-    pub length_penalty: f32,
-    pub early_stopping: EarlyStopping,
-}
-
-/// One sentence's output ids (ending with EOS when one was produced).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Output {
-    pub ids: Vec<u32>,
-    pub stop: StopReason,
-    /// A beam search hypothesis's score: summed log-probabilities over
-    /// length^length_penalty.
-    pub score: Option<f32>,
-}
-
-/// Outputs of one batch and where its time went.
-#[derive(Debug, Clone, Default)]
-pub struct Generation {
-    pub outputs: Vec<Output>,
-    pub encode_secs: f64,
-    pub decode_secs: f64,
-}
-
-/// Runs the encoder on a padded batch of source ids; `None` for no input.
-fn encode_batch<M: EncoderDecoder>(
-    model: &M,
-    inputs: &[Vec<u32>],
-    special: &Special,
-    device: &Device,
-) -> Result<Option<DecoderState>> {
-    let b = inputs.len();
-    if b == 0 {
-        return Ok(None);
-    }
-    let s = inputs.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    if s > model.max_positions() {
-        return Err(Error::Context(format!(
-            "a sentence of {s} tokens is longer than the model's {} positions",
-            model.max_positions()
-        ))
-        .into());
-    }
-    let mut ids = Vec::with_capacity(b * s);
-    let mut mask = Vec::with_capacity(b * s);
-    for row in inputs {
-        ids.extend(row.iter().copied());
-        ids.extend(std::iter::repeat_n(special.pad, s - row.len()));
-        mask.extend(std::iter::repeat_n(1u32, row.len()));
-        mask.extend(std::iter::repeat_n(0u32, s - row.len()));
-    }
-    let ids = Tensor::from_vec(ids, (b, s), device)?;
-    let mask = Tensor::from_vec(mask, (b, s), device)?;
-    Ok(Some(model.encode(&ids, &mask)?))
-}
-
-/// Each sentence's cap on new tokens, within the decoder's positions.
-fn length_caps<M: EncoderDecoder>(model: &M, b: usize, max_new: &[usize]) -> Result<Vec<usize>> {
-    anyhow::ensure!(
-        max_new.len() == b,
-        "{} length caps for {b} sentences",
-        max_new.len()
-    );
-    // The start token takes the first decoder position (transformers'
-    // `max_length` counts it too).
-    let limit = model.max_positions().saturating_sub(1).max(1);
-    Ok(max_new.iter().map(|&m| m.min(limit).max(1)).collect())
-}
-
-/// Greedy decoding of a batch: `inputs` are source ids, `max_new[i]` caps
-/// sentence i. Finished sentences leave the batch, so a long one does not
-/// keep short ones computing.
-pub fn greedy<M: EncoderDecoder>(
-    model: &M,
-    inputs: &[Vec<u32>],
-    max_new: &[usize],
-    special: &Special,
-    device: &Device,
-) -> Result<Generation> {
-    let started = Instant::now();
-    let Some(mut state) = encode_batch(model, inputs, special, device)? else {
-        return Ok(Generation::default());
-    };
-    let b = inputs.len();
-    let caps = length_caps(model, b, max_new)?;
-    let encode_secs = started.elapsed().as_secs_f64();
-    let decoding = Instant::now();
-    let mut outputs: Vec<Output> = (0..b)
-        .map(|_| Output {
-            ids: Vec::new(),
-            stop: StopReason::Length,
-            score: None,
-        })
-        .collect();
-    let mut active: Vec<usize> = (0..b).collect();
-    let mut tokens = vec![special.start; b];
-    for step in 0.. {
-        let input = Tensor::from_vec(tokens.clone(), tokens.len(), device)?;
-        let logits = model.step(&mut state, &input)?.to_vec2::<f32>()?;
-        let mut keep = Vec::with_capacity(active.len());
-        let mut next = Vec::with_capacity(active.len());
-        for (row, (&sentence, mut l)) in active.iter().zip(logits).enumerate() {
-            for &banned in &special.banned {
-                if let Some(x) = l.get_mut(banned as usize) {
-                    *x = f32::NEG_INFINITY;
-                }
-            }
-            let last = step + 1 >= caps[sentence];
-            let chosen = argmax(&l);
-            let token = match special.forced_eos {
-                Some(eos) if last => eos,
-                _ => chosen,
-            };
-            let out = &mut outputs[sentence];
-            out.ids.push(token);
-            // An end the model chose itself, not one forced at the cap.
-            if token == special.eos && chosen == special.eos {
-                out.stop = StopReason::Eos;
-            } else if !last {
-                keep.push(row);
-                next.push(token);
-            }
-        }
-        if keep.is_empty() {
-            break;
-        }
-        if keep.len() < active.len() {
-            state.retain(&keep)?;
-            active = keep.iter().map(|&r| active[r]).collect();
-        }
-        tokens = next;
-    }
-    Ok(Generation {
-        outputs,
-        encode_secs,
-        decode_secs: decoding.elapsed().as_secs_f64(),
-    })
-}
-
-/// Beam search over a batch: `inputs` are source ids, `max_new[i]` caps
-/// sentence i. Each sentence's search is independent of the others in its
-/// batch, so one that is done leaves the batch, as in greedy decoding. Each
-/// output carries its hypothesis's score.
-pub fn beam_search<M: EncoderDecoder>(
-    model: &M,
-    inputs: &[Vec<u32>],
-    max_new: &[usize],
-    special: &Special,
-    beam: &Beam,
-    device: &Device,
-) -> Result<Generation> {
-    let n = beam.beams;
-    anyhow::ensure!(n >= 2, "beam search needs at least 2 beams");
-    let started = Instant::now();
-    let Some(mut state) = encode_batch(model, inputs, special, device)? else {
-        return Ok(Generation::default());
-    };
-    let caps = length_caps(model, inputs.len(), max_new)?;
-    // Every sentence's row becomes N identical rows, one per beam.
-    let rows: Vec<usize> = (0..inputs.len())
-        .flat_map(|s| std::iter::repeat_n(s, n))
-        .collect();
-    state.retain(&rows)?;
-    let encode_secs = started.elapsed().as_secs_f64();
-    let decoding = Instant::now();
-
-    let eos = [special.eos];
-    let rules = Rules {
-        eos: &eos,
-        banned: &special.banned,
-        forced_eos: special.forced_eos,
-    };
-    let mut active: Vec<(usize, Search)> = caps
-        .iter()
-        .enumerate()
-        .map(|(sentence, &cap)| (sentence, Search::new(n, cap)))
-        .collect();
-    let mut outputs: Vec<Option<Output>> = vec![None; inputs.len()];
-    let mut tokens = vec![special.start; active.len() * n];
-    loop {
-        let input = Tensor::from_vec(tokens, active.len() * n, device)?;
-        let logits = model.step(&mut state, &input)?.to_vec2::<f32>()?;
-        let mut rows = Vec::with_capacity(active.len() * n);
-        let mut next = Vec::with_capacity(active.len() * n);
-        let mut kept = Vec::with_capacity(active.len());
-        let before = active.len();
-        for (k, (sentence, mut search)) in std::mem::take(&mut active).into_iter().enumerate() {
-            match search.advance(|b| &logits[k * n + b], &rules, beam) {
-                Some(parents) => {
-                    rows.extend(parents.into_iter().map(|p| k * n + p));
-                    next.extend(search.last_tokens());
-                    kept.push((sentence, search));
-                }
-                None => {
-                    let found = search.conclude(&rules);
-                    outputs[sentence] = Some(Output {
-                        ids: found.ids,
-                        stop: found.stop,
-                        score: Some(found.score),
-                    });
-                }
-            }
-        }
-        active = kept;
-        if active.is_empty() {
-            break;
-        }
-        if active.len() == before {
-            // Beams of one sentence share their source, so only the
-            // decoder's own cache needs reordering.
-            state.reorder_past(&rows)?;
-        } else {
-            state.retain(&rows)?;
-        }
-        tokens = next;
-    }
-    Ok(Generation {
-        outputs: outputs
-            .into_iter()
-            .map(|o| o.expect("every sentence concludes"))
-            .collect(),
-        encode_secs,
-        decode_secs: decoding.elapsed().as_secs_f64(),
-    })
-}
-
-/// Index of the first largest value, as `torch.argmax` picks it.
-fn argmax(v: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
 
 /// A model's vocabulary: text to ids and back.
 pub enum Vocab {
@@ -463,23 +88,6 @@ pub struct Seq2Seq {
     beam: Option<Beam>,
     device: Device,
     info: ModelInfo,
-}
-
-/// An integer of a model's `config.json`.
-fn config_int(v: &serde_json::Value, key: &str) -> Result<usize> {
-    v.get(key)
-        .and_then(serde_json::Value::as_u64)
-        .map(|x| x as usize)
-        .ok_or_else(|| Error::model(format!("config.json has no `{key}`")).into())
-}
-
-/// A size in a model's `config.json`: a zero would divide by zero or build
-/// empty layers, so it is refused.
-fn config_size(v: &serde_json::Value, key: &str) -> Result<usize> {
-    match config_int(v, key)? {
-        0 => Err(Error::model(format!("config.json gives `{key}` as 0")).into()),
-        n => Ok(n),
-    }
 }
 
 impl Seq2Seq {
@@ -544,17 +152,14 @@ impl Seq2Seq {
                     ))
                     .into());
                 }
-                let special = Special {
+                let ids = Ids {
                     pad: config.pad,
                     eos: config.eos,
-                    start: generation_id(gen.as_ref(), "decoder_start_token_id")
-                        .unwrap_or(config.decoder_start),
-                    forced_eos: generation_id(gen.as_ref(), "forced_eos_token_id")
-                        .or(config.forced_eos),
-                    banned: banned_ids(&json, gen.as_ref(), Some(config.pad)),
-                    length_penalty: length_penalty(&json, gen.as_ref()),
-                    early_stopping: early_stopping(&json, gen.as_ref()),
+                    decoder_start: config.decoder_start,
+                    forced_eos: config.forced_eos,
+                    ban_pad: true,
                 };
+                let special = Special::read(&json, gen.as_ref(), ids);
                 let positions = config.max_positions;
                 let net = match &vb {
                     Some(vb) => Some(Net::Marian(Marian::load(vb, config).with_context(cannot)?)),
@@ -570,16 +175,14 @@ impl Seq2Seq {
                     config.eos,
                     config.pad,
                 )?;
-                let special = Special {
+                let ids = Ids {
                     pad: config.pad,
                     eos: config.eos,
-                    start: generation_id(gen.as_ref(), "decoder_start_token_id")
-                        .unwrap_or(config.decoder_start),
-                    forced_eos: generation_id(gen.as_ref(), "forced_eos_token_id"),
-                    banned: banned_ids(&json, gen.as_ref(), None),
-                    length_penalty: length_penalty(&json, gen.as_ref()),
-                    early_stopping: early_stopping(&json, gen.as_ref()),
+                    decoder_start: config.decoder_start,
+                    forced_eos: None,
+                    ban_pad: false,
                 };
+                let special = Special::read(&json, gen.as_ref(), ids);
                 let net = match &vb {
                     Some(vb) => Some(Net::T5(T5::load(vb, config).with_context(cannot)?)),
                     None => None,
@@ -829,59 +432,4 @@ pub struct BatchStats {
     pub decode_secs: f64,
     /// Sentences cut at their length cap.
     pub capped: usize,
-}
-
-/// A token id `generation_config.json` sets, which wins over config.json.
-fn generation_id(gen: Option<&serde_json::Value>, key: &str) -> Option<u32> {
-    gen?.get(key)?.as_u64().map(|x| x as u32)
-}
-
-/// A generation setting from generation_config.json, else config.json
-/// (where older repositories keep them).
-fn generation_setting<'a>(
-    config: &'a serde_json::Value,
-    gen: Option<&'a serde_json::Value>,
-    key: &str,
-) -> Option<&'a serde_json::Value> {
-    gen.and_then(|g| g.get(key))
-        .or_else(|| config.get(key))
-        .filter(|v| !v.is_null())
-}
-
-fn length_penalty(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> f32 {
-    generation_setting(config, gen, "length_penalty")
-        .and_then(|v| v.as_f64())
-        .unwrap_or(1.0) as f32
-}
-
-fn early_stopping(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> EarlyStopping {
-    generation_setting(config, gen, "early_stopping")
-        .and_then(EarlyStopping::from_json)
-        .unwrap_or(EarlyStopping::Heuristic)
-}
-
-/// Ids the model must never produce: `bad_words_ids` entries of one token
-/// (from generation_config.json when it has them, else config.json), and
-/// for Marian the pad id, which its decoder starts from but never emits.
-fn banned_ids(
-    config: &serde_json::Value,
-    gen: Option<&serde_json::Value>,
-    pad: Option<u32>,
-) -> Vec<u32> {
-    let mut out: Vec<u32> = pad.into_iter().collect();
-    let source = gen
-        .filter(|g| g.get("bad_words_ids").is_some())
-        .unwrap_or(config);
-    if let Some(list) = source.get("bad_words_ids").and_then(|v| v.as_array()) {
-        for seq in list {
-            if let Some([single]) = seq.as_array().map(Vec::as_slice) {
-                if let Some(id) = single.as_u64() {
-                    out.push(id as u32);
-                }
-            }
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
 }

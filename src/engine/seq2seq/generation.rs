@@ -1,0 +1,119 @@
+//! How a model generates, from its config files: its special tokens, the
+//! tokens it must never produce, and its beam search settings, as
+//! `transformers` reads them from generation_config.json and config.json.
+
+use crate::engine::beam::EarlyStopping;
+use crate::engine::choice::Rules;
+
+/// Decoding settings of a model, from its config files.
+#[derive(Debug, Clone)]
+pub struct Special {
+    pub pad: u32,
+    pub eos: u32,
+    pub start: u32,
+    /// Forced at the last allowed step, as `transformers` does.
+    pub forced_eos: Option<u32>,
+    /// Never generated (Marian: the pad id).
+    pub banned: Vec<u32>,
+    /// Beam search settings the model's generation config sets
+    /// (`transformers` defaults: 1.0 and `false`).
+    pub length_penalty: f32,
+    pub early_stopping: EarlyStopping,
+}
+
+/// The token ids a family's config gives, before generation_config.json
+/// has its say.
+pub(super) struct Ids {
+    pub pad: u32,
+    pub eos: u32,
+    pub decoder_start: u32,
+    /// config.json's forced end (Marian), if any.
+    pub forced_eos: Option<u32>,
+    /// Whether the pad id is never generated (Marian's decoder starts from
+    /// it but never emits it).
+    pub ban_pad: bool,
+}
+
+impl Special {
+    /// The settings from config.json (`config`) and generation_config.json
+    /// (`gen`), which wins where both have one.
+    pub(super) fn read(
+        config: &serde_json::Value,
+        gen: Option<&serde_json::Value>,
+        ids: Ids,
+    ) -> Self {
+        Special {
+            pad: ids.pad,
+            eos: ids.eos,
+            start: generation_id(gen, "decoder_start_token_id").unwrap_or(ids.decoder_start),
+            forced_eos: generation_id(gen, "forced_eos_token_id").or(ids.forced_eos),
+            banned: banned_ids(config, gen, ids.ban_pad.then_some(ids.pad)),
+            length_penalty: length_penalty(config, gen),
+            early_stopping: early_stopping(config, gen),
+        }
+    }
+
+    /// The rules a search follows for this model.
+    pub(super) fn rules<'a>(&'a self, eos: &'a [u32; 1]) -> Rules<'a> {
+        Rules {
+            eos,
+            banned: &self.banned,
+            forced_eos: self.forced_eos,
+        }
+    }
+}
+
+/// A token id `generation_config.json` sets, which wins over config.json.
+fn generation_id(gen: Option<&serde_json::Value>, key: &str) -> Option<u32> {
+    gen?.get(key)?.as_u64().map(|x| x as u32)
+}
+
+/// A generation setting from generation_config.json, else config.json
+/// (where older repositories keep them).
+fn generation_setting<'a>(
+    config: &'a serde_json::Value,
+    gen: Option<&'a serde_json::Value>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    gen.and_then(|g| g.get(key))
+        .or_else(|| config.get(key))
+        .filter(|v| !v.is_null())
+}
+
+fn length_penalty(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> f32 {
+    generation_setting(config, gen, "length_penalty")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(1.0) as f32
+}
+
+fn early_stopping(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> EarlyStopping {
+    generation_setting(config, gen, "early_stopping")
+        .and_then(EarlyStopping::from_json)
+        .unwrap_or(EarlyStopping::Heuristic)
+}
+
+/// Ids the model must never produce: `bad_words_ids` entries of one token
+/// (from generation_config.json when it has them, else config.json), and
+/// for Marian the pad id, which its decoder starts from but never emits.
+fn banned_ids(
+    config: &serde_json::Value,
+    gen: Option<&serde_json::Value>,
+    pad: Option<u32>,
+) -> Vec<u32> {
+    let mut out: Vec<u32> = pad.into_iter().collect();
+    let source = gen
+        .filter(|g| g.get("bad_words_ids").is_some())
+        .unwrap_or(config);
+    if let Some(list) = source.get("bad_words_ids").and_then(|v| v.as_array()) {
+        for seq in list {
+            if let Some([single]) = seq.as_array().map(Vec::as_slice) {
+                if let Some(id) = single.as_u64() {
+                    out.push(id as u32);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
