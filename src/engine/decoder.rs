@@ -14,7 +14,7 @@ use candle_nn::kv_cache::KvCache;
 
 use super::config::{DecoderConfig, RopeStyle};
 use super::kernels::{self, Matmul};
-use super::weights::{Role, Weights};
+use super::weights::{Role, Shapes, Weights};
 
 struct Linear {
     weight: Matmul,
@@ -284,6 +284,14 @@ impl Decoder {
         device: &Device,
     ) -> Result<Self> {
         let eps = config.rms_norm_eps;
+        w.expect(Shapes {
+            hidden: config.hidden_size,
+            heads: config.num_heads,
+            kv_heads: config.num_kv_heads,
+            head_dim: config.head_dim,
+            ffn: config.intermediate_size,
+            vocab: config.vocab_size,
+        });
         let embed = w.matmul(Role::TokenEmbedding, 0)?;
         let (embed, head) = if w.has(Role::Output, 0) {
             (Some(embed), Matmul::new(w.matmul(Role::Output, 0)?))

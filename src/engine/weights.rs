@@ -112,6 +112,41 @@ pub struct Weights {
     device: Device,
     /// Block format for float matrices (see `LoadOptions::quantize`).
     quantize: Option<GgmlDType>,
+    /// The shapes the model's config describes, once known: every tensor
+    /// is checked against them as it loads, so that a config that does not
+    /// fit its weights is an error naming both, not a failed product later.
+    shapes: Option<Shapes>,
+}
+
+/// The sizes a decoder's tensors have, from its config.
+#[derive(Debug, Clone, Copy)]
+pub struct Shapes {
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+}
+
+impl Shapes {
+    /// The shape of the tensor that plays `role`, as candle orders
+    /// dimensions (a matrix is rows × columns, `x @ Wᵀ`).
+    fn of(&self, role: Role) -> Vec<usize> {
+        let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
+        match role {
+            Role::TokenEmbedding | Role::Output => vec![self.vocab, self.hidden],
+            Role::OutputNorm | Role::AttnNorm | Role::FfnNorm => vec![self.hidden],
+            Role::Q => vec![q, self.hidden],
+            Role::K | Role::V => vec![kv, self.hidden],
+            Role::O => vec![self.hidden, q],
+            Role::QBias => vec![q],
+            Role::KBias | Role::VBias => vec![kv],
+            Role::QNorm | Role::KNorm => vec![self.head_dim],
+            Role::Gate | Role::Up => vec![self.ffn, self.hidden],
+            Role::Down => vec![self.hidden, self.ffn],
+        }
+    }
 }
 
 /// A float matrix as the product on `device` takes it. A GPU keeps f16
@@ -240,6 +275,7 @@ impl Weights {
             origin: paths[0].clone(),
             device: device.clone(),
             quantize: None,
+            shapes: None,
         })
     }
 
@@ -259,7 +295,47 @@ impl Weights {
             origin: path.to_path_buf(),
             device: device.clone(),
             quantize: None,
+            shapes: None,
         })
+    }
+
+    /// Checks every tensor loaded from now on against `shapes`.
+    pub fn expect(&mut self, shapes: Shapes) {
+        self.shapes = Some(shapes);
+    }
+
+    /// The tensor `name`'s shape in the file, when it has the tensor.
+    fn shape_in_file(&self, name: &str) -> Option<Vec<usize>> {
+        match &self.source {
+            Source::Safetensors(st) => st.get(name).ok().map(|v| v.shape().to_vec()),
+            Source::Gguf { content, .. } => content
+                .tensor_infos
+                .get(name)
+                .map(|t| t.shape.dims().to_vec()),
+        }
+    }
+
+    /// An error unless the tensor of `role` has the shape the config
+    /// describes (when shapes are expected).
+    fn check_shape(&self, role: Role, name: &str) -> Result<()> {
+        let (Some(shapes), Some(got)) = (self.shapes, self.shape_in_file(name)) else {
+            return Ok(());
+        };
+        let want = shapes.of(role);
+        if got != want {
+            return Err(Error::model(format!(
+                "{}: tensor `{name}` is {got:?}, but the model's configuration describes {want:?} (hidden size {}, {} heads and {} key/value heads of {}, feed-forward {}, vocabulary {})",
+                self.origin.display(),
+                shapes.hidden,
+                shapes.heads,
+                shapes.kv_heads,
+                shapes.head_dim,
+                shapes.ffn,
+                shapes.vocab
+            ))
+            .into());
+        }
+        Ok(())
     }
 
     fn name(&self, role: Role, layer: usize) -> String {
@@ -296,6 +372,7 @@ impl Weights {
         if !self.has(role, layer) {
             return Err(self.missing(&name));
         }
+        self.check_shape(role, &name)?;
         let m = match &mut self.source {
             Source::Safetensors(st) => {
                 let t = st.load(&name, &self.device)?;
@@ -320,6 +397,7 @@ impl Weights {
         if !self.has(role, layer) {
             return Err(self.missing(&name));
         }
+        self.check_shape(role, &name)?;
         self.dense_by_name(&name)
     }
 

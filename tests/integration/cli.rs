@@ -1115,6 +1115,51 @@ fn with_config(
     copy.to_str().unwrap().to_string()
 }
 
+/// A config that describes another model than its weights hold (fewer
+/// key/value heads, another feed-forward or vocabulary size) is refused in
+/// one line naming the weights file and the first tensor that does not fit,
+/// with exit 1: not a bare shape error from the middle of a product.
+#[test]
+fn configs_that_do_not_fit_their_tensors_are_refused_naming_the_tensor() {
+    let home = tempfile::tempdir().unwrap();
+    let cases: [(&str, serde_json::Value, &str); 4] = [
+        (
+            "num_key_value_heads",
+            1.into(),
+            "tensor `model.layers.0.self_attn.k_proj.weight` is [128, 256], but the model's configuration describes [64, 256]",
+        ),
+        (
+            "intermediate_size",
+            384.into(),
+            "tensor `model.layers.0.mlp.gate_proj.weight` is [512, 256], but the model's configuration describes [384, 256]",
+        ),
+        (
+            "vocab_size",
+            1000.into(),
+            "tensor `model.embed_tokens.weight` is [1002, 256], but the model's configuration describes [1000, 256]",
+        ),
+        (
+            "head_dim",
+            32.into(),
+            "tensor `model.layers.0.self_attn.q_proj.weight` is [512, 256], but the model's configuration describes [256, 256]",
+        ),
+    ];
+    for (i, (key, value, says)) in cases.into_iter().enumerate() {
+        let model = with_config(home.path(), "qwen3", &format!("m{i}"), |c| c[key] = value);
+        let mut cmd = glot(home.path());
+        cmd.args(["generate", "--model", &model, "--prompt", "hello"]);
+        let out = run(cmd, None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert_eq!(err.lines().count(), 1, "{key}: {err}");
+        assert!(err.contains(says), "{key}: {err}");
+        assert!(
+            err.contains(&format!("{model}/model.safetensors")),
+            "{key}: {err}"
+        );
+    }
+}
+
 /// Configs that describe no possible model (zero sizes, heads that do not
 /// share out, a rope base that is no positive number) are refused in one
 /// line naming the file, with exit 1, never a panic.
