@@ -195,11 +195,15 @@ pub enum ModelsCommand {
     Download {
         #[arg(value_name = "MODEL")]
         model: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Delete a model's files from the cache (files other models use are kept).
     Remove {
         #[arg(value_name = "MODEL")]
         model: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 

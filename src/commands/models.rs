@@ -24,10 +24,17 @@ pub fn run(s: ModelsSettings, printer: &Printer) -> Result<()> {
     match s.command {
         ModelsCommand::List { format } => list(&catalog, &fetcher, format),
         ModelsCommand::Info { model, format } => info(&catalog, &fetcher, &model, format),
-        ModelsCommand::Download { model } => {
-            download(&catalog, &fetcher, model.as_deref(), printer)
+        ModelsCommand::Download { model, format } => {
+            let ready = download(&catalog, &fetcher, model.as_deref(), printer)?;
+            let cache = fetcher.cache_dir()?;
+            let text: String = ready.iter().map(|r| r.line(&cache)).collect();
+            let report = serde_json::json!({ "models": ready, "cache": cache });
+            emit(format, &text, &report)
         }
-        ModelsCommand::Remove { model } => remove(&catalog, &fetcher, &model),
+        ModelsCommand::Remove { model, format } => {
+            let removed = remove(&catalog, &fetcher, &model)?;
+            emit(format, &removed.line(), &removed)
+        }
         ModelsCommand::Pairs { language, format } => pairs(language.as_deref(), format),
     }
 }
@@ -302,12 +309,66 @@ fn info(catalog: &Catalog, fetcher: &Fetcher, name: &str, format: Format) -> Res
     glot::output::emit(None, &out)
 }
 
+/// A model whose files are in the cache.
+#[derive(Serialize)]
+struct Ready {
+    id: String,
+    /// `SRC→TGT` of an opus-mt pair.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pair: Option<String>,
+    files: Vec<PathBuf>,
+    bytes: u64,
+}
+
+impl Ready {
+    fn new(id: &str, pair: Option<String>, files: Vec<PathBuf>) -> Ready {
+        let bytes = files
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        Ready {
+            id: id.to_string(),
+            pair,
+            files,
+            bytes,
+        }
+    }
+
+    fn line(&self, cache: &Path) -> String {
+        let pair = self
+            .pair
+            .as_ref()
+            .map_or_else(String::new, |p| format!(" ({p})"));
+        format!(
+            "{}{pair}: {} file(s), {}, ready in {}\n",
+            self.id,
+            self.files.len(),
+            HumanBytes(self.bytes),
+            cache.display()
+        )
+    }
+}
+
+/// Writes `text`, or `report` as JSON.
+fn emit<T: Serialize>(format: Format, text: &str, report: &T) -> Result<()> {
+    match format {
+        Format::Text => glot::output::emit(None, text),
+        Format::Json => {
+            let mut json = serde_json::to_string_pretty(report)?;
+            json.push('\n');
+            glot::output::emit(None, &json)
+        }
+    }
+}
+
+/// Fetches what the cache lacks of the model `name` names (both models of
+/// an opus-mt pair that goes through English).
 fn download(
     catalog: &Catalog,
     fetcher: &Fetcher,
     name: Option<&str>,
     printer: &Printer,
-) -> Result<()> {
+) -> Result<Vec<Ready>> {
     let warn = |msg: &str| printer.warn(msg);
     if let Some((from, to)) = name.and_then(parse_pair) {
         let registry = Registry::builtin();
@@ -315,43 +376,30 @@ fn download(
             Route::Direct(p) => vec![p],
             Route::Pivot(a, b) => vec![a, b],
         };
-        for p in pairs {
-            let files = crate::model::translator::fetch_pair(p, fetcher)?;
-            glot::output::emit(
-                None,
-                &format!(
-                    "{} ({}→{}): ready in {}\n",
-                    files.id,
-                    p.from,
-                    p.to,
-                    fetcher.cache_dir()?.display()
-                ),
-            )?;
-        }
-        return Ok(());
+        return pairs
+            .into_iter()
+            .map(|p| {
+                let files = crate::model::translator::fetch_pair(p, fetcher)?;
+                let pair = format!("{}→{}", p.from, p.to);
+                Ok(Ready::new(&files.id, Some(pair), files.all()))
+            })
+            .collect();
     }
-    match hub::model_ref(name, catalog)? {
-        ModelRef::Local(p) => Err(Error::Usage(format!(
-            "`{p}` is a local path: there is nothing to download"
-        ))
-        .into()),
+    let ready = match hub::model_ref(name, catalog)? {
+        ModelRef::Local(p) => {
+            return Err(Error::Usage(format!(
+                "`{p}` is a local path: there is nothing to download"
+            ))
+            .into())
+        }
         ModelRef::Manifest(m) => {
             let origin = format!("manifest {}", m.origin);
-            let mut total = 0;
-            for (repo, file) in m.files() {
-                let p = fetcher.refresh(&file_ref(m, repo, file, &origin), &warn)?;
-                total += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            }
-            glot::output::emit(
-                None,
-                &format!(
-                    "{}: {} file(s), {} in {}\n",
-                    m.id,
-                    m.files().len(),
-                    HumanBytes(total),
-                    fetcher.cache_dir()?.display()
-                ),
-            )
+            let files = m
+                .files()
+                .into_iter()
+                .map(|(repo, file)| fetcher.refresh(&file_ref(m, repo, file, &origin), &warn))
+                .collect::<Result<Vec<_>>>()?;
+            Ready::new(&m.id, None, files)
         }
         ModelRef::Hub(h)
             if h.file.is_none() && translation_family(&h, fetcher, name)?.is_some() =>
@@ -369,27 +417,14 @@ fn download(
                 &origin,
                 spec,
             )?;
-            glot::output::emit(
-                None,
-                &format!(
-                    "{}: ready in {}\n",
-                    files.id,
-                    fetcher.cache_dir()?.display()
-                ),
-            )
+            Ready::new(&files.id, None, files.all())
         }
         ModelRef::Hub(_) => {
             let files = hub::resolve(name, None, catalog, fetcher)?;
-            glot::output::emit(
-                None,
-                &format!(
-                    "{}: ready in {}\n",
-                    files.id,
-                    fetcher.cache_dir()?.display()
-                ),
-            )
+            Ready::new(&files.id, None, files.all())
         }
-    }
+    };
+    Ok(vec![ready])
 }
 
 fn translation_family(
@@ -403,26 +438,17 @@ fn translation_family(
 }
 
 /// Deletes the snapshot links of the model's files and the blobs that no
-/// other link in the cache still points to. Files another manifest also
-/// lists are kept.
-fn remove(catalog: &Catalog, fetcher: &Fetcher, name: &str) -> Result<()> {
+/// other link in the cache still points to. A file another model uses is
+/// kept (see [`kept_for_others`]).
+fn remove(catalog: &Catalog, fetcher: &Fetcher, name: &str) -> Result<Removed> {
     let m = manifest(catalog, name)?;
-    let shared: HashSet<(String, String)> = catalog
-        .manifests
-        .iter()
-        .filter(|o| o.id != m.id)
-        .flat_map(|o| {
-            o.files()
-                .into_iter()
-                .map(|(r, f)| (r.repo.clone(), f.to_string()))
-        })
-        .collect();
+    let cached = cached_files(m, fetcher);
+    let shared = kept_for_others(catalog, m, &cached);
     let mut removed_blobs = Vec::new();
     let mut repo_dirs = HashSet::new();
     let mut kept = 0;
-    for ((repo, file), cached) in m.files().into_iter().zip(cached_files(m, fetcher)) {
-        let Some(link) = cached else { continue };
-        if shared.contains(&(repo.repo.clone(), file.to_string())) {
+    for link in cached.into_iter().flatten() {
+        if shared.contains(&link) {
             kept += 1;
             continue;
         }
@@ -448,15 +474,144 @@ fn remove(catalog: &Catalog, fetcher: &Fetcher, name: &str) -> Result<()> {
     for dir in &repo_dirs {
         prune_empty_dirs(&dir.join("snapshots"));
     }
-    let note = if kept > 0 {
-        format!(" ({kept} file(s) kept: other models use them)")
-    } else {
-        String::new()
+    Ok(Removed {
+        id: m.id.clone(),
+        freed_bytes: freed,
+        kept_files: kept,
+    })
+}
+
+/// What `glot models remove` did.
+#[derive(Serialize)]
+struct Removed {
+    id: String,
+    freed_bytes: u64,
+    /// Files of the model kept because other models use them.
+    kept_files: usize,
+}
+
+impl Removed {
+    fn line(&self) -> String {
+        let note = match self.kept_files {
+            0 => String::new(),
+            n => format!(" ({n} file(s) kept: other models use them)"),
+        };
+        format!(
+            "{}: freed {}{note}\n",
+            self.id,
+            HumanBytes(self.freed_bytes)
+        )
+    }
+}
+
+/// The cached files of `m` (`cached`, as [`cached_files`] gives them) that
+/// another model still uses, so that removing `m` breaks no other:
+/// - files another catalog model lists, cached or not;
+/// - files of an opus-mt pair whose files are all in the cache;
+/// - files of a hub model of `m`'s repositories (`hf:OWNER/NAME`, and
+///   `hf:OWNER/NAME:FILE` for each other GGUF file of the snapshot) that
+///   the cache holds whole and that has files `m` does not: a model
+///   downloaded in its own right, not `m` under another name.
+///
+/// Hub models are resolved as glot would resolve them offline; files other
+/// tools use without any of these names are not known here.
+fn kept_for_others(
+    catalog: &Catalog,
+    m: &Manifest,
+    cached: &[Option<PathBuf>],
+) -> HashSet<PathBuf> {
+    let mine: Vec<PathBuf> = cached.iter().flatten().cloned().collect();
+    let mut kept = HashSet::new();
+    let listed: HashSet<(&str, &str)> = catalog
+        .manifests
+        .iter()
+        .filter(|o| o.id != m.id)
+        .flat_map(|o| o.files().into_iter().map(|(r, f)| (r.repo.as_str(), f)))
+        .collect();
+    for ((repo, file), link) in m.files().into_iter().zip(cached) {
+        if let Some(link) = link
+            .as_ref()
+            .filter(|_| listed.contains(&(&repo.repo, file)))
+        {
+            kept.insert(link.clone());
+        }
+    }
+    let offline = Fetcher::new(true, None);
+    let same = |a: &Path, b: &Path| {
+        a == b
+            || std::fs::canonicalize(a)
+                .is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
     };
-    glot::output::emit(
-        None,
-        &format!("{}: freed {}{note}\n", m.id, HumanBytes(freed)),
-    )
+    let mut keep_shared = |theirs: &[PathBuf], only_if_more: bool| {
+        let more = theirs.iter().any(|t| !mine.iter().any(|f| same(f, t)));
+        if more || !only_if_more {
+            for f in mine.iter().filter(|f| theirs.iter().any(|t| same(f, t))) {
+                kept.insert(f.clone());
+            }
+        }
+    };
+    for pair in &Registry::builtin().pairs {
+        if let Ok(files) = crate::model::translator::fetch_pair(pair, &offline) {
+            keep_shared(&files.all(), false);
+        }
+    }
+    for spec in hub_models_of(m, cached) {
+        let Ok(h) = hub::HubSpec::parse(&spec["hf:".len()..]) else {
+            continue;
+        };
+        let origin = format!("glot models remove {}", m.id);
+        let files = match Family::of_repo(&h.repo, &h.revision, &offline, &origin, &spec) {
+            Ok(Some(family)) => Seq2SeqFiles::fetch(
+                &spec,
+                family,
+                &h.repo,
+                &h.revision,
+                h.file.as_deref(),
+                &offline,
+                &origin,
+                &spec,
+            )
+            .map(|f| f.all()),
+            _ => hub::resolve(Some(&spec), None, catalog, &offline).map(|f| f.all()),
+        };
+        if let Ok(files) = files {
+            keep_shared(&files, true);
+        }
+    }
+    kept
+}
+
+/// The hub models of `m`'s repositories that the cache may hold: each
+/// repository as a whole, and each GGUF file of its snapshot that `m` does
+/// not list.
+fn hub_models_of(m: &Manifest, cached: &[Option<PathBuf>]) -> Vec<String> {
+    let mut specs = Vec::new();
+    let mut seen = HashSet::new();
+    for ((repo, _), link) in m.files().into_iter().zip(cached) {
+        if !seen.insert((&repo.repo, &repo.revision)) {
+            continue;
+        }
+        let base = format!("hf:{}@{}", repo.repo, repo.revision);
+        let Some(snapshot) = link.as_ref().and_then(|l| l.parent()) else {
+            continue;
+        };
+        let listed: HashSet<&str> = m
+            .files()
+            .into_iter()
+            .filter(|(r, _)| r.repo == repo.repo)
+            .map(|(_, f)| f)
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(snapshot) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".gguf") && !listed.contains(name.as_str()) {
+                    specs.push(format!("{base}:{name}"));
+                }
+            }
+        }
+        specs.push(base);
+    }
+    specs
 }
 
 /// `…/models--owner--name` above a snapshot path.

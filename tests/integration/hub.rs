@@ -490,6 +490,61 @@ fn remove_frees_only_the_models_own_blobs() {
     ]));
 }
 
+/// A model fetched by its hub name keeps the files it shares with a catalog
+/// model that is removed, and still runs offline; the catalog model's own
+/// weights go.
+#[test]
+fn remove_keeps_the_files_a_hub_model_in_the_cache_uses() {
+    let env = Env::new();
+    // No other catalog model lists the tokenizer files here.
+    std::fs::remove_file(env.home.path().join("config/glot/models/broken.toml")).unwrap();
+    ok(&env.glot(&["models", "download", "tiny"]));
+    let o = env.glot(&[
+        "models",
+        "download",
+        "hf:test/qwen3-tiny",
+        "--format",
+        "json",
+    ]);
+    ok(&o);
+    let ready: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let model = &ready["models"][0];
+    assert_eq!(model["id"], "hf:test/qwen3-tiny", "{ready}");
+    let files = model["files"].as_array().unwrap();
+    assert!(files
+        .iter()
+        .any(|f| f.as_str().unwrap().ends_with("/model.safetensors")));
+    assert!(model["bytes"].as_u64().unwrap() > 0, "{ready}");
+    assert!(
+        ready["cache"].as_str().unwrap().ends_with("hf/hub"),
+        "{ready}"
+    );
+    let shared_before = env.blobs("test/qwen3-tiny");
+    let o = env.glot(&["models", "remove", "tiny", "--format", "json"]);
+    ok(&o);
+    let removed: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(removed["id"], "tiny");
+    assert_eq!(removed["kept_files"], 3, "{removed}");
+    let gguf = std::fs::metadata(model_dir("qwen3").join("gguf/qwen3-q8_0.gguf")).unwrap();
+    assert_eq!(
+        removed["freed_bytes"].as_u64(),
+        Some(gguf.len()),
+        "{removed}"
+    );
+    assert!(env.blobs("test/qwen3-tiny-GGUF").is_empty());
+    assert_eq!(env.blobs("test/qwen3-tiny"), shared_before);
+    ok(&env.glot(&[
+        "generate",
+        "--offline",
+        "--model",
+        "hf:test/qwen3-tiny",
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "2",
+    ]));
+}
+
 /// The cache follows the Hugging Face layout: refs name the commit, snapshot
 /// entries are links into blobs named by their hash.
 #[test]

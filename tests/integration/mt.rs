@@ -302,6 +302,64 @@ fn online(home: &Path, hub: &Hub, args: &[&str]) -> std::process::Output {
     run(c, None)
 }
 
+/// A catalog model that lists the files of an opus-mt pair keeps them on
+/// `glot models remove` while the pair is in the cache: `--model opus-mt`
+/// still translates offline afterwards.
+#[test]
+fn remove_keeps_the_files_of_a_cached_opus_mt_pair() {
+    let home = tempfile::tempdir().unwrap();
+    let hub = opus_hub();
+    let models = home.path().join(".config/glot/models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(
+        models.join("en-de.toml"),
+        r#"
+id = "en-de"
+name = "opus-mt en-de, by its catalog name"
+family = "marian"
+architecture = "marian"
+context_length = 512
+size_bytes = 1000000
+license = "cc-by-4.0"
+tasks = ["translate"]
+languages = ["en", "de"]
+
+[weights]
+repo = "Helsinki-NLP/opus-mt-en-de"
+revision = "refs/pr/4"
+files = ["config.json", "generation_config.json", "model.safetensors", "source.spm", "vocab.json"]
+"#,
+    )
+    .unwrap();
+    ok(&online(home.path(), &hub, &["models", "download", "en-de"]));
+    ok(&online(
+        home.path(),
+        &hub,
+        &["models", "download", "opus-mt:en-de"],
+    ));
+    let removed = ok(&online(home.path(), &hub, &["models", "remove", "en-de"]));
+    assert!(
+        removed.starts_with("en-de: freed 0 B") && removed.contains("5 file(s) kept"),
+        "{removed}"
+    );
+    let doc = article(home.path());
+    ok(&online(
+        home.path(),
+        &hub,
+        &[
+            "translate",
+            &doc,
+            "--offline",
+            "--from",
+            "en",
+            "--to",
+            "de",
+            "--model",
+            "opus-mt",
+        ],
+    ));
+}
+
 #[test]
 fn opus_mt_picks_the_pair_and_goes_through_english_when_it_must() {
     let home = tempfile::tempdir().unwrap();
