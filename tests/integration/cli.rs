@@ -693,12 +693,12 @@ fn translation_problems_are_reported_by_line() {
     }
 }
 
-/// Glossary terms, URLs and e-mail addresses survive a translation by the
-/// fixture model, whose output is noise: each paragraph either comes back
-/// with the glossary's translation and the addresses intact, or is kept in
-/// the source and flagged by line; nothing comes back mangled.
+/// A paragraph whose answer loses the placeholders of its glossary terms
+/// and addresses comes back as the source, byte for byte, and is flagged by
+/// line. The fixture models answer noise, so every paragraph takes this
+/// path; `real.rs` shows the glossary applied by a model that keeps them.
 #[test]
-fn glossary_and_addresses_survive_a_noisy_model() {
+fn a_noisy_model_leaves_glossary_paragraphs_in_the_source_flagged_by_line() {
     let home = tempfile::tempdir().unwrap();
     let glossary = write(
         home.path(),
@@ -720,36 +720,18 @@ fn glossary_and_addresses_survive_a_noisy_model() {
         let out = run(cmd, None);
         assert!(out.status.success(), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-        let text = v["text"].as_str().unwrap();
-        let kept: Vec<u64> = v["flags"]
+        assert_eq!(v["text"], source, "{family}");
+        let flags: Vec<(u64, &str)> = v["flags"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|f| f["kind"] == "untranslated")
-            .map(|f| f["line"].as_u64().unwrap())
+            .map(|f| (f["line"].as_u64().unwrap(), f["kind"].as_str().unwrap()))
             .collect();
-        let paragraphs: Vec<&str> = text.split("\n\n").collect();
-        assert_eq!(paragraphs.len(), 2, "{family}: {text}");
-        for (p, line) in paragraphs.iter().zip([1u64, 3]) {
-            if kept.contains(&line) {
-                assert!(source.contains(p.trim_end()), "{family}: {p}");
-            } else {
-                assert!(
-                    p.contains("Kreml") && !p.contains("Kremlin"),
-                    "{family}: {p}"
-                );
-            }
-        }
-        if !kept.contains(&1) {
-            assert!(
-                paragraphs[0].contains("press@kremlin.ru"),
-                "{family}: {text}"
-            );
-            assert!(
-                paragraphs[0].contains("https://example.org/a"),
-                "{family}: {text}"
-            );
-        }
+        assert_eq!(
+            flags,
+            [(1, "untranslated"), (3, "untranslated")],
+            "{family}"
+        );
     }
 }
 

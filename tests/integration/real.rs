@@ -215,6 +215,70 @@ fn smollm2_summarizes_an_article_with_its_names_and_whole_sentences() {
     );
 }
 
+/// The real model keeps the placeholders of glossary terms and addresses:
+/// every paragraph comes back with the glossary's translation in place of
+/// the term, and the addresses whole.
+#[test]
+fn smollm2_translation_applies_the_glossary_and_keeps_addresses() {
+    let home = tempfile::tempdir().unwrap();
+    let glossary = home.path().join("terms.tsv");
+    std::fs::write(&glossary, "# term\ttranslation\nKremlin\tKreml\n").unwrap();
+    let file = home.path().join("kremlin.txt");
+    std::fs::write(
+        &file,
+        "The Kremlin spoke today. Mail press@kremlin.ru or see https://example.org/a.\n\n\
+         The Kremlin agreed on Monday.\n",
+    )
+    .unwrap();
+    let json = with_smollm2(
+        home.path(),
+        &[
+            "translate",
+            file.to_str().unwrap(),
+            "--to",
+            "de",
+            "--glossary",
+            glossary.to_str().unwrap(),
+        ],
+    );
+    let text = json["text"].as_str().unwrap();
+    let paragraphs: Vec<&str> = text.trim_end().split("\n\n").collect();
+    assert_eq!(paragraphs.len(), 2, "{text}");
+    for p in &paragraphs {
+        assert!(p.contains("Kreml ") && !p.contains("Kremlin"), "{p}");
+    }
+    assert!(paragraphs[0].contains("press@kremlin.ru"), "{text}");
+    assert!(paragraphs[0].contains("https://example.org/a"), "{text}");
+    let untranslated = json["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "untranslated")
+        .count();
+    assert_eq!(untranslated, 0, "{}", json["flags"]);
+}
+
+/// `--cite` with the real model: every bullet names the part of the
+/// article it comes from, and the parts' lines follow the summary.
+#[test]
+fn smollm2_cites_the_part_each_bullet_comes_from() {
+    let home = tempfile::tempdir().unwrap();
+    let article = fixtures().join("real/en-harbour-bridge.txt");
+    let json = with_smollm2(
+        home.path(),
+        &["summarize", article.to_str().unwrap(), "--cite"],
+    );
+    let lines = std::fs::read_to_string(&article).unwrap().lines().count();
+    let citations = &json["citations"];
+    assert_eq!(citations["parts"], serde_json::json!([[1, lines]]));
+    let bullets = citations["bullets"].as_array().unwrap();
+    assert!(!bullets.is_empty(), "{citations}");
+    for b in bullets {
+        assert_eq!(b["parts"], serde_json::json!([1]), "{b}");
+    }
+    assert_eq!(citations["uncited"], 0);
+}
+
 #[test]
 fn smollm2_translation_keeps_numbers_and_says_where_it_is_not_french() {
     let home = tempfile::tempdir().unwrap();
@@ -240,8 +304,24 @@ fn smollm2_translation_keeps_numbers_and_says_where_it_is_not_french() {
             numbers.contains(&n) || said,
             "{n} lost unsaid: {translation}"
         );
+        // A number flagged is one the translation lacks.
+        assert!(
+            !(said && numbers.contains(&n)),
+            "{n} flagged, yet kept: {translation}"
+        );
         eprintln!("{n}: kept {}, flagged {said}", numbers.contains(&n));
     }
+    // This model turns the 38 of line 1 into 380: the check must say so.
+    let lost: Vec<(u64, &str)> = flagged
+        .iter()
+        .filter(|f| f["kind"] == "numbers")
+        .map(|f| (f["line"].as_u64().unwrap(), f["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        lost,
+        [(1, "number(s) 38 missing from the translation")],
+        "{translation}"
+    );
     let french = glot::text::lang::detect(translation)
         .is_some_and(|d| d.reliable && d.language.code == "fr");
     let wrong = flagged.iter().any(|f| f["kind"] == "wrong_language");
