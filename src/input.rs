@@ -1,11 +1,11 @@
 //! Reading one document from a file or stdin, with the checks that turn bad
 //! input into a one-line error instead of garbage output.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::Result;
 
+use crate::bounded::read_at_most;
 use crate::error::Error;
 
 /// A document as read.
@@ -62,14 +62,6 @@ pub fn read(source: &str, lossy: bool, max_bytes: u64) -> Result<Document> {
         text,
         replaced,
     })
-}
-
-/// All of `r` if it holds at most `max` bytes, else `None` (having read
-/// one byte more than `max`, no more).
-pub fn read_at_most(r: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let mut buf = Vec::new();
-    r.take(max.saturating_add(1)).read_to_end(&mut buf)?;
-    Ok((buf.len() as u64 <= max).then_some(buf))
 }
 
 /// A glossary file: one `term<TAB>translation` pair per line; blank lines

@@ -17,8 +17,8 @@
 //!       hub      model files found, downloaded and read
 //!     markup   a document's structure (Markdown, HTML)
 //!     text     sentences, chunks, languages
-//! input, output, eval, digest, error: leaves any layer may use (input and
-//! output only from the layers that do I/O)
+//! input, output, eval, digest, bounded, error: leaves any layer may use
+//! (input and output only from the layers that do I/O)
 //! ```
 //!
 //! `folder` sits above `task` because a manifest records what tasks report
@@ -26,6 +26,7 @@
 //! because a model is loaded from files that `hub` found, and `hub` never
 //! needs to know what runs them.
 
+pub mod bounded;
 pub mod digest;
 pub mod engine;
 pub mod error;
@@ -54,12 +55,13 @@ mod layers {
             &["task", "hub", "text", "output", "digest", "error"],
         ),
         ("task", &["engine", "markup", "prompt", "text", "error"]),
-        ("engine", &["prompt", "hub", "error"]),
-        ("prompt", &["digest", "error"]),
-        ("hub", &["digest", "error"]),
+        ("engine", &["prompt", "hub", "bounded", "error"]),
+        ("prompt", &["digest", "bounded", "error"]),
+        ("hub", &["digest", "bounded", "error"]),
         ("markup", &["text"]),
         ("text", &["error"]),
-        ("input", &["error"]),
+        ("input", &["bounded", "error"]),
+        ("bounded", &["error"]),
         ("output", &[]),
         ("eval", &[]),
         ("digest", &[]),

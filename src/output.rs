@@ -47,8 +47,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     tmp.write_all(data)
         .and_then(|_| {
             // `existing` followed any link: it is the target's.
-            let mode = existing.map_or_else(new_file_mode, |m| m.permissions());
-            tmp.as_file().set_permissions(mode)
+            let mode = existing.map(|m| m.permissions()).or_else(new_file_mode);
+            set_mode(tmp.as_file(), mode)
         })
         .and_then(|_| tmp.as_file().sync_all())
         .with_context(cannot)?;
@@ -58,16 +58,25 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The mode a file written at `path` gets: the existing file's, or the one
-/// [`new_file_mode`] gives.
-pub(crate) fn mode_for(path: &Path) -> std::fs::Permissions {
-    std::fs::metadata(path).map_or_else(|_| new_file_mode(), |m| m.permissions())
+/// Gives the file written at `path` (open as `file`) the mode of the file
+/// already there, or the one [`new_file_mode`] gives.
+pub(crate) fn keep_mode(file: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    let mode = std::fs::metadata(path).map(|m| m.permissions()).ok();
+    set_mode(file, mode.or_else(new_file_mode))
+}
+
+fn set_mode(file: &std::fs::File, mode: Option<std::fs::Permissions>) -> std::io::Result<()> {
+    match mode {
+        Some(m) => file.set_permissions(m),
+        None => Ok(()),
+    }
 }
 
 /// The mode a new file gets: read and write for all, less the process's
 /// umask (read from `/proc/self/status`, as setting it to read it would
-/// race with other threads; 022 where it cannot be read).
-fn new_file_mode() -> std::fs::Permissions {
+/// race with other threads; 022 where it cannot be read). `None` where
+/// files have no such mode: a new file keeps what the system gave it.
+fn new_file_mode() -> Option<std::fs::Permissions> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -78,12 +87,11 @@ fn new_file_mode() -> std::fs::Permissions {
                 u32::from_str_radix(line.trim(), 8).ok()
             })
             .unwrap_or(0o022);
-        std::fs::Permissions::from_mode(0o666 & !umask)
+        Some(std::fs::Permissions::from_mode(0o666 & !umask))
     }
     #[cfg(not(unix))]
     {
-        let f = tempfile::tempfile().expect("a temporary file");
-        f.metadata().expect("its metadata").permissions()
+        None
     }
 }
 

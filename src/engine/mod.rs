@@ -549,7 +549,7 @@ fn chat_template(
     let from_config = in_config.zip(files.tokenizer_config.clone());
     let from_file = match &files.chat_template {
         Some(p) => Some((
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+            crate::bounded::read_to_string(p, crate::bounded::TEXT)?,
             p.clone(),
         )),
         None => None,

@@ -74,7 +74,7 @@ impl Scratch {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)
             .with_context(|| format!("cannot write in {}", self.dir.display()))?;
         tmp.write_all(data)
-            .and_then(|_| tmp.as_file().set_permissions(crate::output::mode_for(dest)))
+            .and_then(|_| crate::output::keep_mode(tmp.as_file(), dest))
             .and_then(|_| tmp.as_file().sync_all())
             .with_context(|| format!("cannot write {}", dest.display()))?;
         match tmp.persist(dest) {

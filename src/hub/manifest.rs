@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -163,8 +163,7 @@ fn read_dir(dir: &Path) -> Vec<Result<Manifest>> {
     paths
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
+            let text = crate::bounded::read_to_string(p, crate::bounded::TEXT)?;
             parse(&text, &p.display().to_string())
         })
         .collect()

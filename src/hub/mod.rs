@@ -14,7 +14,7 @@ pub mod seq2seq_files;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::error::Error;
 use download::{Fetcher, FileRef};
@@ -503,8 +503,7 @@ fn resolve_hub(
 
 /// Shard file names listed by a `model.safetensors.index.json`.
 pub(crate) fn index_shards(index: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(index)
-        .map_err(|e| Error::model(format!("cannot read {}: {e}", index.display())))?;
+    let text = crate::bounded::read_to_string(index, crate::bounded::MODEL_JSON)?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", index.display())))?;
     let map = json
@@ -539,8 +538,7 @@ pub fn snapshot_of(path: &Path) -> Option<String> {
 
 /// Reads a JSON file; invalid JSON is a model error naming the file.
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::bounded::read_to_string(path, crate::bounded::MODEL_JSON)?;
     serde_json::from_str(&text)
         .map_err(|e| Error::model(format!("{}: invalid JSON ({e})", path.display())).into())
 }

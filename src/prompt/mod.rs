@@ -78,11 +78,9 @@ impl Prompts {
         }
         let mut digest = <sha2::Sha256 as sha2::Digest>::new();
         for &(name, builtin) in BUILTIN {
-            let (source, origin) = match override_dir.map(|d| d.join(name)).filter(|p| p.is_file())
-            {
+            let (source, origin) = match override_dir.map(|d| d.join(name)).filter(|p| p.exists()) {
                 Some(p) => (
-                    std::fs::read_to_string(&p)
-                        .map_err(|e| crate::Error::input(p.display().to_string(), e.to_string()))?,
+                    crate::bounded::read_to_string(&p, crate::bounded::TEXT)?,
                     p.display().to_string(),
                 ),
                 None => (builtin.to_string(), format!("built-in {name}")),

@@ -1377,4 +1377,28 @@ fn endless_inputs_and_templates_are_bounded() {
         None,
         &format!("{prompts}/summarize.j2: the prompt template does not compile"),
     );
+
+    // Files a model or the user's folders hand over are read with a
+    // ceiling too: a prompt template, a config.json.
+    let endless = h.join("endless");
+    std::fs::create_dir(&endless).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", endless.join("translate.j2")).unwrap();
+    let endless = endless.to_str().unwrap();
+    expect_error(
+        h,
+        &["summarize", &good, "--model", &m, "--prompts", endless],
+        None,
+        &format!("{endless}/translate.j2: is larger than 1048576 bytes"),
+    );
+    let zero_config = with_config(h, "qwen3", "zero-config", |_| {});
+    let config = Path::new(&zero_config).join("config.json");
+    // Sparse: it takes no disk, only a reader's patience.
+    let file = std::fs::File::create(&config).unwrap();
+    file.set_len((64 << 20) + 1).unwrap();
+    expect_error(
+        h,
+        &["summarize", &good, "--model", &zero_config],
+        None,
+        &format!("{zero_config}/config.json: is larger than 67108864 bytes"),
+    );
 }

@@ -451,7 +451,7 @@ fn read(found: &Found, max_bytes: u64) -> Result<Vec<u8>, String> {
     }
     // Bounded again as it is read: the file may have grown since.
     let file = std::fs::File::open(&found.path).map_err(|e| format!("cannot read: {e}"))?;
-    glot::input::read_at_most(file, max_bytes)
+    glot::bounded::read_at_most(file, max_bytes)
         .map_err(|e| format!("cannot read: {e}"))?
         .ok_or_else(|| format!("grew past --max-bytes {max_bytes} while being read"))
 }
