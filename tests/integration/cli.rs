@@ -1130,16 +1130,23 @@ fn configs_that_do_not_fit_their_tensors_are_refused_naming_the_tensor() {
         let model = with_config(home.path(), "qwen3", &format!("m{i}"), |c| c[key] = value);
         let mut cmd = glot(home.path());
         cmd.args(["generate", "--model", &model, "--prompt", "hello"]);
-        let out = run(cmd, None);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
-        assert_eq!(err.lines().count(), 1, "{key}: {err}");
-        assert!(err.contains(says), "{key}: {err}");
-        assert!(
-            err.contains(&format!("{model}/model.safetensors")),
-            "{key}: {err}"
+        refused_naming(
+            &run(cmd, None),
+            key,
+            says,
+            &format!("{model}/model.safetensors"),
         );
     }
+}
+
+/// Asserts the error of a model refused for its `key`: exit 1, one line
+/// that `says` why and names the `file`.
+fn refused_naming(out: &std::process::Output, key: &str, says: &str, file: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+    assert_eq!(err.lines().count(), 1, "{key}: {err}");
+    assert!(err.contains(says), "{key}: {err}");
+    assert!(err.contains(file), "{key}: {err}");
 }
 
 /// Configs that describe no possible model (zero sizes, heads that do not
@@ -1190,15 +1197,7 @@ fn impossible_model_shapes_are_refused_naming_the_config() {
             "qwen3" => cmd.args(["summarize", &article, "--model", &model]),
             _ => cmd.args(["translate", &article, "--to", "de", "--model", &model]),
         };
-        let out = run(cmd, None);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
-        assert_eq!(err.lines().count(), 1, "{key}: {err}");
-        assert!(err.contains(says), "{key}: {err}");
-        assert!(
-            err.contains(&format!("{model}/config.json")),
-            "{key}: {err}"
-        );
+        refused_naming(&run(cmd, None), key, says, &format!("{model}/config.json"));
     }
 }
 

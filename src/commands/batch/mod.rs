@@ -253,7 +253,7 @@ impl<'a> Pass<'a> {
             let failure = (path.to_string(), p.key.clone(), reason.to_string());
             self.tally.failures.push(failure);
             if let Some(w) = self.writer.as_mut() {
-                w.append(&problem_record(path, reason, p, self.s.shard))?;
+                w.append(&failed(path, p, self.s.shard, reason.to_string()))?;
             }
         }
         Ok(())
@@ -343,20 +343,7 @@ impl<'a> Pass<'a> {
         if let (Ok(made), Some(chat), None) = (&result, models.chat.as_ref(), &models.used) {
             crate::speed::remember(chat.info(), &made.usage, &s.model, self.printer);
         }
-        let info = models
-            .used
-            .clone()
-            .or_else(|| models.chat.as_ref().map(|m| m.info().clone()));
-        let record = record(
-            out,
-            info.as_ref(),
-            found,
-            sha.map(str::to_string),
-            p,
-            result,
-            start,
-            s.shard,
-        );
+        let record = self.record(found, sha, p, result, start);
         self.count(&record, found, p);
         let label = match record.status {
             Status::Done => "done".to_string(),
@@ -700,80 +687,69 @@ fn relative_output(out: &Path, path: &Path) -> String {
         .join("/")
 }
 
-/// The manifest's record of an item, made with the model `info`
-/// describes.
-#[allow(clippy::too_many_arguments)]
-fn record(
-    out: &Path,
-    info: Option<&ModelInfo>,
-    found: &Found,
-    sha: Option<String>,
-    p: &Planned,
-    result: Result<Made>,
-    start: Instant,
-    shard: Shard,
-) -> Record {
-    let (mut untranslated, mut wrong_language, mut flags) = (0, 0, Vec::new());
-    let (status, error, output, tokens) = match result {
-        Ok(mut made) => {
-            (untranslated, wrong_language) = (made.untranslated, made.wrong_language);
-            flags = std::mem::take(&mut made.flags);
-            (
-                made.status,
-                None,
-                Some(relative_output(out, &made.path)),
-                Some(Tokens {
+impl Pass<'_> {
+    /// The manifest's record of an item that took since `start`, made with
+    /// the model that made it.
+    fn record(
+        &self,
+        found: &Found,
+        sha: Option<&str>,
+        p: &Planned,
+        result: Result<Made>,
+        start: Instant,
+    ) -> Record {
+        let models = &self.models;
+        let info = models
+            .used
+            .clone()
+            .or_else(|| models.chat.as_ref().map(|m| m.info().clone()));
+        let mut record = match result {
+            Ok(made) => Record {
+                status: made.status,
+                error: None,
+                output: Some(relative_output(self.out, &made.path)),
+                tokens: Some(Tokens {
                     prompt: made.usage.prompt_tokens,
                     generated: made.usage.generated_tokens,
                     looped: made.usage.looped_calls,
                     loops_cut: made.usage.loops_cut,
                 }),
-            )
-        }
-        Err(e) => {
-            // Messages about the document start with its name: the record
-            // names it already.
-            let msg = format!("{e:#}");
-            let prefix = format!("{}: ", found.relative);
-            let msg = msg
-                .strip_prefix(&prefix)
-                .map_or(msg.clone(), str::to_string);
-            (Status::Failed, Some(msg), None, None)
-        }
-    };
-    Record {
-        input: found.relative.clone(),
-        sha256: sha,
-        task: p.key.clone(),
-        settings: p.settings.clone(),
-        settings_hash: p.hash.clone(),
-        model: info.map(|i| i.id.clone()),
-        revision: info.and_then(|i| i.revision.clone()),
-        status,
-        error,
-        output,
-        tokens,
-        seconds: start.elapsed().as_secs_f64(),
-        finished: manifest::now(),
-        shard: (shard.count > 1).then(|| shard.label()),
-        untranslated,
-        wrong_language,
-        flags,
-        glot_version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        // The files were read to load the model; should one have gone since,
-        // the record goes without digests rather than fail a finished
-        // document.
-        files: info
+                untranslated: made.untranslated,
+                wrong_language: made.wrong_language,
+                flags: made.flags,
+                ..failed(&found.relative, p, self.s.shard, String::new())
+            },
+            Err(e) => {
+                // Messages about the document start with its name: the
+                // record names it already.
+                let msg = format!("{e:#}");
+                let prefix = format!("{}: ", found.relative);
+                let msg = msg
+                    .strip_prefix(&prefix)
+                    .map_or(msg.clone(), str::to_string);
+                failed(&found.relative, p, self.s.shard, msg)
+            }
+        };
+        record.sha256 = sha.map(str::to_string);
+        record.seconds = start.elapsed().as_secs_f64();
+        record.model = info.as_ref().map(|i| i.id.clone());
+        record.revision = info.as_ref().and_then(|i| i.revision.clone());
+        // The files were read to load the model; should one have gone
+        // since, the record goes without digests rather than fail a
+        // finished document.
+        record.files = info
             .and_then(|i| glot::hub::digests(&i.files).ok())
-            .unwrap_or_default(),
+            .unwrap_or_default();
+        record
     }
 }
 
-/// A record for something the walk could not read (a link loop, a folder
-/// without permission), so `--status` and the manifest show it.
-fn problem_record(path: &str, reason: &str, p: &Planned, shard: Shard) -> Record {
+/// The record of job `p` failed on `input` (a document, or something the
+/// walk could not read: a link loop, a folder without permission) for
+/// `error`; what a finished item's record starts from.
+fn failed(input: &str, p: &Planned, shard: Shard, error: String) -> Record {
     Record {
-        input: path.to_string(),
+        input: input.to_string(),
         sha256: None,
         task: p.key.clone(),
         settings: p.settings.clone(),
@@ -781,7 +757,7 @@ fn problem_record(path: &str, reason: &str, p: &Planned, shard: Shard) -> Record
         model: None,
         revision: None,
         status: Status::Failed,
-        error: Some(reason.to_string()),
+        error: Some(error),
         output: None,
         tokens: None,
         seconds: 0.0,
