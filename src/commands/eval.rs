@@ -254,12 +254,17 @@ pub fn summarize(s: EvalSummarize, printer: &Printer) -> Result<()> {
             for p in &mut pairs {
                 printer.info(format!("summarizing {}", p.name));
                 let format = glot::markup::Format::from_path(&p.name);
-                let article =
-                    glot::task::Article::parse(&p.name, std::mem::take(&mut p.hyp), format)?;
-                let language = s.language.as_ref().or(article.language());
+                // A document without text is scored as such, not an error
+                // that would lose the summaries already made.
+                let text =
+                    glot::markup::Markup::parse(std::mem::take(&mut p.hyp), format).prose(true);
+                let detected = glot::text::lang::detect(&text);
+                let language = s
+                    .language
+                    .as_ref()
+                    .or(detected.as_ref().and_then(|d| d.reliable_language()));
                 let req = glot::task::summarize::Request::new(language, s.length, false);
-                let text = &article.main_text;
-                let summary = glot::task::summarize::summarize(chat.model(), &prompts, text, &req)
+                let summary = glot::task::summarize::summarize(chat.model(), &prompts, &text, &req)
                     .map_err(|e| e.context(format!("{}: cannot summarize", p.name)))?;
                 p.hyp = summary.text.clone();
                 made.push(summary.text);

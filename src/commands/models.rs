@@ -507,11 +507,11 @@ impl Removed {
 /// The cached files of `m` (`cached`, as [`cached_files`] gives them) that
 /// another model still uses, so that removing `m` breaks no other:
 /// - files another catalog model lists, cached or not;
-/// - files of an opus-mt pair whose files are all in the cache;
-/// - files of a hub model of `m`'s repositories (`hf:OWNER/NAME`, and
-///   `hf:OWNER/NAME:FILE` for each other GGUF file of the snapshot) that
-///   the cache holds whole and that has files `m` does not: a model
-///   downloaded in its own right, not `m` under another name.
+/// - files of an opus-mt pair, or of a hub model of `m`'s repositories
+///   (`hf:OWNER/NAME`, and `hf:OWNER/NAME:FILE` for each other GGUF file
+///   of the snapshot), that the cache holds whole and that has files `m`
+///   does not: a model downloaded in its own right, not `m` under another
+///   name (whose files are all `m`'s, and go with it).
 ///
 /// Hub models are resolved as glot would resolve them offline; files other
 /// tools use without any of these names are not known here.
@@ -542,9 +542,8 @@ fn kept_for_others(
             || std::fs::canonicalize(a)
                 .is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
     };
-    let mut keep_shared = |theirs: &[PathBuf], only_if_more: bool| {
-        let more = theirs.iter().any(|t| !mine.iter().any(|f| same(f, t)));
-        if more || !only_if_more {
+    let mut keep_shared = |theirs: &[PathBuf]| {
+        if theirs.iter().any(|t| !mine.iter().any(|f| same(f, t))) {
             for f in mine.iter().filter(|f| theirs.iter().any(|t| same(f, t))) {
                 kept.insert(f.clone());
             }
@@ -552,7 +551,7 @@ fn kept_for_others(
     };
     for pair in &Registry::builtin().pairs {
         if let Ok(files) = crate::model::translator::fetch_pair(pair, &offline) {
-            keep_shared(&files.all(), false);
+            keep_shared(&files.all());
         }
     }
     for spec in hub_models_of(m, cached) {
@@ -575,7 +574,7 @@ fn kept_for_others(
             _ => hub::resolve(Some(&spec), None, catalog, &offline).map(|f| f.all()),
         };
         if let Ok(files) = files {
-            keep_shared(&files, true);
+            keep_shared(&files);
         }
     }
     kept
@@ -588,13 +587,18 @@ fn hub_models_of(m: &Manifest, cached: &[Option<PathBuf>]) -> Vec<String> {
     let mut specs = Vec::new();
     let mut seen = HashSet::new();
     for ((repo, _), link) in m.files().into_iter().zip(cached) {
+        // The snapshot folder: the one below `snapshots/`, whatever
+        // subfolder the file is in.
+        let Some(snapshot) = link.as_ref().and_then(|l| {
+            l.ancestors()
+                .find(|a| a.parent().and_then(Path::file_name) == Some("snapshots".as_ref()))
+        }) else {
+            continue;
+        };
         if !seen.insert((&repo.repo, &repo.revision)) {
             continue;
         }
         let base = format!("hf:{}@{}", repo.repo, repo.revision);
-        let Some(snapshot) = link.as_ref().and_then(|l| l.parent()) else {
-            continue;
-        };
         let listed: HashSet<&str> = m
             .files()
             .into_iter()

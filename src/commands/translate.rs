@@ -58,7 +58,7 @@ pub fn with_engine(
     target: &Language,
     printer: &Printer,
 ) -> Result<(Translation, ModelInfo)> {
-    Ok(match model.legs(m, source, target, printer)? {
+    Ok(match model.legs(source, target, printer)? {
         Some(legs) => {
             let mut engine = Translator::load(legs, target, m, printer)?;
             (engine.translate(markup, target, printer)?, engine.info())
@@ -165,7 +165,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     }
     let model = Resolved::new(&s.doc.model, Need::Any, s.doc.model.offline, printer)?;
     if s.doc.plan {
-        if let Some(legs) = model.legs(&s.doc.model, source, &s.target, printer)? {
+        if let Some(legs) = model.legs(source, &s.target, printer)? {
             return plan_sentences(&s, legs, &doc.name, markup);
         }
         let planner = model.planner(&s.doc.model)?;

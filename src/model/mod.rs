@@ -49,8 +49,8 @@ pub enum Resolved {
         answers: bool,
     },
     /// The opus-mt registry: one Marian model per language pair, fetched
-    /// when a document needs it.
-    Registry(Registry),
+    /// (unless `offline`) when a document needs it.
+    Registry { registry: Registry, offline: bool },
 }
 
 impl Resolved {
@@ -62,8 +62,11 @@ impl Resolved {
         let answers = need == Need::Answers;
         if spec.is_some_and(|s| s.eq_ignore_ascii_case("opus-mt")) {
             return match answers {
-                true => Err(only_translates(m, Family::Marian)),
-                false => Ok(Resolved::Registry(Registry::builtin())),
+                true => Err(only_translates("opus-mt", Family::Marian)),
+                false => Ok(Resolved::Registry {
+                    registry: Registry::builtin(),
+                    offline,
+                }),
             };
         }
         let catalog = catalog(printer)?;
@@ -74,7 +77,7 @@ impl Resolved {
             }
             ModelRef::Manifest(man) => match Family::of_architecture(&man.architecture) {
                 Some(family) if answers && !man.tasks.iter().any(|t| t == "summarize") => {
-                    return Err(only_translates(m, family));
+                    return Err(only_translates(&man.id, family));
                 }
                 Some(family) => Some((
                     Seq2SeqFiles::from_manifest(man, family, &fetcher)?,
@@ -87,7 +90,7 @@ impl Resolved {
                 let origin = format!("--model {spec}");
                 match Family::of_repo(&h.repo, &h.revision, &fetcher, &origin, spec)? {
                     Some(Family::Marian) if answers => {
-                        return Err(only_translates(m, Family::Marian))
+                        return Err(only_translates(spec, Family::Marian))
                     }
                     Some(family) => Some((
                         Seq2SeqFiles::fetch(
@@ -127,7 +130,7 @@ impl Resolved {
         match self {
             Resolved::Chat(files) => &files.id,
             Resolved::Seq2Seq { files, .. } => &files.id,
-            Resolved::Registry(_) => "opus-mt",
+            Resolved::Registry { .. } => "opus-mt",
         }
     }
 
@@ -148,7 +151,7 @@ impl Resolved {
             Resolved::Seq2Seq { files, .. } => {
                 serde_json::json!({"files": files.fingerprint(), "quantize": quantize})
             }
-            Resolved::Registry(r) => serde_json::json!({
+            Resolved::Registry { registry: r, .. } => serde_json::json!({
                 "id": "opus-mt",
                 "pairs": r.pairs.iter().map(|p| format!("{}@{}{}", p.repo, p.revision, p.target_token.as_deref().unwrap_or(""))).collect::<Vec<_>>(),
                 "quantize": quantize,
@@ -170,7 +173,7 @@ impl Resolved {
 
     /// The chat model, loaded, with the run's decoding choices.
     pub fn llm(&self, m: &ModelSettings, printer: &Printer, repeat_guard: bool) -> Result<Llm> {
-        let files = self.chat_files(m)?;
+        let files = self.chat_files()?;
         printer.info(format!("loading model {}", files.id));
         let mut llm = Llm::load(files, &m.load)?;
         llm.set_decode(DecodeOptions {
@@ -195,7 +198,7 @@ impl Resolved {
                 answers: true,
             } => Ok(Chat::T5(Box::new(Seq2Seq::load_for_planning(files)?))),
             _ => Ok(Chat::Llm(Box::new(Llm::load_for_planning(
-                self.chat_files(m)?,
+                self.chat_files()?,
                 &m.load,
             )?))),
         }
@@ -205,7 +208,7 @@ impl Resolved {
     pub fn seq2seq(&self, m: &ModelSettings, printer: &Printer) -> Result<Seq2Seq> {
         match self {
             Resolved::Seq2Seq { files, .. } => load_seq2seq(files, m, printer),
-            Resolved::Registry(_) => Err(glot::Error::Usage(
+            Resolved::Registry { .. } => Err(glot::Error::Usage(
                 "opus-mt stands for one model per language pair: name one model's folder, id or hf: repository".into(),
             )
             .into()),
@@ -223,12 +226,11 @@ impl Resolved {
     /// it is an error without one.
     pub fn legs(
         &self,
-        m: &ModelSettings,
         source: Option<&Language>,
         target: &Language,
         printer: &Printer,
     ) -> Result<Option<Vec<Leg>>> {
-        let registry = match self {
+        let (registry, offline) = match self {
             Resolved::Chat(_) => return Ok(None),
             Resolved::Seq2Seq { files, .. } => {
                 return Ok(Some(vec![Leg {
@@ -236,7 +238,7 @@ impl Resolved {
                     target_token: None,
                 }]))
             }
-            Resolved::Registry(r) => r,
+            Resolved::Registry { registry, offline } => (registry, *offline),
         };
         let source = source.ok_or_else(|| {
             glot::Error::Language(
@@ -254,7 +256,7 @@ impl Resolved {
                 vec![a, b]
             }
         };
-        let fetcher = fetcher(m.offline, printer);
+        let fetcher = fetcher(offline, printer);
         pairs
             .into_iter()
             .map(|p| {
@@ -271,7 +273,7 @@ impl Resolved {
     /// language pair with the registry, per target language otherwise.
     pub fn translator_key(&self, source: Option<&Language>, target: &Language) -> String {
         match self {
-            Resolved::Registry(_) => format!(
+            Resolved::Registry { .. } => format!(
                 "{}>{}",
                 source.map_or("?", |l| l.code.as_str()),
                 target.code
@@ -281,20 +283,19 @@ impl Resolved {
     }
 
     /// The chat model's files, or why this model is not one.
-    fn chat_files(&self, m: &ModelSettings) -> Result<&ModelFiles> {
+    fn chat_files(&self) -> Result<&ModelFiles> {
         match self {
             Resolved::Chat(files) => Ok(files),
-            Resolved::Seq2Seq { files, .. } => Err(only_translates(m, files.family)),
-            Resolved::Registry(_) => Err(only_translates(m, Family::Marian)),
+            Resolved::Seq2Seq { files, .. } => Err(only_translates(&files.id, files.family)),
+            Resolved::Registry { .. } => Err(only_translates("opus-mt", Family::Marian)),
         }
     }
 }
 
-/// Why `--model` cannot write answers.
-fn only_translates(m: &ModelSettings, family: Family) -> anyhow::Error {
+/// Why the model `name` cannot write answers.
+fn only_translates(name: &str, family: Family) -> anyhow::Error {
     glot::Error::Usage(format!(
-        "{} is a translation model ({}): it can only translate; summaries need a chat model such as qwen3-4b, or an instruction-following T5 model such as hf:google/flan-t5-large",
-        m.spec.as_deref().unwrap_or_default(),
+        "{name} is a translation model ({}): it can only translate; summaries need a chat model such as qwen3-4b, or an instruction-following T5 model such as hf:google/flan-t5-large",
         match family {
             Family::Marian => "Marian",
             Family::T5 => "T5",

@@ -78,7 +78,10 @@ impl Prompts {
         }
         let mut digest = <sha2::Sha256 as sha2::Digest>::new();
         for &(name, builtin) in BUILTIN {
-            let (source, origin) = match override_dir.map(|d| d.join(name)).filter(|p| p.exists()) {
+            let (source, origin) = match override_dir
+                .map(|d| d.join(name))
+                .filter(|p| p.symlink_metadata().is_ok())
+            {
                 Some(p) => (
                     crate::bounded::read_to_string(&p, crate::bounded::TEXT)?,
                     p.display().to_string(),

@@ -302,9 +302,10 @@ fn online(home: &Path, hub: &Hub, args: &[&str]) -> std::process::Output {
     run(c, None)
 }
 
-/// A catalog model that lists the files of an opus-mt pair keeps them on
-/// `glot models remove` while the pair is in the cache: `--model opus-mt`
-/// still translates offline afterwards.
+/// A catalog model that lists some of the files of an opus-mt pair keeps
+/// them on `glot models remove` while the pair was downloaded too (the
+/// cache holds files of the pair the catalog model does not list):
+/// `--model opus-mt` still translates offline afterwards.
 #[test]
 fn remove_keeps_the_files_of_a_cached_opus_mt_pair() {
     let home = tempfile::tempdir().unwrap();
@@ -327,7 +328,7 @@ languages = ["en", "de"]
 [weights]
 repo = "Helsinki-NLP/opus-mt-en-de"
 revision = "refs/pr/4"
-files = ["config.json", "generation_config.json", "model.safetensors", "source.spm", "vocab.json"]
+files = ["config.json", "generation_config.json", "model.safetensors", "source.spm"]
 "#,
     )
     .unwrap();
@@ -339,7 +340,7 @@ files = ["config.json", "generation_config.json", "model.safetensors", "source.s
     ));
     let removed = ok(&online(home.path(), &hub, &["models", "remove", "en-de"]));
     assert!(
-        removed.starts_with("en-de: freed 0 B") && removed.contains("5 file(s) kept"),
+        removed.starts_with("en-de: freed 0 B") && removed.contains("4 file(s) kept"),
         "{removed}"
     );
     let doc = article(home.path());
@@ -358,6 +359,36 @@ files = ["config.json", "generation_config.json", "model.safetensors", "source.s
             "opus-mt",
         ],
     ));
+    // A catalog model with every file the pair uses is the pair under
+    // another name: removing it frees them.
+    std::fs::remove_file(models.join("en-de.toml")).unwrap();
+    let all = r#"
+id = "en-de-all"
+name = "opus-mt en-de, all of it"
+family = "marian"
+architecture = "marian"
+context_length = 512
+size_bytes = 1000000
+license = "cc-by-4.0"
+tasks = ["translate"]
+languages = ["en", "de"]
+
+[weights]
+repo = "Helsinki-NLP/opus-mt-en-de"
+revision = "refs/pr/4"
+files = ["config.json", "generation_config.json", "model.safetensors", "source.spm", "vocab.json"]
+"#;
+    std::fs::write(models.join("en-de-all.toml"), all).unwrap();
+    let removed = ok(&online(
+        home.path(),
+        &hub,
+        &["models", "remove", "en-de-all"],
+    ));
+    assert!(
+        removed.starts_with("en-de-all: freed ") && !removed.contains("kept"),
+        "{removed}"
+    );
+    assert!(!removed.starts_with("en-de-all: freed 0 B"), "{removed}");
 }
 
 #[test]
@@ -612,7 +643,7 @@ fn batch_picks_a_pair_per_document_and_resumes_without_loading() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    fails_with(&run(c, None), "--summarize needs a chat model");
+    fails_with(&run(c, None), "opus-mt is a translation model (Marian)");
 }
 
 #[test]

@@ -113,12 +113,17 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     pass.finish(interrupted)
 }
 
-/// Resolves the model once for the whole run. A dry run never downloads:
-/// without the files, it says so and counts every item as to do.
+/// Resolves the model once for the whole run; a model that cannot write
+/// the summaries asked for is refused before any download. A dry run never
+/// downloads: without the files, it says so and counts every item as to do.
 fn resolve(s: &BatchSettings, printer: &Printer) -> Result<Option<Resolved>> {
-    match Resolved::new(&s.model, Need::Any, s.model.offline || s.dry_run, printer) {
+    let need = match summarizes(s) {
+        true => Need::Answers,
+        false => Need::Any,
+    };
+    match Resolved::new(&s.model, need, s.model.offline || s.dry_run, printer) {
         Ok(r) => Ok(Some(r)),
-        Err(e) if s.dry_run => {
+        Err(e) if s.dry_run && !is_refusal(&e) => {
             printer.warn(format!(
                 "{e:#}: without the model's files, every item counts as to do"
             ));
@@ -643,7 +648,7 @@ impl Models<'_> {
         let key = resolved.translator_key(source, target);
         if !self.translators.contains_key(&key) {
             let legs = resolved
-                .legs(&self.s.model, source, target, self.printer)?
+                .legs(source, target, self.printer)?
                 .expect("a model that translates sentences");
             if self.translators.len() >= MAX_TRANSLATORS {
                 self.translators.clear();
@@ -655,10 +660,21 @@ impl Models<'_> {
     }
 }
 
+/// Whether a job of the batch is a summary.
+fn summarizes(s: &BatchSettings) -> bool {
+    s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. }))
+}
+
+/// Whether `e` refuses the model for what it was asked (rather than say its
+/// files are missing).
+fn is_refusal(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<glot::Error>(), Some(glot::Error::Usage(_)))
+}
+
 /// Translation models do not summarize: a batch that asks them to stops
 /// before any work.
 fn refuse_summaries(s: &BatchSettings) -> Result<()> {
-    if s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. })) {
+    if summarizes(s) {
         return Err(glot::Error::Usage(format!(
             "{} is a translation model: --summarize needs a chat model (run the summaries separately)",
             s.model.spec.as_deref().unwrap_or_default()

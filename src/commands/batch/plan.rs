@@ -98,7 +98,7 @@ impl Planner {
                 let key = model.translator_key(source.as_ref(), target);
                 if !translators.contains_key(&key) {
                     let legs = model
-                        .legs(&s.model, source.as_ref(), target, printer)?
+                        .legs(source.as_ref(), target, printer)?
                         .expect("a model that translates sentences");
                     let loaded = Translator::load_for_planning(legs, target, &s.model)?;
                     translators.insert(key.clone(), loaded);
@@ -157,7 +157,11 @@ impl Planner {
 /// Plans every job on every document of this shard, whatever the manifest
 /// says is done: the whole of the work the folder stands for.
 pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
-    let model = Resolved::new(&s.model, Need::Any, s.model.offline, printer)?;
+    let need = match super::summarizes(s) {
+        true => Need::Answers,
+        false => Need::Any,
+    };
+    let model = Resolved::new(&s.model, need, s.model.offline, printer)?;
     let mut planner = match model.translates_sentences() {
         true => {
             super::refuse_summaries(s)?;
