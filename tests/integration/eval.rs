@@ -363,3 +363,29 @@ fn eval_summarizes_with_the_model_then_scores() {
     }
     assert!(close(v["mean"]["rougeL"]["f1"].as_f64().unwrap(), f1));
 }
+
+/// A document without text among those summarized is scored as an empty
+/// summary: the evaluation goes on and counts it.
+#[test]
+fn eval_scores_a_document_without_text_and_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path();
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::create_dir_all(dir.join("gold")).unwrap();
+    std::fs::write(
+        dir.join("docs/a.txt"),
+        "The new tram line opened on Monday.",
+    )
+    .unwrap();
+    std::fs::write(dir.join("docs/b.txt"), "").unwrap();
+    std::fs::write(dir.join("gold/a.summary.md"), "A tram line opened.").unwrap();
+    std::fs::write(dir.join("gold/b.summary.md"), "Nothing.").unwrap();
+    let model = crate::util::model_dir("qwen3");
+    let mut cmd = glot(dir);
+    cmd.args(["eval", "summarize", "--docs", "docs", "--ref", "gold"]);
+    cmd.args(["--model", model.to_str().unwrap(), "--format", "json"]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["documents"], 2, "{v}");
+}
