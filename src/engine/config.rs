@@ -13,7 +13,7 @@ use crate::error::Error;
 
 /// Architectures this build can run, as spelled in `config.json` `model_type`
 /// and GGUF `general.architecture`.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 /// A supported decoder family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -22,6 +22,9 @@ pub enum Arch {
     Llama,
     Qwen2,
     Qwen3,
+    /// Gemma 3's text decoder (`gemma3_text`, or the language model of a
+    /// `gemma3` checkpoint such as TranslateGemma).
+    Gemma3,
 }
 
 impl Arch {
@@ -31,6 +34,7 @@ impl Arch {
             "llama" => Ok(Arch::Llama),
             "qwen2" => Ok(Arch::Qwen2),
             "qwen3" => Ok(Arch::Qwen3),
+            "gemma3" | "gemma3_text" => Ok(Arch::Gemma3),
             other => Err(Error::UnsupportedArchitecture {
                 found: other.to_string(),
                 supported: SUPPORTED_ARCHITECTURES.join(", "),
@@ -44,6 +48,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
         }
     }
 }
@@ -78,6 +83,29 @@ pub struct DecoderConfig {
     pub tie_word_embeddings: bool,
     pub qkv_bias: bool,
     pub qk_norm: bool,
+    /// Gemma 3's departures from the Llama shape.
+    pub gemma: Option<Gemma>,
+}
+
+/// What Gemma 3 does differently: four norms per layer that multiply by
+/// (1 + w), embeddings scaled by √hidden, GELU (tanh) in the MLP, its own
+/// query scale, and layers that attend within a sliding window with a rope
+/// base of their own, between global layers.
+#[derive(Debug, Clone)]
+pub struct Gemma {
+    /// Multiplies the queries: `query_pre_attn_scalar`^-½.
+    pub query_scale: f64,
+    /// How far back a windowed layer's queries see: key `j` is visible
+    /// from query `i` when `i - j < sliding_window`.
+    pub sliding_window: usize,
+    /// Per layer, whether it attends within the window.
+    pub sliding: Vec<bool>,
+    /// The rope base of the windowed layers, which take no scaling (the
+    /// global layers use `rope_theta` and `rope_freq_factors`).
+    pub local_rope_theta: f64,
+    /// Added to every norm weight as read: transformers stores the `w` of
+    /// (1 + w), llama.cpp's converter the sum.
+    pub norm_offset: f32,
 }
 
 impl DecoderConfig {
@@ -89,6 +117,13 @@ impl DecoderConfig {
             .and_then(Value::as_str)
             .ok_or_else(|| Error::model("config.json has no `model_type`"))?;
         let arch = Arch::parse(model_type)?;
+        // A multimodal Gemma 3 checkpoint keeps its decoder's config apart.
+        let json = match model_type {
+            "gemma3" => json.get("text_config").ok_or_else(|| {
+                Error::model("config.json of a gemma3 model has no `text_config`")
+            })?,
+            _ => json,
+        };
         let get = |key: &str| -> Result<usize, Error> {
             json.get(key)
                 .and_then(Value::as_u64)
@@ -121,11 +156,19 @@ impl DecoderConfig {
         let tie = json
             .get("tie_word_embeddings")
             .and_then(Value::as_bool)
-            .unwrap_or(false);
+            .unwrap_or(arch == Arch::Gemma3);
+        let num_layers = get("num_hidden_layers")?;
+        let (rope_theta, rope_freq_factors, gemma) = match arch {
+            Arch::Gemma3 => {
+                let (theta, factors, g) = gemma_from_hf(json, num_layers, head_dim)?;
+                (theta, factors, Some(g))
+            }
+            _ => (rope_theta, rope_freq_factors, None),
+        };
         DecoderConfig {
             arch,
             hidden_size,
-            num_layers: get("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -145,7 +188,8 @@ impl DecoderConfig {
                     .get("attention_bias")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-            qk_norm: arch == Arch::Qwen3,
+            qk_norm: matches!(arch, Arch::Qwen3 | Arch::Gemma3),
+            gemma,
         }
         .checked()
     }
@@ -202,7 +246,7 @@ impl DecoderConfig {
             rope_theta: get_f("rope.freq_base").unwrap_or(10_000.0),
             rope_style: match arch {
                 Arch::Llama => RopeStyle::Interleaved,
-                Arch::Qwen2 | Arch::Qwen3 => RopeStyle::Half,
+                Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => RopeStyle::Half,
             },
             // Filled from the `rope_freqs.weight` tensor by the loader.
             rope_freq_factors: None,
@@ -210,6 +254,7 @@ impl DecoderConfig {
             tie_word_embeddings: !has("output.weight"),
             qkv_bias: has("blk.0.attn_q.bias"),
             qk_norm: has("blk.0.attn_q_norm.weight"),
+            gemma: None,
         }
         .checked()
     }
@@ -253,6 +298,76 @@ impl DecoderConfig {
 
 /// Llama 3 frequency scaling as `transformers` computes it; other scaling
 /// schemes would silently change outputs, so they are refused.
+/// Gemma 3's rope and windows from a transformers config: `rope_parameters`
+/// with one block per kind of layer (transformers 5), or the older
+/// `rope_theta`, `rope_local_base_freq`, `rope_scaling` and
+/// `sliding_window_pattern`. Returns the global layers' rope base and
+/// divisors, and the rest.
+fn gemma_from_hf(
+    json: &Value,
+    num_layers: usize,
+    head_dim: usize,
+) -> Result<(f64, Option<Vec<f32>>, Gemma), Error> {
+    let f = |v: Option<&Value>| v.and_then(Value::as_f64);
+    let params = json.get("rope_parameters").filter(|v| v.is_object());
+    let global = params.and_then(|p| p.get("full_attention"));
+    let local = params.and_then(|p| p.get("sliding_attention"));
+    let theta = f(global.and_then(|g| g.get("rope_theta")))
+        .or(f(json.get("rope_theta")))
+        .unwrap_or(1_000_000.0);
+    let local_theta = f(local.and_then(|l| l.get("rope_theta")))
+        .or(f(json.get("rope_local_base_freq")))
+        .unwrap_or(10_000.0);
+    let scaling = global
+        .filter(|g| g.get("rope_type").is_some())
+        .or_else(|| json.get("rope_scaling").filter(|v| !v.is_null()));
+    let factors = match scaling {
+        Some(s)
+            if s.get("rope_type")
+                .or_else(|| s.get("type"))
+                .and_then(Value::as_str)
+                == Some("linear") =>
+        {
+            let factor = f(s.get("factor")).unwrap_or(1.0) as f32;
+            Some(vec![factor; head_dim / 2])
+        }
+        Some(s) => hf_rope_freq_factors(s, head_dim, theta)?,
+        None => None,
+    };
+    let sliding: Vec<bool> = match json.get("layer_types").and_then(Value::as_array) {
+        Some(types) => types
+            .iter()
+            .map(|t| t.as_str() == Some("sliding_attention"))
+            .collect(),
+        None => {
+            let pattern = json
+                .get("sliding_window_pattern")
+                .and_then(Value::as_u64)
+                .unwrap_or(6)
+                .max(1) as usize;
+            (0..num_layers).map(|i| (i + 1) % pattern != 0).collect()
+        }
+    };
+    if sliding.len() != num_layers {
+        return Err(Error::model(format!(
+            "config.json gives {} layer types for {num_layers} layers",
+            sliding.len()
+        )));
+    }
+    let scalar = f(json.get("query_pre_attn_scalar")).unwrap_or(head_dim as f64);
+    let gemma = Gemma {
+        query_scale: scalar.powf(-0.5),
+        sliding_window: json
+            .get("sliding_window")
+            .and_then(Value::as_u64)
+            .unwrap_or(4096) as usize,
+        sliding,
+        local_rope_theta: local_theta,
+        norm_offset: 1.0,
+    };
+    Ok((theta, factors, gemma))
+}
+
 fn hf_rope_freq_factors(
     scaling: &Value,
     head_dim: usize,

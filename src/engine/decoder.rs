@@ -61,9 +61,14 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(w: &mut Weights, role: Role, layer: usize, eps: f64) -> Result<Self> {
+    /// The norm of `role`, its weight plus `offset` (Gemma's 1 + w).
+    fn load(w: &mut Weights, role: Role, layer: usize, eps: f64, offset: f32) -> Result<Self> {
+        let weight = w.dense(role, layer)?;
         Ok(RmsNorm {
-            weight: w.dense(role, layer)?,
+            weight: match offset {
+                0.0 => weight,
+                o => (weight + f64::from(o))?,
+            },
             eps: eps as f32,
         })
     }
@@ -86,14 +91,31 @@ struct Rope {
 
 impl Rope {
     fn new(cfg: &DecoderConfig, len: usize, device: &Device) -> Result<Self> {
+        Self::with_base(
+            cfg,
+            cfg.rope_theta,
+            cfg.rope_freq_factors.as_deref(),
+            len,
+            device,
+        )
+    }
+
+    /// The tables for base `theta`, each frequency divided by its factor.
+    fn with_base(
+        cfg: &DecoderConfig,
+        theta: f64,
+        factors: Option<&[f32]>,
+        len: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let half = cfg.head_dim / 2;
         // `transformers` computes inv_freq as float32 `1 / theta ** (2i / d)` and
         // the angles as float32 products; doing the same keeps long prompts exact.
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| {
                 let exponent = (2 * i) as f32 / cfg.head_dim as f32;
-                let inv = 1.0f32 / (cfg.rope_theta as f32).powf(exponent);
-                match &cfg.rope_freq_factors {
+                let inv = 1.0f32 / (theta as f32).powf(exponent);
+                match factors {
                     Some(f) => inv / f[i],
                     None => inv,
                 }
@@ -135,6 +157,10 @@ struct Attention {
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
+    /// What multiplies the query-key products.
+    scale: f64,
+    /// Gemma 3's windowed layers: how far back a query sees.
+    window: Option<usize>,
     cache: KvCache,
     /// What the cache keeps: f16 for quantized and half-precision weights,
     /// as llama.cpp keeps it (half the bytes to read per token, and the
@@ -146,9 +172,10 @@ struct Attention {
 impl Attention {
     fn load(w: &mut Weights, cfg: &DecoderConfig, layer: usize) -> Result<Self> {
         let bias = |r: Role| cfg.qkv_bias.then_some(r);
+        let offset = cfg.gemma.as_ref().map_or(0.0, |g| g.norm_offset);
         let norm = |w: &mut Weights, r: Role| -> Result<Option<RmsNorm>> {
             if cfg.qk_norm {
-                Ok(Some(RmsNorm::load(w, r, layer, cfg.rms_norm_eps)?))
+                Ok(Some(RmsNorm::load(w, r, layer, cfg.rms_norm_eps, offset)?))
             } else {
                 Ok(None)
             }
@@ -168,6 +195,15 @@ impl Attention {
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             head_dim: cfg.head_dim,
+            scale: cfg
+                .gemma
+                .as_ref()
+                .map_or(1.0 / (cfg.head_dim as f64).sqrt(), |g| g.query_scale),
+            window: cfg
+                .gemma
+                .as_ref()
+                .filter(|g| g.sliding[layer])
+                .map(|g| g.sliding_window),
             cache: KvCache::new(2, 512),
             cache_dtype,
         })
@@ -199,17 +235,23 @@ impl Attention {
         let (kv, d) = (self.num_kv_heads, self.head_dim);
         let rep = self.num_heads / kv;
         let q = q.contiguous()?.reshape((b, kv, rep * seq, d))?;
-        let scale = 1.0 / (d as f64).sqrt();
-        let out = match kernels::attention::attend(&q, &k, &v, seq, scale as f32)? {
+        let scale = self.scale;
+        let total = k.dim(2)?;
+        // A window that reaches back past the first key changes nothing.
+        let window = self.window.filter(|&w| total > w);
+        let fast = match window {
+            None => kernels::attention::attend(&q, &k, &v, seq, scale as f32)?,
+            Some(_) => None,
+        };
+        let out = match fast {
             Some(out) => out,
             None => {
                 let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
                 let scores = (q.matmul(&k.t()?)? * scale)?;
-                let scores = if seq > 1 {
-                    let total = k.dim(2)?;
+                let scores = if seq > 1 || window.is_some() {
                     scores
                         .reshape((b, kv, rep, seq, total))?
-                        .broadcast_add(&causal_mask(seq, total, x.device())?)?
+                        .broadcast_add(&causal_mask(seq, total, window, x.device())?)?
                         .reshape((b, kv, rep * seq, total))?
                 } else {
                     scores
@@ -226,13 +268,16 @@ impl Attention {
 }
 
 /// Additive mask letting query `i` (at absolute position `total - seq + i`)
-/// see keys up to its own position.
-fn causal_mask(seq: usize, total: usize, device: &Device) -> Result<Tensor> {
+/// see keys up to its own position, and within a sliding `window` no
+/// further back than `window - 1` positions.
+fn causal_mask(seq: usize, total: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
     let offset = total - seq;
     let mask: Vec<f32> = (0..seq)
         .flat_map(|i| {
             (0..total).map(move |j| {
-                if j <= offset + i {
+                let at = offset + i;
+                let seen = j <= at && window.is_none_or(|w| at - j < w);
+                if seen {
                     0.0
                 } else {
                     f32::NEG_INFINITY
@@ -247,12 +292,18 @@ struct Mlp {
     gate: Linear,
     up: Linear,
     down: Linear,
+    /// Gemma's GELU (tanh approximation) instead of SiLU.
+    gelu: bool,
 }
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let [gate, up] = Linear::forward_all([&self.gate, &self.up], x)?;
-        self.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)
+        let gate = match self.gelu {
+            true => gate.gelu()?,
+            false => candle_nn::ops::silu(&gate)?,
+        };
+        self.down.forward(&(gate * up)?)
     }
 }
 
@@ -261,6 +312,10 @@ struct Layer {
     attn: Attention,
     ffn_norm: RmsNorm,
     mlp: Mlp,
+    /// Gemma 3: norms of the attention's and the MLP's outputs.
+    post_norms: Option<(RmsNorm, RmsNorm)>,
+    /// Gemma 3: a windowed layer, with rope of its own.
+    sliding: bool,
 }
 
 /// A loaded decoder with its key/value cache.
@@ -272,6 +327,10 @@ pub struct Decoder {
     norm: RmsNorm,
     head: Matmul,
     rope: Rope,
+    /// Gemma 3's windowed layers' rope.
+    local_rope: Option<Rope>,
+    /// Gemma multiplies the embeddings by √hidden.
+    embed_scale: Option<f64>,
 }
 
 impl Decoder {
@@ -284,6 +343,9 @@ impl Decoder {
         device: &Device,
     ) -> Result<Self> {
         let eps = config.rms_norm_eps;
+        if config.gemma.is_some() {
+            w.gemma_names();
+        }
         w.expect(Shapes {
             hidden: config.hidden_size,
             heads: config.num_heads,
@@ -299,25 +361,51 @@ impl Decoder {
             let head = Matmul::new(embed.clone());
             (if head.has_rows() { None } else { Some(embed) }, head)
         };
+        let gemma = config.gemma.as_ref();
+        let offset = gemma.map_or(0.0, |g| g.norm_offset);
         let mut layers = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
+            let post_norms = match gemma {
+                Some(_) => Some((
+                    RmsNorm::load(w, Role::PostAttnNorm, i, eps, offset)?,
+                    RmsNorm::load(w, Role::PostFfnNorm, i, eps, offset)?,
+                )),
+                None => None,
+            };
             layers.push(Layer {
-                attn_norm: RmsNorm::load(w, Role::AttnNorm, i, eps)?,
+                attn_norm: RmsNorm::load(w, Role::AttnNorm, i, eps, offset)?,
                 attn: Attention::load(w, config, i)?,
-                ffn_norm: RmsNorm::load(w, Role::FfnNorm, i, eps)?,
+                ffn_norm: RmsNorm::load(w, Role::FfnNorm, i, eps, offset)?,
                 mlp: Mlp {
                     gate: Linear::load(w, Role::Gate, None, i)?,
                     up: Linear::load(w, Role::Up, None, i)?,
                     down: Linear::load(w, Role::Down, None, i)?,
+                    gelu: gemma.is_some(),
                 },
+                post_norms,
+                sliding: gemma.is_some_and(|g| g.sliding[i]),
             });
         }
+        let local_rope = match gemma {
+            Some(g) => Some(Rope::with_base(
+                config,
+                g.local_rope_theta,
+                None,
+                max_len,
+                device,
+            )?),
+            None => None,
+        };
         Ok(Decoder {
             embed,
             layers,
-            norm: RmsNorm::load(w, Role::OutputNorm, 0, eps)?,
+            norm: RmsNorm::load(w, Role::OutputNorm, 0, eps, offset)?,
             head,
             rope: Rope::new(config, max_len, device)?,
+            local_rope,
+            // transformers multiplies by √hidden rounded to the weights'
+            // float type: f32 here.
+            embed_scale: gemma.map(|_| f64::from((config.hidden_size as f32).sqrt())),
         })
     }
 
@@ -368,12 +456,25 @@ impl Decoder {
             None => self.head.embedding(input)?,
         };
         let mut x = x.to_dtype(DType::F32)?;
+        if let Some(scale) = self.embed_scale {
+            x = (x * scale)?;
+        }
         for layer in &mut self.layers {
-            let h = layer
+            let rope = match (&self.local_rope, layer.sliding) {
+                (Some(local), true) => local,
+                _ => &self.rope,
+            };
+            let mut h = layer
                 .attn
-                .forward(&layer.attn_norm.forward(&x)?, &self.rope, pos)?;
+                .forward(&layer.attn_norm.forward(&x)?, rope, pos)?;
+            if let Some((post_attn, _)) = &layer.post_norms {
+                h = post_attn.forward(&h)?;
+            }
             x = (x + h)?;
-            let h = layer.mlp.forward(&layer.ffn_norm.forward(&x)?)?;
+            let mut h = layer.mlp.forward(&layer.ffn_norm.forward(&x)?)?;
+            if let Some((_, post_ffn)) = &layer.post_norms {
+                h = post_ffn.forward(&h)?;
+            }
             x = (x + h)?;
         }
         let last = x.narrow(1, seq - 1, 1)?;

@@ -32,20 +32,27 @@ pub enum Role {
     QNorm,
     KNorm,
     FfnNorm,
+    /// Gemma 3: the norms of the attention's and the MLP's outputs.
+    PostAttnNorm,
+    PostFfnNorm,
     Gate,
     Up,
     Down,
 }
 
-fn hf_name(role: Role, layer: usize) -> String {
+/// The name transformers gives a tensor. Gemma 3's norms: its
+/// `post_attention_layernorm` follows the attention, and the MLP's input
+/// norm is `pre_feedforward_layernorm`, where Llama's and Qwen's
+/// `post_attention_layernorm` is the MLP's input norm.
+fn hf_name(role: Role, layer: usize, gemma: bool) -> String {
     let global = match role {
-        Role::TokenEmbedding => Some("model.embed_tokens.weight"),
-        Role::OutputNorm => Some("model.norm.weight"),
-        Role::Output => Some("lm_head.weight"),
+        Role::TokenEmbedding => Some("embed_tokens.weight"),
+        Role::OutputNorm => Some("norm.weight"),
+        Role::Output => return "lm_head.weight".to_string(),
         _ => None,
     };
     if let Some(name) = global {
-        return name.to_string();
+        return format!("model.{name}");
     }
     let local = match role {
         Role::AttnNorm => "input_layernorm.weight",
@@ -58,7 +65,10 @@ fn hf_name(role: Role, layer: usize) -> String {
         Role::VBias => "self_attn.v_proj.bias",
         Role::QNorm => "self_attn.q_norm.weight",
         Role::KNorm => "self_attn.k_norm.weight",
+        Role::FfnNorm if gemma => "pre_feedforward_layernorm.weight",
         Role::FfnNorm => "post_attention_layernorm.weight",
+        Role::PostAttnNorm => "post_attention_layernorm.weight",
+        Role::PostFfnNorm => "post_feedforward_layernorm.weight",
         Role::Gate => "mlp.gate_proj.weight",
         Role::Up => "mlp.up_proj.weight",
         Role::Down => "mlp.down_proj.weight",
@@ -89,6 +99,8 @@ fn gguf_name(role: Role, layer: usize) -> String {
         Role::QNorm => "attn_q_norm.weight",
         Role::KNorm => "attn_k_norm.weight",
         Role::FfnNorm => "ffn_norm.weight",
+        Role::PostAttnNorm => "post_attention_norm.weight",
+        Role::PostFfnNorm => "post_ffw_norm.weight",
         Role::Gate => "ffn_gate.weight",
         Role::Up => "ffn_up.weight",
         Role::Down => "ffn_down.weight",
@@ -116,6 +128,8 @@ pub struct Weights {
     /// is checked against them as it loads, so that a config that does not
     /// fit its weights is an error naming both, not a failed product later.
     shapes: Option<Shapes>,
+    /// Gemma 3's names for the norms (see [`hf_name`]).
+    gemma: bool,
 }
 
 /// The sizes a decoder's tensors have, from its config.
@@ -136,7 +150,11 @@ impl Shapes {
         let (q, kv) = (self.heads * self.head_dim, self.kv_heads * self.head_dim);
         match role {
             Role::TokenEmbedding | Role::Output => vec![self.vocab, self.hidden],
-            Role::OutputNorm | Role::AttnNorm | Role::FfnNorm => vec![self.hidden],
+            Role::OutputNorm
+            | Role::AttnNorm
+            | Role::FfnNorm
+            | Role::PostAttnNorm
+            | Role::PostFfnNorm => vec![self.hidden],
             Role::Q => vec![q, self.hidden],
             Role::K | Role::V => vec![kv, self.hidden],
             Role::O => vec![self.hidden, q],
@@ -276,6 +294,7 @@ impl Weights {
             device: device.clone(),
             quantize: None,
             shapes: None,
+            gemma: false,
         })
     }
 
@@ -296,7 +315,13 @@ impl Weights {
             device: device.clone(),
             quantize: None,
             shapes: None,
+            gemma: false,
         })
+    }
+
+    /// Reads tensors by Gemma 3's names from now on.
+    pub fn gemma_names(&mut self) {
+        self.gemma = true;
     }
 
     /// Checks every tensor loaded from now on against `shapes`.
@@ -340,7 +365,7 @@ impl Weights {
 
     fn name(&self, role: Role, layer: usize) -> String {
         match self.source {
-            Source::Safetensors(_) => hf_name(role, layer),
+            Source::Safetensors(_) => hf_name(role, layer, self.gemma),
             Source::Gguf { .. } => gguf_name(role, layer),
         }
     }

@@ -94,6 +94,16 @@ fn safetensors_greedy_matches_transformers() {
     }
 }
 
+/// Gemma 3's text decoder (windowed layers around a global one, each with
+/// its rope, (1 + w) norms around both blocks, scaled embeddings, a tied
+/// head) equals transformers token for token, on prompts far longer than
+/// its window.
+#[test]
+fn gemma3_safetensors_greedy_matches_transformers() {
+    let mut llm = load_dir("gemma3");
+    check_exact(&mut llm, "gemma3", "safetensors");
+}
+
 /// Beam search on chat models equals `generate(num_beams=N)` for every
 /// case of `beams.json`, one model kept loaded across the cases (so the
 /// cache also goes back to one row after each search), and the cache left
