@@ -149,10 +149,7 @@ impl DecoderConfig {
         let scaling = rope_params
             .filter(|p| p.get("rope_type").is_some())
             .or_else(|| json.get("rope_scaling").filter(|v| !v.is_null()));
-        let rope_freq_factors = match scaling {
-            None => None,
-            Some(s) => hf_rope_freq_factors(s, head_dim, rope_theta)?,
-        };
+
         let tie = json
             .get("tie_word_embeddings")
             .and_then(Value::as_bool)
@@ -163,7 +160,13 @@ impl DecoderConfig {
                 let (theta, factors, g) = gemma_from_hf(json, num_layers, head_dim)?;
                 (theta, factors, Some(g))
             }
-            _ => (rope_theta, rope_freq_factors, None),
+            _ => {
+                let factors = match scaling {
+                    None => None,
+                    Some(s) => hf_rope_freq_factors(s, head_dim, rope_theta)?,
+                };
+                (rope_theta, factors, None)
+            }
         };
         DecoderConfig {
             arch,
@@ -205,6 +208,13 @@ impl DecoderConfig {
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| Error::model("GGUF file has no `general.architecture`"))?;
         let arch = Arch::parse(arch_name)?;
+        if arch == Arch::Gemma3 {
+            // Its windows, rope bases and query scale are not all in the
+            // metadata; run as another family, it would answer wrongly.
+            return Err(Error::model(
+                "Gemma 3 runs from its safetensors files for now, not from GGUF",
+            ));
+        }
         let key = |k: &str| format!("{arch_name}.{k}");
         let get = |k: &str| -> Result<usize, Error> {
             let name = key(k);
@@ -414,6 +424,71 @@ fn hf_rope_freq_factors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Gemma 3 GGUF file is refused in one line rather than run as
+    /// another family: its metadata lacks what its windows need.
+    #[test]
+    fn gemma3_gguf_is_refused_until_it_runs_right() {
+        let metadata = HashMap::from([(
+            "general.architecture".to_string(),
+            gguf_file::Value::String("gemma3".into()),
+        )]);
+        let e = DecoderConfig::from_gguf(&metadata, &[]).unwrap_err();
+        assert!(e.to_string().contains("not from GGUF"), "{e}");
+    }
+
+    /// Gemma 3 configs as transformers 5 writes them and as older
+    /// checkpoints have them give the same windows and rope.
+    #[test]
+    fn gemma3_configs_old_and_new_read_alike() {
+        let base = serde_json::json!({
+            "model_type": "gemma3_text",
+            "hidden_size": 64,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "num_hidden_layers": 7,
+            "intermediate_size": 128,
+            "vocab_size": 100,
+            "query_pre_attn_scalar": 16,
+            "sliding_window": 8,
+        });
+        let mut new = base.clone();
+        new["rope_parameters"] = serde_json::json!({
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+        });
+        new["layer_types"] = serde_json::json!([
+            "sliding_attention",
+            "sliding_attention",
+            "sliding_attention",
+            "sliding_attention",
+            "sliding_attention",
+            "full_attention",
+            "sliding_attention"
+        ]);
+        let mut old = base.clone();
+        old["rope_theta"] = 1e6.into();
+        old["rope_local_base_freq"] = 1e4.into();
+        old["rope_scaling"] = serde_json::json!({"rope_type": "linear", "factor": 8.0});
+        old["sliding_window_pattern"] = 6.into();
+        // The multimodal checkpoint keeps the same under `text_config`.
+        let wrapped = serde_json::json!({"model_type": "gemma3", "text_config": old.clone()});
+        for json in [new, old, wrapped] {
+            let c = DecoderConfig::from_hf_json(&json).unwrap();
+            let g = c.gemma.as_ref().unwrap();
+            assert_eq!(
+                g.sliding,
+                [true, true, true, true, true, false, true],
+                "{json}"
+            );
+            assert_eq!((g.sliding_window, g.local_rope_theta), (8, 1e4));
+            assert_eq!(g.query_scale, 0.25);
+            assert_eq!(c.rope_theta, 1e6);
+            assert_eq!(c.rope_freq_factors.as_deref(), Some(&[8.0f32; 8][..]));
+            assert!(c.tie_word_embeddings && c.qk_norm);
+        }
+    }
 
     fn config(extra: Value) -> DecoderConfig {
         let mut json = serde_json::json!({

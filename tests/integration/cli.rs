@@ -517,7 +517,7 @@ fn bad_model_folders_are_clear_errors() {
         (no_weights.as_str(), "missing *.safetensors"),
         (
             gpt2.as_str(),
-            "unsupported model architecture `gpt2` (supported: llama, qwen2, qwen3)",
+            "unsupported model architecture `gpt2` (supported: llama, qwen2, qwen3, gemma3)",
         ),
     ] {
         expect_error(
