@@ -67,6 +67,10 @@ fn check_exact(llm: &mut Llm, family: &str, source: &str) {
         check_prompt(llm, family, case);
         let g = greedy(llm, case);
         let diff = max_abs_diff(&g.first_logits, &case.first_logits);
+        // Summation order moves a logit in proportion to its size: the
+        // bound holds for logits up to 64 and grows with larger ones.
+        let largest = case.first_logits.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let tol = F32_LOGIT_TOL * (largest / 64.0).max(1.0);
         println!(
             "{family} {source} {}: {} prompt tokens, first-step logits max |diff| {diff:.2e}, reference top-2 margin >= {:.3}",
             case.name,
@@ -74,8 +78,8 @@ fn check_exact(llm: &mut Llm, family: &str, source: &str) {
             case.min_top2_margin
         );
         assert!(
-            diff <= F32_LOGIT_TOL,
-            "{family} {source} {}: logits differ by {diff}",
+            diff <= tol,
+            "{family} {source} {}: logits differ by {diff} (bound {tol})",
             case.name
         );
         assert_eq!(
