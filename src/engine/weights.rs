@@ -44,15 +44,15 @@ pub enum Role {
 /// `post_attention_layernorm` follows the attention, and the MLP's input
 /// norm is `pre_feedforward_layernorm`, where Llama's and Qwen's
 /// `post_attention_layernorm` is the MLP's input norm.
-fn hf_name(role: Role, layer: usize, gemma: bool) -> String {
+fn hf_name(role: Role, layer: usize, gemma: bool, prefix: &Prefix) -> String {
     let global = match role {
         Role::TokenEmbedding => Some("embed_tokens.weight"),
         Role::OutputNorm => Some("norm.weight"),
-        Role::Output => return "lm_head.weight".to_string(),
+        Role::Output => return prefix.head.to_string(),
         _ => None,
     };
     if let Some(name) = global {
-        return format!("model.{name}");
+        return format!("{}{name}", prefix.model);
     }
     let local = match role {
         Role::AttnNorm => "input_layernorm.weight",
@@ -74,8 +74,32 @@ fn hf_name(role: Role, layer: usize, gemma: bool) -> String {
         Role::Down => "mlp.down_proj.weight",
         Role::TokenEmbedding | Role::OutputNorm | Role::Output => unreachable!(),
     };
-    format!("model.layers.{layer}.{local}")
+    format!("{}layers.{layer}.{local}", prefix.model)
 }
+
+/// Where a checkpoint keeps its decoder: `model.` for a causal LM, inside
+/// the language model of a multimodal one (Gemma 3, TranslateGemma) as
+/// transformers saves it now or did before.
+#[derive(Debug, Clone, Copy)]
+struct Prefix {
+    model: &'static str,
+    head: &'static str,
+}
+
+const PREFIXES: [Prefix; 3] = [
+    Prefix {
+        model: "model.",
+        head: "lm_head.weight",
+    },
+    Prefix {
+        model: "model.language_model.",
+        head: "lm_head.weight",
+    },
+    Prefix {
+        model: "language_model.model.",
+        head: "language_model.lm_head.weight",
+    },
+];
 
 fn gguf_name(role: Role, layer: usize) -> String {
     let global = match role {
@@ -130,6 +154,7 @@ pub struct Weights {
     shapes: Option<Shapes>,
     /// Gemma 3's names for the norms (see [`hf_name`]).
     gemma: bool,
+    prefix: Prefix,
 }
 
 /// The sizes a decoder's tensors have, from its config.
@@ -295,6 +320,7 @@ impl Weights {
             quantize: None,
             shapes: None,
             gemma: false,
+            prefix: PREFIXES[0],
         })
     }
 
@@ -316,12 +342,21 @@ impl Weights {
             quantize: None,
             shapes: None,
             gemma: false,
+            prefix: PREFIXES[0],
         })
     }
 
-    /// Reads tensors by Gemma 3's names from now on.
+    /// Reads tensors by Gemma 3's names from now on, from wherever the
+    /// checkpoint keeps its language model (the vision tower of a
+    /// multimodal one is never read).
     pub fn gemma_names(&mut self) {
         self.gemma = true;
+        if let Some(p) = PREFIXES
+            .into_iter()
+            .find(|p| self.has_name(&format!("{}embed_tokens.weight", p.model)))
+        {
+            self.prefix = p;
+        }
     }
 
     /// Checks every tensor loaded from now on against `shapes`.
@@ -365,7 +400,7 @@ impl Weights {
 
     fn name(&self, role: Role, layer: usize) -> String {
         match self.source {
-            Source::Safetensors(_) => hf_name(role, layer, self.gemma),
+            Source::Safetensors(_) => hf_name(role, layer, self.gemma, &self.prefix),
             Source::Gguf { .. } => gguf_name(role, layer),
         }
     }

@@ -108,6 +108,57 @@ fn gemma3_safetensors_greedy_matches_transformers() {
     check_exact(&mut llm, "gemma3", "safetensors");
 }
 
+/// A multimodal Gemma 3 checkpoint (TranslateGemma's layout: the decoder's
+/// config under `text_config`, its weights under `model.language_model.`
+/// or, as older saves have them, `language_model.model.`, beside a vision
+/// tower) runs its language model as the text-only one does.
+#[test]
+fn gemma3_language_model_of_a_multimodal_checkpoint_runs_alike() {
+    let r = reference("gemma3");
+    for (model, head) in [
+        ("model.language_model.", "lm_head.weight"),
+        ("language_model.model.", "language_model.lm_head.weight"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        for f in std::fs::read_dir(model_dir("gemma3")).unwrap() {
+            let f = f.unwrap().path();
+            if f.is_file() {
+                std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        let config_path = dir.path().join("config.json");
+        let text: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        let config = serde_json::json!({
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "model_type": "gemma3",
+            "text_config": text,
+            "vision_config": {"model_type": "siglip_vision_model"},
+        });
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let weights = dir.path().join("model.safetensors");
+        let device = candle_core::Device::Cpu;
+        let mut tensors: std::collections::HashMap<String, candle_core::Tensor> =
+            candle_core::safetensors::load(&weights, &device)
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k.replacen("model.", model, 1), v))
+                .collect();
+        if let Some(h) = tensors.remove("lm_head.weight") {
+            tensors.insert(head.to_string(), h);
+        }
+        let tower = candle_core::Tensor::zeros((4, 4), candle_core::DType::F32, &device).unwrap();
+        tensors.insert("model.vision_tower.patch.weight".into(), tower);
+        candle_core::safetensors::save(&tensors, &weights).unwrap();
+        let files = hub::resolve_local(dir.path().to_str().unwrap(), None).unwrap();
+        let mut llm = Llm::load(&files, &LoadOptions::default()).unwrap();
+        for case in &r.cases[..2] {
+            let g = greedy(&mut llm, case);
+            assert_eq!(g.ids, case.output_ids, "{model} {}", case.name);
+        }
+    }
+}
+
 /// Beam search on chat models equals `generate(num_beams=N)` for every
 /// case of `beams.json`, one model kept loaded across the cases (so the
 /// cache also goes back to one row after each search), and the cache left
