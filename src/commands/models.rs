@@ -401,40 +401,28 @@ fn download(
                 .collect::<Result<Vec<_>>>()?;
             Ready::new(&m.id, None, files)
         }
-        ModelRef::Hub(h)
-            if h.file.is_none() && translation_family(&h, fetcher, name)?.is_some() =>
-        {
-            let family = translation_family(&h, fetcher, name)?.expect("checked");
+        ModelRef::Hub(h) => {
             let spec = name.unwrap_or_default();
             let origin = format!("glot models download {spec}");
-            let files = Seq2SeqFiles::fetch(
-                spec,
-                family,
-                &h.repo,
-                &h.revision,
-                None,
-                fetcher,
-                &origin,
-                spec,
-            )?;
-            Ready::new(&files.id, None, files.all())
-        }
-        ModelRef::Hub(_) => {
-            let files = hub::resolve(name, None, catalog, fetcher)?;
-            Ready::new(&files.id, None, files.all())
+            // A repository as a whole may hold a translation model; a
+            // named file is a chat model's.
+            let family = match h.file {
+                None => Family::of_repo(&h.repo, &h.revision, fetcher, &origin, spec)?,
+                Some(_) => None,
+            };
+            match family {
+                Some(family) => {
+                    let files = Seq2SeqFiles::from_hub(spec, family, &h, fetcher, &origin)?;
+                    Ready::new(&files.id, None, files.all())
+                }
+                None => {
+                    let files = hub::resolve(name, None, catalog, fetcher)?;
+                    Ready::new(&files.id, None, files.all())
+                }
+            }
         }
     };
     Ok(vec![ready])
-}
-
-fn translation_family(
-    h: &hub::HubSpec,
-    fetcher: &Fetcher,
-    name: Option<&str>,
-) -> Result<Option<Family>> {
-    let spec = name.unwrap_or_default();
-    let origin = format!("glot models download {spec}");
-    Family::of_repo(&h.repo, &h.revision, fetcher, &origin, spec)
 }
 
 /// Deletes the snapshot links of the model's files and the blobs that no
@@ -560,17 +548,9 @@ fn kept_for_others(
         };
         let origin = format!("glot models remove {}", m.id);
         let files = match Family::of_repo(&h.repo, &h.revision, &offline, &origin, &spec) {
-            Ok(Some(family)) => Seq2SeqFiles::fetch(
-                &spec,
-                family,
-                &h.repo,
-                &h.revision,
-                h.file.as_deref(),
-                &offline,
-                &origin,
-                &spec,
-            )
-            .map(|f| f.all()),
+            Ok(Some(family)) => {
+                Seq2SeqFiles::from_hub(&spec, family, &h, &offline, &origin).map(|f| f.all())
+            }
             _ => hub::resolve(Some(&spec), None, catalog, &offline).map(|f| f.all()),
         };
         if let Ok(files) = files {

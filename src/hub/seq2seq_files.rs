@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use super::download::{Fetcher, FileRef};
 use super::manifest::Manifest;
+use super::HubSpec;
 use crate::error::Error;
 
 /// The families of translation models glot runs.
@@ -222,6 +223,27 @@ impl Seq2SeqFiles {
             paths.push((name, w));
         }
         Self::from_named(id, family, &paths, &dir.display().to_string()).map(Some)
+    }
+
+    /// Fetches the model `hf:` names by `spec` (`h` parsed): its
+    /// repository at its revision, and the GGUF file it names if any.
+    pub fn from_hub(
+        spec: &str,
+        family: Family,
+        h: &HubSpec,
+        fetcher: &Fetcher,
+        origin: &str,
+    ) -> Result<Self> {
+        Self::fetch(
+            spec,
+            family,
+            &h.repo,
+            &h.revision,
+            h.file.as_deref(),
+            fetcher,
+            origin,
+            spec,
+        )
     }
 
     /// Fetches what a family needs from a hub repository at `revision`:

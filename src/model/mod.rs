@@ -75,16 +75,19 @@ impl Resolved {
             ModelRef::Local(path) => {
                 Seq2SeqFiles::in_dir(path, std::path::Path::new(path))?.map(|f| (f, true))
             }
-            ModelRef::Manifest(man) => match Family::of_architecture(&man.architecture) {
-                Some(family) if answers && !man.tasks.iter().any(|t| t == "summarize") => {
-                    return Err(only_translates(&man.id, family));
+            ModelRef::Manifest(man) => {
+                let summarizes = man.tasks.iter().any(|t| t == "summarize");
+                match Family::of_architecture(&man.architecture) {
+                    Some(family) if answers && !summarizes => {
+                        return Err(only_translates(&man.id, family));
+                    }
+                    Some(family) => Some((
+                        Seq2SeqFiles::from_manifest(man, family, &fetcher)?,
+                        summarizes,
+                    )),
+                    None => None,
                 }
-                Some(family) => Some((
-                    Seq2SeqFiles::from_manifest(man, family, &fetcher)?,
-                    man.tasks.iter().any(|t| t == "summarize"),
-                )),
-                None => None,
-            },
+            }
             ModelRef::Hub(h) if h.file.as_deref().is_none_or(|f| f.ends_with(".gguf")) => {
                 let spec = spec.unwrap_or_default();
                 let origin = format!("--model {spec}");
@@ -93,16 +96,7 @@ impl Resolved {
                         return Err(only_translates(spec, Family::Marian))
                     }
                     Some(family) => Some((
-                        Seq2SeqFiles::fetch(
-                            spec,
-                            family,
-                            &h.repo,
-                            &h.revision,
-                            h.file.as_deref(),
-                            &fetcher,
-                            &origin,
-                            spec,
-                        )?,
+                        Seq2SeqFiles::from_hub(spec, family, &h, &fetcher, &origin)?,
                         true,
                     )),
                     None => None,

@@ -312,11 +312,13 @@ fn remove_keeps_the_files_of_a_cached_opus_mt_pair() {
     let hub = opus_hub();
     let models = home.path().join(".config/glot/models");
     std::fs::create_dir_all(&models).unwrap();
-    std::fs::write(
-        models.join("en-de.toml"),
-        r#"
-id = "en-de"
-name = "opus-mt en-de, by its catalog name"
+    // A catalog model of the en-de pair's repository, listing `files`.
+    let manifest = |id: &str, files: &[&str]| {
+        let files: Vec<String> = files.iter().map(|f| format!("{f:?}")).collect();
+        let text = format!(
+            r#"
+id = "{id}"
+name = "opus-mt en-de, by a catalog name"
 family = "marian"
 architecture = "marian"
 context_length = 512
@@ -328,10 +330,19 @@ languages = ["en", "de"]
 [weights]
 repo = "Helsinki-NLP/opus-mt-en-de"
 revision = "refs/pr/4"
-files = ["config.json", "generation_config.json", "model.safetensors", "source.spm"]
+files = [{}]
 "#,
-    )
-    .unwrap();
+            files.join(", ")
+        );
+        std::fs::write(models.join(format!("{id}.toml")), text).unwrap();
+    };
+    let shared = [
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "source.spm",
+    ];
+    manifest("en-de", &shared);
     ok(&online(home.path(), &hub, &["models", "download", "en-de"]));
     ok(&online(
         home.path(),
@@ -362,23 +373,7 @@ files = ["config.json", "generation_config.json", "model.safetensors", "source.s
     // A catalog model with every file the pair uses is the pair under
     // another name: removing it frees them.
     std::fs::remove_file(models.join("en-de.toml")).unwrap();
-    let all = r#"
-id = "en-de-all"
-name = "opus-mt en-de, all of it"
-family = "marian"
-architecture = "marian"
-context_length = 512
-size_bytes = 1000000
-license = "cc-by-4.0"
-tasks = ["translate"]
-languages = ["en", "de"]
-
-[weights]
-repo = "Helsinki-NLP/opus-mt-en-de"
-revision = "refs/pr/4"
-files = ["config.json", "generation_config.json", "model.safetensors", "source.spm", "vocab.json"]
-"#;
-    std::fs::write(models.join("en-de-all.toml"), all).unwrap();
+    manifest("en-de-all", &[&shared[..], &["vocab.json"]].concat());
     let removed = ok(&online(
         home.path(),
         &hub,

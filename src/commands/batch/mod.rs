@@ -117,11 +117,7 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
 /// the summaries asked for is refused before any download. A dry run never
 /// downloads: without the files, it says so and counts every item as to do.
 fn resolve(s: &BatchSettings, printer: &Printer) -> Result<Option<Resolved>> {
-    let need = match summarizes(s) {
-        true => Need::Answers,
-        false => Need::Any,
-    };
-    match Resolved::new(&s.model, need, s.model.offline || s.dry_run, printer) {
+    match Resolved::new(&s.model, need(s), s.model.offline || s.dry_run, printer) {
         Ok(r) => Ok(Some(r)),
         Err(e) if s.dry_run && !is_refusal(&e) => {
             printer.warn(format!(
@@ -663,6 +659,14 @@ impl Models<'_> {
 /// Whether a job of the batch is a summary.
 fn summarizes(s: &BatchSettings) -> bool {
     s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. }))
+}
+
+/// What the jobs ask of the model: answers when any is a summary.
+fn need(s: &BatchSettings) -> Need {
+    match summarizes(s) {
+        true => Need::Answers,
+        false => Need::Any,
+    }
 }
 
 /// Whether `e` refuses the model for what it was asked (rather than say its

@@ -13,7 +13,7 @@ use glot::task::{summarize, translate, Article, Plan};
 use glot::text::lang;
 use serde::Serialize;
 
-use crate::model::{Chat, Need, Resolved, Translator};
+use crate::model::{Chat, Resolved, Translator};
 use crate::printer::Printer;
 use crate::settings::BatchSettings;
 use crate::speed;
@@ -157,11 +157,7 @@ impl Planner {
 /// Plans every job on every document of this shard, whatever the manifest
 /// says is done: the whole of the work the folder stands for.
 pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
-    let need = match super::summarizes(s) {
-        true => Need::Answers,
-        false => Need::Any,
-    };
-    let model = Resolved::new(&s.model, need, s.model.offline, printer)?;
+    let model = Resolved::new(&s.model, super::need(s), s.model.offline, printer)?;
     let mut planner = match model.translates_sentences() {
         true => {
             super::refuse_summaries(s)?;
