@@ -208,13 +208,6 @@ impl DecoderConfig {
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| Error::model("GGUF file has no `general.architecture`"))?;
         let arch = Arch::parse(arch_name)?;
-        if arch == Arch::Gemma3 {
-            // Its windows, rope bases and query scale are not all in the
-            // metadata; run as another family, it would answer wrongly.
-            return Err(Error::model(
-                "Gemma 3 runs from its safetensors files for now, not from GGUF",
-            ));
-        }
         let key = |k: &str| format!("{arch_name}.{k}");
         let get = |k: &str| -> Result<usize, Error> {
             let name = key(k);
@@ -231,10 +224,20 @@ impl DecoderConfig {
         };
         let hidden_size = get("embedding_length")?;
         let num_heads = get("attention.head_count")?;
+        let num_layers = get("block_count")?;
         let num_kv_heads = get("attention.head_count_kv").unwrap_or(num_heads);
         let head_dim =
             get("attention.key_length").unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let has = |name: &str| tensor_names.contains(&name);
+        let gemma = match arch {
+            Arch::Gemma3 => Some(gemma_from_gguf(
+                &|k| metadata.get(&key(k)).cloned(),
+                num_layers,
+                hidden_size / num_heads.max(1),
+                head_dim,
+            )?),
+            _ => None,
+        };
         let vocab_size = match get("vocab_size") {
             Ok(v) => v,
             Err(_) => metadata
@@ -246,25 +249,29 @@ impl DecoderConfig {
         DecoderConfig {
             arch,
             hidden_size,
-            num_layers: get("block_count")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
             intermediate_size: get("feed_forward_length")?,
             vocab_size,
             rms_norm_eps: get_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-6),
-            rope_theta: get_f("rope.freq_base").unwrap_or(10_000.0),
+            rope_theta: get_f("rope.freq_base").unwrap_or(match arch {
+                Arch::Gemma3 => 1_000_000.0,
+                _ => 10_000.0,
+            }),
             rope_style: match arch {
                 Arch::Llama => RopeStyle::Interleaved,
                 Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => RopeStyle::Half,
             },
-            // Filled from the `rope_freqs.weight` tensor by the loader.
-            rope_freq_factors: None,
+            // Filled from the `rope_freqs.weight` tensor by the loader,
+            // except for Gemma 3's linear scaling.
+            rope_freq_factors: gemma.as_ref().and_then(|(factors, _)| factors.clone()),
             max_position_embeddings: get("context_length").unwrap_or(4096),
             tie_word_embeddings: !has("output.weight"),
             qkv_bias: has("blk.0.attn_q.bias"),
             qk_norm: has("blk.0.attn_q_norm.weight"),
-            gemma: None,
+            gemma: gemma.map(|(_, g)| g),
         }
         .checked()
     }
@@ -364,6 +371,11 @@ fn gemma_from_hf(
             sliding.len()
         )));
     }
+    if let Some(cap) = f(json.get("final_logit_softcapping")) {
+        return Err(Error::model(format!(
+            "logit soft-capping ({cap}) is not supported"
+        )));
+    }
     let scalar = f(json.get("query_pre_attn_scalar")).unwrap_or(head_dim as f64);
     let gemma = Gemma {
         query_scale: scalar.powf(-0.5),
@@ -376,6 +388,68 @@ fn gemma_from_hf(
         norm_offset: 1.0,
     };
     Ok((theta, factors, gemma))
+}
+
+/// Gemma 3 from llama.cpp's GGUF metadata. The converter writes the
+/// window and the global rope base and scaling; what it leaves out,
+/// llama.cpp's runtime fixes, and so does this: every sixth layer global,
+/// a local rope base of 10,000 (unless the file has `rope.freq_base_swa`),
+/// queries scaled by 1/√head_dim (1/√(hidden/heads) for the 62-layer 27B),
+/// and norms stored as (1 + w) already.
+fn gemma_from_gguf(
+    get: &dyn Fn(&str) -> Option<gguf_file::Value>,
+    num_layers: usize,
+    hidden_per_head: usize,
+    head_dim: usize,
+) -> Result<(Option<Vec<f32>>, Gemma), Error> {
+    let number = |k: &str| {
+        get(k).and_then(|v| {
+            v.to_f32()
+                .map(f64::from)
+                .or_else(|_| v.to_f64())
+                .or_else(|_| v.to_u32().map(f64::from))
+                .or_else(|_| v.to_u64().map(|x| x as f64))
+                .ok()
+        })
+    };
+    if let Some(cap) = number("final_logit_softcapping") {
+        return Err(Error::model(format!(
+            "logit soft-capping ({cap}) is not supported"
+        )));
+    }
+    let factors = match get("rope.scaling.type").and_then(|v| v.to_string().ok().cloned()) {
+        None => None,
+        Some(t) if t == "none" => None,
+        Some(t) if t == "linear" => {
+            let factor = number("rope.scaling.factor").unwrap_or(1.0) as f32;
+            Some(vec![factor; head_dim / 2])
+        }
+        Some(t) => {
+            return Err(Error::model(format!(
+                "RoPE scaling `{t}` is not supported for Gemma 3 (supported: linear)"
+            )))
+        }
+    };
+    // Without a window every layer is global, as in llama.cpp.
+    let window = number("attention.sliding_window").map_or(0, |w| w as usize);
+    let sliding = (0..num_layers)
+        .map(|i| window > 0 && (i + 1) % 6 != 0)
+        .collect();
+    let scale_dim = if num_layers == 62 {
+        hidden_per_head
+    } else {
+        head_dim
+    };
+    Ok((
+        factors,
+        Gemma {
+            query_scale: (scale_dim as f64).powf(-0.5),
+            sliding_window: window,
+            sliding,
+            local_rope_theta: number("rope.freq_base_swa").unwrap_or(10_000.0),
+            norm_offset: 0.0,
+        },
+    ))
 }
 
 fn hf_rope_freq_factors(
@@ -425,16 +499,82 @@ fn hf_rope_freq_factors(
 mod tests {
     use super::*;
 
-    /// A Gemma 3 GGUF file is refused in one line rather than run as
-    /// another family: its metadata lacks what its windows need.
+    fn gemma3_gguf(extra: &[(&str, gguf_file::Value)]) -> HashMap<String, gguf_file::Value> {
+        use gguf_file::Value as V;
+        let mut m = HashMap::from([
+            (
+                "general.architecture".to_string(),
+                V::String("gemma3".into()),
+            ),
+            ("gemma3.embedding_length".into(), V::U32(128)),
+            ("gemma3.attention.head_count".into(), V::U32(4)),
+            ("gemma3.attention.head_count_kv".into(), V::U32(2)),
+            ("gemma3.attention.key_length".into(), V::U32(64)),
+            ("gemma3.block_count".into(), V::U32(12)),
+            ("gemma3.feed_forward_length".into(), V::U32(256)),
+            ("gemma3.vocab_size".into(), V::U32(100)),
+            ("gemma3.attention.sliding_window".into(), V::U32(512)),
+            ("gemma3.rope.freq_base".into(), V::F32(1e6)),
+        ]);
+        m.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (format!("gemma3.{k}"), v.clone())),
+        );
+        m
+    }
+
+    /// What llama.cpp's converter leaves out of a Gemma 3 file is filled in
+    /// as llama.cpp's runtime does: every sixth layer global, a local rope
+    /// base of 10,000, queries scaled by 1/√head_dim, the norms read as
+    /// stored; the file's linear scaling reaches the global layers only.
     #[test]
-    fn gemma3_gguf_is_refused_until_it_runs_right() {
-        let metadata = HashMap::from([(
-            "general.architecture".to_string(),
-            gguf_file::Value::String("gemma3".into()),
-        )]);
-        let e = DecoderConfig::from_gguf(&metadata, &[]).unwrap_err();
-        assert!(e.to_string().contains("not from GGUF"), "{e}");
+    fn gemma3_gguf_metadata_fills_in_what_llama_cpp_assumes() {
+        use gguf_file::Value as V;
+        let c = DecoderConfig::from_gguf(&gemma3_gguf(&[]), &[]).unwrap();
+        let g = c.gemma.as_ref().unwrap();
+        let globals: Vec<usize> = (0..12).filter(|&i| !g.sliding[i]).collect();
+        assert_eq!(globals, [5, 11]);
+        assert_eq!((g.sliding_window, g.local_rope_theta), (512, 10_000.0));
+        assert_eq!(g.query_scale, 64f64.powf(-0.5));
+        assert_eq!(g.norm_offset, 0.0);
+        assert_eq!((c.rope_theta, c.rope_freq_factors.as_ref()), (1e6, None));
+
+        let c = DecoderConfig::from_gguf(
+            &gemma3_gguf(&[
+                ("rope.scaling.type", V::String("linear".into())),
+                ("rope.scaling.factor", V::F32(8.0)),
+                ("rope.freq_base_swa", V::F32(20_000.0)),
+            ]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.rope_freq_factors, Some(vec![8.0; 32]));
+        assert_eq!(c.gemma.unwrap().local_rope_theta, 20_000.0);
+
+        // No window: every layer is global.
+        let mut m = gemma3_gguf(&[]);
+        m.remove("gemma3.attention.sliding_window");
+        let c = DecoderConfig::from_gguf(&m, &[]).unwrap();
+        assert!(c.gemma.unwrap().sliding.iter().all(|s| !s));
+
+        // The 62-layer 27B scales queries by hidden / heads.
+        let c =
+            DecoderConfig::from_gguf(&gemma3_gguf(&[("block_count", V::U32(62))]), &[]).unwrap();
+        assert_eq!(c.gemma.unwrap().query_scale, 32f64.powf(-0.5));
+    }
+
+    /// What glot does not compute is refused in one line, not run wrongly.
+    #[test]
+    fn gemma3_gguf_with_unsupported_settings_is_refused() {
+        use gguf_file::Value as V;
+        for (extra, says) in [
+            (("final_logit_softcapping", V::F32(30.0)), "soft-capping"),
+            (("rope.scaling.type", V::String("yarn".into())), "`yarn`"),
+        ] {
+            let e = DecoderConfig::from_gguf(&gemma3_gguf(&[extra]), &[]).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
     }
 
     /// Gemma 3 configs as transformers 5 writes them and as older

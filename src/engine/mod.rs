@@ -124,6 +124,15 @@ pub struct Llm {
 /// 8K-token chunks are better than of whole books at once.
 const DEFAULT_CONTEXT_CAP: usize = 8192;
 
+/// Text of a prompt tokenized in one go, with the byte offsets of its
+/// breaks.
+struct Segment {
+    text: String,
+    /// Read special-token strings as plain text.
+    literal: bool,
+    marks: Vec<usize>,
+}
+
 impl Llm {
     /// Loads weights, tokenizer, chat template and stop tokens.
     pub fn load(files: &ModelFiles, opts: &LoadOptions) -> Result<Self> {
@@ -296,33 +305,65 @@ impl Llm {
             let ids = self.tokenizer.encode(&template.render(messages)?, false)?;
             return Ok((ids, Vec::new()));
         };
-        let mut ids = Vec::new();
-        let mut breaks = Vec::new();
+        // Contents free of special-token strings are tokenized together
+        // with the template around them, as the whole rendering is: a
+        // tokenizer without a pre-tokenizer (Gemma's) merges across the
+        // seams. Only a content that holds such a string is tokenized on
+        // its own, as plain text.
+        let mut segments: Vec<Segment> = Vec::new();
         for part in parts {
-            match part {
-                Part::Template(t) => {
-                    let after = self.tokenizer.ends_with_token(&ids);
-                    ids.extend(self.tokenizer.encode_part(&t, false, after)?)
-                }
+            let (text, literal, marks) = match part {
+                Part::Template(t) => (t, false, Vec::new()),
                 Part::Content(i) => {
                     let m = &messages[i];
-                    let after = self.tokenizer.ends_with_token(&ids);
-                    let content = self.tokenizer.encode_literal_part(&m.content, after)?;
+                    let mut marks = Vec::new();
                     if i > 0 {
-                        breaks.push(ids.len());
+                        marks.push(0);
                     }
                     if m.lead > 0 {
-                        // The lead's own tokens, as far as the whole content
-                        // starts with them.
-                        let lead = self
-                            .tokenizer
-                            .encode_literal_part(&m.content[..m.lead], after)?;
-                        let same = lead.iter().zip(&content).take_while(|(a, b)| a == b);
-                        breaks.push(ids.len() + same.count());
+                        marks.push(m.lead);
                     }
-                    ids.extend(content);
+                    let literal = self.tokenizer.holds_special_tokens(&m.content);
+                    (m.content.clone(), literal, marks)
                 }
+            };
+            match segments.last_mut() {
+                Some(last) if !last.literal && !literal => {
+                    let at = last.text.len();
+                    last.marks.extend(marks.iter().map(|m| at + m));
+                    last.text.push_str(&text);
+                }
+                _ => segments.push(Segment {
+                    text,
+                    literal,
+                    marks,
+                }),
             }
+        }
+        let mut ids = Vec::new();
+        let mut breaks = Vec::new();
+        for seg in segments {
+            let after = self.tokenizer.ends_with_token(&ids);
+            let encode = |text: &str| match seg.literal {
+                true => self.tokenizer.encode_literal_part(text, after),
+                false => self.tokenizer.encode_part(text, false, after),
+            };
+            let seg_ids = encode(&seg.text)?;
+            for &m in &seg.marks {
+                // The tokens before the mark: as far as the whole segment
+                // starts with the tokens of its text up to there.
+                let before = if m == 0 {
+                    0
+                } else {
+                    let head = encode(&seg.text[..m])?;
+                    head.iter()
+                        .zip(&seg_ids)
+                        .take_while(|(a, b)| a == b)
+                        .count()
+                };
+                breaks.push(ids.len() + before);
+            }
+            ids.extend(seg_ids);
         }
         breaks.dedup();
         breaks.retain(|&b| b > 0);

@@ -16,6 +16,8 @@ pub struct Tokenizer {
     literal: tokenizers::Tokenizer,
     /// Ids of the tokens cut out of text before tokenizing it.
     added: HashSet<u32>,
+    /// The special tokens' strings, which only prompts may spell.
+    specials: Vec<String>,
     /// SentencePiece's leading space, where glot puts it in itself.
     space_prefix: Option<SpacePrefix>,
 }
@@ -105,11 +107,18 @@ impl Tokenizer {
         let mut literal = inner.clone();
         literal.set_encode_special_tokens(true);
         let added = inner.get_added_tokens_decoder().keys().copied().collect();
+        let specials = inner
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special && !t.content.is_empty())
+            .map(|t| t.content.clone())
+            .collect();
         let space_prefix = space_prefix.then(|| SpacePrefix::new(&inner));
         Tokenizer {
             inner,
             literal,
             added,
+            specials,
             space_prefix,
         }
     }
@@ -147,6 +156,12 @@ impl Tokenizer {
             .encode(text.as_ref(), false)
             .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Whether `text` spells a special token, which [`Self::encode`] would
+    /// read as that token and [`Self::encode_literal`] as text.
+    pub fn holds_special_tokens(&self, text: &str) -> bool {
+        self.specials.iter().any(|t| text.contains(t.as_str()))
     }
 
     /// Whether `ids` end with a token that text is cut at (or are empty):

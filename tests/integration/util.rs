@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde::Deserialize;
 
 /// Tiny model families committed under tests/fixtures/models.
-pub const FAMILIES: &[&str] = &["qwen2", "qwen3", "llama"];
+pub const FAMILIES: &[&str] = &["qwen2", "qwen3", "llama", "gemma3"];
 
 /// GGUF variants of each fixture.
 pub const GGUF_TYPES: &[&str] = &["f32", "f16", "q8_0", "q4_k_m"];
