@@ -164,6 +164,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         }
     }
     let model = Resolved::new(&s.doc.model, Need::Any, s.doc.model.offline, printer)?;
+    let prompts = model.prompts(prompts)?;
     if s.doc.plan {
         if let Some(legs) = model.legs(source, &s.target, printer)? {
             return plan_sentences(&s, legs, &doc.name, markup);

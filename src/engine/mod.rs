@@ -49,6 +49,10 @@ pub trait ChatModel {
     fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String>;
     /// The assistant's reply to `messages`, at most `max_new_tokens` long.
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion>;
+    /// Whether the model's chat template writes its own translation
+    /// instruction from language codes (TranslateGemma), so a translation
+    /// is asked for with [`Message::translation`] and no prompt of glot's.
+    fn writes_translation_prompt(&self) -> bool;
 }
 
 /// One reply and what it cost.
@@ -435,6 +439,12 @@ impl Llm {
 impl ChatModel for Llm {
     fn context_length(&self) -> usize {
         self.info.context_length
+    }
+
+    fn writes_translation_prompt(&self) -> bool {
+        self.chat
+            .as_ref()
+            .is_some_and(ChatTemplate::writes_translation_prompt)
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize> {

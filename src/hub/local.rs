@@ -84,6 +84,7 @@ fn resolve_dir(spec: &str, dir: &Path, tokenizer: Option<&Path>) -> Result<Model
         tokenizer_config: tok.tokenizer_config,
         generation_config: optional(dir, "generation_config.json"),
         chat_template: tok.chat_template,
+        prompts: Vec::new(),
     })
 }
 
@@ -120,6 +121,7 @@ fn resolve_gguf(spec: &str, file: &Path, tokenizer: Option<&Path>) -> Result<Mod
         tokenizer_config: tok.as_ref().and_then(|t| t.tokenizer_config.clone()),
         generation_config,
         chat_template: tok.and_then(|t| t.chat_template),
+        prompts: Vec::new(),
     })
 }
 

@@ -26,6 +26,22 @@ const BUILTIN: &[(&str, &str)] = &[
         "madlad400-3b-q4k.toml",
         include_str!("../../models/madlad400-3b-q4k.toml"),
     ),
+    (
+        "gemma3-4b.toml",
+        include_str!("../../models/gemma3-4b.toml"),
+    ),
+    (
+        "gemma3-1b.toml",
+        include_str!("../../models/gemma3-1b.toml"),
+    ),
+    (
+        "translategemma-4b.toml",
+        include_str!("../../models/translategemma-4b.toml"),
+    ),
+    (
+        "translategemma-12b.toml",
+        include_str!("../../models/translategemma-12b.toml"),
+    ),
 ];
 
 /// Files of one repository at one revision.
@@ -70,6 +86,11 @@ pub struct Manifest {
     /// Where tokenizer and chat template come from, when not beside the weights.
     #[serde(default)]
     pub tokenizer: Option<RepoFiles>,
+    /// glot's prompt templates this model replaces with its own wording:
+    /// template name (`system`, `summarize`, `combine`, `translate`) to a
+    /// file, relative to the manifest's folder.
+    #[serde(default)]
+    pub prompts: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// Where the manifest was read from, for error messages.
     #[serde(skip)]
     pub origin: String,
@@ -174,6 +195,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Manifest> {
     let mut m: Manifest = toml::from_str(text)
         .map_err(|e| Error::model(format!("manifest {origin} is invalid: {e}")))?;
     m.origin = origin.to_string();
+    let folder = std::path::Path::new(origin).parent();
+    for path in m.prompts.values_mut() {
+        if let (true, Some(dir)) = (path.is_relative(), folder) {
+            *path = dir.join(&*path);
+        }
+    }
     for (repo, file) in m.files() {
         check_repo_id(&repo.repo).map_err(|e| Error::model(format!("manifest {origin}: {e}")))?;
         refuse_pickle(file).map_err(|e| Error::model(format!("manifest {origin}: {e}")))?;
@@ -237,6 +264,8 @@ mod tests {
         assert_eq!(c.default_model().unwrap().id, "qwen3-4b");
         assert_eq!(c.find("fast").unwrap().id, "qwen3-1.7b");
         assert_eq!(c.find("QWEN3-4B").unwrap().id, "qwen3-4b");
+        assert_eq!(c.find("translategemma").unwrap().id, "translategemma-4b");
+        assert_eq!(c.find("gemma3").unwrap().id, "gemma3-4b");
     }
 
     #[test]

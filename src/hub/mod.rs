@@ -52,6 +52,9 @@ pub struct ModelFiles {
     pub tokenizer_config: Option<PathBuf>,
     pub generation_config: Option<PathBuf>,
     pub chat_template: Option<PathBuf>,
+    /// The model's own prompt templates, by the name of the one of glot's
+    /// each replaces (from its manifest).
+    pub prompts: Vec<(String, PathBuf)>,
 }
 
 impl ModelFiles {
@@ -268,6 +271,7 @@ pub fn resolve(
         }
         ModelRef::Manifest(m) => {
             let mut files = resolve_manifest(m, fetcher)?;
+            files.prompts = m.prompts.clone().into_iter().collect();
             if let Some(t) = tokenizer {
                 apply_tokenizer(&mut files, tokenizer_files(t, fetcher, &m.id)?);
             }
@@ -414,6 +418,7 @@ fn assemble(id: &str, paths: &[(String, PathBuf)], origin: &str) -> Result<Model
         tokenizer_config: named("tokenizer_config.json"),
         generation_config: named("generation_config.json"),
         chat_template: named("chat_template.jinja"),
+        prompts: Vec::new(),
     })
 }
 

@@ -32,6 +32,9 @@ impl<M: ChatModel + ?Sized> ChatModel for Logged<'_, &mut M> {
     fn context_length(&self) -> usize {
         self.model.context_length()
     }
+    fn writes_translation_prompt(&self) -> bool {
+        self.model.writes_translation_prompt()
+    }
     fn count_tokens(&self, text: &str) -> Result<usize> {
         self.model.count_tokens(text)
     }

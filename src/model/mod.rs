@@ -20,6 +20,7 @@ use glot::hub::manifest::Catalog;
 use glot::hub::opus_mt::{Registry, Route};
 use glot::hub::seq2seq_files::{Family, Seq2SeqFiles};
 use glot::hub::{model_ref, ModelFiles, ModelRef};
+use glot::prompt::Prompts;
 use glot::text::lang::Language;
 
 use crate::printer::Printer;
@@ -85,6 +86,13 @@ impl Resolved {
                         Seq2SeqFiles::from_manifest(man, family, &fetcher)?,
                         summarizes,
                     )),
+                    None if answers && !summarizes => {
+                        return Err(glot::Error::Usage(format!(
+                            "{} is a translation model: it can only translate; summaries need a chat model such as qwen3-4b",
+                            man.id
+                        ))
+                        .into());
+                    }
                     None => None,
                 }
             }
@@ -117,6 +125,15 @@ impl Resolved {
                 &fetcher,
             )?)),
         })
+    }
+
+    /// glot's prompts with the model's own templates, from its manifest, in
+    /// place of those the user's `--prompts` folder leaves built in.
+    pub fn prompts(&self, mut prompts: Prompts) -> Result<Prompts> {
+        if let Resolved::Chat(files) = self {
+            prompts.use_model_templates(&files.prompts)?;
+        }
+        Ok(prompts)
     }
 
     /// The model's name in messages.

@@ -8,10 +8,11 @@
 
 use anyhow::Result;
 use minijinja::{context, Environment, ErrorKind};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Message {
     pub role: String,
     pub content: String,
@@ -20,6 +21,47 @@ pub struct Message {
     /// computation. Templates never see it.
     #[serde(skip)]
     pub lead: usize,
+    /// For a model whose template writes its own translation instruction
+    /// (TranslateGemma): the language codes of a text to translate.
+    #[serde(skip)]
+    pub languages: Option<Languages>,
+}
+
+/// Source and target language codes (`en`, `pt-BR`, `zh-Hant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Languages {
+    pub source: String,
+    pub target: String,
+}
+
+/// A template sees `role` and `content`; a text to translate with its
+/// language codes is content as TranslateGemma's template reads it: a list
+/// of one item, `{type: "text", source_lang_code, target_lang_code, text}`.
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Item<'a> {
+            r#type: &'static str,
+            source_lang_code: &'a str,
+            target_lang_code: &'a str,
+            text: &'a str,
+        }
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("role", &self.role)?;
+        match &self.languages {
+            None => map.serialize_entry("content", &self.content)?,
+            Some(l) => map.serialize_entry(
+                "content",
+                &[Item {
+                    r#type: "text",
+                    source_lang_code: &l.source,
+                    target_lang_code: &l.target,
+                    text: &self.content,
+                }],
+            )?,
+        }
+        map.end()
+    }
 }
 
 impl Message {
@@ -29,6 +71,19 @@ impl Message {
             role: role.to_string(),
             content: content.into(),
             lead: 0,
+            languages: None,
+        }
+    }
+
+    /// A user message asking for `text` translated, for a template that
+    /// writes the instruction itself from the two language codes.
+    pub fn translation(text: impl Into<String>, source: &str, target: &str) -> Self {
+        Message {
+            languages: Some(Languages {
+                source: source.to_string(),
+                target: target.to_string(),
+            }),
+            ..Message::new("user", text)
         }
     }
 
@@ -46,6 +101,9 @@ pub struct ChatTemplate {
     origin: String,
     bos_token: String,
     eos_token: String,
+    /// The template writes a translation instruction from language codes
+    /// in the content (`source_lang_code`), as TranslateGemma's does.
+    translates: bool,
 }
 
 impl ChatTemplate {
@@ -74,7 +132,15 @@ impl ChatTemplate {
             origin: origin.to_string(),
             bos_token: bos.to_string(),
             eos_token: eos.to_string(),
+            translates: source.contains("source_lang_code"),
         })
+    }
+
+    /// Whether the template writes its own translation instruction from
+    /// the language codes of a [`Message::translation`], and so wants that
+    /// instead of a prompt of glot's.
+    pub fn writes_translation_prompt(&self) -> bool {
+        self.translates
     }
 
     /// Renders `messages` with the assistant's turn opened and thinking off.
@@ -118,7 +184,10 @@ impl ChatTemplate {
         let marked: Vec<Message> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| Message::new(&m.role, placeholder(i)))
+            .map(|(i, m)| Message {
+                content: placeholder(i),
+                ..m.clone()
+            })
             .collect();
         let mut rest = self.render(&marked)?;
         let mut parts = Vec::new();

@@ -109,6 +109,55 @@ impl Prompts {
         })
     }
 
+    /// Puts a model's own templates (from its manifest: the name of the
+    /// template each replaces, and its file) in place of glot's, except
+    /// where the user's `--prompts` folder gave one: the user's wins.
+    pub fn use_model_templates(
+        &mut self,
+        templates: &[(String, std::path::PathBuf)],
+    ) -> Result<()> {
+        for (name, path) in templates {
+            let file = format!("{name}.j2");
+            let origin = path.display().to_string();
+            let Some(slot) = self.origins.iter_mut().find(|(n, _)| *n == file) else {
+                let names: Vec<&str> = BUILTIN
+                    .iter()
+                    .map(|(n, _)| n.trim_end_matches(".j2"))
+                    .collect();
+                return Err(crate::Error::input(
+                    &origin,
+                    format!(
+                        "glot has no prompt template `{name}` for it to replace ({})",
+                        names.join(", ")
+                    ),
+                )
+                .into());
+            };
+            if !slot.1.starts_with("built-in ") {
+                continue;
+            }
+            let source = crate::bounded::read_to_string(path, crate::bounded::TEXT)?;
+            let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+            for part in [
+                self.fingerprint.as_bytes(),
+                file.as_bytes(),
+                source.as_bytes(),
+            ] {
+                sha2::Digest::update(&mut digest, part);
+                sha2::Digest::update(&mut digest, [0]);
+            }
+            self.env.add_template_owned(file, source).map_err(|e| {
+                crate::Error::input(
+                    &origin,
+                    format!("the prompt template does not compile: {e}"),
+                )
+            })?;
+            slot.1 = origin;
+            self.fingerprint = crate::digest::hex(&sha2::Digest::finalize(digest)[..8]);
+        }
+        Ok(())
+    }
+
     /// A digest of the templates in use: outputs made with other prompts
     /// are not the same outputs.
     pub fn fingerprint(&self) -> &str {

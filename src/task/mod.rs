@@ -256,6 +256,9 @@ pub(crate) mod fake {
         fn context_length(&self) -> usize {
             self.context
         }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
         fn count_tokens(&self, text: &str) -> Result<usize> {
             Ok(words(text))
         }

@@ -35,6 +35,8 @@ pub struct Request {
     pub target_code: Option<String>,
     /// Source language name when known.
     pub source: Option<String>,
+    /// Source language code when known.
+    pub source_code: Option<String>,
 }
 
 impl Request {
@@ -44,6 +46,7 @@ impl Request {
             target: target.name.clone(),
             target_code: Some(target.code.clone()),
             source: source.map(|l| l.name.clone()),
+            source_code: source.map(|l| l.code.clone()),
         }
     }
 }
@@ -124,7 +127,7 @@ fn call_size(
     firm: bool,
 ) -> Result<(Vec<crate::prompt::chat::Message>, usize, usize)> {
     let markup = crate::markup::strip_placeholders(text) != text;
-    let messages = prompts.translate(&prompt_args(req, text, paragraphs, markup, firm))?;
+    let messages = messages(model, prompts, req, text, paragraphs, markup, firm)?;
     let prompt = model.prompt_tokens(&messages)?;
     let cap = translation_room(tokens).min(model.context_length().saturating_sub(prompt + SLACK));
     Ok((messages, prompt, cap))
@@ -183,8 +186,7 @@ fn chunk_plan(
     let text = model_text(doc, &sent);
     let ctx = model.context_length();
     let markup = doc.units().iter().any(|u| u.has_markup());
-    let overhead =
-        model.prompt_tokens(&prompts.translate(&prompt_args(req, "", 2, markup, true))?)?;
+    let overhead = model.prompt_tokens(&messages(model, prompts, req, "", 2, markup, true)?)?;
     // overhead + budget + translation_room(budget) + slack <= ctx
     let budget = ctx
         .checked_sub(overhead + translation_room(0) + SLACK)
@@ -560,6 +562,45 @@ impl Translator<'_> {
     }
 }
 
+/// The messages that ask for `text` translated: glot's prompt, or for a
+/// model whose chat template writes its own instruction (TranslateGemma),
+/// the text alone with the two language codes. Such a model needs the
+/// source language: as given or detected for the article, else as
+/// detected for the text itself.
+#[allow(clippy::too_many_arguments)]
+fn messages(
+    model: &dyn ChatModel,
+    prompts: &Prompts,
+    req: &Request,
+    text: &str,
+    paragraphs: usize,
+    markup: bool,
+    firm: bool,
+) -> Result<Vec<crate::prompt::chat::Message>> {
+    if !model.writes_translation_prompt() {
+        return prompts.translate(&prompt_args(req, text, paragraphs, markup, firm));
+    }
+    let target = req.target_code.as_deref().ok_or_else(|| {
+        Error::Usage("this model is asked for a translation by language code: name the target language by its code".into())
+    })?;
+    let text = text.trim();
+    let source = match (&req.source_code, text.is_empty()) {
+        (Some(code), _) => code.clone(),
+        // Sizing the prompt: any code takes about as many tokens.
+        (None, true) => "en".to_string(),
+        (None, false) => crate::text::lang::detect(text)
+            .map(|d| d.language.code)
+            .ok_or_else(|| {
+                Error::Usage(
+                    "this model needs the source language, which the text does not show: pass --from".into(),
+                )
+            })?,
+    };
+    Ok(vec![crate::prompt::chat::Message::translation(
+        text, &source, target,
+    )])
+}
+
 fn prompt_args<'a>(
     req: &'a Request,
     text: &'a str,
@@ -597,6 +638,7 @@ mod tests {
         Request {
             target: "German".into(),
             target_code: None,
+            source_code: None,
             source: None,
         }
     }
@@ -610,6 +652,74 @@ mod tests {
             context: 300,
             reply,
             calls: vec![],
+        }
+    }
+
+    /// A model whose template writes its own translation instruction, with
+    /// every message it is sent.
+    struct OwnPrompt {
+        inner: Fake,
+        sent: Vec<Vec<crate::prompt::chat::Message>>,
+    }
+
+    impl ChatModel for OwnPrompt {
+        fn context_length(&self) -> usize {
+            self.inner.context_length()
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            true
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            self.inner.count_tokens(text)
+        }
+        fn prompt_tokens(&self, m: &[crate::prompt::chat::Message]) -> Result<usize> {
+            self.inner.prompt_tokens(m)
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            self.inner.truncate_to_tokens(text, max)
+        }
+        fn complete(
+            &mut self,
+            m: &[crate::prompt::chat::Message],
+            max: usize,
+        ) -> Result<crate::engine::Completion> {
+            self.sent.push(m.to_vec());
+            // Fake echoes what is between <text> tags, or all of it.
+            self.inner.complete(m, max)
+        }
+    }
+
+    /// Such a model gets each chunk alone, as one user message with the
+    /// source and target codes, and none of glot's instructions; without
+    /// a source language, each chunk's own is detected.
+    #[test]
+    fn a_model_that_writes_its_own_prompt_gets_the_text_and_codes() {
+        let p = Prompts::load(None).unwrap();
+        let english = "The council met on Monday and approved the budget for the new year.";
+        let german = "Der Rat tagte am Montag und beschloss den Haushalt für das neue Jahr.";
+        for (doc, source, want) in [
+            (english, Some("fr"), "fr"),
+            (english, None, "en"),
+            (german, None, "de"),
+        ] {
+            let mut m = OwnPrompt {
+                inner: fake(Reply::Echo),
+                sent: Vec::new(),
+            };
+            let mut r = req();
+            r.target_code = Some("pt-BR".into());
+            r.source_code = source.map(String::from);
+            translate(&mut m, &p, &text(doc), &r).unwrap();
+            assert!(!m.sent.is_empty());
+            for sent in &m.sent {
+                assert_eq!(sent.len(), 1);
+                assert_eq!(
+                    (sent[0].role.as_str(), sent[0].content.as_str()),
+                    ("user", doc)
+                );
+                let l = sent[0].languages.as_ref().unwrap();
+                assert_eq!((l.source.as_str(), l.target.as_str()), (want, "pt-BR"));
+            }
         }
     }
 

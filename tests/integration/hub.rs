@@ -576,3 +576,86 @@ fn the_cache_uses_the_hugging_face_layout() {
         assert!(status.success());
     }
 }
+
+/// A manifest can give the model prompts of its own: its template replaces
+/// glot's (a file beside the manifest), the user's `--prompts` folder
+/// still wins, and a template name glot does not have is refused.
+#[test]
+fn a_manifest_names_the_model_s_own_prompt_templates() {
+    let env = Env::new();
+    let models = env.home.path().join("config/glot/models");
+    let tiny = std::fs::read_to_string(models.join("tiny.toml")).unwrap();
+    let with = |id: &str, name: &str, file: &str| {
+        let m = tiny.replace("id = \"tiny\"", &format!("id = \"{id}\""));
+        std::fs::write(
+            models.join(format!("{id}.toml")),
+            format!("{m}\n[prompts]\n{name} = \"{file}\"\n"),
+        )
+        .unwrap();
+    };
+    let preamble = "You translate for a newsroom. ".repeat(12);
+    std::fs::write(
+        models.join("wordy.j2"),
+        format!("{preamble}Translate into {{{{ target }}}}:\n\n{{{{ text }}}}"),
+    )
+    .unwrap();
+    std::fs::write(models.join("broken.j2"), "{{ text | no_such_filter }}").unwrap();
+    with("wordy", "translate", "wordy.j2");
+    with("broken-prompt", "translate", "broken.j2");
+    with("unknown-prompt", "headline", "wordy.j2");
+    let article = env.home.path().join("a.txt");
+    std::fs::write(&article, "The tram line opened on Monday.").unwrap();
+    let article = article.to_str().unwrap();
+    let plan = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "translate",
+            article,
+            "--to",
+            "de",
+            "--plan",
+            "--format",
+            "json",
+            "--model",
+            model,
+        ];
+        args.extend(extra);
+        let o = env.glot(&args);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        v["calls"][0]["prompt_tokens"].as_u64().unwrap()
+    };
+    let (plain, wordy) = (plan("tiny", &[]), plan("wordy", &[]));
+    assert!(
+        wordy > plain + 30,
+        "tiny {plain}, wordy {wordy} prompt tokens"
+    );
+
+    let o = env.glot(&[
+        "translate",
+        article,
+        "--to",
+        "de",
+        "--plan",
+        "--model",
+        "broken-prompt",
+    ]);
+    fails_with(&o, "broken.j2");
+    fails_with(&o, "cannot render the prompt template");
+    // The user's folder beats the model's file.
+    let mine = env.home.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("translate.j2"), "Into {{ target }}: {{ text }}").unwrap();
+    let mine = mine.to_str().unwrap();
+    assert!(plan("broken-prompt", &["--prompts", mine]) < plain);
+
+    let o = env.glot(&[
+        "translate",
+        article,
+        "--to",
+        "de",
+        "--plan",
+        "--model",
+        "unknown-prompt",
+    ]);
+    fails_with(&o, "no prompt template `headline`");
+}

@@ -696,6 +696,18 @@ fn an_instruction_following_t5_model_summarizes_long_articles_in_pieces() {
         "madlad400-3b",
     ]);
     fails_with(&run(c, None), "is a translation model (T5)");
+    // So does TranslateGemma's, refused before anything is fetched.
+    let mut c = glot(home.path());
+    c.args([
+        "summarize",
+        long.to_str().unwrap(),
+        "--model",
+        "translategemma-4b",
+    ]);
+    fails_with(
+        &run(c, None),
+        "translategemma-4b is a translation model: it can only translate",
+    );
 }
 
 /// The T5 fixture published as MADLAD-400 is: the built-in manifest's

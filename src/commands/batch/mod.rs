@@ -90,8 +90,12 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         std::fs::create_dir_all(&out)
             .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     }
-    let prompts = Prompts::load(s.prompts.as_deref())?;
     let resolved = resolve(&s, printer)?;
+    let prompts = Prompts::load(s.prompts.as_deref())?;
+    let prompts = match &resolved {
+        Some(model) => model.prompts(prompts)?,
+        None => prompts,
+    };
     if resolved
         .as_ref()
         .is_some_and(Resolved::translates_sentences)

@@ -169,7 +169,7 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
         }
         false => Planner::Chat {
             llm: model.planner(&s.model)?,
-            prompts: Prompts::load(s.prompts.as_deref())?,
+            prompts: model.prompts(Prompts::load(s.prompts.as_deref())?)?,
         },
     };
     let mut items = Vec::new();

@@ -369,6 +369,10 @@ impl crate::engine::ChatModel for Seq2Seq {
         self.info.context_length
     }
 
+    fn writes_translation_prompt(&self) -> bool {
+        false
+    }
+
     fn count_tokens(&self, text: &str) -> Result<usize> {
         Seq2Seq::count_tokens(self, text)
     }
