@@ -99,8 +99,12 @@ fn translate_and_score(s: &EvalTranslate, src: &Path, printer: &Printer) -> Resu
         .as_ref()
         .or(detected.as_ref().and_then(|d| d.reliable_language()));
     let prompts = glot::prompt::Prompts::load(None)?;
-    let model =
-        crate::model::Resolved::new(&s.model, crate::model::Need::Any, s.model.offline, printer)?;
+    let model = crate::model::Resolved::new(
+        &s.model,
+        crate::model::Need::Translations,
+        s.model.offline,
+        printer,
+    )?;
     let (t, info) = super::translate::with_engine(
         &model, &s.model, &prompts, &markup, source, target, printer,
     )?;

@@ -47,6 +47,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     let main_text = &article.main_text;
     let req = Request::new(language, s.length, s.cite);
     let model = Resolved::new(&s.doc.model, Need::Answers, s.doc.model.offline, printer)?;
+    model.check_summary_options(s.language.as_ref(), s.cite)?;
     let prompts = model.prompts(prompts)?;
     if s.doc.plan {
         let planner = model.planner(&s.doc.model)?;

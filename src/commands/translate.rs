@@ -163,7 +163,12 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             ));
         }
     }
-    let model = Resolved::new(&s.doc.model, Need::Any, s.doc.model.offline, printer)?;
+    let model = Resolved::new(
+        &s.doc.model,
+        Need::Translations,
+        s.doc.model.offline,
+        printer,
+    )?;
     let prompts = model.prompts(prompts)?;
     if s.doc.plan {
         if let Some(legs) = model.legs(source, &s.target, printer)? {

@@ -149,7 +149,7 @@ impl Search {
         let mut candidates: Vec<Candidate> = Vec::with_capacity(n * keep);
         for b in 0..n {
             let mut scores = log_softmax(logits(b));
-            rules.bar(&mut scores, last);
+            rules.bar(&mut scores, &self.running[b].0, last);
             candidates.extend(best(&scores, self.running[b].1, b, keep));
         }
         // Best first; among equal scores the lower beam, then the lower token.

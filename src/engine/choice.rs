@@ -23,8 +23,9 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// The tokens a generation must treat specially.
-#[derive(Debug, Clone, Copy)]
+/// The tokens a generation must treat specially, as transformers' logits
+/// processors do.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Rules<'a> {
     /// Tokens that end a generation.
     pub eos: &'a [u32],
@@ -32,31 +33,64 @@ pub struct Rules<'a> {
     pub banned: &'a [u32],
     /// The only token allowed at the last step the cap leaves (Marian).
     pub forced_eos: Option<u32>,
+    /// The only token allowed first (BART's `forced_bos_token_id`).
+    pub forced_first: Option<u32>,
+    /// Tokens generated before an end may be (transformers' `min_length`
+    /// less the decoder's start token, which it counts).
+    pub min_new: usize,
+    /// No n-gram of this many tokens twice (`no_repeat_ngram_size`; 0 for
+    /// none), over the generated tokens after `start`.
+    pub no_repeat_ngram: usize,
+    /// An encoder-decoder's decoder start token, which transformers counts
+    /// in the sequence its n-grams come from.
+    pub start: Option<u32>,
 }
 
 impl Rules<'_> {
-    /// Bars from `scores` (logits or log-probabilities of one step) what
-    /// the rules bar: banned tokens always, and every token but the forced
-    /// end at the `last` step the cap leaves.
-    pub fn bar(&self, scores: &mut [f32], last: bool) {
+    /// Bars from `scores` (logits or log-probabilities of one step, after
+    /// the `generated` tokens) what the rules bar: banned tokens, tokens
+    /// that would repeat an n-gram, an end before the minimum length; and
+    /// every token but the forced one at the first step, or at the `last`
+    /// step the cap leaves.
+    pub fn bar(&self, scores: &mut [f32], generated: &[u32], last: bool) {
+        let mut set = |token: u32, value: f32| {
+            if let Some(x) = scores.get_mut(token as usize) {
+                *x = value;
+            }
+        };
         for &banned in self.banned {
-            if let Some(x) = scores.get_mut(banned as usize) {
-                *x = f32::NEG_INFINITY;
+            set(banned, f32::NEG_INFINITY);
+        }
+        if self.no_repeat_ngram > 0 {
+            let seq: Vec<u32> = self.start.iter().chain(generated).copied().collect();
+            for token in repeated_ngram_ends(&seq, self.no_repeat_ngram) {
+                set(token, f32::NEG_INFINITY);
             }
         }
-        if let (Some(eos), true) = (self.forced_eos, last) {
+        if generated.len() < self.min_new {
+            for &eos in self.eos {
+                set(eos, f32::NEG_INFINITY);
+            }
+        }
+        let forced = match (self.forced_first, self.forced_eos) {
+            (Some(first), _) if generated.is_empty() => Some(first),
+            (_, Some(eos)) if last => Some(eos),
+            _ => None,
+        };
+        if let Some(token) = forced {
             scores.fill(f32::NEG_INFINITY);
-            if let Some(x) = scores.get_mut(eos as usize) {
+            if let Some(x) = scores.get_mut(token as usize) {
                 *x = 0.0;
             }
         }
     }
 
-    /// The greedy choice from one step's `logits`, at a step that is the
-    /// `last` the cap leaves or not, and whether it ends the generation
-    /// by the model's own choice (a forced end is the cap's).
-    pub fn greedy(&self, logits: &mut [f32], last: bool) -> (u32, bool) {
-        self.bar(logits, false);
+    /// The greedy choice from one step's `logits` after the `generated`
+    /// tokens, at a step that is the `last` the cap leaves or not, and
+    /// whether it ends the generation by the model's own choice (a forced
+    /// end is the cap's).
+    pub fn greedy(&self, logits: &mut [f32], generated: &[u32], last: bool) -> (u32, bool) {
+        self.bar(logits, generated, false);
         let chosen = argmax(logits);
         let token = match self.forced_eos {
             Some(eos) if last => eos,
@@ -64,4 +98,17 @@ impl Rules<'_> {
         };
         (token, token == chosen && self.eos.contains(&token))
     }
+}
+
+/// Tokens that would complete an `n`-gram `ids` already holds: the tokens
+/// after each earlier occurrence of its last `n - 1` tokens.
+pub(crate) fn repeated_ngram_ends(ids: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || ids.len() < n {
+        return Vec::new();
+    }
+    let prefix = &ids[ids.len() + 1 - n..];
+    ids.windows(n)
+        .filter(|w| &w[..n - 1] == prefix)
+        .map(|w| w[n - 1])
+        .collect()
 }

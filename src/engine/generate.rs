@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::beam::{Beam, Found, Search};
-use super::choice::{argmax, Rules, StopReason};
+use super::choice::{argmax, repeated_ngram_ends, Rules, StopReason};
 
 /// Anything that maps token ids at given positions to next-token logits.
 pub trait Forward {
@@ -271,8 +271,7 @@ fn beam_search(
     }
     let rules = Rules {
         eos: &params.eos,
-        banned: &[],
-        forced_eos: None,
+        ..Rules::default()
     };
     let mut search = Search::new(beam.beams, params.max_new_tokens);
     // Before the first step every beam has the prompt's logits.
@@ -363,19 +362,6 @@ const MIN_REPEATS: usize = 3;
 /// before, apart. Shorter than a typical sentence, longer than the phrases
 /// (names, titles, table cells) that good answers repeat.
 const LOOP_NGRAM: usize = 16;
-
-/// Tokens that would complete an `n`-gram `ids` already holds: the tokens
-/// after each earlier occurrence of its last `n - 1` tokens.
-fn repeated_ngram_ends(ids: &[u32], n: usize) -> Vec<u32> {
-    if n == 0 || ids.len() < n {
-        return Vec::new();
-    }
-    let prefix = &ids[ids.len() + 1 - n..];
-    ids.windows(n)
-        .filter(|w| &w[..n - 1] == prefix)
-        .map(|w| w[n - 1])
-        .collect()
-}
 
 /// If the answer has fallen into a loop, returns the length to keep:
 /// everything before the loop's second turn. A loop is the tail of `ids`

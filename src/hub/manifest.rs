@@ -27,6 +27,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../models/madlad400-3b-q4k.toml"),
     ),
     (
+        "bart-large-cnn.toml",
+        include_str!("../../models/bart-large-cnn.toml"),
+    ),
+    (
         "gemma3-4b.toml",
         include_str!("../../models/gemma3-4b.toml"),
     ),
@@ -266,6 +270,7 @@ mod tests {
         assert_eq!(c.find("QWEN3-4B").unwrap().id, "qwen3-4b");
         assert_eq!(c.find("translategemma").unwrap().id, "translategemma-4b");
         assert_eq!(c.find("gemma3").unwrap().id, "gemma3-4b");
+        assert_eq!(c.find("bart").unwrap().id, "bart-large-cnn");
     }
 
     #[test]

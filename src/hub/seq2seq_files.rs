@@ -1,4 +1,4 @@
-//! The files of encoder-decoder models (Marian, T5) as they are published:
+//! The files of encoder-decoder models (Marian, T5, BART) as they are published:
 //! found in a folder, named by a manifest or fetched from a hub repository.
 //! [`crate::engine::seq2seq`] runs what these files hold.
 
@@ -18,6 +18,8 @@ pub enum Family {
     Marian,
     /// MADLAD-400 and flan-t5.
     T5,
+    /// BART summarizers (facebook/bart-large-cnn, distilbart-cnn).
+    Bart,
 }
 
 impl Family {
@@ -26,6 +28,7 @@ impl Family {
         match config.get("model_type").and_then(|v| v.as_str()) {
             Some("marian") => Some(Family::Marian),
             Some("t5") | Some("mt5") => Some(Family::T5),
+            Some("bart") => Some(Family::Bart),
             _ => None,
         }
     }
@@ -60,6 +63,7 @@ impl Family {
         match arch {
             "marian" => Some(Family::Marian),
             "t5" => Some(Family::T5),
+            "bart" => Some(Family::Bart),
             _ => None,
         }
     }
@@ -77,7 +81,8 @@ pub struct Seq2SeqFiles {
     /// Marian: `source.spm` and `vocab.json`.
     pub source_spm: Option<PathBuf>,
     pub vocab: Option<PathBuf>,
-    /// T5: `tokenizer.json`, or `spiece.model` to build one from.
+    /// T5: `tokenizer.json`, or `spiece.model` to build one from; BART:
+    /// `tokenizer.json`.
     pub tokenizer: Option<PathBuf>,
     pub spiece: Option<PathBuf>,
 }
@@ -164,6 +169,7 @@ impl Seq2SeqFiles {
                     need("tokenizer.json")?;
                 }
             }
+            Family::Bart => files.tokenizer = Some(need("tokenizer.json")?),
         }
         Ok(files)
     }
@@ -292,6 +298,7 @@ impl Seq2SeqFiles {
                 Some(p) => add("tokenizer.json", Some(p)),
                 None => add("spiece.model", get("spiece.model", true)?),
             },
+            Family::Bart => add("tokenizer.json", get("tokenizer.json", true)?),
         }
         let shards = match weights_file {
             Some(f) => vec![f.to_string()],

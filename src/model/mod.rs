@@ -34,7 +34,9 @@ pub use translator::{Leg, Translator};
 pub enum Need {
     /// Answers to prompts: summaries.
     Answers,
-    /// Anything the model does (translations, `generate`, a batch).
+    /// Translations.
+    Translations,
+    /// Anything the model does (`generate`).
     Any,
 }
 
@@ -82,6 +84,9 @@ impl Resolved {
                     Some(family) if answers && !summarizes => {
                         return Err(only_translates(&man.id, family));
                     }
+                    Some(Family::Bart) if need == Need::Translations => {
+                        return Err(translator::summarizes_only(&man.id));
+                    }
                     Some(family) => Some((
                         Seq2SeqFiles::from_manifest(man, family, &fetcher)?,
                         summarizes,
@@ -102,6 +107,9 @@ impl Resolved {
                 match Family::of_repo(&h.repo, &h.revision, &fetcher, &origin, spec)? {
                     Some(Family::Marian) if answers => {
                         return Err(only_translates(spec, Family::Marian))
+                    }
+                    Some(Family::Bart) if need == Need::Translations => {
+                        return Err(translator::summarizes_only(spec))
                     }
                     Some(family) => Some((
                         Seq2SeqFiles::from_hub(spec, family, &h, &fetcher, &origin)?,
@@ -130,10 +138,49 @@ impl Resolved {
     /// glot's prompts with the model's own templates, from its manifest, in
     /// place of those the user's `--prompts` folder leaves built in.
     pub fn prompts(&self, mut prompts: Prompts) -> Result<Prompts> {
-        if let Resolved::Chat(files) = self {
-            prompts.use_model_templates(&files.prompts)?;
+        match self {
+            Resolved::Chat(files) => prompts.use_model_templates(&files.prompts)?,
+            Resolved::Seq2Seq { files, .. } if files.family == Family::Bart => {
+                return Ok(prompts.text_only())
+            }
+            _ => {}
         }
         Ok(prompts)
+    }
+
+    /// Refuses a summarizer (BART) for translations.
+    pub fn check_translates(&self) -> Result<()> {
+        match self {
+            Resolved::Seq2Seq { files, .. } if files.family == Family::Bart => {
+                Err(translator::summarizes_only(&files.id))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses what a summarizer trained on text alone (BART) cannot be
+    /// told: a summary language (`--lang`) or citations (`--cite`).
+    pub fn check_summary_options(&self, language: Option<&Language>, cite: bool) -> Result<()> {
+        let Resolved::Seq2Seq { files, .. } = self else {
+            return Ok(());
+        };
+        if files.family != Family::Bart {
+            return Ok(());
+        }
+        let refuse = |what: &str| -> Result<()> {
+            Err(glot::Error::Usage(format!(
+                "{} is a BART summarizer, which takes no instructions: it cannot {what}",
+                files.id
+            ))
+            .into())
+        };
+        if let Some(l) = language {
+            return refuse(&format!("be asked for a summary in {} (--lang)", l.name));
+        }
+        if cite {
+            return refuse("cite the parts of the article (--cite)");
+        }
+        Ok(())
     }
 
     /// The model's name in messages.
@@ -243,6 +290,9 @@ impl Resolved {
     ) -> Result<Option<Vec<Leg>>> {
         let (registry, offline) = match self {
             Resolved::Chat(_) => return Ok(None),
+            Resolved::Seq2Seq { files, .. } if files.family == Family::Bart => {
+                return Err(translator::summarizes_only(&files.id))
+            }
             Resolved::Seq2Seq { files, .. } => {
                 return Ok(Some(vec![Leg {
                     files: (**files).clone(),
@@ -310,6 +360,7 @@ fn only_translates(name: &str, family: Family) -> anyhow::Error {
         match family {
             Family::Marian => "Marian",
             Family::T5 => "T5",
+            Family::Bart => "BART",
         }
     ))
     .into()

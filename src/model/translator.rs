@@ -180,6 +180,7 @@ impl Translator {
 fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
     let base = target.code.split('-').next().unwrap_or(&target.code);
     match model.vocab() {
+        Vocab::Bart(_) => Err(summarizes_only(model.info().id.as_str())),
         Vocab::T5(_) => {
             let candidates = [format!("<2{}>", target.code), format!("<2{base}>")];
             match candidates.iter().find(|c| model.vocab().has(c)) {
@@ -225,4 +226,12 @@ fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
             }
         }
     }
+}
+
+/// A BART summarizer asked to translate.
+pub fn summarizes_only(id: &str) -> anyhow::Error {
+    glot::Error::Usage(format!(
+        "{id} is a summarization model (BART): it cannot translate; use a translation model such as opus-mt or a chat model"
+    ))
+    .into()
 }

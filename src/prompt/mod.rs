@@ -63,6 +63,10 @@ pub struct Prompts {
     /// Where each template came from: its file, or `built-in NAME`.
     origins: Vec<(&'static str, String)>,
     fingerprint: String,
+    /// For a model trained on text alone (a BART summarizer): every
+    /// request is the text, or the partial summaries joined, with no
+    /// instructions.
+    text_only: bool,
 }
 
 impl Prompts {
@@ -106,6 +110,7 @@ impl Prompts {
             env,
             origins,
             fingerprint,
+            text_only: false,
         })
     }
 
@@ -158,6 +163,20 @@ impl Prompts {
         Ok(())
     }
 
+    /// The same prompts for a model that takes text alone, with no
+    /// instructions (a BART summarizer): asked for a summary it gets the
+    /// text, asked to combine summaries it gets them joined.
+    pub fn text_only(mut self) -> Self {
+        self.text_only = true;
+        self.fingerprint = format!("text-only-{}", self.fingerprint);
+        self
+    }
+
+    /// Whether requests are the text alone ([`Prompts::text_only`]).
+    pub fn is_text_only(&self) -> bool {
+        self.text_only
+    }
+
     /// A digest of the templates in use: outputs made with other prompts
     /// are not the same outputs.
     pub fn fingerprint(&self) -> &str {
@@ -199,6 +218,9 @@ impl Prompts {
     /// Asks for a summary of one chunk of the article; `firm` insists on
     /// the language, after an answer in another one.
     pub fn summarize(&self, text: &str, ask: Ask, firm: bool) -> Result<Vec<Message>> {
+        if self.text_only {
+            return Ok(vec![Message::new("user", text)]);
+        }
         let ask = minijinja::Value::from_serialize(ask);
         self.conversation(
             "summarize.j2",
@@ -210,6 +232,9 @@ impl Prompts {
 
     /// Asks to merge partial summaries, in order, into one.
     pub fn combine(&self, parts: &[String], ask: Ask, firm: bool) -> Result<Vec<Message>> {
+        if self.text_only {
+            return Ok(vec![Message::new("user", parts.join("\n\n"))]);
+        }
         let ask = minijinja::Value::from_serialize(ask);
         self.conversation(
             "combine.j2",
@@ -254,6 +279,9 @@ impl Prompts {
     /// What the summary prompts for `ask` say besides the article and the
     /// partial summaries (firm or not).
     pub fn summary_scaffolding(&self, ask: Ask) -> Result<Vec<String>> {
+        if self.text_only {
+            return Ok(Vec::new());
+        }
         let ask = minijinja::Value::from_serialize(ask);
         let mut out = vec![self.render("system.j2", context! {}, 0)?];
         for firm in [false, true] {

@@ -499,12 +499,22 @@ fn group(
 
 /// Bounds a partial summary to `cap` tokens as the reduce arithmetic
 /// assumes (re-tokenizing a reply can take more tokens than generating it).
+/// Cutting byte-level tokens can split a character, whose remains decode
+/// to U+FFFD and take more tokens again: the cut moves back until the text
+/// fits.
 fn clip(model: &dyn ChatModel, text: String, cap: usize) -> Result<String> {
-    if model.count_tokens(&text)? <= cap {
-        Ok(text)
-    } else {
-        model.truncate_to_tokens(&text, cap)
+    let mut tokens = model.count_tokens(&text)?;
+    let mut keep = cap;
+    let mut out = text.clone();
+    while tokens > cap {
+        if keep == 0 {
+            return Ok(String::new());
+        }
+        out = model.truncate_to_tokens(&text, keep)?;
+        tokens = model.count_tokens(&out)?;
+        keep = keep.saturating_sub(tokens.saturating_sub(cap).max(1));
     }
+    Ok(out)
 }
 
 fn room(ctx: usize, used: usize) -> Result<usize, Error> {
@@ -533,6 +543,53 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n\n")
+    }
+
+    /// Byte-level tokens: a cut can leave half a character, which decodes
+    /// to U+FFFD and takes three tokens.
+    struct Bytes;
+
+    impl ChatModel for Bytes {
+        fn context_length(&self) -> usize {
+            1000
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            Ok(text
+                .chars()
+                .map(|c| if c == '\u{FFFD}' { 3 } else { 1 })
+                .sum())
+        }
+        fn prompt_tokens(&self, _: &[crate::prompt::chat::Message]) -> Result<usize> {
+            unreachable!()
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            let kept: String = text.chars().take(max).collect();
+            Ok(match kept.len() < text.len() {
+                true => kept + "\u{FFFD}",
+                false => kept,
+            })
+        }
+        fn complete(
+            &mut self,
+            _: &[crate::prompt::chat::Message],
+            _: usize,
+        ) -> Result<crate::engine::Completion> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn a_clipped_part_fits_its_cap_even_when_the_cut_breaks_a_character() {
+        for cap in 1..12 {
+            let part = clip(&Bytes, "abcdefghijkl".into(), cap).unwrap();
+            assert!(Bytes.count_tokens(&part).unwrap() <= cap, "{cap}: {part}");
+        }
+        let part = clip(&Bytes, "abcdefghijkl".into(), 8).unwrap();
+        assert_eq!(part, "abcde\u{FFFD}");
+        assert_eq!(clip(&Bytes, "short".into(), 8).unwrap(), "short");
     }
 
     #[test]

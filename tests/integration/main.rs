@@ -1,6 +1,7 @@
 //! Integration tests: model parity with `transformers`, chat templates, and
 //! the `glot` binary end to end on tiny fixture models.
 
+mod bart;
 mod batch;
 mod chat_template;
 mod chunking;

@@ -91,6 +91,9 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
             .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     }
     let resolved = resolve(&s, printer)?;
+    if let Some(model) = &resolved {
+        check_jobs(&s, model)?;
+    }
     let prompts = Prompts::load(s.prompts.as_deref())?;
     let prompts = match &resolved {
         Some(model) => model.prompts(prompts)?,
@@ -115,6 +118,20 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
     let mut pass = Pass::open(&s, printer, &out, &planned, models)?;
     let interrupted = pass.walk()?;
     pass.finish(interrupted)
+}
+
+/// Refuses summaries a summarizer trained on text alone cannot be asked
+/// for (in a named language).
+fn check_jobs(s: &BatchSettings, model: &Resolved) -> Result<()> {
+    for job in &s.jobs {
+        match job {
+            Job::Summarize { language, .. } => {
+                model.check_summary_options(language.as_ref(), false)?
+            }
+            Job::Translate { .. } => model.check_translates()?,
+        }
+    }
+    Ok(())
 }
 
 /// Resolves the model once for the whole run; a model that cannot write
@@ -665,11 +682,12 @@ fn summarizes(s: &BatchSettings) -> bool {
     s.jobs.iter().any(|j| matches!(j, Job::Summarize { .. }))
 }
 
-/// What the jobs ask of the model: answers when any is a summary.
+/// What the jobs ask of the model: answers when any is a summary, else
+/// translations.
 fn need(s: &BatchSettings) -> Need {
     match summarizes(s) {
         true => Need::Answers,
-        false => Need::Any,
+        false => Need::Translations,
     }
 }
 

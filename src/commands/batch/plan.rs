@@ -158,6 +158,7 @@ impl Planner {
 /// says is done: the whole of the work the folder stands for.
 pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
     let model = Resolved::new(&s.model, super::need(s), s.model.offline, printer)?;
+    super::check_jobs(s, &model)?;
     let mut planner = match model.translates_sentences() {
         true => {
             super::refuse_summaries(s)?;

@@ -112,8 +112,8 @@ pub fn greedy<M: EncoderDecoder>(
         let mut next = Vec::with_capacity(active.len());
         for (row, (&sentence, mut l)) in active.iter().zip(logits).enumerate() {
             let last = step + 1 >= caps[sentence];
-            let (token, ended) = rules.greedy(&mut l, last);
             let out = &mut outputs[sentence];
+            let (token, ended) = rules.greedy(&mut l, &out.ids, last);
             out.ids.push(token);
             // An end the model chose itself, not one forced at the cap.
             if ended {

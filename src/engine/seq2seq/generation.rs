@@ -19,6 +19,17 @@ pub struct Special {
     /// (`transformers` defaults: 1.0 and `false`).
     pub length_penalty: f32,
     pub early_stopping: EarlyStopping,
+    /// `num_beams` (1 when unset).
+    pub beams: usize,
+    /// The first token, forced (`forced_bos_token_id`).
+    pub forced_bos: Option<u32>,
+    /// Tokens generated before the end may come: `min_length` less the
+    /// start token, which transformers counts.
+    pub min_new: usize,
+    /// `no_repeat_ngram_size` (0: none).
+    pub no_repeat_ngram: usize,
+    /// Tokens generated at most: `max_length` less the start token.
+    pub max_new: Option<usize>,
 }
 
 /// The token ids a family's config gives, before generation_config.json
@@ -50,6 +61,13 @@ impl Special {
             banned: banned_ids(config, gen, ids.ban_pad.then_some(ids.pad)),
             length_penalty: length_penalty(config, gen),
             early_stopping: early_stopping(config, gen),
+            beams: count(config, gen, "num_beams").unwrap_or(1).max(1),
+            forced_bos: generation_setting(config, gen, "forced_bos_token_id")
+                .and_then(|v| v.as_u64())
+                .map(|x| x as u32),
+            min_new: count(config, gen, "min_length").map_or(0, |m| m.saturating_sub(1)),
+            no_repeat_ngram: count(config, gen, "no_repeat_ngram_size").unwrap_or(0),
+            max_new: count(config, gen, "max_length").map(|m| m.saturating_sub(1).max(1)),
         }
     }
 
@@ -59,6 +77,10 @@ impl Special {
             eos,
             banned: &self.banned,
             forced_eos: self.forced_eos,
+            forced_first: self.forced_bos,
+            min_new: self.min_new,
+            no_repeat_ngram: self.no_repeat_ngram,
+            start: Some(self.start),
         }
     }
 }
@@ -78,6 +100,13 @@ fn generation_setting<'a>(
     gen.and_then(|g| g.get(key))
         .or_else(|| config.get(key))
         .filter(|v| !v.is_null())
+}
+
+/// A count (`num_beams`, `min_length`, …) from the config files.
+fn count(config: &serde_json::Value, gen: Option<&serde_json::Value>, key: &str) -> Option<usize> {
+    generation_setting(config, gen, key)
+        .and_then(|v| v.as_u64())
+        .map(|x| x as usize)
 }
 
 fn length_penalty(config: &serde_json::Value, gen: Option<&serde_json::Value>) -> f32 {

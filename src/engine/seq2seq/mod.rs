@@ -1,5 +1,6 @@
-//! Encoder-decoder models (Marian, T5): source text in, its translation (or
-//! a flan-t5 answer) out, one sentence per input, many sentences per batch.
+//! Encoder-decoder models (Marian, T5, BART): source text in, its
+//! translation (or a flan-t5 answer, or a BART summary) out, one text per
+//! input, many texts per batch.
 //!
 //! Unlike the chat models there is no prompt: the task layer hands over
 //! sentences and gets sentences back. The families share their network
@@ -8,9 +9,9 @@
 //! and beam search); this file loads a model and serves it to the tasks.
 
 mod decode;
+pub mod fairseq;
 mod generation;
 pub mod linear;
-pub mod marian;
 mod network;
 pub mod t5;
 pub mod vocab;
@@ -29,8 +30,8 @@ use crate::error::Error;
 use crate::hub::seq2seq_files::{Family, Seq2SeqFiles};
 use crate::hub::{read_json, snapshot_of};
 use candle_core::quantized::GgmlDType;
+use fairseq::{Fairseq, FairseqConfig, Layout};
 use linear::Weights;
-use marian::{Marian, MarianConfig};
 use t5::{T5Config, T5};
 
 pub use decode::{beam_search, greedy, Generation, Output};
@@ -38,12 +39,13 @@ use generation::Ids;
 pub use generation::Special;
 pub(crate) use network::{additive_mask, config_int, config_size, split_heads};
 pub use network::{Activation, DecoderState, EncoderDecoder};
-use vocab::{MarianVocab, T5Vocab};
+use vocab::{BartVocab, MarianVocab, T5Vocab};
 
 /// A model's vocabulary: text to ids and back.
 pub enum Vocab {
     Marian(Box<MarianVocab>),
     T5(Box<T5Vocab>),
+    Bart(Box<BartVocab>),
 }
 
 impl Vocab {
@@ -53,6 +55,13 @@ impl Vocab {
         match self {
             Vocab::Marian(v) => v.encode(text, target),
             Vocab::T5(v) => v.encode(text, target),
+            Vocab::Bart(v) => match target {
+                None => v.encode(text),
+                Some(t) => Err(Error::model(format!(
+                    "a BART model has no target-language token `{t}`"
+                ))
+                .into()),
+            },
         }
     }
 
@@ -60,6 +69,7 @@ impl Vocab {
         match self {
             Vocab::Marian(v) => Ok(v.decode(ids)),
             Vocab::T5(v) => v.decode(ids),
+            Vocab::Bart(v) => v.decode(ids),
         }
     }
 
@@ -68,12 +78,13 @@ impl Vocab {
         match self {
             Vocab::Marian(v) => v.target_tokens().contains(&token),
             Vocab::T5(v) => v.has(token),
+            Vocab::Bart(_) => false,
         }
     }
 }
 
 enum Net {
-    Marian(Marian),
+    Fairseq(Fairseq),
     T5(T5),
 }
 
@@ -137,7 +148,7 @@ impl Seq2Seq {
         let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
         let (net, vocab, special, positions) = match files.family {
             Family::Marian => {
-                let config = MarianConfig::from_json(&json).map_err(in_config)?;
+                let config = FairseqConfig::from_json(&json, Layout::Marian).map_err(in_config)?;
                 let (spm, vocab_json) = (
                     files.source_spm.as_deref().expect("in_dir checks"),
                     files.vocab.as_deref().expect("in_dir checks"),
@@ -162,7 +173,9 @@ impl Seq2Seq {
                 let special = Special::read(&json, gen.as_ref(), ids);
                 let positions = config.max_positions;
                 let net = match &vb {
-                    Some(vb) => Some(Net::Marian(Marian::load(vb, config).with_context(cannot)?)),
+                    Some(vb) => Some(Net::Fairseq(
+                        Fairseq::load(vb, config).with_context(cannot)?,
+                    )),
                     None => None,
                 };
                 (net, Vocab::Marian(Box::new(vocab)), special, positions)
@@ -190,6 +203,28 @@ impl Seq2Seq {
                 let positions = t5::MAX_POSITIONS;
                 (net, Vocab::T5(Box::new(vocab)), special, positions)
             }
+            Family::Bart => {
+                let config = FairseqConfig::from_json(&json, Layout::Bart).map_err(in_config)?;
+                let bos = config_int(&json, "bos_token_id").map_or(0, |x| x as u32);
+                let tokenizer = files.tokenizer.as_deref().expect("from_named checks");
+                let vocab = BartVocab::load(tokenizer, bos, config.eos)?;
+                let ids = Ids {
+                    pad: config.pad,
+                    eos: config.eos,
+                    decoder_start: config.decoder_start,
+                    forced_eos: config.forced_eos,
+                    ban_pad: false,
+                };
+                let special = Special::read(&json, gen.as_ref(), ids);
+                let positions = config.max_positions;
+                let net = match &vb {
+                    Some(vb) => Some(Net::Fairseq(
+                        Fairseq::load(vb, config).with_context(cannot)?,
+                    )),
+                    None => None,
+                };
+                (net, Vocab::Bart(Box::new(vocab)), special, positions)
+            }
         };
         let stored = match files.weights.as_slice() {
             [one] if one.extension().is_some_and(|e| e == "gguf") => "gguf",
@@ -200,11 +235,18 @@ impl Seq2Seq {
             None => stored.into(),
         };
         let device_name = crate::engine::device::name(&device);
+        // A summarizer searches as its generation config says (BART: 4
+        // beams); translation models decode greedily unless asked.
+        let beam = (files.family == Family::Bart && special.beams > 1).then_some(Beam {
+            beams: special.beams,
+            length_penalty: special.length_penalty,
+            early_stopping: special.early_stopping,
+        });
         Ok(Seq2Seq {
             net,
             vocab,
             special,
-            beam: None,
+            beam,
             device,
             info: ModelInfo {
                 id: id.to_string(),
@@ -212,6 +254,7 @@ impl Seq2Seq {
                 architecture: match files.family {
                     Family::Marian => "marian",
                     Family::T5 => "t5",
+                    Family::Bart => "bart",
                 },
                 format,
                 context_length: positions,
@@ -258,10 +301,16 @@ impl Seq2Seq {
     /// Outputs and timings for already-encoded sentences, as one batch.
     pub fn generate(&self, inputs: &[Vec<u32>], max_new: &[usize]) -> Result<Generation> {
         let (special, device) = (&self.special, &self.device);
+        // generation_config.json's `max_length` caps every output.
+        let capped: Vec<usize> = max_new
+            .iter()
+            .map(|&m| special.max_new.map_or(m, |cap| m.min(cap)))
+            .collect();
+        let max_new = capped.as_slice();
         match (self.net()?, &self.beam) {
-            (Net::Marian(m), None) => greedy(m, inputs, max_new, special, device),
+            (Net::Fairseq(m), None) => greedy(m, inputs, max_new, special, device),
             (Net::T5(m), None) => greedy(m, inputs, max_new, special, device),
-            (Net::Marian(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
+            (Net::Fairseq(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
             (Net::T5(m), Some(b)) => beam_search(m, inputs, max_new, special, b, device),
         }
     }
@@ -283,7 +332,7 @@ impl Seq2Seq {
     /// included.
     pub fn max_source_tokens(&self) -> usize {
         match &self.vocab {
-            Vocab::Marian(_) => self.info.context_length,
+            Vocab::Marian(_) | Vocab::Bart(_) => self.info.context_length,
             // T5 has no position table; MADLAD was trained on 256-token
             // inputs, so longer ones are split rather than risked.
             Vocab::T5(_) => 256,
@@ -346,7 +395,7 @@ impl Seq2Seq {
     /// Logits of the first decoder step for one encoded sentence.
     pub fn first_logits(&self, input: &[u32]) -> Result<Vec<f32>> {
         match self.net()? {
-            Net::Marian(m) => self.first(m, input),
+            Net::Fairseq(m) => self.first(m, input),
             Net::T5(m) => self.first(m, input),
         }
     }

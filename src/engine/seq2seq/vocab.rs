@@ -222,3 +222,53 @@ impl T5Vocab {
         self.tok.token_to_id(token).is_some()
     }
 }
+
+/// BART's vocabulary: GPT-2's byte-level BPE from the repository's
+/// `tokenizer.json`, each input between `<s>` and `</s>` as its
+/// post-processor puts them.
+pub struct BartVocab {
+    tok: tokenizers::Tokenizer,
+    /// The same tokenizer reading special tokens typed in text as text.
+    literal: tokenizers::Tokenizer,
+    bos: u32,
+    eos: u32,
+}
+
+impl BartVocab {
+    pub fn load(tokenizer_json: &Path, bos: u32, eos: u32) -> Result<Self> {
+        let tok = tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| {
+            Error::model(format!(
+                "cannot load tokenizer {}: {e}",
+                tokenizer_json.display()
+            ))
+        })?;
+        let mut literal = tok.clone();
+        literal.set_encode_special_tokens(true);
+        Ok(BartVocab {
+            tok,
+            literal,
+            bos,
+            eos,
+        })
+    }
+
+    /// `<s>`, the ids of `text`, `</s>`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .literal
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+        let mut out = Vec::with_capacity(enc.len() + 2);
+        out.push(self.bos);
+        out.extend_from_slice(enc.get_ids());
+        out.push(self.eos);
+        Ok(out)
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tok
+            .decode(ids, true)
+            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+    }
+}

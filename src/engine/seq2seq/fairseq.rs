@@ -1,5 +1,9 @@
-//! Marian (opus-mt): a post-norm encoder-decoder transformer with
-//! sinusoidal positions, as `transformers`' `MarianMTModel` computes it.
+//! The post-norm encoder-decoder transformer of fairseq, as `transformers`
+//! computes it for the two families built on it here:
+//!
+//! - Marian (opus-mt): sinusoidal positions, embeddings scaled by √d;
+//! - BART (bart-large-cnn): learned positions two rows into their table, a
+//!   layer norm over embeddings and positions, GELU.
 //!
 //! Every attention takes a padding mask, so sentences of different lengths
 //! share one batch and get the same result they get alone.
@@ -13,9 +17,17 @@ use super::linear::{Lin, Weights};
 use super::{additive_mask, split_heads, Activation, DecoderState, EncoderDecoder};
 use crate::error::Error;
 
-/// The shape and special ids of a Marian model (`config.json`).
+/// Which of the families' layouts a model has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Marian,
+    Bart,
+}
+
+/// The shape and special ids of a model (`config.json`).
 #[derive(Debug, Clone)]
-pub struct MarianConfig {
+pub struct FairseqConfig {
+    pub layout: Layout,
     pub vocab_size: usize,
     pub decoder_vocab_size: usize,
     pub d_model: usize,
@@ -35,20 +47,36 @@ pub struct MarianConfig {
     pub forced_eos: Option<u32>,
 }
 
-impl MarianConfig {
-    pub fn from_json(v: &Value) -> Result<Self> {
+impl FairseqConfig {
+    pub fn from_json(v: &Value, layout: Layout) -> Result<Self> {
         let int = |key: &str| super::config_int(v, key);
         let size = |key: &str| super::config_size(v, key);
         let flag =
             |key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
-        if flag("normalize_embedding", false) || flag("normalize_before", false) {
-            return Err(Error::model(
-                "this Marian variant (normalize_embedding / normalize_before) is not supported",
-            )
-            .into());
-        }
-        if !flag("static_position_embeddings", true) {
-            return Err(Error::model("learned position embeddings are not supported").into());
+        match layout {
+            Layout::Marian => {
+                if flag("normalize_embedding", false) || flag("normalize_before", false) {
+                    return Err(Error::model(
+                        "this Marian variant (normalize_embedding / normalize_before) is not supported",
+                    )
+                    .into());
+                }
+                if !flag("static_position_embeddings", true) {
+                    return Err(
+                        Error::model("learned position embeddings are not supported").into(),
+                    );
+                }
+            }
+            // Keys of older BART configs that transformers no longer reads;
+            // only their BART values are.
+            Layout::Bart => {
+                if flag("normalize_before", false) || flag("add_final_layer_norm", false) {
+                    return Err(Error::model(
+                        "this BART variant (normalize_before / add_final_layer_norm) is not supported",
+                    )
+                    .into());
+                }
+            }
         }
         let d_model = size("d_model")?;
         let encoder_heads = size("encoder_attention_heads")?;
@@ -67,10 +95,14 @@ impl MarianConfig {
         let act = v
             .get("activation_function")
             .and_then(Value::as_str)
-            .unwrap_or("swish");
+            .unwrap_or(match layout {
+                Layout::Marian => "swish",
+                Layout::Bart => "gelu",
+            });
         let vocab_size = size("vocab_size")?;
         let pad = int("pad_token_id")? as u32;
-        Ok(MarianConfig {
+        Ok(FairseqConfig {
+            layout,
             vocab_size,
             decoder_vocab_size: int("decoder_vocab_size").unwrap_or(vocab_size),
             d_model,
@@ -82,13 +114,22 @@ impl MarianConfig {
             decoder_ffn: size("decoder_ffn_dim")?,
             activation: Activation::from_name(act)?,
             max_positions: size("max_position_embeddings")?,
-            scale_embedding: flag("scale_embedding", true),
+            scale_embedding: flag("scale_embedding", layout == Layout::Marian),
             share_embeddings: flag("share_encoder_decoder_embeddings", true),
             pad,
             eos: int("eos_token_id")? as u32,
             decoder_start: int("decoder_start_token_id").map_or(pad, |x| x as u32),
             forced_eos: int("forced_eos_token_id").ok().map(|x| x as u32),
         })
+    }
+}
+
+/// Rows of the position table before the first position's (BART's learned
+/// table starts two rows in, as fairseq's did).
+fn position_offset(layout: Layout) -> usize {
+    match layout {
+        Layout::Marian => 0,
+        Layout::Bart => 2,
     }
 }
 
@@ -202,23 +243,27 @@ struct DecoderLayer {
     ffn_norm: LayerNorm,
 }
 
-/// A loaded Marian model.
-pub struct Marian {
-    config: MarianConfig,
+/// A loaded model.
+pub struct Fairseq {
+    config: FairseqConfig,
     enc_embed: Embedding,
     dec_embed: Embedding,
     lm_head: Lin,
     logits_bias: Option<Tensor>,
+    /// Position tables, from the first position on.
     enc_pos: Tensor,
     dec_pos: Tensor,
+    /// BART's layer norms over embeddings plus positions.
+    enc_embed_norm: Option<LayerNorm>,
+    dec_embed_norm: Option<LayerNorm>,
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     embed_scale: f64,
 }
 
-impl Marian {
+impl Fairseq {
     /// Loads the weights (projections as `vb` keeps or quantizes them).
-    pub fn load(vb: &Weights, config: MarianConfig) -> Result<Self> {
+    pub fn load(vb: &Weights, config: FairseqConfig) -> Result<Self> {
         let d = config.d_model;
         let device = vb.device().clone();
         let shared_name = if vb.contains("model.shared.weight") {
@@ -251,12 +296,27 @@ impl Marian {
         } else {
             None
         };
+        let offset = position_offset(config.layout);
         let positions = |side: &str| -> Result<Tensor> {
             let name = format!("model.{side}.embed_positions.weight");
             if vb.contains(&name) {
-                Ok(vb.get((config.max_positions, d), &name)?)
-            } else {
+                let rows = config.max_positions + offset;
+                Ok(vb
+                    .get((rows, d), &name)?
+                    .narrow(0, offset, config.max_positions)?)
+            } else if config.layout == Layout::Marian {
                 sinusoids(config.max_positions, d, &device)
+            } else {
+                Err(Error::model(format!("the weights have no {name}")).into())
+            }
+        };
+        let embed_norm = |side: &str| -> Result<Option<LayerNorm>> {
+            match config.layout {
+                Layout::Marian => Ok(None),
+                Layout::Bart => Ok(Some(layer_norm(
+                    &vb.pp(format!("model.{side}.layernorm_embedding")),
+                    d,
+                )?)),
             }
         };
         let mut encoder = Vec::new();
@@ -281,13 +341,15 @@ impl Marian {
                 ffn_norm: layer_norm(&l.pp("final_layer_norm"), d)?,
             });
         }
-        Ok(Marian {
+        Ok(Fairseq {
             enc_embed: Embedding::new(shared, d),
             dec_embed: Embedding::new(dec_weights, d),
             lm_head,
             logits_bias,
             enc_pos: positions("encoder")?,
             dec_pos: positions("decoder")?,
+            enc_embed_norm: embed_norm("encoder")?,
+            dec_embed_norm: embed_norm("decoder")?,
             encoder,
             decoder,
             embed_scale: if config.scale_embedding {
@@ -299,12 +361,12 @@ impl Marian {
         })
     }
 
-    pub fn config(&self) -> &MarianConfig {
+    pub fn config(&self) -> &FairseqConfig {
         &self.config
     }
 }
 
-impl EncoderDecoder for Marian {
+impl EncoderDecoder for Fairseq {
     fn max_positions(&self) -> usize {
         self.config.max_positions
     }
@@ -314,6 +376,9 @@ impl EncoderDecoder for Marian {
         let add_mask = additive_mask(mask)?;
         let pos = self.enc_pos.narrow(0, 0, s)?;
         let mut x = (self.enc_embed.forward(ids)? * self.embed_scale)?.broadcast_add(&pos)?;
+        if let Some(norm) = &self.enc_embed_norm {
+            x = norm.forward(&x)?;
+        }
         for l in &self.encoder {
             let (k, v) = l.attn.keys_values(&x)?;
             let h = l.attn.attend(&x, &k, &v, Some(&add_mask))?;
@@ -340,6 +405,9 @@ impl EncoderDecoder for Marian {
         let pos = self.dec_pos.narrow(0, state.pos, 1)?;
         let ids = tokens.unsqueeze(1)?;
         let mut x = (self.dec_embed.forward(&ids)? * self.embed_scale)?.broadcast_add(&pos)?;
+        if let Some(norm) = &self.dec_embed_norm {
+            x = norm.forward(&x)?;
+        }
         for (i, l) in self.decoder.iter().enumerate() {
             let (k, v) = l.attn.keys_values(&x)?;
             let (k, v) = state.extend(i, k, v)?;
