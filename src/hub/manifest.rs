@@ -27,6 +27,18 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../models/madlad400-3b-q4k.toml"),
     ),
     (
+        "nllb-200-distilled-600m.toml",
+        include_str!("../../models/nllb-200-distilled-600m.toml"),
+    ),
+    (
+        "nllb-200-distilled-1.3b.toml",
+        include_str!("../../models/nllb-200-distilled-1.3b.toml"),
+    ),
+    (
+        "nllb-200-3.3b.toml",
+        include_str!("../../models/nllb-200-3.3b.toml"),
+    ),
+    (
         "bart-large-cnn.toml",
         include_str!("../../models/bart-large-cnn.toml"),
     ),
@@ -271,6 +283,7 @@ mod tests {
         assert_eq!(c.find("translategemma").unwrap().id, "translategemma-4b");
         assert_eq!(c.find("gemma3").unwrap().id, "gemma3-4b");
         assert_eq!(c.find("bart").unwrap().id, "bart-large-cnn");
+        assert_eq!(c.find("nllb").unwrap().id, "nllb-200-distilled-600m");
     }
 
     #[test]

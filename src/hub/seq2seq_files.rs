@@ -1,4 +1,4 @@
-//! The files of encoder-decoder models (Marian, T5, BART) as they are published:
+//! The files of encoder-decoder models (Marian, T5, BART, NLLB) as they are published:
 //! found in a folder, named by a manifest or fetched from a hub repository.
 //! [`crate::engine::seq2seq`] runs what these files hold.
 
@@ -20,6 +20,8 @@ pub enum Family {
     T5,
     /// BART summarizers (facebook/bart-large-cnn, distilbart-cnn).
     Bart,
+    /// M2M100 and NLLB-200: many-to-many translation by language tokens.
+    M2m100,
 }
 
 impl Family {
@@ -29,6 +31,7 @@ impl Family {
             Some("marian") => Some(Family::Marian),
             Some("t5") | Some("mt5") => Some(Family::T5),
             Some("bart") => Some(Family::Bart),
+            Some("m2m_100") => Some(Family::M2m100),
             _ => None,
         }
     }
@@ -64,6 +67,7 @@ impl Family {
             "marian" => Some(Family::Marian),
             "t5" => Some(Family::T5),
             "bart" => Some(Family::Bart),
+            "m2m_100" | "nllb" => Some(Family::M2m100),
             _ => None,
         }
     }
@@ -81,8 +85,8 @@ pub struct Seq2SeqFiles {
     /// Marian: `source.spm` and `vocab.json`.
     pub source_spm: Option<PathBuf>,
     pub vocab: Option<PathBuf>,
-    /// T5: `tokenizer.json`, or `spiece.model` to build one from; BART:
-    /// `tokenizer.json`.
+    /// T5: `tokenizer.json`, or `spiece.model` to build one from; BART and
+    /// NLLB: `tokenizer.json`.
     pub tokenizer: Option<PathBuf>,
     pub spiece: Option<PathBuf>,
 }
@@ -169,7 +173,7 @@ impl Seq2SeqFiles {
                     need("tokenizer.json")?;
                 }
             }
-            Family::Bart => files.tokenizer = Some(need("tokenizer.json")?),
+            Family::Bart | Family::M2m100 => files.tokenizer = Some(need("tokenizer.json")?),
         }
         Ok(files)
     }
@@ -298,7 +302,7 @@ impl Seq2SeqFiles {
                 Some(p) => add("tokenizer.json", Some(p)),
                 None => add("spiece.model", get("spiece.model", true)?),
             },
-            Family::Bart => add("tokenizer.json", get("tokenizer.json", true)?),
+            Family::Bart | Family::M2m100 => add("tokenizer.json", get("tokenizer.json", true)?),
         }
         let shards = match weights_file {
             Some(f) => vec![f.to_string()],

@@ -105,8 +105,8 @@ impl Resolved {
                 let spec = spec.unwrap_or_default();
                 let origin = format!("--model {spec}");
                 match Family::of_repo(&h.repo, &h.revision, &fetcher, &origin, spec)? {
-                    Some(Family::Marian) if answers => {
-                        return Err(only_translates(spec, Family::Marian))
+                    Some(family @ (Family::Marian | Family::M2m100)) if answers => {
+                        return Err(only_translates(spec, family))
                     }
                     Some(Family::Bart) if need == Need::Translations => {
                         return Err(translator::summarizes_only(spec))
@@ -121,9 +121,9 @@ impl Resolved {
             ModelRef::Hub(_) => None,
         };
         Ok(match seq2seq {
-            // Marian models only ever translate.
+            // Marian and NLLB models only ever translate.
             Some((files, answers)) => Resolved::Seq2Seq {
-                answers: answers && files.family != Family::Marian,
+                answers: answers && !matches!(files.family, Family::Marian | Family::M2m100),
                 files: Box::new(files),
             },
             None => Resolved::Chat(Box::new(glot::hub::resolve(
@@ -297,6 +297,7 @@ impl Resolved {
                 return Ok(Some(vec![Leg {
                     files: (**files).clone(),
                     target_token: None,
+                    source: source.cloned(),
                 }]))
             }
             Resolved::Registry { registry, offline } => (registry, *offline),
@@ -324,6 +325,7 @@ impl Resolved {
                 Ok(Leg {
                     files: translator::fetch_pair(p, &fetcher)?,
                     target_token: p.target_token.clone(),
+                    source: None,
                 })
             })
             .collect::<Result<Vec<_>>>()
@@ -361,6 +363,7 @@ fn only_translates(name: &str, family: Family) -> anyhow::Error {
             Family::Marian => "Marian",
             Family::T5 => "T5",
             Family::Bart => "BART",
+            Family::M2m100 => "M2M100",
         }
     ))
     .into()

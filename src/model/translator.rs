@@ -22,6 +22,8 @@ pub struct Leg {
     pub files: Seq2SeqFiles,
     /// `>>deu<<` for multilingual opus-mt models, from the registry.
     pub target_token: Option<String>,
+    /// The language it reads, where known (NLLB needs it).
+    pub source: Option<Language>,
 }
 
 /// The files of one registry pair, fetched if need be.
@@ -73,10 +75,13 @@ impl Translator {
         let count = legs.len();
         let mut models = Vec::new();
         for (i, leg) in legs.into_iter().enumerate() {
-            let model = load(&leg.files)?;
+            let mut model = load(&leg.files)?;
             // Only the last leg writes the target language.
             let token = match leg.target_token {
                 Some(t) => Some(t),
+                None if matches!(model.vocab(), Vocab::Nllb(_)) => {
+                    language_tokens(&mut model, leg.source.as_ref(), target)?
+                }
                 None if i + 1 == count => target_token(&model, target)?,
                 None => None,
             };
@@ -175,12 +180,51 @@ impl Translator {
     }
 }
 
+/// NLLB's language tokens for a translation from `source` into `target`:
+/// the target's is forced first in every output, the source's returned to
+/// lead every input.
+fn language_tokens(
+    model: &mut Seq2Seq,
+    source: Option<&Language>,
+    target: &Language,
+) -> Result<Option<String>> {
+    let Vocab::Nllb(v) = model.vocab() else {
+        unreachable!("called for NLLB models")
+    };
+    let token = |l: &Language| -> Result<String> {
+        let base = l.code.split('-').next().unwrap_or(&l.code);
+        let code3 = glot::text::lang::all()
+            .into_iter()
+            .find(|e| e.code == base)
+            .map_or(base.to_string(), |e| e.code3.to_string());
+        v.language_token(&l.code, &code3).ok_or_else(|| {
+            glot::Error::Language(format!(
+                "{} has no language token for {} ({})",
+                model.info().id,
+                l.name,
+                l.code
+            ))
+            .into()
+        })
+    };
+    let source = source.ok_or_else(|| {
+        glot::Error::Language(format!(
+            "{} must be told the language it reads, and the article's language is unknown: pass --from",
+            model.info().id
+        ))
+    })?;
+    let (lead, first) = (token(source)?, token(target)?);
+    model.force_first(&first)?;
+    Ok(Some(lead))
+}
+
 /// The token that makes a multilingual model write `target`: `<2de>` for
 /// MADLAD, `>>de<<` or similar for opus-mt models with several targets.
 fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
     let base = target.code.split('-').next().unwrap_or(&target.code);
     match model.vocab() {
         Vocab::Bart(_) => Err(summarizes_only(model.info().id.as_str())),
+        Vocab::Nllb(_) => unreachable!("NLLB's tokens are settled by language_tokens"),
         Vocab::T5(_) => {
             let candidates = [format!("<2{}>", target.code), format!("<2{base}>")];
             match candidates.iter().find(|c| model.vocab().has(c)) {

@@ -13,6 +13,7 @@ mod gguf_vocab;
 mod hub;
 mod hubserver;
 mod mt;
+mod nllb;
 mod parity;
 mod real;
 mod segmentation;

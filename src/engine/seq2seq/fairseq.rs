@@ -3,7 +3,10 @@
 //!
 //! - Marian (opus-mt): sinusoidal positions, embeddings scaled by √d;
 //! - BART (bart-large-cnn): learned positions two rows into their table, a
-//!   layer norm over embeddings and positions, GELU.
+//!   layer norm over embeddings and positions, GELU;
+//! - M2M100 (NLLB-200): pre-norm layers with a layer norm after each stack,
+//!   sinusoidal positions laid out as fairseq's, two rows in, embeddings
+//!   scaled by √d, ReLU.
 //!
 //! Every attention takes a padding mask, so sentences of different lengths
 //! share one batch and get the same result they get alone.
@@ -22,6 +25,7 @@ use crate::error::Error;
 pub enum Layout {
     Marian,
     Bart,
+    M2m100,
 }
 
 /// The shape and special ids of a model (`config.json`).
@@ -77,6 +81,7 @@ impl FairseqConfig {
                     .into());
                 }
             }
+            Layout::M2m100 => {}
         }
         let d_model = size("d_model")?;
         let encoder_heads = size("encoder_attention_heads")?;
@@ -98,6 +103,7 @@ impl FairseqConfig {
             .unwrap_or(match layout {
                 Layout::Marian => "swish",
                 Layout::Bart => "gelu",
+                Layout::M2m100 => "relu",
             });
         let vocab_size = size("vocab_size")?;
         let pad = int("pad_token_id")? as u32;
@@ -114,7 +120,7 @@ impl FairseqConfig {
             decoder_ffn: size("decoder_ffn_dim")?,
             activation: Activation::from_name(act)?,
             max_positions: size("max_position_embeddings")?,
-            scale_embedding: flag("scale_embedding", layout == Layout::Marian),
+            scale_embedding: flag("scale_embedding", layout != Layout::Bart),
             share_embeddings: flag("share_encoder_decoder_embeddings", true),
             pad,
             eos: int("eos_token_id")? as u32,
@@ -129,8 +135,27 @@ impl FairseqConfig {
 fn position_offset(layout: Layout) -> usize {
     match layout {
         Layout::Marian => 0,
-        Layout::Bart => 2,
+        Layout::Bart | Layout::M2m100 => 2,
     }
+}
+
+/// Sinusoids as fairseq lays them out for M2M100, from the first position
+/// on (row `2 + t` of its table): frequencies `exp(-i ln(10000) / (half -
+/// 1))`, all sines then all cosines, computed in f32 as transformers does.
+fn fairseq_sinusoids(n: usize, dim: usize, device: &Device) -> Result<Tensor> {
+    let half = dim / 2;
+    let step = (10000f64.ln() / (half.max(2) - 1) as f64) as f32;
+    let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * -step).exp()).collect();
+    let mut data = vec![0f32; n * dim];
+    for t in 0..n {
+        let pos = (t + position_offset(Layout::M2m100)) as f32;
+        for (i, f) in freqs.iter().enumerate() {
+            let angle = pos * f;
+            data[t * dim + i] = angle.sin();
+            data[t * dim + half + i] = angle.cos();
+        }
+    }
+    Ok(Tensor::from_vec(data, (n, dim), device)?)
 }
 
 /// Sinusoids as Marian lays them out: all sines, then all cosines.
@@ -256,6 +281,10 @@ pub struct Fairseq {
     /// BART's layer norms over embeddings plus positions.
     enc_embed_norm: Option<LayerNorm>,
     dec_embed_norm: Option<LayerNorm>,
+    /// M2M100's norms before each block, and after each stack.
+    pre_norm: bool,
+    enc_final_norm: Option<LayerNorm>,
+    dec_final_norm: Option<LayerNorm>,
     encoder: Vec<EncoderLayer>,
     decoder: Vec<DecoderLayer>,
     embed_scale: f64,
@@ -306,15 +335,26 @@ impl Fairseq {
                     .narrow(0, offset, config.max_positions)?)
             } else if config.layout == Layout::Marian {
                 sinusoids(config.max_positions, d, &device)
+            } else if config.layout == Layout::M2m100 {
+                fairseq_sinusoids(config.max_positions, d, &device)
             } else {
                 Err(Error::model(format!("the weights have no {name}")).into())
             }
         };
         let embed_norm = |side: &str| -> Result<Option<LayerNorm>> {
             match config.layout {
-                Layout::Marian => Ok(None),
+                Layout::Marian | Layout::M2m100 => Ok(None),
                 Layout::Bart => Ok(Some(layer_norm(
                     &vb.pp(format!("model.{side}.layernorm_embedding")),
+                    d,
+                )?)),
+            }
+        };
+        let final_norm = |side: &str| -> Result<Option<LayerNorm>> {
+            match config.layout {
+                Layout::Marian | Layout::Bart => Ok(None),
+                Layout::M2m100 => Ok(Some(layer_norm(
+                    &vb.pp(format!("model.{side}.layer_norm")),
                     d,
                 )?)),
             }
@@ -350,6 +390,9 @@ impl Fairseq {
             dec_pos: positions("decoder")?,
             enc_embed_norm: embed_norm("encoder")?,
             dec_embed_norm: embed_norm("decoder")?,
+            pre_norm: config.layout == Layout::M2m100,
+            enc_final_norm: final_norm("encoder")?,
+            dec_final_norm: final_norm("decoder")?,
             encoder,
             decoder,
             embed_scale: if config.scale_embedding {
@@ -380,11 +423,21 @@ impl EncoderDecoder for Fairseq {
             x = norm.forward(&x)?;
         }
         for l in &self.encoder {
+            if self.pre_norm {
+                let n = l.attn_norm.forward(&x)?;
+                let (k, v) = l.attn.keys_values(&n)?;
+                x = (&x + l.attn.attend(&n, &k, &v, Some(&add_mask))?)?;
+                x = (&x + l.ffn.forward(&l.ffn_norm.forward(&x)?)?)?;
+                continue;
+            }
             let (k, v) = l.attn.keys_values(&x)?;
             let h = l.attn.attend(&x, &k, &v, Some(&add_mask))?;
             x = l.attn_norm.forward(&(x + h)?)?;
             let h = l.ffn.forward(&x)?;
             x = l.ffn_norm.forward(&(x + h)?)?;
+        }
+        if let Some(norm) = &self.enc_final_norm {
+            x = norm.forward(&x)?;
         }
         let cross = self
             .decoder
@@ -409,6 +462,17 @@ impl EncoderDecoder for Fairseq {
             x = norm.forward(&x)?;
         }
         for (i, l) in self.decoder.iter().enumerate() {
+            if self.pre_norm {
+                let n = l.attn_norm.forward(&x)?;
+                let (k, v) = l.attn.keys_values(&n)?;
+                let (k, v) = state.extend(i, k, v)?;
+                x = (&x + l.attn.attend(&n, &k, &v, None)?)?;
+                let (ck, cv) = &state.cross[i];
+                let n = l.cross_norm.forward(&x)?;
+                x = (&x + l.cross.attend(&n, ck, cv, Some(&state.source_mask))?)?;
+                x = (&x + l.ffn.forward(&l.ffn_norm.forward(&x)?)?)?;
+                continue;
+            }
             let (k, v) = l.attn.keys_values(&x)?;
             let (k, v) = state.extend(i, k, v)?;
             let h = l.attn.attend(&x, &k, &v, None)?;
@@ -418,6 +482,9 @@ impl EncoderDecoder for Fairseq {
             x = l.cross_norm.forward(&(x + h)?)?;
             let h = l.ffn.forward(&x)?;
             x = l.ffn_norm.forward(&(x + h)?)?;
+        }
+        if let Some(norm) = &self.dec_final_norm {
+            x = norm.forward(&x)?;
         }
         state.pos += 1;
         let logits = self.lm_head.forward(&x.squeeze(1)?)?;

@@ -39,18 +39,20 @@ use generation::Ids;
 pub use generation::Special;
 pub(crate) use network::{additive_mask, config_int, config_size, split_heads};
 pub use network::{Activation, DecoderState, EncoderDecoder};
-use vocab::{BartVocab, MarianVocab, T5Vocab};
+use vocab::{BartVocab, MarianVocab, NllbVocab, T5Vocab};
 
 /// A model's vocabulary: text to ids and back.
 pub enum Vocab {
     Marian(Box<MarianVocab>),
     T5(Box<T5Vocab>),
     Bart(Box<BartVocab>),
+    Nllb(Box<NllbVocab>),
 }
 
 impl Vocab {
-    /// Ids of `text` with the model's target-language token, if any
-    /// (`>>deu<<` for multilingual Marian models, `<2de>` for MADLAD).
+    /// Ids of `text` with the model's language token before it, if any:
+    /// the target's for multilingual Marian models (`>>deu<<`) and MADLAD
+    /// (`<2de>`), the source's for NLLB (`eng_Latn`).
     pub fn encode(&self, text: &str, target: Option<&str>) -> Result<Vec<u32>> {
         match self {
             Vocab::Marian(v) => v.encode(text, target),
@@ -62,6 +64,7 @@ impl Vocab {
                 ))
                 .into()),
             },
+            Vocab::Nllb(v) => v.encode(text, target),
         }
     }
 
@@ -70,6 +73,7 @@ impl Vocab {
             Vocab::Marian(v) => Ok(v.decode(ids)),
             Vocab::T5(v) => v.decode(ids),
             Vocab::Bart(v) => v.decode(ids),
+            Vocab::Nllb(v) => v.decode(ids),
         }
     }
 
@@ -79,6 +83,7 @@ impl Vocab {
             Vocab::Marian(v) => v.target_tokens().contains(&token),
             Vocab::T5(v) => v.has(token),
             Vocab::Bart(_) => false,
+            Vocab::Nllb(v) => v.id(token).is_ok(),
         }
     }
 }
@@ -225,6 +230,27 @@ impl Seq2Seq {
                 };
                 (net, Vocab::Bart(Box::new(vocab)), special, positions)
             }
+            Family::M2m100 => {
+                let config = FairseqConfig::from_json(&json, Layout::M2m100).map_err(in_config)?;
+                let tokenizer = files.tokenizer.as_deref().expect("from_named checks");
+                let vocab = NllbVocab::load(tokenizer, config.eos)?;
+                let ids = Ids {
+                    pad: config.pad,
+                    eos: config.eos,
+                    decoder_start: config.decoder_start,
+                    forced_eos: config.forced_eos,
+                    ban_pad: false,
+                };
+                let special = Special::read(&json, gen.as_ref(), ids);
+                let positions = config.max_positions;
+                let net = match &vb {
+                    Some(vb) => Some(Net::Fairseq(
+                        Fairseq::load(vb, config).with_context(cannot)?,
+                    )),
+                    None => None,
+                };
+                (net, Vocab::Nllb(Box::new(vocab)), special, positions)
+            }
         };
         let stored = match files.weights.as_slice() {
             [one] if one.extension().is_some_and(|e| e == "gguf") => "gguf",
@@ -255,6 +281,7 @@ impl Seq2Seq {
                     Family::Marian => "marian",
                     Family::T5 => "t5",
                     Family::Bart => "bart",
+                    Family::M2m100 => "m2m_100",
                 },
                 format,
                 context_length: positions,
@@ -275,6 +302,18 @@ impl Seq2Seq {
 
     pub fn special(&self) -> &Special {
         &self.special
+    }
+
+    /// Makes `token` (NLLB's target language, `deu_Latn`) the first token
+    /// of every output, as transformers' `forced_bos_token_id` does.
+    pub fn force_first(&mut self, token: &str) -> Result<()> {
+        let Vocab::Nllb(v) = &self.vocab else {
+            return Err(
+                Error::model(format!("{} takes no first token to write", self.info.id)).into(),
+            );
+        };
+        self.special.forced_bos = Some(v.id(token)?);
+        Ok(())
     }
 
     /// Decodes with beam search from now on (`None`: greedily).
@@ -332,7 +371,7 @@ impl Seq2Seq {
     /// included.
     pub fn max_source_tokens(&self) -> usize {
         match &self.vocab {
-            Vocab::Marian(_) | Vocab::Bart(_) => self.info.context_length,
+            Vocab::Marian(_) | Vocab::Bart(_) | Vocab::Nllb(_) => self.info.context_length,
             // T5 has no position table; MADLAD was trained on 256-token
             // inputs, so longer ones are split rather than risked.
             Vocab::T5(_) => 256,

@@ -272,3 +272,151 @@ impl BartVocab {
             .map_err(|e| anyhow!("cannot decode tokens: {e}"))
     }
 }
+
+/// NLLB-200's vocabulary: SentencePiece BPE in fairseq's id layout from the
+/// repository's `tokenizer.json`, with a token per language and script
+/// (`eng_Latn`, `zho_Hant`). The source language's token leads the input,
+/// `</s>` ends it; the target's is forced as the first token written.
+pub struct NllbVocab {
+    tok: tokenizers::Tokenizer,
+    /// The same tokenizer reading special tokens typed in text as text.
+    literal: tokenizers::Tokenizer,
+    eos: u32,
+    /// The language tokens, sorted.
+    languages: Vec<String>,
+}
+
+/// ISO 639-3 codes whose language NLLB names by one of its members (the
+/// macrolanguage's main variety).
+const NLLB_MEMBERS: &[(&str, &str)] = &[
+    ("ara", "arb"),
+    ("fas", "pes"),
+    ("msa", "zsm"),
+    ("swa", "swh"),
+    ("lav", "lvs"),
+    ("sqi", "als"),
+    ("uzb", "uzn"),
+    ("mon", "khk"),
+    ("pus", "pbt"),
+    ("aze", "azj"),
+    ("nor", "nob"),
+    ("que", "quy"),
+    ("orm", "gaz"),
+    ("yid", "ydd"),
+    ("kur", "kmr"),
+];
+
+/// The script NLLB's token takes when the language has several and the
+/// code names none.
+const NLLB_SCRIPTS: &[(&str, &str)] = &[("zho", "Hans"), ("arb", "Arab"), ("kas", "Arab")];
+
+impl NllbVocab {
+    pub fn load(tokenizer_json: &Path, eos: u32) -> Result<Self> {
+        let tok = tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| {
+            Error::model(format!(
+                "cannot load tokenizer {}: {e}",
+                tokenizer_json.display()
+            ))
+        })?;
+        let mut literal = tok.clone();
+        literal.set_encode_special_tokens(true);
+        let mut languages: Vec<String> = tok
+            .get_added_tokens_decoder()
+            .values()
+            .map(|t| t.content.clone())
+            .filter(|t| is_language_token(t))
+            .collect();
+        languages.sort_unstable();
+        if languages.is_empty() {
+            return Err(Error::model(format!(
+                "{} has no language tokens (eng_Latn, …)",
+                tokenizer_json.display()
+            ))
+            .into());
+        }
+        Ok(NllbVocab {
+            tok,
+            literal,
+            eos,
+            languages,
+        })
+    }
+
+    /// `lead` (the source language's token) when given, the ids of
+    /// `text`, `</s>`.
+    pub fn encode(&self, text: &str, lead: Option<&str>) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        if let Some(l) = lead {
+            out.push(self.id(l)?);
+        }
+        let enc = self
+            .literal
+            .encode(text, false)
+            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+        out.extend_from_slice(enc.get_ids());
+        out.push(self.eos);
+        Ok(out)
+    }
+
+    /// Text of `ids`, special tokens (the language's among them) left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tok
+            .decode(ids, true)
+            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+    }
+
+    /// The id of a language token.
+    pub fn id(&self, token: &str) -> Result<u32> {
+        self.tok
+            .token_to_id(token)
+            .filter(|_| self.languages.iter().any(|l| l == token))
+            .ok_or_else(|| {
+                Error::model(format!("the model has no language token `{token}`")).into()
+            })
+    }
+
+    /// The token of the language `code` (`de`, `zh-Hant`, `pt-BR`) whose
+    /// ISO 639-3 code is `code3`: `deu_Latn`, `zho_Hant`. A script subtag
+    /// picks among a language's scripts; without one the usual script is
+    /// taken.
+    pub fn language_token(&self, code: &str, code3: &str) -> Option<String> {
+        let base = NLLB_MEMBERS
+            .iter()
+            .find(|(macro_, _)| *macro_ == code3)
+            .map_or(code3, |(_, member)| *member);
+        let mine: Vec<&String> = self
+            .languages
+            .iter()
+            .filter(|l| l.split('_').next() == Some(base))
+            .collect();
+        let script = code.split('-').skip(1).find(|s| s.len() == 4).or_else(|| {
+            NLLB_SCRIPTS
+                .iter()
+                .find(|(l, _)| *l == base)
+                .map(|(_, s)| *s)
+        });
+        match (mine.as_slice(), script) {
+            ([], _) => None,
+            ([one], _) => Some((*one).clone()),
+            (several, Some(s)) => several
+                .iter()
+                .find(|l| l.ends_with(&format!("_{s}")))
+                .map(|l| (*l).clone()),
+            (several, None) => several
+                .iter()
+                .find(|l| l.ends_with("_Latn"))
+                .or(several.first())
+                .map(|l| (*l).clone()),
+        }
+    }
+}
+
+/// `eng_Latn`: three lowercase letters, `_`, a script in title case.
+fn is_language_token(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 8
+        && b[..3].iter().all(u8::is_ascii_lowercase)
+        && b[3] == b'_'
+        && b[4].is_ascii_uppercase()
+        && b[5..].iter().all(u8::is_ascii_lowercase)
+}

@@ -1,0 +1,238 @@
+//! NLLB-200 (M2M100) against `transformers`: the tokenizer with its
+//! language tokens, greedy decoding with the target language forced first,
+//! alone and in padded batches, beam search with its scores; glot's
+//! language codes mapped to NLLB's; and `glot translate` with such a model.
+
+use glot::engine::seq2seq::{Seq2Seq, Vocab};
+use glot::hub::seq2seq_files::Seq2SeqFiles;
+use serde_json::Value;
+
+use crate::util::{glot, max_abs_diff, model_dir, run};
+
+const F32_LOGIT_TOL: f32 = 1e-3;
+
+fn reference() -> Value {
+    let path = model_dir("nllb").join("reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn load() -> Seq2Seq {
+    let files = Seq2SeqFiles::in_dir("nllb", &model_dir("nllb"))
+        .unwrap()
+        .unwrap();
+    Seq2Seq::load(&files, None, crate::util::device()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap()
+}
+
+#[test]
+fn nllb_tokenizer_encodes_and_decodes_as_transformers() {
+    let m = load();
+    let r = reference();
+    let cases = r["tokenizer"]["encode"].as_array().unwrap();
+    assert!(cases.len() >= 30);
+    for case in cases {
+        let got = m
+            .vocab()
+            .encode(s(&case["text"]), Some(s(&case["source"])))
+            .unwrap();
+        assert_eq!(got, ids(&case["ids"]), "{case}");
+    }
+    for case in r["tokenizer"]["decode"].as_array().unwrap() {
+        let got = m.vocab().decode(&ids(&case["ids"])).unwrap();
+        assert_eq!(got, s(&case["text"]), "{:?}", case["ids"]);
+    }
+}
+
+/// glot's language codes name NLLB's tokens: scripts from the code or the
+/// language's usual one, and macrolanguages by the variety NLLB has.
+#[test]
+fn language_codes_map_to_nllb_tokens() {
+    let m = load();
+    let Vocab::Nllb(v) = m.vocab() else {
+        panic!("not NLLB")
+    };
+    for (code, code3, want) in [
+        ("de", "deu", Some("deu_Latn")),
+        ("zh", "zho", Some("zho_Hans")),
+        ("zh-Hant", "zho", Some("zho_Hant")),
+        ("zh-TW", "zho", Some("zho_Hans")),
+        ("ar", "ara", Some("arb_Arab")),
+        ("fa", "fas", Some("pes_Arab")),
+        ("no", "nor", Some("nob_Latn")),
+        ("ms", "msa", Some("zsm_Latn")),
+        ("sr", "srp", Some("srp_Cyrl")),
+        ("pt-BR", "por", Some("por_Latn")),
+        ("tlh", "tlh", None),
+    ] {
+        assert_eq!(v.language_token(code, code3).as_deref(), want, "{code}");
+    }
+}
+
+/// Greedy ids equal `generate(forced_bos_token_id=<target>)`'s for every
+/// language pair of the fixture, alone and as one padded batch.
+#[test]
+fn nllb_greedy_ids_equal_transformers_with_the_target_forced_first() {
+    let r = reference();
+    let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
+    let mut ended = 0;
+    for case in r["greedy"].as_array().unwrap() {
+        let mut m = load();
+        let input = m
+            .vocab()
+            .encode(s(&case["text"]), Some(s(&case["source"])))
+            .unwrap();
+        assert_eq!(input, ids(&case["input_ids"]), "{case}");
+        let want: Vec<f32> = case["first_logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let diff = max_abs_diff(&m.first_logits(&input).unwrap(), &want);
+        println!(
+            "nllb {}→{}: first-step logits max |diff| {diff:.2e}",
+            case["source"], case["target"]
+        );
+        assert!(
+            diff < F32_LOGIT_TOL,
+            "{}: first logits differ by {diff}",
+            case["text"]
+        );
+        m.force_first(s(&case["target"])).unwrap();
+        let out = &m.generate_ids(&[input], &[max_new]).unwrap()[0];
+        assert_eq!(out.ids, ids(&case["output_ids"]), "{}", case["text"]);
+        ended += usize::from(out.ids.len() < max_new);
+    }
+    assert!(ended >= 2);
+    let b = &r["batched"];
+    let mut m = load();
+    m.force_first(s(&b["target"])).unwrap();
+    let inputs: Vec<Vec<u32>> = b["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| m.vocab().encode(s(t), Some(s(&b["source"]))).unwrap())
+        .collect();
+    let got = m
+        .generate_ids(&inputs, &vec![max_new; inputs.len()])
+        .unwrap();
+    let want: Vec<Vec<u32>> = b["output_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect();
+    assert_eq!(got.iter().map(|o| o.ids.clone()).collect::<Vec<_>>(), want);
+}
+
+/// Beam search (4 beams) finds `generate(num_beams=4)`'s hypotheses with
+/// its scores, alone and batched.
+#[test]
+fn nllb_beam_search_equals_generate() {
+    let r = reference();
+    let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
+    let check = |m: &Seq2Seq, inputs: &[Vec<u32>], want: &[Value]| {
+        let got = m
+            .generate_ids(inputs, &vec![max_new; inputs.len()])
+            .unwrap();
+        for (o, w) in got.iter().zip(want) {
+            assert_eq!(o.ids, ids(&w["output_ids"]), "{w}");
+            let score = w["score"].as_f64().unwrap() as f32;
+            let got = o.score.unwrap();
+            assert!(
+                (got - score).abs() <= 1e-4 * score.abs().max(1.0),
+                "score {got}, transformers {score}"
+            );
+        }
+    };
+    for case in r["beams"].as_array().unwrap() {
+        let mut m = load();
+        m.use_beams(4, None);
+        m.force_first(s(&case["target"])).unwrap();
+        let input = m
+            .vocab()
+            .encode(s(&case["text"]), Some(s(&case["source"])))
+            .unwrap();
+        check(&m, &[input], std::slice::from_ref(case));
+    }
+    let b = &r["beams_batched"];
+    let mut m = load();
+    m.use_beams(4, None);
+    m.force_first(s(&b["target"])).unwrap();
+    let inputs: Vec<Vec<u32>> = b["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| m.vocab().encode(s(t), Some(s(&b["source"]))).unwrap())
+        .collect();
+    check(&m, &inputs, b["outputs"].as_array().unwrap());
+}
+
+/// `glot translate` with an NLLB model: the source language given or
+/// detected picks the input's token, the target's leads the output.
+#[test]
+fn glot_translates_with_an_nllb_model() {
+    let home = tempfile::tempdir().unwrap();
+    let doc = home.path().join("a.txt");
+    std::fs::write(
+        &doc,
+        "The new tram line opened on Monday.\n\nThe library opens at nine in the morning and closes late in the evening.",
+    )
+    .unwrap();
+    let (doc, model) = (doc.to_str().unwrap(), model_dir("nllb"));
+    let model = model.to_str().unwrap();
+    for from in [&["--from", "en"][..], &[]] {
+        let mut c = glot(home.path());
+        c.args([
+            "translate",
+            doc,
+            "--to",
+            "de",
+            "--model",
+            model,
+            "--format",
+            "json",
+        ])
+        .args(from);
+        let out = run(c, None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["model"]["architecture"], "m2m_100");
+        assert_eq!(r["paragraphs"], 2);
+    }
+    let mut c = glot(home.path());
+    c.args(["summarize", doc, "--model", model]);
+    let out = run(c, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("only translate"), "{err}");
+}
+
+/// The catalog's NLLB models say their non-commercial license.
+#[test]
+fn models_list_shows_nllb_s_non_commercial_license() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = glot(home.path());
+    c.args(["models", "list"]);
+    let out = run(c, None);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("nllb-200")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|r| r.contains("cc-by-nc-4.0")), "{text}");
+}
