@@ -16,8 +16,9 @@ pub struct Tokenizer {
     literal: tokenizers::Tokenizer,
     /// Ids of the tokens cut out of text before tokenizing it.
     added: HashSet<u32>,
-    /// The special tokens' strings, which only prompts may spell.
-    specials: Vec<String>,
+    /// The special tokens' strings, which only prompts may spell, by first
+    /// character (Gemma has thousands, nearly all starting with `<`).
+    specials: HashMap<char, Vec<String>>,
     /// SentencePiece's leading space, where glot puts it in itself.
     space_prefix: Option<SpacePrefix>,
 }
@@ -107,12 +108,12 @@ impl Tokenizer {
         let mut literal = inner.clone();
         literal.set_encode_special_tokens(true);
         let added = inner.get_added_tokens_decoder().keys().copied().collect();
-        let specials = inner
-            .get_added_tokens_decoder()
-            .values()
-            .filter(|t| t.special && !t.content.is_empty())
-            .map(|t| t.content.clone())
-            .collect();
+        let mut specials: HashMap<char, Vec<String>> = HashMap::new();
+        for t in inner.get_added_tokens_decoder().values() {
+            if let (true, Some(c)) = (t.special, t.content.chars().next()) {
+                specials.entry(c).or_default().push(t.content.clone());
+            }
+        }
         let space_prefix = space_prefix.then(|| SpacePrefix::new(&inner));
         Tokenizer {
             inner,
@@ -161,7 +162,11 @@ impl Tokenizer {
     /// Whether `text` spells a special token, which [`Self::encode`] would
     /// read as that token and [`Self::encode_literal`] as text.
     pub fn holds_special_tokens(&self, text: &str) -> bool {
-        self.specials.iter().any(|t| text.contains(t.as_str()))
+        text.char_indices().any(|(i, c)| {
+            self.specials
+                .get(&c)
+                .is_some_and(|list| list.iter().any(|t| text[i..].starts_with(t.as_str())))
+        })
     }
 
     /// Whether `ids` end with a token that text is cut at (or are empty):
