@@ -6,31 +6,18 @@
 
 use glot::engine::choice::StopReason;
 use glot::engine::seq2seq::Seq2Seq;
-use glot::hub::seq2seq_files::Seq2SeqFiles;
 use serde_json::Value;
 
-use crate::util::{fixtures, glot, max_abs_diff, model_dir, run};
+use crate::util::{fixtures, glot, json_ids as ids, max_abs_diff, model_dir, run};
 
 const F32_LOGIT_TOL: f32 = 1e-3;
 
 fn reference() -> Value {
-    let path = model_dir("bart").join("reference.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    crate::util::reference_json("bart")
 }
 
 fn load() -> Seq2Seq {
-    let files = Seq2SeqFiles::in_dir("bart", &model_dir("bart"))
-        .unwrap()
-        .unwrap();
-    Seq2Seq::load(&files, None, crate::util::device()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    crate::util::load_seq2seq("bart")
 }
 
 fn texts(r: &Value) -> Vec<String> {

@@ -4,35 +4,32 @@
 //! language codes mapped to NLLB's; and `glot translate` with such a model.
 
 use glot::engine::seq2seq::{Seq2Seq, Vocab};
-use glot::hub::seq2seq_files::Seq2SeqFiles;
 use serde_json::Value;
 
-use crate::util::{glot, max_abs_diff, model_dir, run};
+use crate::util::{glot, json_ids as ids, max_abs_diff, model_dir, run};
 
 const F32_LOGIT_TOL: f32 = 1e-3;
 
 fn reference() -> Value {
-    let path = model_dir("nllb").join("reference.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    crate::util::reference_json("nllb")
 }
 
 fn load() -> Seq2Seq {
-    let files = Seq2SeqFiles::in_dir("nllb", &model_dir("nllb"))
-        .unwrap()
-        .unwrap();
-    Seq2Seq::load(&files, None, crate::util::device()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    crate::util::load_seq2seq("nllb")
 }
 
 fn s(v: &Value) -> &str {
     v.as_str().unwrap()
+}
+
+/// The inputs of a reference batch: its texts in its source language.
+fn batch_inputs(m: &Seq2Seq, b: &Value) -> Vec<Vec<u32>> {
+    b["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| m.vocab().encode(s(t), Some(s(&b["source"]))).unwrap())
+        .collect()
 }
 
 #[test]
@@ -118,12 +115,7 @@ fn nllb_greedy_ids_equal_transformers_with_the_target_forced_first() {
     let b = &r["batched"];
     let mut m = load();
     m.force_first(s(&b["target"])).unwrap();
-    let inputs: Vec<Vec<u32>> = b["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| m.vocab().encode(s(t), Some(s(&b["source"]))).unwrap())
-        .collect();
+    let inputs = batch_inputs(&m, b);
     let got = m
         .generate_ids(&inputs, &vec![max_new; inputs.len()])
         .unwrap();
@@ -170,12 +162,7 @@ fn nllb_beam_search_equals_generate() {
     let mut m = load();
     m.use_beams(4, None);
     m.force_first(s(&b["target"])).unwrap();
-    let inputs: Vec<Vec<u32>> = b["texts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| m.vocab().encode(s(t), Some(s(&b["source"]))).unwrap())
-        .collect();
+    let inputs = batch_inputs(&m, b);
     check(&m, &inputs, b["outputs"].as_array().unwrap());
 }
 

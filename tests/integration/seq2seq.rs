@@ -40,8 +40,7 @@ fn reference() -> Value {
 }
 
 fn reference_of(family: &str) -> Value {
-    let path = model_dir(family).join("reference.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    crate::util::reference_json(family)
 }
 
 fn load() -> Seq2Seq {
@@ -49,10 +48,7 @@ fn load() -> Seq2Seq {
 }
 
 fn load_family(family: &str) -> Seq2Seq {
-    let files = Seq2SeqFiles::in_dir(family, &model_dir(family))
-        .unwrap()
-        .unwrap();
-    Seq2Seq::load(&files, None, crate::util::device()).unwrap()
+    crate::util::load_seq2seq(family)
 }
 
 fn marian(m: &Seq2Seq) -> &glot::engine::seq2seq::vocab::MarianVocab {
@@ -62,13 +58,7 @@ fn marian(m: &Seq2Seq) -> &glot::engine::seq2seq::vocab::MarianVocab {
     }
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+use crate::util::json_ids as ids;
 
 /// The ids as `transformers` reports them: EOS included, natural or forced.
 fn reported(o: &Output) -> Vec<u32> {

@@ -340,3 +340,26 @@ pub fn smollm2_f32(weights_sha256: &str) -> PathBuf {
     })
     .clone()
 }
+
+/// A fixture's `reference.json`, as JSON.
+pub fn reference_json(family: &str) -> serde_json::Value {
+    let path = model_dir(family).join("reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// An encoder-decoder fixture, loaded on the test device.
+pub fn load_seq2seq(family: &str) -> glot::engine::seq2seq::Seq2Seq {
+    let files = glot::hub::seq2seq_files::Seq2SeqFiles::in_dir(family, &model_dir(family))
+        .unwrap()
+        .unwrap();
+    glot::engine::seq2seq::Seq2Seq::load(&files, None, device()).unwrap()
+}
+
+/// A JSON list of token ids.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}

@@ -152,28 +152,31 @@ impl Seq2Seq {
         let cannot = || format!("cannot load model {id}");
         let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
         let (net, vocab, special, positions) = match files.family {
-            Family::Marian => {
-                let config = FairseqConfig::from_json(&json, Layout::Marian).map_err(in_config)?;
-                let (spm, vocab_json) = (
-                    files.source_spm.as_deref().expect("in_dir checks"),
-                    files.vocab.as_deref().expect("in_dir checks"),
-                );
-                let vocab = MarianVocab::load(spm, vocab_json)?;
-                if vocab.len() > config.vocab_size {
-                    return Err(Error::model(format!(
-                        "{}: {} entries, but the model has {}",
-                        vocab_json.display(),
-                        vocab.len(),
-                        config.vocab_size
-                    ))
-                    .into());
-                }
+            Family::Marian | Family::Bart | Family::M2m100 => {
+                let layout = match files.family {
+                    Family::Marian => Layout::Marian,
+                    Family::Bart => Layout::Bart,
+                    _ => Layout::M2m100,
+                };
+                let config = FairseqConfig::from_json(&json, layout).map_err(in_config)?;
+                let tokenizer = || files.tokenizer.as_deref().expect("from_named checks");
+                let vocab = match layout {
+                    Layout::Marian => Vocab::Marian(Box::new(marian_vocab(files, &config)?)),
+                    Layout::Bart => {
+                        let bos = config_int(&json, "bos_token_id").map_or(0, |x| x as u32);
+                        Vocab::Bart(Box::new(BartVocab::load(tokenizer(), bos, config.eos)?))
+                    }
+                    Layout::M2m100 => {
+                        Vocab::Nllb(Box::new(NllbVocab::load(tokenizer(), config.eos)?))
+                    }
+                };
                 let ids = Ids {
                     pad: config.pad,
                     eos: config.eos,
                     decoder_start: config.decoder_start,
                     forced_eos: config.forced_eos,
-                    ban_pad: true,
+                    // Marian's decoder starts from the pad id but never writes it.
+                    ban_pad: layout == Layout::Marian,
                 };
                 let special = Special::read(&json, gen.as_ref(), ids);
                 let positions = config.max_positions;
@@ -183,7 +186,7 @@ impl Seq2Seq {
                     )),
                     None => None,
                 };
-                (net, Vocab::Marian(Box::new(vocab)), special, positions)
+                (net, vocab, special, positions)
             }
             Family::T5 => {
                 let config = T5Config::from_json(&json).map_err(in_config)?;
@@ -207,49 +210,6 @@ impl Seq2Seq {
                 };
                 let positions = t5::MAX_POSITIONS;
                 (net, Vocab::T5(Box::new(vocab)), special, positions)
-            }
-            Family::Bart => {
-                let config = FairseqConfig::from_json(&json, Layout::Bart).map_err(in_config)?;
-                let bos = config_int(&json, "bos_token_id").map_or(0, |x| x as u32);
-                let tokenizer = files.tokenizer.as_deref().expect("from_named checks");
-                let vocab = BartVocab::load(tokenizer, bos, config.eos)?;
-                let ids = Ids {
-                    pad: config.pad,
-                    eos: config.eos,
-                    decoder_start: config.decoder_start,
-                    forced_eos: config.forced_eos,
-                    ban_pad: false,
-                };
-                let special = Special::read(&json, gen.as_ref(), ids);
-                let positions = config.max_positions;
-                let net = match &vb {
-                    Some(vb) => Some(Net::Fairseq(
-                        Fairseq::load(vb, config).with_context(cannot)?,
-                    )),
-                    None => None,
-                };
-                (net, Vocab::Bart(Box::new(vocab)), special, positions)
-            }
-            Family::M2m100 => {
-                let config = FairseqConfig::from_json(&json, Layout::M2m100).map_err(in_config)?;
-                let tokenizer = files.tokenizer.as_deref().expect("from_named checks");
-                let vocab = NllbVocab::load(tokenizer, config.eos)?;
-                let ids = Ids {
-                    pad: config.pad,
-                    eos: config.eos,
-                    decoder_start: config.decoder_start,
-                    forced_eos: config.forced_eos,
-                    ban_pad: false,
-                };
-                let special = Special::read(&json, gen.as_ref(), ids);
-                let positions = config.max_positions;
-                let net = match &vb {
-                    Some(vb) => Some(Net::Fairseq(
-                        Fairseq::load(vb, config).with_context(cannot)?,
-                    )),
-                    None => None,
-                };
-                (net, Vocab::Nllb(Box::new(vocab)), special, positions)
             }
         };
         let stored = match files.weights.as_slice() {
@@ -494,6 +454,25 @@ impl crate::engine::ChatModel for Seq2Seq {
             decode_secs: g.decode_secs,
         })
     }
+}
+
+/// Marian's vocabulary, which must fit the model's.
+fn marian_vocab(files: &Seq2SeqFiles, config: &FairseqConfig) -> Result<MarianVocab> {
+    let (spm, vocab_json) = (
+        files.source_spm.as_deref().expect("in_dir checks"),
+        files.vocab.as_deref().expect("in_dir checks"),
+    );
+    let vocab = MarianVocab::load(spm, vocab_json)?;
+    if vocab.len() > config.vocab_size {
+        return Err(Error::model(format!(
+            "{}: {} entries, but the model has {}",
+            vocab_json.display(),
+            vocab.len(),
+            config.vocab_size
+        ))
+        .into());
+    }
+    Ok(vocab)
 }
 
 /// A conversation as one input text: its messages' contents, in order.

@@ -170,15 +170,13 @@ impl T5Vocab {
         pad: u32,
     ) -> Result<Self> {
         let tok = match (tokenizer_json, spiece) {
-            (Some(p), _) => tokenizers::Tokenizer::from_file(p)
-                .map_err(|e| Error::model(format!("cannot load tokenizer {}: {e}", p.display())))?,
+            (Some(p), _) => load_tokenizer(p)?,
             (None, Some(p)) => SpModel::from_file(p)?.to_t5_tokenizer(100)?,
             (None, None) => {
                 return Err(Error::model("no tokenizer.json or spiece.model").into());
             }
         };
-        let mut literal = tok.clone();
-        literal.set_encode_special_tokens(true);
+        let literal = literal(&tok);
         let unk = tok.token_to_id("<unk>");
         Ok(T5Vocab {
             tok,
@@ -197,24 +195,22 @@ impl T5Vocab {
                 Error::model(format!("the model has no target-language token `{p}`"))
             })?);
         }
-        let enc = self
-            .literal
-            .encode(text, false)
-            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
         // An article that says `</s>` must not end its sentence there.
-        out.extend(enc.get_ids().iter().map(|&id| match self.unk {
-            Some(unk) if self.control.contains(&id) => unk,
-            _ => id,
-        }));
+        out.extend(
+            literal_ids(&self.literal, text)?
+                .iter()
+                .map(|&id| match self.unk {
+                    Some(unk) if self.control.contains(&id) => unk,
+                    _ => id,
+                }),
+        );
         out.push(self.eos);
         Ok(out)
     }
 
     /// Text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tok
-            .decode(ids, true)
-            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+        decode(&self.tok, ids)
     }
 
     /// Whether the vocabulary has `token` (a `<2xx>` tag).
@@ -236,17 +232,10 @@ pub struct BartVocab {
 
 impl BartVocab {
     pub fn load(tokenizer_json: &Path, bos: u32, eos: u32) -> Result<Self> {
-        let tok = tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| {
-            Error::model(format!(
-                "cannot load tokenizer {}: {e}",
-                tokenizer_json.display()
-            ))
-        })?;
-        let mut literal = tok.clone();
-        literal.set_encode_special_tokens(true);
+        let tok = load_tokenizer(tokenizer_json)?;
         Ok(BartVocab {
+            literal: literal(&tok),
             tok,
-            literal,
             bos,
             eos,
         })
@@ -254,22 +243,17 @@ impl BartVocab {
 
     /// `<s>`, the ids of `text`, `</s>`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .literal
-            .encode(text, false)
-            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
-        let mut out = Vec::with_capacity(enc.len() + 2);
+        let ids = literal_ids(&self.literal, text)?;
+        let mut out = Vec::with_capacity(ids.len() + 2);
         out.push(self.bos);
-        out.extend_from_slice(enc.get_ids());
+        out.extend(ids);
         out.push(self.eos);
         Ok(out)
     }
 
     /// Text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tok
-            .decode(ids, true)
-            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+        decode(&self.tok, ids)
     }
 }
 
@@ -312,14 +296,7 @@ const NLLB_SCRIPTS: &[(&str, &str)] = &[("zho", "Hans"), ("arb", "Arab"), ("kas"
 
 impl NllbVocab {
     pub fn load(tokenizer_json: &Path, eos: u32) -> Result<Self> {
-        let tok = tokenizers::Tokenizer::from_file(tokenizer_json).map_err(|e| {
-            Error::model(format!(
-                "cannot load tokenizer {}: {e}",
-                tokenizer_json.display()
-            ))
-        })?;
-        let mut literal = tok.clone();
-        literal.set_encode_special_tokens(true);
+        let tok = load_tokenizer(tokenizer_json)?;
         let mut languages: Vec<String> = tok
             .get_added_tokens_decoder()
             .values()
@@ -335,8 +312,8 @@ impl NllbVocab {
             .into());
         }
         Ok(NllbVocab {
+            literal: literal(&tok),
             tok,
-            literal,
             eos,
             languages,
         })
@@ -349,20 +326,14 @@ impl NllbVocab {
         if let Some(l) = lead {
             out.push(self.id(l)?);
         }
-        let enc = self
-            .literal
-            .encode(text, false)
-            .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
-        out.extend_from_slice(enc.get_ids());
+        out.extend(literal_ids(&self.literal, text)?);
         out.push(self.eos);
         Ok(out)
     }
 
     /// Text of `ids`, special tokens (the language's among them) left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tok
-            .decode(ids, true)
-            .map_err(|e| anyhow!("cannot decode tokens: {e}"))
+        decode(&self.tok, ids)
     }
 
     /// The id of a language token.
@@ -419,4 +390,32 @@ fn is_language_token(t: &str) -> bool {
         && b[3] == b'_'
         && b[4].is_ascii_uppercase()
         && b[5..].iter().all(u8::is_ascii_lowercase)
+}
+
+/// A repository's `tokenizer.json`.
+fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
+    tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| Error::model(format!("cannot load tokenizer {}: {e}", path.display())).into())
+}
+
+/// The same tokenizer reading special tokens typed in text as text: an
+/// article that says `</s>` must not end its sentence there.
+fn literal(tok: &tokenizers::Tokenizer) -> tokenizers::Tokenizer {
+    let mut literal = tok.clone();
+    literal.set_encode_special_tokens(true);
+    literal
+}
+
+/// Ids of `text` alone, no special tokens added.
+fn literal_ids(literal: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let enc = literal
+        .encode(text, false)
+        .map_err(|e| anyhow!("cannot tokenize text: {e}"))?;
+    Ok(enc.get_ids().to_vec())
+}
+
+/// Text of `ids`, special tokens left out.
+fn decode(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
+    tok.decode(ids, true)
+        .map_err(|e| anyhow!("cannot decode tokens: {e}"))
 }
