@@ -34,19 +34,7 @@ const NO_CAP: usize = 1000;
 
 #[test]
 fn bart_tokenizer_encodes_and_decodes_as_transformers() {
-    let m = load();
-    let r = reference();
-    let cases = r["tokenizer"]["encode"].as_array().unwrap();
-    assert!(cases.len() >= 12);
-    for case in cases {
-        let text = case["text"].as_str().unwrap();
-        let got = m.vocab().encode(text, None).unwrap();
-        assert_eq!(got, ids(&case["ids"]), "encoding {text:?}");
-    }
-    for case in r["tokenizer"]["decode"].as_array().unwrap() {
-        let got = m.vocab().decode(&ids(&case["ids"])).unwrap();
-        assert_eq!(got, case["text"].as_str().unwrap(), "{:?}", case["ids"]);
-    }
+    crate::util::check_seq2seq_tokenizer(&load(), &reference(), 12);
 }
 
 /// Greedy ids equal `generate(num_beams=1)` with the rest of the

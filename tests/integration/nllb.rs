@@ -34,21 +34,7 @@ fn batch_inputs(m: &Seq2Seq, b: &Value) -> Vec<Vec<u32>> {
 
 #[test]
 fn nllb_tokenizer_encodes_and_decodes_as_transformers() {
-    let m = load();
-    let r = reference();
-    let cases = r["tokenizer"]["encode"].as_array().unwrap();
-    assert!(cases.len() >= 30);
-    for case in cases {
-        let got = m
-            .vocab()
-            .encode(s(&case["text"]), Some(s(&case["source"])))
-            .unwrap();
-        assert_eq!(got, ids(&case["ids"]), "{case}");
-    }
-    for case in r["tokenizer"]["decode"].as_array().unwrap() {
-        let got = m.vocab().decode(&ids(&case["ids"])).unwrap();
-        assert_eq!(got, s(&case["text"]), "{:?}", case["ids"]);
-    }
+    crate::util::check_seq2seq_tokenizer(&load(), &reference(), 30);
 }
 
 /// glot's language codes name NLLB's tokens: scripts from the code or the

@@ -7,7 +7,7 @@ use glot::engine::beam::{Beam, EarlyStopping};
 use glot::engine::choice::StopReason;
 use glot::engine::sentencepiece::SpModel;
 use glot::engine::seq2seq::t5::relative_bucket;
-use glot::engine::seq2seq::{Output, Seq2Seq, Vocab};
+use glot::engine::seq2seq::{Output, Seq2Seq};
 use glot::hub::seq2seq_files::Seq2SeqFiles;
 use serde_json::Value;
 
@@ -51,13 +51,6 @@ fn load_family(family: &str) -> Seq2Seq {
     crate::util::load_seq2seq(family)
 }
 
-fn marian(m: &Seq2Seq) -> &glot::engine::seq2seq::vocab::MarianVocab {
-    match m.vocab() {
-        Vocab::Marian(v) => v,
-        _ => panic!("not marian"),
-    }
-}
-
 use crate::util::json_ids as ids;
 
 /// The ids as `transformers` reports them: EOS included, natural or forced.
@@ -67,24 +60,7 @@ fn reported(o: &Output) -> Vec<u32> {
 
 #[test]
 fn converted_tokenizer_encodes_and_decodes_as_marian_tokenizer() {
-    let m = load();
-    let r = reference();
-    let cases = r["tokenizer"]["encode"].as_array().unwrap();
-    assert!(cases.len() >= 12);
-    for case in cases {
-        let text = case["text"].as_str().unwrap();
-        let got = m.vocab().encode(text, None).unwrap();
-        assert_eq!(got, ids(&case["ids"]), "encoding {text:?}");
-    }
-    for case in r["tokenizer"]["decode"].as_array().unwrap() {
-        let got = marian(&m).decode(&ids(&case["ids"]));
-        assert_eq!(
-            got,
-            case["text"].as_str().unwrap(),
-            "decoding {:?}",
-            case["ids"]
-        );
-    }
+    crate::util::check_seq2seq_tokenizer(&load(), &reference(), 12);
 }
 
 /// Source ids as glot builds them: a leading `<2xx>` tag is the target

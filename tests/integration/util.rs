@@ -363,3 +363,30 @@ pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// An encoder-decoder's vocabulary encodes each text of the reference's
+/// `tokenizer.encode` cases (at least `at_least` of them) to its ids, led
+/// by the case's `source` token where it has one, and decodes each
+/// `tokenizer.decode` case's ids to its text.
+pub fn check_seq2seq_tokenizer(
+    m: &glot::engine::seq2seq::Seq2Seq,
+    r: &serde_json::Value,
+    at_least: usize,
+) {
+    let cases = r["tokenizer"]["encode"].as_array().unwrap();
+    assert!(cases.len() >= at_least);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let got = m.vocab().encode(text, case["source"].as_str()).unwrap();
+        assert_eq!(got, json_ids(&case["ids"]), "encoding {case}");
+    }
+    for case in r["tokenizer"]["decode"].as_array().unwrap() {
+        let got = m.vocab().decode(&json_ids(&case["ids"])).unwrap();
+        assert_eq!(
+            got,
+            case["text"].as_str().unwrap(),
+            "decoding {:?}",
+            case["ids"]
+        );
+    }
+}
