@@ -22,6 +22,8 @@ pub enum Family {
     Bart,
     /// M2M100 and NLLB-200: many-to-many translation by language tokens.
     M2m100,
+    /// mBART-50 many-to-many: the same, on BART's network.
+    Mbart,
 }
 
 impl Family {
@@ -32,6 +34,7 @@ impl Family {
             Some("t5") | Some("mt5") => Some(Family::T5),
             Some("bart") => Some(Family::Bart),
             Some("m2m_100") => Some(Family::M2m100),
+            Some("mbart") => Some(Family::Mbart),
             _ => None,
         }
     }
@@ -68,6 +71,7 @@ impl Family {
             "t5" => Some(Family::T5),
             "bart" => Some(Family::Bart),
             "m2m_100" | "nllb" => Some(Family::M2m100),
+            "mbart" => Some(Family::Mbart),
             _ => None,
         }
     }
@@ -173,7 +177,9 @@ impl Seq2SeqFiles {
                     need("tokenizer.json")?;
                 }
             }
-            Family::Bart | Family::M2m100 => files.tokenizer = Some(need("tokenizer.json")?),
+            Family::Bart | Family::M2m100 | Family::Mbart => {
+                files.tokenizer = Some(need("tokenizer.json")?)
+            }
         }
         Ok(files)
     }
@@ -302,7 +308,9 @@ impl Seq2SeqFiles {
                 Some(p) => add("tokenizer.json", Some(p)),
                 None => add("spiece.model", get("spiece.model", true)?),
             },
-            Family::Bart | Family::M2m100 => add("tokenizer.json", get("tokenizer.json", true)?),
+            Family::Bart | Family::M2m100 | Family::Mbart => {
+                add("tokenizer.json", get("tokenizer.json", true)?)
+            }
         }
         let shards = match weights_file {
             Some(f) => vec![f.to_string()],

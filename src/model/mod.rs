@@ -105,7 +105,7 @@ impl Resolved {
                 let spec = spec.unwrap_or_default();
                 let origin = format!("--model {spec}");
                 match Family::of_repo(&h.repo, &h.revision, &fetcher, &origin, spec)? {
-                    Some(family @ (Family::Marian | Family::M2m100)) if answers => {
+                    Some(family @ (Family::Marian | Family::M2m100 | Family::Mbart)) if answers => {
                         return Err(only_translates(spec, family))
                     }
                     Some(Family::Bart) if need == Need::Translations => {
@@ -123,7 +123,11 @@ impl Resolved {
         Ok(match seq2seq {
             // Marian and NLLB models only ever translate.
             Some((files, answers)) => Resolved::Seq2Seq {
-                answers: answers && !matches!(files.family, Family::Marian | Family::M2m100),
+                answers: answers
+                    && !matches!(
+                        files.family,
+                        Family::Marian | Family::M2m100 | Family::Mbart
+                    ),
                 files: Box::new(files),
             },
             None => Resolved::Chat(Box::new(glot::hub::resolve(
@@ -364,6 +368,7 @@ fn only_translates(name: &str, family: Family) -> anyhow::Error {
             Family::T5 => "T5",
             Family::Bart => "BART",
             Family::M2m100 => "M2M100",
+            Family::Mbart => "mBART",
         }
     ))
     .into()

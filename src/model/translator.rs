@@ -79,7 +79,7 @@ impl Translator {
             // Only the last leg writes the target language.
             let token = match leg.target_token {
                 Some(t) => Some(t),
-                None if matches!(model.vocab(), Vocab::Nllb(_)) => {
+                None if matches!(model.vocab(), Vocab::Multilingual(_)) => {
                     language_tokens(&mut model, leg.source.as_ref(), target)?
                 }
                 None if i + 1 == count => target_token(&model, target)?,
@@ -180,7 +180,8 @@ impl Translator {
     }
 }
 
-/// NLLB's language tokens for a translation from `source` into `target`:
+/// The language tokens of a many-to-many model (NLLB-200, mBART-50) for
+/// a translation from `source` into `target`:
 /// the target's is forced first in every output, the source's returned to
 /// lead every input.
 fn language_tokens(
@@ -188,8 +189,8 @@ fn language_tokens(
     source: Option<&Language>,
     target: &Language,
 ) -> Result<Option<String>> {
-    let Vocab::Nllb(v) = model.vocab() else {
-        unreachable!("called for NLLB models")
+    let Vocab::Multilingual(v) = model.vocab() else {
+        unreachable!("called for many-to-many models")
     };
     let token = |l: &Language| -> Result<String> {
         let base = l.code.split('-').next().unwrap_or(&l.code);
@@ -224,7 +225,7 @@ fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
     let base = target.code.split('-').next().unwrap_or(&target.code);
     match model.vocab() {
         Vocab::Bart(_) => Err(summarizes_only(model.info().id.as_str())),
-        Vocab::Nllb(_) => unreachable!("NLLB's tokens are settled by language_tokens"),
+        Vocab::Multilingual(_) => unreachable!("settled by language_tokens"),
         Vocab::T5(_) => {
             let candidates = [format!("<2{}>", target.code), format!("<2{base}>")];
             match candidates.iter().find(|c| model.vocab().has(c)) {

@@ -1,7 +1,8 @@
-//! NLLB-200 (M2M100) against `transformers`: the tokenizer with its
-//! language tokens, greedy decoding with the target language forced first,
-//! alone and in padded batches, beam search with its scores; glot's
-//! language codes mapped to NLLB's; and `glot translate` with such a model.
+//! The many-to-many translation models, NLLB-200 (M2M100) and mBART-50,
+//! against `transformers`: the tokenizer with its language tokens, greedy
+//! decoding with the target language forced first, alone and in padded
+//! batches, beam search with its scores; glot's language codes mapped to
+//! the models' tokens; and `glot translate` with such a model.
 
 use glot::engine::seq2seq::{Seq2Seq, Vocab};
 use serde_json::Value;
@@ -10,12 +11,15 @@ use crate::util::{glot, json_ids as ids, max_abs_diff, model_dir, run};
 
 const F32_LOGIT_TOL: f32 = 1e-3;
 
-fn reference() -> Value {
-    crate::util::reference_json("nllb")
+/// The fixtures: NLLB-200's layout and mBART-50's.
+const FAMILIES: [&str; 2] = ["nllb", "mbart"];
+
+fn reference(family: &str) -> Value {
+    crate::util::reference_json(family)
 }
 
-fn load() -> Seq2Seq {
-    crate::util::load_seq2seq("nllb")
+fn load(family: &str) -> Seq2Seq {
+    crate::util::load_seq2seq(family)
 }
 
 fn s(v: &Value) -> &str {
@@ -33,16 +37,18 @@ fn batch_inputs(m: &Seq2Seq, b: &Value) -> Vec<Vec<u32>> {
 }
 
 #[test]
-fn nllb_tokenizer_encodes_and_decodes_as_transformers() {
-    crate::util::check_seq2seq_tokenizer(&load(), &reference(), 30);
+fn nllb_and_mbart_tokenizers_encode_and_decode_as_transformers() {
+    for family in FAMILIES {
+        crate::util::check_seq2seq_tokenizer(&load(family), &reference(family), 30);
+    }
 }
 
 /// glot's language codes name NLLB's tokens: scripts from the code or the
 /// language's usual one, and macrolanguages by the variety NLLB has.
 #[test]
-fn language_codes_map_to_nllb_tokens() {
-    let m = load();
-    let Vocab::Nllb(v) = m.vocab() else {
+fn language_codes_map_to_nllb_and_mbart_tokens() {
+    let m = load("nllb");
+    let Vocab::Multilingual(v) = m.vocab() else {
         panic!("not NLLB")
     };
     for (code, code3, want) in [
@@ -60,17 +66,36 @@ fn language_codes_map_to_nllb_tokens() {
     ] {
         assert_eq!(v.language_token(code, code3).as_deref(), want, "{code}");
     }
+    let m = load("mbart");
+    let Vocab::Multilingual(v) = m.vocab() else {
+        panic!("not mBART")
+    };
+    for (code, code3, want) in [
+        ("de", "deu", Some("de_DE")),
+        ("en", "eng", Some("en_XX")),
+        ("zh", "zho", Some("zh_CN")),
+        ("pt-BR", "por", Some("pt_XX")),
+        ("yo", "yor", None),
+    ] {
+        assert_eq!(v.language_token(code, code3).as_deref(), want, "{code}");
+    }
 }
 
 /// Greedy ids equal `generate(forced_bos_token_id=<target>)`'s for every
 /// language pair of the fixture, alone and as one padded batch.
 #[test]
-fn nllb_greedy_ids_equal_transformers_with_the_target_forced_first() {
-    let r = reference();
+fn nllb_and_mbart_greedy_ids_equal_transformers_with_the_target_forced_first() {
+    for family in FAMILIES {
+        check_greedy(family);
+    }
+}
+
+fn check_greedy(family: &str) {
+    let r = reference(family);
     let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
     let mut ended = 0;
     for case in r["greedy"].as_array().unwrap() {
-        let mut m = load();
+        let mut m = load(family);
         let input = m
             .vocab()
             .encode(s(&case["text"]), Some(s(&case["source"])))
@@ -99,7 +124,7 @@ fn nllb_greedy_ids_equal_transformers_with_the_target_forced_first() {
     }
     assert!(ended >= 2);
     let b = &r["batched"];
-    let mut m = load();
+    let mut m = load(family);
     m.force_first(s(&b["target"])).unwrap();
     let inputs = batch_inputs(&m, b);
     let got = m
@@ -117,8 +142,14 @@ fn nllb_greedy_ids_equal_transformers_with_the_target_forced_first() {
 /// Beam search (4 beams) finds `generate(num_beams=4)`'s hypotheses with
 /// its scores, alone and batched.
 #[test]
-fn nllb_beam_search_equals_generate() {
-    let r = reference();
+fn nllb_and_mbart_beam_search_equals_generate() {
+    for family in FAMILIES {
+        check_beams(family);
+    }
+}
+
+fn check_beams(family: &str) {
+    let r = reference(family);
     let max_new = r["max_new_tokens"].as_u64().unwrap() as usize;
     let check = |m: &Seq2Seq, inputs: &[Vec<u32>], want: &[Value]| {
         let got = m
@@ -135,7 +166,7 @@ fn nllb_beam_search_equals_generate() {
         }
     };
     for case in r["beams"].as_array().unwrap() {
-        let mut m = load();
+        let mut m = load(family);
         m.use_beams(4, None);
         m.force_first(s(&case["target"])).unwrap();
         let input = m
@@ -145,17 +176,18 @@ fn nllb_beam_search_equals_generate() {
         check(&m, &[input], std::slice::from_ref(case));
     }
     let b = &r["beams_batched"];
-    let mut m = load();
+    let mut m = load(family);
     m.use_beams(4, None);
     m.force_first(s(&b["target"])).unwrap();
     let inputs = batch_inputs(&m, b);
     check(&m, &inputs, b["outputs"].as_array().unwrap());
 }
 
-/// `glot translate` with an NLLB model: the source language given or
-/// detected picks the input's token, the target's leads the output.
+/// `glot translate` with an NLLB or mBART-50 model: the source language
+/// given or detected picks the input's token, the target's leads the
+/// output.
 #[test]
-fn glot_translates_with_an_nllb_model() {
+fn glot_translates_with_nllb_and_mbart_models() {
     let home = tempfile::tempdir().unwrap();
     let doc = home.path().join("a.txt");
     std::fs::write(
@@ -163,9 +195,14 @@ fn glot_translates_with_an_nllb_model() {
         "The new tram line opened on Monday.\n\nThe library opens at nine in the morning and closes late in the evening.",
     )
     .unwrap();
-    let (doc, model) = (doc.to_str().unwrap(), model_dir("nllb"));
-    let model = model.to_str().unwrap();
-    for from in [&["--from", "en"][..], &[]] {
+    let doc = doc.to_str().unwrap();
+    for (family, from) in [
+        ("nllb", &["--from", "en"][..]),
+        ("nllb", &[]),
+        ("mbart", &[]),
+    ] {
+        let model = model_dir(family);
+        let model = model.to_str().unwrap();
         let mut c = glot(home.path());
         c.args([
             "translate",
@@ -185,11 +222,13 @@ fn glot_translates_with_an_nllb_model() {
             String::from_utf8_lossy(&out.stderr)
         );
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(r["model"]["architecture"], "m2m_100");
+        let arch = if family == "nllb" { "m2m_100" } else { "mbart" };
+        assert_eq!(r["model"]["architecture"], arch);
         assert_eq!(r["paragraphs"], 2);
     }
+    let model = model_dir("nllb");
     let mut c = glot(home.path());
-    c.args(["summarize", doc, "--model", model]);
+    c.args(["summarize", doc, "--model", model.to_str().unwrap()]);
     let out = run(c, None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

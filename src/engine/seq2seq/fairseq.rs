@@ -6,7 +6,9 @@
 //!   layer norm over embeddings and positions, GELU;
 //! - M2M100 (NLLB-200): pre-norm layers with a layer norm after each stack,
 //!   sinusoidal positions laid out as fairseq's, two rows in, embeddings
-//!   scaled by √d, ReLU.
+//!   scaled by √d, ReLU;
+//! - mBART (mBART-50): BART's embedding norm and learned positions with
+//!   M2M100's pre-norm layers and norms after each stack.
 //!
 //! Every attention takes a padding mask, so sentences of different lengths
 //! share one batch and get the same result they get alone.
@@ -26,6 +28,7 @@ pub enum Layout {
     Marian,
     Bart,
     M2m100,
+    Mbart,
 }
 
 /// The shape and special ids of a model (`config.json`).
@@ -81,7 +84,7 @@ impl FairseqConfig {
                     .into());
                 }
             }
-            Layout::M2m100 => {}
+            Layout::M2m100 | Layout::Mbart => {}
         }
         let d_model = size("d_model")?;
         let encoder_heads = size("encoder_attention_heads")?;
@@ -102,7 +105,7 @@ impl FairseqConfig {
             .and_then(Value::as_str)
             .unwrap_or(match layout {
                 Layout::Marian => "swish",
-                Layout::Bart => "gelu",
+                Layout::Bart | Layout::Mbart => "gelu",
                 Layout::M2m100 => "relu",
             });
         let vocab_size = size("vocab_size")?;
@@ -120,7 +123,10 @@ impl FairseqConfig {
             decoder_ffn: size("decoder_ffn_dim")?,
             activation: Activation::from_name(act)?,
             max_positions: size("max_position_embeddings")?,
-            scale_embedding: flag("scale_embedding", layout != Layout::Bart),
+            scale_embedding: flag(
+                "scale_embedding",
+                matches!(layout, Layout::Marian | Layout::M2m100),
+            ),
             share_embeddings: flag("share_encoder_decoder_embeddings", true),
             pad,
             eos: int("eos_token_id")? as u32,
@@ -135,7 +141,7 @@ impl FairseqConfig {
 fn position_offset(layout: Layout) -> usize {
     match layout {
         Layout::Marian => 0,
-        Layout::Bart | Layout::M2m100 => 2,
+        Layout::Bart | Layout::M2m100 | Layout::Mbart => 2,
     }
 }
 
@@ -344,7 +350,7 @@ impl Fairseq {
         let embed_norm = |side: &str| -> Result<Option<LayerNorm>> {
             match config.layout {
                 Layout::Marian | Layout::M2m100 => Ok(None),
-                Layout::Bart => Ok(Some(layer_norm(
+                Layout::Bart | Layout::Mbart => Ok(Some(layer_norm(
                     &vb.pp(format!("model.{side}.layernorm_embedding")),
                     d,
                 )?)),
@@ -353,7 +359,7 @@ impl Fairseq {
         let final_norm = |side: &str| -> Result<Option<LayerNorm>> {
             match config.layout {
                 Layout::Marian | Layout::Bart => Ok(None),
-                Layout::M2m100 => Ok(Some(layer_norm(
+                Layout::M2m100 | Layout::Mbart => Ok(Some(layer_norm(
                     &vb.pp(format!("model.{side}.layer_norm")),
                     d,
                 )?)),
@@ -390,7 +396,7 @@ impl Fairseq {
             dec_pos: positions("decoder")?,
             enc_embed_norm: embed_norm("encoder")?,
             dec_embed_norm: embed_norm("decoder")?,
-            pre_norm: config.layout == Layout::M2m100,
+            pre_norm: matches!(config.layout, Layout::M2m100 | Layout::Mbart),
             enc_final_norm: final_norm("encoder")?,
             dec_final_norm: final_norm("decoder")?,
             encoder,

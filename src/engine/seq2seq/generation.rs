@@ -57,7 +57,10 @@ impl Special {
             pad: ids.pad,
             eos: ids.eos,
             start: generation_id(gen, "decoder_start_token_id").unwrap_or(ids.decoder_start),
-            forced_eos: generation_id(gen, "forced_eos_token_id").or(ids.forced_eos),
+            forced_eos: match gen {
+                Some(_) => generation_id(gen, "forced_eos_token_id"),
+                None => ids.forced_eos,
+            },
             banned: banned_ids(config, gen, ids.ban_pad.then_some(ids.pad)),
             length_penalty: length_penalty(config, gen),
             early_stopping: early_stopping(config, gen),
@@ -90,16 +93,16 @@ fn generation_id(gen: Option<&serde_json::Value>, key: &str) -> Option<u32> {
     gen?.get(key)?.as_u64().map(|x| x as u32)
 }
 
-/// A generation setting from generation_config.json, else config.json
-/// (where older repositories keep them).
+/// A generation setting from generation_config.json, or from config.json
+/// where there is no generation_config.json (older repositories keep them
+/// there). As in transformers, a generation_config.json is the whole of
+/// the settings: config.json's are not read beside it.
 fn generation_setting<'a>(
     config: &'a serde_json::Value,
     gen: Option<&'a serde_json::Value>,
     key: &str,
 ) -> Option<&'a serde_json::Value> {
-    gen.and_then(|g| g.get(key))
-        .or_else(|| config.get(key))
-        .filter(|v| !v.is_null())
+    gen.unwrap_or(config).get(key).filter(|v| !v.is_null())
 }
 
 /// A count (`num_beams`, `min_length`, …) from the config files.
@@ -122,7 +125,7 @@ fn early_stopping(config: &serde_json::Value, gen: Option<&serde_json::Value>) -
 }
 
 /// Ids the model must never produce: `bad_words_ids` entries of one token
-/// (from generation_config.json when it has them, else config.json), and
+/// (from generation_config.json, or config.json without one), and
 /// for Marian the pad id, which its decoder starts from but never emits.
 fn banned_ids(
     config: &serde_json::Value,
@@ -130,9 +133,7 @@ fn banned_ids(
     pad: Option<u32>,
 ) -> Vec<u32> {
     let mut out: Vec<u32> = pad.into_iter().collect();
-    let source = gen
-        .filter(|g| g.get("bad_words_ids").is_some())
-        .unwrap_or(config);
+    let source = gen.unwrap_or(config);
     if let Some(list) = source.get("bad_words_ids").and_then(|v| v.as_array()) {
         for seq in list {
             if let Some([single]) = seq.as_array().map(Vec::as_slice) {
@@ -145,4 +146,54 @@ fn banned_ids(
     out.sort_unstable();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ids() -> Ids {
+        Ids {
+            pad: 1,
+            eos: 2,
+            decoder_start: 2,
+            forced_eos: Some(2),
+            ban_pad: false,
+        }
+    }
+
+    /// bart-large-cnn's settings, read as transformers reads them; with a
+    /// generation_config.json, config.json's settings are not read at all.
+    #[test]
+    fn settings_come_from_generation_config_json_alone_when_there_is_one() {
+        let config = json!({
+            "num_beams": 6, "min_length": 30, "no_repeat_ngram_size": 4,
+            "forced_bos_token_id": 0, "length_penalty": 3.0, "bad_words_ids": [[7]],
+        });
+        let gen = json!({
+            "num_beams": 4, "length_penalty": 2.0, "min_length": 56, "max_length": 142,
+            "no_repeat_ngram_size": 3, "early_stopping": true, "forced_bos_token_id": 0,
+        });
+        let s = Special::read(&config, Some(&gen), ids());
+        assert_eq!((s.beams, s.min_new, s.no_repeat_ngram), (4, 55, 3));
+        assert_eq!(
+            (s.max_new, s.forced_bos, s.length_penalty),
+            (Some(141), Some(0), 2.0)
+        );
+        assert_eq!(s.early_stopping, EarlyStopping::Done);
+        // Not in generation_config.json: neither config.json's value nor
+        // the family's.
+        assert_eq!((s.forced_eos, s.banned.as_slice()), (None, &[][..]));
+
+        let s = Special::read(&config, None, ids());
+        assert_eq!(
+            (s.beams, s.min_new, s.no_repeat_ngram, s.max_new),
+            (6, 29, 4, None)
+        );
+        assert_eq!(
+            (s.forced_eos, s.banned.as_slice(), s.length_penalty),
+            (Some(2), &[7][..], 3.0)
+        );
+    }
 }

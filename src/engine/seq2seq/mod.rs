@@ -39,14 +39,14 @@ use generation::Ids;
 pub use generation::Special;
 pub(crate) use network::{additive_mask, config_int, config_size, split_heads};
 pub use network::{Activation, DecoderState, EncoderDecoder};
-use vocab::{BartVocab, MarianVocab, NllbVocab, T5Vocab};
+use vocab::{BartVocab, MarianVocab, MultilingualVocab, T5Vocab};
 
 /// A model's vocabulary: text to ids and back.
 pub enum Vocab {
     Marian(Box<MarianVocab>),
     T5(Box<T5Vocab>),
     Bart(Box<BartVocab>),
-    Nllb(Box<NllbVocab>),
+    Multilingual(Box<MultilingualVocab>),
 }
 
 impl Vocab {
@@ -64,7 +64,7 @@ impl Vocab {
                 ))
                 .into()),
             },
-            Vocab::Nllb(v) => v.encode(text, target),
+            Vocab::Multilingual(v) => v.encode(text, target),
         }
     }
 
@@ -73,7 +73,7 @@ impl Vocab {
             Vocab::Marian(v) => Ok(v.decode(ids)),
             Vocab::T5(v) => v.decode(ids),
             Vocab::Bart(v) => v.decode(ids),
-            Vocab::Nllb(v) => v.decode(ids),
+            Vocab::Multilingual(v) => v.decode(ids),
         }
     }
 
@@ -83,7 +83,7 @@ impl Vocab {
             Vocab::Marian(v) => v.target_tokens().contains(&token),
             Vocab::T5(v) => v.has(token),
             Vocab::Bart(_) => false,
-            Vocab::Nllb(v) => v.id(token).is_ok(),
+            Vocab::Multilingual(v) => v.id(token).is_ok(),
         }
     }
 }
@@ -152,11 +152,12 @@ impl Seq2Seq {
         let cannot = || format!("cannot load model {id}");
         let in_config = |e: anyhow::Error| e.context(format!("in {}", files.config.display()));
         let (net, vocab, special, positions) = match files.family {
-            Family::Marian | Family::Bart | Family::M2m100 => {
+            Family::Marian | Family::Bart | Family::M2m100 | Family::Mbart => {
                 let layout = match files.family {
                     Family::Marian => Layout::Marian,
                     Family::Bart => Layout::Bart,
-                    _ => Layout::M2m100,
+                    Family::M2m100 => Layout::M2m100,
+                    _ => Layout::Mbart,
                 };
                 let config = FairseqConfig::from_json(&json, layout).map_err(in_config)?;
                 let tokenizer = || files.tokenizer.as_deref().expect("from_named checks");
@@ -166,9 +167,9 @@ impl Seq2Seq {
                         let bos = config_int(&json, "bos_token_id").map_or(0, |x| x as u32);
                         Vocab::Bart(Box::new(BartVocab::load(tokenizer(), bos, config.eos)?))
                     }
-                    Layout::M2m100 => {
-                        Vocab::Nllb(Box::new(NllbVocab::load(tokenizer(), config.eos)?))
-                    }
+                    Layout::M2m100 | Layout::Mbart => Vocab::Multilingual(Box::new(
+                        MultilingualVocab::load(tokenizer(), config.eos)?,
+                    )),
                 };
                 let ids = Ids {
                     pad: config.pad,
@@ -242,6 +243,7 @@ impl Seq2Seq {
                     Family::T5 => "t5",
                     Family::Bart => "bart",
                     Family::M2m100 => "m2m_100",
+                    Family::Mbart => "mbart",
                 },
                 format,
                 context_length: positions,
@@ -264,10 +266,11 @@ impl Seq2Seq {
         &self.special
     }
 
-    /// Makes `token` (NLLB's target language, `deu_Latn`) the first token
+    /// Makes `token` (the target language's, NLLB's `deu_Latn` or
+    /// mBART-50's `de_DE`) the first token
     /// of every output, as transformers' `forced_bos_token_id` does.
     pub fn force_first(&mut self, token: &str) -> Result<()> {
-        let Vocab::Nllb(v) = &self.vocab else {
+        let Vocab::Multilingual(v) = &self.vocab else {
             return Err(
                 Error::model(format!("{} takes no first token to write", self.info.id)).into(),
             );
@@ -331,7 +334,7 @@ impl Seq2Seq {
     /// included.
     pub fn max_source_tokens(&self) -> usize {
         match &self.vocab {
-            Vocab::Marian(_) | Vocab::Bart(_) | Vocab::Nllb(_) => self.info.context_length,
+            Vocab::Marian(_) | Vocab::Bart(_) | Vocab::Multilingual(_) => self.info.context_length,
             // T5 has no position table; MADLAD was trained on 256-token
             // inputs, so longer ones are split rather than risked.
             Vocab::T5(_) => 256,

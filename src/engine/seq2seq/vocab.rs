@@ -257,11 +257,13 @@ impl BartVocab {
     }
 }
 
-/// NLLB-200's vocabulary: SentencePiece BPE in fairseq's id layout from the
-/// repository's `tokenizer.json`, with a token per language and script
-/// (`eng_Latn`, `zho_Hant`). The source language's token leads the input,
-/// `</s>` ends it; the target's is forced as the first token written.
-pub struct NllbVocab {
+/// The vocabulary of a many-to-many model, NLLB-200 or mBART-50:
+/// SentencePiece pieces in fairseq's id layout from the repository's
+/// `tokenizer.json`, with a token per language (NLLB: language and script,
+/// `eng_Latn`, `zho_Hant`; mBART-50: language and region, `en_XX`,
+/// `zh_CN`). The source language's token leads the input, `</s>` ends it;
+/// the target's is forced as the first token written.
+pub struct MultilingualVocab {
     tok: tokenizers::Tokenizer,
     /// The same tokenizer reading special tokens typed in text as text.
     literal: tokenizers::Tokenizer,
@@ -294,7 +296,7 @@ const NLLB_MEMBERS: &[(&str, &str)] = &[
 /// code names none.
 const NLLB_SCRIPTS: &[(&str, &str)] = &[("zho", "Hans"), ("arb", "Arab"), ("kas", "Arab")];
 
-impl NllbVocab {
+impl MultilingualVocab {
     pub fn load(tokenizer_json: &Path, eos: u32) -> Result<Self> {
         let tok = load_tokenizer(tokenizer_json)?;
         let mut languages: Vec<String> = tok
@@ -306,12 +308,12 @@ impl NllbVocab {
         languages.sort_unstable();
         if languages.is_empty() {
             return Err(Error::model(format!(
-                "{} has no language tokens (eng_Latn, …)",
+                "{} has no language tokens (eng_Latn, en_XX, …)",
                 tokenizer_json.display()
             ))
             .into());
         }
-        Ok(NllbVocab {
+        Ok(MultilingualVocab {
             literal: literal(&tok),
             tok,
             eos,
@@ -347,10 +349,29 @@ impl NllbVocab {
     }
 
     /// The token of the language `code` (`de`, `zh-Hant`, `pt-BR`) whose
-    /// ISO 639-3 code is `code3`: `deu_Latn`, `zho_Hant`. A script subtag
-    /// picks among a language's scripts; without one the usual script is
-    /// taken.
+    /// ISO 639-3 code is `code3`: NLLB's `deu_Latn`, `zho_Hant` (a script
+    /// subtag picks among a language's scripts; without one the usual
+    /// script is taken), or mBART-50's `de_DE`.
     pub fn language_token(&self, code: &str, code3: &str) -> Option<String> {
+        self.nllb_token(code, code3)
+            .or_else(|| self.mbart_token(code))
+    }
+
+    /// mBART-50's token: the one language token of the ISO 639-1 code.
+    fn mbart_token(&self, code: &str) -> Option<String> {
+        let base = code.split('-').next()?;
+        let mine: Vec<&String> = self
+            .languages
+            .iter()
+            .filter(|l| l.len() == 5 && l.starts_with(base) && l.as_bytes()[2] == b'_')
+            .collect();
+        match mine.as_slice() {
+            [one] => Some((*one).clone()),
+            _ => None,
+        }
+    }
+
+    fn nllb_token(&self, code: &str, code3: &str) -> Option<String> {
         let base = NLLB_MEMBERS
             .iter()
             .find(|(macro_, _)| *macro_ == code3)
@@ -382,14 +403,20 @@ impl NllbVocab {
     }
 }
 
-/// `eng_Latn`: three lowercase letters, `_`, a script in title case.
+/// NLLB's `eng_Latn` (three lowercase letters, `_`, a script in title
+/// case) or mBART-50's `en_XX` (two lowercase letters, `_`, two capitals).
 fn is_language_token(t: &str) -> bool {
     let b = t.as_bytes();
-    b.len() == 8
+    let nllb = b.len() == 8
         && b[..3].iter().all(u8::is_ascii_lowercase)
         && b[3] == b'_'
         && b[4].is_ascii_uppercase()
-        && b[5..].iter().all(u8::is_ascii_lowercase)
+        && b[5..].iter().all(u8::is_ascii_lowercase);
+    let mbart = b.len() == 5
+        && b[..2].iter().all(u8::is_ascii_lowercase)
+        && b[2] == b'_'
+        && b[3..].iter().all(u8::is_ascii_uppercase);
+    nllb || mbart
 }
 
 /// A repository's `tokenizer.json`.
