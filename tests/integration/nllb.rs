@@ -109,7 +109,7 @@ fn check_greedy(family: &str) {
             .collect();
         let diff = max_abs_diff(&m.first_logits(&input).unwrap(), &want);
         println!(
-            "nllb {}→{}: first-step logits max |diff| {diff:.2e}",
+            "{family} {}→{}: first-step logits max |diff| {diff:.2e}",
             case["source"], case["target"]
         );
         assert!(
