@@ -51,12 +51,7 @@ fn bart_greedy_ids_equal_transformers_with_the_generation_config() {
         let text = case["text"].as_str().unwrap();
         let input = m.vocab().encode(text, None).unwrap();
         assert_eq!(input, ids(&case["input_ids"]), "{text}");
-        let want: Vec<f32> = case["first_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let want = crate::util::json_floats(&case["first_logits"]);
         let diff = max_abs_diff(&m.first_logits(&input).unwrap(), &want);
         println!("bart {i}: first-step logits max |diff| {diff:.2e}");
         assert!(

@@ -101,12 +101,7 @@ fn check_greedy(family: &str) {
             .encode(s(&case["text"]), Some(s(&case["source"])))
             .unwrap();
         assert_eq!(input, ids(&case["input_ids"]), "{case}");
-        let want: Vec<f32> = case["first_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let want = crate::util::json_floats(&case["first_logits"]);
         let diff = max_abs_diff(&m.first_logits(&input).unwrap(), &want);
         println!(
             "{family} {}→{}: first-step logits max |diff| {diff:.2e}",

@@ -83,12 +83,7 @@ fn check_greedy(family: &str) {
         let input = encode(&m, text);
         assert_eq!(input, ids(&case["input_ids"]), "{family}: {text}");
         let logits = m.first_logits(&input).unwrap();
-        let want: Vec<f32> = case["first_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let want = crate::util::json_floats(&case["first_logits"]);
         let diff = max_abs_diff(&logits, &want);
         assert!(
             diff < F32_LOGIT_TOL,
@@ -297,12 +292,7 @@ fn q8_0_stays_within_tolerance() {
         let (mut worst, mut same, mut total) = (0f32, 0, 0);
         for case in r["greedy"].as_array().unwrap() {
             let input = encode(&q, case["text"].as_str().unwrap());
-            let want: Vec<f32> = case["first_logits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
+            let want = crate::util::json_floats(&case["first_logits"]);
             let got = q.first_logits(&input).unwrap();
             worst = worst.max(relative_rms(&got, &want));
             let got = &q.generate_ids(&[input], &[max_new]).unwrap()[0].ids;
@@ -349,12 +339,7 @@ fn t5_gguf_f32_is_exact_and_q8_0_within_tolerance() {
             .generate_ids(std::slice::from_ref(&input), &[max_new])
             .unwrap()[0];
         assert_eq!(out.ids, ids(&case["output_ids"]));
-        let want: Vec<f32> = case["first_logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let want = crate::util::json_floats(&case["first_logits"]);
         worst = worst.max(relative_rms(&q8.first_logits(&input).unwrap(), &want));
     }
     eprintln!(

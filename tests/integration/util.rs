@@ -355,6 +355,15 @@ pub fn load_seq2seq(family: &str) -> glot::engine::seq2seq::Seq2Seq {
     glot::engine::seq2seq::Seq2Seq::load(&files, None, device()).unwrap()
 }
 
+/// A JSON list of numbers (logits).
+pub fn json_floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
 /// A JSON list of token ids.
 pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
