@@ -61,11 +61,8 @@ impl Rules<'_> {
         for &banned in self.banned {
             set(banned, f32::NEG_INFINITY);
         }
-        if self.no_repeat_ngram > 0 {
-            let seq: Vec<u32> = self.start.iter().chain(generated).copied().collect();
-            for token in repeated_ngram_ends(&seq, self.no_repeat_ngram) {
-                set(token, f32::NEG_INFINITY);
-            }
+        for token in repeated_ngram_ends(self.start, generated, self.no_repeat_ngram) {
+            set(token, f32::NEG_INFINITY);
         }
         if generated.len() < self.min_new {
             for &eos in self.eos {
@@ -100,15 +97,43 @@ impl Rules<'_> {
     }
 }
 
-/// Tokens that would complete an `n`-gram `ids` already holds: the tokens
-/// after each earlier occurrence of its last `n - 1` tokens.
-pub(crate) fn repeated_ngram_ends(ids: &[u32], n: usize) -> Vec<u32> {
-    if n == 0 || ids.len() < n {
+/// Tokens that would complete an `n`-gram (0: none) the sequence already
+/// holds: the tokens after each earlier occurrence of its last `n - 1`
+/// tokens. The sequence is `start`, when given, then `ids`.
+fn repeated_ngram_ends(start: Option<u32>, ids: &[u32], n: usize) -> Vec<u32> {
+    let len = ids.len() + usize::from(start.is_some());
+    if n == 0 || len < n {
         return Vec::new();
     }
-    let prefix = &ids[ids.len() + 1 - n..];
-    ids.windows(n)
-        .filter(|w| &w[..n - 1] == prefix)
-        .map(|w| w[n - 1])
+    let at = |i: usize| match start {
+        Some(s) if i == 0 => s,
+        Some(_) => ids[i - 1],
+        None => ids[i],
+    };
+    let tail = len + 1 - n;
+    (0..=len - n)
+        .filter(|&w| (0..n - 1).all(|k| at(w + k) == at(tail + k)))
+        .map(|w| at(w + n - 1))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_repeat_ngram_bans_what_would_complete_a_seen_ngram() {
+        assert_eq!(repeated_ngram_ends(None, &[1, 2, 3, 1, 2], 3), [3]);
+        assert_eq!(
+            repeated_ngram_ends(None, &[1, 2, 3, 1, 2, 4, 1, 2], 3),
+            [3, 4]
+        );
+        assert!(repeated_ngram_ends(None, &[1, 2, 3], 3).is_empty());
+        assert!(repeated_ngram_ends(None, &[1, 2], 3).is_empty());
+        assert!(repeated_ngram_ends(None, &[1, 2, 1], 0).is_empty());
+        // The start token counts, as transformers counts the decoder's.
+        assert_eq!(repeated_ngram_ends(Some(7), &[1, 7], 2), [1]);
+        assert_eq!(repeated_ngram_ends(Some(7), &[1, 2, 7, 1], 3), [2]);
+        assert!(repeated_ngram_ends(Some(7), &[1], 3).is_empty());
+    }
 }

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::beam::{Beam, Found, Search};
-use super::choice::{argmax, repeated_ngram_ends, Rules, StopReason};
+use super::choice::{argmax, Rules, StopReason};
 
 /// Anything that maps token ids at given positions to next-token logits.
 pub trait Forward {
@@ -219,12 +219,12 @@ fn decode(
     let mut rng = params.sampling.map(|s| StdRng::seed_from_u64(s.seed));
     let mut ids = Vec::new();
     let mut stop = StopReason::Length;
+    let rules = Rules {
+        no_repeat_ngram: params.no_repeat_ngram.unwrap_or(0),
+        ..Rules::default()
+    };
     while ids.len() < params.max_new_tokens {
-        if let Some(n) = params.no_repeat_ngram {
-            for banned in repeated_ngram_ends(&ids, n) {
-                logits[banned as usize] = f32::NEG_INFINITY;
-            }
-        }
+        rules.bar(&mut logits, &ids, false);
         let next = match (&params.sampling, rng.as_mut()) {
             (Some(s), Some(rng)) => sample(&logits, s, rng),
             _ => argmax(&logits),
@@ -655,14 +655,6 @@ mod tests {
         // third turn has 16 tokens, and keeps everything before the second.
         let fired = (1..=ids.len()).find_map(|n| loop_start(&ids[..n]).map(|keep| (n, keep)));
         assert_eq!(fired, Some((2 + 2 * 21 + LOOP_NGRAM, 2 + 21)));
-    }
-
-    #[test]
-    fn no_repeat_ngram_bans_what_would_complete_a_seen_ngram() {
-        assert_eq!(repeated_ngram_ends(&[1, 2, 3, 1, 2], 3), [3]);
-        assert_eq!(repeated_ngram_ends(&[1, 2, 3, 1, 2, 4, 1, 2], 3), [3, 4]);
-        assert!(repeated_ngram_ends(&[1, 2, 3], 3).is_empty());
-        assert!(repeated_ngram_ends(&[1, 2], 3).is_empty());
     }
 
     #[test]
