@@ -1,9 +1,10 @@
-//! The post-norm encoder-decoder transformer of fairseq, as `transformers`
-//! computes it for the two families built on it here:
+//! The encoder-decoder transformer of fairseq, as `transformers` computes it
+//! for the four families built on it here:
 //!
-//! - Marian (opus-mt): sinusoidal positions, embeddings scaled by √d;
-//! - BART (bart-large-cnn): learned positions two rows into their table, a
-//!   layer norm over embeddings and positions, GELU;
+//! - Marian (opus-mt): post-norm layers, sinusoidal positions, embeddings
+//!   scaled by √d;
+//! - BART (bart-large-cnn): post-norm layers, learned positions two rows
+//!   into their table, a layer norm over embeddings and positions, GELU;
 //! - M2M100 (NLLB-200): pre-norm layers with a layer norm after each stack,
 //!   sinusoidal positions laid out as fairseq's, two rows in, embeddings
 //!   scaled by √d, ReLU;
@@ -29,6 +30,27 @@ pub enum Layout {
     Bart,
     M2m100,
     Mbart,
+}
+
+impl Layout {
+    /// Norms before each block instead of after, and one after each stack.
+    fn pre_norm(self) -> bool {
+        matches!(self, Layout::M2m100 | Layout::Mbart)
+    }
+
+    /// A norm over embeddings plus positions.
+    fn embedding_norm(self) -> bool {
+        matches!(self, Layout::Bart | Layout::Mbart)
+    }
+
+    /// Rows of the position table before the first position's (fairseq's
+    /// tables start two rows in; Marian's does not).
+    fn position_offset(self) -> usize {
+        match self {
+            Layout::Marian => 0,
+            Layout::Bart | Layout::M2m100 | Layout::Mbart => 2,
+        }
+    }
 }
 
 /// The shape and special ids of a model (`config.json`).
@@ -136,15 +158,6 @@ impl FairseqConfig {
     }
 }
 
-/// Rows of the position table before the first position's (BART's learned
-/// table starts two rows in, as fairseq's did).
-fn position_offset(layout: Layout) -> usize {
-    match layout {
-        Layout::Marian => 0,
-        Layout::Bart | Layout::M2m100 | Layout::Mbart => 2,
-    }
-}
-
 /// Sinusoids as fairseq lays them out for M2M100, from the first position
 /// on (row `2 + t` of its table): frequencies `exp(-i ln(10000) / (half -
 /// 1))`, all sines then all cosines, computed in f32 as transformers does.
@@ -154,7 +167,7 @@ fn fairseq_sinusoids(n: usize, dim: usize, device: &Device) -> Result<Tensor> {
     let freqs: Vec<f32> = (0..half).map(|i| (i as f32 * -step).exp()).collect();
     let mut data = vec![0f32; n * dim];
     for t in 0..n {
-        let pos = (t + position_offset(Layout::M2m100)) as f32;
+        let pos = (t + Layout::M2m100.position_offset()) as f32;
         for (i, f) in freqs.iter().enumerate() {
             let angle = pos * f;
             data[t * dim + i] = angle.sin();
@@ -284,11 +297,10 @@ pub struct Fairseq {
     /// Position tables, from the first position on.
     enc_pos: Tensor,
     dec_pos: Tensor,
-    /// BART's layer norms over embeddings plus positions.
+    /// The norms over embeddings plus positions (BART, mBART).
     enc_embed_norm: Option<LayerNorm>,
     dec_embed_norm: Option<LayerNorm>,
-    /// M2M100's norms before each block, and after each stack.
-    pre_norm: bool,
+    /// The norms after each stack of pre-norm layers (M2M100, mBART).
     enc_final_norm: Option<LayerNorm>,
     dec_final_norm: Option<LayerNorm>,
     encoder: Vec<EncoderLayer>,
@@ -331,7 +343,7 @@ impl Fairseq {
         } else {
             None
         };
-        let offset = position_offset(config.layout);
+        let offset = config.layout.position_offset();
         let positions = |side: &str| -> Result<Tensor> {
             let name = format!("model.{side}.embed_positions.weight");
             if vb.contains(&name) {
@@ -347,24 +359,17 @@ impl Fairseq {
                 Err(Error::model(format!("the weights have no {name}")).into())
             }
         };
-        let embed_norm = |side: &str| -> Result<Option<LayerNorm>> {
-            match config.layout {
-                Layout::Marian | Layout::M2m100 => Ok(None),
-                Layout::Bart | Layout::Mbart => Ok(Some(layer_norm(
-                    &vb.pp(format!("model.{side}.layernorm_embedding")),
-                    d,
-                )?)),
-            }
+        let norm = |has: bool, name: String| -> Result<Option<LayerNorm>> {
+            has.then(|| layer_norm(&vb.pp(name), d)).transpose()
         };
-        let final_norm = |side: &str| -> Result<Option<LayerNorm>> {
-            match config.layout {
-                Layout::Marian | Layout::Bart => Ok(None),
-                Layout::M2m100 | Layout::Mbart => Ok(Some(layer_norm(
-                    &vb.pp(format!("model.{side}.layer_norm")),
-                    d,
-                )?)),
-            }
+        let embed_norm = |side: &str| {
+            norm(
+                config.layout.embedding_norm(),
+                format!("model.{side}.layernorm_embedding"),
+            )
         };
+        let final_norm =
+            |side: &str| norm(config.layout.pre_norm(), format!("model.{side}.layer_norm"));
         let mut encoder = Vec::new();
         for i in 0..config.encoder_layers {
             let l = vb.pp(format!("model.encoder.layers.{i}"));
@@ -396,7 +401,6 @@ impl Fairseq {
             dec_pos: positions("decoder")?,
             enc_embed_norm: embed_norm("encoder")?,
             dec_embed_norm: embed_norm("decoder")?,
-            pre_norm: matches!(config.layout, Layout::M2m100 | Layout::Mbart),
             enc_final_norm: final_norm("encoder")?,
             dec_final_norm: final_norm("decoder")?,
             encoder,
@@ -429,7 +433,7 @@ impl EncoderDecoder for Fairseq {
             x = norm.forward(&x)?;
         }
         for l in &self.encoder {
-            if self.pre_norm {
+            if self.config.layout.pre_norm() {
                 let n = l.attn_norm.forward(&x)?;
                 let (k, v) = l.attn.keys_values(&n)?;
                 x = (&x + l.attn.attend(&n, &k, &v, Some(&add_mask))?)?;
@@ -468,7 +472,7 @@ impl EncoderDecoder for Fairseq {
             x = norm.forward(&x)?;
         }
         for (i, l) in self.decoder.iter().enumerate() {
-            if self.pre_norm {
+            if self.config.layout.pre_norm() {
                 let n = l.attn_norm.forward(&x)?;
                 let (k, v) = l.attn.keys_values(&n)?;
                 let (k, v) = state.extend(i, k, v)?;
