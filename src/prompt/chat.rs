@@ -185,8 +185,8 @@ impl ChatTemplate {
             .iter()
             .enumerate()
             .map(|(i, m)| Message {
-                content: placeholder(i),
-                ..m.clone()
+                languages: m.languages.clone(),
+                ..Message::new(&m.role, placeholder(i))
             })
             .collect();
         let mut rest = self.render(&marked)?;

@@ -80,7 +80,6 @@ impl Prompts {
                 crate::Error::Usage(format!("prompts folder {} not found", dir.display()))
             );
         }
-        let mut digest = <sha2::Sha256 as sha2::Digest>::new();
         for &(name, builtin) in BUILTIN {
             let (source, origin) = match override_dir
                 .map(|d| d.join(name))
@@ -92,20 +91,10 @@ impl Prompts {
                 ),
                 None => (builtin.to_string(), format!("built-in {name}")),
             };
-            sha2::Digest::update(&mut digest, name.as_bytes());
-            sha2::Digest::update(&mut digest, [0]);
-            sha2::Digest::update(&mut digest, source.as_bytes());
-            sha2::Digest::update(&mut digest, [0]);
-            env.add_template_owned(name.to_string(), source)
-                .map_err(|e| {
-                    crate::Error::input(
-                        &origin,
-                        format!("the prompt template does not compile: {e}"),
-                    )
-                })?;
+            compile(&mut env, name, source, &origin)?;
             origins.push((name, origin));
         }
-        let fingerprint = crate::digest::hex(&sha2::Digest::finalize(digest)[..8]);
+        let fingerprint = fingerprint(&env)?;
         Ok(Prompts {
             env,
             origins,
@@ -142,24 +131,10 @@ impl Prompts {
                 continue;
             }
             let source = crate::bounded::read_to_string(path, crate::bounded::TEXT)?;
-            let mut digest = <sha2::Sha256 as sha2::Digest>::new();
-            for part in [
-                self.fingerprint.as_bytes(),
-                file.as_bytes(),
-                source.as_bytes(),
-            ] {
-                sha2::Digest::update(&mut digest, part);
-                sha2::Digest::update(&mut digest, [0]);
-            }
-            self.env.add_template_owned(file, source).map_err(|e| {
-                crate::Error::input(
-                    &origin,
-                    format!("the prompt template does not compile: {e}"),
-                )
-            })?;
+            compile(&mut self.env, slot.0, source, &origin)?;
             slot.1 = origin;
-            self.fingerprint = crate::digest::hex(&sha2::Digest::finalize(digest)[..8]);
         }
+        self.fingerprint = fingerprint(&self.env)?;
         Ok(())
     }
 
@@ -170,11 +145,6 @@ impl Prompts {
         self.text_only = true;
         self.fingerprint = format!("text-only-{}", self.fingerprint);
         self
-    }
-
-    /// Whether requests are the text alone ([`Prompts::text_only`]).
-    pub fn is_text_only(&self) -> bool {
-        self.text_only
     }
 
     /// A digest of the templates in use: outputs made with other prompts
@@ -292,6 +262,31 @@ impl Prompts {
         }
         Ok(out)
     }
+}
+
+/// Compiles template `name` from `source`, read from `origin`.
+fn compile(
+    env: &mut Environment<'static>,
+    name: &'static str,
+    source: String,
+    origin: &str,
+) -> Result<()> {
+    env.add_template_owned(name, source).map_err(|e| {
+        crate::Error::input(origin, format!("the prompt template does not compile: {e}")).into()
+    })
+}
+
+/// A digest of every template's name and source: outputs made with other
+/// prompts are not the same outputs.
+fn fingerprint(env: &Environment<'static>) -> Result<String> {
+    let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+    for &(name, _) in BUILTIN {
+        for part in [name, env.get_template(name)?.source()] {
+            sha2::Digest::update(&mut digest, part.as_bytes());
+            sha2::Digest::update(&mut digest, [0]);
+        }
+    }
+    Ok(crate::digest::hex(&sha2::Digest::finalize(digest)[..8]))
 }
 
 /// Every (paragraphs, markup, firm) that gives the translate template
