@@ -64,6 +64,18 @@ impl Family {
         })
     }
 
+    /// Whether its models can write summaries: BART summarizers, and
+    /// instruction-following T5 models (which ones do, their manifest or
+    /// the user says).
+    pub fn can_summarize(self) -> bool {
+        matches!(self, Family::T5 | Family::Bart)
+    }
+
+    /// Whether its models translate (all but BART summarizers).
+    pub fn translates(self) -> bool {
+        self != Family::Bart
+    }
+
     /// The family a manifest's `architecture` names.
     pub fn of_architecture(arch: &str) -> Option<Family> {
         match arch {

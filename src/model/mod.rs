@@ -84,7 +84,7 @@ impl Resolved {
                     Some(family) if answers && !summarizes => {
                         return Err(only_translates(&man.id, family));
                     }
-                    Some(Family::Bart) if need == Need::Translations => {
+                    Some(family) if need == Need::Translations && !family.translates() => {
                         return Err(translator::summarizes_only(&man.id));
                     }
                     Some(family) => Some((
@@ -105,10 +105,10 @@ impl Resolved {
                 let spec = spec.unwrap_or_default();
                 let origin = format!("--model {spec}");
                 match Family::of_repo(&h.repo, &h.revision, &fetcher, &origin, spec)? {
-                    Some(family @ (Family::Marian | Family::M2m100 | Family::Mbart)) if answers => {
+                    Some(family) if answers && !family.can_summarize() => {
                         return Err(only_translates(spec, family))
                     }
-                    Some(Family::Bart) if need == Need::Translations => {
+                    Some(family) if need == Need::Translations && !family.translates() => {
                         return Err(translator::summarizes_only(spec))
                     }
                     Some(family) => Some((
@@ -121,13 +121,8 @@ impl Resolved {
             ModelRef::Hub(_) => None,
         };
         Ok(match seq2seq {
-            // Marian and NLLB models only ever translate.
             Some((files, answers)) => Resolved::Seq2Seq {
-                answers: answers
-                    && !matches!(
-                        files.family,
-                        Family::Marian | Family::M2m100 | Family::Mbart
-                    ),
+                answers: answers && files.family.can_summarize(),
                 files: Box::new(files),
             },
             None => Resolved::Chat(Box::new(glot::hub::resolve(
@@ -155,7 +150,7 @@ impl Resolved {
     /// Refuses a summarizer (BART) for translations.
     pub fn check_translates(&self) -> Result<()> {
         match self {
-            Resolved::Seq2Seq { files, .. } if files.family == Family::Bart => {
+            Resolved::Seq2Seq { files, .. } if !files.family.translates() => {
                 Err(translator::summarizes_only(&files.id))
             }
             _ => Ok(()),
@@ -292,11 +287,9 @@ impl Resolved {
         target: &Language,
         printer: &Printer,
     ) -> Result<Option<Vec<Leg>>> {
+        self.check_translates()?;
         let (registry, offline) = match self {
             Resolved::Chat(_) => return Ok(None),
-            Resolved::Seq2Seq { files, .. } if files.family == Family::Bart => {
-                return Err(translator::summarizes_only(&files.id))
-            }
             Resolved::Seq2Seq { files, .. } => {
                 return Ok(Some(vec![Leg {
                     files: (**files).clone(),

@@ -194,11 +194,8 @@ fn language_tokens(
     };
     let token = |l: &Language| -> Result<String> {
         let base = l.code.split('-').next().unwrap_or(&l.code);
-        let code3 = glot::text::lang::all()
-            .into_iter()
-            .find(|e| e.code == base)
-            .map_or(base.to_string(), |e| e.code3.to_string());
-        v.language_token(&l.code, &code3).ok_or_else(|| {
+        let code3 = iso639_3(&l.code).unwrap_or(base);
+        v.language_token(&l.code, code3).ok_or_else(|| {
             glot::Error::Language(format!(
                 "{} has no language token for {} ({})",
                 model.info().id,
@@ -246,10 +243,7 @@ fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
             }
             // Older models name languages by ISO 639-1 codes, newer ones by
             // ISO 639-3 (`>>deu<<`).
-            let code3 = glot::text::lang::all()
-                .into_iter()
-                .find(|e| e.code == base)
-                .map(|e| format!(">>{}<<", e.code3));
+            let code3 = iso639_3(&target.code).map(|c| format!(">>{c}<<"));
             let candidates: Vec<String> = [format!(">>{}<<", target.code), format!(">>{base}<<")]
                 .into_iter()
                 .chain(code3)
@@ -271,6 +265,15 @@ fn target_token(model: &Seq2Seq, target: &Language) -> Result<Option<String>> {
             }
         }
     }
+}
+
+/// The ISO 639-3 code of the language `code` (`de-AT` → `deu`).
+fn iso639_3(code: &str) -> Option<&'static str> {
+    let base = code.split('-').next().unwrap_or(code);
+    glot::text::lang::all()
+        .into_iter()
+        .find(|e| e.code == base)
+        .map(|e| e.code3)
 }
 
 /// A BART summarizer asked to translate.
