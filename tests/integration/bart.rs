@@ -103,18 +103,7 @@ fn bart_beam_search_equals_generate_with_the_generation_config() {
         .iter()
         .map(|t| m.vocab().encode(t, None).unwrap())
         .collect();
-    let check = |got: &[glot::engine::seq2seq::Output], want: &[Value], what: &str| {
-        assert_eq!(got.len(), want.len());
-        for (i, (o, w)) in got.iter().zip(want).enumerate() {
-            assert_eq!(o.ids, ids(&w["output_ids"]), "{what} {i}");
-            let score = w["score"].as_f64().unwrap() as f32;
-            let got = o.score.expect("beam search scores");
-            assert!(
-                (got - score).abs() <= 1e-4 * score.abs().max(1.0),
-                "{what} {i}: score {got}, transformers {score}"
-            );
-        }
-    };
+    let check = crate::util::assert_beam_outputs;
     let alone: Vec<_> = inputs
         .iter()
         .map(|i| m.generate_ids(std::slice::from_ref(i), &[NO_CAP]).unwrap()[0].clone())

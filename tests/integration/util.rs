@@ -399,3 +399,22 @@ pub fn check_seq2seq_tokenizer(
         );
     }
 }
+
+/// Beam search outputs equal the reference's: ids (`output_ids`) and
+/// `sequences_scores` (`score`), up to f32 summation order.
+pub fn assert_beam_outputs(
+    got: &[glot::engine::seq2seq::Output],
+    want: &[serde_json::Value],
+    what: &str,
+) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (o, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(o.ids, json_ids(&w["output_ids"]), "{what} {i}");
+        let score = w["score"].as_f64().unwrap() as f32;
+        let got = o.score.expect("beam search scores");
+        assert!(
+            (got - score).abs() <= 1e-4 * score.abs().max(1.0),
+            "{what} {i}: score {got}, transformers {score}"
+        );
+    }
+}
