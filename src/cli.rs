@@ -248,6 +248,16 @@ pub struct ModelArgs {
     /// Sentences a translation model (Marian, T5) translates at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub batch_size: u32,
+
+    /// Independent calls a chat model decodes together on the CPU: the
+    /// parts of a long summary, the chunks of a translation.
+    ///
+    /// Each decoding step reads the weights once for all of them, so N
+    /// calls take little more time per step than one. Every output is the
+    /// same, bit for bit, whatever N; only the time changes. Each call
+    /// keeps its own key/value cache.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
 }
 
 /// In-memory weight formats for `--quantize`.

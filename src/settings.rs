@@ -75,6 +75,8 @@ pub struct ModelSettings {
     pub batch_size: usize,
     /// Beam search (`--beam`, `--length-penalty`).
     pub beam: Option<BeamRequest>,
+    /// Independent chat calls decoded together (`--parallel`).
+    pub parallel: usize,
 }
 
 /// Beam search as asked; a translation model's generation config fills in
@@ -435,6 +437,7 @@ fn model(m: &ModelArgs, s: &SamplingArgs, reach: Reach) -> Result<ModelSettings>
         sampling: sampling(s)?,
         batch_size: m.batch_size as usize,
         beam: beam(s)?,
+        parallel: m.parallel as usize,
     })
 }
 

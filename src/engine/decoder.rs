@@ -31,8 +31,13 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.add_bias(self.weight.forward(x)?)
+    /// `x`'s projection; with `step`, each row of `x` is one token of its
+    /// own sequence (see [`Matmul::forward_step`]).
+    fn forward(&self, x: &Tensor, step: bool) -> Result<Tensor> {
+        self.add_bias(match step {
+            true => self.weight.forward_step(x)?,
+            false => self.weight.forward(x)?,
+        })
     }
 
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
@@ -44,8 +49,12 @@ impl Linear {
 
     /// The projections of one input by several layers, in one pass where
     /// the kernels allow.
-    fn forward_all<const N: usize>(ls: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
-        let ys = kernels::forward_all(&ls.map(|l| &l.weight), x)?;
+    fn forward_all<const N: usize>(
+        ls: [&Linear; N],
+        x: &Tensor,
+        step: bool,
+    ) -> Result<[Tensor; N]> {
+        let ys = kernels::forward_all(&ls.map(|l| &l.weight), x, step)?;
         let mut out = Vec::with_capacity(N);
         for (l, y) in ls.iter().zip(ys) {
             out.push(l.add_bias(y)?);
@@ -161,7 +170,9 @@ struct Attention {
     scale: f64,
     /// Gemma 3's windowed layers: how far back a query sees.
     window: Option<usize>,
-    cache: KvCache,
+    /// One cache per slot: the sequences decoded side by side
+    /// ([`Decoder::forward_slots`]) each keep their own.
+    caches: Vec<KvCache>,
     /// What the cache keeps: f16 for quantized and half-precision weights,
     /// as llama.cpp keeps it (half the bytes to read per token, and the
     /// values llama.cpp attends to); f32 for f32 weights, as transformers
@@ -204,7 +215,7 @@ impl Attention {
                 .as_ref()
                 .filter(|g| g.sliding[layer])
                 .map(|g| g.sliding_window),
-            cache: KvCache::new(2, 512),
+            caches: vec![new_cache()],
             cache_dtype,
         })
     }
@@ -219,16 +230,43 @@ impl Attention {
         Ok(x.transpose(1, 2)?)
     }
 
-    fn forward(&mut self, x: &Tensor, rope: &Rope, pos: usize) -> Result<Tensor> {
-        let (b, seq, _) = x.dims3()?;
-        let [q, k, v] = Linear::forward_all([&self.q, &self.k, &self.v], x)?;
-        let q = self.heads(&q, self.num_heads, self.q_norm.as_ref())?;
-        let k = self.heads(&k, self.num_kv_heads, self.k_norm.as_ref())?;
-        let v = self.heads(&v, self.num_kv_heads, None)?;
+    /// The attention of `x`'s rows, placed as `at` says.
+    fn forward(&mut self, x: &Tensor, rope: &Rope, at: At) -> Result<Tensor> {
+        let step = x.dim(1)? == 1;
+        let [q, k, v] = Linear::forward_all([&self.q, &self.k, &self.v], x, step)?;
+        let out = match at {
+            At::Slot(slot, pos) => self.attend(&q, &k, &v, rope, slot, pos)?,
+            At::Slots(steps) => {
+                let mut outs = Vec::with_capacity(steps.len());
+                for (i, &(slot, pos)) in steps.iter().enumerate() {
+                    let row = |t: &Tensor| t.narrow(0, i, 1);
+                    outs.push(self.attend(&row(&q)?, &row(&k)?, &row(&v)?, rope, slot, pos)?);
+                }
+                Tensor::cat(&outs, 0)?
+            }
+        };
+        self.o.forward(&out, step)
+    }
+
+    /// Attention of projected rows `q`, `k`, `v` (b, seq, ·) at positions
+    /// `pos..` of `slot`'s cache, which they join; (b, seq, heads·d).
+    fn attend(
+        &mut self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        rope: &Rope,
+        slot: usize,
+        pos: usize,
+    ) -> Result<Tensor> {
+        let (b, seq, _) = q.dims3()?;
+        let q = self.heads(q, self.num_heads, self.q_norm.as_ref())?;
+        let k = self.heads(k, self.num_kv_heads, self.k_norm.as_ref())?;
+        let v = self.heads(v, self.num_kv_heads, None)?;
         let q = rope.apply(&q, pos)?;
         let k = rope.apply(&k, pos)?;
         let (k, v) = (k.to_dtype(self.cache_dtype)?, v.to_dtype(self.cache_dtype)?);
-        let (k, v) = self.cache.append(&k, &v.contiguous()?)?;
+        let (k, v) = self.caches[slot].append(&k, &v.contiguous()?)?;
         // Grouped-query attention without copying keys and values once per
         // query head: the query heads that share a key/value head become
         // more rows of one product, (b, kv, rep·seq, d) · (b, kv, d, total).
@@ -251,7 +289,7 @@ impl Attention {
                 let scores = if seq > 1 || window.is_some() {
                     scores
                         .reshape((b, kv, rep, seq, total))?
-                        .broadcast_add(&causal_mask(seq, total, window, x.device())?)?
+                        .broadcast_add(&causal_mask(seq, total, window, q.device())?)?
                         .reshape((b, kv, rep * seq, total))?
                 } else {
                     scores
@@ -259,12 +297,27 @@ impl Attention {
                 candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?
             }
         };
-        let out = out
+        Ok(out
             .reshape((b, self.num_heads, seq, d))?
             .transpose(1, 2)?
-            .reshape((b, seq, self.num_heads * d))?;
-        self.o.forward(&out)
+            .reshape((b, seq, self.num_heads * d))?)
     }
+}
+
+/// A cache for one sequence (or the beams of one search): it grows as
+/// positions come.
+fn new_cache() -> KvCache {
+    KvCache::new(2, 512)
+}
+
+/// Where the rows of a forward pass go.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    /// All rows into one slot's cache, from position `pos`: a prompt's
+    /// positions, or one position of every beam.
+    Slot(usize, usize),
+    /// Row `i` is one token of slot `steps[i].0` at position `steps[i].1`.
+    Slots(&'a [(usize, usize)]),
 }
 
 /// Additive mask letting query `i` (at absolute position `total - seq + i`)
@@ -298,12 +351,13 @@ struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let [gate, up] = Linear::forward_all([&self.gate, &self.up], x)?;
+        let step = x.dim(1)? == 1;
+        let [gate, up] = Linear::forward_all([&self.gate, &self.up], x, step)?;
         let gate = match self.gelu {
             true => gate.gelu()?,
             false => candle_nn::ops::silu(&gate)?,
         };
-        self.down.forward(&(gate * up)?)
+        self.down.forward(&(gate * up)?, step)
     }
 }
 
@@ -331,6 +385,9 @@ pub struct Decoder {
     local_rope: Option<Rope>,
     /// Gemma multiplies the embeddings by √hidden.
     embed_scale: Option<f64>,
+    /// The slot whose cache [`Decoder::forward`], [`Decoder::rewind`] and
+    /// the beam methods use.
+    active: usize,
 }
 
 impl Decoder {
@@ -406,6 +463,7 @@ impl Decoder {
             // transformers multiplies by √hidden rounded to the weights'
             // float type: f32 here.
             embed_scale: gemma.map(|_| f64::from((config.hidden_size as f32).sqrt())),
+            active: 0,
         })
     }
 
@@ -413,14 +471,55 @@ impl Decoder {
     /// last one; earlier positions must already be in the cache.
     pub fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
         let input = Tensor::new(ids, self.rope.cos.device())?.unsqueeze(0)?;
-        Ok(self.run(&input, pos)?.squeeze(0)?.to_vec1()?)
+        let at = At::Slot(self.active, pos);
+        Ok(self.run(&input, at)?.squeeze(0)?.to_vec1()?)
+    }
+
+    /// Whether the model runs on the CPU, where [`Decoder::forward_slots`]
+    /// gives each row the bits it gets alone.
+    pub fn on_cpu(&self) -> bool {
+        self.rope.cos.device().is_cpu()
+    }
+
+    /// Makes `slot` the cache that [`Decoder::forward`], [`Decoder::rewind`]
+    /// and the beam methods use, making room for it first.
+    pub fn select(&mut self, slot: usize) {
+        for layer in &mut self.layers {
+            let caches = &mut layer.attn.caches;
+            if caches.len() <= slot {
+                caches.resize_with(slot + 1, new_cache);
+            }
+        }
+        self.active = slot;
+    }
+
+    /// One token for each of several sequences, each in its own slot's
+    /// cache at its own position (`steps[i]` = (slot, id, position)), as one
+    /// pass: the weights are read once for all of them. Returns each row's
+    /// logits, every one the same bits as [`Decoder::forward`] gives that
+    /// token alone: the products add up each row alike whatever the rows
+    /// beside it ([`Matmul::forward_step`]), and attention reads each slot
+    /// apart.
+    pub fn forward_slots(&mut self, steps: &[(usize, u32, usize)]) -> Result<Vec<Vec<f32>>> {
+        let ids: Vec<u32> = steps.iter().map(|s| s.1).collect();
+        let at: Vec<(usize, usize)> = steps.iter().map(|s| (s.0, s.2)).collect();
+        for &(slot, _) in &at {
+            anyhow::ensure!(
+                self.layers
+                    .first()
+                    .is_none_or(|l| slot < l.attn.caches.len()),
+                "slot {slot} was never selected"
+            );
+        }
+        let input = Tensor::new(ids.as_slice(), self.rope.cos.device())?.unsqueeze(1)?;
+        Ok(self.run(&input, At::Slots(&at))?.to_vec2()?)
     }
 
     /// Runs one token per row of the cache, all at position `pos` (the
     /// beams of a beam search), and returns each row's logits.
     pub fn forward_rows(&mut self, ids: &[u32], pos: usize) -> Result<Vec<Vec<f32>>> {
         let input = Tensor::new(ids, self.rope.cos.device())?.unsqueeze(1)?;
-        Ok(self.run(&input, pos)?.to_vec2()?)
+        Ok(self.run(&input, At::Slot(self.active, pos))?.to_vec2()?)
     }
 
     /// Makes row `i` of every layer's cache a copy of row `rows[i]`: beams
@@ -429,7 +528,7 @@ impl Decoder {
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         let idx = Tensor::from_vec(idx, rows.len(), self.rope.cos.device())?;
         for layer in &mut self.layers {
-            let cache = &mut layer.attn.cache;
+            let cache = &mut layer.attn.caches[self.active];
             if let (Some(k), Some(v)) = (cache.k()?, cache.v()?) {
                 let k = k.contiguous()?.index_select(&idx, 0)?;
                 let v = v.contiguous()?.index_select(&idx, 0)?;
@@ -440,15 +539,18 @@ impl Decoder {
         Ok(())
     }
 
-    /// The logits (B, V) after the last of the (B, T) `input` ids, placed at
-    /// positions `pos..pos + T` of every row.
-    fn run(&mut self, input: &Tensor, pos: usize) -> Result<Tensor> {
+    /// The logits (B, V) after the last of the (B, T) `input` ids, placed
+    /// as `at` says.
+    fn run(&mut self, input: &Tensor, at: At) -> Result<Tensor> {
         let seq = input.dim(1)?;
         let limit = self.rope.cos.dim(0)?;
-        if pos + seq > limit {
+        let end = match at {
+            At::Slot(_, pos) => pos + seq,
+            At::Slots(steps) => steps.iter().map(|s| s.1 + 1).max().unwrap_or(0),
+        };
+        if end > limit {
             anyhow::bail!(
-                "sequence of {} positions exceeds the {limit} this model was loaded for",
-                pos + seq
+                "sequence of {end} positions exceeds the {limit} this model was loaded for"
             );
         }
         let x = match &self.embed {
@@ -466,7 +568,7 @@ impl Decoder {
             };
             let mut h = layer
                 .attn
-                .forward(&layer.attn_norm.forward(&x)?, rope, pos)?;
+                .forward(&layer.attn_norm.forward(&x)?, rope, at)?;
             if let Some((post_attn, _)) = &layer.post_norms {
                 h = post_attn.forward(&h)?;
             }
@@ -477,8 +579,11 @@ impl Decoder {
             }
             x = (x + h)?;
         }
-        let last = x.narrow(1, seq - 1, 1)?;
-        let logits = self.head.forward(&self.norm.forward(&last)?)?;
+        let last = self.norm.forward(&x.narrow(1, seq - 1, 1)?)?;
+        let logits = match seq {
+            1 => self.head.forward_step(&last)?,
+            _ => self.head.forward(&last)?,
+        };
         Ok(logits.squeeze(1)?.to_dtype(DType::F32)?)
     }
 
@@ -486,7 +591,7 @@ impl Decoder {
     /// same way can go on from there; 0 starts afresh.
     pub fn rewind(&mut self, len: usize) -> Result<()> {
         for layer in &mut self.layers {
-            let cache = &mut layer.attn.cache;
+            let cache = &mut layer.attn.caches[self.active];
             if len >= cache.current_seq_len() {
                 continue;
             }
@@ -518,5 +623,12 @@ impl super::generate::Forward for Decoder {
     }
     fn reorder(&mut self, rows: &[usize]) -> Result<()> {
         Decoder::reorder(self, rows)
+    }
+    fn select(&mut self, slot: usize) -> Result<()> {
+        Decoder::select(self, slot);
+        Ok(())
+    }
+    fn forward_slots(&mut self, steps: &[(usize, u32, usize)]) -> Result<Vec<Vec<f32>>> {
+        Decoder::forward_slots(self, steps)
     }
 }

@@ -26,6 +26,18 @@ pub trait Forward {
     fn reorder(&mut self, _rows: &[usize]) -> Result<()> {
         anyhow::bail!("this model cannot decode several sequences at once")
     }
+    /// Makes `slot` the cache that the methods above use: independent
+    /// sequences decoded side by side each keep their own.
+    fn select(&mut self, slot: usize) -> Result<()> {
+        anyhow::ensure!(slot == 0, "this model keeps one sequence at a time");
+        Ok(())
+    }
+    /// Logits after one token per slot, `steps[i]` = (slot, id, position),
+    /// each the same as [`Forward::forward`] gives that token alone in its
+    /// slot.
+    fn forward_slots(&mut self, _steps: &[(usize, u32, usize)]) -> Result<Vec<Vec<f32>>> {
+        anyhow::bail!("this model cannot decode several sequences at once")
+    }
 }
 
 /// Prompt ids and the places where prompts of one run stop being alike:
@@ -58,9 +70,18 @@ pub struct CacheState {
 }
 
 impl CacheState {
+    /// The state after `prompt` was fed (and an answer after it, which the
+    /// next prompt never reuses).
+    pub(super) fn holding(prompt: Prompt) -> Self {
+        CacheState {
+            ids: prompt.ids.to_vec(),
+            breaks: prompt.breaks.to_vec(),
+        }
+    }
+
     /// The longest break of `prompt` up to which the cache holds the same
     /// ids, cut at the same breaks.
-    fn reusable(&self, prompt: &Prompt) -> usize {
+    pub(super) fn reusable(&self, prompt: &Prompt) -> usize {
         let mut best = 0;
         for (n, &b) in prompt.breaks.iter().enumerate() {
             let same_cuts = self.breaks.get(..=n) == Some(&prompt.breaks[..=n]);
@@ -96,6 +117,16 @@ pub struct GenParams {
     pub no_repeat_ngram: Option<usize>,
     /// Beam search instead of greedy decoding (not with sampling).
     pub beam: Option<Beam>,
+}
+
+impl GenParams {
+    /// The settings an answer that looped is asked again with.
+    pub(super) fn for_retry(&self) -> GenParams {
+        GenParams {
+            no_repeat_ngram: Some(RETRY_NO_REPEAT_NGRAM),
+            ..self.clone()
+        }
+    }
 }
 
 /// The answer tokens a translation of `source_tokens` tokens may take:
@@ -163,8 +194,7 @@ pub fn generate(
             (ids, stop, None)
         }
     };
-    cache.ids = prompt.ids.to_vec();
-    cache.breaks = prompt.breaks.to_vec();
+    *cache = CacheState::holding(prompt);
     Ok(Generated {
         ids,
         stop,
@@ -197,10 +227,7 @@ pub fn generate_unlooped(
     if first.stop != StopReason::Repetition || params.beam.is_some() {
         return Ok((first, false));
     }
-    let retry = GenParams {
-        no_repeat_ngram: Some(RETRY_NO_REPEAT_NGRAM),
-        ..params.clone()
-    };
+    let retry = params.for_retry();
     let mut again = generate(model, cache, prompt, &retry, &mut |_| {})?;
     again.prefill_secs += first.prefill_secs;
     again.decode_secs += first.decode_secs;
@@ -216,38 +243,76 @@ fn decode(
     params: &GenParams,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<(Vec<u32>, StopReason)> {
-    let mut rng = params.sampling.map(|s| StdRng::seed_from_u64(s.seed));
-    let mut ids = Vec::new();
-    let mut stop = StopReason::Length;
-    let rules = Rules {
-        no_repeat_ngram: params.no_repeat_ngram.unwrap_or(0),
-        ..Rules::default()
-    };
-    while ids.len() < params.max_new_tokens {
-        rules.bar(&mut logits, &ids, false);
-        let next = match (&params.sampling, rng.as_mut()) {
-            (Some(s), Some(rng)) => sample(&logits, s, rng),
-            _ => argmax(&logits),
+    let mut d = Decoding::new(params, prompt_len);
+    loop {
+        if let Some(stop) = d.next(&mut logits, on_token) {
+            return Ok((d.ids, stop));
+        }
+        let (token, pos) = d.last();
+        logits = model.forward(&[token], pos)?;
+    }
+}
+
+/// One greedy or sampled answer, token by token: what to pick from each
+/// step's logits and when to stop. The sequential loop and the parallel
+/// scheduler both drive it, so an answer is the same either way.
+pub(crate) struct Decoding<'p> {
+    params: &'p GenParams,
+    rng: Option<StdRng>,
+    prompt_len: usize,
+    /// The answer so far.
+    pub ids: Vec<u32>,
+}
+
+impl<'p> Decoding<'p> {
+    pub fn new(params: &'p GenParams, prompt_len: usize) -> Self {
+        Decoding {
+            params,
+            rng: params.sampling.map(|s| StdRng::seed_from_u64(s.seed)),
+            prompt_len,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Picks the next token from `logits` (barring what the rules bar) and
+    /// reports it; returns why the answer ends with it, if it does.
+    pub fn next(
+        &mut self,
+        logits: &mut [f32],
+        on_token: &mut dyn FnMut(u32),
+    ) -> Option<StopReason> {
+        let params = self.params;
+        if self.ids.len() >= params.max_new_tokens {
+            return Some(StopReason::Length);
+        }
+        let rules = Rules {
+            no_repeat_ngram: params.no_repeat_ngram.unwrap_or(0),
+            ..Rules::default()
         };
-        ids.push(next);
+        rules.bar(logits, &self.ids, false);
+        let next = match (&params.sampling, self.rng.as_mut()) {
+            (Some(s), Some(rng)) => sample(logits, s, rng),
+            _ => argmax(logits),
+        };
+        self.ids.push(next);
         on_token(next);
         if params.eos.contains(&next) {
-            stop = StopReason::Eos;
-            break;
+            return Some(StopReason::Eos);
         }
         if params.repeat_guard {
-            if let Some(keep) = loop_start(&ids) {
-                ids.truncate(keep);
-                stop = StopReason::Repetition;
-                break;
+            if let Some(keep) = loop_start(&self.ids) {
+                self.ids.truncate(keep);
+                return Some(StopReason::Repetition);
             }
         }
-        if ids.len() == params.max_new_tokens {
-            break;
-        }
-        logits = model.forward(&[next], prompt_len + ids.len() - 1)?;
+        (self.ids.len() == params.max_new_tokens).then_some(StopReason::Length)
     }
-    Ok((ids, stop))
+
+    /// The newest token and the position it takes.
+    pub fn last(&self) -> (u32, usize) {
+        let n = self.ids.len();
+        (self.ids[n - 1], self.prompt_len + n - 1)
+    }
 }
 
 /// Beam search after a prompt of `prompt_len` positions whose next-token
@@ -295,7 +360,7 @@ fn beam_search(
 /// Feeds `prompt` from position `from` (a break, or 0), cut at every break
 /// and into pieces of at most [`PREFILL_CHUNK`] after each; returns the
 /// logits after the last position.
-fn prefill(model: &mut dyn Forward, prompt: Prompt, from: usize) -> Result<Vec<f32>> {
+pub(super) fn prefill(model: &mut dyn Forward, prompt: Prompt, from: usize) -> Result<Vec<f32>> {
     let len = prompt.ids.len();
     let mut cuts: Vec<usize> = prompt
         .breaks

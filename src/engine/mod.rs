@@ -12,6 +12,7 @@ pub mod device;
 pub mod generate;
 pub mod gguf_vocab;
 pub mod kernels;
+pub mod parallel;
 pub mod sentencepiece;
 pub mod seq2seq;
 
@@ -49,6 +50,16 @@ pub trait ChatModel {
     fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String>;
     /// The assistant's reply to `messages`, at most `max_new_tokens` long.
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion>;
+    /// The replies to independent conversations, `calls[i]` = (messages, at
+    /// most this many new tokens): each exactly what [`ChatModel::complete`]
+    /// gives it alone. A model that decodes several sequences at once
+    /// (`--parallel`) does so here.
+    fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+        calls
+            .iter()
+            .map(|(m, max)| self.complete(m, *max))
+            .collect()
+    }
     /// Whether the model's chat template writes its own translation
     /// instruction from language codes (TranslateGemma), so a translation
     /// is asked for with [`Message::translation`] and no prompt of glot's.
@@ -106,6 +117,9 @@ pub struct DecodeOptions {
     pub sampling: Option<Sampling>,
     pub repeat_guard: bool,
     pub beam: Option<beam::Beam>,
+    /// Independent calls decoded together ([`ChatModel::complete_all`]);
+    /// 1 decodes one at a time.
+    pub parallel: usize,
 }
 
 /// A decoder-only chat model ready to generate.
@@ -118,8 +132,9 @@ pub struct Llm {
     eos: Vec<u32>,
     info: ModelInfo,
     decode: DecodeOptions,
-    /// What the decoder's key/value cache holds from the last call.
-    cache: generate::CacheState,
+    /// What each slot of the decoder's key/value cache holds from the last
+    /// call there; slot 0 serves calls one at a time.
+    caches: Vec<generate::CacheState>,
 }
 
 /// The context used when the user does not ask for more (`--max-context`):
@@ -259,8 +274,9 @@ impl Llm {
                 sampling: None,
                 repeat_guard: true,
                 beam: None,
+                parallel: 1,
             },
-            cache: generate::CacheState::default(),
+            caches: vec![generate::CacheState::default()],
         })
     }
 
@@ -394,6 +410,77 @@ impl Llm {
         generate::generate(decoder, cache, prompt, params, on_token)
     }
 
+    /// What [`generate::generate_unlooped`] gives each of `calls` alone, up
+    /// to `width` of them decoded together ([`parallel::generate_all`]).
+    pub fn generate_all(
+        &mut self,
+        calls: &[parallel::Call],
+        width: usize,
+    ) -> Result<Vec<(Generated, bool)>> {
+        for c in calls {
+            self.check_room(c.prompt.ids.len(), c.params.max_new_tokens)?;
+        }
+        let decoder = self.decoder_and_cache()?.0;
+        // A model on a GPU decodes one call at a time: its products are
+        // not made to add up each row alike whatever the rows beside it.
+        let width = match decoder.on_cpu() {
+            true => width,
+            false => 1,
+        };
+        let decoder = self.decoder.as_mut().expect("checked above");
+        parallel::generate_all(decoder, &mut self.caches, calls, width)
+    }
+
+    /// The settings of a chat call of at most `max_new_tokens`.
+    fn params(&self, max_new_tokens: usize) -> GenParams {
+        GenParams {
+            max_new_tokens,
+            eos: self.eos.clone(),
+            sampling: self.decode.sampling,
+            repeat_guard: self.decode.repeat_guard,
+            no_repeat_ngram: None,
+            beam: self.decode.beam,
+        }
+    }
+
+    /// [`Llm::logits_along`] for several prompts and continuations at
+    /// once: each prompt computed alone in a slot of its own, then one
+    /// forced token of every read that still has one per step, all in one
+    /// pass ([`decoder::Decoder::forward_slots`]). Each read's logits are
+    /// the bits [`Llm::logits_along`] gives it.
+    pub fn logits_along_all(&mut self, reads: &[(&[u32], &[u32])]) -> Result<Vec<Vec<Vec<f32>>>> {
+        for (prompt, forced) in reads {
+            anyhow::ensure!(!prompt.is_empty(), "cannot read along an empty prompt");
+            self.check_room(prompt.len(), forced.len())?;
+        }
+        // Every slot is to hold other ids than its state says.
+        self.caches.iter_mut().for_each(|c| *c = Default::default());
+        let decoder = self.decoder_and_cache()?.0;
+        let mut out = Vec::with_capacity(reads.len());
+        for (slot, (prompt, _)) in reads.iter().enumerate() {
+            decoder.select(slot);
+            decoder.rewind(0)?;
+            out.push(vec![decoder.forward(prompt, 0)?]);
+        }
+        for step in 0.. {
+            let steps: Vec<(usize, u32, usize)> = reads
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, (prompt, forced))| {
+                    forced.get(step).map(|&t| (slot, t, prompt.len() + step))
+                })
+                .collect();
+            if steps.is_empty() {
+                break;
+            }
+            for (&(slot, ..), logits) in steps.iter().zip(decoder.forward_slots(&steps)?) {
+                out[slot].push(logits);
+            }
+        }
+        decoder.select(0);
+        Ok(out)
+    }
+
     /// Next-token logits after `prompt`, then after each token of `forced`
     /// in turn: the model read along a given continuation (another
     /// implementation's), to compare logits step by step.
@@ -427,7 +514,10 @@ impl Llm {
     /// cache holds.
     fn decoder_and_cache(&mut self) -> Result<(&mut Decoder, &mut generate::CacheState)> {
         match self.decoder.as_mut() {
-            Some(d) => Ok((d, &mut self.cache)),
+            Some(d) => {
+                d.select(0);
+                Ok((d, &mut self.caches[0]))
+            }
             None => anyhow::bail!(
                 "{}: loaded for planning only, without weights",
                 self.info.id
@@ -461,33 +551,46 @@ impl ChatModel for Llm {
     }
 
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
-        let (prompt, breaks) = self.encode_prompt(messages)?;
-        let prompt = generate::Prompt {
-            ids: &prompt,
-            breaks: &breaks,
-        };
-        let params = GenParams {
-            max_new_tokens,
-            eos: self.eos.clone(),
-            sampling: self.decode.sampling,
-            repeat_guard: self.decode.repeat_guard,
-            no_repeat_ngram: None,
-            beam: self.decode.beam,
-        };
-        self.check_room(prompt.ids.len(), max_new_tokens)?;
-        let (decoder, cache) = self.decoder_and_cache()?;
-        let (g, looped) = generate::generate_unlooped(decoder, cache, prompt, &params)?;
-        let text = strip_think(&self.tokenizer.decode(&g.ids)?);
-        Ok(Completion {
-            text: text.trim().to_string(),
-            prompt_tokens: prompt.ids.len(),
-            reused_tokens: g.reused,
-            generated_tokens: g.ids.len(),
-            stop: g.stop,
-            looped,
-            prefill_secs: g.prefill_secs,
-            decode_secs: g.decode_secs,
-        })
+        Ok(self
+            .complete_all(&[(messages.to_vec(), max_new_tokens)])?
+            .remove(0))
+    }
+
+    fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+        let mut prompts = Vec::with_capacity(calls.len());
+        for (messages, max) in calls {
+            let (ids, breaks) = self.encode_prompt(messages)?;
+            self.check_room(ids.len(), *max)?;
+            prompts.push((ids, breaks));
+        }
+        let params: Vec<GenParams> = calls.iter().map(|c| self.params(c.1)).collect();
+        let calls: Vec<parallel::Call> = prompts
+            .iter()
+            .zip(&params)
+            .map(|((ids, breaks), params)| parallel::Call {
+                prompt: generate::Prompt { ids, breaks },
+                params,
+            })
+            .collect();
+        let width = self.decode.parallel;
+        let generated = self.generate_all(&calls, width)?;
+        generated
+            .into_iter()
+            .zip(&calls)
+            .map(|((g, looped), call)| {
+                let text = strip_think(&self.tokenizer.decode(&g.ids)?);
+                Ok(Completion {
+                    text: text.trim().to_string(),
+                    prompt_tokens: call.prompt.ids.len(),
+                    reused_tokens: g.reused,
+                    generated_tokens: g.ids.len(),
+                    stop: g.stop,
+                    looped,
+                    prefill_secs: g.prefill_secs,
+                    decode_secs: g.decode_secs,
+                })
+            })
+            .collect()
     }
 }
 

@@ -46,6 +46,21 @@ impl<M: ChatModel + ?Sized> ChatModel for Logged<'_, &mut M> {
     }
     fn complete(&mut self, messages: &[Message], max_new_tokens: usize) -> Result<Completion> {
         let c = self.model.complete(messages, max_new_tokens)?;
+        self.report(&c, max_new_tokens);
+        Ok(c)
+    }
+    fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+        let cs = self.model.complete_all(calls)?;
+        for (c, (_, max)) in cs.iter().zip(calls) {
+            self.report(c, *max);
+        }
+        Ok(cs)
+    }
+}
+
+impl<M> Logged<'_, M> {
+    /// One call's line on stderr.
+    fn report(&mut self, c: &Completion, max_new_tokens: usize) {
         self.calls += 1;
         self.printer.call(format!(
             "call {}: {} prompt tokens, {} from cache ({:.0} tok/s), {} new tokens of at most {max_new_tokens} ({:.1} tok/s)",
@@ -56,7 +71,6 @@ impl<M: ChatModel + ?Sized> ChatModel for Logged<'_, &mut M> {
             c.generated_tokens,
             c.generated_tokens as f64 / c.decode_secs.max(1e-9),
         ));
-        Ok(c)
     }
 }
 

@@ -237,6 +237,7 @@ impl Resolved {
             sampling: m.sampling,
             repeat_guard: repeat_guard || m.sampling.is_some(),
             beam: m.beam.map(|b| b.for_chat_model()),
+            parallel: m.parallel,
         });
         let info = llm.info();
         printer.info(format!(

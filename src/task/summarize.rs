@@ -311,11 +311,17 @@ pub fn summarize(
     let counter = |s: &str| model.count_tokens(s);
     let plan = chunk::plan(text, chunk_budget, &counter)?;
     let mut parts = Vec::with_capacity(plan.chunks.len());
-    for chunk in &plan.chunks {
-        let c = model.complete(
-            &prompts.summarize(&text[chunk.content.clone()], ask, false)?,
-            partial_cap,
-        )?;
+    // The parts are independent: one batch of calls, which a model may
+    // decode together.
+    let calls = plan
+        .chunks
+        .iter()
+        .map(|chunk| {
+            let messages = prompts.summarize(&text[chunk.content.clone()], ask, false)?;
+            Ok((messages, partial_cap))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for c in model.complete_all(&calls)? {
         usage.add(&c);
         let n = parts.len() + 1;
         let part = clip(model, c.text, partial_cap)?;
@@ -373,14 +379,21 @@ pub fn summarize(
             "combining {} partial summaries made no progress",
             parts.len()
         );
+        // A lone leftover part goes on as it is; the other groups are
+        // combined in one batch of calls.
+        let calls = groups
+            .iter()
+            .filter(|g| g.len() > 1)
+            .map(|g| Ok((prompts.combine(g, ask, false)?, partial_cap)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut combined = model.complete_all(&calls)?.into_iter();
         let mut next = Vec::with_capacity(groups.len());
         for g in groups {
             if let [single] = g.as_slice() {
-                // A lone leftover part goes on as it is.
                 next.push(single.clone());
                 continue;
             }
-            let c = model.complete(&prompts.combine(&g, ask, false)?, partial_cap)?;
+            let c = combined.next().expect("one answer per group");
             usage.add(&c);
             next.push(clip(model, c.text, partial_cap)?);
         }

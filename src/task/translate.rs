@@ -221,8 +221,27 @@ fn translate_planned(
     for &i in &sent {
         out[i] = None;
     }
-    let mut t = Translator {
+    // Each chunk's first call depends on no other answer: they are asked
+    // as one batch, which a model may decode together, and wait below for
+    // the run to ask for them in its order.
+    let firsts = plan
+        .chunks
+        .iter()
+        .map(|c| {
+            let paragraphs = if c.partial { 1 } else { c.paragraphs.len() };
+            let content = &text[c.content.clone()];
+            let (messages, _, cap) =
+                call_size(&*model, prompts, req, content, paragraphs, c.tokens, false)?;
+            Ok((messages, cap))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let answers = model.complete_all(&firsts)?;
+    let mut model = Answered {
         model,
+        ready: firsts.into_iter().zip(answers).collect(),
+    };
+    let mut t = Translator {
+        model: &mut model,
         prompts,
         req,
         doc,
@@ -345,6 +364,49 @@ impl Flag {
 pub(crate) fn line_of(doc: &Markup, i: usize) -> usize {
     let start = doc.units()[i].range.start;
     doc.source()[..start].matches('\n').count() + 1
+}
+
+/// A model with some answers already in: a call asked before is answered
+/// from them (once), any other goes to the model. Calls are deterministic,
+/// so the answers are those the model would give then.
+struct Answered<'a> {
+    model: &'a mut dyn ChatModel,
+    ready: Vec<(
+        (Vec<crate::prompt::chat::Message>, usize),
+        crate::engine::Completion,
+    )>,
+}
+
+impl ChatModel for Answered<'_> {
+    fn context_length(&self) -> usize {
+        self.model.context_length()
+    }
+    fn count_tokens(&self, text: &str) -> Result<usize> {
+        self.model.count_tokens(text)
+    }
+    fn prompt_tokens(&self, messages: &[crate::prompt::chat::Message]) -> Result<usize> {
+        self.model.prompt_tokens(messages)
+    }
+    fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+        self.model.truncate_to_tokens(text, max)
+    }
+    fn complete(
+        &mut self,
+        messages: &[crate::prompt::chat::Message],
+        max_new_tokens: usize,
+    ) -> Result<crate::engine::Completion> {
+        let asked = self
+            .ready
+            .iter()
+            .position(|((m, max), _)| *max == max_new_tokens && m.as_slice() == messages);
+        match asked {
+            Some(i) => Ok(self.ready.swap_remove(i).1),
+            None => self.model.complete(messages, max_new_tokens),
+        }
+    }
+    fn writes_translation_prompt(&self) -> bool {
+        self.model.writes_translation_prompt()
+    }
 }
 
 /// The model's side of a translation, and what came of each unit.

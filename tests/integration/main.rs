@@ -14,6 +14,7 @@ mod hub;
 mod hubserver;
 mod mt;
 mod nllb;
+mod parallel;
 mod parity;
 mod real;
 mod segmentation;

@@ -22,6 +22,7 @@ mod acts;
 pub mod attention;
 mod blocks;
 mod cpu;
+mod dense;
 mod formats;
 mod half_precision;
 #[cfg(glot_x86)]
@@ -116,6 +117,43 @@ impl Matmul {
         }
     }
 
+    /// The product for one decoding step: each row of `x` is one token of
+    /// its own sequence, and gets the same bits whatever the other rows
+    /// (see [`dense`]). glot's kernels are so already, reading each panel
+    /// once for all the rows; f32 matrices take [`dense::product`] on the
+    /// CPU; the types left to candle (Q4_K and Q6_K without AVX-512 VNNI,
+    /// Q2_K, Q3_K, Q5_K) go one row at a time.
+    pub fn forward_step(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Matmul::Candle(QMatMul::Tensor(w))
+                if w.dtype() == DType::F32 && w.device().is_cpu() =>
+            {
+                let (n, k) = w.dims2()?;
+                let w = w.contiguous()?;
+                let (storage, layout) = w.storage_and_layout();
+                let candle_core::Storage::Cpu(cpu) = &*storage else {
+                    candle_core::bail!("an f32 matrix on the CPU has its values elsewhere");
+                };
+                let values = &cpu.as_slice::<f32>()?[layout.start_offset()..][..n * k];
+                forward_rows(x, n, k, |data| Ok(dense::product(values, n, k, data)))
+            }
+            Matmul::Candle(m @ QMatMul::QTensor(t)) => {
+                // candle picks its kernels by the number of rows (a
+                // repacked product for several, another for one): each row
+                // goes alone, as it would in a step of its own.
+                let (n, k) = t.shape().dims2()?;
+                let mut dims = x.dims().to_vec();
+                let flat = x.reshape((rows(x), k))?;
+                let parts = (0..flat.dim(0)?)
+                    .map(|r| m.forward(&flat.narrow(0, r, 1)?))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                *dims.last_mut().unwrap() = n;
+                Tensor::cat(&parts, 0)?.reshape(dims)
+            }
+            _ => self.forward(x),
+        }
+    }
+
     pub fn new(m: QMatMul) -> Matmul {
         if let QMatMul::QTensor(t) = &m {
             // Without vector kernels of glot's for this CPU (x86 without
@@ -183,7 +221,14 @@ fn rows(x: &Tensor) -> usize {
 /// precision, the input is quantized or converted once and all the
 /// products are one parallel pass (see [`blocks::products`]): a decode step would
 /// otherwise wait for the threads once per matrix.
-pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+///
+/// With `step`, each row of `x` is one token of its own sequence, and the
+/// products are [`Matmul::forward_step`]'s.
+pub fn forward_all(ms: &[&Matmul], x: &Tensor, step: bool) -> candle_core::Result<Vec<Tensor>> {
+    let one = |m: &Matmul| match step {
+        true => m.forward_step(x),
+        false => m.forward(x),
+    };
     let dims = x.dims();
     let k = dims.last().copied().unwrap_or(0);
     let blocks: Option<Vec<&BlockMatrix>> = ms
@@ -202,7 +247,7 @@ pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor
         .collect();
     let data = || x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
     let (outs, widths): (Vec<Vec<f32>>, Vec<usize>) = match (blocks, halves) {
-        _ if k == 0 || ms.is_empty() => return ms.iter().map(|m| m.forward(x)).collect(),
+        _ if k == 0 || ms.is_empty() => return ms.iter().map(|m| one(m)).collect(),
         (Some(bs), _) => (
             blocks::products(&bs, &data()?, k),
             bs.iter().map(|b| b.panels.n).collect(),
@@ -211,7 +256,7 @@ pub fn forward_all(ms: &[&Matmul], x: &Tensor) -> candle_core::Result<Vec<Tensor
             half_precision::products(&hs, &data()?),
             hs.iter().map(|h| h.n()).collect(),
         ),
-        _ => return ms.iter().map(|m| m.forward(x)).collect(),
+        _ => return ms.iter().map(|m| one(m)).collect(),
     };
     outs.into_iter()
         .zip(widths)
@@ -453,11 +498,65 @@ mod tests {
             for rows in [1, 6] {
                 let x =
                     Tensor::from_vec(random(64 * rows, 9), (1, rows, 64), &Device::Cpu).unwrap();
-                let all = forward_all(&ms.iter().collect::<Vec<_>>(), &x).unwrap();
+                let all = forward_all(&ms.iter().collect::<Vec<_>>(), &x, false).unwrap();
                 for (m, y) in ms.iter().zip(all) {
                     let alone = m.forward(&x).unwrap();
                     assert_eq!(y.dims(), alone.dims());
                     assert_eq!(flat(Ok(y)), flat(Ok(alone)));
+                }
+            }
+        }
+    }
+
+    /// Batch invariance: a decoding step's row gets the same bits beside
+    /// other rows as alone, in every kind of matrix (glot's panels, its
+    /// k-quant and half-precision kernels, candle's quantized products, f32),
+    /// for one matrix and for several sharing the input, at every row count
+    /// a step of `--parallel` decoding can have.
+    #[test]
+    fn a_step_row_gets_the_same_bits_beside_other_rows_as_alone() {
+        for (n, k) in [(40, 256), (256, 512), (37, 768)] {
+            step_rows_alike(n, k);
+        }
+    }
+
+    fn step_rows_alike(n: usize, k: usize) {
+        let mut kinds: Vec<(String, Matmul)> = BLOCK_TYPES
+            .into_iter()
+            .chain([
+                GgmlDType::Q4K,
+                GgmlDType::Q6K,
+                GgmlDType::Q2K,
+                GgmlDType::Q3K,
+                GgmlDType::Q5K,
+                GgmlDType::F16,
+                GgmlDType::BF16,
+            ])
+            .map(|dt| (format!("{dt:?}"), in_panels(quantized(dt, n, k))))
+            .collect();
+        let dense = Tensor::from_vec(random(n * k, 3), (n, k), &Device::Cpu).unwrap();
+        kinds.push(("f32".into(), Matmul::new(QMatMul::Tensor(dense))));
+        let rows = 20;
+        let x = random(rows * k, 4);
+        let alone = |m: &Matmul, r: usize| {
+            let xr = Tensor::from_slice(&x[r * k..(r + 1) * k], (1, 1, k), &Device::Cpu).unwrap();
+            flat(m.forward_step(&xr))
+        };
+        for (name, m) in &kinds {
+            let each: Vec<Vec<f32>> = (0..rows).map(|r| alone(m, r)).collect();
+            for count in [2, 3, 4, 5, 8, 16, 20] {
+                let xs = Tensor::from_slice(&x[..count * k], (count, 1, k), &Device::Cpu).unwrap();
+                let together = flat(m.forward_step(&xs));
+                let pair = flat(
+                    forward_all(&[m, m], &xs, true)
+                        .unwrap()
+                        .remove(1)
+                        .flatten_all(),
+                );
+                for r in 0..count {
+                    let at = format!("{name}, {n}×{k}, {count} rows, row {r}");
+                    assert_eq!(together[r * n..(r + 1) * n], each[r], "{at}");
+                    assert_eq!(pair[r * n..(r + 1) * n], each[r], "{at}");
                 }
             }
         }

@@ -1,0 +1,447 @@
+//! Independent generations decoded side by side: the map calls of a
+//! summary, the chunks of a translation.
+//!
+//! A decoding step of one sequence reads every weight once for one row of
+//! activations; the same read serves several rows for little more. So up to
+//! `width` calls share each step, each in its own slot of the model's
+//! cache, and a call that finishes hands its slot to the next waiting one
+//! at once (continuous batching): no call waits for the slowest. A joining
+//! call's prompt is computed alone, between two steps of the others.
+//!
+//! Every call gets exactly the answer it gets alone ([`generate_unlooped`]):
+//! a step computes each row as it computes a lone one
+//! ([`Forward::forward_slots`]), and each call's choices come from the same
+//! [`Decoding`].
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::choice::StopReason;
+use super::generate::{
+    generate_unlooped, prefill, CacheState, Decoding, Forward, GenParams, Generated, Prompt,
+};
+
+/// One generation to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub prompt: Prompt<'a>,
+    pub params: &'a GenParams,
+}
+
+/// A call waiting for a slot: its first answer, or its second after the
+/// first looped.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    call: usize,
+    retry: bool,
+}
+
+/// A call being decoded.
+struct Running<'p> {
+    job: Job,
+    slot: usize,
+    logits: Vec<f32>,
+    /// `logits` are new: the next token is still to be chosen from them.
+    fresh: bool,
+    decoding: Decoding<'p>,
+    first_logits: Vec<f32>,
+    reused: usize,
+    prefill_secs: f64,
+    decode_secs: f64,
+}
+
+/// What [`generate_unlooped`] gives each of `calls`, up to `width` decoded
+/// at a time. `caches` says what each slot's cache holds, and grows to
+/// `width`. Beam searches, and a width of 1, run one call after another in
+/// slot 0. The model's slot 0 is selected at the end.
+pub fn generate_all(
+    model: &mut dyn Forward,
+    caches: &mut Vec<CacheState>,
+    calls: &[Call],
+    width: usize,
+) -> Result<Vec<(Generated, bool)>> {
+    let width = width.min(calls.len());
+    if caches.is_empty() {
+        caches.push(CacheState::default());
+    }
+    if width <= 1 || calls.iter().any(|c| c.params.beam.is_some()) {
+        model.select(0)?;
+        return calls
+            .iter()
+            .map(|c| generate_unlooped(model, &mut caches[0], c.prompt, c.params))
+            .collect();
+    }
+    for c in calls {
+        anyhow::ensure!(
+            !c.prompt.ids.is_empty(),
+            "cannot generate from an empty prompt"
+        );
+    }
+    if caches.len() < width {
+        caches.resize_with(width, CacheState::default);
+    }
+    let retries: Vec<GenParams> = calls.iter().map(|c| c.params.for_retry()).collect();
+    let mut queue: VecDeque<Job> = (0..calls.len())
+        .map(|call| Job { call, retry: false })
+        .collect();
+    let mut free: Vec<usize> = (0..width).collect();
+    let mut running: Vec<Running> = Vec::with_capacity(width);
+    let mut firsts: Vec<Option<Generated>> = vec![None; calls.len()];
+    let mut done: Vec<Option<(Generated, bool)>> = vec![None; calls.len()];
+    let result = (|| -> Result<()> {
+        loop {
+            while let (false, Some(&job)) = (free.is_empty(), queue.front()) {
+                queue.pop_front();
+                let prompt = calls[job.call].prompt;
+                let params = match job.retry {
+                    true => &retries[job.call],
+                    false => calls[job.call].params,
+                };
+                // The free slot holding the longest reusable prefix.
+                let at = (0..free.len())
+                    .max_by_key(|&i| {
+                        (
+                            caches[free[i]].reusable(&prompt),
+                            std::cmp::Reverse(free[i]),
+                        )
+                    })
+                    .unwrap_or(0);
+                let slot = free.swap_remove(at);
+                running.push(join(model, &mut caches[slot], slot, job, prompt, params)?);
+            }
+            if running.is_empty() {
+                return Ok(());
+            }
+            let mut finished = false;
+            let mut i = 0;
+            while i < running.len() {
+                let r = &mut running[i];
+                if !r.fresh {
+                    i += 1;
+                    continue;
+                }
+                r.fresh = false;
+                match r.decoding.next(&mut r.logits, &mut |_| {}) {
+                    None => i += 1,
+                    Some(stop) => {
+                        finished = true;
+                        let r = running.swap_remove(i);
+                        free.push(r.slot);
+                        let call = r.job.call;
+                        let looped = stop == StopReason::Repetition;
+                        let g = Generated {
+                            ids: r.decoding.ids,
+                            stop,
+                            first_logits: r.first_logits,
+                            reused: r.reused,
+                            prefill_secs: r.prefill_secs,
+                            decode_secs: r.decode_secs,
+                            beam_score: None,
+                        };
+                        match (r.job.retry, looped) {
+                            (false, true) => {
+                                firsts[call] = Some(g);
+                                queue.push_front(Job { call, retry: true });
+                            }
+                            (false, false) => done[call] = Some((g, false)),
+                            (true, _) => {
+                                let mut g = g;
+                                if let Some(first) = &firsts[call] {
+                                    g.prefill_secs += first.prefill_secs;
+                                    g.decode_secs += first.decode_secs;
+                                }
+                                done[call] = Some((g, true));
+                            }
+                        }
+                    }
+                }
+            }
+            // A freed slot takes the next call before the others step on.
+            if running.is_empty() || (finished && !queue.is_empty()) {
+                continue;
+            }
+            let steps: Vec<(usize, u32, usize)> = running
+                .iter()
+                .map(|r| {
+                    let (token, pos) = r.decoding.last();
+                    (r.slot, token, pos)
+                })
+                .collect();
+            let start = Instant::now();
+            let logits = model.forward_slots(&steps)?;
+            let secs = start.elapsed().as_secs_f64();
+            anyhow::ensure!(logits.len() == running.len(), "one row of logits per slot");
+            for (r, l) in running.iter_mut().zip(logits) {
+                r.logits = l;
+                r.fresh = true;
+                r.decode_secs += secs;
+            }
+        }
+    })();
+    // Slots left mid-answer hold what no state describes.
+    if result.is_err() {
+        for r in &running {
+            caches[r.slot] = CacheState::default();
+        }
+    }
+    model.select(0)?;
+    result?;
+    Ok(done
+        .into_iter()
+        .map(|d| d.expect("every call finished"))
+        .collect())
+}
+
+/// Starts `job` in `slot`: the prompt computed alone, reusing what the
+/// slot's cache holds of it, as [`super::generate::generate`] does.
+fn join<'p>(
+    model: &mut dyn Forward,
+    cache: &mut CacheState,
+    slot: usize,
+    job: Job,
+    prompt: Prompt,
+    params: &'p GenParams,
+) -> Result<Running<'p>> {
+    let start = Instant::now();
+    model.select(slot)?;
+    let kept = cache.reusable(&prompt);
+    *cache = CacheState::default();
+    model.rewind(kept)?;
+    let logits = prefill(model, prompt, kept)?;
+    *cache = CacheState::holding(prompt);
+    Ok(Running {
+        job,
+        slot,
+        first_logits: logits.clone(),
+        logits,
+        fresh: true,
+        decoding: Decoding::new(params, prompt.ids.len()),
+        reused: kept,
+        prefill_secs: start.elapsed().as_secs_f64(),
+        decode_secs: 0.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    /// A model whose logits after a position depend on every id its slot
+    /// holds up to there, so a step fed to the wrong slot, a position
+    /// skipped or a cache not rewound changes the answer. Prompts that start
+    /// with [`LOOPER`] answer a run of three tokens over and over unless
+    /// barred, then end.
+    #[derive(Default)]
+    struct Hashing {
+        slots: Vec<Vec<u32>>,
+        active: usize,
+        /// Rows per call of `forward_slots`.
+        widths: Vec<usize>,
+    }
+
+    const VOCAB: usize = 32;
+    const EOS: u32 = 0;
+    const LOOPER: u32 = 31;
+
+    impl Hashing {
+        fn logits(seq: &[u32]) -> Vec<f32> {
+            let mut logits = vec![0f32; VOCAB];
+            if seq.first() == Some(&LOOPER) {
+                logits[1 + seq.len() % 3] = 3.0;
+                logits[EOS as usize] = 1.0;
+                return logits;
+            }
+            let h = seq.iter().fold(17u64, |h, &t| {
+                h.wrapping_mul(31).wrapping_add(u64::from(t) + 1)
+            });
+            for (i, l) in logits.iter_mut().enumerate() {
+                *l = ((h >> (i % 60)) % 97) as f32 + i as f32 * 0.01;
+            }
+            // Ends now and then, so answers differ in length.
+            if h % 7 == 0 {
+                logits[EOS as usize] = 1000.0;
+            }
+            logits
+        }
+
+        fn feed(&mut self, slot: usize, ids: &[u32], pos: usize) -> Vec<f32> {
+            let seq = &mut self.slots[slot];
+            assert_eq!(pos, seq.len(), "positions must follow the slot's cache");
+            seq.extend(ids);
+            Self::logits(seq)
+        }
+    }
+
+    impl Forward for Hashing {
+        fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
+            if self.slots.is_empty() {
+                self.slots.push(Vec::new());
+            }
+            Ok(self.feed(self.active, ids, pos))
+        }
+        fn rewind(&mut self, len: usize) -> Result<()> {
+            if let Some(s) = self.slots.get_mut(self.active) {
+                s.truncate(len);
+            }
+            Ok(())
+        }
+        fn select(&mut self, slot: usize) -> Result<()> {
+            if self.slots.len() <= slot {
+                self.slots.resize(slot + 1, Vec::new());
+            }
+            self.active = slot;
+            Ok(())
+        }
+        fn forward_slots(&mut self, steps: &[(usize, u32, usize)]) -> Result<Vec<Vec<f32>>> {
+            self.widths.push(steps.len());
+            let mut seen: Vec<usize> = steps.iter().map(|s| s.0).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), steps.len(), "one row per slot");
+            Ok(steps
+                .iter()
+                .map(|&(slot, id, pos)| self.feed(slot, &[id], pos))
+                .collect())
+        }
+    }
+
+    fn params(max: usize) -> GenParams {
+        GenParams {
+            max_new_tokens: max,
+            eos: vec![EOS],
+            sampling: None,
+            repeat_guard: true,
+            no_repeat_ngram: None,
+            beam: None,
+        }
+    }
+
+    /// Prompts with a shared system part (break at 3) or none, some that
+    /// loop, of random lengths.
+    fn prompts(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<(Vec<u32>, Vec<usize>)> {
+        (0..n)
+            .map(|i| {
+                let len = rng.random_range(4..30);
+                let mut ids: Vec<u32> = (0..len).map(|_| rng.random_range(1..30)).collect();
+                match i % 4 {
+                    0 => (ids, vec![]),
+                    1 => {
+                        ids[..3].copy_from_slice(&[5, 6, 7]);
+                        (ids, vec![3])
+                    }
+                    2 => {
+                        ids[0] = LOOPER;
+                        (ids, vec![])
+                    }
+                    _ => {
+                        ids[..3].copy_from_slice(&[5, 6, 7]);
+                        (ids, vec![3, len - 1])
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Each call alone, on a fresh model: the reference.
+    fn alone(prompt: Prompt, params: &GenParams) -> (Generated, bool) {
+        let mut m = Hashing::default();
+        generate_unlooped(&mut m, &mut CacheState::default(), prompt, params).unwrap()
+    }
+
+    /// Random calls in random arrival orders, at random widths, each get
+    /// what they get alone: ids, stop reason, first logits and whether they
+    /// were asked again. Prefixes kept from earlier calls stay correct
+    /// across rounds on the same model.
+    #[test]
+    fn every_call_gets_its_lone_answer_whatever_the_order_and_width() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut model = Hashing::default();
+        let mut caches = Vec::new();
+        let mut widest = 0;
+        for round in 0..40 {
+            let n = rng.random_range(1..12);
+            let prompts = prompts(&mut rng, n);
+            let maxes: Vec<GenParams> = (0..n).map(|_| params(rng.random_range(0..120))).collect();
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            let calls: Vec<Call> = order
+                .iter()
+                .map(|&i| Call {
+                    prompt: Prompt {
+                        ids: &prompts[i].0,
+                        breaks: &prompts[i].1,
+                    },
+                    params: &maxes[i],
+                })
+                .collect();
+            let width = rng.random_range(1..9);
+            let got = generate_all(&mut model, &mut caches, &calls, width).unwrap();
+            for (call, (g, looped)) in calls.iter().zip(&got) {
+                let (want, want_looped) = alone(call.prompt, call.params);
+                assert_eq!(g.ids, want.ids, "round {round}, width {width}");
+                assert_eq!(g.stop, want.stop, "round {round}");
+                assert_eq!(*looped, want_looped, "round {round}");
+                assert_eq!(g.first_logits, want.first_logits, "round {round}");
+            }
+            widest = widest.max(model.widths.iter().copied().max().unwrap_or(0));
+        }
+        // Several calls did share steps, and some answers looped.
+        assert!(widest >= 4, "{widest}");
+    }
+
+    /// A slot whose call ends is taken at once by the next one waiting:
+    /// with two slots and a long call, the short ones pass through the
+    /// other slot while it decodes.
+    #[test]
+    fn a_finished_call_hands_its_slot_to_the_next_at_once() {
+        // No end of answer: every answer runs to its cap.
+        let long = GenParams {
+            eos: vec![],
+            ..params(100)
+        };
+        let short = GenParams {
+            eos: vec![],
+            ..params(3)
+        };
+        let ids: Vec<Vec<u32>> = (0..5).map(|i| vec![2, 3, 4 + i]).collect();
+        let mut calls = vec![Call {
+            prompt: Prompt::plain(&ids[0]),
+            params: &long,
+        }];
+        for p in &ids[1..] {
+            calls.push(Call {
+                prompt: Prompt::plain(p),
+                params: &short,
+            });
+        }
+        let mut model = Hashing::default();
+        let got = generate_all(&mut model, &mut Vec::new(), &calls, 2).unwrap();
+        assert_eq!(got[0].0.ids.len(), 100);
+        assert!(got[1..].iter().all(|(g, _)| g.ids.len() == 3));
+        // Four short calls of two steps each beside the long one, then the
+        // long one alone: no step ran with one row while a call waited.
+        let mut want = vec![2; 4 * 2];
+        want.resize(99, 1);
+        assert_eq!(model.widths, want);
+    }
+
+    #[test]
+    fn beam_searches_and_width_one_run_one_call_at_a_time() {
+        let mut model = Hashing::default();
+        let p = params(10);
+        let ids = [3u32, 4, 5];
+        let calls = vec![
+            Call {
+                prompt: Prompt::plain(&ids),
+                params: &p,
+            };
+            3
+        ];
+        generate_all(&mut model, &mut Vec::new(), &calls, 1).unwrap();
+        assert!(model.widths.is_empty());
+    }
+}
