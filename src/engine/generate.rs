@@ -217,6 +217,11 @@ pub const RETRY_NO_REPEAT_NGRAM: usize = 6;
 /// ([`StopReason::Repetition`]). Returns whether the first answer looped;
 /// the times are those of both runs. Answers that do not loop are exactly
 /// what [`generate`] gives.
+///
+/// The second answer starts from the first one's prompt, still in the
+/// cache: prefill cuts a prompt at the same places whatever the cache held,
+/// so the cached positions and the first logits are the bits a second
+/// prefill would compute.
 pub fn generate_unlooped(
     model: &mut dyn Forward,
     cache: &mut CacheState,
@@ -227,11 +232,22 @@ pub fn generate_unlooped(
     if first.stop != StopReason::Repetition || params.beam.is_some() {
         return Ok((first, false));
     }
+    let start = std::time::Instant::now();
+    *cache = CacheState::default();
+    model.rewind(prompt.ids.len())?;
     let retry = params.for_retry();
-    let mut again = generate(model, cache, prompt, &retry, &mut |_| {})?;
-    again.prefill_secs += first.prefill_secs;
-    again.decode_secs += first.decode_secs;
-    Ok((again, true))
+    let logits = first.first_logits.clone();
+    let (ids, stop) = decode(model, prompt.ids.len(), logits, &retry, &mut |_| {})?;
+    *cache = CacheState::holding(prompt);
+    Ok((
+        Generated {
+            ids,
+            stop,
+            decode_secs: first.decode_secs + start.elapsed().as_secs_f64(),
+            ..first
+        },
+        true,
+    ))
 }
 
 /// Greedy or sampled decoding after a prompt of `prompt_len` positions

@@ -30,7 +30,7 @@ pub struct Call<'a> {
     pub params: &'a GenParams,
 }
 
-/// A call waiting for a slot: its first answer, or its second after the
+/// A call's answer being decoded: its first, or its second after the
 /// first looped.
 #[derive(Debug, Clone, Copy)]
 struct Job {
@@ -83,22 +83,16 @@ pub fn generate_all(
         caches.resize_with(width, CacheState::default);
     }
     let retries: Vec<GenParams> = calls.iter().map(|c| c.params.for_retry()).collect();
-    let mut queue: VecDeque<Job> = (0..calls.len())
-        .map(|call| Job { call, retry: false })
-        .collect();
+    let mut queue: VecDeque<usize> = (0..calls.len()).collect();
     let mut free: Vec<usize> = (0..width).collect();
     let mut running: Vec<Running> = Vec::with_capacity(width);
     let mut firsts: Vec<Option<Generated>> = vec![None; calls.len()];
     let mut done: Vec<Option<(Generated, bool)>> = vec![None; calls.len()];
     let result = (|| -> Result<()> {
         loop {
-            while let (false, Some(&job)) = (free.is_empty(), queue.front()) {
+            while let (false, Some(&call)) = (free.is_empty(), queue.front()) {
                 queue.pop_front();
-                let prompt = calls[job.call].prompt;
-                let params = match job.retry {
-                    true => &retries[job.call],
-                    false => calls[job.call].params,
-                };
+                let Call { prompt, params } = calls[call];
                 // The free slot holding the longest reusable prefix.
                 let at = (0..free.len())
                     .max_by_key(|&i| {
@@ -109,6 +103,7 @@ pub fn generate_all(
                     })
                     .unwrap_or(0);
                 let slot = free.swap_remove(at);
+                let job = Job { call, retry: false };
                 running.push(join(model, &mut caches[slot], slot, job, prompt, params)?);
             }
             if running.is_empty() {
@@ -128,7 +123,6 @@ pub fn generate_all(
                     Some(stop) => {
                         finished = true;
                         let r = running.swap_remove(i);
-                        free.push(r.slot);
                         let call = r.job.call;
                         let looped = stop == StopReason::Repetition;
                         let g = Generated {
@@ -142,11 +136,19 @@ pub fn generate_all(
                         };
                         match (r.job.retry, looped) {
                             (false, true) => {
+                                // Asked again at once in the same slot,
+                                // from the prompt the cache still holds.
+                                let job = Job { call, retry: true };
+                                let retry = &retries[call];
+                                running.push(again(model, &g, r.slot, job, &calls[call], retry)?);
                                 firsts[call] = Some(g);
-                                queue.push_front(Job { call, retry: true });
                             }
-                            (false, false) => done[call] = Some((g, false)),
+                            (false, false) => {
+                                free.push(r.slot);
+                                done[call] = Some((g, false));
+                            }
                             (true, _) => {
+                                free.push(r.slot);
                                 let mut g = g;
                                 if let Some(first) = &firsts[call] {
                                     g.prefill_secs += first.prefill_secs;
@@ -192,6 +194,32 @@ pub fn generate_all(
         .into_iter()
         .map(|d| d.expect("every call finished"))
         .collect())
+}
+
+/// Starts the second answer of a call whose `first` looped, in its slot,
+/// from the prompt the cache still holds and the first answer's first
+/// logits (see [`generate_unlooped`]).
+fn again<'p>(
+    model: &mut dyn Forward,
+    first: &Generated,
+    slot: usize,
+    job: Job,
+    call: &Call,
+    params: &'p GenParams,
+) -> Result<Running<'p>> {
+    model.select(slot)?;
+    model.rewind(call.prompt.ids.len())?;
+    Ok(Running {
+        job,
+        slot,
+        first_logits: first.first_logits.clone(),
+        logits: first.first_logits.clone(),
+        fresh: true,
+        decoding: Decoding::new(params, call.prompt.ids.len()),
+        reused: first.reused,
+        prefill_secs: 0.0,
+        decode_secs: 0.0,
+    })
 }
 
 /// Starts `job` in `slot`: the prompt computed alone, reusing what the

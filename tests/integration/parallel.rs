@@ -166,8 +166,9 @@ fn parallel_takes_one_to_sixty_four() {
     let home = tempfile::tempdir().unwrap();
     for bad in ["0", "65", "x"] {
         let mut cmd = glot(home.path());
-        cmd.args(["summarize", "-", "--parallel", bad]);
-        let out = run(cmd, Some("text"));
+        // A file, not stdin: glot stops at the flag before it reads any.
+        cmd.args(["summarize", "article.txt", "--parallel", bad]);
+        let out = run(cmd, None);
         assert_eq!(out.status.code(), Some(1), "{bad}");
         assert!(stderr(&out).contains("--parallel"), "{}", stderr(&out));
     }
