@@ -6,7 +6,8 @@
 //! `width` calls share each step, each in its own slot of the model's
 //! cache, and a call that finishes hands its slot to the next waiting one
 //! at once (continuous batching): no call waits for the slowest. A joining
-//! call's prompt is computed alone, between two steps of the others.
+//! call's prompt is computed alone, between two steps of the others; an
+//! answer that loops is asked again at once in the slot it holds.
 //!
 //! Every call gets exactly the answer it gets alone ([`generate_unlooped`]):
 //! a step computes each row as it computes a lone one
