@@ -406,8 +406,8 @@ impl Llm {
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generated> {
         self.check_room(prompt.ids.len(), params.max_new_tokens)?;
-        let (decoder, cache) = self.decoder_and_cache()?;
-        generate::generate(decoder, cache, prompt, params, on_token)
+        let (decoder, caches) = self.decoder_and_caches()?;
+        generate::generate(decoder, &mut caches[0], prompt, params, on_token)
     }
 
     /// What [`generate::generate_unlooped`] gives each of `calls` alone, up
@@ -420,15 +420,14 @@ impl Llm {
         for c in calls {
             self.check_room(c.prompt.ids.len(), c.params.max_new_tokens)?;
         }
-        let decoder = self.decoder_and_cache()?.0;
+        let (decoder, caches) = self.decoder_and_caches()?;
         // A model on a GPU decodes one call at a time: its products are
         // not made to add up each row alike whatever the rows beside it.
         let width = match decoder.on_cpu() {
             true => width,
             false => 1,
         };
-        let decoder = self.decoder.as_mut().expect("checked above");
-        parallel::generate_all(decoder, &mut self.caches, calls, width)
+        parallel::generate_all(decoder, caches, calls, width)
     }
 
     /// The settings of a chat call of at most `max_new_tokens`.
@@ -453,9 +452,9 @@ impl Llm {
             anyhow::ensure!(!prompt.is_empty(), "cannot read along an empty prompt");
             self.check_room(prompt.len(), forced.len())?;
         }
+        let (decoder, caches) = self.decoder_and_caches()?;
         // Every slot is to hold other ids than its state says.
-        self.caches.iter_mut().for_each(|c| *c = Default::default());
-        let decoder = self.decoder_and_cache()?.0;
+        caches.iter_mut().for_each(|c| *c = Default::default());
         let mut out = Vec::with_capacity(reads.len());
         for (slot, (prompt, _)) in reads.iter().enumerate() {
             decoder.select(slot);
@@ -487,8 +486,8 @@ impl Llm {
     pub fn logits_along(&mut self, prompt: &[u32], forced: &[u32]) -> Result<Vec<Vec<f32>>> {
         anyhow::ensure!(!prompt.is_empty(), "cannot read along an empty prompt");
         self.check_room(prompt.len(), forced.len())?;
-        let (decoder, cache) = self.decoder_and_cache()?;
-        *cache = generate::CacheState::default();
+        let (decoder, caches) = self.decoder_and_caches()?;
+        caches[0] = generate::CacheState::default();
         decoder.rewind(0)?;
         let mut out = Vec::with_capacity(forced.len() + 1);
         out.push(decoder.forward(prompt, 0)?);
@@ -510,13 +509,14 @@ impl Llm {
         Ok(())
     }
 
-    /// The decoder, which a model loaded for planning lacks, and what its
-    /// cache holds.
-    fn decoder_and_cache(&mut self) -> Result<(&mut Decoder, &mut generate::CacheState)> {
+    /// The decoder, which a model loaded for planning lacks, with slot 0
+    /// (calls one at a time) selected, and what each slot of its cache
+    /// holds.
+    fn decoder_and_caches(&mut self) -> Result<(&mut Decoder, &mut Vec<generate::CacheState>)> {
         match self.decoder.as_mut() {
             Some(d) => {
                 d.select(0);
-                Ok((d, &mut self.caches[0]))
+                Ok((d, &mut self.caches))
             }
             None => anyhow::bail!(
                 "{}: loaded for planning only, without weights",
@@ -558,10 +558,8 @@ impl ChatModel for Llm {
 
     fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
         let mut prompts = Vec::with_capacity(calls.len());
-        for (messages, max) in calls {
-            let (ids, breaks) = self.encode_prompt(messages)?;
-            self.check_room(ids.len(), *max)?;
-            prompts.push((ids, breaks));
+        for (messages, _) in calls {
+            prompts.push(self.encode_prompt(messages)?);
         }
         let params: Vec<GenParams> = calls.iter().map(|c| self.params(c.1)).collect();
         let calls: Vec<parallel::Call> = prompts

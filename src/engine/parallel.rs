@@ -87,7 +87,6 @@ pub fn generate_all(
     let mut queue: VecDeque<usize> = (0..calls.len()).collect();
     let mut free: Vec<usize> = (0..width).collect();
     let mut running: Vec<Running> = Vec::with_capacity(width);
-    let mut firsts: Vec<Option<Generated>> = vec![None; calls.len()];
     let mut done: Vec<Option<(Generated, bool)>> = vec![None; calls.len()];
     let result = (|| -> Result<()> {
         loop {
@@ -141,8 +140,7 @@ pub fn generate_all(
                                 // from the prompt the cache still holds.
                                 let job = Job { call, retry: true };
                                 let retry = &retries[call];
-                                running.push(again(model, &g, r.slot, job, &calls[call], retry)?);
-                                firsts[call] = Some(g);
+                                running.push(again(model, g, r.slot, job, &calls[call], retry)?);
                             }
                             (false, false) => {
                                 free.push(r.slot);
@@ -150,11 +148,6 @@ pub fn generate_all(
                             }
                             (true, _) => {
                                 free.push(r.slot);
-                                let mut g = g;
-                                if let Some(first) = &firsts[call] {
-                                    g.prefill_secs += first.prefill_secs;
-                                    g.decode_secs += first.decode_secs;
-                                }
                                 done[call] = Some((g, true));
                             }
                         }
@@ -199,10 +192,10 @@ pub fn generate_all(
 
 /// Starts the second answer of a call whose `first` looped, in its slot,
 /// from the prompt the cache still holds and the first answer's first
-/// logits (see [`generate_unlooped`]).
+/// logits (see [`generate_unlooped`]); its times go on from the first's.
 fn again<'p>(
     model: &mut dyn Forward,
-    first: &Generated,
+    first: Generated,
     slot: usize,
     job: Job,
     call: &Call,
@@ -213,13 +206,13 @@ fn again<'p>(
     Ok(Running {
         job,
         slot,
-        first_logits: first.first_logits.clone(),
         logits: first.first_logits.clone(),
+        first_logits: first.first_logits,
         fresh: true,
         decoding: Decoding::new(params, call.prompt.ids.len()),
         reused: first.reused,
-        prefill_secs: 0.0,
-        decode_secs: 0.0,
+        prefill_secs: first.prefill_secs,
+        decode_secs: first.decode_secs,
     })
 }
 
