@@ -479,7 +479,7 @@ fn a_second_signal_stops_at_once() {
     let root = home.path().join("long");
     std::fs::create_dir_all(&root).unwrap();
     // The first document takes seconds to translate; the second is short.
-    let long = "The council met again and talked about the budget for the year. ".repeat(150);
+    let long = "The council met again and talked about the budget for the year. ".repeat(60);
     std::fs::write(root.join("a.txt"), long).unwrap();
     std::fs::write(root.join("b.txt"), "A short one.\n").unwrap();
     for (signals, records_after) in [(1, 1), (2, 0)] {

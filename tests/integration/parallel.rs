@@ -11,16 +11,18 @@ use rand::{Rng, SeedableRng};
 use crate::parity::{load_dir, load_gguf};
 use crate::util::{glot, model_dir, reference, run, stderr, stdout, FAMILIES, GGUF_TYPES};
 
-/// Every format of every fixture family, loaded.
-fn every_model() -> Vec<(String, glot::engine::Llm)> {
-    let mut models = Vec::new();
-    for family in FAMILIES {
-        models.push((format!("{family} safetensors"), load_dir(family)));
-        for ty in GGUF_TYPES {
-            models.push((format!("{family} {ty}"), load_gguf(family, ty)));
-        }
-    }
-    models
+/// The formats named in `formats` ("safetensors" or a GGUF type) of every
+/// fixture family, loaded one at a time as the iterator is drawn.
+fn models<'a>(formats: &'a [&'a str]) -> impl Iterator<Item = (String, glot::engine::Llm)> + 'a {
+    FAMILIES.iter().flat_map(move |family| {
+        formats.iter().map(move |&format| {
+            let llm = match format {
+                "safetensors" => load_dir(family),
+                ty => load_gguf(family, ty),
+            };
+            (format!("{family} {format}"), llm)
+        })
+    })
 }
 
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
@@ -31,7 +33,11 @@ fn same_bits(a: &[f32], b: &[f32]) -> bool {
 /// another order, give every step of every case the logits it gets alone.
 #[test]
 fn steps_side_by_side_give_each_sequence_its_lone_logits_bit_for_bit() {
-    for (name, mut llm) in every_model() {
+    let formats: Vec<&str> = ["safetensors"]
+        .into_iter()
+        .chain(GGUF_TYPES.iter().copied())
+        .collect();
+    for (name, mut llm) in models(&formats) {
         let family = name.split(' ').next().unwrap();
         let cases = reference(family).cases;
         let reads: Vec<(&[u32], &[u32])> = cases
@@ -68,12 +74,7 @@ fn steps_side_by_side_give_each_sequence_its_lone_logits_bit_for_bit() {
 #[test]
 fn calls_in_random_arrival_orders_and_widths_get_their_lone_answers() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(21);
-    let models = every_model().into_iter().filter(|(name, _)| {
-        ["safetensors", "q8_0", "q4_k_m"]
-            .iter()
-            .any(|f| name.ends_with(f))
-    });
-    for (name, mut llm) in models {
+    for (name, mut llm) in models(&["safetensors", "q8_0", "q4_k_m"]) {
         let family = name.split(' ').next().unwrap();
         let cases = reference(family).cases;
         let eos = llm.eos().to_vec();

@@ -43,6 +43,9 @@ fn sbatch(home: &Path, script: &str, args: &[&str], shards: Option<&str>) -> boo
     cmd.args(["600", "sbatch", "--wait", "--quiet"])
         .arg(format!("--chdir={}", home.display()))
         .arg(format!("--output={}/%A_%a.out", logs.display()))
+        // One thread a task: eight tasks of eight threads each would crowd
+        // a small machine's cores far beyond what the test needs.
+        .arg("--cpus-per-task=1")
         .args(args)
         .arg(&path)
         .env_clear()
@@ -75,7 +78,7 @@ fn job_arrays_do_every_document_once() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let root = articles(h, 12);
-    // One unsharded run, on as many threads as the script asks for.
+    // One unsharded run, on more threads than each task of the arrays.
     let reference = h.join("reference");
     let mut one = glot(h);
     one.args([
@@ -85,7 +88,7 @@ fn job_arrays_do_every_document_once() {
         "--translate",
         "fr",
     ]);
-    one.args(["--out", reference.to_str().unwrap(), "--threads", "8"]);
+    one.args(["--out", reference.to_str().unwrap(), "--threads", "2"]);
     one.env("GLOT_MODEL", model_dir("qwen3"));
     let o = run(one, None);
     assert!(o.status.success(), "{}", stderr(&o));
