@@ -23,7 +23,7 @@ struct Linear {
 
 impl Linear {
     fn load(w: &mut Weights, role: Role, bias: Option<Role>, layer: usize) -> Result<Self> {
-        let weight = Matmul::new(w.matmul(role, layer)?);
+        let weight = w.matrix(role, layer)?;
         let bias = match bias {
             Some(b) => Some(w.dense(b, layer)?),
             None => None,
@@ -411,12 +411,14 @@ impl Decoder {
             ffn: config.intermediate_size,
             vocab: config.vocab_size,
         });
-        let embed = w.matmul(Role::TokenEmbedding, 0)?;
         let (embed, head) = if w.has(Role::Output, 0) {
-            (Some(embed), Matmul::new(w.matmul(Role::Output, 0)?))
+            let embed = w.matmul(Role::TokenEmbedding, 0)?;
+            (Some(embed), w.matrix(Role::Output, 0)?)
         } else {
-            let head = Matmul::new(embed.clone());
-            (if head.has_rows() { None } else { Some(embed) }, head)
+            // A tied table is loaded once: the head, which either looks its
+            // rows up itself or shares candle's tensor with the lookup.
+            let head = w.matrix(Role::TokenEmbedding, 0)?;
+            (head.as_candle(), head)
         };
         let gemma = config.gemma.as_ref();
         let offset = gemma.map_or(0.0, |g| g.norm_offset);

@@ -199,14 +199,15 @@ impl Llm {
                 (w, cfg, None, format)
             }
             WeightsFormat::Gguf(path) => {
-                let (_, content) = weights::read_gguf(path)?;
+                let file = weights::GgufFile::open(path)?;
+                let content = &file.content;
                 let names: Vec<&str> = content.tensor_infos.keys().map(String::as_str).collect();
                 let cfg = DecoderConfig::from_gguf(&content.metadata, &names)
                     .with_context(|| format!("in {}", path.display()))?;
-                let format = format!("gguf {}", gguf_weight_type(&content));
+                let format = format!("gguf {}", gguf_weight_type(content));
                 let meta = content.metadata.clone();
                 let w = match with_weights {
-                    true => Some(Weights::gguf(path, content, &device)?),
+                    true => Some(Weights::gguf(file, &device)?),
                     false => None,
                 };
                 (w, cfg, Some(meta), format)

@@ -9,10 +9,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
+use memmap2::Mmap;
+#[cfg(unix)]
+use memmap2::UncheckedAdvice;
 
+use crate::engine::kernels::Matmul;
 use crate::error::Error;
 
 /// A tensor of the decoder, independent of any file format's naming.
@@ -135,10 +140,7 @@ fn gguf_name(role: Role, layer: usize) -> String {
 
 enum Source {
     Safetensors(MmapedSafetensors),
-    Gguf {
-        content: gguf_file::Content,
-        file: File,
-    },
+    Gguf(GgufFile),
 }
 
 /// Tensors of one model, read lazily by role.
@@ -235,15 +237,114 @@ pub(crate) fn map_safetensors(paths: &[PathBuf]) -> Result<MmapedSafetensors> {
     })?)
 }
 
-/// Reads a GGUF file's header: metadata and tensor list. A file that is
-/// not GGUF, or whose tensors are of a type glot cannot compute with (the
-/// IQ types, ternary and MXFP4 blocks), is a one-line model error that names
-/// the type.
-pub(crate) fn read_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    match gguf_file::Content::read(&mut file) {
+/// A GGUF file mapped into memory, its header parsed.
+///
+/// Tensors are read from the mapping rather than copied out with `read`:
+/// each is turned once into the layout its product takes (glot's panels,
+/// or candle's blocks), straight from the page cache, and its pages are
+/// then handed back ([`GgufFile::release`]). The process so holds the
+/// weights once, and a warm load costs one pass over them rather than a
+/// read, a copy into candle's blocks and a rearrangement.
+pub struct GgufFile {
+    pub content: gguf_file::Content,
+    map: Mmap,
+    path: PathBuf,
+}
+
+impl GgufFile {
+    /// Maps `path` and reads its header: metadata and tensor list. A file
+    /// that is not GGUF, or whose tensors are of a type glot cannot compute
+    /// with (the IQ types, ternary and MXFP4 blocks), is a one-line model
+    /// error that names the type.
+    pub fn open(path: &Path) -> Result<GgufFile> {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: the file is opened read-only; like every mmap-based loader
+        // we rely on nobody truncating it while its tensors are read.
+        let map = unsafe { Mmap::map(&file) }
+            .with_context(|| format!("cannot map {}", path.display()))?;
+        let content = read_header(path, &map)?;
+        Ok(GgufFile {
+            content,
+            map,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Tensor `name`'s description and bytes, inside the mapping.
+    pub fn bytes(&self, name: &str) -> Result<(&gguf_file::TensorInfo, &[u8])> {
+        let info = self
+            .content
+            .tensor_infos
+            .get(name)
+            .ok_or_else(|| Error::ModelFileMissing {
+                path: self.path.clone(),
+                what: format!("tensor `{name}`"),
+            })?;
+        let (elems, block) = (info.shape.elem_count(), info.ggml_dtype.block_size());
+        if !elems.is_multiple_of(block) {
+            return Err(Error::model(format!(
+                "{}: tensor `{name}` has {elems} values, not whole blocks of {block}",
+                self.path.display()
+            ))
+            .into());
+        }
+        let start = (self.content.tensor_data_offset + info.offset) as usize;
+        let len = elems / block * info.ggml_dtype.type_size();
+        // `open` checked that every tensor lies inside the file.
+        Ok((info, &self.map[start..start + len]))
+    }
+
+    /// Tensor `name` as candle's quantized tensor: one copy out of the
+    /// mapping, whose pages are then handed back.
+    pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
+        let (info, bytes) = self.bytes(name)?;
+        let dims = info.shape.dims().to_vec();
+        let q = if (bytes.as_ptr() as usize).is_multiple_of(ALIGN) {
+            qtensor_from_ggml(info.ggml_dtype, bytes, dims, device)
+        } else {
+            // candle reads the bytes as f32, f16 or blocks in place: a file
+            // whose tensors are not aligned goes through an aligned copy.
+            let mut words = vec![0u64; bytes.len().div_ceil(ALIGN)];
+            // SAFETY: `words` holds at least `bytes.len()` bytes.
+            let aligned = unsafe {
+                std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, bytes.len())
+            };
+            aligned.copy_from_slice(bytes);
+            qtensor_from_ggml(info.ggml_dtype, aligned, dims, device)
+        }
+        .map_err(|e| Error::model(format!("{}: {name}: {e}", self.path.display())))?;
+        self.release(bytes);
+        Ok(q)
+    }
+
+    /// Hands the pages of `bytes`, a tensor read and converted, back to
+    /// the page cache: without this, every page read would stay counted in
+    /// the process beside the converted copy until the file is unmapped.
+    pub fn release(&self, bytes: &[u8]) {
+        #[cfg(unix)]
+        {
+            let offset = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
+            // SAFETY: the mapping is private and never written: pages dropped
+            // are read again from the file if touched, never lost or zeroed.
+            // The advice is a hint; its failure changes nothing.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, offset, bytes.len())
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = bytes;
+    }
+}
+
+/// The alignment candle's reading of tensor bytes in place needs at most.
+const ALIGN: usize = 8;
+
+/// Reads a GGUF header from the mapped file `map` of `path`.
+fn read_header(path: &Path, map: &[u8]) -> Result<gguf_file::Content> {
+    match gguf_file::Content::read(&mut std::io::Cursor::new(map)) {
         Ok(content) => {
-            let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+            let len = map.len() as u64;
             if let Some(name) = beyond_end(&content, len) {
                 return Err(Error::model(format!(
                     "{}: the file is cut short: tensor {name} lies past its end ({len} bytes)",
@@ -251,7 +352,7 @@ pub(crate) fn read_gguf(path: &Path) -> Result<(File, gguf_file::Content)> {
                 ))
                 .into());
             }
-            Ok((file, content))
+            Ok(content)
         }
         Err(e) => {
             // candle's message may carry a backtrace: its first line says it.
@@ -332,12 +433,11 @@ impl Weights {
         }
     }
 
-    /// Opens a GGUF file whose header was already parsed.
-    pub fn gguf(path: &Path, content: gguf_file::Content, device: &Device) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    /// The tensors of a mapped GGUF file.
+    pub fn gguf(file: GgufFile, device: &Device) -> Result<Self> {
         Ok(Weights {
-            source: Source::Gguf { content, file },
-            origin: path.to_path_buf(),
+            origin: file.path.clone(),
+            source: Source::Gguf(file),
             device: device.clone(),
             quantize: None,
             shapes: None,
@@ -368,7 +468,8 @@ impl Weights {
     fn shape_in_file(&self, name: &str) -> Option<Vec<usize>> {
         match &self.source {
             Source::Safetensors(st) => st.get(name).ok().map(|v| v.shape().to_vec()),
-            Source::Gguf { content, .. } => content
+            Source::Gguf(g) => g
+                .content
                 .tensor_infos
                 .get(name)
                 .map(|t| t.shape.dims().to_vec()),
@@ -401,7 +502,7 @@ impl Weights {
     fn name(&self, role: Role, layer: usize) -> String {
         match self.source {
             Source::Safetensors(_) => hf_name(role, layer, self.gemma, &self.prefix),
-            Source::Gguf { .. } => gguf_name(role, layer),
+            Source::Gguf(_) => gguf_name(role, layer),
         }
     }
 
@@ -414,7 +515,7 @@ impl Weights {
     pub fn has_name(&self, name: &str) -> bool {
         match &self.source {
             Source::Safetensors(st) => st.get(name).is_ok(),
-            Source::Gguf { content, .. } => content.tensor_infos.contains_key(name),
+            Source::Gguf(g) => g.content.tensor_infos.contains_key(name),
         }
     }
 
@@ -444,11 +545,30 @@ impl Weights {
                     _ => float_matrix(t, &self.device)?,
                 }
             }
-            Source::Gguf { content, file } => {
-                gguf_matrix(content.tensor(file, &name, &self.device)?, &self.device)?
-            }
+            Source::Gguf(g) => gguf_matrix(g.qtensor(&name, &self.device)?, &self.device)?,
         };
         Ok(m)
+    }
+
+    /// A weight matrix as glot's product takes it ([`Matmul::new`]). A
+    /// GGUF matrix in a block format goes into panels on the CPU straight
+    /// from the mapped file, without passing through candle's blocks.
+    pub fn matrix(&mut self, role: Role, layer: usize) -> Result<Matmul> {
+        if let (Source::Gguf(g), true) = (&self.source, self.device.is_cpu()) {
+            let name = self.name(role, layer);
+            if !self.has(role, layer) {
+                return Err(self.missing(&name));
+            }
+            self.check_shape(role, &name)?;
+            let (info, bytes) = g.bytes(&name)?;
+            if let Ok((n, k)) = info.shape.dims2() {
+                if let Some(m) = Matmul::of_file_blocks(info.ggml_dtype, n, k, bytes) {
+                    g.release(bytes);
+                    return Ok(m);
+                }
+            }
+        }
+        Ok(Matmul::new(self.matmul(role, layer)?))
     }
 
     /// A small tensor (norm weight, bias) as dense f32.
@@ -465,9 +585,7 @@ impl Weights {
     pub fn dense_by_name(&mut self, name: &str) -> Result<Tensor> {
         let t = match &mut self.source {
             Source::Safetensors(st) => st.load(name, &self.device)?,
-            Source::Gguf { content, file } => content
-                .tensor(file, name, &self.device)?
-                .dequantize(&self.device)?,
+            Source::Gguf(g) => g.qtensor(name, &self.device)?.dequantize(&self.device)?,
         };
         Ok(t.to_dtype(DType::F32)?)
     }
@@ -497,26 +615,65 @@ mod tests {
         f
     }
 
+    /// A tensor that the file does not align is read through a copy, with
+    /// the same values as an aligned one.
+    #[test]
+    fn tensors_at_unaligned_offsets_read_the_same_values() {
+        let values: Vec<f32> = (0..32).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes()); // tensors
+        bytes.extend(1u64.to_le_bytes()); // metadata entries
+        let key = b"general.alignment";
+        bytes.extend((key.len() as u64).to_le_bytes());
+        bytes.extend(key);
+        bytes.extend(4u32.to_le_bytes()); // u32
+        bytes.extend(1u32.to_le_bytes());
+        let name = b"t";
+        bytes.extend((name.len() as u64).to_le_bytes());
+        bytes.extend(name);
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(32u64.to_le_bytes());
+        bytes.extend(0u32.to_le_bytes()); // F32
+        bytes.extend(1u64.to_le_bytes()); // one byte into the data
+        bytes.push(0);
+        for v in &values {
+            bytes.extend(v.to_le_bytes());
+        }
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), &bytes).unwrap();
+        let g = GgufFile::open(f.path()).unwrap();
+        let (_, raw) = g.bytes("t").unwrap();
+        assert_ne!(
+            raw.as_ptr() as usize % 4,
+            0,
+            "the test needs an unaligned tensor"
+        );
+        let q = g.qtensor("t", &Device::Cpu).unwrap();
+        let got: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().to_vec1().unwrap();
+        assert_eq!(got, values);
+    }
+
     #[test]
     fn unsupported_tensor_types_are_one_line_errors_that_name_the_type() {
         let f = gguf_with_tensor_type(20);
-        let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
+        let e = format!("{:#}", GgufFile::open(f.path()).err().unwrap());
         assert!(
             e.contains("tensors of type IQ4_NL are not supported"),
             "{e}"
         );
         assert!(!e.contains('\n'), "{e}");
         let f = gguf_with_tensor_type(0);
-        assert!(read_gguf(f.path()).is_ok());
+        assert!(GgufFile::open(f.path()).is_ok());
         let bytes = std::fs::read(f.path()).unwrap();
         std::fs::write(f.path(), &bytes[..bytes.len() - 1]).unwrap();
-        let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
+        let e = format!("{:#}", GgufFile::open(f.path()).err().unwrap());
         assert!(
             e.contains("the file is cut short: tensor blk.0.ffn_up.weight lies past its end"),
             "{e}"
         );
         std::fs::write(f.path(), b"not a gguf file").unwrap();
-        let e = format!("{:#}", read_gguf(f.path()).unwrap_err());
+        let e = format!("{:#}", GgufFile::open(f.path()).err().unwrap());
         assert!(
             e.contains("not a readable GGUF file") && !e.contains('\n'),
             "{e}"

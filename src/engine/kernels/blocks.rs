@@ -25,7 +25,17 @@ pub struct BlockMatrix {
 impl BlockMatrix {
     /// The matrix of `t` if it is in one of these formats.
     pub(super) fn of(t: &QTensor) -> Option<BlockMatrix> {
-        let format = match t.dtype() {
+        let (n, k) = t.shape().dims2().ok()?;
+        if !t.device().is_cpu() {
+            return None;
+        }
+        BlockMatrix::from_file(t.dtype(), n, k, &t.data().ok()?)
+    }
+
+    /// The matrix of `n` rows of `k` values of type `dtype` laid out as in
+    /// a GGUF file, `src`, if it is in one of these formats.
+    pub(super) fn from_file(dtype: GgmlDType, n: usize, k: usize, src: &[u8]) -> Option<Self> {
+        let format = match dtype {
             GgmlDType::Q8_0 => Format::Q8_0,
             GgmlDType::Q5_0 => Format::Q5_0,
             GgmlDType::Q5_1 => Format::Q5_1,
@@ -33,13 +43,11 @@ impl BlockMatrix {
             GgmlDType::Q4_1 => Format::Q4_1,
             _ => return None,
         };
-        let (n, k) = t.shape().dims2().ok()?;
-        if k % QK != 0 || !t.device().is_cpu() {
+        if !k.is_multiple_of(QK) || src.len() != n * k / QK * format.block_bytes() {
             return None;
         }
-        let data = t.data().ok()?;
         Some(BlockMatrix {
-            panels: Panels::new(format, n, k, &data),
+            panels: Panels::new(format, n, k, src),
         })
     }
 

@@ -316,6 +316,11 @@ impl KMatrix {
         })
     }
 
+    /// The matrix as the file has it.
+    pub(super) fn tensor(&self) -> Arc<QTensor> {
+        self.tensor.clone()
+    }
+
     fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;

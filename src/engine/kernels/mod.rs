@@ -34,7 +34,7 @@ mod pool;
 
 use std::sync::Arc;
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Module, Tensor};
 
 pub use blocks::BlockMatrix;
@@ -174,6 +174,29 @@ impl Matmul {
             }
         }
         Matmul::Candle(m)
+    }
+}
+
+impl Matmul {
+    /// A matrix of `n` rows of `k` values in one of the 32-value block
+    /// formats, from its bytes as a GGUF file lays them out: the panels are
+    /// built straight from them (see [`Matmul::new`] for when they are).
+    pub fn of_file_blocks(dtype: GgmlDType, n: usize, k: usize, bytes: &[u8]) -> Option<Matmul> {
+        if isa() == Isa::Scalar {
+            return None;
+        }
+        BlockMatrix::from_file(dtype, n, k, bytes).map(|b| Matmul::Blocks(Arc::new(b)))
+    }
+
+    /// The matrix as candle's quantized product, where it is kept so (for
+    /// an embedding table that is also the output head).
+    pub fn as_candle(&self) -> Option<QMatMul> {
+        match self {
+            Matmul::Candle(m) => Some(m.clone()),
+            #[cfg(glot_x86)]
+            Matmul::Q4K(k) => Some(QMatMul::QTensor(k.tensor())),
+            Matmul::Blocks(_) | Matmul::Half(_) => None,
+        }
     }
 }
 

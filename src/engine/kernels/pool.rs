@@ -25,6 +25,7 @@ pub(super) fn filled<T: Copy + Default + Send>(
     fill: impl Fn(usize, &mut [T]) + Sync,
 ) -> Vec<T> {
     let mut data = vec![T::default(); parts * len];
+    huge_pages(&mut data);
     if parts == 1 {
         fill(0, &mut data);
         return data;
@@ -38,6 +39,30 @@ pub(super) fn filled<T: Copy + Default + Send>(
         }
     });
     data
+}
+
+/// Asks for `data`'s pages to be 2 MiB ones where the kernel offers them
+/// (transparent huge pages in `madvise` mode): a fresh matrix of a large
+/// model is otherwise faulted in, zeroed and charged 4 KiB at a time, which
+/// took half of a warm load's time.
+fn huge_pages<T>(data: &mut [T]) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let bytes = std::mem::size_of_val(data);
+        if bytes < 4 << 20 {
+            return;
+        }
+        let start = (data.as_mut_ptr() as usize).next_multiple_of(PAGE);
+        let end = (data.as_mut_ptr() as usize + bytes) / PAGE * PAGE;
+        // SAFETY: the range lies inside `data`'s allocation, and the advice
+        // changes only how its pages are backed, not what they hold.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = data;
 }
 
 /// Calls `job(matrix, panel, rows)` for every panel of matrices that have

@@ -7,26 +7,21 @@
 //! at load (`--quantize q8_0`): checkpoints are published in f32/f16, and
 //! Q8_0 matmuls read a quarter of the bytes.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Result;
-use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Module, Shape, Tensor};
 
 use crate::engine::kernels::Matmul;
-use crate::engine::weights::float_matrix;
+use crate::engine::weights::{float_matrix, GgufFile};
 use crate::error::Error;
 
 enum Store {
     Safetensors(MmapedSafetensors),
-    Gguf {
-        content: gguf_file::Content,
-        file: Mutex<File>,
-        path: PathBuf,
-    },
+    Gguf(GgufFile),
 }
 
 /// Tensors of one model under a name prefix (`model.encoder.layers.0`).
@@ -52,16 +47,8 @@ impl Weights {
 
     /// Opens a GGUF file whose tensors carry Hugging Face names.
     pub fn gguf(path: &Path, quant: Option<GgmlDType>, device: &Device) -> Result<Self> {
-        let (file, content) = crate::engine::weights::read_gguf(path)?;
-        Ok(Self::new(
-            Store::Gguf {
-                content,
-                file: Mutex::new(file),
-                path: path.to_path_buf(),
-            },
-            quant,
-            device,
-        ))
+        let file = GgufFile::open(path)?;
+        Ok(Self::new(Store::Gguf(file), quant, device))
     }
 
     fn new(store: Store, quant: Option<GgmlDType>, device: &Device) -> Self {
@@ -102,7 +89,7 @@ impl Weights {
         let full = self.full(name);
         match &*self.store {
             Store::Safetensors(st) => st.get(&full).is_ok(),
-            Store::Gguf { content, .. } => content.tensor_infos.contains_key(&full),
+            Store::Gguf(g) => g.content.tensor_infos.contains_key(&full),
         }
     }
 
@@ -118,18 +105,7 @@ impl Weights {
 
     fn qtensor(&self, full: &str) -> Result<QTensor> {
         match &*self.store {
-            Store::Gguf {
-                content,
-                file,
-                path,
-            } => {
-                let mut f = file
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("weights file lock poisoned"))?;
-                content
-                    .tensor(&mut *f, full, &self.device)
-                    .map_err(|e| Error::model(format!("{}: {e}", path.display())).into())
-            }
+            Store::Gguf(g) => g.qtensor(full, &self.device),
             Store::Safetensors(_) => unreachable!("only GGUF holds quantized tensors"),
         }
     }
@@ -148,7 +124,7 @@ impl Weights {
             Store::Safetensors(st) => st
                 .load(&full, &self.device)
                 .map_err(|e| Error::model(format!("weights: {full}: {e}")))?,
-            Store::Gguf { .. } => self.qtensor(&full)?.dequantize(&self.device)?,
+            Store::Gguf(_) => self.qtensor(&full)?.dequantize(&self.device)?,
         };
         self.check(&full, t.shape(), &want)?;
         Ok(t)
@@ -163,7 +139,7 @@ impl Weights {
             None
         };
         let full = w.full("weight");
-        if let Store::Gguf { .. } = &*self.store {
+        if let Store::Gguf(_) = &*self.store {
             let q = self.qtensor(&full)?;
             self.check(&full, q.shape(), &Shape::from((out_dim, in_dim)))?;
             if !matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
