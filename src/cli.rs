@@ -229,11 +229,11 @@ pub struct ModelArgs {
     #[arg(long, value_name = "PATH")]
     pub tokenizer: Option<String>,
 
-    /// Use at most N tokens of context (prompt plus answer) [default: 8192 or the model's, if less].
+    /// Use at most N tokens of context (prompt plus answer) [default: 16384 with an f16 cache, 8192 with f32, or the model's, if less].
     ///
     /// Lower values make glot split articles into more, smaller chunks and
     /// use less memory; higher ones (up to the model's context) fewer, larger
-    /// chunks.
+    /// chunks. The defaults take the same memory for the key/value cache.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..))]
     pub max_context: Option<u32>,
 
@@ -244,6 +244,16 @@ pub struct ModelArgs {
     /// quarter of the memory, at a small cost in exactness.
     #[arg(long, value_enum, value_name = "TYPE")]
     pub quantize: Option<Quantize>,
+
+    /// What a chat model's key/value cache keeps. By default f16 for
+    /// quantized and half-precision weights (as llama.cpp keeps it), f32
+    /// for f32 weights (as transformers computes).
+    ///
+    /// f16 takes half the memory of f32 and half the reading per token. On
+    /// the test models it moves the logits by under 0.1% of their range
+    /// from f32 weights, and by half what Q8_0 weights do from Q8_0 ones.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub cache_type: Option<CacheTypeArg>,
 
     /// Sentences a translation model (Marian, T5) translates at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -258,6 +268,13 @@ pub struct ModelArgs {
     /// keeps its own key/value cache.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
+}
+
+/// Key/value cache types for `--cache-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheTypeArg {
+    F32,
+    F16,
 }
 
 /// In-memory weight formats for `--quantize`.

@@ -433,6 +433,10 @@ fn model(m: &ModelArgs, s: &SamplingArgs, reach: Reach) -> Result<ModelSettings>
             max_context: m.max_context.map(|n| n as usize),
             quantize,
             device: reach.device,
+            cache: m.cache_type.map(|c| match c {
+                crate::cli::CacheTypeArg::F32 => glot::engine::CacheType::F32,
+                crate::cli::CacheTypeArg::F16 => glot::engine::CacheType::F16,
+            }),
         },
         sampling: sampling(s)?,
         batch_size: m.batch_size as usize,

@@ -135,6 +135,9 @@ pub struct Decoding {
     pub max_context: Option<usize>,
     /// In-memory quantization (`--quantize`).
     pub quantize: Option<String>,
+    /// The key/value cache's type when set (`--cache-type`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_type: Option<String>,
     /// Sentences per batch, for translation models.
     pub batch_size: Option<usize>,
 }
@@ -171,6 +174,7 @@ impl Provenance {
                 repeat_guard: repeat_guard || m.sampling.is_some(),
                 max_context: m.load.max_context,
                 quantize: m.load.quantize.map(|q| format!("{q:?}").to_lowercase()),
+                cache_type: m.load.cache.map(|c| format!("{c:?}").to_lowercase()),
                 batch_size: batch.then_some(m.batch_size),
             },
             compute: {

@@ -15,6 +15,7 @@ use candle_nn::kv_cache::KvCache;
 use super::config::{DecoderConfig, RopeStyle};
 use super::kernels::{self, Matmul};
 use super::weights::{Role, Shapes, Weights};
+use super::CacheType;
 
 struct Linear {
     weight: Matmul,
@@ -181,7 +182,12 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(w: &mut Weights, cfg: &DecoderConfig, layer: usize) -> Result<Self> {
+    fn load(
+        w: &mut Weights,
+        cfg: &DecoderConfig,
+        layer: usize,
+        cache: Option<CacheType>,
+    ) -> Result<Self> {
         let bias = |r: Role| cfg.qkv_bias.then_some(r);
         let offset = cfg.gemma.as_ref().map_or(0.0, |g| g.norm_offset);
         let norm = |w: &mut Weights, r: Role| -> Result<Option<RmsNorm>> {
@@ -192,9 +198,11 @@ impl Attention {
             }
         };
         let q = Linear::load(w, Role::Q, bias(Role::QBias), layer)?;
-        let cache_dtype = match q.weight.is_dense() {
-            true => DType::F32,
-            false => DType::F16,
+        let cache_dtype = match cache {
+            Some(CacheType::F32) => DType::F32,
+            Some(CacheType::F16) => DType::F16,
+            None if q.weight.is_dense() => DType::F32,
+            None => DType::F16,
         };
         Ok(Attention {
             q,
@@ -392,11 +400,13 @@ pub struct Decoder {
 
 impl Decoder {
     /// Builds the model from weights whose shape `config` describes, ready for
-    /// sequences of up to `max_len` positions.
+    /// sequences of up to `max_len` positions, with a key/value cache of
+    /// type `cache` (by default, the weights' kind: see `cache_dtype`).
     pub fn load(
         w: &mut Weights,
         config: &DecoderConfig,
         max_len: usize,
+        cache: Option<CacheType>,
         device: &Device,
     ) -> Result<Self> {
         let eps = config.rms_norm_eps;
@@ -433,7 +443,7 @@ impl Decoder {
             };
             layers.push(Layer {
                 attn_norm: RmsNorm::load(w, Role::AttnNorm, i, eps, offset)?,
-                attn: Attention::load(w, config, i)?,
+                attn: Attention::load(w, config, i, cache)?,
                 ffn_norm: RmsNorm::load(w, Role::FfnNorm, i, eps, offset)?,
                 mlp: Mlp {
                     gate: Linear::load(w, Role::Gate, None, i)?,

@@ -109,6 +109,27 @@ pub struct LoadOptions {
     pub quantize: Option<candle_core::quantized::GgmlDType>,
     /// Where the weights go.
     pub device: device::DeviceChoice,
+    /// What the key/value cache keeps; `None`: f32 for f32 weights (as
+    /// transformers computes), f16 for quantized and half-precision ones
+    /// (as llama.cpp keeps it).
+    pub cache: Option<CacheType>,
+}
+
+/// The number type of a chat model's key/value cache (`--cache-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheType {
+    F32,
+    F16,
+}
+
+impl CacheType {
+    /// Bytes per value.
+    fn bytes(self) -> usize {
+        match self {
+            CacheType::F32 => 4,
+            CacheType::F16 => 2,
+        }
+    }
 }
 
 /// Decoding choices that hold for every completion of a run.
@@ -137,10 +158,12 @@ pub struct Llm {
     caches: Vec<generate::CacheState>,
 }
 
-/// The context used when the user does not ask for more (`--max-context`):
-/// long articles are chunked to fit it. The key/value cache grows with it
-/// (about 2.4 GB at 8K positions for a 4B model in f32), and summaries of
-/// 8K-token chunks are better than of whole books at once.
+/// The context used when the user does not ask for more (`--max-context`),
+/// with an f32 cache: long articles are chunked to fit it. The key/value
+/// cache grows with it (about 2.4 GB at 8K positions for a 4B model in
+/// f32), and summaries of 8K-token chunks are better than of whole books at
+/// once. An f16 cache (the default for quantized weights) holds twice the
+/// positions in the same memory, so its default is twice this.
 const DEFAULT_CONTEXT_CAP: usize = 8192;
 
 /// Text of a prompt tokenized in one go, with the byte offsets of its
@@ -174,7 +197,10 @@ impl Llm {
         };
         let tok_config = read_json_opt(files.tokenizer_config.as_deref())?;
         let gen_config = read_json_opt(files.generation_config.as_deref())?;
-        let (mut weights, mut config, gguf_meta, format) = match &files.weights {
+        // Whether the matrices are f32 in memory, which gives an f32 cache
+        // by default (see `CacheType`): from the files, not the device,
+        // so that a plan and its run agree.
+        let (mut weights, mut config, gguf_meta, format, f32_weights) = match &files.weights {
             WeightsFormat::Safetensors(paths) => {
                 let cfg_path = files
                     .config
@@ -196,7 +222,7 @@ impl Llm {
                     }
                     None => "safetensors".to_string(),
                 };
-                (w, cfg, None, format)
+                (w, cfg, None, format, opts.quantize.is_none())
             }
             WeightsFormat::Gguf(path) => {
                 let file = weights::GgufFile::open(path)?;
@@ -205,12 +231,16 @@ impl Llm {
                 let cfg = DecoderConfig::from_gguf(&content.metadata, &names)
                     .with_context(|| format!("in {}", path.display()))?;
                 let format = format!("gguf {}", gguf_weight_type(content));
+                let f32_weights = content
+                    .tensor_infos
+                    .get("blk.0.attn_q.weight")
+                    .is_some_and(|t| t.ggml_dtype == candle_core::quantized::GgmlDType::F32);
                 let meta = content.metadata.clone();
                 let w = match with_weights {
                     true => Some(Weights::gguf(file, &device)?),
                     false => None,
                 };
-                (w, cfg, Some(meta), format)
+                (w, cfg, Some(meta), format, f32_weights)
             }
         };
         let tokenizer = match (&files.tokenizer, &gguf_meta, &files.weights) {
@@ -228,7 +258,12 @@ impl Llm {
                 config.rope_freq_factors = Some(f);
             }
         }
-        let context_length = effective_context(config.max_position_embeddings, opts.max_context);
+        let cache = opts.cache.unwrap_or(match f32_weights {
+            true => CacheType::F32,
+            false => CacheType::F16,
+        });
+        let context_length =
+            effective_context(config.max_position_embeddings, opts.max_context, cache);
         let eos = stop_tokens(
             &tokenizer,
             tok_config.as_ref(),
@@ -246,7 +281,7 @@ impl Llm {
         let arch = config.arch.name();
         let decoder = match weights.as_mut() {
             Some(w) => Some(
-                Decoder::load(w, &config, context_length, &device)
+                Decoder::load(w, &config, context_length, opts.cache, &device)
                     .with_context(|| format!("cannot load model {}", files.id))?,
             ),
             None => None,
@@ -620,8 +655,8 @@ pub fn strip_think(text: &str) -> String {
     }
 }
 
-fn effective_context(model: usize, user: Option<usize>) -> usize {
-    let cap = model.min(DEFAULT_CONTEXT_CAP);
+fn effective_context(model: usize, user: Option<usize>, cache: CacheType) -> usize {
+    let cap = model.min(DEFAULT_CONTEXT_CAP * 4 / cache.bytes());
     match user {
         Some(u) => u.min(model),
         None => cap,
@@ -767,9 +802,18 @@ mod tests {
 
     #[test]
     fn context_is_capped_by_model_and_user() {
-        assert_eq!(effective_context(4096, None), 4096);
-        assert_eq!(effective_context(262_144, None), DEFAULT_CONTEXT_CAP);
-        assert_eq!(effective_context(4096, Some(256)), 256);
-        assert_eq!(effective_context(4096, Some(100_000)), 4096);
+        let f32 = CacheType::F32;
+        assert_eq!(effective_context(4096, None, f32), 4096);
+        assert_eq!(effective_context(262_144, None, f32), DEFAULT_CONTEXT_CAP);
+        assert_eq!(effective_context(4096, Some(256), f32), 256);
+        assert_eq!(effective_context(4096, Some(100_000), f32), 4096);
+        // An f16 cache holds twice the positions in the same memory.
+        let f16 = CacheType::F16;
+        assert_eq!(
+            effective_context(262_144, None, f16),
+            2 * DEFAULT_CONTEXT_CAP
+        );
+        assert_eq!(effective_context(8192, None, f16), 8192);
+        assert_eq!(effective_context(262_144, Some(1000), f16), 1000);
     }
 }

@@ -3,6 +3,7 @@
 
 mod bart;
 mod batch;
+mod cache_type;
 mod chat_template;
 mod chunking;
 mod cli;

@@ -170,6 +170,10 @@ fn plan_jobs(s: &BatchSettings, prompts: &Prompts, resolved: Option<&Resolved>) 
     if let Some(b) = s.model.beam {
         common["beam"] = json!([b.beams, b.length_penalty]);
     }
+    // Likewise: another cache type changes the logits, so it redoes the work.
+    if let Some(c) = s.model.load.cache {
+        common["cache_type"] = json!(format!("{c:?}"));
+    }
     s.jobs
         .iter()
         .map(|job| {
