@@ -595,19 +595,32 @@ impl Weights {
 mod tests {
     use super::*;
 
-    /// A GGUF header with one tensor of ggml type `ty` and no metadata.
-    fn gguf_with_tensor_type(ty: u32) -> tempfile::NamedTempFile {
+    /// A GGUF header with one tensor `name` of 32 values of ggml type `ty`
+    /// at `offset` in the data, and `general.alignment` when given.
+    fn gguf_header(alignment: Option<u32>, name: &[u8], ty: u32, offset: u64) -> Vec<u8> {
         let mut bytes = b"GGUF".to_vec();
         bytes.extend(3u32.to_le_bytes());
         bytes.extend(1u64.to_le_bytes()); // tensors
-        bytes.extend(0u64.to_le_bytes()); // metadata entries
-        let name = b"blk.0.ffn_up.weight";
+        bytes.extend((alignment.is_some() as u64).to_le_bytes()); // metadata entries
+        if let Some(a) = alignment {
+            let key = b"general.alignment";
+            bytes.extend((key.len() as u64).to_le_bytes());
+            bytes.extend(key);
+            bytes.extend(4u32.to_le_bytes()); // u32
+            bytes.extend(a.to_le_bytes());
+        }
         bytes.extend((name.len() as u64).to_le_bytes());
         bytes.extend(name);
         bytes.extend(1u32.to_le_bytes());
         bytes.extend(32u64.to_le_bytes());
         bytes.extend(ty.to_le_bytes());
-        bytes.extend(0u64.to_le_bytes());
+        bytes.extend(offset.to_le_bytes());
+        bytes
+    }
+
+    /// A GGUF file with one tensor of ggml type `ty` and no metadata.
+    fn gguf_with_tensor_type(ty: u32) -> tempfile::NamedTempFile {
+        let mut bytes = gguf_header(None, b"blk.0.ffn_up.weight", ty, 0);
         // The data of 32 values of up to four bytes.
         bytes.resize(bytes.len().next_multiple_of(32) + 128, 0);
         let f = tempfile::NamedTempFile::new().unwrap();
@@ -620,22 +633,8 @@ mod tests {
     #[test]
     fn tensors_at_unaligned_offsets_read_the_same_values() {
         let values: Vec<f32> = (0..32).map(|i| i as f32 * 0.5 - 3.0).collect();
-        let mut bytes = b"GGUF".to_vec();
-        bytes.extend(3u32.to_le_bytes());
-        bytes.extend(1u64.to_le_bytes()); // tensors
-        bytes.extend(1u64.to_le_bytes()); // metadata entries
-        let key = b"general.alignment";
-        bytes.extend((key.len() as u64).to_le_bytes());
-        bytes.extend(key);
-        bytes.extend(4u32.to_le_bytes()); // u32
-        bytes.extend(1u32.to_le_bytes());
-        let name = b"t";
-        bytes.extend((name.len() as u64).to_le_bytes());
-        bytes.extend(name);
-        bytes.extend(1u32.to_le_bytes());
-        bytes.extend(32u64.to_le_bytes());
-        bytes.extend(0u32.to_le_bytes()); // F32
-        bytes.extend(1u64.to_le_bytes()); // one byte into the data
+        // F32, one byte into the data, which starts where the header ends.
+        let mut bytes = gguf_header(Some(1), b"t", 0, 1);
         bytes.push(0);
         for v in &values {
             bytes.extend(v.to_le_bytes());
