@@ -5,6 +5,7 @@
 //! f32 tensors or quantized matmuls.
 
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -288,10 +289,16 @@ impl GgufFile {
             ))
             .into());
         }
-        let start = (self.content.tensor_data_offset + info.offset) as usize;
-        let len = elems / block * info.ggml_dtype.type_size();
         // `open` checked that every tensor lies inside the file.
-        Ok((info, &self.map[start..start + len]))
+        let bytes = data_range(&self.content, info)
+            .and_then(|r| self.map.get(r.start as usize..r.end as usize))
+            .ok_or_else(|| {
+                Error::model(format!(
+                    "{}: tensor `{name}` lies past the end of the file",
+                    self.path.display()
+                ))
+            })?;
+        Ok((info, bytes))
     }
 
     /// Tensor `name` as candle's quantized tensor: one copy out of the
@@ -324,7 +331,7 @@ impl GgufFile {
         #[cfg(unix)]
         {
             let offset = bytes.as_ptr() as usize - self.map.as_ptr() as usize;
-            // SAFETY: the mapping is private and never written: pages dropped
+            // SAFETY: the mapping is read-only file memory: pages dropped
             // are read again from the file if touched, never lost or zeroed.
             // The advice is a hint; its failure changes nothing.
             let _ = unsafe {
@@ -378,11 +385,23 @@ fn read_header(path: &Path, map: &[u8]) -> Result<gguf_file::Content> {
 /// `len` bytes: a download cut short, found before any tensor is read.
 fn beyond_end(content: &gguf_file::Content, len: u64) -> Option<&str> {
     content.tensor_infos.iter().find_map(|(name, t)| {
-        let (block, bytes) = (t.ggml_dtype.block_size(), t.ggml_dtype.type_size());
-        let size = (t.shape.elem_count() / block * bytes) as u64;
-        let end = content.tensor_data_offset + t.offset + size;
-        (end > len).then_some(name.as_str())
+        data_range(content, t)
+            .is_none_or(|r| r.end > len)
+            .then_some(name.as_str())
     })
+}
+
+/// Where tensor `t`'s data lies in the file, in bytes; `None` where a
+/// header's numbers overflow (a file that is not what it claims).
+fn data_range(content: &gguf_file::Content, t: &gguf_file::TensorInfo) -> Option<Range<u64>> {
+    let dims = t.shape.dims();
+    let elems = dims
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+    let (block, bytes) = (t.ggml_dtype.block_size(), t.ggml_dtype.type_size());
+    let size = (elems / block as u64).checked_mul(bytes as u64)?;
+    let start = content.tensor_data_offset.checked_add(t.offset)?;
+    Some(start..start.checked_add(size)?)
 }
 
 /// ggml's name of a tensor type number.

@@ -48,13 +48,15 @@ pub(super) fn filled<T: Copy + Default + Send>(
 fn huge_pages<T>(data: &mut [T]) {
     #[cfg(target_os = "linux")]
     {
-        const PAGE: usize = 4096;
         let bytes = std::mem::size_of_val(data);
-        if bytes < 4 << 20 {
+        // SAFETY: sysconf reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if bytes < 4 << 20 || page <= 0 {
             return;
         }
-        let start = (data.as_mut_ptr() as usize).next_multiple_of(PAGE);
-        let end = (data.as_mut_ptr() as usize + bytes) / PAGE * PAGE;
+        let page = page as usize;
+        let start = (data.as_mut_ptr() as usize).next_multiple_of(page);
+        let end = (data.as_mut_ptr() as usize + bytes) / page * page;
         // SAFETY: the range lies inside `data`'s allocation, and the advice
         // changes only how its pages are backed, not what they hold.
         unsafe {
