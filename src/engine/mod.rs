@@ -64,6 +64,11 @@ pub trait ChatModel {
     /// instruction from language codes (TranslateGemma), so a translation
     /// is asked for with [`Message::translation`] and no prompt of glot's.
     fn writes_translation_prompt(&self) -> bool;
+    /// Whether [`ChatModel::complete_all`] decodes several calls at once,
+    /// so that a task gains by gathering calls it could ask one by one.
+    fn decodes_together(&self) -> bool {
+        false
+    }
 }
 
 /// One reply and what it cost.
@@ -264,6 +269,13 @@ impl Llm {
         });
         let context_length =
             effective_context(config.max_position_embeddings, opts.max_context, cache);
+        // On the CPU, the cache the context was sized for. A GPU keeps half
+        // precision matrices as they are and, unless asked, the cache their
+        // products give (f16 beside them), as before `--cache-type`.
+        let cache_kept = match device.is_cpu() {
+            true => Some(cache),
+            false => opts.cache,
+        };
         let eos = stop_tokens(
             &tokenizer,
             tok_config.as_ref(),
@@ -281,7 +293,7 @@ impl Llm {
         let arch = config.arch.name();
         let decoder = match weights.as_mut() {
             Some(w) => Some(
-                Decoder::load(w, &config, context_length, opts.cache, &device)
+                Decoder::load(w, &config, context_length, cache_kept, &device)
                     .with_context(|| format!("cannot load model {}", files.id))?,
             ),
             None => None,
@@ -592,6 +604,9 @@ impl ChatModel for Llm {
             .remove(0))
     }
 
+    fn decodes_together(&self) -> bool {
+        self.decode.parallel > 1 && self.decoder.as_ref().is_some_and(|d| d.on_cpu())
+    }
     fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
         let mut prompts = Vec::with_capacity(calls.len());
         for (messages, _) in calls {

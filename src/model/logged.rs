@@ -35,6 +35,9 @@ impl<M: ChatModel + ?Sized> ChatModel for Logged<'_, &mut M> {
     fn writes_translation_prompt(&self) -> bool {
         self.model.writes_translation_prompt()
     }
+    fn decodes_together(&self) -> bool {
+        self.model.decodes_together()
+    }
     fn count_tokens(&self, text: &str) -> Result<usize> {
         self.model.count_tokens(text)
     }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::check::{check, echo, Problem, Scaffold};
 use super::{wrong_language, Usage, SLACK};
 use crate::engine::generate::translation_room;
-use crate::engine::ChatModel;
+use crate::engine::{ChatModel, Completion};
 use crate::error::Error;
 use crate::markup::Markup;
 use crate::prompt::Prompts;
@@ -212,15 +212,6 @@ fn translate_planned(
 ) -> Result<Translation> {
     let Chunked { sent, text, plan } = chunked;
     let text = text.as_str();
-    // Units that are not sent keep their text as it is.
-    let mut out: Vec<Option<String>> = doc
-        .units()
-        .iter()
-        .map(|u| Some(doc.source()[u.range.clone()].to_string()))
-        .collect();
-    for &i in &sent {
-        out[i] = None;
-    }
     // Each chunk's first call depends on no other answer: they are asked
     // as one batch, which a model may decode together, and wait below for
     // the run to ask for them in its order.
@@ -236,12 +227,69 @@ fn translate_planned(
         })
         .collect::<Result<Vec<_>>>()?;
     let answers = model.complete_all(&firsts)?;
+    let mut ready: Vec<(Call, Completion)> = firsts.into_iter().zip(answers).collect();
+    // A chunk's later calls (asked again, in halves, unit by unit) depend
+    // on its own earlier answers only. Where the model decodes calls
+    // together, each round replays the run with the answers in hand,
+    // gathers every chunk's next call, and asks them as one batch; the run
+    // itself is then replayed with every answer in hand, so that it asks
+    // and decides exactly as one call at a time would.
+    if model.decodes_together() {
+        for _ in 0..ROUNDS {
+            let mut probe = Answered {
+                model: &mut *model,
+                ready: ready.clone(),
+                missing: Some(Vec::new()),
+            };
+            // What the round gathered is all it is for: a real error comes
+            // back from the run below.
+            let _ = replay(&mut probe, prompts, doc, req, &sent, text, &plan);
+            let missing = probe.missing.unwrap_or_default();
+            if missing.is_empty() {
+                break;
+            }
+            let answers = model.complete_all(&missing)?;
+            ready.extend(missing.into_iter().zip(answers));
+        }
+    }
     let mut model = Answered {
         model,
-        ready: firsts.into_iter().zip(answers).collect(),
+        ready,
+        missing: None,
     };
+    replay(&mut model, prompts, doc, req, &sent, text, &plan)
+}
+
+/// Rounds of gathered calls before the rest of a translation's calls go
+/// one at a time: a chunk's chain of calls is rarely longer.
+const ROUNDS: usize = 8;
+
+/// A model call: the conversation and its cap on new tokens.
+type Call = (Vec<crate::prompt::chat::Message>, usize);
+
+/// The translation of the planned chunks with `model`, whose calls are
+/// answered from what is in hand where they were asked before.
+fn replay(
+    model: &mut Answered,
+    prompts: &Prompts,
+    doc: &Markup,
+    req: &Request,
+    sent: &[usize],
+    text: &str,
+    plan: &chunk::Plan,
+) -> Result<Translation> {
+    let sent = sent.to_vec();
+    // Units that are not sent keep their text as it is.
+    let mut out: Vec<Option<String>> = doc
+        .units()
+        .iter()
+        .map(|u| Some(doc.source()[u.range.clone()].to_string()))
+        .collect();
+    for &i in &sent {
+        out[i] = None;
+    }
     let mut t = Translator {
-        model: &mut model,
+        model,
         prompts,
         req,
         doc,
@@ -264,7 +312,11 @@ fn translate_planned(
         let content = &text[c.content.clone()];
         let first = c.paragraphs.start;
         if c.partial {
-            let (reply, wrong) = t.ask(content, 1, c.tokens, false)?;
+            let (reply, wrong) = match t.ask(content, 1, c.tokens, false) {
+                // A round gathering calls goes on with the other chunks.
+                Err(e) if e.is::<Unanswered>() => continue,
+                r => r?,
+            };
             if reply.trim().is_empty() {
                 pieces = None;
             } else if let Some(p) = pieces.as_mut() {
@@ -286,7 +338,10 @@ fn translate_planned(
             continue;
         }
         let (units, content) = (c.paragraphs.clone(), c.content.clone());
-        t.units(text, &plan.paragraphs, units, content, c.tokens, true)?;
+        match t.units(text, &plan.paragraphs, units, content, c.tokens, true) {
+            Err(e) if e.is::<Unanswered>() => {}
+            r => r?,
+        }
     }
     let Translator {
         out,
@@ -368,14 +423,19 @@ pub(crate) fn line_of(doc: &Markup, i: usize) -> usize {
 
 /// A model with some answers already in: a call asked before is answered
 /// from them (once), any other goes to the model. Calls are deterministic,
-/// so the answers are those the model would give then.
+/// so the answers are those the model would give then. While `missing` is
+/// kept, a call not in hand is noted there instead and fails with
+/// [`Unanswered`].
 struct Answered<'a> {
     model: &'a mut dyn ChatModel,
-    ready: Vec<(
-        (Vec<crate::prompt::chat::Message>, usize),
-        crate::engine::Completion,
-    )>,
+    ready: Vec<(Call, Completion)>,
+    missing: Option<Vec<Call>>,
 }
+
+/// A call that a round gathering calls noted rather than asked.
+#[derive(Debug, thiserror::Error)]
+#[error("a call not asked yet")]
+struct Unanswered;
 
 impl ChatModel for Answered<'_> {
     fn context_length(&self) -> usize {
@@ -399,9 +459,13 @@ impl ChatModel for Answered<'_> {
             .ready
             .iter()
             .position(|((m, max), _)| *max == max_new_tokens && m.as_slice() == messages);
-        match asked {
-            Some(i) => Ok(self.ready.swap_remove(i).1),
-            None => self.model.complete(messages, max_new_tokens),
+        match (asked, &mut self.missing) {
+            (Some(i), _) => Ok(self.ready.swap_remove(i).1),
+            (None, Some(missing)) => {
+                missing.push((messages.to_vec(), max_new_tokens));
+                Err(Unanswered.into())
+            }
+            (None, None) => self.model.complete(messages, max_new_tokens),
         }
     }
     fn writes_translation_prompt(&self) -> bool {
@@ -689,6 +753,7 @@ fn one_paragraph(reply: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prompt::chat::Message;
     use crate::task::fake::{Fake, Reply};
 
     fn doc() -> String {
@@ -900,6 +965,84 @@ mod tests {
         assert_eq!(m.calls.len(), 1 + 2 + 8, "{:?}", m.calls);
         assert_eq!(t.retried_chunks, 3);
         assert_eq!(t.text, doc.to_uppercase());
+    }
+
+    /// A model that decodes together: it counts the calls of each batch.
+    struct Together {
+        inner: Fake,
+        batches: Vec<usize>,
+    }
+
+    impl ChatModel for Together {
+        fn context_length(&self) -> usize {
+            self.inner.context_length()
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            self.inner.count_tokens(text)
+        }
+        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
+            self.inner.prompt_tokens(messages)
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            self.inner.truncate_to_tokens(text, max)
+        }
+        fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
+            self.batches.push(1);
+            self.inner.complete(messages, max)
+        }
+        fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+            self.batches.push(calls.len());
+            calls
+                .iter()
+                .map(|(m, max)| self.inner.complete(m, *max))
+                .collect()
+        }
+        fn decodes_together(&self) -> bool {
+            true
+        }
+    }
+
+    /// Every chunk is asked again: a model that decodes together gets the
+    /// chunks' later calls in batches, and the translation is the same as
+    /// one call at a time, from the same calls.
+    #[test]
+    fn later_calls_of_the_chunks_go_together_with_the_same_result() {
+        let doc: String = (1..=6)
+            .map(|i| format!("Paragraph {i} is about the new tram line and its stops."))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let p = Prompts::load(None).unwrap();
+        let mut alone = Fake {
+            context: 200,
+            reply: Reply::Empty,
+            calls: vec![],
+        };
+        let one = translate(&mut alone, &p, &text(&doc), &req()).unwrap();
+        let mut together = Together {
+            inner: Fake {
+                context: 200,
+                reply: Reply::Empty,
+                calls: vec![],
+            },
+            batches: vec![],
+        };
+        let all = translate(&mut together, &p, &text(&doc), &req()).unwrap();
+        assert!(one.chunks > 1, "{} chunk(s)", one.chunks);
+        assert_eq!(all.text, one.text);
+        assert_eq!(all.untranslated, one.untranslated);
+        // The same calls, in another order.
+        let (mut a, mut b) = (alone.calls.clone(), together.inner.calls.clone());
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        // The first calls, then at least one round of later calls, together.
+        let b = &together.batches;
+        assert_eq!(b[0], one.chunks, "{b:?}");
+        assert!(b[1..].iter().any(|&n| n > 1), "{b:?}");
+        assert_eq!(b.iter().sum::<usize>(), alone.calls.len(), "{b:?}");
     }
 
     const MARKDOWN: &str = "# Title with `code`\n\nSome **bold** text and [a link](https://example.org/x).\n\n```\nnever sent\n```\n\n- item *one*\n- item two\n";
