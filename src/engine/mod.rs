@@ -238,7 +238,7 @@ impl Llm {
                 let format = format!("gguf {}", gguf_weight_type(content));
                 let f32_weights = content
                     .tensor_infos
-                    .get("blk.0.attn_q.weight")
+                    .get(&weights::gguf_name(weights::Role::Q, 0))
                     .is_some_and(|t| t.ggml_dtype == candle_core::quantized::GgmlDType::F32);
                 let meta = content.metadata.clone();
                 let w = match with_weights {

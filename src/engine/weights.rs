@@ -107,7 +107,7 @@ const PREFIXES: [Prefix; 3] = [
     },
 ];
 
-fn gguf_name(role: Role, layer: usize) -> String {
+pub(crate) fn gguf_name(role: Role, layer: usize) -> String {
     let global = match role {
         Role::TokenEmbedding => Some("token_embd.weight"),
         Role::OutputNorm => Some("output_norm.weight"),
@@ -548,14 +548,26 @@ impl Weights {
 
     /// A weight matrix ready for `x @ W^T`, kept quantized when the file is.
     pub fn matmul(&mut self, role: Role, layer: usize) -> Result<QMatMul> {
+        let name = self.located(role, layer)?;
+        self.matmul_named(&name)
+    }
+
+    /// The tensor of `role`'s file-specific name, once the file is known to
+    /// have it in the shape the config describes.
+    fn located(&self, role: Role, layer: usize) -> Result<String> {
         let name = self.name(role, layer);
         if !self.has(role, layer) {
             return Err(self.missing(&name));
         }
         self.check_shape(role, &name)?;
+        Ok(name)
+    }
+
+    /// [`Weights::matmul`] of a tensor [`Weights::located`].
+    fn matmul_named(&mut self, name: &str) -> Result<QMatMul> {
         let m = match &mut self.source {
             Source::Safetensors(st) => {
-                let t = st.load(&name, &self.device)?;
+                let t = st.load(name, &self.device)?;
                 match self.quantize {
                     Some(q) if t.dim(1)? % q.block_size() == 0 => {
                         let t = t.to_dtype(DType::F32)?;
@@ -564,7 +576,7 @@ impl Weights {
                     _ => float_matrix(t, &self.device)?,
                 }
             }
-            Source::Gguf(g) => gguf_matrix(g.qtensor(&name, &self.device)?, &self.device)?,
+            Source::Gguf(g) => gguf_matrix(g.qtensor(name, &self.device)?, &self.device)?,
         };
         Ok(m)
     }
@@ -573,12 +585,8 @@ impl Weights {
     /// GGUF matrix in a block format goes into panels on the CPU straight
     /// from the mapped file, without passing through candle's blocks.
     pub fn matrix(&mut self, role: Role, layer: usize) -> Result<Matmul> {
+        let name = self.located(role, layer)?;
         if let (Source::Gguf(g), true) = (&self.source, self.device.is_cpu()) {
-            let name = self.name(role, layer);
-            if !self.has(role, layer) {
-                return Err(self.missing(&name));
-            }
-            self.check_shape(role, &name)?;
             let (info, bytes) = g.bytes(&name)?;
             if let Ok((n, k)) = info.shape.dims2() {
                 if let Some(m) = Matmul::of_file_blocks(info.ggml_dtype, n, k, bytes) {
@@ -587,16 +595,12 @@ impl Weights {
                 }
             }
         }
-        Ok(Matmul::new(self.matmul(role, layer)?))
+        Ok(Matmul::new(self.matmul_named(&name)?))
     }
 
     /// A small tensor (norm weight, bias) as dense f32.
     pub fn dense(&mut self, role: Role, layer: usize) -> Result<Tensor> {
-        let name = self.name(role, layer);
-        if !self.has(role, layer) {
-            return Err(self.missing(&name));
-        }
-        self.check_shape(role, &name)?;
+        let name = self.located(role, layer)?;
         self.dense_by_name(&name)
     }
 

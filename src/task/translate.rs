@@ -212,28 +212,14 @@ fn translate_planned(
 ) -> Result<Translation> {
     let Chunked { sent, text, plan } = chunked;
     let text = text.as_str();
-    // Each chunk's first call depends on no other answer: they are asked
-    // as one batch, which a model may decode together, and wait below for
-    // the run to ask for them in its order.
-    let firsts = plan
-        .chunks
-        .iter()
-        .map(|c| {
-            let paragraphs = if c.partial { 1 } else { c.paragraphs.len() };
-            let content = &text[c.content.clone()];
-            let (messages, _, cap) =
-                call_size(&*model, prompts, req, content, paragraphs, c.tokens, false)?;
-            Ok((messages, cap))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let answers = model.complete_all(&firsts)?;
-    let mut ready: Vec<(Call, Completion)> = firsts.into_iter().zip(answers).collect();
-    // A chunk's later calls (asked again, in halves, unit by unit) depend
-    // on its own earlier answers only. Where the model decodes calls
-    // together, each round replays the run with the answers in hand,
-    // gathers every chunk's next call, and asks them as one batch; the run
-    // itself is then replayed with every answer in hand, so that it asks
-    // and decides exactly as one call at a time would.
+    // A chunk's calls (its first, then asked again, in halves, unit by
+    // unit) depend on its own earlier answers only. Where the model decodes
+    // calls together, each round replays the run with the answers in hand,
+    // gathers every chunk's next call (the first round, every chunk's
+    // first), and asks them as one batch; the run itself is then replayed
+    // with every answer in hand, so that it asks and decides exactly as one
+    // call at a time would.
+    let mut ready: Vec<(Call, Completion)> = Vec::new();
     if model.decodes_together() {
         for _ in 0..ROUNDS {
             let mut probe = Answered {
@@ -261,8 +247,9 @@ fn translate_planned(
 }
 
 /// Rounds of gathered calls before the rest of a translation's calls go
-/// one at a time: a chunk's chain of calls is rarely longer.
-const ROUNDS: usize = 8;
+/// one at a time: every chunk's first call, then up to eight later ones (a
+/// chunk's chain of calls is rarely longer).
+const ROUNDS: usize = 9;
 
 /// A model call: the conversation and its cap on new tokens.
 type Call = (Vec<crate::prompt::chat::Message>, usize);
@@ -278,14 +265,13 @@ fn replay(
     text: &str,
     plan: &chunk::Plan,
 ) -> Result<Translation> {
-    let sent = sent.to_vec();
     // Units that are not sent keep their text as it is.
     let mut out: Vec<Option<String>> = doc
         .units()
         .iter()
         .map(|u| Some(doc.source()[u.range.clone()].to_string()))
         .collect();
-    for &i in &sent {
+    for &i in sent {
         out[i] = None;
     }
     let mut t = Translator {
@@ -484,7 +470,7 @@ struct Translator<'a> {
     out: Vec<Option<String>>,
     /// The units sent, by their place in the chunk plan: plan paragraph
     /// `p` is unit `sent[p]` of the document.
-    sent: Vec<usize>,
+    sent: &'a [usize],
     retried: usize,
     broken: usize,
     wrong_language: usize,

@@ -175,9 +175,7 @@ impl Matmul {
         }
         Matmul::Candle(m)
     }
-}
 
-impl Matmul {
     /// A matrix of `n` rows of `k` values in one of the 32-value block
     /// formats, from its bytes as a GGUF file lays them out: the panels are
     /// built straight from them (see [`Matmul::new`] for when they are).

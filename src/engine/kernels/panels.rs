@@ -127,47 +127,37 @@ fn fill_panel(format: Format, kb: usize, src: &[u8], p: usize, n: usize, panel: 
     let rows = LANES.min(n - p * LANES);
     let row_bytes = kb * bb;
     let src = &src[p * LANES * row_bytes..][..rows * row_bytes];
-    // Q8_0 and the 4-bit formats move four bytes at a time, one record
-    // whole while it is in the cache: Q8_0's values become unsigned by
+    // One record whole while it is in the cache. Q8_0 and the 4-bit
+    // formats move four bytes at a time: Q8_0's values become unsigned by
     // flipping their top bit (v + 128), and a 4-bit block's bytes are the
     // record's as they are.
-    let (quants_at, flip) = match format {
-        Format::Q8_0 => (2, 0x8080_8080u32),
-        Format::Q4_0 | Format::Q4_1 => (bb - QK / 2, 0),
-        Format::Q5_0 | Format::Q5_1 => {
-            for c in 0..rows {
-                let row = &src[c * row_bytes..][..row_bytes];
-                for (block, rec) in row.chunks_exact(bb).zip(panel.chunks_exact_mut(record)) {
-                    rec[2 * c..2 * c + 2].copy_from_slice(&block[..2]);
-                    if format.has_min() {
-                        rec[32 + 2 * c..34 + 2 * c].copy_from_slice(&block[2..4]);
-                    }
-                    let u = unsigned(format, block);
-                    for (i, &u) in u.iter().enumerate() {
-                        let at = 4 * c + i % 4;
-                        rec[high_at + 8 * (i / 4) + at / 8] |= ((u >> 4) & 1) << (at % 8);
-                    }
-                    for i in 0..QK / 2 {
-                        rec[values_at + 64 * (i / 4) + 4 * c + i % 4] =
-                            (u[i] & 0x0f) | (u[i + QK / 2] & 0x0f) << 4;
-                    }
-                }
-            }
-            return;
-        }
+    let words = match format {
+        Format::Q8_0 => Some((2, 0x8080_8080u32)),
+        Format::Q4_0 | Format::Q4_1 => Some((bb - QK / 2, 0)),
+        Format::Q5_0 | Format::Q5_1 => None,
     };
-    let words = (bb - quants_at) / 4;
     for (b, rec) in panel.chunks_exact_mut(record).enumerate() {
-        let (head, values) = rec.split_at_mut(values_at);
         for c in 0..rows {
             let block = &src[c * row_bytes + b * bb..][..bb];
-            head[2 * c..2 * c + 2].copy_from_slice(&block[..2]);
+            rec[2 * c..2 * c + 2].copy_from_slice(&block[..2]);
             if format.has_min() {
-                head[32 + 2 * c..34 + 2 * c].copy_from_slice(&block[2..4]);
+                rec[32 + 2 * c..34 + 2 * c].copy_from_slice(&block[2..4]);
             }
-            for (g, word) in block[quants_at..].chunks_exact(4).take(words).enumerate() {
-                let word = u32::from_le_bytes(word.try_into().unwrap()) ^ flip;
-                values[64 * g + 4 * c..][..4].copy_from_slice(&word.to_le_bytes());
+            if let Some((quants_at, flip)) = words {
+                for (g, word) in block[quants_at..].chunks_exact(4).enumerate() {
+                    let word = u32::from_le_bytes(word.try_into().unwrap()) ^ flip;
+                    rec[values_at + 64 * g + 4 * c..][..4].copy_from_slice(&word.to_le_bytes());
+                }
+                continue;
+            }
+            let u = unsigned(format, block);
+            for (i, &u) in u.iter().enumerate() {
+                let at = 4 * c + i % 4;
+                rec[high_at + 8 * (i / 4) + at / 8] |= ((u >> 4) & 1) << (at % 8);
+            }
+            for i in 0..QK / 2 {
+                rec[values_at + 64 * (i / 4) + 4 * c + i % 4] =
+                    (u[i] & 0x0f) | (u[i + QK / 2] & 0x0f) << 4;
             }
         }
     }
