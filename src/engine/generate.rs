@@ -4,6 +4,8 @@
 //! token to a callback and returns what it produced, so it can be tested
 //! with a fake model and reused by every task.
 
+use std::borrow::Cow;
+
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -259,7 +261,7 @@ fn decode(
     params: &GenParams,
     on_token: &mut dyn FnMut(u32),
 ) -> Result<(Vec<u32>, StopReason)> {
-    let mut d = Decoding::new(params, prompt_len);
+    let mut d = Decoding::new(Cow::Borrowed(params), prompt_len);
     loop {
         if let Some(stop) = d.next(&mut logits, on_token) {
             return Ok((d.ids, stop));
@@ -273,7 +275,7 @@ fn decode(
 /// step's logits and when to stop. The sequential loop and the parallel
 /// scheduler both drive it, so an answer is the same either way.
 pub(crate) struct Decoding<'p> {
-    params: &'p GenParams,
+    params: Cow<'p, GenParams>,
     rng: Option<StdRng>,
     prompt_len: usize,
     /// The answer so far.
@@ -281,10 +283,12 @@ pub(crate) struct Decoding<'p> {
 }
 
 impl<'p> Decoding<'p> {
-    pub fn new(params: &'p GenParams, prompt_len: usize) -> Self {
+    /// Borrows `params`, or owns them where the answer outlives the
+    /// caller's settings (a call handed to the scheduler).
+    pub fn new(params: Cow<'p, GenParams>, prompt_len: usize) -> Self {
         Decoding {
-            params,
             rng: params.sampling.map(|s| StdRng::seed_from_u64(s.seed)),
+            params,
             prompt_len,
             ids: Vec::new(),
         }
@@ -297,7 +301,7 @@ impl<'p> Decoding<'p> {
         logits: &mut [f32],
         on_token: &mut dyn FnMut(u32),
     ) -> Option<StopReason> {
-        let params = self.params;
+        let params = &*self.params;
         if self.ids.len() >= params.max_new_tokens {
             return Some(StopReason::Length);
         }
@@ -322,6 +326,11 @@ impl<'p> Decoding<'p> {
             }
         }
         (self.ids.len() == params.max_new_tokens).then_some(StopReason::Length)
+    }
+
+    /// The settings it decodes with.
+    pub fn params(&self) -> &GenParams {
+        &self.params
     }
 
     /// The newest token and the position it takes.

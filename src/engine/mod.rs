@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod parallel;
 pub mod sentencepiece;
 pub mod seq2seq;
+pub mod shared;
 
 pub mod tokenizer;
 pub mod weights;
@@ -605,32 +606,68 @@ impl ChatModel for Llm {
     }
 
     fn decodes_together(&self) -> bool {
-        self.decode.parallel > 1 && self.decoder.as_ref().is_some_and(|d| d.on_cpu())
+        self.together_width() > 1
     }
     fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
-        let mut prompts = Vec::with_capacity(calls.len());
-        for (messages, _) in calls {
-            prompts.push(self.encode_prompt(messages)?);
-        }
-        let params: Vec<GenParams> = calls.iter().map(|c| self.params(c.1)).collect();
-        let calls: Vec<parallel::Call> = prompts
+        let owned = self.prepare(calls)?;
+        let views: Vec<parallel::Call> = owned
             .iter()
-            .zip(&params)
-            .map(|((ids, breaks), params)| parallel::Call {
-                prompt: generate::Prompt { ids, breaks },
-                params,
+            .map(|c| parallel::Call {
+                prompt: generate::Prompt {
+                    ids: &c.ids,
+                    breaks: &c.breaks,
+                },
+                params: &c.params,
             })
             .collect();
-        let width = self.decode.parallel;
-        let generated = self.generate_all(&calls, width)?;
-        generated
+        let answers = self.generate_all(&views, self.decode.parallel)?;
+        self.completions(&owned, answers)
+    }
+}
+
+impl Llm {
+    /// Calls decoded at once: `--parallel` on the CPU; one at a time on a
+    /// GPU, whose products are not made to add up each row alike whatever
+    /// the rows beside it, and with beam search.
+    fn together_width(&self) -> usize {
+        let on_cpu = self.decoder.as_ref().is_some_and(|d| d.on_cpu());
+        match on_cpu && self.decode.beam.is_none() {
+            true => self.decode.parallel.max(1),
+            false => 1,
+        }
+    }
+
+    /// Chat calls as prompts and settings, each checked to fit the context.
+    fn prepare(&self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<parallel::Owned>> {
+        calls
+            .iter()
+            .map(|(messages, max)| {
+                let (ids, breaks) = self.encode_prompt(messages)?;
+                anyhow::ensure!(!ids.is_empty(), "cannot generate from an empty prompt");
+                self.check_room(ids.len(), *max)?;
+                Ok(parallel::Owned {
+                    ids,
+                    breaks,
+                    params: self.params(*max),
+                })
+            })
+            .collect()
+    }
+
+    /// The replies to `calls`, from their answers.
+    fn completions(
+        &self,
+        calls: &[parallel::Owned],
+        answers: Vec<parallel::Answer>,
+    ) -> Result<Vec<Completion>> {
+        answers
             .into_iter()
-            .zip(&calls)
+            .zip(calls)
             .map(|((g, looped), call)| {
                 let text = strip_think(&self.tokenizer.decode(&g.ids)?);
                 Ok(Completion {
                     text: text.trim().to_string(),
-                    prompt_tokens: call.prompt.ids.len(),
+                    prompt_tokens: call.ids.len(),
                     reused_tokens: g.reused,
                     generated_tokens: g.ids.len(),
                     stop: g.stop,

@@ -1,19 +1,21 @@
 //! Independent generations decoded side by side: the map calls of a
-//! summary, the chunks of a translation.
+//! summary, the chunks of a translation, the documents of a batch.
 //!
 //! A decoding step of one sequence reads every weight once for one row of
 //! activations; the same read serves several rows for little more. So up to
 //! `width` calls share each step, each in its own slot of the model's
 //! cache, and a call that finishes hands its slot to the next waiting one
-//! at once (continuous batching): no call waits for the slowest. A joining
-//! call's prompt is computed alone, between two steps of the others; an
-//! answer that loops is asked again at once in the slot it holds.
+//! at once (continuous batching): no call waits for the slowest. Calls may
+//! arrive while others decode ([`serve`]); a joining call's prompt is
+//! computed alone, between two steps of the others. An answer that loops is
+//! asked again at once in the slot it holds.
 //!
 //! Every call gets exactly the answer it gets alone ([`generate_unlooped`]):
 //! a step computes each row as it computes a lone one
 //! ([`Forward::forward_slots`]), and each call's choices come from the same
 //! [`Decoding`].
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -31,22 +33,50 @@ pub struct Call<'a> {
     pub params: &'a GenParams,
 }
 
-/// A call's answer being decoded: its first, or its second after the
-/// first looped.
-#[derive(Debug, Clone, Copy)]
-struct Job {
-    call: usize,
-    retry: bool,
+/// A generation handed to [`serve`], which keeps it until it is answered.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub ids: Vec<u32>,
+    /// See [`Prompt::breaks`].
+    pub breaks: Vec<usize>,
+    pub params: GenParams,
+}
+
+impl Owned {
+    fn prompt(&self) -> Prompt<'_> {
+        Prompt {
+            ids: &self.ids,
+            breaks: &self.breaks,
+        }
+    }
+}
+
+/// What [`generate_unlooped`] gives a call: the answer, and whether the
+/// first one looped and was asked again.
+pub type Answer = (Generated, bool);
+
+/// Where [`serve`]'s calls come from and where their answers go.
+pub trait Arrivals {
+    /// The calls that arrived since the last time, each with the key its
+    /// answer goes back under. With `wait`, nothing is being decoded: block
+    /// until a call arrives, or return `None` to end [`serve`]. Without, an
+    /// empty list (or `None`) when no call is waiting.
+    fn arrived(&mut self, wait: bool) -> Option<Vec<(usize, Owned)>>;
+    /// The answer to the call that arrived under `key`.
+    fn answered(&mut self, key: usize, answer: Answer);
 }
 
 /// A call being decoded.
-struct Running<'p> {
-    job: Job,
+struct Running {
+    key: usize,
+    /// This is the second answer, the first having looped.
+    retry: bool,
     slot: usize,
+    prompt_len: usize,
     logits: Vec<f32>,
     /// `logits` are new: the next token is still to be chosen from them.
     fresh: bool,
-    decoding: Decoding<'p>,
+    decoding: Decoding<'static>,
     first_logits: Vec<f32>,
     reused: usize,
     prefill_secs: f64,
@@ -62,120 +92,82 @@ pub fn generate_all(
     caches: &mut Vec<CacheState>,
     calls: &[Call],
     width: usize,
-) -> Result<Vec<(Generated, bool)>> {
-    let width = width.min(calls.len());
+) -> Result<Vec<Answer>> {
+    if calls.iter().any(|c| c.params.beam.is_some()) {
+        return one_at_a_time(model, caches, calls);
+    }
+    /// Every call at once, then the end.
+    struct Given {
+        calls: Option<Vec<(usize, Owned)>>,
+        done: Vec<Option<Answer>>,
+    }
+    impl Arrivals for Given {
+        fn arrived(&mut self, _wait: bool) -> Option<Vec<(usize, Owned)>> {
+            self.calls.take()
+        }
+        fn answered(&mut self, key: usize, answer: Answer) {
+            self.done[key] = Some(answer);
+        }
+    }
+    let mut given = Given {
+        calls: Some(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let owned = Owned {
+                        ids: c.prompt.ids.to_vec(),
+                        breaks: c.prompt.breaks.to_vec(),
+                        params: c.params.clone(),
+                    };
+                    (i, owned)
+                })
+                .collect(),
+        ),
+        done: vec![None; calls.len()],
+    };
+    serve(model, caches, width.min(calls.len()), &mut given)?;
+    Ok(given
+        .done
+        .into_iter()
+        .map(|d| d.expect("every call answered"))
+        .collect())
+}
+
+/// Each call in turn in slot 0.
+fn one_at_a_time(
+    model: &mut dyn Forward,
+    caches: &mut Vec<CacheState>,
+    calls: &[Call],
+) -> Result<Vec<Answer>> {
     if caches.is_empty() {
         caches.push(CacheState::default());
     }
-    if width <= 1 || calls.iter().any(|c| c.params.beam.is_some()) {
-        model.select(0)?;
-        return calls
-            .iter()
-            .map(|c| generate_unlooped(model, &mut caches[0], c.prompt, c.params))
-            .collect();
-    }
-    for c in calls {
-        anyhow::ensure!(
-            !c.prompt.ids.is_empty(),
-            "cannot generate from an empty prompt"
-        );
-    }
+    model.select(0)?;
+    calls
+        .iter()
+        .map(|c| generate_unlooped(model, &mut caches[0], c.prompt, c.params))
+        .collect()
+}
+
+/// Decodes the calls `arrivals` brings, up to `width` at a time, until it
+/// has no more, and hands each its answer as soon as it is done. `caches`
+/// says what each slot's cache holds, and grows to `width`. A width of 1
+/// runs one call after another in slot 0; beam searches need it. The
+/// model's slot 0 is selected at the end. On an error, calls not yet
+/// answered stay so.
+pub fn serve(
+    model: &mut dyn Forward,
+    caches: &mut Vec<CacheState>,
+    width: usize,
+    arrivals: &mut dyn Arrivals,
+) -> Result<()> {
+    let width = width.max(1);
     if caches.len() < width {
         caches.resize_with(width, CacheState::default);
     }
-    let retries: Vec<GenParams> = calls.iter().map(|c| c.params.for_retry()).collect();
-    let mut queue: VecDeque<usize> = (0..calls.len()).collect();
-    let mut free: Vec<usize> = (0..width).collect();
     let mut running: Vec<Running> = Vec::with_capacity(width);
-    let mut done: Vec<Option<(Generated, bool)>> = vec![None; calls.len()];
-    let result = (|| -> Result<()> {
-        loop {
-            while let (false, Some(&call)) = (free.is_empty(), queue.front()) {
-                queue.pop_front();
-                let Call { prompt, params } = calls[call];
-                // The free slot holding the longest reusable prefix.
-                let at = (0..free.len())
-                    .max_by_key(|&i| {
-                        (
-                            caches[free[i]].reusable(&prompt),
-                            std::cmp::Reverse(free[i]),
-                        )
-                    })
-                    .unwrap_or(0);
-                let slot = free.swap_remove(at);
-                let job = Job { call, retry: false };
-                running.push(join(model, &mut caches[slot], slot, job, prompt, params)?);
-            }
-            if running.is_empty() {
-                return Ok(());
-            }
-            let mut finished = false;
-            let mut i = 0;
-            while i < running.len() {
-                let r = &mut running[i];
-                if !r.fresh {
-                    i += 1;
-                    continue;
-                }
-                r.fresh = false;
-                match r.decoding.next(&mut r.logits, &mut |_| {}) {
-                    None => i += 1,
-                    Some(stop) => {
-                        finished = true;
-                        let r = running.swap_remove(i);
-                        let call = r.job.call;
-                        let looped = stop == StopReason::Repetition;
-                        let g = Generated {
-                            ids: r.decoding.ids,
-                            stop,
-                            first_logits: r.first_logits,
-                            reused: r.reused,
-                            prefill_secs: r.prefill_secs,
-                            decode_secs: r.decode_secs,
-                            beam_score: None,
-                        };
-                        match (r.job.retry, looped) {
-                            (false, true) => {
-                                // Asked again at once in the same slot,
-                                // from the prompt the cache still holds.
-                                let job = Job { call, retry: true };
-                                let retry = &retries[call];
-                                running.push(again(model, g, r.slot, job, &calls[call], retry)?);
-                            }
-                            (false, false) => {
-                                free.push(r.slot);
-                                done[call] = Some((g, false));
-                            }
-                            (true, _) => {
-                                free.push(r.slot);
-                                done[call] = Some((g, true));
-                            }
-                        }
-                    }
-                }
-            }
-            // A freed slot takes the next call before the others step on.
-            if running.is_empty() || (finished && !queue.is_empty()) {
-                continue;
-            }
-            let steps: Vec<(usize, u32, usize)> = running
-                .iter()
-                .map(|r| {
-                    let (token, pos) = r.decoding.last();
-                    (r.slot, token, pos)
-                })
-                .collect();
-            let start = Instant::now();
-            let logits = model.forward_slots(&steps)?;
-            let secs = start.elapsed().as_secs_f64();
-            anyhow::ensure!(logits.len() == running.len(), "one row of logits per slot");
-            for (r, l) in running.iter_mut().zip(logits) {
-                r.logits = l;
-                r.fresh = true;
-                r.decode_secs += secs;
-            }
-        }
-    })();
+    let result = steps(model, caches, width, arrivals, &mut running);
     // Slots left mid-answer hold what no state describes.
     if result.is_err() {
         for r in &running {
@@ -183,49 +175,144 @@ pub fn generate_all(
         }
     }
     model.select(0)?;
-    result?;
-    Ok(done
-        .into_iter()
-        .map(|d| d.expect("every call finished"))
-        .collect())
+    result
 }
 
-/// Starts the second answer of a call whose `first` looped, in its slot,
-/// from the prompt the cache still holds and the first answer's first
-/// logits (see [`generate_unlooped`]); its times go on from the first's.
-fn again<'p>(
+/// [`serve`]'s loop; `running` is left with the calls an error stopped.
+fn steps(
     model: &mut dyn Forward,
-    first: Generated,
-    slot: usize,
-    job: Job,
-    call: &Call,
-    params: &'p GenParams,
-) -> Result<Running<'p>> {
-    model.select(slot)?;
-    model.rewind(call.prompt.ids.len())?;
+    caches: &mut [CacheState],
+    width: usize,
+    arrivals: &mut dyn Arrivals,
+    running: &mut Vec<Running>,
+) -> Result<()> {
+    let mut queue: VecDeque<(usize, Owned)> = VecDeque::new();
+    let mut free: Vec<usize> = (0..width).collect();
+    loop {
+        let idle = running.is_empty() && queue.is_empty();
+        match arrivals.arrived(idle) {
+            Some(calls) => queue.extend(calls),
+            None if idle => return Ok(()),
+            None => {}
+        }
+        if width == 1 {
+            model.select(0)?;
+            while let Some((key, call)) = queue.pop_front() {
+                let answer = generate_unlooped(model, &mut caches[0], call.prompt(), &call.params)?;
+                arrivals.answered(key, answer);
+            }
+            continue;
+        }
+        while let (false, Some((_, call))) = (free.is_empty(), queue.front()) {
+            anyhow::ensure!(
+                call.params.beam.is_none(),
+                "a beam search decodes one call at a time"
+            );
+            // The free slot holding the longest reusable prefix.
+            let prompt = call.prompt();
+            let at = (0..free.len())
+                .max_by_key(|&i| {
+                    (
+                        caches[free[i]].reusable(&prompt),
+                        std::cmp::Reverse(free[i]),
+                    )
+                })
+                .unwrap_or(0);
+            let slot = free.swap_remove(at);
+            let (key, call) = queue.pop_front().expect("just seen");
+            running.push(join(model, &mut caches[slot], slot, key, call)?);
+        }
+        if running.is_empty() {
+            continue;
+        }
+        let mut finished = false;
+        let mut i = 0;
+        while i < running.len() {
+            let r = &mut running[i];
+            if !r.fresh {
+                i += 1;
+                continue;
+            }
+            r.fresh = false;
+            let Some(stop) = r.decoding.next(&mut r.logits, &mut |_| {}) else {
+                i += 1;
+                continue;
+            };
+            finished = true;
+            let r = running.swap_remove(i);
+            let looped = stop == StopReason::Repetition;
+            if looped && !r.retry {
+                // Asked again at once in the same slot, from the prompt
+                // the cache still holds.
+                running.push(again(model, r)?);
+                continue;
+            }
+            free.push(r.slot);
+            let g = Generated {
+                ids: r.decoding.ids,
+                stop,
+                first_logits: r.first_logits,
+                reused: r.reused,
+                prefill_secs: r.prefill_secs,
+                decode_secs: r.decode_secs,
+                beam_score: None,
+            };
+            arrivals.answered(r.key, (g, r.retry));
+        }
+        // A freed slot takes the next call before the others step on.
+        if running.is_empty() || (finished && !queue.is_empty()) {
+            continue;
+        }
+        let steps: Vec<(usize, u32, usize)> = running
+            .iter()
+            .map(|r| {
+                let (token, pos) = r.decoding.last();
+                (r.slot, token, pos)
+            })
+            .collect();
+        let start = Instant::now();
+        let logits = model.forward_slots(&steps)?;
+        let secs = start.elapsed().as_secs_f64();
+        anyhow::ensure!(logits.len() == running.len(), "one row of logits per slot");
+        for (r, l) in running.iter_mut().zip(logits) {
+            r.logits = l;
+            r.fresh = true;
+            r.decode_secs += secs;
+        }
+    }
+}
+
+/// Starts the second answer of a call whose first answer (`first`, just
+/// ended) looped, in its slot, from the prompt the cache still holds and
+/// the first answer's first logits (see [`generate_unlooped`]); its times
+/// go on from the first's.
+fn again(model: &mut dyn Forward, first: Running) -> Result<Running> {
+    model.select(first.slot)?;
+    model.rewind(first.prompt_len)?;
+    let retry = first.decoding.params().for_retry();
     Ok(Running {
-        job,
-        slot,
+        retry: true,
         logits: first.first_logits.clone(),
-        first_logits: first.first_logits,
         fresh: true,
-        decoding: Decoding::new(params, call.prompt.ids.len()),
-        reused: first.reused,
-        prefill_secs: first.prefill_secs,
-        decode_secs: first.decode_secs,
+        decoding: Decoding::new(Cow::Owned(retry), first.prompt_len),
+        ..first
     })
 }
 
-/// Starts `job` in `slot`: the prompt computed alone, reusing what the
+/// Starts call `key` in `slot`: the prompt computed alone, reusing what the
 /// slot's cache holds of it, as [`super::generate::generate`] does.
-fn join<'p>(
+fn join(
     model: &mut dyn Forward,
     cache: &mut CacheState,
     slot: usize,
-    job: Job,
-    prompt: Prompt,
-    params: &'p GenParams,
-) -> Result<Running<'p>> {
+    key: usize,
+    call: Owned,
+) -> Result<Running> {
+    let prompt = call.prompt();
+    anyhow::ensure!(
+        !prompt.ids.is_empty(),
+        "cannot generate from an empty prompt"
+    );
     let start = Instant::now();
     model.select(slot)?;
     let kept = cache.reusable(&prompt);
@@ -234,12 +321,14 @@ fn join<'p>(
     let logits = prefill(model, prompt, kept)?;
     *cache = CacheState::holding(prompt);
     Ok(Running {
-        job,
+        key,
+        retry: false,
         slot,
+        prompt_len: call.ids.len(),
         first_logits: logits.clone(),
         logits,
         fresh: true,
-        decoding: Decoding::new(params, prompt.ids.len()),
+        decoding: Decoding::new(Cow::Owned(call.params), call.ids.len()),
         reused: kept,
         prefill_secs: start.elapsed().as_secs_f64(),
         decode_secs: 0.0,
@@ -413,6 +502,77 @@ mod tests {
         }
         // Several calls did share steps, and some answers looped.
         assert!(widest >= 4, "{widest}");
+    }
+
+    /// Calls that arrive one by one at random moments, some while others
+    /// decode and some while nothing does, each get what they get alone,
+    /// on one model serving them all with the prefixes earlier calls left.
+    #[test]
+    fn calls_arriving_while_others_decode_get_their_lone_answers() {
+        /// Releases `calls[i]` at the `at[i]`-th look, or at once when
+        /// the scheduler is idle.
+        struct Trickle {
+            calls: Vec<Owned>,
+            at: Vec<usize>,
+            next: usize,
+            looks: usize,
+            done: Vec<Option<Answer>>,
+        }
+        impl Arrivals for Trickle {
+            fn arrived(&mut self, wait: bool) -> Option<Vec<(usize, Owned)>> {
+                self.looks += 1;
+                if self.next == self.calls.len() {
+                    return None;
+                }
+                let mut out = Vec::new();
+                while self.next < self.calls.len()
+                    && (self.at[self.next] <= self.looks || (wait && out.is_empty()))
+                {
+                    out.push((self.next, self.calls[self.next].clone()));
+                    self.next += 1;
+                }
+                Some(out)
+            }
+            fn answered(&mut self, key: usize, answer: Answer) {
+                assert!(self.done[key].is_none(), "answered twice");
+                self.done[key] = Some(answer);
+            }
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut model = Hashing::default();
+        let mut caches = Vec::new();
+        for round in 0..30 {
+            let n = rng.random_range(1..16);
+            let calls: Vec<Owned> = prompts(&mut rng, n)
+                .into_iter()
+                .map(|(ids, breaks)| Owned {
+                    ids,
+                    breaks,
+                    params: params(rng.random_range(0..80)),
+                })
+                .collect();
+            let mut at: Vec<usize> = (0..n).map(|_| rng.random_range(0..200)).collect();
+            at.sort_unstable();
+            let mut trickle = Trickle {
+                calls,
+                at,
+                next: 0,
+                looks: 0,
+                done: vec![None; n],
+            };
+            let width = rng.random_range(1..7);
+            serve(&mut model, &mut caches, width, &mut trickle).unwrap();
+            for (i, call) in trickle.calls.iter().enumerate() {
+                let (g, looped) = trickle.done[i].as_ref().expect("answered");
+                let (want, want_looped) = alone(call.prompt(), &call.params);
+                assert_eq!(g.ids, want.ids, "round {round}, width {width}, call {i}");
+                assert_eq!(g.stop, want.stop, "round {round}");
+                assert_eq!(*looped, want_looped, "round {round}");
+                assert_eq!(g.first_logits, want.first_logits, "round {round}");
+            }
+        }
+        // Calls joined others already decoding.
+        assert!(model.widths.windows(2).any(|w| w[1] > w[0]));
     }
 
     /// A slot whose call ends is taken at once by the next one waiting:

@@ -840,3 +840,108 @@ fn links_out_of_the_folder_and_loops() {
         "{written:?}"
     );
 }
+
+/// Records by (document, job), without what differs from run to run: the
+/// times, and for a failed item the model, which it names when it was
+/// loaded by then.
+fn records_by_item(out: &Path) -> BTreeMap<(String, String), serde_json::Value> {
+    records(out)
+        .into_iter()
+        .map(|mut r| {
+            let key = (
+                r["input"].as_str().unwrap().to_string(),
+                r["task"].as_str().unwrap().to_string(),
+            );
+            let failed = r["status"] == "failed";
+            let o = r.as_object_mut().unwrap();
+            for varying in ["seconds", "finished"] {
+                o.remove(varying);
+            }
+            if failed {
+                for loaded in ["model", "revision", "files"] {
+                    o.remove(loaded);
+                }
+            }
+            (key, r)
+        })
+        .collect()
+}
+
+/// At `--parallel 4` several documents decode together: the outputs and
+/// the records are those of one document at a time, with a long document
+/// (many calls) and a failing one among them, and without any output that
+/// lacks its record.
+#[test]
+fn documents_decoded_together_give_the_outputs_of_one_at_a_time() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 7);
+    std::fs::write(root.join("long.txt"), crate::parallel::long_article()).unwrap();
+    std::fs::write(root.join("empty.txt"), "  \n\n").unwrap();
+    let run_at = |parallel: &str| {
+        let out = home.path().join(format!("out{parallel}"));
+        let (root, out_s) = (root.to_str().unwrap(), out.to_str().unwrap());
+        let args = [
+            root,
+            "--summarize",
+            "--translate",
+            "de",
+            "--max-context",
+            "512",
+            "--parallel",
+            parallel,
+            "--out",
+            out_s,
+        ];
+        let o = run(batch(home.path(), &args), None);
+        assert_eq!(o.status.code(), Some(1), "{parallel}: {}", stderr(&o));
+        consistent(&out, true);
+        out
+    };
+    let one = run_at("1");
+    let four = run_at("4");
+    let expected = outputs(&one);
+    assert_eq!(expected.len(), 20, "{:?}", expected.keys());
+    assert_eq!(outputs(&four), expected);
+    let (a, b) = (records_by_item(&one), records_by_item(&four));
+    assert_eq!(a.len(), 22);
+    assert_eq!(count(&a.values().cloned().collect::<Vec<_>>(), "failed"), 2);
+    assert_eq!(a, b);
+}
+
+/// A signal during a run at `--parallel 4` lets the documents begun end
+/// and record, takes no new one, and the next run finishes the rest.
+#[test]
+fn documents_decoded_together_stop_cleanly_and_resume() {
+    let home = tempfile::tempdir().unwrap();
+    let root = articles(home.path(), 12);
+    let both = |out: &Path, parallel: &str| {
+        let (root, out) = (root.to_str().unwrap(), out.to_str().unwrap());
+        let args = [root, "--summarize", "--translate", "fr", "--out", out];
+        let mut cmd = batch(home.path(), &args);
+        cmd.args(["--parallel", parallel]);
+        cmd
+    };
+    let reference = home.path().join("reference");
+    let o = run(both(&reference, "1"), None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = outputs(&reference);
+    let out = home.path().join("out");
+    let mut child = both(&out, "4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while records_exist(&out) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let done = records(&out).len();
+    assert!(done < expected.len(), "the run finished before the signal");
+    consistent(&out, true);
+    let o = run(both(&out, "4"), None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(outputs(&out), expected);
+}

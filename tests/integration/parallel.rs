@@ -115,7 +115,7 @@ fn calls_in_random_arrival_orders_and_widths_get_their_lone_answers() {
 }
 
 /// An article long enough for many summary parts and translation chunks.
-fn long_article() -> String {
+pub(crate) fn long_article() -> String {
     (0..30)
         .map(|i| {
             format!(

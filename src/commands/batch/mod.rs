@@ -7,15 +7,16 @@
 //! stops after the current item, a second signal stops at once, and either
 //! way the outputs and the manifest stay consistent.
 
-use std::ops::ControlFlow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use glot::digest::sha256_hex;
-use glot::engine::ModelInfo;
+use glot::engine::shared::{Client, Hub};
+use glot::engine::{ChatModel, ModelInfo};
 use glot::folder::lock::{lock_item, ItemLock, Scratch};
 use glot::folder::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
 use glot::folder::shard::Shard;
@@ -56,9 +57,10 @@ struct Models<'a> {
     resolved: Option<Resolved>,
     chat: Option<Chat>,
     /// Translation models loaded so far, by language pair.
-    translators: std::collections::HashMap<String, Translator>,
-    /// The model the current item was made with, when not the chat model.
-    used: Option<ModelInfo>,
+    translators: HashMap<String, Translator>,
+    /// The chat model's, once loaded (while it serves documents decoded
+    /// together, `chat` is lent out).
+    chat_info: Option<ModelInfo>,
 }
 
 /// Translation models kept loaded at once (each opus-mt model is about 300 MB).
@@ -79,6 +81,9 @@ struct Pass<'a> {
     progress: Items,
     stop: Arc<AtomicBool>,
     started: u64,
+    /// Whether documents go to the model together; decided at the first
+    /// item to make.
+    together: Option<bool>,
 }
 
 pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
@@ -112,8 +117,8 @@ pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
         prompts: &prompts,
         resolved,
         chat: None,
-        translators: std::collections::HashMap::new(),
-        used: None,
+        translators: HashMap::new(),
+        chat_info: None,
     };
     let mut pass = Pass::open(&s, printer, &out, &planned, models)?;
     let interrupted = pass.walk()?;
@@ -247,26 +252,35 @@ impl<'a> Pass<'a> {
             progress: Items::new(printer, total * planned.len()),
             stop,
             started,
+            together: None,
         })
     }
 
     /// Does every item of this shard; `true` when a signal stopped it.
     fn walk(&mut self) -> Result<bool> {
-        let shard = self.s.shard;
-        for entry in walk(&self.s.selection)? {
-            let flow = match entry {
-                Entry::Document(f) if shard.owns(&f.relative) => self.document(&f)?,
-                // A path that cannot be walked fails each of its jobs, in
-                // the table and the manifest alike, in the one shard that
-                // owns it.
-                Entry::Problem { path, reason } if shard.owns(&path) => {
+        let mut units = units(self.s, self.planned)?;
+        while let Some(unit) = units.next() {
+            let (doc, p) = match unit {
+                Unit::Item(doc, p) => (doc, p),
+                Unit::Problem { path, reason } => {
                     self.problem(&path, &reason)?;
-                    ControlFlow::Continue(())
+                    continue;
                 }
-                _ => ControlFlow::Continue(()),
             };
-            if flow.is_break() {
+            if self.stop.load(Ordering::SeqCst) {
                 return Ok(true);
+            }
+            let Some((claimed, path)) = self.claim(&doc, p)? else {
+                continue;
+            };
+            match self.documents_together() {
+                Ok(true) => return self.together((doc, p, claimed, path), &mut units),
+                Ok(false) => {
+                    let ctx = self.ctx();
+                    let made = make(&mut self.models, ctx, &doc, p, path);
+                    self.conclude(&doc, p, claimed, made)?;
+                }
+                Err(e) => self.conclude(&doc, p, claimed, Err(e))?,
             }
         }
         Ok(false)
@@ -285,55 +299,145 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    /// Every job of one document, until a signal says stop.
-    fn document(&mut self, found: &Found) -> Result<ControlFlow<()>> {
-        let bytes = read(found, self.s.max_bytes);
-        let sha = bytes.as_ref().ok().map(|b| sha256_hex(b));
-        for p in self.planned {
-            if self.stop.load(Ordering::SeqCst) {
-                return Ok(ControlFlow::Break(()));
-            }
-            self.item(found, &bytes, sha.as_deref(), p)?;
+    /// What every job is made with.
+    fn ctx(&self) -> Ctx<'a> {
+        Ctx {
+            s: self.s,
+            prompts: self.models.prompts,
+            printer: self.printer,
         }
-        Ok(ControlFlow::Continue(()))
     }
 
-    /// One job on one document: skipped when up to date or another process
-    /// has it, else made, written whole and recorded.
-    fn item(
+    /// Whether documents go to the model together: with `--parallel` above
+    /// 1 and a chat model that decodes calls together, which this loads.
+    /// Decided once, at the first item to make.
+    fn documents_together(&mut self) -> Result<bool> {
+        if let Some(together) = self.together {
+            return Ok(together);
+        }
+        let together =
+            self.s.model.parallel > 1 && !self.models.resolved()?.translates_sentences() && {
+                self.models.chat()?;
+                matches!(&self.models.chat, Some(Chat::Llm(m)) if m.decodes_together())
+            };
+        self.together = Some(together);
+        Ok(together)
+    }
+
+    /// The rest of the walk, `first` and the items after it, up to
+    /// `--parallel` documents at a time, each on a thread of its own whose
+    /// calls decode beside the others' ([`glot::engine::Llm::serve`]).
+    /// Items are recorded as they finish; a signal stops the taking of new
+    /// ones and lets those begun end.
+    fn together(
         &mut self,
-        found: &Found,
-        bytes: &Result<Vec<u8>, String>,
-        sha: Option<&str>,
-        p: &Planned,
-    ) -> Result<()> {
+        first: (Arc<Doc>, &'a Planned, Claimed, Result<PathBuf>),
+        units: &mut dyn Iterator<Item = Unit<'a>>,
+    ) -> Result<bool> {
+        let mut chat = self.models.chat.take().expect("loaded to decide");
+        let Chat::Llm(llm) = &mut chat else {
+            unreachable!("only a decoder-only model decodes together")
+        };
+        let out = llm.serve(|hub| self.pipeline(hub, first, units));
+        self.models.chat = Some(chat);
+        out?
+    }
+
+    fn pipeline(
+        &mut self,
+        hub: &Hub,
+        first: (Arc<Doc>, &'a Planned, Claimed, Result<PathBuf>),
+        units: &mut dyn Iterator<Item = Unit<'a>>,
+    ) -> Result<bool> {
+        let ctx = self.ctx();
+        let width = hub.width().max(1);
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(usize, Result<Made>)>();
+            let mut running: HashMap<usize, (Arc<Doc>, &Planned, Claimed)> = HashMap::new();
+            let mut next = Some(first);
+            let (mut ticket, mut stopped, mut ended) = (0, false, false);
+            loop {
+                while running.len() < width && !ended {
+                    let (doc, p, claimed, path) = match next.take() {
+                        Some(item) => item,
+                        None => match units.next() {
+                            None => {
+                                ended = true;
+                                break;
+                            }
+                            Some(Unit::Problem { path, reason }) => {
+                                self.problem(&path, &reason)?;
+                                continue;
+                            }
+                            Some(Unit::Item(doc, p)) => {
+                                if self.stop.load(Ordering::SeqCst) {
+                                    (stopped, ended) = (true, true);
+                                    break;
+                                }
+                                match self.claim(&doc, p)? {
+                                    Some((claimed, path)) => (doc, p, claimed, path),
+                                    None => continue,
+                                }
+                            }
+                        },
+                    };
+                    let (tx, theirs, client) = (tx.clone(), Arc::clone(&doc), hub.client());
+                    scope.spawn(move || {
+                        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let mut asking = Asking {
+                                client,
+                                printer: ctx.printer,
+                            };
+                            make(&mut asking, ctx, &theirs, p, path)
+                        }))
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (see above)")));
+                        // The receiver is gone only when the batch failed.
+                        let _ = tx.send((ticket, made));
+                    });
+                    running.insert(ticket, (doc, p, claimed));
+                    ticket += 1;
+                }
+                if running.is_empty() {
+                    return Ok(stopped);
+                }
+                let (t, made) = rx.recv().expect("this end holds a sender");
+                let (doc, p, claimed) = running.remove(&t).expect("an item in flight");
+                self.conclude(&doc, p, claimed, made)?;
+            }
+        })
+    }
+
+    /// Takes one job on one document: `None` when it is up to date or
+    /// another process has it, else its locks and where its output goes.
+    fn claim(&mut self, doc: &Doc, p: &Planned) -> Result<Option<(Claimed, Result<PathBuf>)>> {
         let (s, out) = (self.s, self.out);
+        let (found, sha) = (&doc.found, doc.sha.as_deref());
         let name = format!("{} ({})", found.relative, p.key);
         self.progress.start(&name);
         let prev = self.index.get(&found.relative, &p.key);
         if !needed(s, prev, sha, &p.hash, out) {
             self.skip(&name, p, UP_TO_DATE, "up to date");
-            return Ok(());
+            return Ok(None);
         }
         if s.dry_run {
             self.skip(&name, p, WOULD_RUN, "would run");
-            return Ok(());
+            return Ok(None);
         }
-        let Some(_lock) = lock_item(out, &found.relative, &p.key)? else {
+        let Some(lock) = lock_item(out, &found.relative, &p.key)? else {
             self.printer
                 .warn(format!("{name}: another glot process is on it; left to it"));
             self.tally.busy += 1;
-            return Ok(());
+            return Ok(None);
         };
         // Claiming the output re-reads the manifests: another process on
         // the same folder may have done the item meanwhile (with --force
         // too: then since this run began).
-        let Some((path, _output_lock)) = claim_output(out, found, p, &mut self.index)? else {
+        let Some((path, output_lock)) = claim_output(out, found, p, &mut self.index)? else {
             self.printer.warn(format!(
                 "{name}: another glot process is writing its output; left to it"
             ));
             self.tally.busy += 1;
-            return Ok(());
+            return Ok(None);
         };
         let prev = self.index.get(&found.relative, &p.key);
         let done_meanwhile = s.force
@@ -345,32 +449,44 @@ impl<'a> Pass<'a> {
             });
         if (!s.force && !needed(s, prev, sha, &p.hash, out)) || done_meanwhile {
             self.skip(&name, p, UP_TO_DATE, "up to date");
-            return Ok(());
+            return Ok(None);
         }
-        let start = Instant::now();
-        let result = match (path, bytes) {
-            (Ok(path), Ok(b)) => produce(&mut self.models, found, b, p, path),
-            (Err(e), _) => Err(e),
-            (_, Err(e)) => Err(anyhow::anyhow!("{e}")),
+        let claimed = Claimed {
+            name,
+            _locks: (lock, output_lock),
+            start: Instant::now(),
         };
-        if let Err(e) = &result {
+        Ok(Some((claimed, path)))
+    }
+
+    /// A made (or failed) item written whole and recorded.
+    fn conclude(
+        &mut self,
+        doc: &Doc,
+        p: &Planned,
+        claimed: Claimed,
+        made: Result<Made>,
+    ) -> Result<()> {
+        let (s, out) = (self.s, self.out);
+        if let Err(e) = &made {
             if e.downcast_ref::<Fatal>().is_some() {
                 self.progress.done();
-                return result.map(|_| ());
+                return made.map(|_| ());
             }
         }
-        let result = result.and_then(|made| {
+        let made = made.and_then(|made| {
             let scratch = self.scratch.as_ref().expect("not a dry run");
             paths::prepare(out, &made.path)?;
             scratch.write(&made.path, &made.data)?;
             Ok(made)
         });
-        let models = &self.models;
-        if let (Ok(made), Some(chat), None) = (&result, models.chat.as_ref(), &models.used) {
-            crate::speed::remember(chat.info(), &made.usage, &s.model, self.printer);
+        if let (Ok(made), Some(chat)) = (&made, &self.models.chat_info) {
+            if made.used.is_none() {
+                crate::speed::remember(chat, &made.usage, &s.model, self.printer);
+            }
         }
-        let record = self.record(found, sha, p, result, start);
-        self.count(&record, found, p);
+        let record = self.record(doc, p, made, claimed.start);
+        self.count(&record, &doc.found, p);
         let label = match record.status {
             Status::Done => "done".to_string(),
             Status::Copied => "copied (already in that language)".to_string(),
@@ -380,7 +496,7 @@ impl<'a> Pass<'a> {
             .tokens
             .as_ref()
             .map(|t| (t.generated, record.seconds));
-        self.progress.finish(&name, &label, work);
+        self.progress.finish(&claimed.name, &label, work);
         let writer = self.writer.as_mut().expect("not a dry run");
         writer.append(&record)?;
         self.index.add(&record);
@@ -535,6 +651,94 @@ fn claim_output(
     }
 }
 
+/// A document, read once for all its jobs.
+struct Doc {
+    found: Found,
+    bytes: Result<Vec<u8>, String>,
+    sha: Option<String>,
+}
+
+/// One step of the walk: a job on a document, or a path that could not be
+/// walked (which fails each of its jobs, in the table and the manifest
+/// alike, in the one shard that owns it).
+enum Unit<'p> {
+    Item(Arc<Doc>, &'p Planned),
+    Problem { path: String, reason: String },
+}
+
+/// This shard's units, in the order of the walk; each document is read as
+/// the walk reaches it.
+fn units<'p>(
+    s: &'p BatchSettings,
+    planned: &'p [Planned],
+) -> Result<impl Iterator<Item = Unit<'p>> + 'p> {
+    let (shard, max_bytes) = (s.shard, s.max_bytes);
+    Ok(walk(&s.selection)?.flat_map(move |entry| match entry {
+        Entry::Document(found) if shard.owns(&found.relative) => {
+            let bytes = read(&found, max_bytes);
+            let sha = bytes.as_ref().ok().map(|b| sha256_hex(b));
+            let doc = Arc::new(Doc { found, bytes, sha });
+            planned
+                .iter()
+                .map(|p| Unit::Item(Arc::clone(&doc), p))
+                .collect()
+        }
+        Entry::Problem { path, reason } if shard.owns(&path) => {
+            vec![Unit::Problem { path, reason }]
+        }
+        _ => Vec::new(),
+    }))
+}
+
+/// An item this process is making: its locks, held until it is recorded.
+struct Claimed {
+    name: String,
+    _locks: (ItemLock, Option<ItemLock>),
+    start: Instant,
+}
+
+/// What every job is made with.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    s: &'a BatchSettings,
+    prompts: &'a Prompts,
+    printer: &'a Printer,
+}
+
+/// Where a job's answers come from: the models of the run, or, for a
+/// document decoded beside others, its share of the chat model.
+trait Answers {
+    /// The model that writes answers, logging its calls with `-v`.
+    fn chat(&mut self) -> Result<Logged<'_, &mut dyn ChatModel>>;
+    /// The translation model(s) for a language pair; `None` when a chat
+    /// model translates.
+    fn translator(
+        &mut self,
+        source: Option<&lang::Language>,
+        target: &lang::Language,
+    ) -> Result<Option<&mut Translator>>;
+}
+
+/// A document's share of a chat model that serves several.
+struct Asking<'a, 'h> {
+    client: Client<'h>,
+    printer: &'a Printer,
+}
+
+impl Answers for Asking<'_, '_> {
+    fn chat(&mut self) -> Result<Logged<'_, &mut dyn ChatModel>> {
+        Ok(Logged::new(&mut self.client, self.printer))
+    }
+
+    fn translator(
+        &mut self,
+        _: Option<&lang::Language>,
+        _: &lang::Language,
+    ) -> Result<Option<&mut Translator>> {
+        Ok(None)
+    }
+}
+
 /// What a job made of a document.
 struct Made {
     status: Status,
@@ -547,19 +751,41 @@ struct Made {
     wrong_language: usize,
     /// Units of a translation left in the source or kept with a doubt.
     flags: Vec<glot::task::translate::Flag>,
+    /// The model that made it, when not the chat model.
+    used: Option<ModelInfo>,
+}
+
+/// One job on one document, unless its output path was refused or the
+/// document could not be read.
+fn make(
+    answers: &mut dyn Answers,
+    ctx: Ctx,
+    doc: &Doc,
+    p: &Planned,
+    path: Result<PathBuf>,
+) -> Result<Made> {
+    match (path, &doc.bytes) {
+        (Ok(path), Ok(b)) => produce(answers, ctx, &doc.found, b, p, path),
+        (Err(e), _) => Err(e),
+        (_, Err(e)) => Err(anyhow::anyhow!("{e}")),
+    }
 }
 
 /// Runs one job on one document: the status, where the output goes, its
 /// bytes, the tokens spent, and what did not come out as asked.
 fn produce(
-    models: &mut Models,
+    answers: &mut dyn Answers,
+    ctx: Ctx,
     found: &Found,
     bytes: &[u8],
     p: &Planned,
     path: PathBuf,
 ) -> Result<Made> {
-    models.used = None;
-    let s = models.s;
+    let Ctx {
+        s,
+        prompts,
+        printer,
+    } = ctx;
     let (text, _) = glot::input::decode(&found.relative, bytes, s.lossy)?;
     let format = s
         .format
@@ -570,8 +796,8 @@ fn produce(
             let language = language.as_ref().or(article.language());
             let length = summarize::Length { words: *words };
             let req = summarize::Request::new(language, length, false);
-            let prompts = models.prompts;
-            let sum = summarize::summarize(&mut models.chat()?, prompts, &article.main_text, &req)?;
+            let sum =
+                summarize::summarize(&mut answers.chat()?, prompts, &article.main_text, &req)?;
             let mut text = sum.text;
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -584,6 +810,7 @@ fn produce(
                 untranslated: 0,
                 wrong_language: usize::from(sum.wrong_language),
                 flags: Vec::new(),
+                used: None,
             })
         }
         Job::Translate { target } => {
@@ -600,20 +827,20 @@ fn produce(
                     untranslated: 0,
                     wrong_language: 0,
                     flags: Vec::new(),
+                    used: None,
                 });
             }
             article.markup.protect_terms(&s.glossary);
-            let (markup, printer) = (&article.markup, models.printer);
-            let t = match models.translator(source.as_ref(), target)? {
+            let markup = &article.markup;
+            let (t, used) = match answers.translator(source.as_ref(), target)? {
                 Some(translator) => {
                     let t = translator.translate(markup, target, printer)?;
-                    models.used = Some(translator.info());
-                    t
+                    (t, Some(translator.info()))
                 }
                 None => {
                     let req = translate::Request::new(source.as_ref(), target);
-                    let prompts = models.prompts;
-                    translate::translate(&mut models.chat()?, prompts, markup, &req)?
+                    let t = translate::translate(&mut answers.chat()?, prompts, markup, &req)?;
+                    (t, None)
                 }
             };
             if t.untranslated > 0 {
@@ -630,6 +857,7 @@ fn produce(
                 untranslated: t.untranslated,
                 wrong_language: t.wrong_language,
                 flags: t.flags,
+                used,
             })
         }
     }
@@ -641,14 +869,17 @@ impl Models<'_> {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("the model's files were not found"))
     }
+}
 
-    /// The model that writes answers, loaded on first use and logging its
-    /// calls with `-v`. A model that fails to load ends the batch: every
-    /// item would fail the same way.
-    fn chat(&mut self) -> Result<Logged<'_, &mut dyn glot::engine::ChatModel>> {
+impl Answers for Models<'_> {
+    /// Loaded on first use. A model that fails to load ends the batch:
+    /// every item would fail the same way.
+    fn chat(&mut self) -> Result<Logged<'_, &mut dyn ChatModel>> {
         if self.chat.is_none() {
             let chat = self.resolved()?.chat(&self.s.model, self.printer, true);
-            self.chat = Some(chat.context(Fatal)?);
+            let chat = chat.context(Fatal)?;
+            self.chat_info = Some(chat.info().clone());
+            self.chat = Some(chat);
         }
         let chat = self.chat.as_mut().expect("just loaded");
         Ok(Logged::new(chat.model(), self.printer))
@@ -736,19 +967,14 @@ fn relative_output(out: &Path, path: &Path) -> String {
 impl Pass<'_> {
     /// The manifest's record of an item that took since `start`, made with
     /// the model that made it.
-    fn record(
-        &self,
-        found: &Found,
-        sha: Option<&str>,
-        p: &Planned,
-        result: Result<Made>,
-        start: Instant,
-    ) -> Record {
-        let models = &self.models;
-        let info = models
-            .used
-            .clone()
-            .or_else(|| models.chat.as_ref().map(|m| m.info().clone()));
+    fn record(&self, doc: &Doc, p: &Planned, result: Result<Made>, start: Instant) -> Record {
+        let (found, sha) = (&doc.found, doc.sha.as_deref());
+        let info = match &result {
+            Ok(Made {
+                used: Some(used), ..
+            }) => Some(used.clone()),
+            _ => self.models.chat_info.clone(),
+        };
         let mut record = match result {
             Ok(made) => Record {
                 status: made.status,
