@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Wall time of `glot summarize` and `glot translate` by `--parallel`.
+"""Wall time of `glot summarize`, `glot translate` and `glot batch` by `--parallel`.
 
     .venv/bin/python bench/parallel.py build     # random-weight GGUF files of real shapes
     .venv/bin/python bench/parallel.py run --runs 3 --parallel 1 2 4 8
@@ -10,12 +10,20 @@ widths, heads, 151,936-entry vocabulary, tied embeddings) and random weights,
 quantized by the `gguf` package (Q8_0 and Q4_0: the package cannot write
 k-quants). Only the `gguf` and `numpy` packages are needed, no torch and no
 llama.cpp. The test fixture's tokenizer and chat template come with
-`--tokenizer tests/fixtures/models/qwen2` (qwen3 for the 1.7B).
+`--tokenizer tests/fixtures/models/qwen2` (qwen3 for the 1.7B); the files
+also hold that tokenizer, padded to the vocabulary, for llama.cpp.
+
+`peers` runs llama.cpp's `llama-batched-bench` (--batched-bench PATH) and
+`glot generate --parallel N` on the same file: a prompt of --prompt tokens,
+--new tokens decoded by each of 1, 2, 4 and 8 sequences, and the total
+decode rate of each.
 
 `run` times whole glot processes on the corpus's English article (about 750
 tokens; four times over, numbered, for the summary) at a small context
 (--max-context, default 1024), so that the summary has several independent
-parts and the translation several chunks. Random weights never end an
+parts and the translation several chunks. `batch` summarizes a folder of 20
+documents (four paragraphs of the article each, numbered, so no two are
+alike) in one process. Random weights never end an
 answer: every call runs to its cap, and every width does the same work. The
 outputs at every width are compared with --parallel 1's, byte for byte.
 Prints a Markdown table with the CPU's model name; medians of --runs runs,
@@ -60,6 +68,42 @@ def tokenizer_dir(name: str) -> Path:
     return FIXTURES / "models" / SHAPES[name]["arch"]
 
 
+def add_vocab(w, tok_dir: Path) -> None:
+    """The fixture's byte-level BPE tokenizer, padded to the model's
+    vocabulary as llama.cpp's converter pads Qwen's, so that llama.cpp can
+    load the file too (glot takes the tokenizer from --tokenizer)."""
+    import json
+
+    import gguf
+
+    t = json.loads((tok_dir / "tokenizer.json").read_text())
+    tokens = dict(t["model"]["vocab"])
+    special = {a["content"]: a["id"] for a in t["added_tokens"]}
+    tokens.update(special)
+    by_id = {i: tok for tok, i in tokens.items()}
+    names, types = [], []
+    for i in range(VOCAB):
+        if i in by_id:
+            names.append(by_id[i])
+            types.append(gguf.TokenType.CONTROL if by_id[i] in special else gguf.TokenType.NORMAL)
+        else:
+            names.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in t["model"]["merges"]]
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(names)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    config = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    eos = config.get("eos_token")
+    if isinstance(eos, dict):
+        eos = eos.get("content")
+    if eos in special:
+        w.add_eos_token_id(special[eos])
+    w.add_add_bos_token(False)
+
+
 def build_one(name: str, ty: str) -> None:
     import gguf
     import numpy as np
@@ -85,6 +129,8 @@ def build_one(name: str, ty: str) -> None:
     w.add_rope_freq_base(1_000_000.0)
     w.add_layer_norm_rms_eps(1e-6)
     w.add_file_type(int(qtype))
+
+    add_vocab(w, tokenizer_dir(name))
 
     def matrix(tname: str, n: int, k: int) -> None:
         x = (rng.standard_normal((n, k), dtype=np.float32) * 0.02).astype(np.float32)
@@ -136,6 +182,23 @@ def article(dir: Path, copies: int) -> Path:
     return out
 
 
+def folder(dir: Path, n: int) -> Path:
+    paragraphs = [p.strip() for p in ARTICLE.read_text().strip().split("\n\n")]
+    root = dir / f"folder-{n}"
+    root.mkdir()
+    for i in range(n):
+        doc = [f"({i + 1}.{k + 1}) {paragraphs[(i * 3 + k) % len(paragraphs)]}" for k in range(4)]
+        (root / f"doc{i:02}.txt").write_text("\n\n".join(doc) + "\n")
+    return root
+
+
+def outputs(out: Path) -> str:
+    """Every output file of a batch, by name, as one text."""
+    files = sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith("manifest")
+                   and ".glot" not in p.parts)
+    return "".join(f"== {p.relative_to(out)}\n{p.read_text()}" for p in files)
+
+
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -157,6 +220,8 @@ def run(args: argparse.Namespace) -> None:
     THREADS = args.threads
     with tempfile.TemporaryDirectory() as tmp:
         long, short = article(Path(tmp), 4), article(Path(tmp), 1)
+        docs = folder(Path(tmp), 20)
+        runs = 0
         rows = []
         for name in args.models:
             for ty in args.types:
@@ -171,6 +236,7 @@ def run(args: argparse.Namespace) -> None:
                 tasks = {
                     "summarize": ["summarize", str(long), "--words", str(args.words)],
                     "translate": ["translate", str(short), "--to", "de"],
+                    "batch": ["batch", str(docs), "--summarize", "--words", str(args.words), "-q"],
                 }
                 for task in args.tasks:
                     reference = None
@@ -178,9 +244,14 @@ def run(args: argparse.Namespace) -> None:
                     for width in args.parallel:
                         times = []
                         for _ in range(args.runs):
-                            secs, out = run_glot(
-                                args.glot, [*tasks[task], *common, "--parallel", str(width)]
-                            )
+                            argv = [*tasks[task], *common, "--parallel", str(width)]
+                            if task == "batch":
+                                runs += 1
+                                dest = Path(tmp) / f"out-{runs}"
+                                secs, _ = run_glot(args.glot, [*argv, "--out", str(dest)])
+                                out = outputs(dest)
+                            else:
+                                secs, out = run_glot(args.glot, argv)
                             if reference is None:
                                 reference = out
                             elif out != reference:
@@ -198,6 +269,54 @@ def run(args: argparse.Namespace) -> None:
         print(f"| {name} | {ty} | {task} | {width} | {med:.1f} | {lo:.1f}–{hi:.1f} | {up:.2f}× |")
 
 
+def peers(args: argparse.Namespace) -> None:
+    """glot generate --parallel N against llama-batched-bench, same file."""
+    import json
+    import re
+
+    text = ARTICLE.read_text()[: args.prompt_chars]
+    rows = []
+    for name in args.models:
+        for ty in args.types:
+            model = gguf_path(name, ty)
+            glot_rates: dict[int, list[float]] = {n: [] for n in args.parallel}
+            llama_rates: dict[int, list[float]] = {n: [] for n in args.parallel}
+            prompt_len = None
+            for _ in range(args.runs):
+                for n in args.parallel:
+                    argv = ["generate", "--prompt", text, "--model", str(model),
+                            "--tokenizer", str(tokenizer_dir(name)), "--max-new-tokens", str(args.new),
+                            "--ignore-eos", "--parallel", str(n), "--format", "json"]
+                    _, out = run_glot(args.glot, argv)
+                    r = json.loads(out)
+                    prompt_len = len(r["prompt_ids"])
+                    glot_rates[n].append(r["timings"]["decode_tokens_per_sec"])
+                p = subprocess.run(
+                    [args.batched_bench, "-m", str(model), "-c", str((prompt_len + args.new) * max(args.parallel)),
+                     "-b", "2048", "-ub", "512", "-npp", str(prompt_len), "-ntg", str(args.new),
+                     "-npl", ",".join(map(str, args.parallel)), "-t", str(args.threads)],
+                    capture_output=True, text=True,
+                )
+                if p.returncode != 0:
+                    sys.exit(f"llama-batched-bench failed: {p.stderr[-2000:]}")
+                for line in p.stdout.splitlines():
+                    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                    if len(cells) == 10 and re.fullmatch(r"\d+", cells[2]):
+                        llama_rates[int(cells[2])].append(float(cells[7]))
+            for n in args.parallel:
+                g, l = glot_rates[n], llama_rates[n]
+                rows.append((name, ty, n, statistics.median(g), min(g), max(g),
+                             statistics.median(l), min(l), max(l)))
+                print(f"{name} {ty} {n} sequences: glot {statistics.median(g):.1f}, "
+                      f"llama.cpp {statistics.median(l):.1f} tok/s", file=sys.stderr)
+    print(f"\n{cpu_name()}, {args.threads} threads, prompt {prompt_len} tokens, {args.new} new tokens per "
+          f"sequence, total decode tok/s, median of {args.runs} runs (range)\n")
+    print("| model | weights | sequences | glot | llama.cpp | glot / llama.cpp |")
+    print("|---|---|--:|--:|--:|--:|")
+    for name, ty, n, g, glo, ghi, l, llo, lhi in rows:
+        print(f"| {name} | {ty} | {n} | {g:.1f} ({glo:.1f}–{ghi:.1f}) | {l:.1f} ({llo:.1f}–{lhi:.1f}) | {g / l:.2f}× |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -208,14 +327,28 @@ def main() -> None:
     r.add_argument("--glot", default=str(ROOT / "target" / "release" / "glot"))
     r.add_argument("--models", nargs="+", default=list(SHAPES))
     r.add_argument("--types", nargs="+", default=TYPES)
-    r.add_argument("--tasks", nargs="+", default=["summarize", "translate"])
+    r.add_argument("--tasks", nargs="+", default=["summarize", "translate", "batch"])
     r.add_argument("--parallel", nargs="+", type=int, default=[1, 2, 4, 8])
     r.add_argument("--runs", type=int, default=3)
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--max-context", type=int, default=1024)
     r.add_argument("--words", type=int, default=60)
+    q = sub.add_parser("peers")
+    q.add_argument("--glot", default=str(ROOT / "target" / "release" / "glot"))
+    q.add_argument("--batched-bench", required=True, help="llama.cpp's llama-batched-bench")
+    q.add_argument("--models", nargs="+", default=list(SHAPES))
+    q.add_argument("--types", nargs="+", default=TYPES)
+    q.add_argument("--parallel", nargs="+", type=int, default=[1, 2, 4, 8])
+    q.add_argument("--runs", type=int, default=3)
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--prompt-chars", type=int, default=750)
+    q.add_argument("--new", type=int, default=128)
     args = p.parse_args()
-    if args.cmd == "build":
+    if args.cmd == "peers":
+        global THREADS
+        THREADS = args.threads
+        peers(args)
+    elif args.cmd == "build":
         MODELS.mkdir(parents=True, exist_ok=True)
         for name in args.models:
             for ty in args.types:

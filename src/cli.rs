@@ -260,7 +260,9 @@ pub struct ModelArgs {
     pub batch_size: u32,
 
     /// Independent calls a chat model decodes together on the CPU: the
-    /// parts of a long summary, the chunks of a translation.
+    /// parts of a long summary, the chunks of a translation, the documents
+    /// of `glot batch` (`glot generate`: N copies of the prompt, to measure
+    /// it).
     ///
     /// Each decoding step reads the weights once for all of them, so N
     /// calls take little more time per step than one. Every output is the

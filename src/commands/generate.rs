@@ -6,6 +6,8 @@ use std::time::Instant;
 use anyhow::Result;
 use glot::engine::choice::StopReason;
 use glot::engine::generate::{GenParams, Prompt};
+use glot::engine::parallel::Call;
+use glot::engine::Llm;
 use glot::engine::ModelInfo;
 use glot::prompt::chat::Message;
 use serde::Serialize;
@@ -167,7 +169,12 @@ fn chat_model(
             .map(|l| TopLogits::of(l, s.top_logits))
             .collect()
     };
+    let copies = s.model.parallel;
     let (g, top_logits) = match &s.follow {
+        None if copies > 1 => (
+            copies_together(&mut llm, &ids, &params, copies)?,
+            Vec::new(),
+        ),
         None => {
             let g = llm.generate(Prompt::plain(&ids), &params, &mut |_| {})?;
             // The logits that chose each output token, read again along
@@ -201,22 +208,64 @@ fn chat_model(
         }
     };
     let text = glot::engine::strip_think(&llm.tokenizer().decode(&g.ids)?);
+    let mut usage = usage(
+        ids.len(),
+        g.ids.len(),
+        g.stop,
+        [g.prefill_secs, g.decode_secs],
+        g.reused,
+    );
+    if copies > 1 && s.follow.is_none() {
+        usage.calls = copies;
+        usage.prompt_tokens *= copies;
+        usage.generated_tokens *= copies;
+        usage.capped_calls *= copies;
+    }
     Ok(Generated {
         top_logits,
         info: llm.info().clone(),
-        usage: usage(
-            ids.len(),
-            g.ids.len(),
-            g.stop,
-            [g.prefill_secs, g.decode_secs],
-            g.reused,
-        ),
+        usage,
         prompt,
         ids,
         output: g.ids,
         stop: g.stop,
         text,
     })
+}
+
+/// `--parallel N`: the prompt's answer decoded N times side by side, a
+/// measure of what decoding together gains (as llama.cpp's
+/// `llama-batched-bench`). The answer is checked to be the same in every
+/// copy; its prefill time is the copies' (each prompt is computed alone),
+/// its decode time the rest of the wall time.
+fn copies_together(
+    llm: &mut Llm,
+    ids: &[u32],
+    params: &GenParams,
+    copies: usize,
+) -> Result<glot::engine::generate::Generated> {
+    if params.beam.is_some() || params.sampling.is_some() {
+        return Err(glot::Error::Usage(
+            "generate --parallel above 1 decodes greedily: not with --beam or sampling".into(),
+        )
+        .into());
+    }
+    let call = Call {
+        prompt: Prompt::plain(ids),
+        params,
+    };
+    let start = Instant::now();
+    let mut answers = llm.generate_all(&vec![call; copies], copies)?;
+    let wall = start.elapsed().as_secs_f64();
+    let prefill: f64 = answers.iter().map(|(g, _)| g.prefill_secs).sum();
+    let (mut g, _) = answers.remove(0);
+    anyhow::ensure!(
+        answers.iter().all(|(other, _)| other.ids == g.ids),
+        "internal error: the copies decoded together differ"
+    );
+    g.prefill_secs = prefill;
+    g.decode_secs = (wall - prefill).max(0.0);
+    Ok(g)
 }
 
 /// A translation model (Marian, T5): the prompt is the encoder's input, as
@@ -245,6 +294,9 @@ fn seq2seq(
     }
     if s.follow.is_some() {
         return refuse("--follow-ids");
+    }
+    if s.model.parallel > 1 {
+        return refuse("--parallel");
     }
     if s.top_logits > 0 {
         return refuse("--top-logits");

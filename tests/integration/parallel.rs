@@ -174,3 +174,42 @@ fn parallel_takes_one_to_sixty_four() {
         assert!(stderr(&out).contains("--parallel"), "{}", stderr(&out));
     }
 }
+
+/// `glot generate --parallel N` decodes N copies of the prompt together:
+/// the answer is the one decoded alone, and the accounting counts every
+/// copy. It decodes greedily only.
+#[test]
+fn generate_decodes_copies_of_the_prompt_together() {
+    let home = tempfile::tempdir().unwrap();
+    let model = crate::util::gguf("qwen2", "q8_0");
+    let json = |parallel: &str| {
+        let mut cmd = glot(home.path());
+        cmd.args(["generate", "--prompt", "The council met again to discuss"])
+            .args(["--model", model.to_str().unwrap(), "--max-new-tokens", "12"])
+            .args(["--ignore-eos", "--format", "json", "--parallel", parallel]);
+        let out = run(cmd, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let (one, three) = (json("1"), json("3"));
+    assert_eq!(one["output_ids"].as_array().unwrap().len(), 12);
+    assert_eq!(three["output_ids"], one["output_ids"]);
+    assert_eq!(three["timings"]["generated_tokens"], 36);
+    assert_eq!(
+        three["timings"]["prompt_tokens"].as_u64().unwrap(),
+        3 * one["prompt_ids"].as_array().unwrap().len() as u64
+    );
+    let mut sampled = glot(home.path());
+    sampled
+        .args([
+            "generate",
+            "--prompt",
+            "x",
+            "--model",
+            model.to_str().unwrap(),
+        ])
+        .args(["--temperature", "0.7", "--parallel", "2"]);
+    let out = run(sampled, None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--parallel"), "{}", stderr(&out));
+}

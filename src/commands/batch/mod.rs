@@ -4,8 +4,11 @@
 //! The model loads only when a document actually needs it, so a rerun with
 //! nothing left to do is as fast as the walk. Each finished item is written
 //! whole (scratch file, then rename) and then recorded; Ctrl-C or SIGTERM
-//! stops after the current item, a second signal stops at once, and either
-//! way the outputs and the manifest stay consistent.
+//! stops after the current item (the items begun, with `--parallel`), a
+//! second signal stops at once, and either way the outputs and the
+//! manifest stay consistent. With `--parallel` and a chat model that
+//! decodes calls together, up to that many documents are worked on at once
+//! ([`Pass::together`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
