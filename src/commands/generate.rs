@@ -170,6 +170,13 @@ fn chat_model(
             .collect()
     };
     let copies = s.model.parallel;
+    if copies > 1 && (s.follow.is_some() || s.top_logits > 0) {
+        return Err(glot::Error::Usage(
+            "generate --parallel above 1 decodes copies of the answer: not with --follow-ids or --top-logits"
+                .into(),
+        )
+        .into());
+    }
     let (g, top_logits) = match &s.follow {
         None if copies > 1 => (
             copies_together(&mut llm, &ids, &params, copies)?,
@@ -215,7 +222,7 @@ fn chat_model(
         [g.prefill_secs, g.decode_secs],
         g.reused,
     );
-    if copies > 1 && s.follow.is_none() {
+    if copies > 1 {
         usage.calls = copies;
         usage.prompt_tokens *= copies;
         usage.generated_tokens *= copies;

@@ -18,6 +18,12 @@ use super::parallel::{self, Answer, Arrivals, Owned};
 use super::{ChatModel, Completion, Llm};
 use crate::prompt::chat::Message;
 
+/// The scheduler is gone (it panicked): no call will be answered again,
+/// so a caller stops rather than fail every call that follows.
+#[derive(Debug, thiserror::Error)]
+#[error("the model stopped answering")]
+pub struct Stopped;
+
 /// Calls of one [`ChatModel::complete_all`], and where their answers go.
 struct Request {
     calls: Vec<Owned>,
@@ -219,7 +225,7 @@ impl ChatModel for Client<'_> {
             calls: owned.clone(),
             reply,
         };
-        let stopped = || anyhow::anyhow!("the model stopped answering");
+        let stopped = || anyhow::Error::new(Stopped);
         self.tx.send(request).map_err(|_| stopped())?;
         let answers = answers
             .recv()

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use glot::digest::sha256_hex;
-use glot::engine::shared::{Client, Hub};
+use glot::engine::shared::{Client, Hub, Stopped};
 use glot::engine::{ChatModel, ModelInfo};
 use glot::folder::lock::{lock_item, ItemLock, Scratch};
 use glot::folder::manifest::{self, Index, Record, Seen, Status, Tokens, Writer};
@@ -84,9 +84,6 @@ struct Pass<'a> {
     progress: Items,
     stop: Arc<AtomicBool>,
     started: u64,
-    /// Whether documents go to the model together; decided at the first
-    /// item to make.
-    together: Option<bool>,
 }
 
 pub fn run(s: BatchSettings, printer: &Printer) -> Result<()> {
@@ -255,11 +252,12 @@ impl<'a> Pass<'a> {
             progress: Items::new(printer, total * planned.len()),
             stop,
             started,
-            together: None,
         })
     }
 
     /// Does every item of this shard; `true` when a signal stopped it.
+    /// Once an item has loaded a chat model that decodes calls together,
+    /// the rest go [`Pass::together`].
     fn walk(&mut self) -> Result<bool> {
         let mut units = units(self.s, self.planned)?;
         while let Some(unit) = units.next() {
@@ -276,14 +274,11 @@ impl<'a> Pass<'a> {
             let Some((claimed, path)) = self.claim(&doc, p)? else {
                 continue;
             };
-            match self.documents_together() {
-                Ok(true) => return self.together((doc, p, claimed, path), &mut units),
-                Ok(false) => {
-                    let ctx = self.ctx();
-                    let made = make(&mut self.models, ctx, &doc, p, path);
-                    self.conclude(&doc, p, claimed, made)?;
-                }
-                Err(e) => self.conclude(&doc, p, claimed, Err(e))?,
+            let ctx = self.ctx();
+            let made = make(&mut self.models, ctx, &doc, p, path);
+            self.conclude(&doc, p, claimed, made)?;
+            if self.documents_together() {
+                return self.together(&mut units);
             }
         }
         Ok(false)
@@ -312,80 +307,78 @@ impl<'a> Pass<'a> {
     }
 
     /// Whether documents go to the model together: with `--parallel` above
-    /// 1 and a chat model that decodes calls together, which this loads.
-    /// Decided once, at the first item to make.
-    fn documents_together(&mut self) -> Result<bool> {
-        if let Some(together) = self.together {
-            return Ok(together);
-        }
-        let together =
-            self.s.model.parallel > 1 && !self.models.resolved()?.translates_sentences() && {
-                self.models.chat()?;
-                matches!(&self.models.chat, Some(Chat::Llm(m)) if m.decodes_together())
-            };
-        self.together = Some(together);
-        Ok(together)
+    /// 1 and a chat model, loaded by now, that decodes calls together.
+    fn documents_together(&self) -> bool {
+        self.s.model.parallel > 1
+            && matches!(&self.models.chat, Some(Chat::Llm(m)) if m.decodes_together())
     }
 
-    /// The rest of the walk, `first` and the items after it, up to
-    /// `--parallel` documents at a time, each on a thread of its own whose
-    /// calls decode beside the others' ([`glot::engine::Llm::serve`]).
-    /// Items are recorded as they finish; a signal stops the taking of new
-    /// ones and lets those begun end.
-    fn together(
-        &mut self,
-        first: (Arc<Doc>, &'a Planned, Claimed, Result<PathBuf>),
-        units: &mut dyn Iterator<Item = Unit<'a>>,
-    ) -> Result<bool> {
+    /// The rest of the walk, up to `--parallel` documents at a time, each
+    /// on a thread of its own whose calls decode beside the others'
+    /// ([`glot::engine::Llm::serve`]). Items are recorded as they finish; a
+    /// signal stops the taking of new ones and lets those begun end.
+    fn together(&mut self, units: &mut dyn Iterator<Item = Unit<'a>>) -> Result<bool> {
         let mut chat = self.models.chat.take().expect("loaded to decide");
         let Chat::Llm(llm) = &mut chat else {
             unreachable!("only a decoder-only model decodes together")
         };
-        let out = llm.serve(|hub| self.pipeline(hub, first, units));
+        let out = llm.serve(|hub| self.pipeline(hub, units));
         self.models.chat = Some(chat);
         out?
     }
 
-    fn pipeline(
-        &mut self,
-        hub: &Hub,
-        first: (Arc<Doc>, &'a Planned, Claimed, Result<PathBuf>),
-        units: &mut dyn Iterator<Item = Unit<'a>>,
-    ) -> Result<bool> {
+    fn pipeline(&mut self, hub: &Hub, units: &mut dyn Iterator<Item = Unit<'a>>) -> Result<bool> {
         let ctx = self.ctx();
         let width = hub.width().max(1);
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel::<(usize, Result<Made>)>();
-            let mut running: HashMap<usize, (Arc<Doc>, &Planned, Claimed)> = HashMap::new();
-            let mut next = Some(first);
+            let mut running: HashMap<usize, InFlight> = HashMap::new();
             let (mut ticket, mut stopped, mut ended) = (0, false, false);
+            // The first error ends the taking of items; those begun are
+            // still recorded, then it is returned.
+            let mut failure: Option<anyhow::Error> = None;
             loop {
-                while running.len() < width && !ended {
-                    let (doc, p, claimed, path) = match next.take() {
-                        Some(item) => item,
-                        None => match units.next() {
-                            None => {
-                                ended = true;
-                                break;
+                while failure.is_none() && running.len() < width && !ended {
+                    let (doc, p) = match units.next() {
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                        Some(Unit::Problem { path, reason }) => {
+                            if let Err(e) = self.problem(&path, &reason) {
+                                failure = Some(e);
                             }
-                            Some(Unit::Problem { path, reason }) => {
-                                self.problem(&path, &reason)?;
-                                continue;
-                            }
-                            Some(Unit::Item(doc, p)) => {
-                                if self.stop.load(Ordering::SeqCst) {
-                                    (stopped, ended) = (true, true);
-                                    break;
-                                }
-                                match self.claim(&doc, p)? {
-                                    Some((claimed, path)) => (doc, p, claimed, path),
-                                    None => continue,
-                                }
-                            }
-                        },
+                            continue;
+                        }
+                        Some(Unit::Item(doc, p)) => (doc, p),
                     };
+                    if self.stop.load(Ordering::SeqCst) {
+                        (stopped, ended) = (true, true);
+                        break;
+                    }
+                    // Two documents with one output name (`a.md`, `a.html`)
+                    // go one after the other, as they do one at a time: the
+                    // second then finds the first's record.
+                    let output = output_of(self.out, &doc.found, p);
+                    while output.is_some() && running.values().any(|f| f.output == output) {
+                        let (done, made) = rx.recv().expect("this end holds a sender");
+                        let item = running.remove(&done).expect("an item in flight");
+                        if let Err(e) = self.conclude(&item.doc, item.p, item.claimed, made) {
+                            failure.get_or_insert(e);
+                        }
+                    }
+                    let claimed = match self.claim(&doc, p) {
+                        Ok(Some(claimed)) => claimed,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    };
+                    let (claimed, path) = claimed;
                     let (tx, theirs, client) = (tx.clone(), Arc::clone(&doc), hub.client());
-                    scope.spawn(move || {
+                    let t = ticket;
+                    let worker = move || {
                         let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             let mut asking = Asking {
                                 client,
@@ -395,17 +388,36 @@ impl<'a> Pass<'a> {
                         }))
                         .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (see above)")));
                         // The receiver is gone only when the batch failed.
-                        let _ = tx.send((ticket, made));
-                    });
-                    running.insert(ticket, (doc, p, claimed));
+                        let _ = tx.send((t, made));
+                    };
+                    // The stack of the main thread: documents are parsed
+                    // recursively.
+                    let spawned = std::thread::Builder::new()
+                        .stack_size(8 << 20)
+                        .spawn_scoped(scope, worker);
+                    if let Err(e) = spawned {
+                        failure = Some(anyhow::Error::new(e).context("cannot start a thread"));
+                        break;
+                    }
+                    running.insert(
+                        t,
+                        InFlight {
+                            doc,
+                            p,
+                            claimed,
+                            output,
+                        },
+                    );
                     ticket += 1;
                 }
                 if running.is_empty() {
-                    return Ok(stopped);
+                    return failure.map_or(Ok(stopped), Err);
                 }
                 let (t, made) = rx.recv().expect("this end holds a sender");
-                let (doc, p, claimed) = running.remove(&t).expect("an item in flight");
-                self.conclude(&doc, p, claimed, made)?;
+                let item = running.remove(&t).expect("an item in flight");
+                if let Err(e) = self.conclude(&item.doc, item.p, item.claimed, made) {
+                    failure.get_or_insert(e);
+                }
             }
         })
     }
@@ -472,11 +484,14 @@ impl<'a> Pass<'a> {
     ) -> Result<()> {
         let (s, out) = (self.s, self.out);
         if let Err(e) = &made {
-            if e.downcast_ref::<Fatal>().is_some() {
+            // A model that cannot load or has stopped fails every item
+            // alike: the batch ends, and this item stays to do.
+            if e.downcast_ref::<Fatal>().is_some() || e.downcast_ref::<Stopped>().is_some() {
                 self.progress.done();
                 return made.map(|_| ());
             }
         }
+        let used = made.as_ref().ok().and_then(|m| m.used.clone());
         let made = made.and_then(|made| {
             let scratch = self.scratch.as_ref().expect("not a dry run");
             paths::prepare(out, &made.path)?;
@@ -488,7 +503,7 @@ impl<'a> Pass<'a> {
                 crate::speed::remember(chat, &made.usage, &s.model, self.printer);
             }
         }
-        let record = self.record(doc, p, made, claimed.start);
+        let record = self.record(doc, p, made, used, claimed.start);
         self.count(&record, &doc.found, p);
         let label = match record.status {
             Status::Done => "done".to_string(),
@@ -698,6 +713,23 @@ struct Claimed {
     name: String,
     _locks: (ItemLock, Option<ItemLock>),
     start: Instant,
+}
+
+/// An item a thread is making.
+struct InFlight<'p> {
+    doc: Arc<Doc>,
+    p: &'p Planned,
+    claimed: Claimed,
+    /// Where its output goes, when the path is allowed.
+    output: Option<PathBuf>,
+}
+
+/// Where job `p`'s output of `found` goes, if the path is allowed.
+fn output_of(out: &Path, found: &Found, p: &Planned) -> Option<PathBuf> {
+    paths::output_path(out, &found.relative, |stem, ext| {
+        p.job.output_name(stem, ext)
+    })
+    .ok()
 }
 
 /// What every job is made with.
@@ -970,14 +1002,16 @@ fn relative_output(out: &Path, path: &Path) -> String {
 impl Pass<'_> {
     /// The manifest's record of an item that took since `start`, made with
     /// the model that made it.
-    fn record(&self, doc: &Doc, p: &Planned, result: Result<Made>, start: Instant) -> Record {
+    fn record(
+        &self,
+        doc: &Doc,
+        p: &Planned,
+        result: Result<Made>,
+        used: Option<ModelInfo>,
+        start: Instant,
+    ) -> Record {
         let (found, sha) = (&doc.found, doc.sha.as_deref());
-        let info = match &result {
-            Ok(Made {
-                used: Some(used), ..
-            }) => Some(used.clone()),
-            _ => self.models.chat_info.clone(),
-        };
+        let info = used.or_else(|| self.models.chat_info.clone());
         let mut record = match result {
             Ok(made) => Record {
                 status: made.status,
