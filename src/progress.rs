@@ -107,7 +107,9 @@ pub struct Items {
     lines: bool,
     total: usize,
     done: std::cell::Cell<usize>,
-    tokens: std::cell::Cell<(usize, f64)>,
+    /// Tokens generated, and when the first item that generated any began:
+    /// the rate is over the wall time, since with `--parallel` items overlap.
+    tokens: std::cell::Cell<(usize, Option<std::time::Instant>)>,
 }
 
 impl Items {
@@ -127,7 +129,7 @@ impl Items {
             lines: !printer.quiet() && !terminal,
             total,
             done: std::cell::Cell::new(0),
-            tokens: std::cell::Cell::new((0, 0.0)),
+            tokens: std::cell::Cell::new((0, None)),
         }
     }
 
@@ -142,8 +144,11 @@ impl Items {
     pub fn finish(&self, name: &str, how: &str, work: Option<(usize, f64)>) {
         self.done.set(self.done.get() + 1);
         if let Some((tokens, secs)) = work {
-            let (t, s) = self.tokens.get();
-            self.tokens.set((t + tokens, s + secs));
+            let (t, since) = self.tokens.get();
+            let began = std::time::Instant::now()
+                .checked_sub(std::time::Duration::from_secs_f64(secs.max(0.0)))
+                .unwrap_or_else(std::time::Instant::now);
+            self.tokens.set((t + tokens, Some(since.unwrap_or(began))));
         }
         if let Some(bar) = &self.bar {
             if how.starts_with("failed") {
@@ -161,11 +166,11 @@ impl Items {
     }
 
     fn rate(&self) -> String {
-        let (t, s) = self.tokens.get();
-        if s > 0.0 {
-            format!(" ({:.1} tok/s)", t as f64 / s)
-        } else {
-            String::new()
+        match self.tokens.get() {
+            (t, Some(since)) if since.elapsed().as_secs_f64() > 0.0 => {
+                format!(" ({:.1} tok/s)", t as f64 / since.elapsed().as_secs_f64())
+            }
+            _ => String::new(),
         }
     }
 

@@ -77,10 +77,11 @@ pub fn recall(info: &ModelInfo) -> Option<Speed> {
 }
 
 /// Records the speed of a run that used `usage`, when it was long enough
-/// to measure and decoded as plans assume (a beam search decodes several
-/// hypotheses a token); says at `-v` why it could not.
+/// to measure and decoded as plans assume, one sequence at a time (a beam
+/// search decodes several hypotheses a token; calls decoded together with
+/// `--parallel` each see a share of a step); says at `-v` why it could not.
 pub fn remember(info: &ModelInfo, usage: &Usage, m: &ModelSettings, printer: &Printer) {
-    if m.beam.is_some() {
+    if m.beam.is_some() || m.parallel > 1 {
         return;
     }
     if let Err(e) = store(info, usage) {
