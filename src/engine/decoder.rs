@@ -623,9 +623,43 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// [`Decoder::rewind`], and the active slot's cache takes no more
+    /// memory than the positions kept: a cache that grew for a long call
+    /// stays that large through rewinds.
+    pub fn trim(&mut self, len: usize) -> Result<()> {
+        for layer in &mut self.layers {
+            let cache = &mut layer.attn.caches[self.active];
+            let kept = match (len.min(cache.current_seq_len()), cache.k()?, cache.v()?) {
+                (len @ 1.., Some(k), Some(v)) => Some((
+                    k.narrow(2, 0, len)?.contiguous()?,
+                    v.narrow(2, 0, len)?.contiguous()?,
+                )),
+                _ => None,
+            };
+            *cache = new_cache();
+            if let Some((k, v)) = kept {
+                cache.append(&k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of key/value cache one position takes, over every layer.
+    pub fn cache_bytes_per_position(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| 2 * l.attn.num_kv_heads * l.attn.head_dim * l.attn.cache_dtype.size_in_bytes())
+            .sum()
+    }
+}
+
 impl super::generate::Forward for Decoder {
     fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Vec<f32>> {
         Decoder::forward(self, ids, pos)
+    }
+    fn trim(&mut self, len: usize) -> Result<()> {
+        Decoder::trim(self, len)
     }
     fn rewind(&mut self, len: usize) -> Result<()> {
         Decoder::rewind(self, len)

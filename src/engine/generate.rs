@@ -34,6 +34,11 @@ pub trait Forward {
         anyhow::ensure!(slot == 0, "this model keeps one sequence at a time");
         Ok(())
     }
+    /// Keeps the first `len` cached positions and gives back the memory of
+    /// the rest, as [`Forward::rewind`] does not.
+    fn trim(&mut self, len: usize) -> Result<()> {
+        self.rewind(len)
+    }
     /// Logits after one token per slot, `steps[i]` = (slot, id, position),
     /// each the same as [`Forward::forward`] gives that token alone in its
     /// slot.
@@ -79,6 +84,21 @@ impl CacheState {
             ids: prompt.ids.to_vec(),
             breaks: prompt.breaks.to_vec(),
         }
+    }
+
+    /// Forgets what no later prompt can reuse, the positions after the
+    /// last break; returns how many positions are left.
+    pub(super) fn keep_reusable(&mut self) -> usize {
+        let keep = self
+            .breaks
+            .iter()
+            .copied()
+            .filter(|&b| b < self.ids.len())
+            .max()
+            .unwrap_or(0);
+        self.ids.truncate(keep);
+        self.breaks.retain(|&b| b <= keep);
+        keep
     }
 
     /// The longest break of `prompt` up to which the cache holds the same

@@ -460,7 +460,8 @@ impl Llm {
     }
 
     /// What [`generate::generate_unlooped`] gives each of `calls` alone, up
-    /// to `width` of them decoded together ([`parallel::generate_all`]).
+    /// to `width` of them decoded together ([`parallel::generate_all`]) in
+    /// the memory [`Llm::room`] allows.
     pub fn generate_all(
         &mut self,
         calls: &[parallel::Call],
@@ -469,14 +470,37 @@ impl Llm {
         for c in calls {
             self.check_room(c.prompt.ids.len(), c.params.max_new_tokens)?;
         }
-        let (decoder, caches) = self.decoder_and_caches()?;
         // A model on a GPU decodes one call at a time: its products are
         // not made to add up each row alike whatever the rows beside it.
-        let width = match decoder.on_cpu() {
+        let width = match self.decoder.as_ref().is_some_and(|d| d.on_cpu()) {
             true => width,
             false => 1,
         };
-        parallel::generate_all(decoder, caches, calls, width)
+        let room = self.room(width);
+        let (decoder, caches) = self.decoder_and_caches()?;
+        parallel::generate_all(decoder, caches, calls, room)
+    }
+
+    /// `width` calls at a time, whose caches take together at most half
+    /// the memory the system has free, and never less than one call at the
+    /// model's context: calls that are long for the memory wait for room
+    /// rather than take it.
+    fn room(&self, width: usize) -> parallel::Room {
+        let per_position = self
+            .decoder
+            .as_ref()
+            .map_or(0, |d| d.cache_bytes_per_position())
+            .max(1);
+        let ctx = self.info.context_length;
+        let most = ctx.saturating_mul(width);
+        let positions = match device::available_memory() {
+            Some(free) => (free / 2 / per_position as u64)
+                .try_into()
+                .unwrap_or(usize::MAX)
+                .clamp(ctx, most.max(ctx)),
+            None => most,
+        };
+        parallel::Room { width, positions }
     }
 
     /// The settings of a chat call of at most `max_new_tokens`.
@@ -629,7 +653,7 @@ impl Llm {
     /// Calls decoded at once: `--parallel` on the CPU; one at a time on a
     /// GPU, whose products are not made to add up each row alike whatever
     /// the rows beside it, and with beam search.
-    fn together_width(&self) -> usize {
+    pub(crate) fn together_width(&self) -> usize {
         let on_cpu = self.decoder.as_ref().is_some_and(|d| d.on_cpu());
         match on_cpu && self.decode.beam.is_none() {
             true => self.decode.parallel.max(1),

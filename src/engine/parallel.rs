@@ -73,6 +73,8 @@ struct Running {
     retry: bool,
     slot: usize,
     prompt_len: usize,
+    /// Cache positions it may take: its prompt and its answer's cap.
+    positions: usize,
     logits: Vec<f32>,
     /// `logits` are new: the next token is still to be chosen from them.
     fresh: bool,
@@ -83,15 +85,36 @@ struct Running {
     decode_secs: f64,
 }
 
-/// What [`generate_unlooped`] gives each of `calls`, up to `width` decoded
-/// at a time. `caches` says what each slot's cache holds, and grows to
-/// `width`. Beam searches, and a width of 1, run one call after another in
-/// slot 0. The model's slot 0 is selected at the end.
+/// How many calls may decode at once, and the cache positions they may
+/// take together.
+#[derive(Debug, Clone, Copy)]
+pub struct Room {
+    pub width: usize,
+    /// Positions (prompt and answer cap) of the calls decoding at once: a
+    /// call waits until the others leave room for it. A call alone always
+    /// runs.
+    pub positions: usize,
+}
+
+impl Room {
+    /// `width` calls at a time, whatever their length.
+    pub fn width(width: usize) -> Room {
+        Room {
+            width,
+            positions: usize::MAX,
+        }
+    }
+}
+
+/// What [`generate_unlooped`] gives each of `calls`, decoded together as
+/// `room` allows. `caches` says what each slot's cache holds, and grows to
+/// the width. Beam searches, and a width of 1, run one call after another
+/// in slot 0. The model's slot 0 is selected at the end.
 pub fn generate_all(
     model: &mut dyn Forward,
     caches: &mut Vec<CacheState>,
     calls: &[Call],
-    width: usize,
+    room: Room,
 ) -> Result<Vec<Answer>> {
     if calls.iter().any(|c| c.params.beam.is_some()) {
         return one_at_a_time(model, caches, calls);
@@ -126,7 +149,11 @@ pub fn generate_all(
         ),
         done: vec![None; calls.len()],
     };
-    serve(model, caches, width.min(calls.len()), &mut given)?;
+    let room = Room {
+        width: room.width.min(calls.len()),
+        ..room
+    };
+    serve(model, caches, room, &mut given)?;
     Ok(given
         .done
         .into_iter()
@@ -150,24 +177,26 @@ fn one_at_a_time(
         .collect()
 }
 
-/// Decodes the calls `arrivals` brings, up to `width` at a time, until it
-/// has no more, and hands each its answer as soon as it is done. `caches`
-/// says what each slot's cache holds, and grows to `width`. A width of 1
-/// runs one call after another in slot 0; beam searches need it. The
-/// model's slot 0 is selected at the end. On an error, calls not yet
-/// answered stay so.
+/// Decodes the calls `arrivals` brings, as many at a time as `room`
+/// allows, in the order they come, until it has no more, and hands each
+/// its answer as soon as it is done. `caches` says what each slot's cache
+/// holds, and grows to the width. A slot whose call ends keeps only the
+/// part of the prompt a later one may reuse, so idle slots hold little
+/// memory. A width of 1 runs one call after another in slot 0; beam
+/// searches need it. The model's slot 0 is selected at the end. On an
+/// error, calls not yet answered stay so.
 pub fn serve(
     model: &mut dyn Forward,
     caches: &mut Vec<CacheState>,
-    width: usize,
+    room: Room,
     arrivals: &mut dyn Arrivals,
 ) -> Result<()> {
-    let width = width.max(1);
+    let width = room.width.max(1);
     if caches.len() < width {
         caches.resize_with(width, CacheState::default);
     }
     let mut running: Vec<Running> = Vec::with_capacity(width);
-    let result = steps(model, caches, width, arrivals, &mut running);
+    let result = steps(model, caches, width, room.positions, arrivals, &mut running);
     // Slots left mid-answer hold what no state describes.
     if result.is_err() {
         for r in &running {
@@ -183,11 +212,13 @@ fn steps(
     model: &mut dyn Forward,
     caches: &mut [CacheState],
     width: usize,
+    positions: usize,
     arrivals: &mut dyn Arrivals,
     running: &mut Vec<Running>,
 ) -> Result<()> {
     let mut queue: VecDeque<(usize, Owned)> = VecDeque::new();
     let mut free: Vec<usize> = (0..width).collect();
+    let taken = |running: &[Running]| running.iter().map(|r| r.positions).sum::<usize>();
     loop {
         let idle = running.is_empty() && queue.is_empty();
         match arrivals.arrived(idle) {
@@ -208,6 +239,10 @@ fn steps(
                 call.params.beam.is_none(),
                 "a beam search decodes one call at a time"
             );
+            let need = call.ids.len() + call.params.max_new_tokens;
+            if !running.is_empty() && taken(running) + need > positions {
+                break;
+            }
             // The free slot holding the longest reusable prefix.
             let prompt = call.prompt();
             let at = (0..free.len())
@@ -247,6 +282,10 @@ fn steps(
                 running.push(again(model, r)?);
                 continue;
             }
+            // What a later prompt may reuse stays; the rest goes.
+            let kept = caches[r.slot].keep_reusable();
+            model.select(r.slot)?;
+            model.trim(kept)?;
             free.push(r.slot);
             let g = Generated {
                 ids: r.decoding.ids,
@@ -325,6 +364,7 @@ fn join(
         retry: false,
         slot,
         prompt_len: call.ids.len(),
+        positions: call.ids.len() + call.params.max_new_tokens,
         first_logits: logits.clone(),
         logits,
         fresh: true,
@@ -490,7 +530,13 @@ mod tests {
                 })
                 .collect();
             let width = rng.random_range(1..9);
-            let got = generate_all(&mut model, &mut caches, &calls, width).unwrap();
+            // Now and then a budget that holds a few calls at once.
+            let positions = match rng.random_bool(0.5) {
+                true => usize::MAX,
+                false => rng.random_range(30..300),
+            };
+            let room = Room { width, positions };
+            let got = generate_all(&mut model, &mut caches, &calls, room).unwrap();
             for (call, (g, looped)) in calls.iter().zip(&got) {
                 let (want, want_looped) = alone(call.prompt, call.params);
                 assert_eq!(g.ids, want.ids, "round {round}, width {width}");
@@ -561,7 +607,7 @@ mod tests {
                 done: vec![None; n],
             };
             let width = rng.random_range(1..7);
-            serve(&mut model, &mut caches, width, &mut trickle).unwrap();
+            serve(&mut model, &mut caches, Room::width(width), &mut trickle).unwrap();
             for (i, call) in trickle.calls.iter().enumerate() {
                 let (g, looped) = trickle.done[i].as_ref().expect("answered");
                 let (want, want_looped) = alone(call.prompt(), &call.params);
@@ -601,7 +647,7 @@ mod tests {
             });
         }
         let mut model = Hashing::default();
-        let got = generate_all(&mut model, &mut Vec::new(), &calls, 2).unwrap();
+        let got = generate_all(&mut model, &mut Vec::new(), &calls, Room::width(2)).unwrap();
         assert_eq!(got[0].0.ids.len(), 100);
         assert!(got[1..].iter().all(|(g, _)| g.ids.len() == 3));
         // Four short calls of two steps each beside the long one, then the
@@ -609,6 +655,44 @@ mod tests {
         let mut want = vec![2; 4 * 2];
         want.resize(99, 1);
         assert_eq!(model.widths, want);
+    }
+
+    /// Calls wait for room in the cache positions: with room for two of
+    /// them, never three decode at once, whatever the width; a call larger
+    /// than the room still runs, alone.
+    #[test]
+    fn calls_wait_for_room_in_the_cache() {
+        let p = GenParams {
+            eos: vec![],
+            ..params(40)
+        };
+        let big = GenParams {
+            eos: vec![],
+            ..params(200)
+        };
+        let ids: Vec<Vec<u32>> = (0..6).map(|i| vec![2, 3, 4, 5 + i]).collect();
+        let mut calls: Vec<Call> = ids
+            .iter()
+            .map(|p_ids| Call {
+                prompt: Prompt::plain(p_ids),
+                params: &p,
+            })
+            .collect();
+        calls.push(Call {
+            prompt: Prompt::plain(&ids[0]),
+            params: &big,
+        });
+        let mut model = Hashing::default();
+        let room = Room {
+            width: 8,
+            positions: 2 * 44,
+        };
+        let got = generate_all(&mut model, &mut Vec::new(), &calls, room).unwrap();
+        assert_eq!(got[6].0.ids.len(), 200);
+        assert_eq!(model.widths.iter().max(), Some(&2));
+        for (call, (g, _)) in calls.iter().zip(&got) {
+            assert_eq!(g.ids, alone(call.prompt, call.params).0.ids);
+        }
     }
 
     #[test]
@@ -623,7 +707,7 @@ mod tests {
             };
             3
         ];
-        generate_all(&mut model, &mut Vec::new(), &calls, 1).unwrap();
+        generate_all(&mut model, &mut Vec::new(), &calls, Room::width(1)).unwrap();
         assert!(model.widths.is_empty());
     }
 }

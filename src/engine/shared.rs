@@ -66,7 +66,8 @@ impl Llm {
     /// to `--parallel` at a time (one at a time on a GPU or with beam
     /// search, as [`ChatModel::complete_all`] does).
     pub fn serve<R>(&mut self, work: impl FnOnce(&Hub) -> R) -> Result<R> {
-        let width = self.together_width();
+        let room = self.room(self.together_width());
+        let width = room.width;
         let Some(mut decoder) = self.decoder.take() else {
             anyhow::bail!(
                 "{}: loaded for planning only, without weights",
@@ -78,7 +79,7 @@ impl Llm {
         let llm = &*self;
         let out = std::thread::scope(|scope| {
             let (decoder, caches) = (&mut decoder, &mut caches);
-            let scheduler = scope.spawn(move || schedule(decoder, caches, width, rx));
+            let scheduler = scope.spawn(move || schedule(decoder, caches, room, rx));
             let hub = Hub { llm, width, tx };
             let out = work(&hub);
             // The scheduler ends once no client is left.
@@ -99,7 +100,7 @@ impl Llm {
 fn schedule(
     decoder: &mut super::decoder::Decoder,
     caches: &mut Vec<CacheState>,
-    width: usize,
+    room: parallel::Room,
     rx: Receiver<Request>,
 ) {
     let mut door = Door {
@@ -108,7 +109,7 @@ fn schedule(
         waiting: HashMap::new(),
         keys: HashMap::new(),
     };
-    while let Err(e) = parallel::serve(decoder, caches, width, &mut door) {
+    while let Err(e) = parallel::serve(decoder, caches, room, &mut door) {
         let msg = format!("{e:#}");
         for (_, w) in door.waiting.drain() {
             // A client that went away needs no answer.
