@@ -65,6 +65,10 @@ pub trait ChatModel {
     /// instruction from language codes (TranslateGemma), so a translation
     /// is asked for with [`Message::translation`] and no prompt of glot's.
     fn writes_translation_prompt(&self) -> bool;
+    /// Calls that are sure to be asked next, each once, one after another:
+    /// a model that gathers calls to decode them together may take note
+    /// of them now. Nothing by default.
+    fn foresee(&mut self, _calls: &[(Vec<Message>, usize)]) {}
     /// Whether [`ChatModel::complete_all`] decodes several calls at once,
     /// so that a task gains by gathering calls it could ask one by one.
     fn decodes_together(&self) -> bool {

@@ -226,6 +226,7 @@ fn translate_planned(
                 model: &mut *model,
                 ready: ready.clone(),
                 missing: Some(Vec::new()),
+                foreseen: Vec::new(),
             };
             // What the round gathered is all it is for: a real error comes
             // back from the run below.
@@ -242,6 +243,7 @@ fn translate_planned(
         model,
         ready,
         missing: None,
+        foreseen: Vec::new(),
     };
     replay(&mut model, prompts, doc, req, &sent, text, &plan)
 }
@@ -416,6 +418,9 @@ struct Answered<'a> {
     model: &'a mut dyn ChatModel,
     ready: Vec<(Call, Completion)>,
     missing: Option<Vec<Call>>,
+    /// Calls noted in `missing` ahead ([`ChatModel::foresee`]) and not
+    /// asked since: asked, they are not noted again.
+    foreseen: Vec<Call>,
 }
 
 /// A call that a round gathering calls noted rather than asked.
@@ -448,7 +453,13 @@ impl ChatModel for Answered<'_> {
         match (asked, &mut self.missing) {
             (Some(i), _) => Ok(self.ready.swap_remove(i).1),
             (None, Some(missing)) => {
-                missing.push((messages.to_vec(), max_new_tokens));
+                let call = (messages.to_vec(), max_new_tokens);
+                match self.foreseen.iter().position(|c| *c == call) {
+                    Some(i) => {
+                        self.foreseen.swap_remove(i);
+                    }
+                    None => missing.push(call),
+                }
                 Err(Unanswered.into())
             }
             (None, None) => self.model.complete(messages, max_new_tokens),
@@ -456,6 +467,27 @@ impl ChatModel for Answered<'_> {
     }
     fn writes_translation_prompt(&self) -> bool {
         self.model.writes_translation_prompt()
+    }
+    /// While gathering, calls sure to come are noted with the chunk's next
+    /// one, so that calls of one chunk that do not wait on each other's
+    /// answers go in one round.
+    fn foresee(&mut self, calls: &[Call]) {
+        let Some(missing) = &mut self.missing else {
+            return;
+        };
+        let mut ready: Vec<&Call> = self.ready.iter().map(|(c, _)| c).collect();
+        for call in calls {
+            match ready.iter().position(|c| *c == call) {
+                // Answered already: that answer serves it.
+                Some(i) => {
+                    ready.swap_remove(i);
+                }
+                None => {
+                    missing.push(call.clone());
+                    self.foreseen.push(call.clone());
+                }
+            }
+        }
     }
 }
 
@@ -507,6 +539,37 @@ impl Translator<'_> {
         }
         let w = wrong(&again);
         Ok((again, w))
+    }
+
+    /// The calls `asks` (text, paragraphs, tokens, firm) will make, told
+    /// to the model before they are made one by one.
+    fn foresee(&mut self, asks: &[(&str, usize, usize, bool)]) -> Result<()> {
+        let mut calls = Vec::with_capacity(asks.len());
+        for &(text, paragraphs, tokens, firm) in asks {
+            let (messages, _, cap) = call_size(
+                &*self.model,
+                self.prompts,
+                self.req,
+                text,
+                paragraphs,
+                tokens,
+                firm,
+            )?;
+            calls.push((messages, cap));
+        }
+        self.model.foresee(&calls);
+        Ok(())
+    }
+
+    /// [`Translator::foresee`] of the first call [`Translator::alone`]
+    /// makes for each of `units`.
+    fn foresee_alone(&mut self, units: Range<usize>) -> Result<()> {
+        let mut asks = Vec::with_capacity(units.len());
+        for u in units {
+            let src = self.doc.units()[self.sent[u]].text();
+            asks.push((src, 1, self.model.count_tokens(src)?, true));
+        }
+        self.foresee(&asks)
     }
 
     fn call(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
@@ -596,10 +659,28 @@ impl Translator<'_> {
         if replies.len() != n {
             self.retried += 1;
             if !halve || n == 2 {
+                self.foresee_alone(units.clone())?;
                 return units.into_iter().try_for_each(|u| self.alone(u));
             }
             let mid = units.start + n / 2;
-            for half in [units.start..mid, mid..units.end] {
+            let halves = [units.start..mid, mid..units.end];
+            let mut asks = Vec::new();
+            for half in &halves {
+                if half.len() == 1 {
+                    let src = self.doc.units()[self.sent[half.start]].text();
+                    asks.push((src, 1, self.model.count_tokens(src)?, true));
+                } else {
+                    let content = &text[paras[half.start].start..paras[half.end - 1].end];
+                    asks.push((
+                        content,
+                        half.len(),
+                        self.model.count_tokens(content)?,
+                        false,
+                    ));
+                }
+            }
+            self.foresee(&asks)?;
+            for half in halves {
                 if half.len() == 1 {
                     self.alone(half.start)?;
                 } else {
@@ -1029,6 +1110,11 @@ mod tests {
         assert_eq!(b[0], one.chunks, "{b:?}");
         assert!(b[1..].iter().any(|&n| n > 1), "{b:?}");
         assert_eq!(b.iter().sum::<usize>(), alone.calls.len(), "{b:?}");
+        // Every chunk's answer has the wrong number of paragraphs, and
+        // each chunk's units are then asked alone: those calls wait on
+        // none of each other's answers, so they are one round, not one a
+        // unit.
+        assert_eq!(b.len(), 2, "{b:?}");
     }
 
     const MARKDOWN: &str = "# Title with `code`\n\nSome **bold** text and [a link](https://example.org/x).\n\n```\nnever sent\n```\n\n- item *one*\n- item two\n";
