@@ -256,6 +256,10 @@ const ROUNDS: usize = 9;
 /// A model call: the conversation and its cap on new tokens.
 type Call = (Vec<crate::prompt::chat::Message>, usize);
 
+/// What a call is made of: text, paragraphs, tokens, and whether it is
+/// asked firmly.
+type Ask<'t> = (&'t str, usize, usize, bool);
+
 /// The translation of the planned chunks with `model`, whose calls are
 /// answered from what is in hand where they were asked before.
 fn replay(
@@ -514,7 +518,7 @@ struct Translator<'a> {
     why: HashMap<usize, String>,
 }
 
-impl Translator<'_> {
+impl<'a> Translator<'a> {
     /// Asks for `text`; an answer reliably in another language than the
     /// target is asked for once more, firmly (unless it was already asked
     /// firmly: greedy decoding would only repeat itself). Returns the answer
@@ -543,36 +547,23 @@ impl Translator<'_> {
 
     /// The calls `asks` (text, paragraphs, tokens, firm) will make, told
     /// to the model before they are made one by one.
-    fn foresee(&mut self, asks: &[(&str, usize, usize, bool)]) -> Result<()> {
-        let mut calls = Vec::with_capacity(asks.len());
-        for &(text, paragraphs, tokens, firm) in asks {
-            let (messages, _, cap) = call_size(
-                &*self.model,
-                self.prompts,
-                self.req,
-                text,
-                paragraphs,
-                tokens,
-                firm,
-            )?;
-            calls.push((messages, cap));
-        }
+    fn foresee(&mut self, asks: &[Ask]) -> Result<()> {
+        let calls = asks
+            .iter()
+            .map(|&(text, paragraphs, tokens, firm)| self.sized(text, paragraphs, tokens, firm))
+            .collect::<Result<Vec<_>>>()?;
         self.model.foresee(&calls);
         Ok(())
     }
 
-    /// [`Translator::foresee`] of the first call [`Translator::alone`]
-    /// makes for each of `units`.
-    fn foresee_alone(&mut self, units: Range<usize>) -> Result<()> {
-        let mut asks = Vec::with_capacity(units.len());
-        for u in units {
-            let src = self.doc.units()[self.sent[u]].text();
-            asks.push((src, 1, self.model.count_tokens(src)?, true));
-        }
-        self.foresee(&asks)
+    /// The first ask [`Translator::alone`] makes for `unit`.
+    fn alone_ask(&self, unit: usize) -> Result<Ask<'a>> {
+        let src = self.doc.units()[self.sent[unit]].text();
+        Ok((src, 1, self.model.count_tokens(src)?, true))
     }
 
-    fn call(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
+    /// The messages and answer cap of a call for `text`.
+    fn sized(&self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<Call> {
         let (messages, _, cap) = call_size(
             &*self.model,
             self.prompts,
@@ -582,6 +573,11 @@ impl Translator<'_> {
             tokens,
             firm,
         )?;
+        Ok((messages, cap))
+    }
+
+    fn call(&mut self, text: &str, paragraphs: usize, tokens: usize, firm: bool) -> Result<String> {
+        let (messages, cap) = self.sized(text, paragraphs, tokens, firm)?;
         let c = self.model.complete(&messages, cap)?;
         self.usage.add(&c);
         // A text that itself speaks of `<text>` tags may keep them.
@@ -659,7 +655,8 @@ impl Translator<'_> {
         if replies.len() != n {
             self.retried += 1;
             if !halve || n == 2 {
-                self.foresee_alone(units.clone())?;
+                let asks = units.clone().map(|u| self.alone_ask(u));
+                self.foresee(&asks.collect::<Result<Vec<_>>>()?)?;
                 return units.into_iter().try_for_each(|u| self.alone(u));
             }
             let mid = units.start + n / 2;
@@ -667,8 +664,7 @@ impl Translator<'_> {
             let mut asks = Vec::new();
             for half in &halves {
                 if half.len() == 1 {
-                    let src = self.doc.units()[self.sent[half.start]].text();
-                    asks.push((src, 1, self.model.count_tokens(src)?, true));
+                    asks.push(self.alone_ask(half.start)?);
                 } else {
                     let content = &text[paras[half.start].start..paras[half.end - 1].end];
                     asks.push((
@@ -713,9 +709,8 @@ impl Translator<'_> {
     /// check, sentence by sentence. What fails even so is kept with a flag
     /// (an answer that restores) or left in the source.
     fn alone(&mut self, unit: usize) -> Result<()> {
-        let src = self.doc.units()[self.sent[unit]].text();
-        let tokens = self.model.count_tokens(src)?;
-        let (reply, wrong) = self.ask(src, 1, tokens, true)?;
+        let (src, paragraphs, tokens, firm) = self.alone_ask(unit)?;
+        let (reply, wrong) = self.ask(src, paragraphs, tokens, firm)?;
         let whole = one_paragraph(&reply);
         if self.accept_or_not(unit, &whole, wrong, false) {
             return Ok(());
