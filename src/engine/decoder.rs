@@ -602,19 +602,29 @@ impl Decoder {
     /// Keeps the first `len` cached positions, so a prompt that starts the
     /// same way can go on from there; 0 starts afresh.
     pub fn rewind(&mut self, len: usize) -> Result<()> {
+        self.keep(len, false)
+    }
+
+    /// The active slot's first `len` positions kept in every layer; with
+    /// `release`, in a cache of their size, else in the one it has grown
+    /// to (a cache that is reset keeps its size for what comes next).
+    fn keep(&mut self, len: usize, release: bool) -> Result<()> {
         for layer in &mut self.layers {
             let cache = &mut layer.attn.caches[self.active];
-            if len >= cache.current_seq_len() {
+            if len >= cache.current_seq_len() && !release {
                 continue;
             }
-            let kept = match (len, cache.k()?, cache.v()?) {
-                (1.., Some(k), Some(v)) => Some((
+            let kept = match (len.min(cache.current_seq_len()), cache.k()?, cache.v()?) {
+                (len @ 1.., Some(k), Some(v)) => Some((
                     k.narrow(2, 0, len)?.contiguous()?,
                     v.narrow(2, 0, len)?.contiguous()?,
                 )),
                 _ => None,
             };
-            cache.reset();
+            match release {
+                true => *cache = new_cache(),
+                false => cache.reset(),
+            }
             if let Some((k, v)) = kept {
                 cache.append(&k, &v)?;
             }
@@ -628,21 +638,7 @@ impl Decoder {
     /// memory than the positions kept: a cache that grew for a long call
     /// stays that large through rewinds.
     pub fn trim(&mut self, len: usize) -> Result<()> {
-        for layer in &mut self.layers {
-            let cache = &mut layer.attn.caches[self.active];
-            let kept = match (len.min(cache.current_seq_len()), cache.k()?, cache.v()?) {
-                (len @ 1.., Some(k), Some(v)) => Some((
-                    k.narrow(2, 0, len)?.contiguous()?,
-                    v.narrow(2, 0, len)?.contiguous()?,
-                )),
-                _ => None,
-            };
-            *cache = new_cache();
-            if let Some((k, v)) = kept {
-                cache.append(&k, &v)?;
-            }
-        }
-        Ok(())
+        self.keep(len, true)
     }
 
     /// Bytes of key/value cache one position takes, over every layer.

@@ -474,6 +474,16 @@ impl Llm {
         for c in calls {
             self.check_room(c.prompt.ids.len(), c.params.max_new_tokens)?;
         }
+        let owned = calls.iter().map(parallel::Owned::of).collect();
+        self.generate_owned(owned, width)
+    }
+
+    /// [`Llm::generate_all`] of calls already checked to fit the context.
+    fn generate_owned(
+        &mut self,
+        calls: Vec<parallel::Owned>,
+        width: usize,
+    ) -> Result<Vec<(Generated, bool)>> {
         // A model on a GPU decodes one call at a time: its products are
         // not made to add up each row alike whatever the rows beside it.
         let width = match self.decoder.as_ref().is_some_and(|d| d.on_cpu()) {
@@ -482,7 +492,7 @@ impl Llm {
         };
         let room = self.room(width);
         let (decoder, caches) = self.decoder_and_caches()?;
-        parallel::generate_all(decoder, caches, calls, room)
+        parallel::generate_owned(decoder, caches, calls, room)
     }
 
     /// `width` calls at a time, whose caches take together at most half
@@ -638,18 +648,9 @@ impl ChatModel for Llm {
     }
     fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
         let owned = self.prepare(calls)?;
-        let views: Vec<parallel::Call> = owned
-            .iter()
-            .map(|c| parallel::Call {
-                prompt: generate::Prompt {
-                    ids: &c.ids,
-                    breaks: &c.breaks,
-                },
-                params: &c.params,
-            })
-            .collect();
-        let answers = self.generate_all(&views, self.decode.parallel)?;
-        self.completions(&owned, answers)
+        let lens: Vec<usize> = owned.iter().map(|c| c.ids.len()).collect();
+        let answers = self.generate_owned(owned, self.decode.parallel)?;
+        self.completions(&lens, answers)
     }
 }
 
@@ -682,20 +683,21 @@ impl Llm {
             .collect()
     }
 
-    /// The replies to `calls`, from their answers.
+    /// The replies to calls of prompts `prompt_lens` long, from their
+    /// answers.
     fn completions(
         &self,
-        calls: &[parallel::Owned],
+        prompt_lens: &[usize],
         answers: Vec<parallel::Answer>,
     ) -> Result<Vec<Completion>> {
         answers
             .into_iter()
-            .zip(calls)
-            .map(|((g, looped), call)| {
+            .zip(prompt_lens)
+            .map(|((g, looped), &prompt_tokens)| {
                 let text = strip_think(&self.tokenizer.decode(&g.ids)?);
                 Ok(Completion {
                     text: text.trim().to_string(),
-                    prompt_tokens: call.ids.len(),
+                    prompt_tokens,
                     reused_tokens: g.reused,
                     generated_tokens: g.ids.len(),
                     stop: g.stop,

@@ -43,6 +43,15 @@ pub struct Owned {
 }
 
 impl Owned {
+    /// A copy of `call` to hand over.
+    pub fn of(call: &Call) -> Owned {
+        Owned {
+            ids: call.prompt.ids.to_vec(),
+            breaks: call.prompt.breaks.to_vec(),
+            params: call.params.clone(),
+        }
+    }
+
     fn prompt(&self) -> Prompt<'_> {
         Prompt {
             ids: &self.ids,
@@ -73,8 +82,6 @@ struct Running {
     retry: bool,
     slot: usize,
     prompt_len: usize,
-    /// Cache positions it may take: its prompt and its answer's cap.
-    positions: usize,
     logits: Vec<f32>,
     /// `logits` are new: the next token is still to be chosen from them.
     fresh: bool,
@@ -106,6 +113,13 @@ impl Room {
     }
 }
 
+impl Running {
+    /// Cache positions it may take: its prompt and its answer's cap.
+    fn positions(&self) -> usize {
+        self.prompt_len + self.decoding.params().max_new_tokens
+    }
+}
+
 /// What [`generate_unlooped`] gives each of `calls`, decoded together as
 /// `room` allows. `caches` says what each slot's cache holds, and grows to
 /// the width. Beam searches, and a width of 1, run one call after another
@@ -116,8 +130,19 @@ pub fn generate_all(
     calls: &[Call],
     room: Room,
 ) -> Result<Vec<Answer>> {
+    let owned = calls.iter().map(Owned::of).collect();
+    generate_owned(model, caches, owned, room)
+}
+
+/// [`generate_all`] of calls the caller hands over.
+pub fn generate_owned(
+    model: &mut dyn Forward,
+    caches: &mut Vec<CacheState>,
+    calls: Vec<Owned>,
+    room: Room,
+) -> Result<Vec<Answer>> {
     if calls.iter().any(|c| c.params.beam.is_some()) {
-        return one_at_a_time(model, caches, calls);
+        return one_at_a_time(model, caches, &calls);
     }
     /// Every call at once, then the end.
     struct Given {
@@ -132,26 +157,13 @@ pub fn generate_all(
             self.done[key] = Some(answer);
         }
     }
-    let mut given = Given {
-        calls: Some(
-            calls
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let owned = Owned {
-                        ids: c.prompt.ids.to_vec(),
-                        breaks: c.prompt.breaks.to_vec(),
-                        params: c.params.clone(),
-                    };
-                    (i, owned)
-                })
-                .collect(),
-        ),
-        done: vec![None; calls.len()],
-    };
     let room = Room {
         width: room.width.min(calls.len()),
         ..room
+    };
+    let mut given = Given {
+        done: vec![None; calls.len()],
+        calls: Some(calls.into_iter().enumerate().collect()),
     };
     serve(model, caches, room, &mut given)?;
     Ok(given
@@ -165,7 +177,7 @@ pub fn generate_all(
 fn one_at_a_time(
     model: &mut dyn Forward,
     caches: &mut Vec<CacheState>,
-    calls: &[Call],
+    calls: &[Owned],
 ) -> Result<Vec<Answer>> {
     if caches.is_empty() {
         caches.push(CacheState::default());
@@ -173,7 +185,7 @@ fn one_at_a_time(
     model.select(0)?;
     calls
         .iter()
-        .map(|c| generate_unlooped(model, &mut caches[0], c.prompt, c.params))
+        .map(|c| generate_unlooped(model, &mut caches[0], c.prompt(), &c.params))
         .collect()
 }
 
@@ -218,7 +230,7 @@ fn steps(
 ) -> Result<()> {
     let mut queue: VecDeque<(usize, Owned)> = VecDeque::new();
     let mut free: Vec<usize> = (0..width).collect();
-    let taken = |running: &[Running]| running.iter().map(|r| r.positions).sum::<usize>();
+    let taken = |running: &[Running]| running.iter().map(Running::positions).sum::<usize>();
     loop {
         let idle = running.is_empty() && queue.is_empty();
         match arrivals.arrived(idle) {
@@ -364,7 +376,6 @@ fn join(
         retry: false,
         slot,
         prompt_len: call.ids.len(),
-        positions: call.ids.len() + call.params.max_new_tokens,
         first_logits: logits.clone(),
         logits,
         fresh: true,

@@ -220,18 +220,16 @@ impl ChatModel for Client<'_> {
             .remove(0))
     }
     fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
-        let owned = self.llm.prepare(calls)?;
+        let calls = self.llm.prepare(calls)?;
+        let lens: Vec<usize> = calls.iter().map(|c| c.ids.len()).collect();
         let (reply, answers) = mpsc::channel();
-        let request = Request {
-            calls: owned.clone(),
-            reply,
-        };
+        let request = Request { calls, reply };
         let stopped = || anyhow::Error::new(Stopped);
         self.tx.send(request).map_err(|_| stopped())?;
         let answers = answers
             .recv()
             .map_err(|_| stopped())?
             .map_err(anyhow::Error::msg)?;
-        self.llm.completions(&owned, answers)
+        self.llm.completions(&lens, answers)
     }
 }
