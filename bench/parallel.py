@@ -13,6 +13,13 @@ llama.cpp. The test fixture's tokenizer and chat template come with
 `--tokenizer tests/fixtures/models/qwen2` (qwen3 for the 1.7B); the files
 also hold that tokenizer, padded to the vocabulary, for llama.cpp.
 
+`build --llama-quantize PATH` also writes Q4_K_M files, requantized from the
+Q8_0 ones by llama.cpp's `llama-quantize` (the weights are random anyway).
+
+`single` measures one sequence: prefill and decode tokens/s of `glot
+generate` (each --glot binary given, to set builds side by side) and of
+`llama-batched-bench -npl 1` on the same file and prompt length, in turn.
+
 `peers` runs llama.cpp's `llama-batched-bench` (--batched-bench PATH) and
 `glot generate --parallel N` on the same file: a prompt of --prompt tokens,
 --new tokens decoded by each of 1, 2, 4 and 8 sequences, and the total
@@ -104,13 +111,21 @@ def add_vocab(w, tok_dir: Path) -> None:
     w.add_add_bos_token(False)
 
 
-def build_one(name: str, ty: str) -> None:
+def build_one(name: str, ty: str, llama_quantize: str | None = None) -> None:
     import gguf
     import numpy as np
 
     path = gguf_path(name, ty)
     if path.exists():
         print(f"{path.name}: already built")
+        return
+    if ty == "q4_k_m":
+        if llama_quantize is None:
+            sys.exit("q4_k_m files need --llama-quantize")
+        build_one(name, "q8_0")
+        subprocess.run([llama_quantize, "--allow-requantize", str(gguf_path(name, "q8_0")),
+                        str(path) + ".part", "Q4_K_M", str(THREADS)], check=True, capture_output=True)
+        Path(str(path) + ".part").rename(path)
         return
     s = SHAPES[name]
     qtype = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}[ty]
@@ -269,10 +284,68 @@ def run(args: argparse.Namespace) -> None:
         print(f"| {name} | {ty} | {task} | {width} | {med:.1f} | {lo:.1f}–{hi:.1f} | {up:.2f}× |")
 
 
+def batched_bench(args: argparse.Namespace, model: Path, prompt_len: int, new: int,
+                  widths: list[int], ctx: int) -> list[list[str]]:
+    """llama-batched-bench's table rows: PP, TG, B, N_KV, T_PP, S_PP, T_TG, S_TG, T, S."""
+    import re
+
+    p = subprocess.run(
+        [args.batched_bench, "-m", str(model), "-c", str(ctx), "-b", "2048", "-ub", "512",
+         "-npp", str(prompt_len), "-ntg", str(new), "-npl", ",".join(map(str, widths)),
+         "-t", str(args.threads)],
+        capture_output=True, text=True,
+    )
+    if p.returncode != 0:
+        sys.exit(f"llama-batched-bench failed: {p.stderr[-2000:]}")
+    rows = []
+    for line in p.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and re.fullmatch(r"\d+", cells[2]):
+            rows.append(cells)
+    return rows
+
+
+def single(args: argparse.Namespace) -> None:
+    """One sequence: glot's prefill and decode against llama.cpp's, same file."""
+    import json
+
+    text = ARTICLE.read_text()[: args.prompt_chars]
+    glots = args.glot or [str(ROOT / "target" / "release" / "glot")]
+    table = []
+    for name in args.models:
+        for ty in args.types:
+            model = gguf_path(name, ty)
+            rates: dict[str, tuple[list[float], list[float]]] = {g: ([], []) for g in glots + ["llama.cpp"]}
+            prompt_len = 0
+            for _ in range(args.runs):
+                for g in glots:
+                    argv = ["generate", "--prompt", text, "--model", str(model),
+                            "--tokenizer", str(tokenizer_dir(name)), "--max-new-tokens", str(args.new),
+                            "--ignore-eos", "--format", "json"]
+                    _, out = run_glot(g, argv)
+                    r = json.loads(out)
+                    prompt_len = len(r["prompt_ids"])
+                    rates[g][0].append(r["timings"]["prefill_tokens_per_sec"])
+                    rates[g][1].append(r["timings"]["decode_tokens_per_sec"])
+                for cells in batched_bench(args, model, prompt_len, args.new, [1], prompt_len + args.new):
+                    rates["llama.cpp"][0].append(float(cells[5]))
+                    rates["llama.cpp"][1].append(float(cells[7]))
+            for engine, (pre, dec) in rates.items():
+                table.append((name, ty, engine, pre, dec))
+                print(f"{name} {ty} {engine}: prefill {statistics.median(pre):.1f}, "
+                      f"decode {statistics.median(dec):.1f} tok/s", file=sys.stderr)
+    print(f"\n{cpu_name()}, {args.threads} threads, prompt {prompt_len} tokens, {args.new} new tokens, "
+          f"median of {args.runs} runs (range)\n")
+    print("| model | weights | engine | prefill tok/s | decode tok/s |")
+    print("|---|---|---|--:|--:|")
+    spread = lambda v: f"{statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f})"
+    for name, ty, engine, pre, dec in table:
+        print(f"| {name} | {ty} | {engine} | {spread(pre)} | {spread(dec)} |")
+
+
 def peers(args: argparse.Namespace) -> None:
     """glot generate --parallel N against llama-batched-bench, same file."""
     import json
-    import re
 
     text = ARTICLE.read_text()[: args.prompt_chars]
     rows = []
@@ -291,18 +364,9 @@ def peers(args: argparse.Namespace) -> None:
                     r = json.loads(out)
                     prompt_len = len(r["prompt_ids"])
                     glot_rates[n].append(r["timings"]["decode_tokens_per_sec"])
-                p = subprocess.run(
-                    [args.batched_bench, "-m", str(model), "-c", str((prompt_len + args.new) * max(args.parallel)),
-                     "-b", "2048", "-ub", "512", "-npp", str(prompt_len), "-ntg", str(args.new),
-                     "-npl", ",".join(map(str, args.parallel)), "-t", str(args.threads)],
-                    capture_output=True, text=True,
-                )
-                if p.returncode != 0:
-                    sys.exit(f"llama-batched-bench failed: {p.stderr[-2000:]}")
-                for line in p.stdout.splitlines():
-                    cells = [c.strip() for c in line.strip().strip("|").split("|")]
-                    if len(cells) == 10 and re.fullmatch(r"\d+", cells[2]):
-                        llama_rates[int(cells[2])].append(float(cells[7]))
+                ctx = (prompt_len + args.new) * max(args.parallel)
+                for cells in batched_bench(args, model, prompt_len, args.new, args.parallel, ctx):
+                    llama_rates[int(cells[2])].append(float(cells[7]))
             for n in args.parallel:
                 g, l = glot_rates[n], llama_rates[n]
                 rows.append((name, ty, n, statistics.median(g), min(g), max(g),
@@ -323,6 +387,7 @@ def main() -> None:
     b = sub.add_parser("build")
     b.add_argument("--models", nargs="+", default=list(SHAPES))
     b.add_argument("--types", nargs="+", default=TYPES)
+    b.add_argument("--llama-quantize", help="llama.cpp's llama-quantize, for q4_k_m")
     r = sub.add_parser("run")
     r.add_argument("--glot", default=str(ROOT / "target" / "release" / "glot"))
     r.add_argument("--models", nargs="+", default=list(SHAPES))
@@ -343,16 +408,27 @@ def main() -> None:
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--prompt-chars", type=int, default=750)
     q.add_argument("--new", type=int, default=128)
+    o = sub.add_parser("single")
+    o.add_argument("--glot", action="append", help="a glot binary (repeat to compare builds)")
+    o.add_argument("--batched-bench", required=True, help="llama.cpp's llama-batched-bench")
+    o.add_argument("--models", nargs="+", default=list(SHAPES))
+    o.add_argument("--types", nargs="+", default=["q8_0", "q4_k_m"])
+    o.add_argument("--runs", type=int, default=3)
+    o.add_argument("--threads", type=int, default=2)
+    o.add_argument("--prompt-chars", type=int, default=2200)
+    o.add_argument("--new", type=int, default=64)
     args = p.parse_args()
-    if args.cmd == "peers":
-        global THREADS
-        THREADS = args.threads
+    global THREADS
+    THREADS = getattr(args, "threads", THREADS)
+    if args.cmd == "single":
+        single(args)
+    elif args.cmd == "peers":
         peers(args)
     elif args.cmd == "build":
         MODELS.mkdir(parents=True, exist_ok=True)
         for name in args.models:
             for ty in args.types:
-                build_one(name, ty)
+                build_one(name, ty, args.llama_quantize)
     else:
         run(args)
 

@@ -37,8 +37,9 @@ pub(super) struct Acts {
     pub(super) qs: Vec<i8>,
     /// Per block of the scheme, the scale.
     pub(super) d: Vec<f32>,
-    /// Q8_0 only: per block, the scale times the sum of the quantized
-    /// values, in f16 precision (llama.cpp's Q8_1 `s`).
+    /// Per 32 values, the scale times the sum of the quantized values: for
+    /// Q8_0 in f16 precision (llama.cpp's Q8_1 `s`), for Q8_K in f32 (what a
+    /// Q4_K sub-block's minimum multiplies, ready for a float product).
     pub(super) s: Vec<f32>,
     /// Per 32 values, the sum of the quantized values: what takes a
     /// format's offset or a sub-block's minimum back out of the products.
@@ -68,7 +69,7 @@ impl Acts {
             scheme,
             qs: vec![0; x.len()],
             d: vec![0.0; blocks],
-            s: vec![0.0; if q8_0 { blocks } else { 0 }],
+            s: vec![0.0; x.len() / 32],
             sums: vec![0; x.len() / 32],
             sums16: vec![0; if q8_0 { 0 } else { x.len() / 16 }],
         };
@@ -122,7 +123,7 @@ impl Acts {
         [
             k,
             k / self.scheme.block(),
-            if q8_0 { k / 32 } else { 0 },
+            k / 32,
             k / 32,
             if q8_0 { 0 } else { k / 16 },
         ]
@@ -206,10 +207,13 @@ fn q8_k(x: &[f32], row: RowMut) {
         for (j, s) in sums16.iter_mut().enumerate() {
             *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
         }
+        let d = 1.0 / iscale;
         for j in 0..8 {
-            row.sums[b * 8 + j] = sums16[2 * j] + sums16[2 * j + 1];
+            let sum = sums16[2 * j] + sums16[2 * j + 1];
+            row.sums[b * 8 + j] = sum;
+            row.s[b * 8 + j] = d * sum as f32;
         }
-        row.d[b] = 1.0 / iscale;
+        row.d[b] = d;
     }
 }
 

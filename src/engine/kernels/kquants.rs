@@ -5,7 +5,9 @@
 //! larger copy on first use and keeps both: a Q4_K_M model then takes 2.4
 //! times its file in memory. These kernels read the file's own layout, with
 //! activations quantized to 8 bits per 256 values as llama.cpp's Q8_K.
-//! Only CPUs with AVX-512 VNNI take this path; others keep candle's.
+//! CPUs with AVX-512 VNNI take 512-bit kernels, CPUs with AVX2 only
+//! 256-bit ones (byte products into 16-bit pairs, which 4- and 6-bit values
+//! cannot overflow); others keep candle's.
 
 use std::sync::Arc;
 
@@ -282,11 +284,177 @@ mod x86 {
             }
         }
     }
+
+    /// The horizontal sum of eight f32 lanes.
+    #[inline(always)]
+    unsafe fn sum8(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// [`rows`] for CPUs with AVX2 but not AVX-512: each 32-byte run of
+    /// nibbles gives two sub-blocks of 32 values (low halves, high halves);
+    /// `vpmaddubsw` multiplies them by the activation bytes into pairs of
+    /// 16-bit sums (at most 2·15·128, so nothing saturates), and
+    /// `vpmaddwd` by the sub-block's scale adds the pairs into 32-bit sums,
+    /// exactly. The loop goes sub-block by sub-block with every row inside,
+    /// so the rows' sums stay in registers and each run of activations is
+    /// loaded once; with the weights in registers for all rows instead,
+    /// AVX2's sixteen registers spilled and a profiled prefill spent its
+    /// time on loads. The minimums come off as floats against the
+    /// activations' scaled sums. Every row is computed alike whatever `R`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C; otherwise as for [`rows`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn rows_avx2<const R: usize>(
+        w: &[u8],
+        cols: std::ops::Range<usize>,
+        rows: [Row; R],
+        out: *mut f32,
+        n: usize,
+    ) {
+        let kb = rows[0].d.len();
+        let low = _mm256_set1_epi8(0x0f);
+        for col in cols {
+            let base = w.as_ptr().add(col * kb * BLOCK);
+            let mut acc = [_mm256_setzero_ps(); R];
+            for i in 0..kb {
+                let block = base.add(i * BLOCK);
+                let (d, dmin) = (f16_at(block), f16_at(block.add(2)));
+                let (sc, mn) = scales(std::slice::from_raw_parts(block.add(4), 12));
+                // Each sub-block's minimum, exactly: an f16 times six bits.
+                let mins = _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(_mm256_loadu_si256(mn.as_ptr() as *const __m256i)),
+                    _mm256_set1_ps(dmin),
+                );
+                let d = _mm256_set1_ps(d);
+                // Sub-block by sub-block, every row at once: the eight sums
+                // stay in registers, and each activation run is loaded once.
+                let mut sumi = [_mm256_setzero_si256(); R];
+                for j in 0..4 {
+                    let bytes = _mm256_loadu_si256(block.add(16 + 32 * j) as *const __m256i);
+                    for half in 0..2 {
+                        let s = 2 * j + half;
+                        let q = match half {
+                            0 => _mm256_and_si256(bytes, low),
+                            _ => _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low),
+                        };
+                        let scale = _mm256_set1_epi16(sc[s] as i16);
+                        for r in 0..R {
+                            let a = rows[r].qs.as_ptr().add(i * QK + 32 * s);
+                            let y = _mm256_loadu_si256(a as *const __m256i);
+                            let p = _mm256_maddubs_epi16(q, y);
+                            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scale));
+                        }
+                    }
+                }
+                for r in 0..R {
+                    let row = rows[r];
+                    let dd = _mm256_mul_ps(_mm256_broadcast_ss(row.d.get_unchecked(i)), d);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), dd, acc[r]);
+                    // The activations' scaled sums, per sub-block.
+                    let s = _mm256_loadu_ps(row.s.as_ptr().add(i * 8));
+                    acc[r] = _mm256_fnmadd_ps(mins, s, acc[r]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                *out.add(r * n + col) = sum8(*acc);
+            }
+        }
+    }
+
+    /// [`rows6`] for CPUs with AVX2 but not AVX-512. A run of 32 six-bit
+    /// values spans two scales: `vpmaddubsw` gives 16-bit pair sums (at most
+    /// 2·63·128), and `vpmaddwd` by the two scales, each over its half of
+    /// the register, adds them into 32-bit sums. The offset of 32 comes off
+    /// in integers through the activation sums of each 16, so a block's sum
+    /// is the scalar reference's exactly.
+    ///
+    /// # Safety
+    /// As for [`rows_avx2`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn rows6_avx2<const R: usize>(
+        w: &[u8],
+        cols: std::ops::Range<usize>,
+        rows: [Row; R],
+        out: *mut f32,
+        n: usize,
+    ) {
+        let kb = rows[0].d.len();
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(3);
+        for col in cols {
+            let base = w.as_ptr().add(col * kb * BLOCK6);
+            let mut acc = [_mm256_setzero_ps(); R];
+            for i in 0..kb {
+                let block = base.add(i * BLOCK6);
+                let d = f16_at(block.add(208));
+                let sc = block.add(192) as *const i8;
+                let sc_lo = _mm256_cvtepi8_epi32(_mm_loadl_epi64(sc as *const __m128i));
+                let sc_hi = _mm256_cvtepi8_epi32(_mm_loadl_epi64(sc.add(8) as *const __m128i));
+                // Run by run of 32 values (and the scales of its two 16s),
+                // every row at once: the sums stay in registers, and each
+                // activation run is loaded once.
+                let mut sumi = [_mm256_setzero_si256(); R];
+                for h in 0..2 {
+                    let ql0 = _mm256_loadu_si256(block.add(64 * h) as *const __m256i);
+                    let ql1 = _mm256_loadu_si256(block.add(64 * h + 32) as *const __m256i);
+                    let qh = _mm256_loadu_si256(block.add(128 + 32 * h) as *const __m256i);
+                    let high = |bits: __m256i| _mm256_slli_epi16(_mm256_and_si256(bits, m2), 4);
+                    for u in 0..4 {
+                        let v = match u {
+                            0 => _mm256_or_si256(_mm256_and_si256(ql0, m4), high(qh)),
+                            1 => _mm256_or_si256(
+                                _mm256_and_si256(ql1, m4),
+                                high(_mm256_srli_epi16(qh, 2)),
+                            ),
+                            2 => _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                high(_mm256_srli_epi16(qh, 4)),
+                            ),
+                            _ => _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                high(_mm256_srli_epi16(qh, 6)),
+                            ),
+                        };
+                        let t = 4 * h + u;
+                        let (a, b) = (*sc.add(2 * t) as i16, *sc.add(2 * t + 1) as i16);
+                        let scale = _mm256_setr_m128i(_mm_set1_epi16(a), _mm_set1_epi16(b));
+                        for r in 0..R {
+                            let a = rows[r].qs.as_ptr().add(i * QK + 32 * t);
+                            let y = _mm256_loadu_si256(a as *const __m256i);
+                            let p = _mm256_maddubs_epi16(v, y);
+                            sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scale));
+                        }
+                    }
+                }
+                for r in 0..R {
+                    let row = rows[r];
+                    let sums = row.sums16.as_ptr().add(i * 16);
+                    let off = _mm256_add_epi32(
+                        _mm256_mullo_epi32(sc_lo, _mm256_loadu_si256(sums as *const __m256i)),
+                        _mm256_mullo_epi32(
+                            sc_hi,
+                            _mm256_loadu_si256(sums.add(8) as *const __m256i),
+                        ),
+                    );
+                    let sumi = _mm256_sub_epi32(sumi[r], _mm256_slli_epi32(off, 5));
+                    let dd = d * *row.d.get_unchecked(i);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(dd), acc[r]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                *out.add(r * n + col) = sum8(*acc);
+            }
+        }
+    }
 }
 
-/// Whether this CPU takes these kernels.
+/// Whether this CPU takes these kernels: AVX-512 VNNI's, or AVX2's.
 fn available() -> bool {
-    super::isa() == super::Isa::Vnni
+    matches!(super::isa(), super::Isa::Vnni | super::Isa::Avx2)
 }
 
 /// A Q4_K or Q6_K matrix of `n` rows of `k` values, as the file holds it.
@@ -329,27 +497,32 @@ impl KMatrix {
         let six = self.six;
         let mut out = vec![0f32; m * n];
         let dst = out.as_mut_ptr() as usize;
+        let vnni = super::isa() == super::Isa::Vnni;
+        /// One kernel of the four, by format and instruction set.
+        macro_rules! tile {
+            ($r:expr, $cols:expr, $rows:expr, $out:expr) => {
+                match (six, vnni) {
+                    (false, true) => x86::rows::<$r>(&data, $cols, $rows, $out, n),
+                    (false, false) => x86::rows_avx2::<$r>(&data, $cols, $rows, $out, n),
+                    (true, true) => x86::rows6::<$r>(&data, $cols, $rows, $out, n),
+                    (true, false) => x86::rows6_avx2::<$r>(&data, $cols, $rows, $out, n),
+                }
+            };
+        }
         // Weight rows `cols` against activation rows `r..r + R`.
         let run = |r: usize, cols: std::ops::Range<usize>| {
             let out = (dst as *mut f32).wrapping_add(r * n);
-            // SAFETY: as above; each (row, column) of `out` is in one unit of
-            // work only, and `data` holds all `n` rows.
+            // SAFETY: `available` checked the instruction sets; each (row,
+            // column) of `out` is in one unit of work only, and `data`
+            // holds all `n` rows.
             unsafe {
                 if r + ROWS <= m {
                     let rows = std::array::from_fn(|i| acts.row(r + i));
-                    if six {
-                        x86::rows6::<ROWS>(&data, cols, rows, out, n);
-                    } else {
-                        x86::rows::<ROWS>(&data, cols, rows, out, n);
-                    }
+                    tile!(ROWS, cols, rows, out);
                 } else {
                     for i in 0..m - r {
                         let (rows, out) = ([acts.row(r + i)], out.wrapping_add(i * n));
-                        if six {
-                            x86::rows6::<1>(&data, cols.clone(), rows, out, n);
-                        } else {
-                            x86::rows::<1>(&data, cols.clone(), rows, out, n);
-                        }
+                        tile!(1, cols.clone(), rows, out);
                     }
                 }
             }

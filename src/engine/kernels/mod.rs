@@ -81,7 +81,7 @@ pub(super) fn forward_rows(
 }
 
 /// A weight matrix: these kernels for the 32-value block formats (and Q4_K and Q6_K on
-/// CPUs with AVX-512 VNNI), candle's for the rest.
+/// x86 CPUs with AVX2), candle's for the rest.
 #[derive(Clone)]
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
@@ -121,7 +121,7 @@ impl Matmul {
     /// its own sequence, and gets the same bits whatever the other rows
     /// (see [`dense`]). glot's kernels are so already, reading each panel
     /// once for all the rows; f32 matrices take [`dense::product`] on the
-    /// CPU; the types left to candle (Q4_K and Q6_K without AVX-512 VNNI,
+    /// CPU; the types left to candle (Q4_K and Q6_K without AVX2,
     /// Q2_K, Q3_K, Q5_K) go one row at a time.
     pub fn forward_step(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
