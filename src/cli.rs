@@ -267,9 +267,10 @@ pub struct ModelArgs {
     /// Each decoding step reads the weights once for all of them, so N
     /// calls take little more time per step than one. Every output is the
     /// same, bit for bit, whatever N; only the time changes. Each call
-    /// keeps its own key/value cache.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub parallel: u32,
+    /// keeps its own key/value cache, within half the free memory.
+    /// Default: 4 (1 for `glot generate`); 1 is one call at a time.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: Option<u32>,
 }
 
 /// Key/value cache types for `--cache-type`.

@@ -77,11 +77,14 @@ pub fn recall(info: &ModelInfo) -> Option<Speed> {
 }
 
 /// Records the speed of a run that used `usage`, when it was long enough
-/// to measure and decoded as plans assume, one sequence at a time (a beam
-/// search decodes several hypotheses a token; calls decoded together with
-/// `--parallel` each see a share of a step); says at `-v` why it could not.
+/// to measure and decoded as plans assume, one sequence at a time: a beam
+/// search decodes several hypotheses a token, so it records nothing, and
+/// calls decoded together (`--parallel`) each see a share of a step, so
+/// the decoding rate comes from the steps that computed one call alone
+/// (prompts are always computed one call at a time). Says at `-v` why it
+/// could not.
 pub fn remember(info: &ModelInfo, usage: &Usage, m: &ModelSettings, printer: &Printer) {
-    if m.beam.is_some() || m.parallel > 1 {
+    if m.beam.is_some() {
         return;
     }
     if let Err(e) = store(info, usage) {
@@ -92,9 +95,9 @@ pub fn remember(info: &ModelInfo, usage: &Usage, m: &ModelSettings, printer: &Pr
 fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
     let computed = usage.prompt_tokens.saturating_sub(usage.reused_tokens);
     if computed < MIN_PREFILL_TOKENS
-        || usage.generated_tokens < MIN_DECODE_TOKENS
+        || usage.alone_tokens < MIN_DECODE_TOKENS
         || usage.prefill_secs <= 0.0
-        || usage.decode_secs <= 0.0
+        || usage.alone_decode_secs <= 0.0
     {
         return Ok(());
     }
@@ -104,7 +107,7 @@ fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
     let speed = Speed {
         load_secs: info.load_secs,
         prefill_tokens_per_sec: computed as f64 / usage.prefill_secs,
-        decode_tokens_per_sec: usage.generated_tokens as f64 / usage.decode_secs,
+        decode_tokens_per_sec: usage.alone_tokens as f64 / usage.alone_decode_secs,
         measured_at: glot::folder::manifest::now() / 1000,
     };
     store_at(&path, key(info), speed)
@@ -139,6 +142,12 @@ pub struct Estimate {
     /// The same with every answer as long as its cap allows.
     pub at_most_seconds: f64,
     pub speed: Speed,
+    /// Calls that may decode together (`--parallel`): the estimate is for
+    /// one at a time, which takes longer when there are several.
+    pub parallel: usize,
+    /// The planned calls.
+    #[serde(skip)]
+    calls: usize,
 }
 
 impl Estimate {
@@ -164,7 +173,14 @@ impl Estimate {
             seconds: at(likely),
             at_most_seconds: at(most),
             speed,
+            parallel: 1,
+            calls: calls().count(),
         }
+    }
+
+    /// The estimate for a run that decodes up to `parallel` calls together.
+    pub fn with_parallel(self, parallel: usize) -> Self {
+        Estimate { parallel, ..self }
     }
 
     /// The plan's closing line about time.
@@ -177,7 +193,12 @@ impl Estimate {
             self.speed.prefill_tokens_per_sec,
             self.speed.decode_tokens_per_sec,
             glot::prompt::chat::iso_date(self.speed.measured_at)
-        )
+        ) + &match self.parallel.min(self.calls) {
+            0 | 1 => String::new(),
+            n => format!(
+                "; that is one call at a time: with up to {n} independent calls decoded together (--parallel), it takes less"
+            ),
+        }
     }
 }
 
@@ -275,5 +296,19 @@ mod tests {
         let e = Estimate::of(&[(&plan, translation_answer)], speed);
         assert!((e.seconds - (1.0 + 4.0 + 2.0)).abs() < 1e-9);
         assert!((e.at_most_seconds - (1.0 + 4.0 + 10.0)).abs() < 1e-9);
+        // Decoding together is said to shorten it only where there are
+        // calls to decode together.
+        assert!(!e.describe(false).contains("--parallel"));
+        let together = e.clone().with_parallel(4).describe(false);
+        assert!(
+            together.contains("with up to 2 independent calls"),
+            "{together}"
+        );
+        let one = Plan {
+            calls: vec![call(100, 50)],
+            ..plan
+        };
+        let e = Estimate::of(&[(&one, translation_answer)], speed).with_parallel(4);
+        assert!(!e.describe(false).contains("--parallel"));
     }
 }

@@ -85,7 +85,10 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    crate::speed::remember(&info, &usage, &s.model, printer);
+    // Copies decoded together report their total rate, not one call's.
+    if s.model.parallel == 1 {
+        crate::speed::remember(&info, &usage, &s.model, printer);
+    }
     emit(&s.output, &text, &report)
 }
 
@@ -130,6 +133,8 @@ fn usage(prompt: usize, output: usize, stop: StopReason, secs: [f64; 2], reused:
         prefill_secs: secs[0],
         decode_secs: secs[1],
         capped_calls: usize::from(stop == StopReason::Length),
+        alone_tokens: output,
+        alone_decode_secs: secs[1],
         ..Default::default()
     }
 }
@@ -203,6 +208,7 @@ fn chat_model(
                 prefill_secs: 0.0,
                 decode_secs: t.elapsed().as_secs_f64(),
                 beam_score: None,
+                alone: (follow.len(), t.elapsed().as_secs_f64()),
             };
             (
                 g,

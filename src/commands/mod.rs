@@ -211,13 +211,15 @@ impl<'a> PlanReport<'a> {
         model: &'a glot::engine::ModelInfo,
         plan: &'a glot::task::Plan,
         answer: speed::Answer,
+        parallel: usize,
     ) -> Self {
         PlanReport {
             task,
             input,
             model,
             plan,
-            estimate: speed::recall(model).map(|v| speed::Estimate::of(&[(plan, answer)], v)),
+            estimate: speed::recall(model)
+                .map(|v| speed::Estimate::of(&[(plan, answer)], v).with_parallel(parallel)),
         }
     }
 }

@@ -58,6 +58,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
             planner.info(),
             &plan,
             speed::summary_answer,
+            s.doc.model.parallel,
         );
         return show_plan(&s.doc.output, &report);
     }

@@ -183,6 +183,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
             planner.info(),
             &plan,
             speed::translation_answer,
+            s.doc.model.parallel,
         );
         return show_plan(&s.doc.output, &report);
     }

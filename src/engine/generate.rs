@@ -174,6 +174,21 @@ pub struct Generated {
     /// A beam search's score for `ids`: summed log-probabilities over
     /// length^length_penalty, as transformers' `sequences_scores`.
     pub beam_score: Option<f32>,
+    /// The tokens decoded, and the seconds they took, in steps that
+    /// computed no other call: steps shared with others
+    /// ([`super::parallel`]) count in `decode_secs` but are no measure of
+    /// one call's speed.
+    pub alone: (usize, f64),
+}
+
+impl Generated {
+    /// Every token decoded in steps of this call alone.
+    fn all_alone(self) -> Generated {
+        Generated {
+            alone: (self.ids.len(), self.decode_secs),
+            ..self
+        }
+    }
 }
 
 /// Prompt positions fed to the model at once: bounds the attention matrix of
@@ -225,7 +240,9 @@ pub fn generate(
         prefill_secs,
         decode_secs: start.elapsed().as_secs_f64(),
         beam_score,
-    })
+        alone: (0, 0.0),
+    }
+    .all_alone())
 }
 
 /// The n-gram size barred from repeating when an answer that looped is
@@ -267,7 +284,8 @@ pub fn generate_unlooped(
             stop,
             decode_secs: first.decode_secs + start.elapsed().as_secs_f64(),
             ..first
-        },
+        }
+        .all_alone(),
         true,
     ))
 }

@@ -90,6 +90,9 @@ pub struct Completion {
     pub looped: bool,
     pub prefill_secs: f64,
     pub decode_secs: f64,
+    /// Tokens decoded, and their seconds, in steps of this call alone (see
+    /// [`generate::Generated::alone`]).
+    pub alone: (usize, f64),
 }
 
 /// Describes the loaded model in outputs.
@@ -704,6 +707,7 @@ impl Llm {
                     looped,
                     prefill_secs: g.prefill_secs,
                     decode_secs: g.decode_secs,
+                    alone: g.alone,
                 })
             })
             .collect()

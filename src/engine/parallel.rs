@@ -90,6 +90,8 @@ struct Running {
     reused: usize,
     prefill_secs: f64,
     decode_secs: f64,
+    /// Steps that computed this call alone, and their seconds.
+    alone: (usize, f64),
 }
 
 /// How many calls may decode at once, and the cache positions they may
@@ -307,6 +309,7 @@ fn steps(
                 prefill_secs: r.prefill_secs,
                 decode_secs: r.decode_secs,
                 beam_score: None,
+                alone: r.alone,
             };
             arrivals.answered(r.key, (g, r.retry));
         }
@@ -325,10 +328,15 @@ fn steps(
         let logits = model.forward_slots(&steps)?;
         let secs = start.elapsed().as_secs_f64();
         anyhow::ensure!(logits.len() == running.len(), "one row of logits per slot");
+        let alone = running.len() == 1;
         for (r, l) in running.iter_mut().zip(logits) {
             r.logits = l;
             r.fresh = true;
             r.decode_secs += secs;
+            if alone {
+                r.alone.0 += 1;
+                r.alone.1 += secs;
+            }
         }
     }
 }
@@ -383,6 +391,7 @@ fn join(
         reused: kept,
         prefill_secs: start.elapsed().as_secs_f64(),
         decode_secs: 0.0,
+        alone: (0, 0.0),
     })
 }
 
@@ -666,6 +675,18 @@ mod tests {
         let mut want = vec![2; 4 * 2];
         want.resize(99, 1);
         assert_eq!(model.widths, want);
+        // The short calls shared every step; the long one decoded its
+        // last 91 steps alone (its first token comes from the prompt).
+        assert!(got[1..].iter().all(|(g, _)| g.alone.0 == 0));
+        assert_eq!(got[0].0.alone.0, 99 - 8);
+        // One at a time, every token is decoded alone.
+        let one = generate_all(
+            &mut Hashing::default(),
+            &mut Vec::new(),
+            &calls,
+            Room::width(1),
+        );
+        assert!(one.unwrap().iter().all(|(g, _)| g.alone.0 == g.ids.len()));
     }
 
     /// Calls wait for room in the cache positions: with room for two of

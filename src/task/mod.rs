@@ -112,6 +112,14 @@ pub struct Usage {
     /// Answers kept cut at a loop: those that looped again when asked
     /// again, and beam search's, which are not asked again.
     pub loops_cut: usize,
+    /// Tokens decoded in steps that computed one call alone, and their
+    /// seconds: the measure of one call's decoding speed. Steps shared by
+    /// calls decoded together (`--parallel`) overlap in `decode_secs`. Not
+    /// in outputs, which are the same whatever the width.
+    #[serde(skip)]
+    pub alone_tokens: usize,
+    #[serde(skip)]
+    pub alone_decode_secs: f64,
 }
 
 impl Usage {
@@ -126,6 +134,8 @@ impl Usage {
         self.capped_calls += other.capped_calls;
         self.looped_calls += other.looped_calls;
         self.loops_cut += other.loops_cut;
+        self.alone_tokens += other.alone_tokens;
+        self.alone_decode_secs += other.alone_decode_secs;
     }
 
     fn add(&mut self, c: &Completion) {
@@ -139,6 +149,8 @@ impl Usage {
             self.capped_calls += 1;
         }
         self.looped_calls += usize::from(c.looped);
+        self.alone_tokens += c.alone.0;
+        self.alone_decode_secs += c.alone.1;
         if c.stop == crate::engine::choice::StopReason::Repetition {
             self.loops_cut += 1;
         }
@@ -346,6 +358,7 @@ pub(crate) mod fake {
                 looped: false,
                 prefill_secs: 0.0,
                 decode_secs: 0.0,
+                alone: (0, 0.0),
             })
         }
     }

@@ -64,6 +64,8 @@ impl SentenceModel for Mt<'_> {
             prefill_secs: stats.encode_secs,
             decode_secs: stats.decode_secs,
             capped_calls: stats.capped,
+            alone_tokens: stats.generated_tokens,
+            alone_decode_secs: stats.decode_secs,
             ..Usage::default()
         };
         Ok((out.into_iter().map(|t| t.text).collect(), usage))

@@ -132,11 +132,15 @@ impl Planner {
     }
 
     /// The time the plans would take, when one model's speed here is known.
-    fn estimate(&self, plans: &[(Plan, speed::Answer)]) -> Result<speed::Estimate, String> {
+    fn estimate(
+        &self,
+        plans: &[(Plan, speed::Answer)],
+        parallel: usize,
+    ) -> Result<speed::Estimate, String> {
         let plans: Vec<(&Plan, speed::Answer)> = plans.iter().map(|(p, a)| (p, *a)).collect();
         match self {
             Planner::Chat { llm, .. } => speed::recall(llm.info())
-                .map(|v| speed::Estimate::of(&plans, v))
+                .map(|v| speed::Estimate::of(&plans, v).with_parallel(parallel))
                 .ok_or_else(|| speed::unknown(llm.info())),
             Planner::Sentences {
                 translators, order, ..
@@ -223,7 +227,7 @@ pub fn run(s: &BatchSettings, printer: &Printer, json: bool) -> Result<()> {
             });
         }
     }
-    let estimate = planner.estimate(&plans);
+    let estimate = planner.estimate(&plans, s.model.parallel);
     let report = Report {
         context: match &planner {
             Planner::Chat { llm, .. } => llm.get().context_length(),

@@ -455,6 +455,7 @@ impl crate::engine::ChatModel for Seq2Seq {
             looped: false,
             prefill_secs: g.encode_secs,
             decode_secs: g.decode_secs,
+            alone: (out.ids.len(), g.decode_secs),
         })
     }
 }
