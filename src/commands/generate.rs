@@ -85,10 +85,7 @@ pub fn run(s: GenerateSettings, printer: &Printer) -> Result<()> {
             .transpose()?,
     };
     report.timings.report(printer);
-    // Copies decoded together report their total rate, not one call's.
-    if s.model.parallel == 1 {
-        crate::speed::remember(&info, &usage, &s.model, printer);
-    }
+    crate::speed::remember(&info, &usage, &s.model, printer);
     emit(&s.output, &text, &report)
 }
 
@@ -124,7 +121,17 @@ struct Generated {
     top_logits: Vec<TopLogits>,
 }
 
-fn usage(prompt: usize, output: usize, stop: StopReason, secs: [f64; 2], reused: usize) -> Usage {
+/// What one answer cost; `alone` is its tokens and seconds decoded in steps
+/// of its own (none for copies decoded together, whose steps are shared, so
+/// their total rate is never recorded as one call's).
+fn usage(
+    prompt: usize,
+    output: usize,
+    stop: StopReason,
+    secs: [f64; 2],
+    reused: usize,
+    alone: (usize, f64),
+) -> Usage {
     Usage {
         calls: 1,
         prompt_tokens: prompt,
@@ -133,8 +140,8 @@ fn usage(prompt: usize, output: usize, stop: StopReason, secs: [f64; 2], reused:
         prefill_secs: secs[0],
         decode_secs: secs[1],
         capped_calls: usize::from(stop == StopReason::Length),
-        alone_tokens: output,
-        alone_decode_secs: secs[1],
+        alone_tokens: alone.0,
+        alone_decode_secs: alone.1,
         ..Default::default()
     }
 }
@@ -227,6 +234,7 @@ fn chat_model(
         g.stop,
         [g.prefill_secs, g.decode_secs],
         g.reused,
+        g.alone,
     );
     if copies > 1 {
         usage.calls = copies;
@@ -331,6 +339,7 @@ fn seq2seq(
             out.stop,
             [g.encode_secs, g.decode_secs],
             0,
+            (out.ids.len(), g.decode_secs),
         ),
         prompt: raw,
         ids,
