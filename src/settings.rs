@@ -447,6 +447,7 @@ fn model(m: &ModelArgs, s: &SamplingArgs, reach: Reach) -> Result<ModelSettings>
             cache: m.cache_type.map(|c| match c {
                 crate::cli::CacheTypeArg::F32 => glot::engine::CacheType::F32,
                 crate::cli::CacheTypeArg::F16 => glot::engine::CacheType::F16,
+                crate::cli::CacheTypeArg::Q8_0 => glot::engine::CacheType::Q8_0,
             }),
         },
         sampling: sampling(s)?,

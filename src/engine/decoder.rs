@@ -177,8 +177,8 @@ struct Attention {
     /// What the cache keeps: f16 for quantized and half-precision weights,
     /// as llama.cpp keeps it (half the bytes to read per token, and the
     /// values llama.cpp attends to); f32 for f32 weights, as transformers
-    /// computes.
-    cache_dtype: DType,
+    /// computes; Q8_0 when asked.
+    cache_type: CacheType,
 }
 
 impl Attention {
@@ -198,12 +198,17 @@ impl Attention {
             }
         };
         let q = Linear::load(w, Role::Q, bias(Role::QBias), layer)?;
-        let cache_dtype = match cache {
-            Some(CacheType::F32) => DType::F32,
-            Some(CacheType::F16) => DType::F16,
-            None if q.weight.is_dense() => DType::F32,
-            None => DType::F16,
+        let cache_type = match cache {
+            Some(c) => c,
+            None if q.weight.is_dense() => CacheType::F32,
+            None => CacheType::F16,
         };
+        if cache_type == CacheType::Q8_0 && kernels::kv_q8::row_bytes(cfg.head_dim).is_none() {
+            anyhow::bail!(
+                "--cache-type q8_0 needs heads of a multiple of 32 values; this model's have {}",
+                cfg.head_dim
+            );
+        }
         Ok(Attention {
             q,
             k: Linear::load(w, Role::K, bias(Role::KBias), layer)?,
@@ -224,7 +229,7 @@ impl Attention {
                 .filter(|g| g.sliding[layer])
                 .map(|g| g.sliding_window),
             caches: vec![new_cache()],
-            cache_dtype,
+            cache_type,
         })
     }
 
@@ -273,7 +278,11 @@ impl Attention {
         let v = self.heads(v, self.num_kv_heads, None)?;
         let q = rope.apply(&q, pos)?;
         let k = rope.apply(&k, pos)?;
-        let (k, v) = (k.to_dtype(self.cache_dtype)?, v.to_dtype(self.cache_dtype)?);
+        let (k, v) = match self.cache_type {
+            CacheType::F32 => (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?),
+            CacheType::F16 => (k.to_dtype(DType::F16)?, v.to_dtype(DType::F16)?),
+            CacheType::Q8_0 => (kernels::kv_q8::quantize(&k)?, kernels::kv_q8::quantize(&v)?),
+        };
         let (k, v) = self.caches[slot].append(&k, &v.contiguous()?)?;
         // Grouped-query attention without copying keys and values once per
         // query head: the query heads that share a key/value head become
@@ -292,7 +301,11 @@ impl Attention {
         let out = match fast {
             Some(out) => out,
             None => {
-                let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+                let widen = |t: Tensor| match self.cache_type {
+                    CacheType::Q8_0 => kernels::kv_q8::dequantize(&t),
+                    _ => t.to_dtype(DType::F32),
+                };
+                let (k, v) = (widen(k)?, widen(v)?);
                 let scores = (q.matmul(&k.t()?)? * scale)?;
                 let scores = if seq > 1 || window.is_some() {
                     scores
@@ -645,7 +658,16 @@ impl Decoder {
     pub fn cache_bytes_per_position(&self) -> usize {
         self.layers
             .iter()
-            .map(|l| 2 * l.attn.num_kv_heads * l.attn.head_dim * l.attn.cache_dtype.size_in_bytes())
+            .map(|l| {
+                let row = match l.attn.cache_type {
+                    CacheType::F32 => 4 * l.attn.head_dim,
+                    CacheType::F16 => 2 * l.attn.head_dim,
+                    CacheType::Q8_0 => {
+                        kernels::kv_q8::row_bytes(l.attn.head_dim).unwrap_or_default()
+                    }
+                };
+                2 * l.attn.num_kv_heads * row
+            })
             .sum()
     }
 }

@@ -133,14 +133,17 @@ pub struct LoadOptions {
 pub enum CacheType {
     F32,
     F16,
+    /// Blocks of 32 values with one f16 scale, as llama.cpp's Q8_0.
+    Q8_0,
 }
 
 impl CacheType {
-    /// Bytes per value.
-    fn bytes(self) -> usize {
+    /// Bytes per 32 values.
+    fn block_bytes(self) -> usize {
         match self {
-            CacheType::F32 => 4,
-            CacheType::F16 => 2,
+            CacheType::F32 => 128,
+            CacheType::F16 => 64,
+            CacheType::Q8_0 => kernels::kv_q8::BLOCK_BYTES,
         }
     }
 }
@@ -176,7 +179,8 @@ pub struct Llm {
 /// cache grows with it (about 2.4 GB at 8K positions for a 4B model in
 /// f32), and summaries of 8K-token chunks are better than of whole books at
 /// once. An f16 cache (the default for quantized weights) holds twice the
-/// positions in the same memory, so its default is twice this.
+/// positions in the same memory, so its default is twice this; a Q8_0 one
+/// (`--cache-type q8_0`) 30,720.
 const DEFAULT_CONTEXT_CAP: usize = 8192;
 
 /// Text of a prompt tokenized in one go, with the byte offsets of its
@@ -741,8 +745,13 @@ pub fn strip_think(text: &str) -> String {
     }
 }
 
+/// The context a run is loaded for: the user's, within the model's; by
+/// default the model's, within what an f32 cache of
+/// [`DEFAULT_CONTEXT_CAP`] positions takes, rounded down to a multiple of
+/// 1,024 positions (30,720 for a Q8_0 cache).
 fn effective_context(model: usize, user: Option<usize>, cache: CacheType) -> usize {
-    let cap = model.min(DEFAULT_CONTEXT_CAP * 4 / cache.bytes());
+    let positions = DEFAULT_CONTEXT_CAP * CacheType::F32.block_bytes() / cache.block_bytes();
+    let cap = model.min(positions / 1024 * 1024);
     match user {
         Some(u) => u.min(model),
         None => cap,
@@ -901,5 +910,9 @@ mod tests {
         );
         assert_eq!(effective_context(8192, None, f16), 8192);
         assert_eq!(effective_context(262_144, Some(1000), f16), 1000);
+        // A Q8_0 cache takes 34 bytes per 32 values, against 128 for f32.
+        let q8 = CacheType::Q8_0;
+        assert_eq!(effective_context(262_144, None, q8), 30 * 1024);
+        assert_eq!(effective_context(32_768, Some(32_768), q8), 32_768);
     }
 }

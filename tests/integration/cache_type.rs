@@ -1,6 +1,6 @@
-//! `--cache-type`: what an f16 key/value cache changes in the logits
-//! against an f32 one, on every fixture family, from f32 weights and from
-//! Q8_0 ones, along the reference outputs.
+//! `--cache-type`: what an f16 and a Q8_0 key/value cache change in the
+//! logits against an f32 one, on every fixture family, from f32 weights and
+//! from Q8_0 ones, along the reference outputs.
 
 use glot::engine::{CacheType, Llm, LoadOptions};
 use glot::hub;
@@ -43,28 +43,53 @@ fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
         .fold(0., f32::max)
 }
 
+/// The same for a Q8_0 cache. Measured on these fixtures: 1.1e-2 to
+/// 2.3e-2, some thirty times what an f16 cache makes.
+const Q8_CACHE_TOL: f32 = 4e-2;
+
 /// From f32 weights, an f16 cache stays within [`F16_CACHE_TOL`] of the
-/// largest logit. From Q8_0 weights (whose activations are rounded to 8
-/// bits too), it moves the logits less than the weights' format itself
-/// does: Q8_0 with an f32 cache against the f32 weights.
+/// largest logit, a Q8_0 one within [`Q8_CACHE_TOL`]. From Q8_0 weights
+/// (whose activations are rounded to 8 bits too), an f16 cache moves the
+/// logits less than the weights' format itself does: Q8_0 with an f32
+/// cache against the f32 weights. (A Q8_0 cache measured less than the
+/// weights too, but on one family within 6% of them: too close to hold on
+/// every CPU's order of sums.)
 #[test]
-fn an_f16_cache_changes_the_logits_less_than_the_tolerance_and_than_q8_0_weights() {
+fn f16_and_q8_0_caches_change_the_logits_less_than_their_tolerances() {
     for family in FAMILIES {
         let exact = logits(&mut load(family, "safetensors", CacheType::F32), family);
-        let half = logits(&mut load(family, "safetensors", CacheType::F16), family);
         let scale = exact.iter().map(|x| x.abs()).fold(0., f32::max);
-        let worst = largest_difference(&exact, &half);
-        eprintln!("{family} f32 weights: f16 cache {worst:e} (largest logit {scale})");
-        assert!(worst > 0.0, "{family}: the same bits with both caches");
-        assert!(worst <= F16_CACHE_TOL * scale, "{family}: {worst}");
+        for (cache, tol) in [
+            (CacheType::F16, F16_CACHE_TOL),
+            (CacheType::Q8_0, Q8_CACHE_TOL),
+        ] {
+            let got = logits(&mut load(family, "safetensors", cache), family);
+            let worst = largest_difference(&exact, &got);
+            eprintln!(
+                "{family} f32 weights: {cache:?} cache {worst:e} = {:e} of the largest logit {scale}",
+                worst / scale
+            );
+            assert!(
+                worst > 0.0,
+                "{family}: the same bits with {cache:?} and f32"
+            );
+            assert!(worst <= tol * scale, "{family} {cache:?}: {worst}");
+        }
 
         let q8 = logits(&mut load(family, "q8_0", CacheType::F32), family);
-        let q8_half = logits(&mut load(family, "q8_0", CacheType::F16), family);
-        let cache = largest_difference(&q8, &q8_half);
         let weights = largest_difference(&q8, &exact);
-        eprintln!("{family} q8_0: f16 cache {cache:e}, q8_0 weights {weights:e}");
-        assert!(cache > 0.0, "{family} q8_0: the same bits with both caches");
-        assert!(cache < weights, "{family} q8_0: {cache} against {weights}");
+        for cache in [CacheType::F16, CacheType::Q8_0] {
+            let got = logits(&mut load(family, "q8_0", cache), family);
+            let moved = largest_difference(&q8, &got);
+            eprintln!("{family} q8_0: {cache:?} cache {moved:e}, q8_0 weights {weights:e}");
+            assert!(
+                moved > 0.0,
+                "{family} q8_0: the same bits with {cache:?} and f32"
+            );
+            if cache == CacheType::F16 {
+                assert!(moved < weights, "{family} q8_0: {moved} against {weights}");
+            }
+        }
     }
 }
 
@@ -85,6 +110,10 @@ fn the_cache_type_is_a_flag_recorded_with_the_output() {
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["reproduce"]["decoding"]["cache_type"], "f16");
+    let out = ask("q8_0");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["reproduce"]["decoding"]["cache_type"], "q8_0");
     let out = ask("q4");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--cache-type"), "{}", stderr(&out));

@@ -50,11 +50,13 @@ impl<'a, T> View<'a, T> {
     }
 }
 
-/// A key/value cache as it is kept: f32, or f16 (half the bytes to read
-/// per token, as llama.cpp keeps it), widened as the kernel reads it.
+/// A key/value cache as it is kept: f32, f16 (half the bytes to read per
+/// token, as llama.cpp keeps it) or Q8_0 rows of bytes ([`super::kv_q8`]),
+/// widened as the kernel reads it.
 enum Cache<'a> {
     F32(View<'a>),
     F16(View<'a, half::f16>),
+    Q8(View<'a, u8>),
 }
 
 impl<'a> Cache<'a> {
@@ -62,14 +64,17 @@ impl<'a> Cache<'a> {
         match s {
             Storage::Cpu(CpuStorage::F32(v)) => View::of(v, layout).map(Cache::F32),
             Storage::Cpu(CpuStorage::F16(v)) => View::of(v, layout).map(Cache::F16),
+            Storage::Cpu(CpuStorage::U8(v)) => View::of(v, layout).map(Cache::Q8),
             _ => None,
         }
     }
 
+    /// Values per row.
     fn d(&self) -> usize {
         match self {
             Cache::F32(v) => v.d,
             Cache::F16(v) => v.d,
+            Cache::Q8(v) => v.d / super::kv_q8::BLOCK_BYTES * super::formats::QK,
         }
     }
 }
@@ -153,12 +158,17 @@ fn attend_in(
             (Cache::F16(k), Cache::F16(v)) => {
                 query.head(k, v, h, positions).dispatch(scores, o, stats)
             }
+            (Cache::Q8(k), Cache::Q8(v)) => {
+                query.head(k, v, h, positions).dispatch_q8(scores, o, stats)
+            }
             _ => unreachable!("keys and values are kept alike"),
         }
     };
     if !matches!(
         (&keys, &values),
-        (Cache::F32(_), Cache::F32(_)) | (Cache::F16(_), Cache::F16(_))
+        (Cache::F32(_), Cache::F32(_))
+            | (Cache::F16(_), Cache::F16(_))
+            | (Cache::Q8(_), Cache::Q8(_))
     ) {
         return Ok(None);
     }
@@ -281,6 +291,20 @@ impl<T: Widen> Head<'_, T> {
             return;
         }
         self.run(scores, out, stats, dot, axpy);
+    }
+}
+
+impl Head<'_, u8> {
+    /// [`Head::dispatch`] for a Q8_0 cache, whose rows are blocks of bytes.
+    fn dispatch_q8(&self, scores: &mut [f32], out: &mut [f32], stats: &mut [(f32, f32)]) {
+        use super::kv_q8;
+        #[cfg(glot_x86)]
+        if super::isa() != super::Isa::Scalar {
+            // SAFETY: the CPU has AVX2, FMA and F16C.
+            unsafe { x86::head_q8(self, scores, out, stats) };
+            return;
+        }
+        self.run(scores, out, stats, kv_q8::dot, kv_q8::axpy);
     }
 }
 
@@ -443,6 +467,27 @@ mod x86 {
         out: &mut [f32],
         stats: &mut [(f32, f32)],
     ) {
+        job.run(
+            scores,
+            out,
+            stats,
+            |a, b| dot(a, b),
+            |a, x, y| axpy(a, x, y),
+        );
+    }
+
+    /// [`head`] over a Q8_0 cache.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn head_q8(
+        job: &super::Head<u8>,
+        scores: &mut [f32],
+        out: &mut [f32],
+        stats: &mut [(f32, f32)],
+    ) {
+        use crate::engine::kernels::kv_q8::x86::{axpy, dot};
         job.run(
             scores,
             out,
@@ -677,6 +722,7 @@ mod tests {
             (3, 1, 1, 1, 8),
             (2, 4, 3, 20, 12),
             (3, 3, 1, 300, 64),
+            (2, 4, 3, 70, 32),
         ] {
             let q = random((1, kv, rep * seq, d), 1);
             // The cache holds more positions than are in use, as the
@@ -710,6 +756,30 @@ mod tests {
                     .unwrap();
                 let diff = max_diff(&got, &want);
                 assert!(diff < 1e-5, "kv {kv} rep {rep} seq {seq} {parts:?}: {diff}");
+            }
+            // A Q8_0 cache gives the product of its widened values.
+            if !d.is_multiple_of(32) {
+                continue;
+            }
+            use crate::engine::kernels::kv_q8;
+            let q8 = |seed| {
+                kv_q8::quantize(&random((1, kv, total + 5, d), seed))
+                    .unwrap()
+                    .narrow(2, 0, total)
+                    .unwrap()
+            };
+            let (kq, vq) = (q8(2), q8(3));
+            let widened = |t: &Tensor| kv_q8::dequantize(t).unwrap();
+            let want_q8 = reference(&q, &widened(&kq), &widened(&vq), seq, scale);
+            for parts in [None, Some(2), Some(3)] {
+                let got = attend_in(&q, &kq, &vq, seq, scale as f32, parts)
+                    .unwrap()
+                    .unwrap();
+                let diff = max_diff(&got, &want_q8);
+                assert!(
+                    diff < 1e-5,
+                    "q8_0 kv {kv} rep {rep} seq {seq} {parts:?}: {diff}"
+                );
             }
         }
     }

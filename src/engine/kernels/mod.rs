@@ -27,6 +27,7 @@ mod formats;
 mod half_precision;
 #[cfg(glot_x86)]
 mod kquants;
+pub mod kv_q8;
 #[cfg(glot_neon)]
 mod neon;
 mod panels;
