@@ -13,8 +13,11 @@
 
 use candle_core::{CpuStorage, DType, Device, Layout, Storage, Tensor};
 
-/// Most query rows per key/value head this path takes: beyond that (long
-/// prompts) the products are large enough for the matrix library.
+#[cfg(glot_x86)]
+mod prompt;
+
+/// Most query rows per key/value head the decode kernel takes: beyond that
+/// (a prompt's positions) [`prompt`] works through them in blocks.
 pub const MAX_ROWS: usize = 16;
 
 /// Multiply-adds below which one thread does all the heads.
@@ -69,6 +72,17 @@ impl<'a> Cache<'a> {
         }
     }
 
+    /// Row `t` of head `h` as f32 values.
+    #[cfg(glot_x86)]
+    fn widen(&self, h: usize, t: usize, out: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        match self {
+            Cache::F32(v) => out.copy_from_slice(v.row(h, t)),
+            Cache::F16(v) => v.row(h, t).convert_to_f32_slice(out),
+            Cache::Q8(v) => super::kv_q8::widen(v.row(h, t), out),
+        }
+    }
+
     /// Values per row.
     fn d(&self) -> usize {
         match self {
@@ -113,7 +127,7 @@ fn attend_in(
 ) -> candle_core::Result<Option<Tensor>> {
     let (b, kv, rows, d) = q.dims4()?;
     let total = k.dim(2)?;
-    if b != 1 || rows > MAX_ROWS || seq == 0 || rows % seq != 0 || seq > total {
+    if b != 1 || seq == 0 || rows % seq != 0 || seq > total {
         return Ok(None);
     }
     if q.dtype() != DType::F32 || !q.device().is_cpu() {
@@ -132,6 +146,26 @@ fn attend_in(
     if keys.d() != d || values.d() != d || k.dim(1)? != kv || v.dim(1)? != kv || v.dim(2)? != total
     {
         return Ok(None);
+    }
+    if rows > MAX_ROWS {
+        #[cfg(not(glot_x86))]
+        return Ok(None);
+        #[cfg(glot_x86)]
+        let job = prompt::Job {
+            q: &qv,
+            keys: &keys,
+            values: &values,
+            rep: rows / seq,
+            seq,
+            scale,
+            total,
+            d,
+        };
+        #[cfg(glot_x86)]
+        return Ok(match prompt::attend(&job, kv) {
+            Some(out) => Some(Tensor::from_vec(out, (1, kv, rows, d), &Device::Cpu)?),
+            None => None,
+        });
     }
     // Waking the other threads costs more than a small cache takes.
     let threads = match kv * rows * total * d < PARALLEL_WORK {
@@ -723,6 +757,13 @@ mod tests {
             (2, 4, 3, 20, 12),
             (3, 3, 1, 300, 64),
             (2, 4, 3, 70, 32),
+            // A prompt's positions: more rows than the decode kernel
+            // takes, from the first position or after a cached prefix,
+            // with heads of one to three vectors' tiles.
+            (2, 3, 40, 100, 64),
+            (1, 2, 37, 37, 32),
+            (2, 1, 20, 300, 128),
+            (3, 2, 17, 50, 8),
         ] {
             let q = random((1, kv, rep * seq, d), 1);
             // The cache holds more positions than are in use, as the
@@ -797,9 +838,11 @@ mod tests {
 
     #[test]
     fn declines_what_it_does_not_cover() {
-        let q = random((1, 2, MAX_ROWS + 1, 8), 1);
+        // Many rows of a width not a whole number of vectors.
+        let q = random((1, 2, MAX_ROWS + 2, 12), 1);
+        let k = random((1, 2, 40, 12), 2);
+        assert!(attend(&q, &k, &k, 2, 1.0).unwrap().is_none());
         let k = random((1, 2, 40, 8), 2);
-        assert!(attend(&q, &k, &k, 1, 1.0).unwrap().is_none());
         let q = random((1, 2, 2, 8), 1).to_dtype(DType::F16).unwrap();
         let k = k.to_dtype(DType::F16).unwrap();
         assert!(attend(&q, &k, &k, 1, 1.0).unwrap().is_none());

@@ -62,17 +62,19 @@ pub fn dequantize(q: &Tensor) -> Result<Tensor> {
     }
     let bytes = q.flatten_all()?.to_vec1::<u8>()?;
     let mut out = vec![0f32; bytes.len() / BLOCK_BYTES * QK];
-    for (block, out) in bytes
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(QK))
-    {
+    widen(&bytes, &mut out);
+    *dims.last_mut().unwrap() = rb / BLOCK_BYTES * QK;
+    Tensor::from_vec(out, dims, q.device())
+}
+
+/// Q8_0 blocks `q` as f32 values `out`.
+pub fn widen(q: &[u8], out: &mut [f32]) {
+    for (block, out) in q.chunks_exact(BLOCK_BYTES).zip(out.chunks_exact_mut(QK)) {
         let d = f16_at(block);
         for (o, &v) in out.iter_mut().zip(&block[2..]) {
             *o = d * v as i8 as f32;
         }
     }
-    *dims.last_mut().unwrap() = rb / BLOCK_BYTES * QK;
-    Tensor::from_vec(out, dims, q.device())
 }
 
 /// `a · b` for a row `b` of Q8_0 blocks: each block's sum of products,
