@@ -335,7 +335,7 @@ impl Head<'_, u8> {
         #[cfg(glot_x86)]
         if super::isa() != super::Isa::Scalar {
             // SAFETY: the CPU has AVX2, FMA and F16C.
-            unsafe { x86::head_q8(self, scores, out, stats) };
+            unsafe { x86::head(self, scores, out, stats) };
             return;
         }
         self.run(scores, out, stats, kv_q8::dot, kv_q8::axpy);
@@ -489,46 +489,53 @@ mod x86 {
 
     use super::Widen;
 
+    /// A cache's rows as the AVX2 loops read them: values of f32 or f16,
+    /// or Q8_0 blocks (`u8`).
+    pub(super) trait Read: Sized {
+        fn dot(a: &[f32], b: &[Self]) -> f32;
+        fn axpy(a: f32, x: &[Self], y: &mut [f32]);
+    }
+
+    // Each is inlined into `head`, whose instruction sets its loops need.
+    impl<T: Widen> Read for T {
+        #[inline(always)]
+        fn dot(a: &[f32], b: &[T]) -> f32 {
+            // SAFETY: only `head` calls it, on a CPU with AVX2, FMA, F16C.
+            unsafe { dot(a, b) }
+        }
+        #[inline(always)]
+        fn axpy(a: f32, x: &[T], y: &mut [f32]) {
+            // SAFETY: as above.
+            unsafe { axpy(a, x, y) }
+        }
+    }
+
+    impl Read for u8 {
+        #[inline(always)]
+        fn dot(a: &[f32], b: &[u8]) -> f32 {
+            // SAFETY: as above.
+            unsafe { crate::engine::kernels::kv_q8::x86::dot(a, b) }
+        }
+        #[inline(always)]
+        fn axpy(a: f32, x: &[u8], y: &mut [f32]) {
+            // SAFETY: as above.
+            unsafe { crate::engine::kernels::kv_q8::x86::axpy(a, x, y) }
+        }
+    }
+
     /// [`super::Head::run`] with 256-bit fused multiply-adds, keys and
-    /// values read as f32 or widened from f16 by F16C.
+    /// values read as f32, widened from f16 by F16C, or from Q8_0 blocks.
     ///
     /// # Safety
     /// The CPU has AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn head<T: Widen>(
+    pub(super) unsafe fn head<T: Read>(
         job: &super::Head<T>,
         scores: &mut [f32],
         out: &mut [f32],
         stats: &mut [(f32, f32)],
     ) {
-        job.run(
-            scores,
-            out,
-            stats,
-            |a, b| dot(a, b),
-            |a, x, y| axpy(a, x, y),
-        );
-    }
-
-    /// [`head`] over a Q8_0 cache.
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and F16C.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn head_q8(
-        job: &super::Head<u8>,
-        scores: &mut [f32],
-        out: &mut [f32],
-        stats: &mut [(f32, f32)],
-    ) {
-        use crate::engine::kernels::kv_q8::x86::{axpy, dot};
-        job.run(
-            scores,
-            out,
-            stats,
-            |a, b| dot(a, b),
-            |a, x, y| axpy(a, x, y),
-        );
+        job.run(scores, out, stats, T::dot, T::axpy);
     }
 
     /// Eight values from `p` as f32: loaded, or widened from f16.
@@ -578,11 +585,7 @@ mod x86 {
                 i += 8;
             }
         }
-        let s = _mm256_add_ps(s0, s1);
-        let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
+        super::super::lanes::sum8(_mm256_add_ps(s0, s1))
             + a[i..n]
                 .iter()
                 .zip(&b[i..n])

@@ -119,6 +119,7 @@ fn dot6_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
 }
 
 mod x86 {
+    use super::super::lanes::sum8;
     use super::{scales, Row, BLOCK, BLOCK6, QK};
     use std::arch::x86_64::*;
 
@@ -303,14 +304,6 @@ mod x86 {
             sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, scale));
         }
         sumi
-    }
-
-    /// The horizontal sum of eight f32 lanes.
-    #[inline(always)]
-    unsafe fn sum8(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
     }
 
     /// [`rows`] for CPUs with AVX2 but not AVX-512: each 32-byte run of

@@ -158,14 +158,7 @@ pub(super) mod x86 {
                 total[i % 2] = _mm256_fmadd_ps(scale(block.as_ptr()), s, total[i % 2]);
             }
         }
-        let total = _mm256_add_ps(total[0], total[1]);
-        let s = _mm_add_ps(
-            _mm256_castps256_ps128(total),
-            _mm256_extractf128_ps(total, 1),
-        );
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
+        super::super::lanes::sum8(_mm256_add_ps(total[0], total[1]))
     }
 
     /// [`super::axpy`] with 256-bit fused multiply-adds.

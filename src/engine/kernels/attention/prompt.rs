@@ -106,6 +106,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Job, Scratch, TILE};
+    use crate::engine::kernels::lanes::{max8, sum8};
 
     /// Attention of head `h`'s queries at `positions` (of the `seq`
     /// newest), written to their rows of `out`, (kv, rows, d).
@@ -228,7 +229,7 @@ mod x86 {
             top = _mm256_max_ps(top, a[v]);
         }
         let old = s.max[i];
-        let max = old.max(hmax(top));
+        let max = old.max(max8(top));
         // SAFETY (all pointers below): row `i`'s `d` values are in
         // `s.acc`, the tile's `n` rows of `d` in `s.values`.
         unsafe {
@@ -250,7 +251,7 @@ mod x86 {
                 total = _mm256_add_ps(total, w);
                 _mm256_storeu_ps(p.as_mut_ptr().add(8 * v), w);
             }
-            s.sum[i] += hsum(total);
+            s.sum[i] += sum8(total);
             // The weighted values, 64 of the row's values at a time in
             // registers.
             let acc = s.acc.as_mut_ptr().add(i * d);
@@ -272,24 +273,6 @@ mod x86 {
                 }
             }
         }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hmax(v: __m256) -> f32 {
-        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        let m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-        _mm_cvtss_f32(m)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
     }
 
     /// `eˣ` of eight values, to about one unit in the last place: `x =
