@@ -784,22 +784,36 @@ mod tests {
             let widen = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
             let want_half = reference(&q, &widen(&kh), &widen(&vh), seq, scale);
             let want = reference(&q, &k, &v, seq, scale);
+            // The kernel's result, or its refusal where it has no vector
+            // loops for a prompt's rows (aarch64, the portable build): the
+            // decoder then takes the general computation.
+            let check = |k: &Tensor, v: &Tensor, want: &Tensor, what: &str, parts| match attend_in(
+                &q,
+                k,
+                v,
+                seq,
+                scale as f32,
+                parts,
+            )
+            .unwrap()
+            {
+                Some(got) => {
+                    let diff = max_diff(&got, want);
+                    assert!(
+                        diff < 1e-5,
+                        "{what} kv {kv} rep {rep} seq {seq} {parts:?}: {diff}"
+                    );
+                }
+                None => assert!(
+                    rep * seq > MAX_ROWS && !cfg!(glot_x86),
+                    "{what} kv {kv} rep {rep} seq {seq}: declined"
+                ),
+            };
             // Each head's positions whole, or cut in parts whose softmaxes
             // are merged (a part may hold no position a row sees).
             for parts in [None, Some(1), Some(2), Some(3), Some(7)] {
-                let got = attend_in(&q, &kh, &vh, seq, scale as f32, parts)
-                    .unwrap()
-                    .unwrap();
-                let diff = max_diff(&got, &want_half);
-                assert!(
-                    diff < 1e-5,
-                    "f16 kv {kv} rep {rep} seq {seq} {parts:?}: {diff}"
-                );
-                let got = attend_in(&q, &k, &v, seq, scale as f32, parts)
-                    .unwrap()
-                    .unwrap();
-                let diff = max_diff(&got, &want);
-                assert!(diff < 1e-5, "kv {kv} rep {rep} seq {seq} {parts:?}: {diff}");
+                check(&kh, &vh, &want_half, "f16", parts);
+                check(&k, &v, &want, "f32", parts);
             }
             // A Q8_0 cache gives the product of its widened values.
             if !d.is_multiple_of(32) {
@@ -816,14 +830,7 @@ mod tests {
             let widened = |t: &Tensor| kv_q8::dequantize(t).unwrap();
             let want_q8 = reference(&q, &widened(&kq), &widened(&vq), seq, scale);
             for parts in [None, Some(2), Some(3)] {
-                let got = attend_in(&q, &kq, &vq, seq, scale as f32, parts)
-                    .unwrap()
-                    .unwrap();
-                let diff = max_diff(&got, &want_q8);
-                assert!(
-                    diff < 1e-5,
-                    "q8_0 kv {kv} rep {rep} seq {seq} {parts:?}: {diff}"
-                );
+                check(&kq, &vq, &want_q8, "q8_0", parts);
             }
         }
     }
