@@ -658,15 +658,9 @@ impl Decoder {
     pub fn cache_bytes_per_position(&self) -> usize {
         self.layers
             .iter()
+            // Exact for every type: a Q8_0 cache's heads are whole blocks.
             .map(|l| {
-                let row = match l.attn.cache_type {
-                    CacheType::F32 => 4 * l.attn.head_dim,
-                    CacheType::F16 => 2 * l.attn.head_dim,
-                    CacheType::Q8_0 => {
-                        kernels::kv_q8::row_bytes(l.attn.head_dim).unwrap_or_default()
-                    }
-                };
-                2 * l.attn.num_kv_heads * row
+                2 * l.attn.num_kv_heads * l.attn.head_dim * l.attn.cache_type.block_bytes() / 32
             })
             .sum()
     }
