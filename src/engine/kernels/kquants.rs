@@ -3,11 +3,12 @@
 //!
 //! candle's fast x86 path for these repacks every matrix into a second,
 //! larger copy on first use and keeps both: a Q4_K_M model then takes 2.4
-//! times its file in memory. These kernels read the file's own layout, with
-//! activations quantized to 8 bits per 256 values as llama.cpp's Q8_K.
-//! CPUs with AVX-512 VNNI take 512-bit kernels, CPUs with AVX2 only
-//! 256-bit ones (byte products into 16-bit pairs, which 4- and 6-bit values
-//! cannot overflow); others keep candle's.
+//! times its file in memory. Here the activations are quantized to 8 bits
+//! per 256 values as llama.cpp's Q8_K, and the weights are kept once: CPUs
+//! with AVX-512 VNNI rearrange them at load into panels of 16 rows that
+//! replace the file's layout ([`kpanels`]); CPUs with AVX2 only read the
+//! file's layout with 256-bit kernels (byte products into 16-bit pairs,
+//! which 4- and 6-bit values cannot overflow); others keep candle's.
 
 use std::sync::Arc;
 
@@ -17,24 +18,28 @@ use candle_core::{Module, Tensor};
 use super::acts::{Acts, Row, Scheme};
 #[cfg(test)]
 use super::formats::f16_at;
+use super::kpanels::{self, KPanels, Kind};
+use super::pool::{for_panels, tile_rows};
 
 /// Values per block.
-const QK: usize = 256;
+pub(super) const QK: usize = 256;
 /// Bytes per Q4_K block: f16 scale and min scale, 12 bytes of 6-bit
 /// sub-block scales and mins, 128 bytes of nibbles.
-const BLOCK: usize = 144;
+pub(super) const BLOCK: usize = 144;
 /// Bytes per Q6_K block: 128 bytes of low nibbles, 64 of high bit pairs,
 /// 16 signed scales (one per 16 values), f16 scale.
-const BLOCK6: usize = 210;
+pub(super) const BLOCK6: usize = 210;
 /// Activation rows that share one pass over a weight row (and its unpacked
 /// scales).
 const ROWS: usize = 8;
+/// Activation rows that share one decoding of a panel's quarter block.
+const PANEL_ROWS: usize = 4;
 /// Weight rows per unit of work when there are several activation rows.
 const COLS: usize = 16;
 
 /// The eight sub-block scales and mins of a block (6 bits each, packed in
 /// 12 bytes as llama.cpp packs them).
-fn scales(q: &[u8]) -> ([i32; 8], [i32; 8]) {
+pub(super) fn scales(q: &[u8]) -> ([i32; 8], [i32; 8]) {
     let (mut sc, mut mn) = ([0i32; 8], [0i32; 8]);
     for j in 0..8 {
         let (s, m) = if j < 4 {
@@ -78,30 +83,11 @@ fn dot_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
 }
 
 #[cfg(test)]
-/// The 256 values of a Q6_K block, before scales (0..64, offset 32 not
-/// yet taken off), in llama.cpp's order.
-fn q6k_values(block: &[u8]) -> [i32; QK] {
-    let (ql, qh) = (&block[..128], &block[128..192]);
-    let mut v = [0i32; QK];
-    for h in 0..2 {
-        let (ql, qh) = (&ql[64 * h..], &qh[32 * h..]);
-        for l in 0..32 {
-            let y = &mut v[128 * h..];
-            y[l] = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) as i32;
-            y[l + 32] = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) as i32;
-            y[l + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32;
-            y[l + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32;
-        }
-    }
-    v
-}
-
-#[cfg(test)]
 fn dot6_scalar<const R: usize>(w: &[u8], rows: [Row; R]) -> [f32; R] {
     let mut acc = [0f32; R];
     for (i, block) in w.chunks_exact(BLOCK6).enumerate() {
         let d = f16_at(&block[208..210]);
-        let v = q6k_values(block);
+        let v = super::kpanels::q6k_values(block).map(i32::from);
         for (a, row) in acc.iter_mut().zip(&rows) {
             let act = &row.qs[i * QK..(i + 1) * QK];
             let mut sumi = 0i32;
@@ -129,163 +115,6 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    /// `out[r * n + col] = w[col] · rows[r]` for `cols`. The nibbles are
-    /// unsigned, so the byte products need no sign trick. Each 512-bit step
-    /// takes a 32-byte run of nibbles: its low halves (one sub-block) and
-    /// high halves (the next) against the 64 activation bytes they meet; the
-    /// sub-block scales multiply the 32-bit sums, the mins the activation
-    /// sums.
-    ///
-    /// # Safety
-    /// AVX-512 VNNI; `w` holds every row in `cols`; `out` is valid for the
-    /// writes and no one else touches them.
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")]
-    pub(super) unsafe fn rows<const R: usize>(
-        w: &[u8],
-        cols: std::ops::Range<usize>,
-        rows: [Row; R],
-        out: *mut f32,
-        n: usize,
-    ) {
-        let kb = rows[0].d.len();
-        let low = _mm512_set1_epi8(0x0f);
-        // Shift the upper 256 bits by 4: their bytes become the high nibbles.
-        let shifts = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
-        for col in cols {
-            let base = w.as_ptr().add(col * kb * BLOCK);
-            let mut acc = [_mm512_setzero_ps(); R];
-            let mut corr = [_mm256_setzero_ps(); R];
-            for i in 0..kb {
-                let block = base.add(i * BLOCK);
-                let (d, dmin) = (f16_at(block), f16_at(block.add(2)));
-                let (sc, mn) = scales(std::slice::from_raw_parts(block.add(4), 12));
-                let sc_all =
-                    _mm512_castsi256_si512(_mm256_loadu_si256(sc.as_ptr() as *const __m256i));
-                let mins = _mm256_loadu_si256(mn.as_ptr() as *const __m256i);
-                let mut q = [_mm512_setzero_si512(); 4];
-                let mut scale = [_mm512_setzero_si512(); 4];
-                for j in 0..4 {
-                    let bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                        block.add(16 + 32 * j) as *const __m256i
-                    ));
-                    q[j] = _mm512_and_si512(_mm512_srlv_epi16(bytes, shifts), low);
-                    let pick = _mm512_inserti64x4(
-                        _mm512_set1_epi32(2 * j as i32),
-                        _mm256_set1_epi32(2 * j as i32 + 1),
-                        1,
-                    );
-                    scale[j] = _mm512_permutexvar_epi32(pick, sc_all);
-                }
-                for r in 0..R {
-                    let row = rows[r];
-                    let a = row.qs.as_ptr().add(i * QK);
-                    let mut sumi = _mm512_setzero_si512();
-                    for j in 0..4 {
-                        let y = _mm512_loadu_si512(a.add(64 * j) as *const _);
-                        let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[j], y);
-                        sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scale[j]));
-                    }
-                    let da = *row.d.get_unchecked(i);
-                    let sums = _mm256_loadu_si256(row.sums.as_ptr().add(i * 8) as *const __m256i);
-                    let summ = _mm256_cvtepi32_ps(_mm256_mullo_epi32(mins, sums));
-                    acc[r] =
-                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d * da), acc[r]);
-                    corr[r] = _mm256_fmadd_ps(summ, _mm256_set1_ps(dmin * da), corr[r]);
-                }
-            }
-            for r in 0..R {
-                let c = _mm512_insertf32x8(_mm512_setzero_ps(), corr[r], 0);
-                *out.add(r * n + col) = _mm512_reduce_add_ps(acc[r]) - _mm512_reduce_add_ps(c);
-            }
-        }
-    }
-
-    /// The Q6_K counterpart of [`rows`]: each 32-byte run of low nibbles
-    /// and high bit pairs gives four runs of 32 six-bit values; the sixteen
-    /// signed scales multiply the 32-bit sums, and the offset of 32 comes off
-    /// through the activation sums of each 16.
-    ///
-    /// # Safety
-    /// As for [`rows`].
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")]
-    pub(super) unsafe fn rows6<const R: usize>(
-        w: &[u8],
-        cols: std::ops::Range<usize>,
-        rows: [Row; R],
-        out: *mut f32,
-        n: usize,
-    ) {
-        let kb = rows[0].d.len();
-        let m4 = _mm256_set1_epi8(0x0f);
-        let m2 = _mm256_set1_epi8(3);
-        // Runs 2u and 2u + 1 of half h lie side by side in the activations,
-        // so one 512-bit step takes both: its 32-bit lanes hold four sums of
-        // 16 values each, with scales 8h + 4u + 0…3.
-        let pick: [[__m512i; 2]; 2] = std::array::from_fn(|h| {
-            std::array::from_fn(|u| {
-                let s = (8 * h + 4 * u) as i32;
-                _mm512_add_epi32(
-                    _mm512_set1_epi32(s),
-                    _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                )
-            })
-        });
-        for col in cols {
-            let base = w.as_ptr().add(col * kb * BLOCK6);
-            let mut acc = [_mm512_setzero_ps(); R];
-            let mut corr = [_mm512_setzero_ps(); R];
-            for i in 0..kb {
-                let block = base.add(i * BLOCK6);
-                let d = f16_at(block.add(208));
-                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(block.add(192) as *const __m128i));
-                let mut v = [[_mm512_setzero_si512(); 2]; 2];
-                let mut scale = [[_mm512_setzero_si512(); 2]; 2];
-                for h in 0..2 {
-                    let ql0 = _mm256_loadu_si256(block.add(64 * h) as *const __m256i);
-                    let ql1 = _mm256_loadu_si256(block.add(64 * h + 32) as *const __m256i);
-                    let qh = _mm256_loadu_si256(block.add(128 + 32 * h) as *const __m256i);
-                    let high = |bits: __m256i| _mm256_slli_epi16(_mm256_and_si256(bits, m2), 4);
-                    let r0 = _mm256_or_si256(_mm256_and_si256(ql0, m4), high(qh));
-                    let r1 =
-                        _mm256_or_si256(_mm256_and_si256(ql1, m4), high(_mm256_srli_epi16(qh, 2)));
-                    let r2 = _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                        high(_mm256_srli_epi16(qh, 4)),
-                    );
-                    let r3 = _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                        high(_mm256_srli_epi16(qh, 6)),
-                    );
-                    v[h][0] = _mm512_inserti64x4(_mm512_castsi256_si512(r0), r1, 1);
-                    v[h][1] = _mm512_inserti64x4(_mm512_castsi256_si512(r2), r3, 1);
-                    for u in 0..2 {
-                        scale[h][u] = _mm512_permutexvar_epi32(pick[h][u], sc);
-                    }
-                }
-                for r in 0..R {
-                    let row = rows[r];
-                    let a = row.qs.as_ptr().add(i * QK);
-                    let mut sumi = _mm512_setzero_si512();
-                    for h in 0..2 {
-                        for u in 0..2 {
-                            let y = _mm512_loadu_si512(a.add(128 * h + 64 * u) as *const _);
-                            let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v[h][u], y);
-                            sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(p, scale[h][u]));
-                        }
-                    }
-                    let dd = d * *row.d.get_unchecked(i);
-                    let sums = _mm512_loadu_si512(row.sums16.as_ptr().add(i * 16) as *const _);
-                    let off = _mm512_cvtepi32_ps(_mm512_mullo_epi32(sc, sums));
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(dd), acc[r]);
-                    corr[r] = _mm512_fmadd_ps(off, _mm512_set1_ps(32.0 * dd), corr[r]);
-                }
-            }
-            for r in 0..R {
-                *out.add(r * n + col) = _mm512_reduce_add_ps(_mm512_sub_ps(acc[r], corr[r]));
-            }
-        }
-    }
-
     /// Adds to each row's 32-bit sums the products of the 32 unsigned
     /// values `w` with its activations `at..at + 32`: byte products into
     /// 16-bit pairs, then the pairs times `scale` (16-bit lanes) into the
@@ -306,7 +135,8 @@ mod x86 {
         sumi
     }
 
-    /// [`rows`] for CPUs with AVX2 but not AVX-512: each 32-byte run of
+    /// `out[r * n + col] = w[col] · rows[r]` for `cols`, on CPUs with AVX2
+    /// (those with AVX-512 VNNI take panels instead): each 32-byte run of
     /// nibbles gives two sub-blocks of 32 values (low halves, high halves);
     /// `vpmaddubsw` multiplies them by the activation bytes into pairs of
     /// 16-bit sums (at most 2·15·128, so nothing saturates), and
@@ -319,7 +149,8 @@ mod x86 {
     /// activations' scaled sums. Every row is computed alike whatever `R`.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C; otherwise as for [`rows`].
+    /// AVX2, FMA and F16C; `w` holds every row in `cols`; `out` is valid
+    /// for the writes and no one else touches them.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn rows_avx2<const R: usize>(
         w: &[u8],
@@ -373,7 +204,7 @@ mod x86 {
         }
     }
 
-    /// [`rows6`] for CPUs with AVX2 but not AVX-512. A run of 32 six-bit
+    /// The Q6_K counterpart of [`rows_avx2`]. A run of 32 six-bit
     /// values spans two scales: `vpmaddubsw` gives 16-bit pair sums (at most
     /// 2·63·128), and `vpmaddwd` by the two scales, each over its half of
     /// the register, adds them into 32-bit sums. The offset of 32 comes off
@@ -455,69 +286,128 @@ mod x86 {
     }
 }
 
-/// Whether this CPU takes these kernels: AVX-512 VNNI's, or AVX2's.
-fn available() -> bool {
-    matches!(super::isa(), super::Isa::Vnni | super::Isa::Avx2)
+/// How a [`KMatrix`] keeps its values.
+enum Layout {
+    /// The file's blocks, for the AVX2 kernels here.
+    File(Arc<QTensor>),
+    /// Panels of 16 rows, for AVX-512 VNNI ([`kpanels`]).
+    Panels(KPanels),
 }
 
-/// A Q4_K or Q6_K matrix of `n` rows of `k` values, as the file holds it.
+/// A Q4_K or Q6_K matrix of `n` rows of `k` values: in panels on CPUs with
+/// AVX-512 VNNI, as the file holds it on those with AVX2 only.
 pub struct KMatrix {
-    six: bool,
+    kind: Kind,
     n: usize,
     k: usize,
-    tensor: Arc<QTensor>,
+    layout: Layout,
 }
 
 impl KMatrix {
     pub(super) fn of(t: &Arc<QTensor>) -> Option<KMatrix> {
-        let six = match t.dtype() {
-            GgmlDType::Q4K => false,
-            GgmlDType::Q6K => true,
-            _ => return None,
-        };
-        if !t.device().is_cpu() || !available() {
+        let (n, k) = t.shape().dims2().ok()?;
+        if !t.device().is_cpu() {
             return None;
         }
-        let (n, k) = t.shape().dims2().ok()?;
-        (k % QK == 0).then(|| KMatrix {
-            six,
+        match super::isa() {
+            super::Isa::Vnni => KMatrix::from_file(t.dtype(), n, k, &t.data().ok()?),
+            super::Isa::Avx2 => {
+                let kind = kind_of(t.dtype())?;
+                k.is_multiple_of(QK).then(|| KMatrix {
+                    kind,
+                    n,
+                    k,
+                    layout: Layout::File(t.clone()),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// On CPUs with AVX-512 VNNI, the matrix of `n` rows of `k` values of
+    /// type `dtype` laid out as in a GGUF file, `src`, in panels.
+    pub(super) fn from_file(dtype: GgmlDType, n: usize, k: usize, src: &[u8]) -> Option<KMatrix> {
+        if super::isa() != super::Isa::Vnni {
+            return None;
+        }
+        let kind = kind_of(dtype)?;
+        let panels = KPanels::new(kind, n, k, src)?;
+        Some(KMatrix {
+            kind,
             n,
             k,
-            tensor: t.clone(),
+            layout: Layout::Panels(panels),
         })
     }
 
-    /// The matrix as the file has it.
-    pub(super) fn tensor(&self) -> Arc<QTensor> {
-        self.tensor.clone()
+    /// The matrix as the file has it, where it is kept so.
+    pub(super) fn tensor(&self) -> Option<Arc<QTensor>> {
+        match &self.layout {
+            Layout::File(t) => Some(t.clone()),
+            Layout::Panels(_) => None,
+        }
+    }
+
+    /// Whether rows can be looked up in the matrix (panels can).
+    pub(super) fn has_rows(&self) -> bool {
+        matches!(self.layout, Layout::Panels(_))
+    }
+
+    /// Rows `ids` of the matrix as f32: the lookup of an embedding table
+    /// that is also the output head.
+    pub(super) fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.layout {
+            Layout::Panels(p) => super::lookup(ids, self.n, self.k, |row, out| p.row(row, out)),
+            Layout::File(_) => {
+                candle_core::bail!("this matrix does not serve as an embedding table")
+            }
+        }
     }
 
     fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
         let acts = Acts::quantize(Scheme::Q8K, x, k);
-        let data = self.tensor.data()?;
-        let six = self.six;
         let mut out = vec![0f32; m * n];
         let dst = out.as_mut_ptr() as usize;
-        let vnni = super::isa() == super::Isa::Vnni;
-        /// One kernel of the four, by format and instruction set.
+        let tensor = match &self.layout {
+            Layout::Panels(panels) => {
+                let kind = self.kind;
+                for_panels(&[panels.panels()], m, |_, p, rows| {
+                    let panel = panels.panel(p);
+                    // SAFETY (both): panels are built only where `isa()`
+                    // found AVX-512 VNNI; the kernel checks the rows.
+                    tile_rows::<PANEL_ROWS>(
+                        rows,
+                        (dst, n, p),
+                        |r| {
+                            let rows = std::array::from_fn(|i| acts.row(r + i));
+                            unsafe { kpanels::x86::tile_vnni(kind, panel, rows) }
+                        },
+                        |r| unsafe { kpanels::x86::tile_vnni(kind, panel, [acts.row(r)])[0] },
+                    );
+                });
+                return Ok(out);
+            }
+            Layout::File(t) => t,
+        };
+        let data = tensor.data()?;
+        let six = self.kind == Kind::Q6K;
+        /// One kernel of the two, by format.
         macro_rules! tile {
             ($r:expr, $cols:expr, $rows:expr, $out:expr) => {
-                match (six, vnni) {
-                    (false, true) => x86::rows::<$r>(&data, $cols, $rows, $out, n),
-                    (false, false) => x86::rows_avx2::<$r>(&data, $cols, $rows, $out, n),
-                    (true, true) => x86::rows6::<$r>(&data, $cols, $rows, $out, n),
-                    (true, false) => x86::rows6_avx2::<$r>(&data, $cols, $rows, $out, n),
+                match six {
+                    false => x86::rows_avx2::<$r>(&data, $cols, $rows, $out, n),
+                    true => x86::rows6_avx2::<$r>(&data, $cols, $rows, $out, n),
                 }
             };
         }
         // Weight rows `cols` against activation rows `r..r + R`.
         let run = |r: usize, cols: std::ops::Range<usize>| {
             let out = (dst as *mut f32).wrapping_add(r * n);
-            // SAFETY: `available` checked the instruction sets; each (row,
-            // column) of `out` is in one unit of work only, and `data`
-            // holds all `n` rows.
+            // SAFETY: `of` kept the file's layout only where `isa()` found
+            // AVX2; each (row, column) of `out` is in one unit of work
+            // only, and `data` holds all `n` rows.
             unsafe {
                 if r + ROWS <= m {
                     let rows = std::array::from_fn(|i| acts.row(r + i));
@@ -543,6 +433,15 @@ impl KMatrix {
             });
         }
         Ok(out)
+    }
+}
+
+/// The k-quant format of a ggml type, if it is Q4_K or Q6_K.
+fn kind_of(dtype: GgmlDType) -> Option<Kind> {
+    match dtype {
+        GgmlDType::Q4K => Some(Kind::Q4K),
+        GgmlDType::Q6K => Some(Kind::Q6K),
+        _ => None,
     }
 }
 

@@ -26,6 +26,8 @@ mod dense;
 mod formats;
 mod half_precision;
 #[cfg(glot_x86)]
+mod kpanels;
+#[cfg(glot_x86)]
 mod kquants;
 pub mod kv_q8;
 #[cfg(glot_neon)]
@@ -111,7 +113,7 @@ pub(super) fn forward_rows(
 pub enum Matmul {
     Blocks(Arc<BlockMatrix>),
     #[cfg(glot_x86)]
-    Q4K(Arc<kquants::KMatrix>),
+    KQuant(Arc<kquants::KMatrix>),
     Half(Arc<half_precision::HalfMatrix>),
     Candle(QMatMul),
 }
@@ -126,7 +128,12 @@ impl Matmul {
     /// Whether [`Matmul::embedding`] can look rows up in this matrix, so
     /// that a tied embedding table need not be kept a second time.
     pub fn has_rows(&self) -> bool {
-        matches!(self, Matmul::Blocks(_) | Matmul::Half(_))
+        match self {
+            Matmul::Blocks(_) | Matmul::Half(_) => true,
+            #[cfg(glot_x86)]
+            Matmul::KQuant(k) => k.has_rows(),
+            Matmul::Candle(_) => false,
+        }
     }
 
     /// Rows `ids` of the matrix as f32 (an embedding lookup).
@@ -136,9 +143,7 @@ impl Matmul {
             Matmul::Half(h) => h.embedding(ids),
             Matmul::Candle(m) => m.embedding(ids),
             #[cfg(glot_x86)]
-            Matmul::Q4K(_) => {
-                candle_core::bail!("this matrix does not serve as an embedding table")
-            }
+            Matmul::KQuant(k) => k.embedding(ids),
         }
     }
 
@@ -192,7 +197,7 @@ impl Matmul {
             }
             #[cfg(glot_x86)]
             if let Some(b) = kquants::KMatrix::of(t) {
-                return Matmul::Q4K(Arc::new(b));
+                return Matmul::KQuant(Arc::new(b));
             }
             if let Some(h) = half_precision::HalfMatrix::of(t) {
                 return Matmul::Half(Arc::new(h));
@@ -202,11 +207,16 @@ impl Matmul {
     }
 
     /// A matrix of `n` rows of `k` values in one of the 32-value block
-    /// formats, from its bytes as a GGUF file lays them out: the panels are
-    /// built straight from them (see [`Matmul::new`] for when they are).
+    /// formats (or Q4_K and Q6_K on CPUs with AVX-512 VNNI), from its bytes
+    /// as a GGUF file lays them out: the panels are built straight from
+    /// them (see [`Matmul::new`] for when they are).
     pub fn of_file_blocks(dtype: GgmlDType, n: usize, k: usize, bytes: &[u8]) -> Option<Matmul> {
         if isa() == Isa::Scalar {
             return None;
+        }
+        #[cfg(glot_x86)]
+        if let Some(m) = kquants::KMatrix::from_file(dtype, n, k, bytes) {
+            return Some(Matmul::KQuant(Arc::new(m)));
         }
         BlockMatrix::from_file(dtype, n, k, bytes).map(|b| Matmul::Blocks(Arc::new(b)))
     }
@@ -217,7 +227,7 @@ impl Matmul {
         match self {
             Matmul::Candle(m) => Some(m.clone()),
             #[cfg(glot_x86)]
-            Matmul::Q4K(k) => Some(QMatMul::QTensor(k.tensor())),
+            Matmul::KQuant(k) => k.tensor().map(QMatMul::QTensor),
             Matmul::Blocks(_) | Matmul::Half(_) => None,
         }
     }
@@ -228,7 +238,7 @@ impl Module for Matmul {
         match self {
             Matmul::Blocks(b) => b.forward(x),
             #[cfg(glot_x86)]
-            Matmul::Q4K(b) => b.forward(x),
+            Matmul::KQuant(b) => b.forward(x),
             Matmul::Half(h) => h.forward(x),
             Matmul::Candle(QMatMul::QTensor(t)) if rows(x) >= WIDEN_ROWS && x.device().is_cpu() => {
                 // candle's products for the types without kernels here take
