@@ -364,33 +364,24 @@ impl KMatrix {
         }
     }
 
+    /// The panels, where the matrix is kept so.
+    pub(super) fn panels(&self) -> Option<&KPanels> {
+        match &self.layout {
+            Layout::Panels(p) => Some(p),
+            Layout::File(_) => None,
+        }
+    }
+
     fn matmul(&self, x: &[f32]) -> candle_core::Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
         let m = x.len() / k;
+        let tensor = match &self.layout {
+            Layout::Panels(panels) => return Ok(products(&[panels], x, k).remove(0)),
+            Layout::File(t) => t,
+        };
         let acts = Acts::quantize(Scheme::Q8K, x, k);
         let mut out = vec![0f32; m * n];
         let dst = out.as_mut_ptr() as usize;
-        let tensor = match &self.layout {
-            Layout::Panels(panels) => {
-                let kind = self.kind;
-                for_panels(&[panels.panels()], m, |_, p, rows| {
-                    let panel = panels.panel(p);
-                    // SAFETY (both): panels are built only where `isa()`
-                    // found AVX-512 VNNI; the kernel checks the rows.
-                    tile_rows::<PANEL_ROWS>(
-                        rows,
-                        (dst, n, p),
-                        |r| {
-                            let rows = std::array::from_fn(|i| acts.row(r + i));
-                            unsafe { kpanels::x86::tile_vnni(kind, panel, rows) }
-                        },
-                        |r| unsafe { kpanels::x86::tile_vnni(kind, panel, [acts.row(r)])[0] },
-                    );
-                });
-                return Ok(out);
-            }
-            Layout::File(t) => t,
-        };
         let data = tensor.data()?;
         let six = self.kind == Kind::Q6K;
         /// One kernel of the two, by format.
@@ -434,6 +425,35 @@ impl KMatrix {
         }
         Ok(out)
     }
+}
+
+/// `x · bᵀ` for every matrix `b` of `bs`, in panels and all `k` wide, `x`
+/// being rows of `k` values given as one slice: the activations are
+/// quantized once, and the panels of all the matrices are one range split
+/// between the threads (Q, K and V, or gate and up, in one pass), as
+/// [`super::blocks::products`] does for the 32-value formats.
+pub(super) fn products(bs: &[&KPanels], x: &[f32], k: usize) -> Vec<Vec<f32>> {
+    let m = x.len() / k;
+    let acts = Acts::quantize(Scheme::Q8K, x, k);
+    let mut outs: Vec<Vec<f32>> = bs.iter().map(|b| vec![0f32; m * b.n]).collect();
+    let dsts: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+    let panels: Vec<usize> = bs.iter().map(|b| b.panels()).collect();
+    for_panels(&panels, m, |at, p, rows| {
+        let (b, dst) = (bs[at], dsts[at]);
+        let (kind, panel) = (b.kind, b.panel(p));
+        // SAFETY (both): panels are built only where `isa()` found AVX-512
+        // VNNI; the kernel checks the rows' lengths against the panel.
+        tile_rows::<PANEL_ROWS>(
+            rows,
+            (dst, b.n, p),
+            |r| {
+                let rows = std::array::from_fn(|i| acts.row(r + i));
+                unsafe { kpanels::x86::tile_vnni(kind, panel, rows) }
+            },
+            |r| unsafe { kpanels::x86::tile_vnni(kind, panel, [acts.row(r)])[0] },
+        );
+    });
+    outs
 }
 
 /// The k-quant format of a ggml type, if it is Q4_K or Q6_K.

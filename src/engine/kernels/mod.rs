@@ -273,10 +273,11 @@ fn rows(x: &Tensor) -> usize {
 }
 
 /// `x · mᵀ` for every matrix of `ms`, all taking the same input (Q, K and V;
-/// gate and up). Where all are in block formats, or all in the same half
-/// precision, the input is quantized or converted once and all the
-/// products are one parallel pass (see [`blocks::products`]): a decode step would
-/// otherwise wait for the threads once per matrix.
+/// gate and up). Where all are in block formats, all Q4_K or Q6_K panels,
+/// or all in the same half precision, the input is quantized or converted
+/// once and all the products are one parallel pass (see
+/// [`blocks::products`]): a decode step would otherwise wait for the
+/// threads once per matrix.
 ///
 /// With `step`, each row of `x` is one token of its own sequence, and the
 /// products are [`Matmul::forward_step`]'s.
@@ -301,14 +302,29 @@ pub fn forward_all(ms: &[&Matmul], x: &Tensor, step: bool) -> candle_core::Resul
             _ => None,
         })
         .collect();
+    #[cfg(glot_x86)]
+    let kpanels: Option<Vec<&kpanels::KPanels>> = ms
+        .iter()
+        .map(|m| match m {
+            Matmul::KQuant(q) => q.panels().filter(|p| p.k == k),
+            _ => None,
+        })
+        .collect();
+    #[cfg(not(glot_x86))]
+    let kpanels: Option<Vec<&Matmul>> = None;
     let data = || x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
-    let (outs, widths): (Vec<Vec<f32>>, Vec<usize>) = match (blocks, halves) {
+    let (outs, widths): (Vec<Vec<f32>>, Vec<usize>) = match (blocks, halves, kpanels) {
         _ if k == 0 || ms.is_empty() => return ms.iter().map(|m| one(m)).collect(),
-        (Some(bs), _) => (
+        (Some(bs), _, _) => (
             blocks::products(&bs, &data()?, k),
             bs.iter().map(|b| b.panels.n).collect(),
         ),
-        (_, Some(hs)) if hs.iter().all(|h| h.pairs_with(hs[0])) => (
+        #[cfg(glot_x86)]
+        (_, _, Some(ks)) => (
+            kquants::products(&ks, &data()?, k),
+            ks.iter().map(|b| b.n).collect(),
+        ),
+        (_, Some(hs), _) if hs.iter().all(|h| h.pairs_with(hs[0])) => (
             half_precision::products(&hs, &data()?),
             hs.iter().map(|h| h.n()).collect(),
         ),
@@ -542,18 +558,29 @@ mod tests {
             ],
             vec![(GgmlDType::F16, 40), (GgmlDType::F16, 9)],
             vec![(GgmlDType::BF16, 17), (GgmlDType::BF16, 3)],
+            // Q4_K and Q6_K panels, where the CPU has them.
+            vec![
+                (GgmlDType::Q4K, 40),
+                (GgmlDType::Q6K, 9),
+                (GgmlDType::Q4K, 3),
+            ],
         ];
         for set in sets {
+            let k = if set[0].0 == GgmlDType::Q4K { 512 } else { 64 };
             let ms: Vec<Matmul> = set
                 .into_iter()
-                .map(|(dt, n)| in_panels(quantized(dt, n, 64)))
+                .map(|(dt, n)| in_panels(quantized(dt, n, k)))
                 .collect();
-            assert!(ms
-                .iter()
-                .all(|m| matches!(m, Matmul::Blocks(_) | Matmul::Half(_))));
+            // Only a CPU with AVX-512 VNNI keeps K-quants in panels.
+            let vnni = path_name() == "avx512-vnni";
+            assert!(ms.iter().all(|m| match m {
+                Matmul::Blocks(_) | Matmul::Half(_) => true,
+                #[cfg(glot_x86)]
+                Matmul::KQuant(q) => q.panels().is_some() || !vnni,
+                Matmul::Candle(_) => !vnni,
+            }));
             for rows in [1, 6] {
-                let x =
-                    Tensor::from_vec(random(64 * rows, 9), (1, rows, 64), &Device::Cpu).unwrap();
+                let x = Tensor::from_vec(random(k * rows, 9), (1, rows, k), &Device::Cpu).unwrap();
                 let all = forward_all(&ms.iter().collect::<Vec<_>>(), &x, false).unwrap();
                 for (m, y) in ms.iter().zip(all) {
                     let alone = m.forward(&x).unwrap();
