@@ -271,7 +271,7 @@ pub struct ModelArgs {
     /// calls take little more time per step than one. Every output is the
     /// same, bit for bit, whatever N; only the time changes. Each call
     /// keeps its own key/value cache, within half the free memory.
-    /// Default: 4 (1 for `glot generate`); 1 is one call at a time.
+    /// Default: 8 (1 for `glot generate`); 1 is one call at a time.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: Option<u32>,
 }

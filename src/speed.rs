@@ -79,9 +79,9 @@ pub fn recall(info: &ModelInfo) -> Option<Speed> {
 /// Records the speed of a run that used `usage`, when it was long enough
 /// to measure and decoded as plans assume, one sequence at a time: a beam
 /// search decodes several hypotheses a token, so it records nothing, and
-/// calls decoded together (`--parallel`) each see a share of a step, so
-/// the decoding rate comes from the steps that computed one call alone
-/// (prompts are always computed one call at a time). Says at `-v` why it
+/// calls decoded together (`--parallel`) share steps, so the decoding rate
+/// comes from the steps that computed one call alone (prompts are always
+/// computed one call at a time), see [`decode_rate`]. Says at `-v` why it
 /// could not.
 pub fn remember(info: &ModelInfo, usage: &Usage, m: &ModelSettings, printer: &Printer) {
     if m.beam.is_some() {
@@ -94,11 +94,10 @@ pub fn remember(info: &ModelInfo, usage: &Usage, m: &ModelSettings, printer: &Pr
 
 fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
     let computed = usage.prompt_tokens.saturating_sub(usage.reused_tokens);
-    if computed < MIN_PREFILL_TOKENS
-        || usage.alone_tokens < MIN_DECODE_TOKENS
-        || usage.prefill_secs <= 0.0
-        || usage.alone_decode_secs <= 0.0
-    {
+    let Some(decode) = decode_rate(usage) else {
+        return Ok(());
+    };
+    if computed < MIN_PREFILL_TOKENS || usage.prefill_secs <= 0.0 {
         return Ok(());
     }
     let Some(path) = path() else {
@@ -107,10 +106,24 @@ fn store(info: &ModelInfo, usage: &Usage) -> Result<()> {
     let speed = Speed {
         load_secs: info.load_secs,
         prefill_tokens_per_sec: computed as f64 / usage.prefill_secs,
-        decode_tokens_per_sec: usage.alone_tokens as f64 / usage.alone_decode_secs,
+        decode_tokens_per_sec: decode,
         measured_at: glot::folder::manifest::now() / 1000,
     };
     store_at(&path, key(info), speed)
+}
+
+/// One call's decoding rate in a run, if enough was decoded to measure it:
+/// from the steps that computed one call alone, else, where every step was
+/// shared (`--parallel`, with calls that all end together), from the rate
+/// each call saw in the shared steps. A shared step costs more than a step
+/// of one call, so that rate is the lower: an estimate made from it errs on
+/// the long side rather than leaving the plan without one.
+fn decode_rate(usage: &Usage) -> Option<f64> {
+    let (tokens, secs) = match usage.alone_tokens >= MIN_DECODE_TOKENS {
+        true => (usage.alone_tokens, usage.alone_decode_secs),
+        false => (usage.generated_tokens, usage.decode_secs),
+    };
+    (tokens >= MIN_DECODE_TOKENS && secs > 0.0).then(|| tokens as f64 / secs)
 }
 
 /// Adds `speed` under `key` to the records in `path`. Shards of a batch
@@ -264,6 +277,25 @@ mod tests {
         let all: BTreeMap<String, Speed> =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(all.len(), 200);
+    }
+
+    /// One call's rate comes from the steps it had alone; where it had
+    /// none, from the shared ones, which each call saw whole; where too
+    /// little was decoded, from nothing.
+    #[test]
+    fn the_decoding_rate_prefers_steps_of_one_call() {
+        let usage = |alone_tokens, alone_decode_secs, generated_tokens, decode_secs| Usage {
+            alone_tokens,
+            alone_decode_secs,
+            generated_tokens,
+            decode_secs,
+            ..Usage::default()
+        };
+        assert_eq!(decode_rate(&usage(40, 2.0, 400, 50.0)), Some(20.0));
+        assert_eq!(decode_rate(&usage(0, 0.0, 400, 50.0)), Some(8.0));
+        assert_eq!(decode_rate(&usage(3, 0.1, 400, 50.0)), Some(8.0));
+        assert_eq!(decode_rate(&usage(0, 0.0, 10, 1.0)), None);
+        assert_eq!(decode_rate(&usage(0, 0.0, 400, 0.0)), None);
     }
 
     #[test]
