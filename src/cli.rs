@@ -81,6 +81,26 @@ pub enum Command {
     /// keeps only ASCII letters and digits, so it suits English summaries).
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Print the completion script for a shell.
+    ///
+    /// For example, for bash: `glot completions bash >
+    /// ~/.local/share/bash-completion/completions/glot`; for zsh, into a
+    /// file `_glot` in a folder of `$fpath`; for fish:
+    /// `~/.config/fish/completions/glot.fish`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page glot(1), or write every command's page.
+    ///
+    /// For example `glot man --dir ~/.local/share/man/man1` writes glot.1,
+    /// glot-summarize.1, glot-models-download.1 and the others there.
+    Man {
+        /// Write one page per command into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

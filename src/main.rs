@@ -68,5 +68,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::Languages { json } => commands::languages::run(json, &s.printer),
         Task::EvalTranslate(t) => commands::eval::translate(t, &s.printer),
         Task::EvalSummarize(t) => commands::eval::summarize(t, &s.printer),
+        Task::Completions(shell) => commands::shell::completions(shell),
+        Task::Man { dir } => commands::shell::man(dir.as_deref()),
     }
 }

@@ -33,6 +33,8 @@ pub enum Task {
     Languages { json: bool },
     EvalTranslate(EvalTranslate),
     EvalSummarize(EvalSummarize),
+    Completions(clap_complete::Shell),
+    Man { dir: Option<PathBuf> },
 }
 
 /// `glot eval summarize`: score `hyp`, or summarize `docs` first.
@@ -189,6 +191,8 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
             None => Task::Batch(batch(a, reach)?),
         },
         Command::Generate(a) => Task::Generate(generate(a, reach)?),
+        Command::Completions { shell } => Task::Completions(shell),
+        Command::Man { dir } => Task::Man { dir },
         Command::Languages { format } => Task::Languages {
             json: format == Format::Json,
         },

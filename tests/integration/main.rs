@@ -20,6 +20,7 @@ mod parity;
 mod real;
 mod segmentation;
 mod seq2seq;
+mod shell;
 mod slurm;
 mod structure;
 mod util;
