@@ -485,7 +485,7 @@ mod tests {
     use super::*;
     use crate::engine::kernels::acts::{Acts, Scheme};
     use crate::engine::kernels::cpu::{isa, Isa};
-    use crate::engine::kernels::tests::random;
+    use crate::engine::kernels::tests::{flat, random};
     use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
     use candle_core::{Device, Module, Tensor};
 
@@ -510,14 +510,11 @@ mod tests {
             let (q, panels) = matrix(dtype, kind, n, k);
             let xs = random(m * k, 11);
             let x = Tensor::from_vec(xs.clone(), (m, k), &Device::Cpu).unwrap();
-            let want: Vec<f32> = QMatMul::from_arc(std::sync::Arc::new(q))
-                .unwrap()
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let want = flat(
+                QMatMul::from_arc(std::sync::Arc::new(q))
+                    .unwrap()
+                    .forward(&x),
+            );
             let acts = Acts::quantize(Scheme::Q8K, &xs, k);
             for p in 0..panels.panels() {
                 let got: [[f32; LANES]; 3] =
@@ -573,13 +570,7 @@ mod tests {
         for (kind, dtype) in KINDS {
             let (n, k) = (19, 512);
             let (q, panels) = matrix(dtype, kind, n, k);
-            let want: Vec<f32> = q
-                .dequantize(&Device::Cpu)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let want = flat(q.dequantize(&Device::Cpu));
             let mut row = vec![0f32; k];
             for r in 0..n {
                 panels.row(r, &mut row);
