@@ -92,6 +92,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the settings the config file gives, and where each comes from.
+    ///
+    /// The file is $GLOT_CONFIG, else $XDG_CONFIG_HOME/glot/config.toml,
+    /// else ~/.config/glot/config.toml. Its keys: model, threads, to,
+    /// length, max_context, glossary (relative to the file's folder). A
+    /// command's flags beat the environment (GLOT_MODEL), which beats the
+    /// file, which beats glot's own defaults.
+    Config,
     /// Print the manual page glot(1), or write every command's page.
     ///
     /// For example `glot man --dir ~/.local/share/man/man1` writes glot.1,
@@ -412,9 +420,9 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FILE", help_heading = "Jobs")]
     pub glossary: Option<String>,
 
-    /// How long summaries should be.
-    #[arg(long, value_enum, default_value_t = LengthArg::Medium, help_heading = "Jobs")]
-    pub length: LengthArg,
+    /// How long summaries should be [default: medium].
+    #[arg(long, value_enum, help_heading = "Jobs")]
+    pub length: Option<LengthArg>,
 
     /// Summaries of at most this many words (overrides --length).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000), help_heading = "Jobs")]
@@ -558,9 +566,9 @@ pub struct SummarizeArgs {
     #[arg(long, value_name = "LANG")]
     pub lang: Option<String>,
 
-    /// How long the summary should be.
-    #[arg(long, value_enum, default_value_t = LengthArg::Medium)]
-    pub length: LengthArg,
+    /// How long the summary should be [default: medium].
+    #[arg(long, value_enum)]
+    pub length: Option<LengthArg>,
 
     /// At most this many words (overrides --length).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5000))]
@@ -577,9 +585,9 @@ pub struct SummarizeArgs {
 
 #[derive(Debug, Args)]
 pub struct TranslateArgs {
-    /// Target language: a code (de, pt-BR) or a name (German, Deutsch).
+    /// Target language: a code (de, pt-BR) or a name (German, Deutsch) [default: the config file's `to`].
     #[arg(long, value_name = "LANG")]
-    pub to: String,
+    pub to: Option<String>,
 
     /// The article's language, or `auto` to detect it [default: auto].
     #[arg(long, value_name = "LANG")]

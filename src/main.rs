@@ -3,6 +3,7 @@
 mod allocator;
 mod cli;
 mod commands;
+mod config;
 mod exit;
 mod model;
 mod printer;
@@ -18,7 +19,7 @@ use clap::Parser;
 use settings::Task;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let mut cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -29,6 +30,14 @@ fn main() -> ExitCode {
             });
         }
     };
+    let config = match config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("glot: {e:#}");
+            return exit::code(exit::FAILURE);
+        }
+    };
+    config.apply(&mut cli);
     // candle's CPU kernels and glot's own size their thread pools from
     // these variables; they must be set before the first tensor operation.
     // Nothing else runs yet.
@@ -44,7 +53,7 @@ fn main() -> ExitCode {
         }
     }
     allocator::keep_freed_memory();
-    match run(cli) {
+    match run(cli, &config) {
         Ok(()) => exit::code(exit::SUCCESS),
         Err(err) => {
             let code = exit::for_error(&err);
@@ -56,7 +65,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: cli::Cli) -> anyhow::Result<()> {
+fn run(cli: cli::Cli, config: &config::Config) -> anyhow::Result<()> {
     let s = settings::resolve(cli)?;
     match s.task {
         Task::Summarize(t) => commands::summarize::run(t, &s.printer),
@@ -70,5 +79,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         Task::EvalSummarize(t) => commands::eval::summarize(t, &s.printer),
         Task::Completions(shell) => commands::shell::completions(shell),
         Task::Man { dir } => commands::shell::man(dir.as_deref()),
+        Task::Config => glot::output::emit(None, &config.describe()),
     }
 }

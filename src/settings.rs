@@ -35,6 +35,7 @@ pub enum Task {
     EvalSummarize(EvalSummarize),
     Completions(clap_complete::Shell),
     Man { dir: Option<PathBuf> },
+    Config,
 }
 
 /// `glot eval summarize`: score `hyp`, or summarize `docs` first.
@@ -193,6 +194,7 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         Command::Generate(a) => Task::Generate(generate(a, reach)?),
         Command::Completions { shell } => Task::Completions(shell),
         Command::Man { dir } => Task::Man { dir },
+        Command::Config => Task::Config,
         Command::Languages { format } => Task::Languages {
             json: format == Format::Json,
         },
@@ -246,7 +248,9 @@ fn summarize(a: SummarizeArgs, reach: Reach) -> Result<SummarizeSettings> {
     Ok(SummarizeSettings {
         language: a.lang.as_deref().map(lang::resolve).transpose()?,
         length: Length {
-            words: a.words.map_or(words(a.length), |w| w as usize),
+            words: a
+                .words
+                .map_or(words(a.length.unwrap_or(LengthArg::Medium)), |w| w as usize),
         },
         cite: a.cite,
         doc: document(a.doc, reach)?,
@@ -255,7 +259,11 @@ fn summarize(a: SummarizeArgs, reach: Reach) -> Result<SummarizeSettings> {
 
 fn translate(a: TranslateArgs, reach: Reach) -> Result<TranslateSettings> {
     Ok(TranslateSettings {
-        target: lang::resolve(&a.to)?,
+        target: lang::resolve(a.to.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "no target language: give --to LANG, or `to` in the config file (`glot config` shows where)"
+            )
+        })?)?,
         source: source_language(a.from.as_deref())?,
         glossary: match &a.glossary {
             Some(path) => glot::input::glossary(path)?,
@@ -293,7 +301,9 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
     if a.summarize {
         jobs.push(glot::folder::Job::Summarize {
             language: a.lang.as_deref().map(lang::resolve).transpose()?,
-            words: a.words.map_or(words(a.length), |w| w as usize),
+            words: a
+                .words
+                .map_or(words(a.length.unwrap_or(LengthArg::Medium)), |w| w as usize),
         });
     } else if a.lang.is_some() || a.words.is_some() {
         return Err(

@@ -7,6 +7,7 @@ mod cache_type;
 mod chat_template;
 mod chunking;
 mod cli;
+mod config;
 mod detection;
 mod documents;
 mod eval;
