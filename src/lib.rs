@@ -71,6 +71,8 @@ mod layers {
         ("model", &["speed", "settings", "printer", "progress"]),
         ("speed", &["settings", "printer"]),
         ("settings", &["cli", "printer"]),
+        // The config file fills the parsed flags before settings read them.
+        ("config", &["cli"]),
         ("progress", &["printer"]),
         ("cli", &[]),
         ("exit", &[]),
