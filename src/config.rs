@@ -13,7 +13,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 use serde::Deserialize;
 
@@ -77,26 +77,26 @@ pub fn load() -> Result<Config> {
 /// The settings `text`, the content of the file at `path`, holds.
 fn parse(text: &str, path: &Path) -> Result<Config> {
     let at = |what: String| format!("config file {}: {what}", path.display());
+    let wrong = |what: String| anyhow::Error::from(glot::error::Error::Usage(at(what)));
     let keys: Keys = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
         let message = e.message().lines().next().unwrap_or("").trim().to_string();
-        anyhow::anyhow!(at(match line {
+        wrong(match line {
             Some(n) => format!("line {n}: {message}"),
             None => message,
-        }))
+        })
     })?;
     let length = match &keys.length {
-        Some(s) => Some(LengthArg::from_str(s, true).map_err(|_| {
-            anyhow::anyhow!(at(format!(
-                "length {s:?} is not one of short, medium, long"
-            )))
-        })?),
+        Some(s) => Some(
+            LengthArg::from_str(s, true)
+                .map_err(|_| wrong(format!("length {s:?} is not one of short, medium, long")))?,
+        ),
         None => None,
     };
     if let Some(n) = keys.max_context.filter(|&n| n < 16) {
-        bail!(at(format!("max_context {n} is below 16")));
+        return Err(wrong(format!("max_context {n} is below 16")));
     }
     let glossary = keys.glossary.map(|g| {
         let dir = path.parent().unwrap_or(Path::new("."));

@@ -260,8 +260,8 @@ fn summarize(a: SummarizeArgs, reach: Reach) -> Result<SummarizeSettings> {
 fn translate(a: TranslateArgs, reach: Reach) -> Result<TranslateSettings> {
     Ok(TranslateSettings {
         target: lang::resolve(a.to.as_deref().ok_or_else(|| {
-            anyhow::anyhow!(
-                "no target language: give --to LANG, or `to` in the config file (`glot config` shows where)"
+            glot::error::Error::Usage(
+                "no target language: give --to LANG, or `to` in the config file (`glot config` shows where)".into(),
             )
         })?)?,
         source: source_language(a.from.as_deref())?,

@@ -30,7 +30,8 @@ pub fn man(dir: Option<&Path>) -> Result<()> {
         return glot::output::emit(None, &page);
     };
     if !dir.is_dir() {
-        anyhow::bail!("{} is not a folder", dir.display());
+        let reason = format!("{} is not a folder", dir.display());
+        return Err(glot::error::Error::Usage(reason).into());
     }
     write_pages(&cmd, dir)
 }

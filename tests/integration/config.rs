@@ -83,7 +83,7 @@ fn flags_beat_the_environment_which_beats_the_file() {
     let mut cmd = glot(home.path());
     cmd.args(["translate", "a.txt", "--model", &model()]);
     let out = run(cmd, None);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("--to"), "{}", stderr(&out));
 }
@@ -141,7 +141,7 @@ fn bad_config_files_are_refused_in_one_line() {
         let mut cmd = with_config(home.path(), config);
         cmd.arg("config");
         let out = run(cmd, None);
-        assert!(!out.status.success(), "{config}");
+        assert_eq!(out.status.code(), Some(1), "{config}");
         let err = stderr(&out);
         assert_eq!(err.lines().count(), 1, "{config}: {err}");
         assert!(

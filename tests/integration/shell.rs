@@ -109,7 +109,7 @@ fn manual_pages_cover_every_command() {
     let mut cmd = glot(home.path());
     cmd.args(["man", "--dir", "missing"]);
     let out = run(cmd, None);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("missing is not a folder"),
