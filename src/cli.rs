@@ -496,11 +496,12 @@ pub enum InputFormatArg {
     Html,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum LengthArg {
     /// About 60 words.
     Short,
     /// About 150 words.
+    #[default]
     Medium,
     /// About 300 words.
     Long,

@@ -34,8 +34,10 @@ struct Keys {
 /// The config file's settings, checked.
 #[derive(Debug, Default)]
 pub struct Config {
-    /// Where it was read from, if a file was.
+    /// Where the file was looked for (none without a home folder).
     pub path: Option<PathBuf>,
+    /// Whether a file was there and read.
+    pub found: bool,
     pub model: Option<String>,
     pub threads: Option<NonZeroUsize>,
     pub to: Option<String>,
@@ -65,7 +67,10 @@ pub fn load() -> Result<Config> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(Config::default())
+            return Ok(Config {
+                path: Some(path),
+                ..Config::default()
+            })
         }
         Err(e) => {
             return Err(e).with_context(|| format!("cannot read config file {}", path.display()))
@@ -110,6 +115,7 @@ fn parse(text: &str, path: &Path) -> Result<Config> {
     });
     Ok(Config {
         path: Some(path.to_path_buf()),
+        found: true,
         model: keys.model.filter(|m| !m.is_empty()),
         threads: keys.threads,
         to: keys.to,
@@ -165,8 +171,8 @@ impl Config {
     /// comes from (a command's own flags come first still).
     pub fn describe(&self) -> String {
         let file = match &self.path {
-            Some(p) => format!("config file {}", p.display()),
-            None => String::new(),
+            Some(p) if self.found => format!("config file {}", p.display()),
+            _ => String::new(),
         };
         let from_file = |set: bool, builtin: &str| match set {
             true => file.clone(),
@@ -196,8 +202,7 @@ impl Config {
             ),
             (
                 "length",
-                self.length
-                    .map_or("medium".to_string(), |l| format!("{l:?}").to_lowercase()),
+                format!("{:?}", self.length.unwrap_or_default()).to_lowercase(),
                 from_file(self.length.is_some(), ""),
             ),
             (
@@ -214,11 +219,9 @@ impl Config {
                 from_file(self.glossary.is_some(), ": none"),
             ),
         ];
-        let mut out = match &location() {
-            Some((p, _)) if self.path.is_none() => {
-                format!("config file: {} (none there)\n", p.display())
-            }
-            Some((p, _)) => format!("config file: {}\n", p.display()),
+        let mut out = match &self.path {
+            Some(p) if !self.found => format!("config file: {} (none there)\n", p.display()),
+            Some(p) => format!("config file: {}\n", p.display()),
             None => "config file: none (no HOME)\n".to_string(),
         };
         for (key, value, from) in rows {

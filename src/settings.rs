@@ -250,7 +250,7 @@ fn summarize(a: SummarizeArgs, reach: Reach) -> Result<SummarizeSettings> {
         length: Length {
             words: a
                 .words
-                .map_or(words(a.length.unwrap_or(LengthArg::Medium)), |w| w as usize),
+                .map_or(words(a.length.unwrap_or_default()), |w| w as usize),
         },
         cite: a.cite,
         doc: document(a.doc, reach)?,
@@ -303,7 +303,7 @@ fn batch(a: BatchArgs, reach: Reach) -> Result<BatchSettings> {
             language: a.lang.as_deref().map(lang::resolve).transpose()?,
             words: a
                 .words
-                .map_or(words(a.length.unwrap_or(LengthArg::Medium)), |w| w as usize),
+                .map_or(words(a.length.unwrap_or_default()), |w| w as usize),
         });
     } else if a.lang.is_some() || a.words.is_some() {
         return Err(

@@ -351,10 +351,11 @@ pub(super) mod x86 {
             let rec = panel.as_ptr().add(b * record);
             let d = _mm512_cvtph_ps(_mm256_loadu_si256(rec as *const __m256i));
             let mut sumi = [_mm512_setzero_si512(); R];
-            // The pairs of scales (Q6_K) or minimums (Q4_K) as 16 bits.
-            let pairs_at = match kind {
-                Kind::Q4K => Q4_MINS,
-                Kind::Q6K => Q6_SCALES,
+            // The pairs of scales (Q6_K) or minimums (Q4_K) as 16 bits, and
+            // where the low nibbles start.
+            let (pairs_at, low_at) = match kind {
+                Kind::Q4K => (Q4_MINS, Q4_VALUES),
+                Kind::Q6K => (Q6_SCALES, Q6_LOW),
             };
             let pairs: [__m512i; 8] = std::array::from_fn(|t| match kind {
                 Kind::Q4K if t >= 4 => _mm512_setzero_si512(),
@@ -365,7 +366,12 @@ pub(super) mod x86 {
                     rec.add(pairs_at + 32 * t) as *const __m256i
                 )),
             });
-            let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(Q4_DMIN) as *const __m256i));
+            let dmin = match kind {
+                Kind::Q4K => {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(Q4_DMIN) as *const __m256i))
+                }
+                Kind::Q6K => _mm512_setzero_ps(),
+            };
             for r in 0..R {
                 let row = rows[r];
                 let da = *row.d.get_unchecked(b);
@@ -392,10 +398,6 @@ pub(super) mod x86 {
             for j in 0..4 {
                 // The quarter's sixteen groups of four values per row.
                 let mut w = [_mm512_setzero_si512(); 16];
-                let low_at = match kind {
-                    Kind::Q4K => Q4_VALUES,
-                    Kind::Q6K => Q6_LOW,
-                };
                 for h in 0..8 {
                     let v = _mm512_loadu_si512(rec.add(low_at + 64 * (8 * j + h)) as *const _);
                     w[h] = _mm512_and_si512(v, low);
