@@ -524,6 +524,17 @@ pub struct DocumentArgs {
     #[arg(long)]
     pub plan: bool,
 
+    /// Write the result as it is produced, even when stdout is not a
+    /// terminal (on a terminal this is the default): a translation
+    /// paragraph by paragraph, a summary sentence by sentence.
+    ///
+    /// With -o FILE or --format json the result is written whole at the
+    /// end, as ever. A summary whose model is asked again after its first
+    /// sentences were written is written again in full after them, with a
+    /// warning (on a terminal, the first attempt is erased).
+    #[arg(long, help_heading = "Output")]
+    pub stream: bool,
+
     #[command(flatten)]
     pub reading: ReadingArgs,
     #[command(flatten)]

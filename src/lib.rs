@@ -65,7 +65,7 @@ mod layers {
         (
             "commands",
             &[
-                "model", "speed", "settings", "cli", "exit", "printer", "progress",
+                "model", "speed", "settings", "cli", "exit", "printer", "progress", "live",
             ],
         ),
         ("model", &["speed", "settings", "printer", "progress"]),
@@ -74,6 +74,8 @@ mod layers {
         // The config file fills the parsed flags before settings read them.
         ("config", &["cli"]),
         ("progress", &["printer"]),
+        // A streamed result keeps the progress line out of its way.
+        ("live", &["printer", "progress"]),
         ("cli", &[]),
         ("exit", &[]),
         ("printer", &[]),

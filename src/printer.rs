@@ -38,6 +38,11 @@ impl Printer {
         }
     }
 
+    /// Whether each model call gets a line (`-v`, `--stats`).
+    pub fn tells_calls(&self) -> bool {
+        self.level >= 1 || self.stats
+    }
+
     /// Whether `-q` silenced everything but results and errors.
     pub fn quiet(&self) -> bool {
         self.level < 0

@@ -181,3 +181,141 @@ impl Items {
         }
     }
 }
+
+/// A one-line progress indicator on stderr for the model calls of one
+/// document: parts done of all, tokens/s and the time left, redrawn as
+/// tokens come and cleared at the end. Only on a terminal, and not with
+/// `-q`, `-v` or `--stats`, whose lines tell the calls themselves.
+pub struct Parts {
+    bar: ProgressBar,
+    state: Mutex<PartsState>,
+}
+
+struct PartsState {
+    /// What a part is: "part", "sentence".
+    unit: &'static str,
+    total: usize,
+    done: usize,
+    /// Tokens of the parts done.
+    done_tokens: usize,
+    /// Tokens so far of each part being decoded, by (batch, index).
+    running: HashMap<(u64, usize), usize>,
+    /// Tokens the whole run is expected to take, where known ahead.
+    expected: Option<usize>,
+    started: Option<Instant>,
+    batches: u64,
+    drawn: Option<Instant>,
+}
+
+impl Parts {
+    /// A progress line for `total` parts of `unit`, expected to decode
+    /// about `expected` tokens in all; `None` where it is not shown.
+    pub fn new(
+        printer: &Printer,
+        unit: &'static str,
+        total: usize,
+        expected: Option<usize>,
+    ) -> Option<Arc<Parts>> {
+        if printer.quiet() || printer.tells_calls() || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("valid template"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let parts = Parts {
+            bar,
+            state: Mutex::new(PartsState {
+                unit,
+                total,
+                done: 0,
+                done_tokens: 0,
+                running: HashMap::new(),
+                expected,
+                started: None,
+                batches: 0,
+                drawn: None,
+            }),
+        };
+        Some(Arc::new(parts))
+    }
+
+    /// The run takes `total` parts, about `expected` tokens in all.
+    pub fn expect(&self, total: usize, expected: Option<usize>) {
+        let mut s = self.state.lock().expect("parts");
+        s.total = total.max(s.done);
+        s.expected = expected;
+        self.draw(&mut s, true);
+    }
+
+    /// A number for the next batch of calls.
+    pub fn batch(&self) -> u64 {
+        let mut s = self.state.lock().expect("parts");
+        s.batches += 1;
+        s.batches
+    }
+
+    /// Call `index` of `batch` has decoded `tokens` tokens so far.
+    pub fn tokens(&self, batch: u64, index: usize, tokens: usize) {
+        let mut s = self.state.lock().expect("parts");
+        s.started.get_or_insert_with(Instant::now);
+        s.running.insert((batch, index), tokens);
+        self.draw(&mut s, false);
+    }
+
+    /// Call `index` of `batch` ended with `tokens` tokens, finishing
+    /// `parts` parts.
+    pub fn finished(&self, batch: u64, index: usize, tokens: usize, parts: usize) {
+        let mut s = self.state.lock().expect("parts");
+        s.started.get_or_insert_with(Instant::now);
+        s.running.remove(&(batch, index));
+        s.done += parts;
+        s.total = s.total.max(s.done);
+        s.done_tokens += tokens;
+        self.draw(&mut s, true);
+    }
+
+    /// The bar, to write around it.
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+
+    /// The work is over: the line goes.
+    pub fn clear(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn draw(&self, s: &mut PartsState, now: bool) {
+        if !now && s.drawn.is_some_and(|d| d.elapsed().as_millis() < 150) {
+            return;
+        }
+        s.drawn = Some(Instant::now());
+        let tokens = s.done_tokens + s.running.values().sum::<usize>();
+        let secs = s.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let mut msg = format!("{} of {} {}s done", s.done, s.total, s.unit);
+        if secs > 0.5 && tokens > 0 {
+            let rate = tokens as f64 / secs;
+            msg.push_str(&format!(", {rate:.1} tok/s"));
+            // Tokens still to come: as expected, or as many a part as the
+            // parts done took.
+            let left = match (s.expected, s.done) {
+                (Some(e), _) => Some(e.saturating_sub(tokens)),
+                (None, 0) => None,
+                (None, done) => {
+                    let each = s.done_tokens as f64 / done as f64;
+                    let running: f64 = s
+                        .running
+                        .values()
+                        .map(|&t| (each - t as f64).max(0.0))
+                        .sum();
+                    let waiting = s.total.saturating_sub(s.done + s.running.len());
+                    Some((running + waiting as f64 * each) as usize)
+                }
+            };
+            if let Some(left) = left.filter(|_| s.done < s.total) {
+                let eta = std::time::Duration::from_secs_f64(left as f64 / rate);
+                msg.push_str(&format!(", about {} left", indicatif::HumanDuration(eta)));
+            }
+        }
+        self.bar.set_message(msg);
+    }
+}

@@ -126,6 +126,8 @@ pub struct DocumentSettings {
     pub max_bytes: u64,
     /// `--plan`: show the calls, do not make them.
     pub plan: bool,
+    /// `--stream`: write the result as it comes, even to a pipe.
+    pub stream: bool,
     pub prompts: Option<PathBuf>,
     pub model: ModelSettings,
     pub output: OutputSettings,
@@ -388,6 +390,7 @@ fn document(a: DocumentArgs, reach: Reach) -> Result<DocumentSettings> {
         lossy: a.reading.lossy,
         max_bytes: a.reading.max_bytes,
         plan: a.plan,
+        stream: a.stream,
         input: a.input,
     })
 }

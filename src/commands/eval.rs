@@ -106,7 +106,7 @@ fn translate_and_score(s: &EvalTranslate, src: &Path, printer: &Printer) -> Resu
         printer,
     )?;
     let (t, info) = super::translate::with_engine(
-        &model, &s.model, &prompts, &markup, source, target, printer,
+        &model, &s.model, &prompts, &markup, source, target, printer, None,
     )?;
     let mut out = t.text.trim_end().split("\n\n");
     let mut lined = Vec::new();

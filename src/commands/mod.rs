@@ -88,6 +88,26 @@ pub fn emit<T: Serialize>(out: &OutputSettings, text: &str, report: &T) -> Resul
     }
 }
 
+/// [`emit`], through `live` where the result was streamed.
+pub fn emit_live<T: Serialize>(
+    out: &OutputSettings,
+    live: Option<crate::live::Live>,
+    text: &str,
+    report: &T,
+    printer: &Printer,
+) -> Result<()> {
+    match live {
+        Some(live) => {
+            let mut text = text.to_string();
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            live.finish(&text, printer)
+        }
+        None => emit(out, text, report),
+    }
+}
+
 /// What it takes to make an output again, exactly: the program, the
 /// model's files by content, the task prompts and every decoding choice.
 /// Decoding is deterministic (greedy, or sampling with a seed), so the same

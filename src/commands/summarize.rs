@@ -8,9 +8,11 @@ use glot::task::summarize::{self, Request, Summary};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, read, show_plan, warn_loops, PlanReport, Provenance, Read, Timings};
+use super::{emit_live, read, show_plan, warn_loops, PlanReport, Provenance, Read, Timings};
+use crate::live::Live;
 use crate::model::{Logged, Need, Resolved};
 use crate::printer::Printer;
+use crate::progress::Parts;
 use crate::settings::SummarizeSettings;
 use crate::speed;
 
@@ -63,12 +65,24 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         return show_plan(&s.doc.output, &report);
     }
     let mut llm = model.chat(&s.doc.model, printer, true)?;
-    let summary = summarize::summarize(
-        &mut Logged::new(llm.model(), printer),
-        &prompts,
-        main_text,
-        &req,
-    )?;
+    let parts = Parts::new(printer, "part", 0, None);
+    if let Some(p) = &parts {
+        let plan = summarize::plan(llm.get(), &prompts, main_text, &req)?;
+        p.expect(plan.calls.len() + plan.combine_calls_at_least, None);
+    }
+    let out = &s.doc.output;
+    let mut live = Live::new(s.doc.stream, out.path.is_none() && !out.json, parts.clone());
+    let mut logged = Logged::new(llm.model(), printer).with_parts(parts.clone());
+    let summary = match &mut live {
+        Some(live) => summarize::summarize_live(&mut logged, &prompts, main_text, &req, &mut |t| {
+            live.show(t)
+        }),
+        None => summarize::summarize(&mut logged, &prompts, main_text, &req),
+    };
+    if let Some(p) = &parts {
+        p.clear();
+    }
+    let summary = summary?;
     printer.info(format!(
         "{} chunk(s), {} reduce round(s), {} model call(s), {} tokens generated",
         summary.chunks, summary.rounds, summary.usage.calls, summary.usage.generated_tokens
@@ -141,5 +155,5 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
     };
     report.timings.report(printer);
     speed::remember(llm.info(), &summary.usage, &s.doc.model, printer);
-    emit(&s.doc.output, &text, &report)
+    emit_live(&s.doc.output, live, &text, &report, printer)
 }

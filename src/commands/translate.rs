@@ -8,9 +8,11 @@ use glot::task::translate::{self, Request, Translation};
 use glot::text::lang::{Detected, Language};
 use serde::Serialize;
 
-use super::{emit, read, show_plan, PlanReport, Provenance, Read, Timings};
+use super::{emit, emit_live, read, show_plan, PlanReport, Provenance, Read, Timings};
+use crate::live::Live;
 use crate::model::{Leg, Logged, Need, Resolved, Translator};
 use crate::printer::Printer;
+use crate::progress::Parts;
 use crate::settings::{ModelSettings, TranslateSettings};
 use crate::speed;
 use glot::markup::Markup;
@@ -49,6 +51,7 @@ struct Report<'a> {
 
 /// Translates `markup` with a translation model sentence by sentence, or
 /// with a chat model chunk by chunk.
+#[allow(clippy::too_many_arguments)]
 pub fn with_engine(
     model: &Resolved,
     m: &ModelSettings,
@@ -57,20 +60,72 @@ pub fn with_engine(
     source: Option<&Language>,
     target: &Language,
     printer: &Printer,
+    live: Option<&mut Live>,
 ) -> Result<(Translation, ModelInfo)> {
-    Ok(match model.legs(source, target, printer)? {
+    let (t, info, parts) = match model.legs(source, target, printer)? {
         Some(legs) => {
             let mut engine = Translator::load(legs, target, m, printer)?;
-            (engine.translate(markup, target, printer)?, engine.info())
+            let parts = Parts::new(printer, "sentence", 0, None);
+            if let Some(p) = &parts {
+                let (plan, _) = engine.plan(markup)?;
+                let tokens = plan.calls.iter().map(|c| c.text_tokens).sum();
+                p.expect(plan.calls.len(), Some(tokens));
+            }
+            let t = match live {
+                Some(l) => {
+                    l.set_parts(parts.clone());
+                    let show: &mut dyn FnMut(&str) = &mut |t| l.show(t);
+                    engine.translate_live(markup, target, printer, parts.clone(), Some(show))
+                }
+                None => engine.translate_live(markup, target, printer, parts.clone(), None),
+            };
+            (t, engine.info(), parts)
         }
         None => {
             let mut llm = model.llm(m, printer, true)?;
             let req = Request::new(source, target);
-            let t =
-                translate::translate(&mut Logged::new(&mut llm, printer), prompts, markup, &req)?;
-            (t, llm.info().clone())
+            let parts = Parts::new(printer, "part", 0, None);
+            if let Some(p) = &parts {
+                let plan = translate::plan(&llm, prompts, markup, &req)?;
+                let tokens = plan.calls.iter().map(|c| c.text_tokens).sum();
+                p.expect(plan.calls.len(), Some(tokens));
+            }
+            let together = glot::engine::ChatModel::decodes_together(&llm);
+            let t = match live {
+                // Calls decoded together are looked at as each is
+                // answered, through a second handle on the model: the
+                // model goes to a thread of its own meanwhile.
+                Some(l) if together => {
+                    l.set_parts(parts.clone());
+                    llm.serve(|hub| {
+                        let mut client = hub.client();
+                        let mut logged =
+                            Logged::new(&mut client, printer).with_parts(parts.clone());
+                        translate::translate_live(&mut logged, prompts, markup, &req, &mut |t| {
+                            l.show(t)
+                        })
+                    })
+                    .and_then(|t| t)
+                }
+                Some(l) => {
+                    l.set_parts(parts.clone());
+                    let mut logged = Logged::new(&mut llm, printer).with_parts(parts.clone());
+                    translate::translate_live(&mut logged, prompts, markup, &req, &mut |t| {
+                        l.show(t)
+                    })
+                }
+                None => {
+                    let mut logged = Logged::new(&mut llm, printer).with_parts(parts.clone());
+                    translate::translate(&mut logged, prompts, markup, &req)
+                }
+            };
+            (t, llm.info().clone(), parts)
         }
-    })
+    };
+    if let Some(p) = &parts {
+        p.clear();
+    }
+    Ok((t?, info))
 }
 
 /// What `--plan` reports for a translation model.
@@ -188,6 +243,8 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         return show_plan(&s.doc.output, &report);
     }
     let sentences = model.translates_sentences();
+    let out = &s.doc.output;
+    let mut live = Live::new(s.doc.stream, out.path.is_none() && !out.json, None);
     let (t, info) = with_engine(
         &model,
         &s.doc.model,
@@ -196,6 +253,7 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
         source,
         &s.target,
         printer,
+        live.as_mut(),
     )?;
     if t.retried_chunks > 0 {
         printer.info(format!(
@@ -278,5 +336,5 @@ pub fn run(s: TranslateSettings, printer: &Printer) -> Result<()> {
     };
     report.timings.report(printer);
     speed::remember(&info, &t.usage, &s.doc.model, printer);
-    emit(&s.doc.output, &t.text, &report)
+    emit_live(&s.doc.output, live, &t.text, &report, printer)
 }

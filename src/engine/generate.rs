@@ -266,8 +266,13 @@ pub fn generate_unlooped(
     cache: &mut CacheState,
     prompt: Prompt,
     params: &GenParams,
+    on_ids: &mut dyn FnMut(&[u32]),
 ) -> Result<(Generated, bool)> {
-    let first = generate(model, cache, prompt, params, &mut |_| {})?;
+    let mut ids = Vec::new();
+    let first = generate(model, cache, prompt, params, &mut |t| {
+        ids.push(t);
+        on_ids(&ids);
+    })?;
     if first.stop != StopReason::Repetition || params.beam.is_some() {
         return Ok((first, false));
     }
@@ -276,7 +281,11 @@ pub fn generate_unlooped(
     model.rewind(prompt.ids.len())?;
     let retry = params.for_retry();
     let logits = first.first_logits.clone();
-    let (ids, stop) = decode(model, prompt.ids.len(), logits, &retry, &mut |_| {})?;
+    ids.clear();
+    let (ids, stop) = decode(model, prompt.ids.len(), logits, &retry, &mut |t| {
+        ids.push(t);
+        on_ids(&ids);
+    })?;
     *cache = CacheState::holding(prompt);
     Ok((
         Generated {
@@ -740,14 +749,20 @@ mod tests {
             (g.stop, g.ids.clone()),
             (StopReason::Repetition, sentence.clone())
         );
+        let mut heard: Vec<Vec<u32>> = Vec::new();
         let (g, looped) = generate_unlooped(
             &mut m,
             &mut CacheState::default(),
             Prompt::plain(&prompt),
             &params(200, true),
+            &mut |ids| heard.push(ids.to_vec()),
         )
         .unwrap();
         assert!(looped);
+        // The watcher heard the first answer, then the second from its
+        // first token, ending with the answer kept.
+        assert_eq!(heard.last(), Some(&g.ids));
+        assert!(heard.windows(2).any(|w| w[1].len() == 1 && w[0].len() > 1));
         assert_eq!(g.stop, StopReason::Eos);
         // The sentence once, then as far as no 6 tokens come back.
         let mut expected = sentence.clone();
@@ -765,6 +780,7 @@ mod tests {
             &mut CacheState::default(),
             Prompt::plain(&[5]),
             &params(200, true),
+            &mut |_| {},
         )
         .unwrap();
         assert!(!looped);

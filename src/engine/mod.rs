@@ -56,10 +56,32 @@ pub trait ChatModel {
     /// gives it alone. A model that decodes several sequences at once
     /// (`--parallel`) does so here.
     fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+        self.complete_all_watched(calls, &mut Unwatched)
+    }
+    /// [`ChatModel::complete_all`], telling `watch` how each call goes as
+    /// it goes: its answer so far, token by token where the model decodes
+    /// so, and its completion as soon as it ends. By default each call in
+    /// turn, heard of when it ends.
+    fn complete_all_watched(
+        &mut self,
+        calls: &[(Vec<Message>, usize)],
+        watch: &mut dyn Watch,
+    ) -> Result<Vec<Completion>> {
         calls
             .iter()
-            .map(|(m, max)| self.complete(m, *max))
+            .enumerate()
+            .map(|(i, (m, max))| {
+                let c = self.complete(m, *max)?;
+                watch.answered(i, &c);
+                Ok(c)
+            })
             .collect()
+    }
+    /// Another handle on the same model that measures prompts as this one
+    /// does, for a task to look at its answers while this one is busy
+    /// answering: `None` where the model has no such handle.
+    fn twin(&self) -> Option<Box<dyn ChatModel + '_>> {
+        None
     }
     /// Whether the model's chat template writes its own translation
     /// instruction from language codes (TranslateGemma), so a translation
@@ -75,6 +97,29 @@ pub trait ChatModel {
         false
     }
 }
+
+/// Hears how the calls of [`ChatModel::complete_all_watched`] go, by their
+/// index in the batch.
+pub trait Watch {
+    /// Whether [`Watch::decoded`] should be called at all.
+    fn wants_tokens(&self) -> bool {
+        false
+    }
+    /// Whether [`Watch::decoded`] should be given call `index`'s text.
+    fn wants_text(&self, _index: usize) -> bool {
+        false
+    }
+    /// Call `index` has `tokens` tokens of its answer so far (fewer than
+    /// the last time when an answer that looped is asked again), and,
+    /// where [`Watch::wants_text`] says so, their text.
+    fn decoded(&mut self, _index: usize, _tokens: usize, _text: Option<&str>) {}
+    /// Call `index` is answered.
+    fn answered(&mut self, _index: usize, _c: &Completion) {}
+}
+
+/// Hears nothing.
+pub struct Unwatched;
+impl Watch for Unwatched {}
 
 /// One reply and what it cost.
 #[derive(Debug, Clone)]
@@ -164,7 +209,7 @@ pub struct Llm {
     /// `None` when loaded for planning only: tokenizer, template and
     /// context, no weights.
     decoder: Option<Decoder>,
-    tokenizer: Tokenizer,
+    tokenizer: std::sync::Arc<Tokenizer>,
     chat: Option<ChatTemplate>,
     eos: Vec<u32>,
     info: ModelInfo,
@@ -312,7 +357,7 @@ impl Llm {
         };
         Ok(Llm {
             decoder,
-            tokenizer,
+            tokenizer: std::sync::Arc::new(tokenizer),
             chat,
             eos,
             info: ModelInfo {
@@ -482,7 +527,7 @@ impl Llm {
             self.check_room(c.prompt.ids.len(), c.params.max_new_tokens)?;
         }
         let owned = calls.iter().map(parallel::Owned::of).collect();
-        self.generate_owned(owned, width)
+        self.generate_owned(owned, width, &mut parallel::Unheard)
     }
 
     /// [`Llm::generate_all`] of calls already checked to fit the context.
@@ -490,6 +535,7 @@ impl Llm {
         &mut self,
         calls: Vec<parallel::Owned>,
         width: usize,
+        progress: &mut dyn parallel::Progress,
     ) -> Result<Vec<(Generated, bool)>> {
         // A model on a GPU decodes one call at a time: its products are
         // not made to add up each row alike whatever the rows beside it.
@@ -499,7 +545,7 @@ impl Llm {
         };
         let room = self.room(width);
         let (decoder, caches) = self.decoder_and_caches()?;
-        parallel::generate_owned(decoder, caches, calls, room)
+        parallel::generate_watched(decoder, caches, calls, room, progress)
     }
 
     /// `width` calls at a time, whose caches take together at most half
@@ -653,12 +699,92 @@ impl ChatModel for Llm {
     fn decodes_together(&self) -> bool {
         self.together_width() > 1
     }
-    fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+    fn complete_all_watched(
+        &mut self,
+        calls: &[(Vec<Message>, usize)],
+        watch: &mut dyn Watch,
+    ) -> Result<Vec<Completion>> {
         let owned = self.prepare(calls)?;
         let lens: Vec<usize> = owned.iter().map(|c| c.ids.len()).collect();
-        let answers = self.generate_owned(owned, self.decode.parallel)?;
+        // The tokenizer is shared (`Arc`) so that answers can be told
+        // while the decoder is busy.
+        let tokenizer = self.tokenizer.clone();
+        let mut heard = Heard {
+            tokenizer: &tokenizer,
+            lens: &lens,
+            watch,
+            failed: None,
+        };
+        let answers = self.generate_owned(owned, self.decode.parallel, &mut heard)?;
+        if let Some(e) = heard.failed {
+            return Err(e);
+        }
         self.completions(&lens, answers)
     }
+}
+
+/// A [`Watch`] as [`parallel::generate_watched`] reports to it: ids made
+/// text, answers made completions.
+struct Heard<'a> {
+    tokenizer: &'a Tokenizer,
+    lens: &'a [usize],
+    watch: &'a mut dyn Watch,
+    /// The first answer that could not be made text.
+    failed: Option<anyhow::Error>,
+}
+
+impl parallel::Progress for Heard<'_> {
+    fn decoded(&mut self, index: usize, ids: &[u32]) {
+        if !self.watch.wants_tokens() {
+            return;
+        }
+        let text = match self.watch.wants_text(index) {
+            true => self.tokenizer.decode(ids).ok().map(|t| strip_think(&t)),
+            false => None,
+        };
+        self.watch.decoded(index, ids.len(), text.as_deref());
+    }
+
+    fn answered(&mut self, index: usize, answer: &parallel::Answer) {
+        match completion(self.tokenizer, self.lens[index], answer) {
+            Ok(c) => self.watch.answered(index, &c),
+            Err(e) => {
+                self.failed.get_or_insert(e);
+            }
+        }
+    }
+}
+
+impl Llm {
+    /// The reply to a call of a prompt `prompt_tokens` long, from its
+    /// answer.
+    pub(crate) fn completion(
+        &self,
+        prompt_tokens: usize,
+        answer: &parallel::Answer,
+    ) -> Result<Completion> {
+        completion(&self.tokenizer, prompt_tokens, answer)
+    }
+}
+
+/// The reply to a call of a prompt `prompt_tokens` long, from its answer.
+fn completion(
+    tokenizer: &Tokenizer,
+    prompt_tokens: usize,
+    (g, looped): &parallel::Answer,
+) -> Result<Completion> {
+    let text = strip_think(&tokenizer.decode(&g.ids)?);
+    Ok(Completion {
+        text: text.trim().to_string(),
+        prompt_tokens,
+        reused_tokens: g.reused,
+        generated_tokens: g.ids.len(),
+        stop: g.stop,
+        looped: *looped,
+        prefill_secs: g.prefill_secs,
+        decode_secs: g.decode_secs,
+        alone: g.alone,
+    })
 }
 
 impl Llm {
@@ -698,22 +824,9 @@ impl Llm {
         answers: Vec<parallel::Answer>,
     ) -> Result<Vec<Completion>> {
         answers
-            .into_iter()
+            .iter()
             .zip(prompt_lens)
-            .map(|((g, looped), &prompt_tokens)| {
-                let text = strip_think(&self.tokenizer.decode(&g.ids)?);
-                Ok(Completion {
-                    text: text.trim().to_string(),
-                    prompt_tokens,
-                    reused_tokens: g.reused,
-                    generated_tokens: g.ids.len(),
-                    stop: g.stop,
-                    looped,
-                    prefill_secs: g.prefill_secs,
-                    decode_secs: g.decode_secs,
-                    alone: g.alone,
-                })
-            })
+            .map(|(a, &prompt_tokens)| completion(&self.tokenizer, prompt_tokens, a))
             .collect()
     }
 }

@@ -73,7 +73,23 @@ pub trait Arrivals {
     fn arrived(&mut self, wait: bool) -> Option<Vec<(usize, Owned)>>;
     /// The answer to the call that arrived under `key`.
     fn answered(&mut self, key: usize, answer: Answer);
+    /// The call under `key` has decoded `ids` so far (fewer than the last
+    /// time when its answer looped and it is asked again). Nothing by
+    /// default.
+    fn decoded(&mut self, _key: usize, _ids: &[u32]) {}
 }
+
+/// Hears how the calls of [`generate_watched`] go, by their index.
+pub trait Progress {
+    /// Call `index` has decoded `ids` so far; see [`Arrivals::decoded`].
+    fn decoded(&mut self, _index: usize, _ids: &[u32]) {}
+    /// Call `index` is answered.
+    fn answered(&mut self, _index: usize, _answer: &Answer) {}
+}
+
+/// Hears nothing.
+pub struct Unheard;
+impl Progress for Unheard {}
 
 /// A call being decoded.
 struct Running {
@@ -143,20 +159,41 @@ pub fn generate_owned(
     calls: Vec<Owned>,
     room: Room,
 ) -> Result<Vec<Answer>> {
+    generate_watched(model, caches, calls, room, &mut Unheard)
+}
+
+/// [`generate_owned`], telling `progress` of every call's tokens and
+/// answer as they come.
+pub fn generate_watched(
+    model: &mut dyn Forward,
+    caches: &mut Vec<CacheState>,
+    calls: Vec<Owned>,
+    room: Room,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Answer>> {
     if calls.iter().any(|c| c.params.beam.is_some()) {
-        return one_at_a_time(model, caches, &calls);
+        let answers = one_at_a_time(model, caches, &calls)?;
+        for (i, a) in answers.iter().enumerate() {
+            progress.answered(i, a);
+        }
+        return Ok(answers);
     }
     /// Every call at once, then the end.
-    struct Given {
+    struct Given<'p> {
         calls: Option<Vec<(usize, Owned)>>,
         done: Vec<Option<Answer>>,
+        progress: &'p mut dyn Progress,
     }
-    impl Arrivals for Given {
+    impl Arrivals for Given<'_> {
         fn arrived(&mut self, _wait: bool) -> Option<Vec<(usize, Owned)>> {
             self.calls.take()
         }
         fn answered(&mut self, key: usize, answer: Answer) {
+            self.progress.answered(key, &answer);
             self.done[key] = Some(answer);
+        }
+        fn decoded(&mut self, key: usize, ids: &[u32]) {
+            self.progress.decoded(key, ids);
         }
     }
     let room = Room {
@@ -166,6 +203,7 @@ pub fn generate_owned(
     let mut given = Given {
         done: vec![None; calls.len()],
         calls: Some(calls.into_iter().enumerate().collect()),
+        progress,
     };
     serve(model, caches, room, &mut given)?;
     Ok(given
@@ -187,7 +225,7 @@ fn one_at_a_time(
     model.select(0)?;
     calls
         .iter()
-        .map(|c| generate_unlooped(model, &mut caches[0], c.prompt(), &c.params))
+        .map(|c| generate_unlooped(model, &mut caches[0], c.prompt(), &c.params, &mut |_| {}))
         .collect()
 }
 
@@ -243,7 +281,13 @@ fn steps(
         if width == 1 {
             model.select(0)?;
             while let Some((key, call)) = queue.pop_front() {
-                let answer = generate_unlooped(model, &mut caches[0], call.prompt(), &call.params)?;
+                let answer = generate_unlooped(
+                    model,
+                    &mut caches[0],
+                    call.prompt(),
+                    &call.params,
+                    &mut |ids| arrivals.decoded(key, ids),
+                )?;
                 arrivals.answered(key, answer);
             }
             continue;
@@ -283,7 +327,9 @@ fn steps(
                 continue;
             }
             r.fresh = false;
-            let Some(stop) = r.decoding.next(&mut r.logits, &mut |_| {}) else {
+            let stop = r.decoding.next(&mut r.logits, &mut |_| {});
+            arrivals.decoded(r.key, &r.decoding.ids);
+            let Some(stop) = stop else {
                 i += 1;
                 continue;
             };
@@ -520,7 +566,14 @@ mod tests {
     /// Each call alone, on a fresh model: the reference.
     fn alone(prompt: Prompt, params: &GenParams) -> (Generated, bool) {
         let mut m = Hashing::default();
-        generate_unlooped(&mut m, &mut CacheState::default(), prompt, params).unwrap()
+        generate_unlooped(
+            &mut m,
+            &mut CacheState::default(),
+            prompt,
+            params,
+            &mut |_| {},
+        )
+        .unwrap()
     }
 
     /// Random calls in random arrival orders, at random widths, each get
@@ -687,6 +740,63 @@ mod tests {
             Room::width(1),
         );
         assert!(one.unwrap().iter().all(|(g, _)| g.alone.0 == g.ids.len()));
+    }
+
+    /// The watcher hears each call's tokens as they are chosen, and each
+    /// answer as soon as its call ends, not when the batch does.
+    #[test]
+    fn progress_hears_every_token_and_each_answer_as_it_ends() {
+        #[derive(Default)]
+        struct Heard {
+            last: std::collections::HashMap<usize, Vec<u32>>,
+            answered: Vec<usize>,
+        }
+        impl Progress for Heard {
+            fn decoded(&mut self, index: usize, ids: &[u32]) {
+                let before = self.last.get(&index).map_or(0, Vec::len);
+                assert_eq!(ids.len(), before + 1, "one token at a time");
+                self.last.insert(index, ids.to_vec());
+            }
+            fn answered(&mut self, index: usize, answer: &Answer) {
+                assert_eq!(self.last[&index], answer.0.ids, "heard all of it");
+                self.answered.push(index);
+            }
+        }
+        let long = GenParams {
+            eos: vec![],
+            ..params(40)
+        };
+        let short = GenParams {
+            eos: vec![],
+            ..params(3)
+        };
+        let ids: Vec<Vec<u32>> = (0..4).map(|i| vec![2, 3, 4 + i]).collect();
+        for width in [1, 2] {
+            let owned: Vec<Owned> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Owned {
+                    ids: p.clone(),
+                    breaks: Vec::new(),
+                    params: if i == 0 { long.clone() } else { short.clone() },
+                })
+                .collect();
+            let mut heard = Heard::default();
+            let got = generate_watched(
+                &mut Hashing::default(),
+                &mut Vec::new(),
+                owned,
+                Room::width(width),
+                &mut heard,
+            )
+            .unwrap();
+            assert_eq!(got.len(), 4);
+            let want = match width {
+                1 => vec![0, 1, 2, 3],
+                _ => vec![1, 2, 3, 0],
+            };
+            assert_eq!(heard.answered, want, "width {width}");
+        }
     }
 
     /// Calls wait for room in the cache positions: with room for two of

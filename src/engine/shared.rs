@@ -15,7 +15,7 @@ use anyhow::Result;
 
 use super::generate::CacheState;
 use super::parallel::{self, Answer, Arrivals, Owned};
-use super::{ChatModel, Completion, Llm};
+use super::{strip_think, ChatModel, Completion, Llm, Watch};
 use crate::prompt::chat::Message;
 
 /// The scheduler is gone (it panicked): no call will be answered again,
@@ -27,7 +27,24 @@ pub struct Stopped;
 /// Calls of one [`ChatModel::complete_all`], and where their answers go.
 struct Request {
     calls: Vec<Owned>,
-    reply: Sender<Result<Vec<Answer>, String>>,
+    reply: Sender<Reply>,
+    /// Whether each call's tokens are told as they come, and whether with
+    /// the ids themselves.
+    tokens: bool,
+    ids: Vec<bool>,
+}
+
+/// What the scheduler tells the thread that asked, call by call.
+enum Reply {
+    /// Call `index` has decoded `tokens` tokens, `ids` where asked.
+    Decoded {
+        index: usize,
+        tokens: usize,
+        ids: Option<Vec<u32>>,
+    },
+    Answered(usize, Answer),
+    /// The request's calls not answered yet never will be.
+    Failed(String),
 }
 
 /// What threads ask the model through while [`Llm::serve`] runs.
@@ -55,6 +72,7 @@ impl Hub<'_> {
 
 /// The model as one thread sees it: its answers are those
 /// [`Llm`] gives, decoded beside the other threads' calls.
+#[derive(Clone)]
 pub struct Client<'m> {
     llm: &'m Llm,
     width: usize,
@@ -113,7 +131,7 @@ fn schedule(
         let msg = format!("{e:#}");
         for (_, w) in door.waiting.drain() {
             // A client that went away needs no answer.
-            let _ = w.reply.send(Err(msg.clone()));
+            let _ = w.reply.send(Reply::Failed(msg.clone()));
         }
         door.keys.clear();
     }
@@ -121,8 +139,9 @@ fn schedule(
 
 /// A request being answered.
 struct Waiting {
-    reply: Sender<Result<Vec<Answer>, String>>,
-    answers: Vec<Option<Answer>>,
+    reply: Sender<Reply>,
+    tokens: bool,
+    ids: Vec<bool>,
     left: usize,
 }
 
@@ -141,14 +160,14 @@ impl Door {
         let id = self.next_key;
         self.next_key += 1;
         if req.calls.is_empty() {
-            let _ = req.reply.send(Ok(Vec::new()));
             return;
         }
         self.waiting.insert(
             id,
             Waiting {
                 reply: req.reply,
-                answers: vec![None; req.calls.len()],
+                tokens: req.tokens,
+                ids: req.ids,
                 left: req.calls.len(),
             },
         );
@@ -181,17 +200,25 @@ impl Arrivals for Door {
         let Some(w) = self.waiting.get_mut(&id) else {
             return;
         };
-        w.answers[i] = Some(answer);
+        let _ = w.reply.send(Reply::Answered(i, answer));
         w.left -= 1;
         if w.left == 0 {
-            let w = self.waiting.remove(&id).expect("just seen");
-            let answers = w
-                .answers
-                .into_iter()
-                .map(|a| a.expect("answered"))
-                .collect();
-            let _ = w.reply.send(Ok(answers));
+            self.waiting.remove(&id);
         }
+    }
+
+    fn decoded(&mut self, key: usize, ids: &[u32]) {
+        let Some(&(id, i)) = self.keys.get(&key) else {
+            return;
+        };
+        let Some(w) = self.waiting.get(&id).filter(|w| w.tokens) else {
+            return;
+        };
+        let _ = w.reply.send(Reply::Decoded {
+            index: i,
+            tokens: ids.len(),
+            ids: w.ids[i].then(|| ids.to_vec()),
+        });
     }
 }
 
@@ -219,17 +246,49 @@ impl ChatModel for Client<'_> {
             .complete_all(&[(messages.to_vec(), max_new_tokens)])?
             .remove(0))
     }
-    fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
+    fn complete_all_watched(
+        &mut self,
+        calls: &[(Vec<Message>, usize)],
+        watch: &mut dyn Watch,
+    ) -> Result<Vec<Completion>> {
         let calls = self.llm.prepare(calls)?;
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
         let lens: Vec<usize> = calls.iter().map(|c| c.ids.len()).collect();
-        let (reply, answers) = mpsc::channel();
-        let request = Request { calls, reply };
+        let (reply, replies) = mpsc::channel();
+        let request = Request {
+            ids: (0..calls.len()).map(|i| watch.wants_text(i)).collect(),
+            tokens: watch.wants_tokens(),
+            calls,
+            reply,
+        };
         let stopped = || anyhow::Error::new(Stopped);
         self.tx.send(request).map_err(|_| stopped())?;
-        let answers = answers
-            .recv()
-            .map_err(|_| stopped())?
-            .map_err(anyhow::Error::msg)?;
-        self.llm.completions(&lens, answers)
+        let mut done: Vec<Option<Completion>> = vec![None; lens.len()];
+        let mut left = lens.len();
+        while left > 0 {
+            match replies.recv().map_err(|_| stopped())? {
+                Reply::Decoded { index, tokens, ids } => {
+                    let text = match ids {
+                        Some(ids) => Some(strip_think(&self.llm.tokenizer().decode(&ids)?)),
+                        None => None,
+                    };
+                    watch.decoded(index, tokens, text.as_deref());
+                }
+                Reply::Answered(index, answer) => {
+                    let c = self.llm.completion(lens[index], &answer)?;
+                    watch.answered(index, &c);
+                    done[index] = Some(c);
+                    left -= 1;
+                }
+                Reply::Failed(msg) => return Err(anyhow::Error::msg(msg)),
+            }
+        }
+        Ok(done.into_iter().map(|c| c.expect("answered")).collect())
+    }
+
+    fn twin(&self) -> Option<Box<dyn ChatModel + '_>> {
+        Some(Box::new(self.clone()))
     }
 }

@@ -161,6 +161,21 @@ impl Markup {
         out
     }
 
+    /// The start of [`Markup::assemble`]'s document: through the last
+    /// unit `outputs` holds (the first `outputs.len()` units), and what
+    /// follows it up to the next unit. With every unit, the whole document.
+    pub fn assemble_prefix(&self, outputs: &[String], language: Option<&str>) -> String {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Keep(r) => self.push_kept(&mut out, r.clone(), language),
+                Piece::Unit(i) if *i < outputs.len() => out.push_str(&outputs[*i]),
+                Piece::Unit(_) => break,
+            }
+        }
+        out
+    }
+
     fn push_kept(&self, out: &mut String, r: Range<usize>, language: Option<&str>) {
         match (&self.lang, language) {
             (Some(lang), Some(code)) if r.start <= lang.start && lang.end <= r.end => {

@@ -448,3 +448,32 @@ fn fake_placeholders_fail_the_check() {
         assert!(m.restore_unit(0, &reply).is_err(), "{fake}");
     }
 }
+
+/// The start of a document through any number of units is where the
+/// whole document starts, and through all of them it is the document.
+#[test]
+fn a_prefix_of_units_starts_the_assembled_document() {
+    for (src, format) in [
+        ("# Title\n\nOne paragraph.\n\n- item one\n- item two\n", Format::Markdown),
+        (
+            "<html lang=\"en\"><body><h1>Title</h1><p>One <b>bold</b> word.</p><p>Two.</p></body></html>",
+            Format::Html,
+        ),
+        ("First.\n\nSecond.\n\nThird.", Format::Text),
+    ] {
+        let doc = Markup::parse(src.to_string(), format);
+        let outputs: Vec<String> = (0..doc.units().len()).map(|i| format!("<{i}>")).collect();
+        let whole = doc.assemble(&outputs, Some("de"));
+        let mut last = String::new();
+        for k in 0..=outputs.len() {
+            let start = doc.assemble_prefix(&outputs[..k], Some("de"));
+            assert!(whole.starts_with(&start), "{format:?} {k}: {start:?}");
+            assert!(start.len() >= last.len());
+            if k > 0 {
+                assert!(start.contains(&format!("<{}>", k - 1)));
+            }
+            last = start;
+        }
+        assert_eq!(last, whole);
+    }
+}

@@ -159,23 +159,47 @@ impl Translator {
         target: &Language,
         printer: &Printer,
     ) -> Result<Translation> {
+        self.translate_live(doc, target, printer, None, None)
+    }
+
+    /// [`Translator::translate`], moving `parts` (one part a sentence) and
+    /// showing the translation as it goes where `show` is given.
+    pub fn translate_live(
+        &mut self,
+        doc: &Markup,
+        target: &Language,
+        printer: &Printer,
+        parts: Option<std::sync::Arc<crate::progress::Parts>>,
+        show: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Translation> {
+        let last = self.models.len() - 1;
         let mut legs: Vec<Logged<Mt>> = self
             .models
             .iter()
-            .map(|(model, token)| {
+            .enumerate()
+            .map(|(i, (model, token))| {
                 let mt = Mt {
                     model,
                     target: token.clone(),
                     batch_size: self.batch_size,
                 };
-                Logged::new(mt, printer)
+                // The sentences are done when the last model has them.
+                Logged::new(mt, printer).with_parts(parts.clone().filter(|_| i == last))
             })
             .collect();
         let code = Some(target.code.as_str());
-        match legs.as_mut_slice() {
-            [one] => glot::task::mt::translate(one, doc, code),
-            [first, second] => glot::task::mt::translate(&mut Pivot { first, second }, doc, code),
+        let mut pivot;
+        let model: &mut dyn glot::task::mt::SentenceModel = match legs.as_mut_slice() {
+            [one] => one,
+            [first, second] => {
+                pivot = Pivot { first, second };
+                &mut pivot
+            }
             _ => unreachable!("one model or two"),
+        };
+        match show {
+            Some(show) => glot::task::mt::translate_live(model, doc, code, show),
+            None => glot::task::mt::translate(model, doc, code),
         }
     }
 }

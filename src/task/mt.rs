@@ -130,6 +130,47 @@ fn spaceless(code: Option<&str>) -> bool {
     matches!(base, Some("zh" | "ja" | "yue"))
 }
 
+/// Unit `u` of `doc` with its sentences' answers in place of theirs, and
+/// whether a sentence of it came back empty (it keeps its source).
+fn joined(
+    doc: &Markup,
+    u: usize,
+    segments: &[Segment],
+    answers: &[String],
+    join_tight: bool,
+) -> (String, bool) {
+    let text = doc.units()[u].text();
+    let mut joined = String::new();
+    let mut end = 0;
+    let mut empty = false;
+    let mut after_translation = false;
+    for s in segments.iter().filter(|s| s.unit == u) {
+        let gap = &text[end..s.range.start];
+        let answer = s.sent.map(|i| answers[i].trim()).filter(|a| !a.is_empty());
+        if join_tight && !gap.contains('\n') && !joined.is_empty() {
+            // A space between two sentences has no place in Chinese or
+            // Japanese; line breaks stay.
+        } else if gap.is_empty() && !join_tight && after_translation && answer.is_some() {
+            // Sentences of a Chinese or Japanese source touch; in the
+            // target they need a space.
+            joined.push(' ');
+        } else {
+            joined.push_str(gap);
+        }
+        match answer {
+            Some(a) => joined.push_str(a),
+            None => {
+                empty |= s.sent.is_some();
+                joined.push_str(&text[s.range.clone()]);
+            }
+        }
+        after_translation = answer.is_some();
+        end = s.range.end;
+    }
+    joined.push_str(&text[end..]);
+    (joined, empty)
+}
+
 /// A piece of a unit: a sentence (or part of one over the model's limit).
 struct Segment {
     unit: usize,
@@ -202,50 +243,88 @@ pub fn translate(
     doc: &Markup,
     target_code: Option<&str>,
 ) -> Result<Translation> {
-    let (segments, to_send) = segments(model, doc)?;
-    let (answers, usage) = model.translate(&to_send)?;
-    anyhow::ensure!(
-        answers.len() == to_send.len(),
-        "the model returned {} translations for {} sentences",
-        answers.len(),
-        to_send.len()
-    );
+    translate_with(model, doc, target_code, None)
+}
 
+/// Sentences sent at a time when a translation is shown as it goes: a few
+/// batches, whole units.
+const WAVE: usize = 64;
+
+/// [`translate`], showing the translation as it is settled: the sentences
+/// go to the model a few batches at a time, whole units each time, and
+/// `show` is given the document through the last unit translated after
+/// each. The last text it is given is the translation's whole text. A
+/// sentence's translation is the same whatever the batch it is in.
+pub fn translate_live(
+    model: &mut dyn SentenceModel,
+    doc: &Markup,
+    target_code: Option<&str>,
+    show: &mut dyn FnMut(&str),
+) -> Result<Translation> {
+    translate_with(model, doc, target_code, Some(show))
+}
+
+fn translate_with(
+    model: &mut dyn SentenceModel,
+    doc: &Markup,
+    target_code: Option<&str>,
+    mut show: Option<&mut dyn FnMut(&str)>,
+) -> Result<Translation> {
+    let (segments, to_send) = segments(model, doc)?;
     let join_tight = spaceless(target_code);
+    let mut answers: Vec<String> = Vec::with_capacity(to_send.len());
+    let mut usage = Usage::default();
+    while answers.len() < to_send.len() {
+        let from = answers.len();
+        // Through the end of the unit of the wave's last sentence.
+        let to = match show {
+            None => to_send.len(),
+            Some(_) => {
+                let last = (from + WAVE).min(to_send.len()) - 1;
+                let unit = segments
+                    .iter()
+                    .find(|s| s.sent == Some(last))
+                    .map(|s| s.unit);
+                segments
+                    .iter()
+                    .filter(|s| Some(s.unit) == unit)
+                    .filter_map(|s| s.sent)
+                    .max()
+                    .map_or(to_send.len(), |i| i + 1)
+            }
+        };
+        let (got, u) = model.translate(&to_send[from..to])?;
+        anyhow::ensure!(
+            got.len() == to - from,
+            "the model returned {} translations for {} sentences",
+            got.len(),
+            to - from
+        );
+        answers.extend(got);
+        usage.absorb(&u);
+        if let Some(show) = show.as_deref_mut() {
+            // Units whose sentences are all in.
+            let done = segments
+                .iter()
+                .find(|s| s.sent.is_some_and(|i| i >= answers.len()))
+                .map_or(doc.units().len(), |s| s.unit);
+            let outputs: Vec<String> = (0..done)
+                .map(|u| {
+                    let (joined, _) = joined(doc, u, &segments, &answers, join_tight);
+                    doc.restore_unit(u, &joined)
+                        .unwrap_or_else(|_| doc.source()[doc.units()[u].range.clone()].to_string())
+                })
+                .collect();
+            show(&doc.assemble_prefix(&outputs, target_code));
+        }
+    }
+
     let mut outputs = Vec::with_capacity(doc.units().len());
     let (mut untranslated, mut broken, mut wrong) = (0, 0, 0);
     let mut flags = Vec::new();
-    let mut segs = segments.iter().peekable();
     for (u, unit) in doc.units().iter().enumerate() {
         let text = unit.text();
-        let mut joined = String::new();
-        let mut end = 0;
-        let mut empty = false;
-        let mut after_translation = false;
-        while let Some(s) = segs.next_if(|s| s.unit == u) {
-            let gap = &text[end..s.range.start];
-            let answer = s.sent.map(|i| answers[i].trim()).filter(|a| !a.is_empty());
-            if join_tight && !gap.contains('\n') && !joined.is_empty() {
-                // A space between two sentences has no place in Chinese or
-                // Japanese; line breaks stay.
-            } else if gap.is_empty() && !join_tight && after_translation && answer.is_some() {
-                // Sentences of a Chinese or Japanese source touch; in the
-                // target they need a space.
-                joined.push(' ');
-            } else {
-                joined.push_str(gap);
-            }
-            match answer {
-                Some(a) => joined.push_str(a),
-                None => {
-                    empty |= s.sent.is_some();
-                    joined.push_str(&text[s.range.clone()]);
-                }
-            }
-            after_translation = answer.is_some();
-            end = s.range.end;
-        }
-        joined.push_str(&text[end..]);
+        let (joined, empty) = joined(doc, u, &segments, &answers, join_tight);
         let line = line_of(doc, u);
         match doc.restore_unit(u, &joined) {
             Ok(restored) => {
@@ -341,6 +420,78 @@ mod tests {
         Upper {
             lose_markup: false,
             seen: Vec::new(),
+        }
+    }
+
+    /// Shown as it goes, a translation goes to the model a few batches of
+    /// whole units at a time, is shown after each, and ends as it does
+    /// whole.
+    #[test]
+    fn a_live_translation_is_shown_unit_by_unit_in_waves() {
+        let src: String = (0..40)
+            .map(|i| {
+                format!("## Part {i}\n\nThe first one. The second one. The third one is here.")
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let doc = Markup::parse(src, Format::Markdown);
+        let whole = translate(&mut upper(), &doc, Some("de")).unwrap();
+        let mut m = upper();
+        let mut shown: Vec<(usize, String)> = Vec::new();
+        let seen = std::cell::Cell::new(0);
+        let t = {
+            let mut counting = Counting {
+                inner: &mut m,
+                seen: &seen,
+            };
+            translate_live(&mut counting, &doc, Some("de"), &mut |s| {
+                shown.push((seen.get(), s.to_string()))
+            })
+            .unwrap()
+        };
+        assert_eq!(t.text, whole.text);
+        assert_eq!(m.seen.len(), 160);
+        assert_eq!(
+            shown.len(),
+            3,
+            "{:?}",
+            shown.iter().map(|s| s.0).collect::<Vec<_>>()
+        );
+        // Waves of 64 sentences or a little more, to the end of a unit
+        // (a heading and its paragraph take four).
+        assert_eq!(
+            shown.iter().map(|s| s.0).collect::<Vec<_>>(),
+            [64, 128, 160]
+        );
+        for w in shown.windows(2) {
+            assert!(w[1].1.starts_with(&w[0].1) && w[1].1.len() > w[0].1.len());
+        }
+        // The first wave: parts 0 to 15, and the markup before the next.
+        assert!(shown[0].1.ends_with(
+            "## PART 15\n\nTHE FIRST ONE. THE SECOND ONE. THE THIRD ONE IS HERE.\n\n## "
+        ));
+        assert_eq!(shown.last().unwrap().1, t.text);
+    }
+
+    /// A sentence model that counts the sentences it was sent.
+    struct Counting<'a> {
+        inner: &'a mut Upper,
+        seen: &'a std::cell::Cell<usize>,
+    }
+
+    impl SentenceModel for Counting<'_> {
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            self.inner.count_tokens(text)
+        }
+        fn max_tokens(&self) -> usize {
+            self.inner.max_tokens()
+        }
+        fn measure(&self, sentence: &str) -> Result<(usize, usize)> {
+            self.inner.measure(sentence)
+        }
+        fn translate(&mut self, sentences: &[String]) -> Result<(Vec<String>, Usage)> {
+            self.seen.set(self.seen.get() + sentences.len());
+            self.inner.translate(sentences)
         }
     }
 

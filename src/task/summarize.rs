@@ -260,6 +260,21 @@ pub fn summarize(
     text: &str,
     req: &Request,
 ) -> Result<Summary> {
+    summarize_live(model, prompts, text, req, &mut |_| {})
+}
+
+/// [`summarize`], showing the summary as it is written: `show` is given the
+/// text settled so far (whole sentences and lines, cleaned as the summary
+/// is) each time it grows. What it is given last can still differ from
+/// the summary returned: the model may be asked again, and the end of the
+/// answer settles its last words.
+pub fn summarize_live(
+    model: &mut dyn ChatModel,
+    prompts: &Prompts,
+    text: &str,
+    req: &Request,
+    show: &mut dyn FnMut(&str),
+) -> Result<Summary> {
     let ask = req.ask();
     let Budgets {
         ctx,
@@ -280,9 +295,12 @@ pub fn summarize(
             scaffold: &scaffold,
             article: text,
         };
-        let (mut c, wrong_language, prompt_lines) = last.call(model, &mut usage, |firm| {
-            prompts.summarize(text.trim(), ask, firm)
-        })?;
+        let (mut c, wrong_language, prompt_lines) = last.call(
+            model,
+            &mut usage,
+            |firm| prompts.summarize(text.trim(), ask, firm),
+            show,
+        )?;
         let repeated_sentences = without_repeats(&mut c);
         // One part, the whole article: every line comes from it.
         let (text_out, citations) = match req.cite {
@@ -356,8 +374,12 @@ pub fn summarize(
                 scaffold: &scaffold,
                 article: text,
             };
-            let (mut c, wrong_language, prompt_lines) =
-                last.call(model, &mut usage, |firm| prompts.combine(&parts, ask, firm))?;
+            let (mut c, wrong_language, prompt_lines) = last.call(
+                model,
+                &mut usage,
+                |firm| prompts.combine(&parts, ask, firm),
+                show,
+            )?;
             let repeated_sentences = without_repeats(&mut c);
             let citations = req.cite.then(|| citations(&c.text, spans.clone()));
             return Ok(Summary {
@@ -426,11 +448,21 @@ impl Last<'_> {
         model: &mut dyn ChatModel,
         usage: &mut Usage,
         messages: impl Fn(bool) -> Result<Vec<crate::prompt::chat::Message>>,
+        show: &mut dyn FnMut(&str),
     ) -> Result<(crate::engine::Completion, bool, usize)> {
         let code = self.req.language_code.as_deref();
         let leaks =
             |c: &crate::engine::Completion| self.scaffold.found(&c.text, self.article).is_some();
-        let c = whole_sentences(model.complete(&messages(false)?, self.cap)?);
+        let mut ask = |model: &mut dyn ChatModel, messages: Vec<_>, cap: usize| {
+            let mut live = Live {
+                last: self,
+                show: &mut *show,
+                shown: String::new(),
+            };
+            let c = model.complete_all_watched(&[(messages, cap)], &mut live)?;
+            Ok::<_, anyhow::Error>(whole_sentences(c.into_iter().next().expect("one answer")))
+        };
+        let c = ask(model, messages(false)?, self.cap)?;
         usage.add(&c);
         let (wrong, leaked) = (wrong_language(&c.text, code), leaks(&c));
         // Nothing left once the delimiters are gone: the prompt's
@@ -441,7 +473,7 @@ impl Last<'_> {
             let room = model
                 .context_length()
                 .saturating_sub(model.prompt_tokens(&firm)? + SLACK);
-            let again = whole_sentences(model.complete(&firm, self.cap.min(room))?);
+            let again = ask(model, firm, self.cap.min(room))?;
             usage.add(&again);
             let better = !again.text.trim().is_empty()
                 && !wrong_language(&again.text, code)
@@ -456,6 +488,57 @@ impl Last<'_> {
         let (text, dropped) = self.scaffold.strip_lines(&c.text, self.article);
         c.text = crate::markup::model_markdown(&text);
         Ok((c, wrong, dropped))
+    }
+}
+
+/// The last call's answer as it is decoded, shown as far as it is settled.
+struct Live<'a, 'b> {
+    last: &'a Last<'a>,
+    show: &'b mut dyn FnMut(&str),
+    shown: String,
+}
+
+impl crate::engine::Watch for Live<'_, '_> {
+    fn wants_tokens(&self) -> bool {
+        true
+    }
+    fn wants_text(&self, _index: usize) -> bool {
+        true
+    }
+    fn decoded(&mut self, _index: usize, _tokens: usize, text: Option<&str>) {
+        let Some(text) = text else {
+            return;
+        };
+        let now = self.last.settled(text);
+        if now != self.shown {
+            (self.show)(&now);
+            self.shown = now;
+        }
+    }
+}
+
+impl Last<'_> {
+    /// The part of an answer being decoded that is settled: its whole
+    /// sentences and lines inside the prompt's delimiters, cleaned as
+    /// [`Last::call`] and [`without_repeats`] clean the whole answer.
+    fn settled(&self, partial: &str) -> String {
+        let inside = super::answer_only(partial, "article")
+            .and_then(|t| super::answer_only(&t, "summaries"))
+            .unwrap_or_default();
+        // A delimiter still being written is no text.
+        let inside = match inside.rfind('<') {
+            Some(i) if !inside[i..].contains('>') => &inside[..i],
+            _ => inside.as_str(),
+        };
+        let sentence = crate::text::segment::through_last_sentence(inside).map_or(0, str::len);
+        let line = inside.rfind('\n').unwrap_or(0);
+        let whole = &inside[..sentence.max(line)];
+        if whole.trim().is_empty() {
+            return String::new();
+        }
+        let (text, _) = self.scaffold.strip_lines(whole, self.article);
+        let text = crate::markup::model_markdown(&text);
+        crate::text::segment::drop_repeated_sentences(&text).0
     }
 }
 
@@ -710,6 +793,96 @@ mod tests {
         let parts: Vec<Vec<usize>> = c.bullets.iter().map(|b| b.parts.clone()).collect();
         assert_eq!(parts, [vec![1], vec![], vec![], vec![2]]);
         assert_eq!(c.uncited, 2);
+    }
+
+    /// A model that tells its answer word by word as it decodes it.
+    struct Speaking {
+        inner: Fake,
+    }
+
+    impl ChatModel for Speaking {
+        fn context_length(&self) -> usize {
+            self.inner.context_length()
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            self.inner.count_tokens(text)
+        }
+        fn prompt_tokens(&self, messages: &[crate::prompt::chat::Message]) -> Result<usize> {
+            self.inner.prompt_tokens(messages)
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            self.inner.truncate_to_tokens(text, max)
+        }
+        fn complete(
+            &mut self,
+            messages: &[crate::prompt::chat::Message],
+            max: usize,
+        ) -> Result<crate::engine::Completion> {
+            self.inner.complete(messages, max)
+        }
+        fn complete_all_watched(
+            &mut self,
+            calls: &[(Vec<crate::prompt::chat::Message>, usize)],
+            watch: &mut dyn crate::engine::Watch,
+        ) -> Result<Vec<crate::engine::Completion>> {
+            let mut out = Vec::new();
+            for (i, (m, max)) in calls.iter().enumerate() {
+                let c = self.inner.complete(m, *max)?;
+                if watch.wants_tokens() {
+                    let words: Vec<&str> = c.text.split(' ').collect();
+                    for n in 1..=words.len() {
+                        let text = words[..n].join(" ");
+                        watch.decoded(i, n, watch.wants_text(i).then_some(text.as_str()));
+                    }
+                }
+                watch.answered(i, &c);
+                out.push(c);
+            }
+            Ok(out)
+        }
+    }
+
+    /// A summary shown as it is written shows whole sentences and lines,
+    /// cleaned of the prompt's delimiters and of sentences said twice,
+    /// each text extending the last, the last the summary itself.
+    #[test]
+    fn a_live_summary_shows_whole_sentences_as_they_come() {
+        let answer = "<article>\nThe council met. It chose a plan. The council met. \
+                      - first point\n- second point\nAnd a last sentence.</article>";
+        let p = Prompts::load(None).unwrap();
+        let req = Request {
+            language: None,
+            language_code: None,
+            length: Length { words: 40 },
+            cite: false,
+        };
+        let mut m = Speaking {
+            inner: Fake {
+                context: 4000,
+                reply: Reply::Text(answer.into()),
+                calls: vec![],
+            },
+        };
+        let mut shown: Vec<String> = Vec::new();
+        let s = summarize_live(&mut m, &p, &article(3), &req, &mut |t| {
+            shown.push(t.to_string())
+        })
+        .unwrap();
+        assert_eq!(
+            shown,
+            [
+                "The council met.",
+                "The council met. It chose a plan.",
+                "The council met. It chose a plan. - first point",
+                "The council met. It chose a plan. - first point\n- second point",
+                "The council met. It chose a plan. - first point\n- second point\nAnd a last sentence.",
+            ]
+        );
+        assert_eq!(s.text, shown[4]);
+        assert_eq!(s.repeated_sentences, 1);
     }
 
     #[test]

@@ -141,7 +141,22 @@ pub fn translate(
     req: &Request,
 ) -> Result<Translation> {
     let chunked = chunk_plan(model, prompts, doc, req)?;
-    translate_planned(model, prompts, doc, req, chunked)
+    translate_planned(model, prompts, doc, req, chunked, None)
+}
+
+/// [`translate`], showing the translation as it is settled: `show` is given
+/// the document from its start through the last unit whose translation is
+/// final, with every unit before it, each time that grows. The last text it
+/// is given is the translation's whole text.
+pub fn translate_live(
+    model: &mut dyn ChatModel,
+    prompts: &Prompts,
+    doc: &Markup,
+    req: &Request,
+    show: &mut dyn FnMut(&str),
+) -> Result<Translation> {
+    let chunked = chunk_plan(model, prompts, doc, req)?;
+    translate_planned(model, prompts, doc, req, chunked, Some(show))
 }
 
 /// The units a model is asked for: those with letters. The rest (numbers,
@@ -209,9 +224,18 @@ fn translate_planned(
     doc: &Markup,
     req: &Request,
     chunked: Chunked,
+    mut show: Option<&mut dyn FnMut(&str)>,
 ) -> Result<Translation> {
     let Chunked { sent, text, plan } = chunked;
     let text = text.as_str();
+    let run = Run {
+        prompts,
+        doc,
+        req,
+        sent: &sent,
+        text,
+        plan: &plan,
+    };
     // A chunk's calls (its first, then asked again, in halves, unit by
     // unit) depend on its own earlier answers only. Where the model decodes
     // calls together, each round replays the run with the answers in hand,
@@ -230,12 +254,34 @@ fn translate_planned(
             };
             // What the round gathered is all it is for: a real error comes
             // back from the run below.
-            let _ = replay(&mut probe, prompts, doc, req, &sent, text, &plan);
+            let _ = run.replay(&mut probe, reborrow(&mut show));
             let missing = probe.missing.unwrap_or_default();
             if missing.is_empty() {
                 break;
             }
-            let answers = model.complete_all(&missing)?;
+            // A translation shown as it goes looks at each answer as it
+            // comes: the calls go through one more handle on the model, and
+            // the answers are looked at through another.
+            let watched = match (reborrow(&mut show), model.twin(), model.twin()) {
+                (Some(show), Some(mut asker), Some(looker)) => {
+                    let mut watch = Round {
+                        run: &run,
+                        twin: looker,
+                        ready: &ready,
+                        missing: &missing,
+                        got: Vec::new(),
+                        looked: std::time::Instant::now(),
+                        cost: std::time::Duration::ZERO,
+                        show,
+                    };
+                    Some(asker.complete_all_watched(&missing, &mut watch)?)
+                }
+                _ => None,
+            };
+            let answers = match watched {
+                Some(answers) => answers,
+                None => model.complete_all(&missing)?,
+            };
             ready.extend(missing.into_iter().zip(answers));
         }
     }
@@ -245,7 +291,63 @@ fn translate_planned(
         missing: None,
         foreseen: Vec::new(),
     };
-    replay(&mut model, prompts, doc, req, &sent, text, &plan)
+    run.replay(&mut model, show)
+}
+
+/// `show` again, for one more call.
+fn reborrow<'s>(show: &'s mut Option<&mut dyn FnMut(&str)>) -> Option<&'s mut dyn FnMut(&str)> {
+    match show {
+        Some(f) => Some(&mut **f),
+        None => None,
+    }
+}
+
+/// A translation's plan, as every replay of it reads it.
+struct Run<'a> {
+    prompts: &'a Prompts,
+    doc: &'a Markup,
+    req: &'a Request,
+    sent: &'a [usize],
+    text: &'a str,
+    plan: &'a chunk::Plan,
+}
+
+/// A round of gathered calls being answered, looked at as answers come so
+/// that what they settle is shown before the round ends.
+struct Round<'a, 'm> {
+    run: &'a Run<'a>,
+    twin: Box<dyn ChatModel + 'm>,
+    ready: &'a [(Call, Completion)],
+    missing: &'a [Call],
+    got: Vec<(Call, Completion)>,
+    /// When answers were last looked at, and how long that took: looking
+    /// again takes at most a fifth of the time, so that a long document's
+    /// replays do not take the decoder's.
+    looked: std::time::Instant,
+    cost: std::time::Duration,
+    show: &'a mut dyn FnMut(&str),
+}
+
+impl crate::engine::Watch for Round<'_, '_> {
+    fn answered(&mut self, index: usize, c: &Completion) {
+        self.got.push((self.missing[index].clone(), c.clone()));
+        let last = self.got.len() == self.missing.len();
+        if !last && self.looked.elapsed() < self.cost * 4 {
+            return;
+        }
+        let start = std::time::Instant::now();
+        let mut ready = self.ready.to_vec();
+        ready.extend(self.got.iter().cloned());
+        let mut probe = Answered {
+            model: self.twin.as_mut(),
+            ready,
+            missing: Some(Vec::new()),
+            foreseen: Vec::new(),
+        };
+        let _ = self.run.replay(&mut probe, Some(&mut *self.show));
+        self.looked = std::time::Instant::now();
+        self.cost = start.elapsed();
+    }
 }
 
 /// Rounds of gathered calls before the rest of a translation's calls go
@@ -260,119 +362,160 @@ type Call = (Vec<crate::prompt::chat::Message>, usize);
 /// asked firmly.
 type Ask<'t> = (&'t str, usize, usize, bool);
 
-/// The translation of the planned chunks with `model`, whose calls are
-/// answered from what is in hand where they were asked before.
-fn replay(
-    model: &mut Answered,
-    prompts: &Prompts,
-    doc: &Markup,
-    req: &Request,
-    sent: &[usize],
-    text: &str,
-    plan: &chunk::Plan,
-) -> Result<Translation> {
-    // Units that are not sent keep their text as it is.
-    let mut out: Vec<Option<String>> = doc
-        .units()
-        .iter()
-        .map(|u| Some(doc.source()[u.range.clone()].to_string()))
-        .collect();
-    for &i in sent {
-        out[i] = None;
-    }
-    let mut t = Translator {
-        model,
-        prompts,
-        req,
-        doc,
-        usage: Usage::default(),
-        out,
-        sent,
-        retried: 0,
-        broken: 0,
-        wrong_language: 0,
-        flags: Vec::new(),
-        scaffold: Scaffold::new(
-            &prompts.translate_scaffolding(&req.target, req.source.as_deref())?,
-        ),
-        why: HashMap::new(),
-    };
-    // Pieces of a unit too long for one chunk, joined once all are in:
-    // (answer, still in the wrong language); `None` once a piece failed.
-    let mut pieces: Option<Vec<(String, bool)>> = Some(Vec::new());
-    for (i, c) in plan.chunks.iter().enumerate() {
-        let content = &text[c.content.clone()];
-        let first = c.paragraphs.start;
-        if c.partial {
-            let (reply, wrong) = match t.ask(content, 1, c.tokens, false) {
-                // A round gathering calls goes on with the other chunks.
-                Err(e) if e.is::<Unanswered>() => continue,
-                r => r?,
-            };
-            if reply.trim().is_empty() {
-                pieces = None;
-            } else if let Some(p) = pieces.as_mut() {
-                p.push((one_paragraph(&reply), wrong));
-            }
-            let last_piece = plan
-                .chunks
-                .get(i + 1)
-                .is_none_or(|k| !k.partial || k.paragraphs.start != first);
-            if last_piece {
-                // Too long to ask again as a whole: a unit with an empty
-                // piece or lost placeholders keeps its source, all of it.
-                if let Some(p) = pieces.replace(Vec::new()) {
-                    let joined: Vec<&str> = p.iter().map(|(s, _)| s.as_str()).collect();
-                    let wrong = p.iter().any(|(_, w)| *w);
-                    t.accept(first, &joined.join(" "), wrong);
+impl Run<'_> {
+    /// The translation of the planned chunks with `model`, whose calls are
+    /// answered from what is in hand where they were asked before; `show` is
+    /// given the document through each chunk done, as long as every chunk
+    /// before it is done too.
+    fn replay(
+        &self,
+        model: &mut Answered,
+        mut show: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Translation> {
+        let Run {
+            prompts,
+            doc,
+            req,
+            sent,
+            text,
+            plan,
+        } = *self;
+        // Units that are not sent keep their text as it is.
+        let mut out: Vec<Option<String>> = doc
+            .units()
+            .iter()
+            .map(|u| Some(doc.source()[u.range.clone()].to_string()))
+            .collect();
+        for &i in sent {
+            out[i] = None;
+        }
+        let mut t = Translator {
+            model,
+            prompts,
+            req,
+            doc,
+            usage: Usage::default(),
+            out,
+            sent,
+            retried: 0,
+            broken: 0,
+            wrong_language: 0,
+            flags: Vec::new(),
+            scaffold: Scaffold::new(
+                &prompts.translate_scaffolding(&req.target, req.source.as_deref())?,
+            ),
+            why: HashMap::new(),
+        };
+        // Pieces of a unit too long for one chunk, joined once all are in:
+        // (answer, still in the wrong language); `None` once a piece failed.
+        let mut pieces: Option<Vec<(String, bool)>> = Some(Vec::new());
+        // Whether every chunk so far was answered.
+        let mut answered = true;
+        for (i, c) in plan.chunks.iter().enumerate() {
+            if answered && i > 0 {
+                if let Some(show) = reborrow(&mut show) {
+                    // Units before this chunk's first one are final.
+                    let first = sent[c.paragraphs.start];
+                    show(&t.shown(first, req.target_code.as_deref()));
                 }
             }
-            continue;
+            let content = &text[c.content.clone()];
+            let first = c.paragraphs.start;
+            if c.partial {
+                let (reply, wrong) = match t.ask(content, 1, c.tokens, false) {
+                    // A round gathering calls goes on with the other chunks.
+                    Err(e) if e.is::<Unanswered>() => {
+                        answered = false;
+                        continue;
+                    }
+                    r => r?,
+                };
+                if reply.trim().is_empty() {
+                    pieces = None;
+                } else if let Some(p) = pieces.as_mut() {
+                    p.push((one_paragraph(&reply), wrong));
+                }
+                let last_piece = plan
+                    .chunks
+                    .get(i + 1)
+                    .is_none_or(|k| !k.partial || k.paragraphs.start != first);
+                if last_piece {
+                    // Too long to ask again as a whole: a unit with an empty
+                    // piece or lost placeholders keeps its source, all of it.
+                    if let Some(p) = pieces.replace(Vec::new()) {
+                        let joined: Vec<&str> = p.iter().map(|(s, _)| s.as_str()).collect();
+                        let wrong = p.iter().any(|(_, w)| *w);
+                        t.accept(first, &joined.join(" "), wrong);
+                    }
+                }
+                continue;
+            }
+            let (units, content) = (c.paragraphs.clone(), c.content.clone());
+            match t.units(text, &plan.paragraphs, units, content, c.tokens, true) {
+                Err(e) if e.is::<Unanswered>() => answered = false,
+                r => r?,
+            }
         }
-        let (units, content) = (c.paragraphs.clone(), c.content.clone());
-        match t.units(text, &plan.paragraphs, units, content, c.tokens, true) {
-            Err(e) if e.is::<Unanswered>() => {}
-            r => r?,
+        if answered {
+            if let Some(show) = show {
+                show(&t.shown(doc.units().len(), req.target_code.as_deref()));
+            }
         }
-    }
-    let Translator {
-        out,
-        usage,
-        retried,
-        broken,
-        wrong_language,
-        mut flags,
-        why,
-        ..
-    } = t;
-    let mut untranslated = 0;
-    let outputs: Vec<String> = out
-        .into_iter()
-        .enumerate()
-        .map(|(i, o)| {
-            o.unwrap_or_else(|| {
-                untranslated += 1;
-                let detail = why.get(&i).map_or(
-                    "the model returned nothing, or lost its formatting placeholders",
-                    String::as_str,
-                );
-                flags.push(Flag::untranslated(line_of(doc, i), detail));
-                doc.source()[doc.units()[i].range.clone()].to_string()
+        let Translator {
+            out,
+            usage,
+            retried,
+            broken,
+            wrong_language,
+            mut flags,
+            why,
+            ..
+        } = t;
+        let mut untranslated = 0;
+        let outputs: Vec<String> = out
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.unwrap_or_else(|| {
+                    untranslated += 1;
+                    let detail = why.get(&i).map_or(
+                        "the model returned nothing, or lost its formatting placeholders",
+                        String::as_str,
+                    );
+                    flags.push(Flag::untranslated(line_of(doc, i), detail));
+                    doc.source()[doc.units()[i].range.clone()].to_string()
+                })
             })
+            .collect();
+        flags.sort_by_key(|f| f.line);
+        Ok(Translation {
+            text: doc.assemble(&outputs, req.target_code.as_deref()),
+            chunks: plan.chunks.len(),
+            paragraphs: doc.units().len(),
+            retried_chunks: retried,
+            untranslated,
+            broken_markup: broken,
+            wrong_language,
+            flags,
+            usage,
         })
-        .collect();
-    flags.sort_by_key(|f| f.line);
-    Ok(Translation {
-        text: doc.assemble(&outputs, req.target_code.as_deref()),
-        chunks: plan.chunks.len(),
-        paragraphs: doc.units().len(),
-        retried_chunks: retried,
-        untranslated,
-        broken_markup: broken,
-        wrong_language,
-        flags,
-        usage,
-    })
+    }
+}
+
+impl Translator<'_> {
+    /// The document through its first `units` units, as the translation
+    /// will have them: each translated or, where it failed, as it was.
+    fn shown(&self, units: usize, language: Option<&str>) -> String {
+        let outputs: Vec<String> = self.out[..units]
+            .iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                Some(o) => o.clone(),
+                None => self.doc.source()[self.doc.units()[i].range.clone()].to_string(),
+            })
+            .collect();
+        self.doc.assemble_prefix(&outputs, language)
+    }
 }
 
 impl Flag {
@@ -1110,6 +1253,145 @@ mod tests {
         // none of each other's answers, so they are one round, not one a
         // unit.
         assert_eq!(b.len(), 2, "{b:?}");
+    }
+
+    /// A model that decodes together and lends twins: each answer is told
+    /// as it comes, and `asked` counts the calls answered so far.
+    struct Lending {
+        inner: Fake,
+        asked: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Lending {
+        fn new(asked: std::rc::Rc<std::cell::Cell<usize>>) -> Lending {
+            Lending {
+                inner: Fake {
+                    context: 200,
+                    reply: Reply::Echo,
+                    calls: vec![],
+                },
+                asked,
+            }
+        }
+    }
+
+    impl ChatModel for Lending {
+        fn context_length(&self) -> usize {
+            self.inner.context_length()
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            self.inner.count_tokens(text)
+        }
+        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
+            self.inner.prompt_tokens(messages)
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            self.inner.truncate_to_tokens(text, max)
+        }
+        fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
+            // Answers take time, as a model's do: looking at them as they
+            // come takes less.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.asked.set(self.asked.get() + 1);
+            self.inner.complete(messages, max)
+        }
+        fn complete_all_watched(
+            &mut self,
+            calls: &[(Vec<Message>, usize)],
+            watch: &mut dyn crate::engine::Watch,
+        ) -> Result<Vec<Completion>> {
+            let mut out = Vec::new();
+            for (i, (m, max)) in calls.iter().enumerate() {
+                let c = self.complete(m, *max)?;
+                watch.answered(i, &c);
+                out.push(c);
+            }
+            Ok(out)
+        }
+        fn decodes_together(&self) -> bool {
+            true
+        }
+        fn twin(&self) -> Option<Box<dyn ChatModel + '_>> {
+            Some(Box::new(Lending::new(self.asked.clone())))
+        }
+    }
+
+    /// A translation shown as it goes is shown paragraph by paragraph
+    /// while the calls are still being answered, never shows what it
+    /// takes back, and ends with the whole translation, one call at a time
+    /// as with calls decoded together.
+    #[test]
+    fn a_live_translation_shows_settled_paragraphs_before_the_last_answer() {
+        let doc: String = (1..=8)
+            .map(|i| format!("Paragraph {i} is about the new tram line and its stops."))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let doc = text(&doc);
+        let p = Prompts::load(None).unwrap();
+        let mut alone = fake(Reply::Echo);
+        alone.context = 200;
+        let whole = translate(&mut alone, &p, &doc, &req()).unwrap();
+        for together in [false, true] {
+            let asked = std::rc::Rc::new(std::cell::Cell::new(0));
+            let mut shown: Vec<(usize, String)> = Vec::new();
+            let t = if together {
+                let mut m = Lending::new(asked.clone());
+                translate_live(&mut m, &p, &doc, &req(), &mut |s| {
+                    shown.push((asked.get(), s.to_string()))
+                })
+            } else {
+                let mut m = Lending::new(asked.clone());
+                let mut m = Alone(&mut m);
+                translate_live(&mut m, &p, &doc, &req(), &mut |s| {
+                    shown.push((asked.get(), s.to_string()))
+                })
+            }
+            .unwrap();
+            assert_eq!(t.text, whole.text);
+            assert!(t.chunks > 2, "{} chunks", t.chunks);
+            let calls = asked.get();
+            assert_eq!(calls, t.usage.calls);
+            assert!(shown.iter().all(|(_, s)| t.text.starts_with(s.as_str())));
+            assert_eq!(shown.last().unwrap().1, t.text);
+            // Paragraphs were shown while calls were still to be answered.
+            let early: Vec<usize> = shown
+                .iter()
+                .filter(|(n, s)| *n < calls && !s.is_empty())
+                .map(|(_, s)| s.matches("PARAGRAPH").count())
+                .collect();
+            assert!(
+                early.windows(2).any(|w| w[1] > w[0]),
+                "together {together}: {early:?} of {} chunks, {calls} calls",
+                t.chunks
+            );
+        }
+    }
+
+    /// A model as it is, one call at a time.
+    struct Alone<'a>(&'a mut dyn ChatModel);
+
+    impl ChatModel for Alone<'_> {
+        fn context_length(&self) -> usize {
+            self.0.context_length()
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
+        fn count_tokens(&self, text: &str) -> Result<usize> {
+            self.0.count_tokens(text)
+        }
+        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
+            self.0.prompt_tokens(messages)
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
+            self.0.truncate_to_tokens(text, max)
+        }
+        fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
+            self.0.complete(messages, max)
+        }
     }
 
     const MARKDOWN: &str = "# Title with `code`\n\nSome **bold** text and [a link](https://example.org/x).\n\n```\nnever sent\n```\n\n- item *one*\n- item two\n";

@@ -23,5 +23,6 @@ mod segmentation;
 mod seq2seq;
 mod shell;
 mod slurm;
+mod stream;
 mod structure;
 mod util;
