@@ -81,6 +81,15 @@ pub enum Command {
     /// keeps only ASCII letters and digits, so it suits English summaries).
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Serve LibreTranslate's HTTP API, and /summarize, with the model
+    /// loaded once.
+    ///
+    /// POST /translate, /detect, /translate_file and /summarize; GET
+    /// /languages, /frontend/settings and /download_file/NAME. Bodies are
+    /// JSON or forms; errors are {"error": "..."}. Requests that arrive
+    /// together decode together (--parallel). SIGTERM or Ctrl-C finishes
+    /// the requests in flight and takes no new ones.
+    Serve(ServeArgs),
     /// Print the completion script for a shell.
     ///
     /// For example, for bash: `glot completions bash >
@@ -379,6 +388,55 @@ pub enum Format {
     Text,
     /// A JSON object with the text and metadata (model, languages, chunks, tokens, timings).
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on: only this machine unless asked.
+    #[arg(long, default_value = "127.0.0.1", help_heading = "Server")]
+    pub host: std::net::IpAddr,
+
+    /// Port to listen on (0: any free one, printed at start).
+    #[arg(long, default_value_t = 5000, help_heading = "Server")]
+    pub port: u16,
+
+    /// File of API keys, one a line: requests without one of them get 403.
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub api_keys: Option<PathBuf>,
+
+    /// Most characters of text one request may send (0: no limit).
+    #[arg(long, default_value_t = 100_000, help_heading = "Server")]
+    pub char_limit: usize,
+
+    /// Most bytes of one request's body.
+    #[arg(long, default_value_t = 10 << 20, value_name = "BYTES", help_heading = "Server")]
+    pub body_limit: usize,
+
+    /// Requests that may wait for the model beyond those it is working on;
+    /// more get 429.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "Server")]
+    pub queue: u16,
+
+    /// Seconds a request may take, waiting included; a longer one gets 500.
+    #[arg(long, default_value_t = 600, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Server")]
+    pub timeout: u64,
+
+    /// Let web pages from ORIGIN (or * for any) call the API.
+    #[arg(long, value_name = "ORIGIN", help_heading = "Server")]
+    pub cors: Option<String>,
+
+    /// Fixed translations of terms: one `term<TAB>translation` a line.
+    #[arg(long, value_name = "FILE")]
+    pub glossary: Option<String>,
+
+    /// Folder of prompt templates replacing the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub prompts: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 #[derive(Debug, Args)]

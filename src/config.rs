@@ -157,6 +157,12 @@ impl Config {
                 model(&mut a.model);
             }
             Command::Generate(a) => model(&mut a.model),
+            Command::Serve(a) => {
+                if a.glossary.is_none() {
+                    a.glossary.clone_from(&self.glossary);
+                }
+                model(&mut a.model);
+            }
             Command::Eval(crate::cli::EvalCommand::Translate { model: m, .. })
             | Command::Eval(crate::cli::EvalCommand::Summarize { model: m, .. }) => model(m),
             Command::Models(_)

@@ -79,6 +79,7 @@ fn run(cli: cli::Cli, config: &config::Config) -> anyhow::Result<()> {
         Task::EvalTranslate(t) => commands::eval::translate(t, &s.printer),
         Task::EvalSummarize(t) => commands::eval::summarize(t, &s.printer),
         Task::Completions(shell) => commands::shell::completions(shell),
+        Task::Serve(t) => commands::serve::run(t, &s.printer),
         Task::Man { dir } => commands::shell::man(dir.as_deref()),
         Task::Config => glot::output::emit(None, &config.describe()),
     }

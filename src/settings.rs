@@ -36,6 +36,23 @@ pub enum Task {
     Completions(clap_complete::Shell),
     Man { dir: Option<PathBuf> },
     Config,
+    Serve(ServeSettings),
+}
+
+/// `glot serve`.
+pub struct ServeSettings {
+    pub host: std::net::IpAddr,
+    pub port: u16,
+    pub api_keys: Option<PathBuf>,
+    /// 0: no limit.
+    pub char_limit: usize,
+    pub body_limit: usize,
+    pub queue: usize,
+    pub timeout: std::time::Duration,
+    pub cors: Option<String>,
+    pub glossary: Vec<(String, String)>,
+    pub prompts: Option<PathBuf>,
+    pub model: ModelSettings,
 }
 
 /// `glot eval summarize`: score `hyp`, or summarize `docs` first.
@@ -195,6 +212,22 @@ pub fn resolve(cli: Cli) -> Result<Settings> {
         },
         Command::Generate(a) => Task::Generate(generate(a, reach)?),
         Command::Completions { shell } => Task::Completions(shell),
+        Command::Serve(a) => Task::Serve(ServeSettings {
+            host: a.host,
+            port: a.port,
+            api_keys: a.api_keys,
+            char_limit: a.char_limit,
+            body_limit: a.body_limit,
+            queue: usize::from(a.queue),
+            timeout: std::time::Duration::from_secs(a.timeout),
+            cors: a.cors,
+            glossary: match &a.glossary {
+                Some(path) => glot::input::glossary(path)?,
+                None => Vec::new(),
+            },
+            prompts: a.prompts,
+            model: model(&a.model, &a.sampling, reach)?,
+        }),
         Command::Man { dir } => Task::Man { dir },
         Command::Config => Task::Config,
         Command::Languages { format } => Task::Languages {

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod generate;
 pub mod languages;
 pub mod models;
+pub mod serve;
 pub mod shell;
 pub mod summarize;
 pub mod translate;

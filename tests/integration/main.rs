@@ -21,6 +21,7 @@ mod parity;
 mod real;
 mod segmentation;
 mod seq2seq;
+mod serve;
 mod shell;
 mod slurm;
 mod stream;

@@ -418,3 +418,44 @@ pub fn assert_beam_outputs(
         );
     }
 }
+
+/// A folder holding LibreTranslate's own Python client (`libretranslatepy`
+/// 2.1.4 from PyPI, pure Python), for `PYTHONPATH`: fetched the first time
+/// and kept in the test cache. The wheel's SHA-256 is checked; a failed
+/// fetch fails the test.
+pub fn libretranslatepy() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        const WHEEL: &str = "libretranslatepy-2.1.4-py3-none-any.whl";
+        const SHA256: &str = "84fd16181e021e87c2d34351d928c01d66dba36e01814500aee8731dd138b822";
+        let dir = test_cache().join("libretranslatepy-2.1.4");
+        if dir.join("libretranslatepy/api.py").is_file() {
+            return dir;
+        }
+        std::fs::create_dir_all(test_cache()).unwrap();
+        let tmp = tempfile::tempdir_in(test_cache()).unwrap();
+        let pip = Command::new("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+            .args(["libretranslatepy==2.1.4", "-d"])
+            .arg(tmp.path())
+            .status()
+            .expect("python3 runs (pip fetches the libretranslatepy wheel)");
+        assert!(pip.success(), "pip could not fetch libretranslatepy==2.1.4");
+        let wheel = tmp.path().join(WHEEL);
+        assert_eq!(sha256(&wheel), SHA256, "{WHEEL} is not the pinned wheel");
+        let unpacked = tmp.path().join("unpacked");
+        let unzip = Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&unpacked)
+            .status()
+            .unwrap();
+        assert!(unzip.success(), "cannot unpack {WHEEL}");
+        // Another test may have put it in place meanwhile.
+        if std::fs::rename(&unpacked, &dir).is_err() {
+            assert!(dir.join("libretranslatepy/api.py").is_file());
+        }
+        dir
+    })
+    .clone()
+}
