@@ -16,6 +16,7 @@ mod hub;
 mod hubserver;
 mod mt;
 mod nllb;
+mod page;
 mod parallel;
 mod parity;
 mod real;

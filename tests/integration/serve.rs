@@ -503,3 +503,86 @@ print(json.dumps(out))
         .any(|l| l["code"] == "fr" && l["name"] == "French"));
     assert_eq!(got["refused"], 403);
 }
+
+/// The server's resident memory, from /proc.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// 50 clients asking at once for 30 s on loopback: every request is
+/// answered, 200 or 429; the server stays up, and its memory stays within
+/// bounds. `--nocapture` prints the figures.
+#[test]
+fn fifty_clients_for_thirty_seconds_all_get_answers() {
+    let home = tempfile::tempdir().unwrap();
+    let marian = model_dir("marian");
+    let server = Server::start(home.path(), &["--model", marian.to_str().unwrap()]);
+    let pid = server.child.id();
+    let before = rss_mib(pid);
+    let body = json!({"q": TEXT, "source": "en", "target": "de"}).to_string();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let peak = std::sync::Mutex::new(before);
+    let results: Vec<(u16, f64)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..50)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut seen = Vec::new();
+                    while std::time::Instant::now() < until {
+                        let start = std::time::Instant::now();
+                        let (status, _, _) = server.request(
+                            "POST",
+                            "/translate",
+                            "application/json",
+                            body.as_bytes(),
+                        );
+                        seen.push((status, start.elapsed().as_secs_f64()));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        while std::time::Instant::now() < until {
+            let now = rss_mib(pid);
+            let mut p = peak.lock().unwrap();
+            *p = p.max(now);
+            drop(p);
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    let peak = *peak.lock().unwrap();
+    let ok: Vec<f64> = results.iter().filter(|r| r.0 == 200).map(|r| r.1).collect();
+    let busy = results.iter().filter(|r| r.0 == 429).count();
+    let other: Vec<u16> = results
+        .iter()
+        .map(|r| r.0)
+        .filter(|s| ![200, 429].contains(s))
+        .collect();
+    let mut sorted = ok.clone();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "load: {} requests in 30 s from 50 clients: {} answered 200 ({:.1}/s; latency p50 {:.3} s, p95 {:.3} s, max {:.3} s), {busy} answered 429, {} other; server RSS {before:.0} MiB before, {peak:.0} MiB at most",
+        results.len(),
+        ok.len(),
+        ok.len() as f64 / 30.0,
+        at(0.5),
+        at(0.95),
+        at(1.0),
+        other.len(),
+    );
+    assert!(other.is_empty(), "{other:?}");
+    assert!(!ok.is_empty() && busy > 0, "{} ok, {busy} busy", ok.len());
+    assert!(peak < before + 256.0, "{before:.0} MiB, then {peak:.0} MiB");
+    assert_eq!(server.get("/languages").0, 200);
+    assert!(server.stop().success());
+}

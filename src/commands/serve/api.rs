@@ -17,7 +17,8 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, Request, State as Shared};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use glot::markup::Format;
@@ -85,6 +86,16 @@ impl State {
 
     /// Hands `job` to the workers and waits for its answer.
     async fn submit(&self, job: Job) -> Result<Done, ApiError> {
+        let answer = self.enqueue(job, None)?;
+        self.answer(answer).await
+    }
+
+    /// Hands `job` to the workers: where its answer will come.
+    fn enqueue(
+        &self,
+        job: Job,
+        live: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Done, Failure>>, ApiError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let tx = self.tx.lock().ok().and_then(|tx| tx.clone());
         let Some(tx) = tx else {
@@ -93,21 +104,26 @@ impl State {
                 "the server is shutting down",
             ));
         };
-        match tx.try_send(Task { job, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "Too many requests: {} are waiting already; try again later",
-                        self.queue
-                    ),
-                ))
-            }
+        match tx.try_send(Task { job, reply, live }) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Too many requests: {} are waiting already; try again later",
+                    self.queue
+                ),
+            )),
             Err(TrySendError::Disconnected(_)) => {
-                return Err(ApiError::internal("the model stopped answering"))
+                Err(ApiError::internal("the model stopped answering"))
             }
         }
+    }
+
+    /// The answer to a job handed over, within the timeout.
+    async fn answer(
+        &self,
+        answer: tokio::sync::oneshot::Receiver<Result<Done, Failure>>,
+    ) -> Result<Done, ApiError> {
         match tokio::time::timeout(self.timeout, answer).await {
             Err(_) => Err(ApiError::internal(format!(
                 "the request took longer than the server's limit of {} s",
@@ -422,24 +438,7 @@ async fn summarize(
         "auto" => None,
         l => Some(language("lang", l)?),
     };
-    let words = match (params.0.get("words"), params.str("length")) {
-        (Some(w), _) => match w.as_u64().or_else(|| w.as_str()?.parse().ok()) {
-            Some(n) if (10..=2000).contains(&n) => n as usize,
-            _ => {
-                return Err(ApiError::bad(
-                    "Invalid request: words is a number from 10 to 2000",
-                ))
-            }
-        },
-        (None, None | Some("medium")) => 150,
-        (None, Some("short")) => 60,
-        (None, Some("long")) => 300,
-        (None, Some(other)) => {
-            return Err(ApiError::bad(format!(
-                "Invalid request: length {other} is not short, medium or long"
-            )))
-        }
-    };
+    let words = words(&params)?;
     let job = Job::Summarize {
         text,
         format: format(&params)?,
@@ -451,6 +450,120 @@ async fn summarize(
     };
     out["model"] = Value::String(st.model.clone());
     Ok(Json(out).into_response())
+}
+
+/// `/stream`: a translation or summary of one text as Server-Sent Events,
+/// for the page at `/`: `text` events carry the result settled so far
+/// (all of it, each time), then `done` the whole result as `/translate` or
+/// `/summarize` answers it, or `error` an error as they give it.
+async fn stream(
+    Shared(st): Shared<Arc<State>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    b: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Reply {
+    let params = Params::read(&headers, query.as_deref(), &body(b)?)?;
+    st.check_key(&params)?;
+    let text = match params.texts()? {
+        (mut texts, false) => texts.remove(0),
+        (_, true) => return Err(ApiError::bad("Invalid request: /stream takes one text")),
+    };
+    st.check_chars([&text])?;
+    let format = format(&params)?;
+    let job = match params.str("task").unwrap_or("translate") {
+        "translate" => Job::Translate {
+            texts: vec![text],
+            source: match params.str("source").unwrap_or("auto") {
+                "auto" => None,
+                code => Some(language("source", code)?),
+            },
+            target: language("target", params.required("target")?)?,
+            format,
+        },
+        "summarize" => Job::Summarize {
+            text,
+            format,
+            language: match params.str("lang").unwrap_or("auto") {
+                "auto" => None,
+                l => Some(language("lang", l)?),
+            },
+            words: words(&params)?,
+        },
+        other => {
+            return Err(ApiError::bad(format!(
+                "Invalid request: task {other} is not translate or summarize"
+            )))
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let answer = st.enqueue(job, Some(tx))?;
+    let deadline = tokio::time::Instant::now() + st.timeout;
+    let events = futures_util::stream::unfold(Some((rx, answer, st)), move |state| async move {
+        let (mut rx, answer, st) = state?;
+        let event = match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(text)) => {
+                return Some((sse("text", json!({ "text": text })), Some((rx, answer, st))))
+            }
+            // The job is over: its answer follows.
+            Ok(None) => match st.answer(answer).await {
+                Ok(Done::Translated(mut t)) => {
+                    let t = t.remove(0);
+                    let detected = t.detected.map(|d| d.language.code);
+                    sse(
+                        "done",
+                        json!({ "text": t.text, "detectedLanguage": detected }),
+                    )
+                }
+                Ok(Done::Summary(mut v)) => {
+                    v["model"] = Value::String(st.model.clone());
+                    sse("done", v)
+                }
+                Err(e) => sse(
+                    "error",
+                    json!({ "error": e.message, "status": e.status.as_u16() }),
+                ),
+            },
+            Err(_) => sse(
+                "error",
+                json!({
+                    "error": format!("the request took longer than the server's limit of {} s", st.timeout.as_secs()),
+                    "status": 500,
+                }),
+            ),
+        };
+        Some((event, None))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+fn sse(name: &str, data: Value) -> Result<Event, std::convert::Infallible> {
+    Ok(Event::default().event(name).data(data.to_string()))
+}
+
+/// The summary's length: `words`, or `length` short, medium or long.
+fn words(params: &Params) -> Result<usize, ApiError> {
+    match (params.0.get("words"), params.str("length")) {
+        (Some(w), _) => match w.as_u64().or_else(|| w.as_str()?.parse().ok()) {
+            Some(n) if (10..=2000).contains(&n) => Ok(n as usize),
+            _ => Err(ApiError::bad(
+                "Invalid request: words is a number from 10 to 2000",
+            )),
+        },
+        (None, None | Some("medium")) => Ok(150),
+        (None, Some("short")) => Ok(60),
+        (None, Some("long")) => Ok(300),
+        (None, Some(other)) => Err(ApiError::bad(format!(
+            "Invalid request: length {other} is not short, medium or long"
+        ))),
+    }
+}
+
+/// The page at `/`: a form over `/stream`, with no build step and nothing
+/// fetched from elsewhere.
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
 }
 
 /// The formats `/translate_file` takes, by extension.
@@ -630,6 +743,8 @@ fn router(st: Arc<State>) -> Router {
         .route("/translate_file", post(translate_file))
         .route("/download_file/{name}", get(download_file))
         .route("/summarize", post(summarize))
+        .route("/stream", post(stream))
+        .route("/", get(page))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(st.body_limit))
         .layer(middleware::from_fn_with_state(Arc::clone(&st), cors))

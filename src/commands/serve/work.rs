@@ -110,6 +110,8 @@ pub enum Failure {
 pub struct Task {
     pub job: Job,
     pub reply: tokio::sync::oneshot::Sender<Result<Done, Failure>>,
+    /// Where the result settled so far goes as it grows (one text only).
+    pub live: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 /// Answers jobs from `rx` until every sender is gone.
@@ -125,19 +127,38 @@ pub fn serve(mut engine: Engine, rx: &Mutex<Receiver<Task>>, ctx: Ctx) {
         if task.reply.is_closed() {
             continue;
         }
-        let done =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run(task.job, ctx)))
-                .unwrap_or_else(|_| {
-                    Err(Failure::Failed(
-                        "internal error (see the server's log)".into(),
-                    ))
-                });
+        let live = task.live;
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // A task may tell the same text again: it is sent once.
+            let mut sent = String::new();
+            let mut show = |t: &str| {
+                if let Some(tx) = live.as_ref().filter(|_| t != sent) {
+                    sent = t.to_string();
+                    let _ = tx.send(sent.clone());
+                }
+            };
+            let show: Option<&mut dyn FnMut(&str)> = match live.is_some() {
+                true => Some(&mut show),
+                false => None,
+            };
+            engine.run(task.job, ctx, show)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Failure::Failed(
+                "internal error (see the server's log)".into(),
+            ))
+        });
         let _ = task.reply.send(done);
     }
 }
 
 impl Engine<'_> {
-    fn run(&mut self, job: Job, ctx: Ctx) -> Result<Done, Failure> {
+    fn run(
+        &mut self,
+        job: Job,
+        ctx: Ctx,
+        mut show: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Done, Failure> {
         match job {
             Job::Translate {
                 texts,
@@ -146,7 +167,10 @@ impl Engine<'_> {
                 format,
             } => texts
                 .iter()
-                .map(|t| self.translate(t, source.as_ref(), &target, format, ctx))
+                .map(|t| {
+                    let show = show.as_mut().map(|s| &mut **s as &mut dyn FnMut(&str));
+                    self.translate(t, source.as_ref(), &target, format, ctx, show)
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Done::Translated),
             Job::Summarize {
@@ -155,7 +179,7 @@ impl Engine<'_> {
                 language,
                 words,
             } => self
-                .summarize(&text, format, language.as_ref(), words, ctx)
+                .summarize(&text, format, language.as_ref(), words, ctx, show)
                 .map(Done::Summary),
         }
     }
@@ -167,6 +191,7 @@ impl Engine<'_> {
         target: &Language,
         format: Format,
         ctx: Ctx,
+        show: Option<&mut dyn FnMut(&str)>,
     ) -> Result<Translated, Failure> {
         let detected = given.is_none().then(|| lang::detect(text)).flatten();
         if text.trim().is_empty() {
@@ -190,24 +215,22 @@ impl Engine<'_> {
         article.markup.protect_terms(ctx.glossary);
         let markup = &article.markup;
         let req = translate::Request::new(source.as_ref(), target);
-        let t = match self {
-            Engine::Shared(client) => translate::translate(
-                &mut Logged::new(client, ctx.printer),
-                ctx.prompts,
-                markup,
-                &req,
-            ),
-            Engine::Own(own) => match own.translator(source.as_ref(), target, ctx.printer)? {
-                Some(translator) => translator.translate(markup, target, ctx.printer),
-                None => {
-                    let chat = own.chat_model()?;
-                    translate::translate(
-                        &mut Logged::new(chat, ctx.printer),
-                        ctx.prompts,
-                        markup,
-                        &req,
-                    )
+        let with_chat = |chat: &mut dyn ChatModel, show: Option<&mut dyn FnMut(&str)>| {
+            let mut logged = Logged::new(chat, ctx.printer);
+            match show {
+                Some(show) => {
+                    translate::translate_live(&mut logged, ctx.prompts, markup, &req, show)
                 }
+                None => translate::translate(&mut logged, ctx.prompts, markup, &req),
+            }
+        };
+        let t = match self {
+            Engine::Shared(client) => with_chat(client, show),
+            Engine::Own(own) => match own.translator(source.as_ref(), target, ctx.printer)? {
+                Some(translator) => {
+                    translator.translate_live(markup, target, ctx.printer, None, show)
+                }
+                None => with_chat(own.chat_model()?, show),
             },
         }
         .map_err(failed)?;
@@ -229,6 +252,7 @@ impl Engine<'_> {
         language: Option<&Language>,
         words: usize,
         ctx: Ctx,
+        show: Option<&mut dyn FnMut(&str)>,
     ) -> Result<Value, Failure> {
         let article = Article::parse("the text", text.to_string(), format).map_err(bad)?;
         let language = language.or(article.language());
@@ -237,12 +261,13 @@ impl Engine<'_> {
             Engine::Shared(client) => client,
             Engine::Own(own) => own.chat_model()?,
         };
-        let s = summarize::summarize(
-            &mut Logged::new(model, ctx.printer),
-            ctx.prompts,
-            &article.main_text,
-            &req,
-        )
+        let mut logged = Logged::new(model, ctx.printer);
+        let s = match show {
+            Some(show) => {
+                summarize::summarize_live(&mut logged, ctx.prompts, &article.main_text, &req, show)
+            }
+            None => summarize::summarize(&mut logged, ctx.prompts, &article.main_text, &req),
+        }
         .map_err(failed)?;
         let mut out = json!({
             "task": "summarize",
