@@ -269,7 +269,6 @@ impl Parts {
         s.started.get_or_insert_with(Instant::now);
         s.running.remove(&(batch, index));
         s.done += parts;
-        s.total = s.total.max(s.done);
         s.done_tokens += tokens;
         self.draw(&mut s, true);
     }
@@ -291,7 +290,19 @@ impl Parts {
         s.drawn = Some(Instant::now());
         let tokens = s.done_tokens + s.running.values().sum::<usize>();
         let secs = s.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
-        let mut msg = format!("{} of {} {}s done", s.done, s.total, s.unit);
+        // Calls beyond the plan are parts asked again: they have no end
+        // known ahead.
+        let beyond = s.done + s.running.len() > s.total;
+        let mut msg = match beyond {
+            false => format!("{} of {} {}s done", s.done, s.total, s.unit),
+            true => format!(
+                "{} of {} {}s done, {} asked again",
+                s.done.min(s.total),
+                s.total,
+                s.unit,
+                (s.done + s.running.len()).saturating_sub(s.total)
+            ),
+        };
         if secs > 0.5 && tokens > 0 {
             let rate = tokens as f64 / secs;
             msg.push_str(&format!(", {rate:.1} tok/s"));
@@ -311,7 +322,7 @@ impl Parts {
                     Some((running + waiting as f64 * each) as usize)
                 }
             };
-            if let Some(left) = left.filter(|_| s.done < s.total) {
+            if let Some(left) = left.filter(|&l| l > 0 && !beyond) {
                 let eta = std::time::Duration::from_secs_f64(left as f64 / rate);
                 msg.push_str(&format!(", about {} left", indicatif::HumanDuration(eta)));
             }

@@ -405,6 +405,8 @@ impl Run<'_> {
                 &prompts.translate_scaffolding(&req.target, req.source.as_deref())?,
             ),
             why: HashMap::new(),
+            show: reborrow(&mut show),
+            answered: true,
         };
         // Pieces of a unit too long for one chunk, joined once all are in:
         // (answer, still in the wrong language); `None` once a piece failed.
@@ -412,12 +414,10 @@ impl Run<'_> {
         // Whether every chunk so far was answered.
         let mut answered = true;
         for (i, c) in plan.chunks.iter().enumerate() {
-            if answered && i > 0 {
-                if let Some(show) = reborrow(&mut show) {
-                    // Units before this chunk's first one are final.
-                    let first = sent[c.paragraphs.start];
-                    show(&t.shown(first, req.target_code.as_deref()));
-                }
+            t.answered = answered;
+            if i > 0 {
+                // Units before this chunk's first one are final.
+                t.show_before(sent[c.paragraphs.start]);
             }
             let content = &text[c.content.clone()];
             let first = c.paragraphs.start;
@@ -456,11 +456,8 @@ impl Run<'_> {
                 r => r?,
             }
         }
-        if answered {
-            if let Some(show) = show {
-                show(&t.shown(doc.units().len(), req.target_code.as_deref()));
-            }
-        }
+        t.answered = answered;
+        t.show_before(doc.units().len());
         let Translator {
             out,
             usage,
@@ -503,6 +500,29 @@ impl Run<'_> {
 }
 
 impl Translator<'_> {
+    /// Shows the document through the units before unit `first`, when
+    /// every call before was answered. Units are done in order: those
+    /// before the one being asked for are final.
+    fn show_before(&mut self, first: usize) {
+        if self.show.is_none() || !self.answered {
+            return;
+        }
+        let text = self.shown(first, self.req.target_code.as_deref());
+        if let Some(show) = self.show.as_mut() {
+            show(&text);
+        }
+    }
+
+    /// Plan paragraph `p` is done: shows the document through it.
+    fn settled(&mut self, p: usize) {
+        let first = self
+            .sent
+            .get(p + 1)
+            .copied()
+            .unwrap_or(self.doc.units().len());
+        self.show_before(first);
+    }
+
     /// The document through its first `units` units, as the translation
     /// will have them: each translated or, where it failed, as it was.
     fn shown(&self, units: usize, language: Option<&str>) -> String {
@@ -659,6 +679,11 @@ struct Translator<'a> {
     /// Why a unit's last answer was refused, where a flag should say more
     /// than "nothing, or lost placeholders".
     why: HashMap<usize, String>,
+    /// Where the translation settled so far goes (`translate_live`).
+    show: Option<&'a mut dyn FnMut(&str)>,
+    /// Every chunk before the current one was answered: what is done of
+    /// it is final.
+    answered: bool,
 }
 
 impl<'a> Translator<'a> {
@@ -800,7 +825,11 @@ impl<'a> Translator<'a> {
             if !halve || n == 2 {
                 let asks = units.clone().map(|u| self.alone_ask(u));
                 self.foresee(&asks.collect::<Result<Vec<_>>>()?)?;
-                return units.into_iter().try_for_each(|u| self.alone(u));
+                return units.into_iter().try_for_each(|u| {
+                    self.alone(u)?;
+                    self.settled(u);
+                    Ok(())
+                });
             }
             let mid = units.start + n / 2;
             let halves = [units.start..mid, mid..units.end];
@@ -822,6 +851,7 @@ impl<'a> Translator<'a> {
             for half in halves {
                 if half.len() == 1 {
                     self.alone(half.start)?;
+                    self.settled(half.start);
                 } else {
                     let content = paras[half.start].start..paras[half.end - 1].end;
                     let tokens = self.model.count_tokens(&text[content.clone()])?;
@@ -834,6 +864,7 @@ impl<'a> Translator<'a> {
             if !self.accept_or_not(u, r, wrong, false) {
                 self.alone(u)?;
             }
+            self.settled(u);
         }
         Ok(())
     }
@@ -1264,10 +1295,18 @@ mod tests {
 
     impl Lending {
         fn new(asked: std::rc::Rc<std::cell::Cell<usize>>) -> Lending {
+            Lending::answering(asked, Reply::Echo, 200)
+        }
+
+        fn answering(
+            asked: std::rc::Rc<std::cell::Cell<usize>>,
+            reply: Reply,
+            context: usize,
+        ) -> Lending {
             Lending {
                 inner: Fake {
-                    context: 200,
-                    reply: Reply::Echo,
+                    context,
+                    reply,
                     calls: vec![],
                 },
                 asked,
@@ -1368,6 +1407,36 @@ mod tests {
                 t.chunks
             );
         }
+    }
+
+    /// Within one chunk asked again unit by unit, each unit is shown as
+    /// soon as it and those before it are done, not when the chunk is.
+    #[test]
+    fn a_chunk_asked_again_unit_by_unit_is_shown_unit_by_unit() {
+        let doc: String = (1..=5)
+            .map(|i| format!("Paragraph {i} is about the tram."))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let doc = text(&doc);
+        let p = Prompts::load(None).unwrap();
+        let asked = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut m = Lending::answering(asked.clone(), Reply::Merge, 400);
+        let mut m = Alone(&mut m);
+        let mut shown: Vec<(usize, usize)> = Vec::new();
+        let t = translate_live(&mut m, &p, &doc, &req(), &mut |s| {
+            shown.push((asked.get(), s.matches("Paragraph").count()))
+        })
+        .unwrap();
+        assert_eq!(t.chunks, 1);
+        assert_eq!(t.text.matches("Paragraph").count(), 5);
+        // The chunk, then its halves, then units alone: each unit is shown
+        // after a call of its own, before the calls of the next.
+        let calls = asked.get();
+        let first_seen: Vec<usize> = (1..=5)
+            .map(|n| shown.iter().find(|(_, k)| *k >= n).unwrap().0)
+            .collect();
+        assert!(first_seen.windows(2).all(|w| w[1] > w[0]), "{shown:?}");
+        assert!(first_seen[0] < calls - 3, "{first_seen:?} of {calls} calls");
     }
 
     /// A model as it is, one call at a time.

@@ -32,9 +32,11 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     // Loaded before the first request, so that a broken model fails here.
-    let chat = match resolved.translates_sentences() {
-        false => Some(resolved.chat(&s.model, printer, true)?),
-        true => None,
+    let chat = match &resolved {
+        Resolved::Chat(_) | Resolved::Seq2Seq { answers: true, .. } => {
+            Some(resolved.chat(&s.model, printer, true)?)
+        }
+        _ => None,
     };
     let model_id = chat
         .as_ref()
@@ -72,7 +74,11 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
                 serve(workers)
             })
             .and_then(|r| r),
-        Some(chat) => serve(vec![Engine::Own(work::Own::chat(chat))]),
+        // An instruction-following T5 model: its summaries, and its
+        // translations as `glot translate` makes them.
+        Some(chat) => serve(vec![Engine::Own(work::Own::chat(
+            chat, &resolved, &s.model,
+        ))]),
         None => serve(vec![Engine::Own(work::Own::translators(
             &resolved, &s.model,
         ))]),

@@ -48,11 +48,11 @@ pub struct Own<'a> {
 const MAX_TRANSLATORS: usize = 4;
 
 impl<'a> Own<'a> {
-    pub fn chat(chat: Chat) -> Own<'a> {
+    pub fn chat(chat: Chat, resolved: &'a Resolved, settings: &'a ModelSettings) -> Own<'a> {
         Own {
             chat: Some(chat),
-            resolved: None,
-            settings: None,
+            resolved: Some(resolved),
+            settings: Some(settings),
             translators: HashMap::new(),
         }
     }
