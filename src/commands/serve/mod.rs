@@ -38,9 +38,17 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
         }
         _ => None,
     };
+    // A local model is named by its file or folder: the server's own
+    // paths are no business of its clients.
     let model_id = chat
         .as_ref()
         .map_or_else(|| resolved.id().to_string(), |c| c.info().id.clone());
+    let model_id = match Path::new(&model_id).file_name() {
+        Some(name) if Path::new(&model_id).exists() => {
+            name.to_string_lossy().into_owned()
+        }
+        _ => model_id,
+    };
     let (tx, rx) = mpsc::sync_channel::<Task>(s.queue);
     let state = Arc::new(api::State::new(&s, keys, tx, model_id, chat.is_some()));
     let rx = Arc::new(Mutex::new(rx));
