@@ -515,14 +515,19 @@ fn rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-/// 50 clients asking at once for 30 s on loopback: every request is
-/// answered, 200 or 429; the server stays up, and its memory stays within
-/// bounds. `--nocapture` prints the figures.
+/// 50 clients asking a chat model at once for 30 s on loopback, each
+/// waiting 100 ms after a 429: every request is answered, 200 or 429; the
+/// server stays up, and its memory stays within bounds. `--nocapture`
+/// prints the figures.
 #[test]
 fn fifty_clients_for_thirty_seconds_all_get_answers() {
     let home = tempfile::tempdir().unwrap();
-    let marian = model_dir("marian");
-    let server = Server::start(home.path(), &["--model", marian.to_str().unwrap()]);
+    // A chat model, whose requests decode together (`--parallel` 8).
+    let q8 = gguf("qwen3", "q8_0");
+    let server = Server::start(
+        home.path(),
+        &["--model", q8.to_str().unwrap(), "--max-context", "512"],
+    );
     let pid = server.child.id();
     let before = rss_mib(pid);
     let body = json!({"q": TEXT, "source": "en", "target": "de"}).to_string();
@@ -542,6 +547,10 @@ fn fifty_clients_for_thirty_seconds_all_get_answers() {
                             body.as_bytes(),
                         );
                         seen.push((status, start.elapsed().as_secs_f64()));
+                        // As a client should: wait a little when told to.
+                        if status == 429 {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
                     }
                     seen
                 })
