@@ -199,6 +199,32 @@ pub(crate) fn answer_only(reply: &str, tag: &str) -> Option<String> {
 /// small differences between counting pieces and counting the whole.
 const SLACK: usize = 8;
 
+/// The measuring methods of [`ChatModel`](crate::engine::ChatModel), for a
+/// test model that wraps another (`self.inner`, or the path given):
+/// the wrapped model's, and no translation prompt of its own.
+#[cfg(test)]
+macro_rules! measures_of {
+    ($($inner:tt)+) => {
+        fn context_length(&self) -> usize {
+            self.$($inner)+.context_length()
+        }
+        fn writes_translation_prompt(&self) -> bool {
+            false
+        }
+        fn count_tokens(&self, text: &str) -> anyhow::Result<usize> {
+            self.$($inner)+.count_tokens(text)
+        }
+        fn prompt_tokens(&self, messages: &[crate::prompt::chat::Message]) -> anyhow::Result<usize> {
+            self.$($inner)+.prompt_tokens(messages)
+        }
+        fn truncate_to_tokens(&self, text: &str, max: usize) -> anyhow::Result<String> {
+            self.$($inner)+.truncate_to_tokens(text, max)
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use measures_of;
+
 /// A stand-in model for testing task logic: one token per word.
 #[cfg(test)]
 pub(crate) mod fake {

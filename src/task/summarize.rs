@@ -801,21 +801,7 @@ mod tests {
     }
 
     impl ChatModel for Speaking {
-        fn context_length(&self) -> usize {
-            self.inner.context_length()
-        }
-        fn writes_translation_prompt(&self) -> bool {
-            false
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize> {
-            self.inner.count_tokens(text)
-        }
-        fn prompt_tokens(&self, messages: &[crate::prompt::chat::Message]) -> Result<usize> {
-            self.inner.prompt_tokens(messages)
-        }
-        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
-            self.inner.truncate_to_tokens(text, max)
-        }
+        crate::task::measures_of!(inner);
         fn complete(
             &mut self,
             messages: &[crate::prompt::chat::Message],

@@ -1210,21 +1210,7 @@ mod tests {
     }
 
     impl ChatModel for Together {
-        fn context_length(&self) -> usize {
-            self.inner.context_length()
-        }
-        fn writes_translation_prompt(&self) -> bool {
-            false
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize> {
-            self.inner.count_tokens(text)
-        }
-        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
-            self.inner.prompt_tokens(messages)
-        }
-        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
-            self.inner.truncate_to_tokens(text, max)
-        }
+        crate::task::measures_of!(inner);
         fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
             self.batches.push(1);
             self.inner.complete(messages, max)
@@ -1315,21 +1301,7 @@ mod tests {
     }
 
     impl ChatModel for Lending {
-        fn context_length(&self) -> usize {
-            self.inner.context_length()
-        }
-        fn writes_translation_prompt(&self) -> bool {
-            false
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize> {
-            self.inner.count_tokens(text)
-        }
-        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
-            self.inner.prompt_tokens(messages)
-        }
-        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
-            self.inner.truncate_to_tokens(text, max)
-        }
+        crate::task::measures_of!(inner);
         fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
             // Answers take time, as a model's do: looking at them as they
             // come takes less.
@@ -1443,21 +1415,7 @@ mod tests {
     struct Alone<'a>(&'a mut dyn ChatModel);
 
     impl ChatModel for Alone<'_> {
-        fn context_length(&self) -> usize {
-            self.0.context_length()
-        }
-        fn writes_translation_prompt(&self) -> bool {
-            false
-        }
-        fn count_tokens(&self, text: &str) -> Result<usize> {
-            self.0.count_tokens(text)
-        }
-        fn prompt_tokens(&self, messages: &[Message]) -> Result<usize> {
-            self.0.prompt_tokens(messages)
-        }
-        fn truncate_to_tokens(&self, text: &str, max: usize) -> Result<String> {
-            self.0.truncate_to_tokens(text, max)
-        }
+        crate::task::measures_of!(0);
         fn complete(&mut self, messages: &[Message], max: usize) -> Result<Completion> {
             self.0.complete(messages, max)
         }

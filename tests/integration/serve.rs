@@ -595,3 +595,33 @@ fn fifty_clients_for_thirty_seconds_all_get_answers() {
     assert_eq!(server.get("/languages").0, 200);
     assert!(server.stop().success());
 }
+
+/// A request that takes longer than `--timeout` gets 500 and an error
+/// saying so; the server goes on answering.
+#[test]
+fn a_request_over_the_timeout_gets_500() {
+    let home = tempfile::tempdir().unwrap();
+    let q8 = gguf("qwen3", "q8_0");
+    let server = Server::start(
+        home.path(),
+        &[
+            "--model",
+            q8.to_str().unwrap(),
+            "--timeout",
+            "1",
+            "--parallel",
+            "1",
+        ],
+    );
+    let long: String = (0..12).map(|_| TEXT).collect::<Vec<_>>().join("\n\n");
+    let (status, body) = server.json(
+        "/translate",
+        json!({"q": long, "source": "en", "target": "de"}),
+    );
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("limit of 1 s"),
+        "{body}"
+    );
+    assert_eq!(server.get("/languages").0, 200);
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, RawQuery, Request, State as Shared};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State as Shared};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -274,6 +274,26 @@ impl Params {
     }
 }
 
+/// A request's fields, its API key checked: every endpoint that works the
+/// model takes them so.
+impl FromRequest<Arc<State>> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &Arc<State>) -> Result<Params, ApiError> {
+        let (parts, body) = req.into_parts();
+        let query = parts.uri.query().map(String::from);
+        let headers = parts.headers.clone();
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), st)
+            .await
+            .map_err(|e| {
+                ApiError::new(e.status(), format!("Invalid request: {}", e.body_text()))
+            })?;
+        let params = Params::read(&headers, query.as_deref(), &bytes)?;
+        st.check_key(&params)?;
+        Ok(params)
+    }
+}
+
 /// Fields of a form (or query string); a name given twice gives a list.
 fn add_form(map: &mut Map<String, Value>, form: &[u8]) {
     for (k, v) in form_urlencoded(form) {
@@ -311,21 +331,9 @@ fn format(params: &Params) -> Result<Format, ApiError> {
     }
 }
 
-/// The body, or the error LibreTranslate's clients can read.
-fn body(b: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, ApiError> {
-    b.map_err(|e| ApiError::new(e.status(), format!("Invalid request: {}", e.body_text())))
-}
-
 type Reply = Result<Response, ApiError>;
 
-async fn translate(
-    Shared(st): Shared<Arc<State>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    b: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Reply {
-    let params = Params::read(&headers, query.as_deref(), &body(b)?)?;
-    st.check_key(&params)?;
+async fn translate(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
     let (texts, list) = params.texts()?;
     st.check_chars(&texts)?;
     let source = match params.str("source").unwrap_or("auto") {
@@ -372,14 +380,7 @@ async fn translate(
     Ok(Json(body).into_response())
 }
 
-async fn detect(
-    Shared(st): Shared<Arc<State>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    b: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Reply {
-    let params = Params::read(&headers, query.as_deref(), &body(b)?)?;
-    st.check_key(&params)?;
+async fn detect(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
     let (texts, _) = params.texts()?;
     st.check_chars(&texts)?;
     let found: Vec<Value> = lang::detect(&texts.join("\n\n"))
@@ -421,14 +422,7 @@ async fn frontend_settings(Shared(st): Shared<Arc<State>>) -> Reply {
     .into_response())
 }
 
-async fn summarize(
-    Shared(st): Shared<Arc<State>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    b: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Reply {
-    let params = Params::read(&headers, query.as_deref(), &body(b)?)?;
-    st.check_key(&params)?;
+async fn summarize(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
     let text = match (params.str("q"), params.str("text")) {
         (Some(t), _) | (None, Some(t)) => t.to_string(),
         (None, None) => return Err(ApiError::missing("q")),
@@ -456,14 +450,7 @@ async fn summarize(
 /// for the page at `/`: `text` events carry the result settled so far
 /// (all of it, each time), then `done` the whole result as `/translate` or
 /// `/summarize` answers it, or `error` an error as they give it.
-async fn stream(
-    Shared(st): Shared<Arc<State>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    b: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Reply {
-    let params = Params::read(&headers, query.as_deref(), &body(b)?)?;
-    st.check_key(&params)?;
+async fn stream(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
     let text = match params.texts()? {
         (mut texts, false) => texts.remove(0),
         (_, true) => return Err(ApiError::bad("Invalid request: /stream takes one text")),

@@ -44,9 +44,7 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
         .as_ref()
         .map_or_else(|| resolved.id().to_string(), |c| c.info().id.clone());
     let model_id = match Path::new(&model_id).file_name() {
-        Some(name) if Path::new(&model_id).exists() => {
-            name.to_string_lossy().into_owned()
-        }
+        Some(name) if Path::new(&model_id).exists() => name.to_string_lossy().into_owned(),
         _ => model_id,
     };
     let (tx, rx) = mpsc::sync_channel::<Task>(s.queue);
