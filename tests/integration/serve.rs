@@ -123,6 +123,19 @@ fn unsafe_kill(pid: u32) {
     assert!(ok.success());
 }
 
+/// A server of the Qwen3-shaped Q8_0 fixture, with `args` besides.
+fn chat_server(home: &Path, args: &[&str]) -> Server {
+    let q8 = gguf("qwen3", "q8_0");
+    let mut all = vec!["--model", q8.to_str().unwrap()];
+    all.extend(args);
+    Server::start(home, &all)
+}
+
+/// [`TEXT`] `n` times, a paragraph each.
+fn paragraphs(n: usize) -> String {
+    vec![TEXT; n].join("\n\n")
+}
+
 const TEXT: &str = "The council met on Monday to discuss the budget. The mayor said that the old bridge will be repaired next year.";
 
 /// What `glot translate` writes for `text`, without its last line end.
@@ -367,19 +380,8 @@ fn summaries_come_with_their_accounting() {
 #[test]
 fn a_full_queue_answers_429_and_sigterm_finishes_what_is_in_flight() {
     let home = tempfile::tempdir().unwrap();
-    let q8 = gguf("qwen3", "q8_0");
-    let server = Server::start(
-        home.path(),
-        &[
-            "--model",
-            q8.to_str().unwrap(),
-            "--queue",
-            "1",
-            "--parallel",
-            "1",
-        ],
-    );
-    let long: String = (0..6).map(|_| TEXT).collect::<Vec<_>>().join("\n\n");
+    let server = chat_server(home.path(), &["--queue", "1", "--parallel", "1"]);
+    let long = paragraphs(6);
     let body = json!({"q": long, "source": "en", "target": "de"});
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
@@ -523,11 +525,7 @@ fn rss_mib(pid: u32) -> f64 {
 fn fifty_clients_for_thirty_seconds_all_get_answers() {
     let home = tempfile::tempdir().unwrap();
     // A chat model, whose requests decode together (`--parallel` 8).
-    let q8 = gguf("qwen3", "q8_0");
-    let server = Server::start(
-        home.path(),
-        &["--model", q8.to_str().unwrap(), "--max-context", "512"],
-    );
+    let server = chat_server(home.path(), &["--max-context", "512"]);
     let pid = server.child.id();
     let before = rss_mib(pid);
     let body = json!({"q": TEXT, "source": "en", "target": "de"}).to_string();
@@ -601,19 +599,8 @@ fn fifty_clients_for_thirty_seconds_all_get_answers() {
 #[test]
 fn a_request_over_the_timeout_gets_500() {
     let home = tempfile::tempdir().unwrap();
-    let q8 = gguf("qwen3", "q8_0");
-    let server = Server::start(
-        home.path(),
-        &[
-            "--model",
-            q8.to_str().unwrap(),
-            "--timeout",
-            "1",
-            "--parallel",
-            "1",
-        ],
-    );
-    let long: String = (0..12).map(|_| TEXT).collect::<Vec<_>>().join("\n\n");
+    let server = chat_server(home.path(), &["--timeout", "1", "--parallel", "1"]);
+    let long = paragraphs(12);
     let (status, body) = server.json(
         "/translate",
         json!({"q": long, "source": "en", "target": "de"}),
