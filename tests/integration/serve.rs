@@ -600,7 +600,7 @@ fn fifty_clients_for_thirty_seconds_all_get_answers() {
 fn a_request_over_the_timeout_gets_500() {
     let home = tempfile::tempdir().unwrap();
     let server = chat_server(home.path(), &["--timeout", "1", "--parallel", "1"]);
-    let long = paragraphs(12);
+    let long = paragraphs(24);
     let (status, body) = server.json(
         "/translate",
         json!({"q": long, "source": "en", "target": "de"}),
