@@ -86,9 +86,11 @@ pub enum Command {
     ///
     /// POST /translate, /detect, /translate_file and /summarize; GET
     /// /languages, /frontend/settings and /download_file/NAME. Bodies are
-    /// JSON or forms; errors are {"error": "..."}. Requests that arrive
-    /// together decode together (--parallel). SIGTERM or Ctrl-C finishes
-    /// the requests in flight and takes no new ones.
+    /// JSON or forms; errors are {"error": "..."}. GET / is a page where a
+    /// text is pasted or a file dropped, and the result appears as it comes
+    /// (POST /stream, Server-Sent Events). Requests that arrive together
+    /// decode together (--parallel). SIGTERM or Ctrl-C finishes the
+    /// requests in flight and takes no new ones.
     Serve(ServeArgs),
     /// Print the completion script for a shell.
     ///
