@@ -230,6 +230,26 @@ fn the_api_translates_detects_and_lists_as_libretranslate_does() {
     assert!(server.stop().success());
 }
 
+/// With the opus-mt registry, `/languages` lists the pairs it can
+/// translate (directly or through English), not every language glot knows.
+#[test]
+fn the_opus_mt_registry_lists_its_own_pairs() {
+    let home = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &["--model", "opus-mt"]);
+    let (status, body) = server.get("/languages");
+    assert_eq!(status, 200);
+    let langs = body.as_array().unwrap();
+    let en = langs.iter().find(|l| l["code"] == "en").unwrap();
+    assert!(en["targets"].as_array().unwrap().contains(&json!("de")));
+    let (_, everything) = server.get("/frontend/settings");
+    assert_eq!(everything["model"], "opus-mt");
+    let known = glot::text::lang::all().len();
+    assert!(langs.len() < known, "{} of {known}", langs.len());
+    assert!(langs
+        .iter()
+        .all(|l| !l["targets"].as_array().unwrap().is_empty()));
+}
+
 /// Bad requests get LibreTranslate's error shape and status: 400 for a
 /// missing field, an unknown language, bad JSON or text over the limit;
 /// 403 without a listed API key; 413 for a body over the limit; 404 for an

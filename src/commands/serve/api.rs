@@ -42,7 +42,16 @@ pub struct State {
     cors: Option<String>,
     /// Whether the model writes summaries.
     summaries: bool,
+    languages: Vec<Listed>,
     files: Mutex<Files>,
+}
+
+/// A language as `/languages` lists it.
+#[derive(serde::Serialize)]
+pub struct Listed {
+    pub code: &'static str,
+    pub name: &'static str,
+    pub targets: Vec<&'static str>,
 }
 
 /// Translated files waiting to be downloaded, oldest first.
@@ -62,6 +71,7 @@ impl State {
         tx: SyncSender<Task>,
         model: String,
         summaries: bool,
+        languages: Vec<Listed>,
     ) -> State {
         State {
             model,
@@ -73,6 +83,7 @@ impl State {
             timeout: s.timeout,
             cors: s.cors.clone(),
             summaries,
+            languages,
             files: Mutex::default(),
         }
     }
@@ -390,17 +401,8 @@ async fn detect(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
     Ok(Json(found).into_response())
 }
 
-async fn languages(Shared(_): Shared<Arc<State>>) -> Reply {
-    let all = lang::all();
-    let codes: Vec<&str> = all.iter().map(|e| e.code).collect();
-    let list: Vec<Value> = all
-        .iter()
-        .map(|e| {
-            let targets: Vec<&str> = codes.iter().copied().filter(|c| *c != e.code).collect();
-            json!({"code": e.code, "name": e.name, "targets": targets})
-        })
-        .collect();
-    Ok(Json(list).into_response())
+async fn languages(Shared(st): Shared<Arc<State>>) -> Reply {
+    Ok(Json(&st.languages).into_response())
 }
 
 async fn frontend_settings(Shared(st): Shared<Arc<State>>) -> Reply {

@@ -48,7 +48,14 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
         _ => model_id,
     };
     let (tx, rx) = mpsc::sync_channel::<Task>(s.queue);
-    let state = Arc::new(api::State::new(&s, keys, tx, model_id, chat.is_some()));
+    let state = Arc::new(api::State::new(
+        &s,
+        keys,
+        tx,
+        model_id,
+        chat.is_some(),
+        languages(&resolved),
+    ));
     let rx = Arc::new(Mutex::new(rx));
     let ctx = work::Ctx {
         prompts: &prompts,
@@ -89,6 +96,29 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
             &resolved, &s.model,
         ))]),
     }
+}
+
+/// What `/languages` lists: each language glot knows with the languages it
+/// can be translated into. With the opus-mt registry, the pairs it has a
+/// model or a route through English for; otherwise every other language.
+fn languages(resolved: &Resolved) -> Vec<api::Listed> {
+    let all = glot::text::lang::all();
+    all.iter()
+        .map(|e| api::Listed {
+            code: e.code,
+            name: e.name,
+            targets: all
+                .iter()
+                .map(|t| t.code)
+                .filter(|&t| t != e.code)
+                .filter(|t| match resolved {
+                    Resolved::Registry { registry, .. } => registry.route(e.code, t).is_ok(),
+                    _ => true,
+                })
+                .collect(),
+        })
+        .filter(|l| !l.targets.is_empty())
+        .collect()
 }
 
 /// The keys in `path`: one a line; blank lines and lines starting with `#`
