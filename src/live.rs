@@ -70,8 +70,21 @@ impl Live {
 
     /// The whole result: what was not written yet is.
     pub fn finish(mut self, text: &str, printer: &Printer) -> Result<()> {
-        if !self.stuck {
-            self.show(text);
+        if !self.stuck && self.failed.is_none() && self.shown != text {
+            // Unlike a text settled so far, the whole result is what must
+            // be left written, even where it is shorter than what was.
+            let result = match text.strip_prefix(self.shown.as_str()) {
+                Some(new) => self.write(new),
+                None if self.terminal && self.erase() => self.write(text),
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) if text.starts_with(self.shown.as_str()) || self.shown.is_empty() => {
+                    self.shown = text.to_string()
+                }
+                Ok(()) => {}
+                Err(e) => self.failed = Some(e),
+            }
         }
         if let Some(p) = &self.parts {
             p.clear();

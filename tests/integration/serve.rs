@@ -180,6 +180,15 @@ fn the_api_translates_detects_and_lists_as_libretranslate_does() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["translatedText"], want.as_str());
     assert!(body.get("detectedLanguage").is_none());
+    // No field names a file or a model on the server: such fields are
+    // nothing to it.
+    let (status, body) = server.json(
+        "/translate",
+        json!({"q": TEXT, "source": "en", "target": "de", "model": "/etc/passwd",
+               "prompts": "/etc", "glossary": "/etc/shadow", "file": "/etc/hosts"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["translatedText"], want.as_str());
 
     let form =
         serde_urlencoded::to_string([("q", TEXT), ("source", "auto"), ("target", "de")]).unwrap();
@@ -385,6 +394,20 @@ fn summaries_come_with_their_accounting() {
     );
     assert_eq!(body["words"], 20);
     assert_eq!(body["chunks"], 1);
+    // In another language, from a form, by length; from HTML.
+    let (status, body) = server.form(
+        "/summarize",
+        &serde_urlencoded::to_string([("q", TEXT), ("lang", "fr"), ("length", "short")]).unwrap(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["language"]["code"], "fr");
+    assert_eq!(body["words"], 60);
+    let (status, body) = server.json(
+        "/summarize",
+        json!({"q": format!("<p>{TEXT}</p>"), "format": "html", "words": 20}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["input_format"], "html");
     let (status, body) = server.form("/summarize", "q=Short+text.&length=huge");
     assert_eq!((status, body["error"].is_string()), (400, true));
     // A translation model writes no summaries.
