@@ -1,7 +1,6 @@
 //! The page `glot serve` serves at `/`, in a real browser: Debian's
 //! Chromium, headless, driven through chromedriver's WebDriver protocol.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,71 +8,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::util::{glot, model_dir, run, stderr, stdout};
+use crate::util::{cli_translation, glot, http_exchange, model_dir};
 
 /// A JSON request to a local HTTP server: the answer's JSON.
 fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let b = body.map(Value::to_string).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
         b.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
-    // The answer's head, then as many bytes as it says: a server may keep
-    // the connection open whatever the request asks.
-    let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let split = loop {
-        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "the connection closed before an answer");
-        out.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
-    let mut body = out[split + 4..].to_vec();
-    let length = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map(|v| v.trim().parse::<usize>().unwrap());
-    match length {
-        Some(n) => {
-            while body.len() < n {
-                let k = s.read(&mut buf).unwrap();
-                assert!(k > 0);
-                body.extend_from_slice(&buf[..k]);
-            }
-        }
-        None if head.contains("transfer-encoding: chunked") => {
-            while !body.ends_with(b"0\r\n\r\n") {
-                let k = s.read(&mut buf).unwrap();
-                assert!(k > 0);
-                body.extend_from_slice(&buf[..k]);
-            }
-            body = unchunk(&body);
-        }
-        None => {
-            s.read_to_end(&mut body).unwrap();
-        }
-    }
+    let (_, _, body) = http_exchange(port, req.as_bytes());
     serde_json::from_slice(&body).unwrap_or(Value::Null)
-}
-
-fn unchunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&b[..line]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[line + 2..line + 2 + size]);
-        b = &b[line + 4 + size..];
-    }
 }
 
 fn free_port() -> u16 {
@@ -253,22 +198,7 @@ fn the_page_translates_pasted_text_as_it_comes_and_downloads_it() {
         .map(|i| format!("Part {i} is short. It has three sentences. The end is near."))
         .collect::<Vec<_>>()
         .join("\n\n");
-    let file = home.path().join("in.txt");
-    std::fs::write(&file, &text).unwrap();
-    let mut cmd = glot(home.path());
-    cmd.args([
-        "translate",
-        file.to_str().unwrap(),
-        "--to",
-        "de",
-        "--from",
-        "en",
-        "--model",
-        model,
-    ]);
-    let out = run(cmd, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let want = stdout(&out);
+    let want = cli_translation(home.path(), &text, "txt", model);
 
     let port = free_port();
     let mut cmd = glot(home.path());

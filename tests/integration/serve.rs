@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::util::{gguf, glot, libretranslatepy, model_dir, run, stderr, stdout};
+use crate::util::{gguf, glot, http_exchange, libretranslatepy, model_dir, run, stderr, stdout};
 
 /// A `glot serve` on a free port, stopped when dropped.
 struct Server {
@@ -45,18 +45,7 @@ impl Server {
     /// Sends a raw request; returns the status, the headers (lower case)
     /// and the body.
     fn raw(&self, request: &[u8]) -> (u16, String, Vec<u8>) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        s.write_all(request).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let split = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a response");
-        let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head, out[split + 4..].to_vec())
+        http_exchange(self.port, request)
     }
 
     fn request(&self, method: &str, path: &str, kind: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
@@ -138,23 +127,10 @@ fn paragraphs(n: usize) -> String {
 
 const TEXT: &str = "The council met on Monday to discuss the budget. The mayor said that the old bridge will be repaired next year.";
 
-/// What `glot translate` writes for `text`, without its last line end.
-fn cli_translation(home: &Path, text: &str, format: &str, model: &str) -> String {
-    let file = home.join(format!("in.{format}"));
-    std::fs::write(&file, text).unwrap();
-    let mut cmd = glot(home);
-    cmd.args([
-        "translate",
-        file.to_str().unwrap(),
-        "--to",
-        "de",
-        "--from",
-        "en",
-    ])
-    .args(["--model", model]);
-    let out = run(cmd, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut t = stdout(&out);
+/// What `glot translate` writes for `text`, without its last line end
+/// unless `text` has one.
+fn cli_translation(home: &Path, text: &str, ext: &str, model: &str) -> String {
+    let mut t = crate::util::cli_translation(home, text, ext, model);
     if !text.ends_with('\n') {
         t.pop();
     }

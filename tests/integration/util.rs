@@ -459,3 +459,81 @@ pub fn libretranslatepy() -> PathBuf {
     })
     .clone()
 }
+
+/// Sends `request` (whole HTTP/1.1 bytes) to a server on loopback: the
+/// answer's status, head (lower case) and body. It reads as many bytes as
+/// the head says (or chunks, or to the end): a server may keep the
+/// connection open whatever the request asks.
+pub fn http_exchange(port: u16, request: &[u8]) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(300)))
+        .unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut more = |s: &mut std::net::TcpStream, out: &mut Vec<u8>| {
+        let n = s.read(&mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+        n > 0
+    };
+    let split = loop {
+        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        assert!(
+            more(&mut s, &mut out),
+            "the connection closed before an answer"
+        );
+    };
+    let head = String::from_utf8_lossy(&out[..split]).to_lowercase();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = out.split_off(split + 4);
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    match length {
+        Some(n) => {
+            while body.len() < n {
+                assert!(more(&mut s, &mut body), "the body ended early");
+            }
+        }
+        None if head.contains("transfer-encoding: chunked") => {
+            while !body.ends_with(b"0\r\n\r\n") {
+                assert!(more(&mut s, &mut body), "the chunks ended early");
+            }
+            body = unchunk(&body);
+        }
+        None => while more(&mut s, &mut body) {},
+    }
+    (status, head, body)
+}
+
+fn unchunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[line + 2..line + 2 + size]);
+        b = &b[line + 4 + size..];
+    }
+}
+
+/// What `glot translate` writes for `text` (a file of extension `ext`)
+/// from English into German with `model`.
+pub fn cli_translation(home: &Path, text: &str, ext: &str, model: &str) -> String {
+    let file = home.join(format!("in.{ext}"));
+    std::fs::write(&file, text).unwrap();
+    let mut cmd = glot(home);
+    cmd.arg("translate")
+        .arg(&file)
+        .args(["--to", "de", "--from", "en", "--model", model]);
+    let out = run(cmd, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
