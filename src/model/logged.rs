@@ -70,9 +70,6 @@ where
             .complete_all_watched(&[(messages.to_vec(), max_new_tokens)], &mut Unwatched)?
             .remove(0))
     }
-    fn complete_all(&mut self, calls: &[(Vec<Message>, usize)]) -> Result<Vec<Completion>> {
-        self.complete_all_watched(calls, &mut Unwatched)
-    }
     fn complete_all_watched(
         &mut self,
         calls: &[(Vec<Message>, usize)],

@@ -696,12 +696,7 @@ mod tests {
             calls: vec![],
         };
         let p = Prompts::load(None).unwrap();
-        let req = Request {
-            language: None,
-            language_code: None,
-            length: Length { words: 40 },
-            cite: false,
-        };
+        let req = plain(40);
         let s = summarize(&mut m, &p, &article(200), &req).unwrap();
         assert!(s.chunks > 10, "{} chunks", s.chunks);
         assert!(s.rounds >= 2, "{} rounds", s.rounds);
@@ -714,12 +709,7 @@ mod tests {
     #[test]
     fn the_plan_is_what_the_run_sends() {
         let p = Prompts::load(None).unwrap();
-        let req = Request {
-            language: None,
-            language_code: None,
-            length: Length { words: 40 },
-            cite: false,
-        };
+        let req = plain(40);
         for paragraphs in [1, 200] {
             let mut m = Fake {
                 context: 400,
@@ -740,12 +730,20 @@ mod tests {
         }
     }
 
-    fn cite(words: usize) -> Request {
+    /// A summary of about `words` words in the article's language.
+    fn plain(words: usize) -> Request {
         Request {
             language: None,
             language_code: None,
             length: Length { words },
+            cite: false,
+        }
+    }
+
+    fn cite(words: usize) -> Request {
+        Request {
             cite: true,
+            ..plain(words)
         }
     }
 
@@ -839,12 +837,7 @@ mod tests {
         let answer = "<article>\nThe council met. It chose a plan. The council met. \
                       - first point\n- second point\nAnd a last sentence.</article>";
         let p = Prompts::load(None).unwrap();
-        let req = Request {
-            language: None,
-            language_code: None,
-            length: Length { words: 40 },
-            cite: false,
-        };
+        let req = plain(40);
         let mut m = Speaking {
             inner: Fake {
                 context: 4000,
@@ -894,12 +887,7 @@ mod tests {
         // Partial summaries are capped below the final length here, so a
         // text can fit one map chunk yet not one prompt plus the full answer.
         let p = Prompts::load(None).unwrap();
-        let req = Request {
-            language: None,
-            language_code: None,
-            length: Length { words: 60 },
-            cite: false,
-        };
+        let req = plain(60);
         for paragraphs in 1..25 {
             let mut m = Fake {
                 context: 420,
@@ -919,12 +907,7 @@ mod tests {
             calls: vec![],
         };
         let p = Prompts::load(None).unwrap();
-        let req = Request {
-            language: None,
-            language_code: None,
-            length: Length { words: 200 },
-            cite: false,
-        };
+        let req = plain(200);
         let err = summarize(&mut m, &p, &article(3), &req).unwrap_err();
         assert!(err.to_string().contains("raise --max-context"), "{err}");
     }
