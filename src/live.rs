@@ -54,6 +54,13 @@ impl Live {
         if self.stuck || self.failed.is_some() || self.shown.starts_with(text) {
             return;
         }
+        self.put(text);
+    }
+
+    /// Leaves `text` written: what it adds to what was, or, where it does
+    /// not start with that, all of it in place of the rows written on a
+    /// terminal. A pipe cannot take text back: it is stuck.
+    fn put(&mut self, text: &str) {
         let result = match text.strip_prefix(self.shown.as_str()) {
             Some(new) => self.write(new),
             None if self.terminal && self.erase() => self.write(text),
@@ -70,21 +77,10 @@ impl Live {
 
     /// The whole result: what was not written yet is.
     pub fn finish(mut self, text: &str, printer: &Printer) -> Result<()> {
+        // Unlike a text settled so far, the whole result is what must be
+        // left written, even where it is shorter than what was.
         if !self.stuck && self.failed.is_none() && self.shown != text {
-            // Unlike a text settled so far, the whole result is what must
-            // be left written, even where it is shorter than what was.
-            let result = match text.strip_prefix(self.shown.as_str()) {
-                Some(new) => self.write(new),
-                None if self.terminal && self.erase() => self.write(text),
-                None => Ok(()),
-            };
-            match result {
-                Ok(()) if text.starts_with(self.shown.as_str()) || self.shown.is_empty() => {
-                    self.shown = text.to_string()
-                }
-                Ok(()) => {}
-                Err(e) => self.failed = Some(e),
-            }
+            self.put(text);
         }
         if let Some(p) = &self.parts {
             p.clear();

@@ -208,14 +208,10 @@ struct PartsState {
 }
 
 impl Parts {
-    /// A progress line for `total` parts of `unit`, expected to decode
-    /// about `expected` tokens in all; `None` where it is not shown.
-    pub fn new(
-        printer: &Printer,
-        unit: &'static str,
-        total: usize,
-        expected: Option<usize>,
-    ) -> Option<Arc<Parts>> {
+    /// A progress line for parts of `unit`, how many told by
+    /// [`Parts::expect`]; `None` where it is not shown (the caller then
+    /// need not plan the run to tell it).
+    pub fn new(printer: &Printer, unit: &'static str) -> Option<Arc<Parts>> {
         if printer.quiet() || printer.tells_calls() || !std::io::stderr().is_terminal() {
             return None;
         }
@@ -226,11 +222,11 @@ impl Parts {
             bar,
             state: Mutex::new(PartsState {
                 unit,
-                total,
+                total: 0,
                 done: 0,
                 done_tokens: 0,
                 running: HashMap::new(),
-                expected,
+                expected: None,
                 started: None,
                 batches: 0,
                 drawn: None,

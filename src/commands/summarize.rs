@@ -65,7 +65,7 @@ pub fn run(s: SummarizeSettings, printer: &Printer) -> Result<()> {
         return show_plan(&s.doc.output, &report);
     }
     let mut llm = model.chat(&s.doc.model, printer, true)?;
-    let parts = Parts::new(printer, "part", 0, None);
+    let parts = Parts::new(printer, "part");
     if let Some(p) = &parts {
         let plan = summarize::plan(llm.get(), &prompts, main_text, &req)?;
         p.expect(plan.calls.len() + plan.combine_calls_at_least, None);

@@ -65,7 +65,7 @@ pub fn with_engine(
     let (t, info, parts) = match model.legs(source, target, printer)? {
         Some(legs) => {
             let mut engine = Translator::load(legs, target, m, printer)?;
-            let parts = Parts::new(printer, "sentence", 0, None);
+            let parts = Parts::new(printer, "sentence");
             if let Some(p) = &parts {
                 let (plan, _) = engine.plan(markup)?;
                 let tokens = plan.calls.iter().map(|c| c.text_tokens).sum();
@@ -84,7 +84,7 @@ pub fn with_engine(
         None => {
             let mut llm = model.llm(m, printer, true)?;
             let req = Request::new(source, target);
-            let parts = Parts::new(printer, "part", 0, None);
+            let parts = Parts::new(printer, "part");
             if let Some(p) = &parts {
                 let plan = translate::plan(&llm, prompts, markup, &req)?;
                 let tokens = plan.calls.iter().map(|c| c.text_tokens).sum();

@@ -144,7 +144,9 @@ fn joined(
     let mut end = 0;
     let mut empty = false;
     let mut after_translation = false;
-    for s in segments.iter().filter(|s| s.unit == u) {
+    // Segments come in the order of their units.
+    let first = segments.partition_point(|s| s.unit < u);
+    for s in segments[first..].iter().take_while(|s| s.unit == u) {
         let gap = &text[end..s.range.start];
         let answer = s.sent.map(|i| answers[i].trim()).filter(|a| !a.is_empty());
         if join_tight && !gap.contains('\n') && !joined.is_empty() {
@@ -274,6 +276,8 @@ fn translate_with(
     let join_tight = spaceless(target_code);
     let mut answers: Vec<String> = Vec::with_capacity(to_send.len());
     let mut usage = Usage::default();
+    // The units shown so far, as the translation will have them.
+    let mut shown: Vec<String> = Vec::new();
     while answers.len() < to_send.len() {
         let from = answers.len();
         // Through the end of the unit of the wave's last sentence.
@@ -308,14 +312,14 @@ fn translate_with(
                 .iter()
                 .find(|s| s.sent.is_some_and(|i| i >= answers.len()))
                 .map_or(doc.units().len(), |s| s.unit);
-            let outputs: Vec<String> = (0..done)
-                .map(|u| {
-                    let (joined, _) = joined(doc, u, &segments, &answers, join_tight);
-                    doc.restore_unit(u, &joined)
-                        .unwrap_or_else(|_| doc.source()[doc.units()[u].range.clone()].to_string())
-                })
-                .collect();
-            show(&doc.assemble_prefix(&outputs, target_code));
+            for u in shown.len()..done {
+                let (joined, _) = joined(doc, u, &segments, &answers, join_tight);
+                shown
+                    .push(doc.restore_unit(u, &joined).unwrap_or_else(|_| {
+                        doc.source()[doc.units()[u].range.clone()].to_string()
+                    }));
+            }
+            show(&doc.assemble_prefix(&shown, target_code));
         }
     }
 

@@ -331,8 +331,10 @@ struct Round<'a, 'm> {
 impl crate::engine::Watch for Round<'_, '_> {
     fn answered(&mut self, index: usize, c: &Completion) {
         self.got.push((self.missing[index].clone(), c.clone()));
+        // With the round's last answer in, the replay that follows the
+        // round shows what it settles.
         let last = self.got.len() == self.missing.len();
-        if !last && self.looked.elapsed() < self.cost * 4 {
+        if last || self.looked.elapsed() < self.cost * 4 {
             return;
         }
         let start = std::time::Instant::now();

@@ -265,6 +265,38 @@ impl Params {
         self.str(name).ok_or_else(|| ApiError::missing(name))
     }
 
+    /// The language `field` names; `None` for `auto`, or none named.
+    fn language_or_auto(&self, field: &str) -> Result<Option<Language>, ApiError> {
+        match self.str(field).unwrap_or("auto") {
+            "auto" => Ok(None),
+            named => language(field, named).map(Some),
+        }
+    }
+
+    /// The translation of `texts` the fields ask for, in `format`, or in
+    /// the one the `format` field names.
+    fn translation(&self, texts: Vec<String>, format: Option<Format>) -> Result<Job, ApiError> {
+        Ok(Job::Translate {
+            texts,
+            source: self.language_or_auto("source")?,
+            target: language("target", self.required("target")?)?,
+            format: match format {
+                Some(f) => f,
+                None => self::format(self)?,
+            },
+        })
+    }
+
+    /// The summary of `text` the fields ask for.
+    fn summary(&self, text: String) -> Result<Job, ApiError> {
+        Ok(Job::Summarize {
+            text,
+            format: format(self)?,
+            language: self.language_or_auto("lang")?,
+            words: words(self)?,
+        })
+    }
+
     /// `q`: one text, or a list of them (`true` for a list).
     fn texts(&self) -> Result<(Vec<String>, bool), ApiError> {
         match self.0.get("q") {
@@ -347,18 +379,8 @@ type Reply = Result<Response, ApiError>;
 async fn translate(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
     let (texts, list) = params.texts()?;
     st.check_chars(&texts)?;
-    let source = match params.str("source").unwrap_or("auto") {
-        "auto" => None,
-        code => Some(language("source", code)?),
-    };
-    let target = language("target", params.required("target")?)?;
-    let auto = source.is_none();
-    let job = Job::Translate {
-        texts,
-        source,
-        target,
-        format: format(&params)?,
-    };
+    let job = params.translation(texts, None)?;
+    let auto = matches!(job, Job::Translate { source: None, .. });
     let Done::Translated(out) = st.submit(job).await? else {
         return Err(ApiError::internal(
             "a translation came back as something else",
@@ -430,17 +452,7 @@ async fn summarize(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
         (None, None) => return Err(ApiError::missing("q")),
     };
     st.check_chars([&text])?;
-    let language = match params.str("lang").unwrap_or("auto") {
-        "auto" => None,
-        l => Some(language("lang", l)?),
-    };
-    let words = words(&params)?;
-    let job = Job::Summarize {
-        text,
-        format: format(&params)?,
-        language,
-        words,
-    };
+    let job = params.summary(text)?;
     let Done::Summary(mut out) = st.submit(job).await? else {
         return Err(ApiError::internal("a summary came back as something else"));
     };
@@ -458,26 +470,9 @@ async fn stream(Shared(st): Shared<Arc<State>>, params: Params) -> Reply {
         (_, true) => return Err(ApiError::bad("Invalid request: /stream takes one text")),
     };
     st.check_chars([&text])?;
-    let format = format(&params)?;
     let job = match params.str("task").unwrap_or("translate") {
-        "translate" => Job::Translate {
-            texts: vec![text],
-            source: match params.str("source").unwrap_or("auto") {
-                "auto" => None,
-                code => Some(language("source", code)?),
-            },
-            target: language("target", params.required("target")?)?,
-            format,
-        },
-        "summarize" => Job::Summarize {
-            text,
-            format,
-            language: match params.str("lang").unwrap_or("auto") {
-                "auto" => None,
-                l => Some(language("lang", l)?),
-            },
-            words: words(&params)?,
-        },
+        "translate" => params.translation(vec![text], None)?,
+        "summarize" => params.summary(text)?,
         other => {
             return Err(ApiError::bad(format!(
                 "Invalid request: task {other} is not translate or summarize"
@@ -605,18 +600,11 @@ async fn translate_file(
     let (text, _) = glot::input::decode(&filename, &data, false)
         .map_err(|e| ApiError::bad(format!("Invalid request: {e}")))?;
     st.check_chars([&text])?;
-    let source = match params.str("source").unwrap_or("auto") {
-        "auto" => None,
-        code => Some(language("source", code)?),
+    let job = params.translation(vec![text], Some(format))?;
+    let Job::Translate { target, .. } = &job else {
+        unreachable!("a translation")
     };
-    let target = language("target", params.required("target")?)?;
     let code = target.code.clone();
-    let job = Job::Translate {
-        texts: vec![text],
-        source,
-        target,
-        format,
-    };
     let Done::Translated(mut out) = st.submit(job).await? else {
         return Err(ApiError::internal(
             "a translation came back as something else",

@@ -87,13 +87,10 @@ pub fn run(s: ServeSettings, printer: &Printer) -> Result<()> {
                 serve(workers)
             })
             .and_then(|r| r),
-        // An instruction-following T5 model: its summaries, and its
-        // translations as `glot translate` makes them.
-        Some(chat) => serve(vec![Engine::Own(work::Own::chat(
-            chat, &resolved, &s.model,
-        ))]),
-        None => serve(vec![Engine::Own(work::Own::translators(
-            &resolved, &s.model,
+        // Translation models, and an instruction-following T5 model for
+        // summaries: one worker of their own.
+        other => serve(vec![Engine::Own(work::Own::new(
+            other, &resolved, &s.model,
         ))]),
     }
 }

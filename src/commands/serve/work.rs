@@ -39,8 +39,8 @@ pub enum Engine<'h> {
 /// the translation models of the language pairs asked so far.
 pub struct Own<'a> {
     chat: Option<Chat>,
-    resolved: Option<&'a Resolved>,
-    settings: Option<&'a ModelSettings>,
+    resolved: &'a Resolved,
+    settings: &'a ModelSettings,
     translators: HashMap<String, Translator>,
 }
 
@@ -48,20 +48,13 @@ pub struct Own<'a> {
 const MAX_TRANSLATORS: usize = 4;
 
 impl<'a> Own<'a> {
-    pub fn chat(chat: Chat, resolved: &'a Resolved, settings: &'a ModelSettings) -> Own<'a> {
+    /// A lone worker's models: `chat` where the model writes answers,
+    /// the translation legs `resolved` names for each language pair.
+    pub fn new(chat: Option<Chat>, resolved: &'a Resolved, settings: &'a ModelSettings) -> Own<'a> {
         Own {
-            chat: Some(chat),
-            resolved: Some(resolved),
-            settings: Some(settings),
-            translators: HashMap::new(),
-        }
-    }
-
-    pub fn translators(resolved: &'a Resolved, settings: &'a ModelSettings) -> Own<'a> {
-        Own {
-            chat: None,
-            resolved: Some(resolved),
-            settings: Some(settings),
+            chat,
+            resolved,
+            settings,
             translators: HashMap::new(),
         }
     }
@@ -275,7 +268,7 @@ impl Engine<'_> {
             "source_language": article.detected,
             "language": language,
             "words": words,
-            "max_tokens": req_max_tokens(words),
+            "max_tokens": summarize::Length { words }.max_tokens(),
         });
         if let (Value::Object(out), Ok(Value::Object(summary))) =
             (&mut out, serde_json::to_value(&s))
@@ -284,10 +277,6 @@ impl Engine<'_> {
         }
         Ok(out)
     }
-}
-
-fn req_max_tokens(words: usize) -> usize {
-    summarize::Length { words }.max_tokens()
 }
 
 impl Own<'_> {
@@ -309,9 +298,7 @@ impl Own<'_> {
         target: &Language,
         printer: &Printer,
     ) -> Result<Option<&mut Translator>, Failure> {
-        let (Some(resolved), Some(settings)) = (self.resolved, self.settings) else {
-            return Ok(None);
-        };
+        let (resolved, settings) = (self.resolved, self.settings);
         let key = resolved.translator_key(source, target);
         if !self.translators.contains_key(&key) {
             let Some(legs) = resolved.legs(source, target, printer).map_err(bad)? else {
