@@ -71,6 +71,8 @@ pub(super) fn products(bs: &[&BlockMatrix], x: &[f32], k: usize) -> Vec<Vec<f32>
     let dsts: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
     let panels: Vec<usize> = bs.iter().map(|b| b.panels.panels()).collect();
     let isa = isa();
+    #[cfg(glot_x86)]
+    let amx = m >= 8 && super::amx::available();
     for_panels(&panels, m, |at, panel, rows| {
         let job = Job {
             isa,
@@ -81,6 +83,8 @@ pub(super) fn products(bs: &[&BlockMatrix], x: &[f32], k: usize) -> Vec<Vec<f32>
         };
         // Each panel is decoded once per tile of rows.
         match isa {
+            #[cfg(glot_x86)]
+            Isa::Vnni if amx => job.run_amx(rows),
             #[cfg(glot_x86)]
             Isa::Vnni => job.run::<ROWS>(rows),
             #[cfg(glot_x86)]
@@ -115,6 +119,41 @@ impl Job<'_> {
             |r| tile(isa, format, panel, std::array::from_fn(|i| acts(r + i))),
             |r| tile(isa, format, panel, [acts(r)])[0],
         );
+    }
+}
+
+#[cfg(glot_x86)]
+impl Job<'_> {
+    /// [`Job::run`] with the tiles ([`super::amx`]): 16 rows at a time,
+    /// then 8, and the rows left over as the VNNI path takes them. Each
+    /// row's results are the same bits whichever takes it.
+    fn run_amx(&self, rows: std::ops::Range<usize>) {
+        use super::amx;
+        let format = self.matrix.format;
+        let panel = self.matrix.panel(self.panel);
+        let acts = |r: usize| self.acts.row(r);
+        let at = (self.dst, self.matrix.n, self.panel);
+        let one = |r: usize| tile(self.isa, format, panel, [acts(r)])[0];
+        let sixteens = rows.start + (rows.len() / 16) * 16;
+        // SAFETY: `amx::available()` was true (the caller), and the rows
+        // are rows of one `Acts`, at one stride.
+        tile_rows::<16>(
+            rows.start..sixteens,
+            at,
+            |r| unsafe { amx::tile(format, panel, std::array::from_fn(|i| acts(r + i))) },
+            one,
+        );
+        let mut r = sixteens;
+        if rows.end - r >= 8 {
+            tile_rows::<8>(
+                r..r + 8,
+                at,
+                |r| unsafe { amx::tile(format, panel, std::array::from_fn(|i| acts(r + i))) },
+                one,
+            );
+            r += 8;
+        }
+        self.run::<ROWS>(r..rows.end);
     }
 }
 

@@ -16,9 +16,14 @@
 //! llama.cpp's Q8_1 keeps it. On aarch64 the same panels meet NEON's
 //! `sdot` (or widening byte products where the CPU lacks it): one
 //! 16-byte vector holds four values of four rows, a quarter of what an
-//! AVX-512 vector holds.
+//! AVX-512 vector holds. Where the CPU has Intel's AMX tiles, tiles of 16
+//! or 8 activation rows take one tile product per block ([`amx`]), with
+//! the same integer sums and the same float arithmetic as the VNNI kernel,
+//! so every row gets the same bits on either path.
 
 mod acts;
+#[cfg(glot_x86)]
+mod amx;
 pub mod attention;
 mod blocks;
 mod cpu;

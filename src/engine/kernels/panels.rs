@@ -44,7 +44,7 @@ pub(super) const LANES: usize = 16;
 
 impl Format {
     /// What is added to the file's values to make them unsigned.
-    fn offset(self) -> i32 {
+    pub(super) fn offset(self) -> i32 {
         match self {
             Format::Q8_0 => 128,
             Format::Q5_0 => 16,
@@ -53,12 +53,12 @@ impl Format {
         }
     }
 
-    fn has_high_bits(self) -> bool {
+    pub(super) fn has_high_bits(self) -> bool {
         matches!(self, Format::Q5_0 | Format::Q5_1)
     }
 
     /// Where the high-bit masks and the values start in a panel record.
-    fn record_layout(self) -> (usize, usize) {
+    pub(super) fn record_layout(self) -> (usize, usize) {
         let high = if self.has_min() { 64 } else { 32 };
         let values = if self.has_high_bits() {
             high + 64
