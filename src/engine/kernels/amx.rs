@@ -191,6 +191,27 @@ pub(super) unsafe fn tile<const R: usize>(
     }
 }
 
+/// One block's product into the sums tile `$c` from the activations tile
+/// `$a` (the configuration gives each its rows) and tile 2, stored at
+/// `$out`.
+macro_rules! one_block {
+    ($c:literal, $a:literal, $acts:expr, $stride:expr, $w:expr, $out:expr) => {
+        asm!(
+            concat!("tilezero tmm", $c),
+            concat!("tileloadd tmm", $a, ", [{a} + {sa}*1]"),
+            "tileloadd tmm2, [{w} + {sw}*1]",
+            concat!("tdpbssd tmm", $c, ", tmm", $a, ", tmm2"),
+            concat!("tilestored [{out} + {sw}*1], tmm", $c),
+            a = in(reg) $acts,
+            sa = in(reg) $stride,
+            w = in(reg) $w,
+            sw = in(reg) 64usize,
+            out = in(reg) $out,
+            options(nostack),
+        )
+    };
+}
+
 /// [`tile`]'s loop, with or without the minimums.
 ///
 /// # Safety
@@ -273,33 +294,9 @@ unsafe fn products<const R: usize, const MIN: bool>(
                         options(nostack),
                     );
                 } else if R == 16 {
-                    asm!(
-                        "tilezero tmm0",
-                        "tileloadd tmm1, [{a} + {sa}*1]",
-                        "tileloadd tmm2, [{w} + {sw}*1]",
-                        "tdpbssd tmm0, tmm1, tmm2",
-                        "tilestored [{out} + {sw}*1], tmm0",
-                        a = in(reg) a0,
-                        sa = in(reg) stride,
-                        w = in(reg) w0,
-                        sw = in(reg) 64usize,
-                        out = in(reg) s0,
-                        options(nostack),
-                    );
+                    one_block!("0", "1", a0, stride, w0, s0);
                 } else {
-                    asm!(
-                        "tilezero tmm3",
-                        "tileloadd tmm4, [{a} + {sa}*1]",
-                        "tileloadd tmm2, [{w} + {sw}*1]",
-                        "tdpbssd tmm3, tmm4, tmm2",
-                        "tilestored [{out} + {sw}*1], tmm3",
-                        a = in(reg) a0,
-                        sa = in(reg) stride,
-                        w = in(reg) w0,
-                        sw = in(reg) 64usize,
-                        out = in(reg) s0,
-                        options(nostack),
-                    );
+                    one_block!("3", "4", a0, stride, w0, s0);
                 }
             }
         }
