@@ -1,17 +1,19 @@
 //! Intel's Advanced Matrix Extensions for the 32-value block formats: one
-//! `tdpbsud` multiplies a tile of 16 (or 8) activation rows by a panel's
+//! `tdpbssd` multiplies a tile of 16 (or 8) activation rows by a panel's
 //! block of 16 weight rows, 32 values deep, into 16 × 16 integer sums.
 //!
 //! A panel's block is already the layout the instruction wants for its
 //! second operand: row `g` of the tile is the record's vector `g`, four
 //! consecutive values of each of the 16 weight rows (see [`super::panels`]).
+//! Its values only lose the format's offset on the way (the tile product
+//! takes signed bytes on both sides), which leaves the same integer sums.
 //! The activations are rows of signed bytes with a fixed stride, the first
 //! operand as they lie. So the AVX-512 VNNI kernel's integer sums come out
 //! of one instruction per block instead of eight `vpdpbusd` per activation
-//! row, and the rest (the format's offset, the scales, the minimums) is
-//! the VNNI kernel's own arithmetic in its own order: a row's results are
-//! the same bits on either path, so a row computed in a tile of 16 equals
-//! the same row computed alone, as batch invariance requires.
+//! row, and the rest (the scales, the minimums) is the VNNI kernel's own
+//! arithmetic in its own order: a row's results are the same bits on
+//! either path, so a row computed in a tile of 16 equals the same row
+//! computed alone, as batch invariance requires.
 //!
 //! Linux hands out the tile registers' state only on request
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), once per process. Each thread loads
@@ -108,8 +110,8 @@ unsafe fn configure() {
     }
 }
 
-/// The integer sums of block `b`: 16 × 16 i32 into `out`, activation row
-/// `r`'s at `out[16 r..]`.
+/// A block's integer sums as the tile stores them: 16 per activation row,
+/// row `r`'s at `[16 r..]`.
 #[repr(C, align(64))]
 struct Sums([i32; 16 * LANES]);
 
