@@ -227,7 +227,79 @@ mod x86 {
         match scheme {
             // SAFETY: the caller's CPU has AVX2, FMA and F16C.
             Scheme::Q8_0 => unsafe { q8_0(x, row) },
-            Scheme::Q8K => super::quantize_rows(scheme, x, row),
+            // SAFETY: as above.
+            Scheme::Q8K => unsafe { q8_k(x, row) },
+        }
+    }
+
+    /// Rounds eight values half away from zero and truncates them to
+    /// integers, as Rust's `round` then `as` do for values in range.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn rounded(y: __m256) -> __m256i {
+        let sign = _mm256_set1_ps(-0.0);
+        let away = _mm256_or_ps(_mm256_and_ps(y, sign), _mm256_set1_ps(0.499_999_97));
+        _mm256_cvttps_epi32(_mm256_add_ps(y, away))
+    }
+
+    /// 32 integers packed to saturated bytes in order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn packed(ints: [__m256i; 4]) -> __m256i {
+        let words = [
+            _mm256_packs_epi32(ints[0], ints[1]),
+            _mm256_packs_epi32(ints[2], ints[3]),
+        ];
+        let bytes = _mm256_packs_epi16(words[0], words[1]);
+        _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// [`super::q8_k`] eight values at a time, with the same bits: the
+    /// largest magnitude is found in vectors, then its first value, which
+    /// is the one the plain loop keeps; rounding as in [`q8_0`]; the
+    /// clamp to [-128, 127] is the packing's saturation.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn q8_k(x: &[f32], row: RowMut) {
+        const QK: usize = 256;
+        let sign = _mm256_set1_ps(-0.0);
+        for (b, xs) in x.chunks_exact(QK).enumerate() {
+            // SAFETY: a block holds 256 values; the row's parts hold the
+            // block's bytes and sums.
+            unsafe {
+                let mut m = _mm256_setzero_ps();
+                for i in 0..QK / 8 {
+                    let v = _mm256_loadu_ps(xs.as_ptr().add(8 * i));
+                    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+                }
+                let amax = super::super::lanes::max8(m);
+                if amax == 0.0 {
+                    continue;
+                }
+                let max = *xs.iter().find(|v| v.abs() == amax).expect("the largest");
+                let iscale = -127.0 / max;
+                let scale = _mm256_set1_ps(iscale);
+                let qs = &mut row.qs[b * QK..(b + 1) * QK];
+                for (xs, qs) in xs.chunks_exact(32).zip(qs.chunks_exact_mut(32)) {
+                    let ints: [__m256i; 4] = std::array::from_fn(|i| {
+                        rounded(_mm256_mul_ps(
+                            scale,
+                            _mm256_loadu_ps(xs.as_ptr().add(8 * i)),
+                        ))
+                    });
+                    _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, packed(ints));
+                }
+                let sums16 = &mut row.sums16[b * 16..(b + 1) * 16];
+                for (j, s) in sums16.iter_mut().enumerate() {
+                    *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
+                }
+                let d = 1.0 / iscale;
+                for j in 0..8 {
+                    let sum = sums16[2 * j] + sums16[2 * j + 1];
+                    row.sums[b * 8 + j] = sum;
+                    row.s[b * 8 + j] = d * sum as f32;
+                }
+                row.d[b] = d;
+            }
         }
     }
 
@@ -240,8 +312,6 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn q8_0(x: &[f32], row: RowMut) {
         let sign = _mm256_set1_ps(-0.0);
-        let half = _mm256_set1_ps(0.499_999_97);
-        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
         let blocks = x.chunks_exact(32).zip(row.qs.chunks_exact_mut(32));
         let scales = row.d.iter_mut().zip(row.s).zip(row.sums);
         for ((xs, qs), ((d, s), block_sum)) in blocks.zip(scales) {
@@ -256,18 +326,8 @@ mod x86 {
                 let amax = super::super::lanes::max8(m);
                 let scale = amax / 127.0;
                 let inv = _mm256_set1_ps(if scale != 0.0 { 1.0 / scale } else { 0.0 });
-                let ints = v.map(|v| {
-                    let y = _mm256_mul_ps(v, inv);
-                    let away = _mm256_or_ps(_mm256_and_ps(y, sign), half);
-                    _mm256_cvttps_epi32(_mm256_add_ps(y, away))
-                });
-                let words = [
-                    _mm256_packs_epi32(ints[0], ints[1]),
-                    _mm256_packs_epi32(ints[2], ints[3]),
-                ];
-                let bytes = _mm256_packs_epi16(words[0], words[1]);
-                let bytes = _mm256_permutevar8x32_epi32(bytes, order);
-                _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, bytes);
+                let ints = v.map(|v| rounded(_mm256_mul_ps(v, inv)));
+                _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, packed(ints));
                 let sum: i32 = qs.iter().map(|&q| q as i32).sum();
                 *d = f16::from_f32(scale).to_f32();
                 *s = f16::from_f32(scale * sum as f32).to_f32();
@@ -334,6 +394,55 @@ mod tests {
         };
         let want = quantized(false);
         assert!(want.0[1..32].iter().any(|&q| q % 2 != 0), "halves tie");
+        if isa() != Isa::Scalar {
+            assert_eq!(quantized(true), want);
+        }
+    }
+
+    /// The vector Q8_K quantizer gives the plain loop's bytes, scales and
+    /// sums: the largest magnitude's first value sets the scale when its
+    /// negation comes too, halves tie, and a block of zeros stays zero.
+    #[cfg(glot_x86)]
+    #[test]
+    fn the_vector_q8_k_equals_the_plain_loop() {
+        let blocks = 4;
+        let mut x: Vec<f32> = (0..256 * blocks)
+            .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.013)
+            .collect();
+        // Block 0: -127 first, then 127; the scale maps them to ±127 and
+        // the halves in between tie. Block 1: zeros.
+        for (i, v) in x[..256].iter_mut().enumerate() {
+            *v = (i % 200) as f32 - 90.5;
+        }
+        x[3] = -127.0;
+        x[7] = 127.0;
+        x[256..512].fill(0.0);
+        let quantized = |vector: bool| {
+            let (mut qs, mut d, mut s, mut sums, mut sums16) = (
+                vec![0i8; x.len()],
+                vec![0f32; blocks],
+                vec![0f32; 8 * blocks],
+                vec![0i32; 8 * blocks],
+                vec![0i32; 16 * blocks],
+            );
+            let row = RowMut {
+                qs: &mut qs,
+                d: &mut d,
+                s: &mut s,
+                sums: &mut sums,
+                sums16: &mut sums16,
+            };
+            match vector {
+                // SAFETY: only where the CPU has AVX2.
+                true => unsafe { x86::q8_k(&x, row) },
+                false => q8_k(&x, row),
+            }
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            (qs, bits(d), bits(s), sums, sums16)
+        };
+        let want = quantized(false);
+        // -127 came first: the scale is -127 / -127, and d its inverse.
+        assert_eq!(want.1[0], 1.0f32.to_bits(), "first of ±127");
         if isa() != Isa::Scalar {
             assert_eq!(quantized(true), want);
         }
