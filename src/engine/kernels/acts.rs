@@ -185,7 +185,7 @@ fn q8_0(x: &[f32], row: RowMut) {
 /// Rounds each block of 256 values to bytes as llama.cpp's Q8_K does: the
 /// value of largest magnitude maps to -127 (llama.cpp's sign).
 #[inline(always)]
-fn q8_k(x: &[f32], row: RowMut) {
+fn q8_k(x: &[f32], mut row: RowMut) {
     const QK: usize = 256;
     for (b, xs) in x.chunks_exact(QK).enumerate() {
         let (mut max, mut amax) = (0f32, 0f32);
@@ -203,18 +203,26 @@ fn q8_k(x: &[f32], row: RowMut) {
         for (q, &v) in qs.iter_mut().zip(xs) {
             *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
         }
-        let sums16 = &mut row.sums16[b * 16..(b + 1) * 16];
-        for (j, s) in sums16.iter_mut().enumerate() {
-            *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
-        }
-        let d = 1.0 / iscale;
-        for j in 0..8 {
-            let sum = sums16[2 * j] + sums16[2 * j + 1];
-            row.sums[b * 8 + j] = sum;
-            row.s[b * 8 + j] = d * sum as f32;
-        }
-        row.d[b] = d;
+        q8_k_sums(&mut row, b, iscale);
     }
+}
+
+/// Block `b` of a Q8_K row, its bytes written: the sums per 16 and per 32
+/// bytes, and the scale, the inverse of `iscale`.
+#[inline(always)]
+fn q8_k_sums(row: &mut RowMut, b: usize, iscale: f32) {
+    let qs = &row.qs[b * 256..(b + 1) * 256];
+    let sums16 = &mut row.sums16[b * 16..(b + 1) * 16];
+    for (j, s) in sums16.iter_mut().enumerate() {
+        *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
+    }
+    let d = 1.0 / iscale;
+    for j in 0..8 {
+        let sum = sums16[2 * j] + sums16[2 * j + 1];
+        row.sums[b * 8 + j] = sum;
+        row.s[b * 8 + j] = d * sum as f32;
+    }
+    row.d[b] = d;
 }
 
 #[cfg(glot_x86)]
@@ -259,7 +267,7 @@ mod x86 {
     /// is the one the plain loop keeps; rounding as in [`q8_0`]; the
     /// clamp to [-128, 127] is the packing's saturation.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn q8_k(x: &[f32], row: RowMut) {
+    pub(super) unsafe fn q8_k(x: &[f32], mut row: RowMut) {
         const QK: usize = 256;
         let sign = _mm256_set1_ps(-0.0);
         for (b, xs) in x.chunks_exact(QK).enumerate() {
@@ -288,17 +296,7 @@ mod x86 {
                     });
                     _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, packed(ints));
                 }
-                let sums16 = &mut row.sums16[b * 16..(b + 1) * 16];
-                for (j, s) in sums16.iter_mut().enumerate() {
-                    *s = qs[j * 16..(j + 1) * 16].iter().map(|&q| q as i32).sum();
-                }
-                let d = 1.0 / iscale;
-                for j in 0..8 {
-                    let sum = sums16[2 * j] + sums16[2 * j + 1];
-                    row.sums[b * 8 + j] = sum;
-                    row.s[b * 8 + j] = d * sum as f32;
-                }
-                row.d[b] = d;
+                super::q8_k_sums(&mut row, b, iscale);
             }
         }
     }
