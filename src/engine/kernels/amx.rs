@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 
 use super::acts::Row;
 use super::formats::{Format, QK};
-use super::panels::LANES;
+use super::panels::{x86::unsigned_values, LANES};
 
 /// Whether this CPU and kernel let glot use the tiles, found once. The
 /// request for the tile state is made here, so every thread may use them
@@ -128,35 +128,13 @@ struct Values([u8; 8 * 64]);
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
 unsafe fn signed_values(format: Format, rec: *const u8, values: &mut Values) {
-    let (high_at, values_at) = format.record_layout();
     let offset = _mm512_set1_epi8(format.offset() as u8 as i8);
-    // SAFETY: the caller's record holds the bytes read.
-    unsafe {
-        let v = rec.add(values_at);
-        let mut w = [_mm512_setzero_si512(); 8];
-        if format == Format::Q8_0 {
-            for (g, w) in w.iter_mut().enumerate() {
-                *w = _mm512_loadu_si512(v.add(64 * g) as *const _);
-            }
-        } else {
-            let low = _mm512_set1_epi8(0x0f);
-            for h in 0..4 {
-                let bytes = _mm512_loadu_si512(v.add(64 * h) as *const _);
-                w[h] = _mm512_and_si512(bytes, low);
-                w[h + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low);
-            }
-            if format.has_high_bits() {
-                let sixteen = _mm512_set1_epi8(16);
-                for (g, w) in w.iter_mut().enumerate() {
-                    let bits = (rec.add(high_at + 8 * g) as *const u64).read_unaligned();
-                    *w = _mm512_mask_add_epi8(*w, bits, *w, sixteen);
-                }
-            }
-        }
-        for (g, w) in w.iter().enumerate() {
-            let signed = _mm512_sub_epi8(*w, offset);
-            _mm512_store_si512(values.0.as_mut_ptr().add(64 * g) as *mut _, signed);
-        }
+    // SAFETY: the caller's record is whole.
+    let w = unsafe { unsigned_values(format, rec) };
+    for (g, w) in w.iter().enumerate() {
+        let signed = _mm512_sub_epi8(*w, offset);
+        // SAFETY: `values` holds 8 vectors of 64 bytes, aligned.
+        unsafe { _mm512_store_si512(values.0.as_mut_ptr().add(64 * g) as *mut _, signed) };
     }
 }
 

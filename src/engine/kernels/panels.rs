@@ -53,12 +53,12 @@ impl Format {
         }
     }
 
-    pub(super) fn has_high_bits(self) -> bool {
+    fn has_high_bits(self) -> bool {
         matches!(self, Format::Q5_0 | Format::Q5_1)
     }
 
     /// Where the high-bit masks and the values start in a panel record.
-    pub(super) fn record_layout(self) -> (usize, usize) {
+    fn record_layout(self) -> (usize, usize) {
         let high = if self.has_min() { 64 } else { 32 };
         let values = if self.has_high_bits() {
             high + 64
@@ -246,6 +246,47 @@ pub(super) mod x86 {
     use super::{Format, Row, LANES, QK};
     use std::arch::x86_64::*;
 
+    /// A record's unsigned values as eight 64-byte vectors, vector `g`
+    /// holding values `4g..4g + 4` of each of the 16 rows (see the record
+    /// layout above): Q8_0's as they lie, the others' nibbles split and
+    /// their fifth bits added.
+    ///
+    /// # Safety
+    /// `rec` is a whole panel record of `format`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni")]
+    pub(in crate::engine::kernels) unsafe fn unsigned_values(
+        format: Format,
+        rec: *const u8,
+    ) -> [__m512i; 8] {
+        let (high_at, values_at) = format.record_layout();
+        let mut w = [_mm512_setzero_si512(); 8];
+        // SAFETY: the caller's record holds the bytes read.
+        unsafe {
+            let v = rec.add(values_at);
+            if format == Format::Q8_0 {
+                for (g, w) in w.iter_mut().enumerate() {
+                    *w = _mm512_loadu_si512(v.add(64 * g) as *const _);
+                }
+                return w;
+            }
+            let low = _mm512_set1_epi8(0x0f);
+            for h in 0..4 {
+                let bytes = _mm512_loadu_si512(v.add(64 * h) as *const _);
+                w[h] = _mm512_and_si512(bytes, low);
+                w[h + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low);
+            }
+            if format.has_high_bits() {
+                let sixteen = _mm512_set1_epi8(16);
+                for (g, w) in w.iter_mut().enumerate() {
+                    let bits = (rec.add(high_at + 8 * g) as *const u64).read_unaligned();
+                    *w = _mm512_mask_add_epi8(*w, bits, *w, sixteen);
+                }
+            }
+        }
+        w
+    }
+
     /// [`super::tile_scalar`] with AVX-512 VNNI: per block, the panel's
     /// values are decoded into eight vectors once for all `R` rows, and
     /// each row takes eight `vpdpbusd` in two chains.
@@ -256,33 +297,12 @@ pub(super) mod x86 {
         rows: [Row; R],
     ) -> [[f32; LANES]; R] {
         let (record, kb) = super::blocks_of(format, panel, &rows);
-        let (high_at, values_at) = format.record_layout();
         let offset = format.offset();
-        let low = _mm512_set1_epi8(0x0f);
-        let sixteen = _mm512_set1_epi8(16);
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..kb {
             let rec = panel.as_ptr().add(b * record);
             let d = _mm512_cvtph_ps(_mm256_loadu_si256(rec as *const __m256i));
-            let v = rec.add(values_at);
-            let mut w = [_mm512_setzero_si512(); 8];
-            if format == Format::Q8_0 {
-                for (g, w) in w.iter_mut().enumerate() {
-                    *w = _mm512_loadu_si512(v.add(64 * g) as *const _);
-                }
-            } else {
-                for h in 0..4 {
-                    let bytes = _mm512_loadu_si512(v.add(64 * h) as *const _);
-                    w[h] = _mm512_and_si512(bytes, low);
-                    w[h + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low);
-                }
-                if format.has_high_bits() {
-                    for (g, w) in w.iter_mut().enumerate() {
-                        let bits = (rec.add(high_at + 8 * g) as *const u64).read_unaligned();
-                        *w = _mm512_mask_add_epi8(*w, bits, *w, sixteen);
-                    }
-                }
-            }
+            let w = unsigned_values(format, rec);
             let m = format
                 .has_min()
                 .then(|| _mm512_cvtph_ps(_mm256_loadu_si256(rec.add(32) as *const __m256i)));
