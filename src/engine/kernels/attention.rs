@@ -314,6 +314,16 @@ impl<T: Widen> Head<'_, T> {
     /// Runs this unit of work with the vector loops this CPU has.
     fn dispatch(&self, scores: &mut [f32], out: &mut [f32], stats: &mut [(f32, f32)]) {
         #[cfg(glot_x86)]
+        if super::isa() == super::Isa::Vnni
+            && self.q.d.is_multiple_of(16)
+            && self.q.d <= x86::WIDE_D
+        {
+            // SAFETY: the CPU has AVX-512 F, AVX2, FMA and F16C; the head
+            // is whole vectors of 16, at most `WIDE_D`.
+            unsafe { x86::head512(self, scores, out, stats) };
+            return;
+        }
+        #[cfg(glot_x86)]
         if super::isa() != super::Isa::Scalar {
             // SAFETY: the CPU has AVX2, FMA and F16C.
             unsafe { x86::head(self, scores, out, stats) };
@@ -324,7 +334,7 @@ impl<T: Widen> Head<'_, T> {
             neon::head(self, scores, out, stats);
             return;
         }
-        self.run(scores, out, stats, dot, axpy);
+        self.run(scores, out, stats, dot, axpy, Head::weigh);
     }
 }
 
@@ -338,7 +348,7 @@ impl Head<'_, u8> {
             unsafe { x86::head(self, scores, out, stats) };
             return;
         }
-        self.run(scores, out, stats, kv_q8::dot, kv_q8::axpy);
+        self.run(scores, out, stats, kv_q8::dot, kv_q8::axpy, Head::weigh);
     }
 }
 
@@ -398,46 +408,20 @@ struct Head<'a, T = f32> {
 }
 
 impl<T> Head<'_, T> {
-    /// Scores of every row over this unit's positions, their exponentials
-    /// less the rows' largest (`stats`: that maximum and the sum of the
-    /// weights), and the weighted sums of values (`out`, not yet divided).
-    /// Row `i` is query `i % seq`, which sees positions up to
-    /// `total - seq + i % seq`. `dot` and `axpy` are the vector loops, for
-    /// the instruction set the caller was compiled for.
-    #[inline(always)]
-    fn run(
-        &self,
-        scores: &mut [f32],
-        out: &mut [f32],
-        stats: &mut [(f32, f32)],
-        dot: impl Fn(&[f32], &[T]) -> f32,
-        axpy: impl Fn(f32, &[T], &mut [f32]),
-    ) {
-        let Head {
-            q,
-            k,
-            v,
-            h,
-            rows,
-            seq,
-            scale,
-            total,
-            ..
-        } = *self;
-        let (from, to, d) = (self.positions.start, self.positions.end, q.d);
-        let len = to - from;
-        // The end of the positions row `i` sees in this part.
-        let visible = |i: usize| (total - seq + i % seq + 1).clamp(from, to);
-        for t in from..to {
-            let kt = k.row(h, t);
-            for i in 0..rows {
-                if t < visible(i) {
-                    scores[i * len + t - from] = dot(q.row(h, i), kt) * scale;
-                }
-            }
-        }
-        for (i, stat) in stats.iter_mut().enumerate().take(rows) {
-            let s = &mut scores[i * len..i * len + visible(i) - from];
+    /// The end of the positions row `i` sees in this unit.
+    fn visible(&self, i: usize) -> usize {
+        let (from, to) = (self.positions.start, self.positions.end);
+        (self.total - self.seq + i % self.seq + 1).clamp(from, to)
+    }
+
+    /// Turns each row's scores (`len` = this unit's positions apart) into
+    /// their exponentials less the row's largest, and gives `stats` that
+    /// maximum and the sum. Scores of positions a row does not see are left
+    /// as they are.
+    fn weigh(&self, scores: &mut [f32], stats: &mut [(f32, f32)]) {
+        let (from, len) = (self.positions.start, self.positions.len());
+        for (i, stat) in stats.iter_mut().enumerate().take(self.rows) {
+            let s = &mut scores[i * len..i * len + self.visible(i) - from];
             let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0;
             for x in s.iter_mut() {
@@ -446,6 +430,46 @@ impl<T> Head<'_, T> {
             }
             *stat = (max, sum);
         }
+    }
+
+    /// Scores of every row over this unit's positions, their exponentials
+    /// less the rows' largest (`stats`: that maximum and the sum of the
+    /// weights), and the weighted sums of values (`out`, not yet divided).
+    /// Row `i` is query `i % seq`, which sees positions up to
+    /// `total - seq + i % seq`. `dot`, `axpy` and `weigh` ([`Head::weigh`]
+    /// or a vector form of it) are the loops for the instruction set the
+    /// caller was compiled for.
+    #[inline(always)]
+    fn run(
+        &self,
+        scores: &mut [f32],
+        out: &mut [f32],
+        stats: &mut [(f32, f32)],
+        dot: impl Fn(&[f32], &[T]) -> f32,
+        axpy: impl Fn(f32, &[T], &mut [f32]),
+        weigh: impl Fn(&Self, &mut [f32], &mut [(f32, f32)]),
+    ) {
+        let Head {
+            q,
+            k,
+            v,
+            h,
+            rows,
+            scale,
+            ..
+        } = *self;
+        let (from, to, d) = (self.positions.start, self.positions.end, q.d);
+        let len = to - from;
+        let visible = |i: usize| self.visible(i);
+        for t in from..to {
+            let kt = k.row(h, t);
+            for i in 0..rows {
+                if t < visible(i) {
+                    scores[i * len + t - from] = dot(q.row(h, i), kt) * scale;
+                }
+            }
+        }
+        weigh(self, scores, stats);
         for t in from..to {
             let vt = v.row(h, t);
             for i in 0..rows {
@@ -488,6 +512,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::Widen;
+    use crate::engine::kernels::lanes::{exp, max8, sum8};
 
     /// A cache's rows as the AVX2 loops read them: values of f32 or f16,
     /// or Q8_0 blocks (`u8`).
@@ -535,7 +560,238 @@ mod x86 {
         out: &mut [f32],
         stats: &mut [(f32, f32)],
     ) {
-        job.run(scores, out, stats, T::dot, T::axpy);
+        job.run(scores, out, stats, T::dot, T::axpy, |job, s, st| {
+            weigh(job, s, st)
+        });
+    }
+
+    /// Widest head [`head512`] takes: 16 of its key or value rows, as f32,
+    /// are 16 KiB on the stack.
+    pub(super) const WIDE_D: usize = 256;
+
+    /// [`super::Head::weigh`] eight scores at a time, the exponentials by
+    /// [`exp`] rather than one library call each; positions a row does not
+    /// see are given a weight of zero.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn weigh<T>(job: &super::Head<T>, scores: &mut [f32], stats: &mut [(f32, f32)]) {
+        let (from, len) = (job.positions.start, job.positions.len());
+        for (i, stat) in stats.iter_mut().enumerate().take(job.rows) {
+            let seen = job.visible(i) - from;
+            let (s, unseen) = scores[i * len..(i + 1) * len].split_at_mut(seen);
+            unseen.fill(0.0);
+            let (whole, tail) = s.split_at_mut(seen - seen % 8);
+            // The tail, padded with scores that weigh nothing.
+            let mut last = [f32::NEG_INFINITY; 8];
+            last[..tail.len()].copy_from_slice(tail);
+            // SAFETY: eight values at a time within `whole`, and `last`.
+            unsafe {
+                let mut top = _mm256_loadu_ps(last.as_ptr());
+                for c in whole.chunks_exact(8) {
+                    top = _mm256_max_ps(top, _mm256_loadu_ps(c.as_ptr()));
+                }
+                let max = max8(top);
+                let mv = _mm256_set1_ps(max);
+                let mut total = _mm256_setzero_ps();
+                for c in whole.chunks_exact_mut(8) {
+                    let w = exp(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), mv));
+                    _mm256_storeu_ps(c.as_mut_ptr(), w);
+                    total = _mm256_add_ps(total, w);
+                }
+                let w = exp(_mm256_sub_ps(_mm256_loadu_ps(last.as_ptr()), mv));
+                _mm256_storeu_ps(last.as_mut_ptr(), w);
+                tail.copy_from_slice(&last[..tail.len()]);
+                let sum = sum8(total) + tail.iter().sum::<f32>();
+                *stat = (max, sum);
+            }
+        }
+    }
+
+    /// [`super::Head::run`] in 512-bit vectors, for f32 or f16 caches whose
+    /// heads are whole vectors of 16 values, at most [`WIDE_D`].
+    ///
+    /// In [`head`] each score was a dot product ending in a sum of its
+    /// lanes, and each key was widened again for every query row. Here 16
+    /// positions' keys are widened once into a block, each row's 16 dot
+    /// products are summed lane-wise together (`sum16`: 45 shuffles and
+    /// adds for 16 sums), and the weighted values gather in registers for up
+    /// to eight rows at a time. Each score and output value depends only on
+    /// its own row and the unit's positions, in a fixed order: rows beside
+    /// other rows, or another call's rows, change no bit.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F besides AVX2, FMA and F16C; `q.d` is a
+    /// multiple of 16 and at most [`WIDE_D`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    pub(super) unsafe fn head512<T>(
+        job: &super::Head<T>,
+        scores: &mut [f32],
+        out: &mut [f32],
+        stats: &mut [(f32, f32)],
+    ) {
+        let super::Head {
+            q,
+            k,
+            v,
+            h,
+            rows,
+            scale,
+            ..
+        } = *job;
+        let (from, to, d) = (job.positions.start, job.positions.end, q.d);
+        assert!(d.is_multiple_of(16) && d <= WIDE_D);
+        let (len, vectors) = (to - from, d / 16);
+        let mut block = [0f32; 16 * WIDE_D];
+        let mut t0 = from;
+        while t0 < to {
+            let n = (to - t0).min(16);
+            for t in 0..n {
+                widen(k.row(h, t0 + t), &mut block[t * d..(t + 1) * d]);
+            }
+            for i in 0..rows {
+                let qi = q.row(h, i);
+                // SAFETY: `qi` and the block's rows hold `d` values, 16 per
+                // vector; the store writes `n` lanes within row `i`'s
+                // `len` scores.
+                unsafe {
+                    let mut acc = [_mm512_setzero_ps(); 16];
+                    for c in 0..vectors {
+                        let qv = _mm512_loadu_ps(qi.as_ptr().add(c * 16));
+                        // Rows past `n` hold an earlier block's keys, or
+                        // zeros: their sums are not stored.
+                        for (t, acc) in acc.iter_mut().enumerate() {
+                            let kv = _mm512_loadu_ps(block.as_ptr().add(t * d + c * 16));
+                            *acc = _mm512_fmadd_ps(qv, kv, *acc);
+                        }
+                    }
+                    let s = _mm512_mul_ps(sum16(&acc), _mm512_set1_ps(scale));
+                    let at = scores.as_mut_ptr().add(i * len + t0 - from);
+                    _mm512_mask_storeu_ps(at, ((1u32 << n) - 1) as u16, s);
+                }
+            }
+            t0 += n;
+        }
+        weigh(job, scores, stats);
+        let mut t0 = from;
+        while t0 < to {
+            let n = (to - t0).min(16);
+            for t in 0..n {
+                widen(v.row(h, t0 + t), &mut block[t * d..(t + 1) * d]);
+            }
+            let mut first = 0;
+            while first < rows {
+                let group = (rows - first).min(8);
+                let weights = &scores[first * len + t0 - from..];
+                let o = &mut out[first * d..];
+                // SAFETY: rows `first..first + group` of `out` and of the
+                // scores exist; the block holds `n` rows of `d` values.
+                unsafe {
+                    match group {
+                        8 => weigh_values::<8>(weights, len, &block, n, d, o),
+                        7 => weigh_values::<7>(weights, len, &block, n, d, o),
+                        6 => weigh_values::<6>(weights, len, &block, n, d, o),
+                        5 => weigh_values::<5>(weights, len, &block, n, d, o),
+                        4 => weigh_values::<4>(weights, len, &block, n, d, o),
+                        3 => weigh_values::<3>(weights, len, &block, n, d, o),
+                        2 => weigh_values::<2>(weights, len, &block, n, d, o),
+                        _ => weigh_values::<1>(weights, len, &block, n, d, o),
+                    }
+                }
+                first += group;
+            }
+            t0 += n;
+        }
+    }
+
+    /// `out` row `r` (`d` values apart) += Σ over the block's `n` positions
+    /// `t` of weight `weights[r · len + t]` × value row `t`, one vector of
+    /// 16 values of the `R` rows at a time, in the positions' order.
+    ///
+    /// # Safety
+    /// `weights` has `R` rows `len` apart of at least `n` values, `out` `R`
+    /// rows of `d`, `block` `n` rows of `d`; the CPU has AVX-512 F.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    unsafe fn weigh_values<const R: usize>(
+        weights: &[f32],
+        len: usize,
+        block: &[f32],
+        n: usize,
+        d: usize,
+        out: &mut [f32],
+    ) {
+        assert!(weights.len() >= (R - 1) * len + n && out.len() >= R * d);
+        assert!(block.len() >= n * d);
+        // SAFETY: within the lengths just checked.
+        unsafe {
+            for c in (0..d).step_by(16) {
+                let mut acc = [_mm512_setzero_ps(); R];
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_loadu_ps(out.as_ptr().add(r * d + c));
+                }
+                for t in 0..n {
+                    let value = _mm512_loadu_ps(block.as_ptr().add(t * d + c));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let w = _mm512_set1_ps(*weights.get_unchecked(r * len + t));
+                        *acc = _mm512_fmadd_ps(w, value, *acc);
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(out.as_mut_ptr().add(r * d + c), *acc);
+                }
+            }
+        }
+    }
+
+    /// The sums of each of 16 vectors' lanes: lane `t` of the result is the
+    /// sum of `acc[t]`'s, by a tree of lane-wise adds of shuffled halves.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    pub(super) fn sum16(acc: &[__m512; 16]) -> __m512 {
+        // Within each 128-bit lane: pairs of vectors, then pairs of pairs,
+        // leave lane `l` of vector `m` holding vectors `4m..4m + 4`'s sums
+        // of their lane `l`.
+        let pairs: [__m512; 8] = std::array::from_fn(|k| {
+            let (a, b) = (acc[2 * k], acc[2 * k + 1]);
+            _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+        });
+        let quads: [__m512; 4] = std::array::from_fn(|m| {
+            let (x, y) = (
+                _mm512_castps_pd(pairs[2 * m]),
+                _mm512_castps_pd(pairs[2 * m + 1]),
+            );
+            _mm512_add_ps(
+                _mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)),
+            )
+        });
+        // Across the 128-bit lanes: even lanes of two vectors beside their
+        // odd lanes, added, twice.
+        let across = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+            )
+        };
+        let halves = [across(quads[0], quads[1]), across(quads[2], quads[3])];
+        across(halves[0], halves[1])
+    }
+
+    /// Row `row` of a cache as f32 values in `out`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f")]
+    fn widen<T>(row: &[T], out: &mut [f32]) {
+        assert!(row.len() == out.len() && out.len().is_multiple_of(16));
+        // SAFETY: 16 values at a time within both; `T` is f32 or f16 (its
+        // size tells which, at compile time).
+        unsafe {
+            for i in (0..out.len()).step_by(16) {
+                let v = match std::mem::size_of::<T>() {
+                    2 => _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(i) as *const __m256i)),
+                    _ => _mm512_loadu_ps(row.as_ptr().add(i) as *const f32),
+                };
+                _mm512_storeu_ps(out.as_mut_ptr().add(i), v);
+            }
+        }
     }
 
     /// Eight values from `p` as f32: loaded, or widened from f16.
@@ -585,7 +841,7 @@ mod x86 {
                 i += 8;
             }
         }
-        super::super::lanes::sum8(_mm256_add_ps(s0, s1))
+        sum8(_mm256_add_ps(s0, s1))
             + a[i..n]
                 .iter()
                 .zip(&b[i..n])
@@ -632,7 +888,7 @@ mod neon {
         out: &mut [f32],
         stats: &mut [(f32, f32)],
     ) {
-        job.run(scores, out, stats, dot, axpy);
+        job.run(scores, out, stats, dot, axpy, super::Head::weigh);
     }
 
     /// Four values from `p` as f32: loaded, or widened from f16.
@@ -860,5 +1116,27 @@ mod tests {
         let q = random((1, 2, 2, 8), 1);
         let v = k.to_dtype(DType::F32).unwrap();
         assert!(attend(&q, &k, &v, 1, 1.0).unwrap().is_none());
+    }
+}
+
+#[cfg(all(test, glot_x86))]
+mod wide_tests {
+    use std::arch::x86_64::*;
+
+    #[test]
+    fn sum16_gives_each_lane_the_sum_of_its_vector() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let values: Vec<[f32; 16]> = (0..16)
+            .map(|t| std::array::from_fn(|l| (t * 100 + l) as f32))
+            .collect();
+        // SAFETY: the CPU has AVX-512 F.
+        let got: [f32; 16] = unsafe {
+            let acc: [__m512; 16] = std::array::from_fn(|t| _mm512_loadu_ps(values[t].as_ptr()));
+            std::mem::transmute(super::x86::sum16(&acc))
+        };
+        let want: Vec<f32> = values.iter().map(|v| v.iter().sum()).collect();
+        assert_eq!(got.to_vec(), want);
     }
 }

@@ -106,7 +106,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{Job, Scratch, TILE};
-    use crate::engine::kernels::lanes::{max8, sum8};
+    use crate::engine::kernels::lanes::{exp, max8, sum8};
 
     /// Attention of head `h`'s queries at `positions` (of the `seq`
     /// newest), written to their rows of `out`, (kv, rows, d).
@@ -273,72 +273,5 @@ mod x86 {
                 }
             }
         }
-    }
-
-    /// `eˣ` of eight values, to about one unit in the last place: `x =
-    /// n·ln 2 + r` with |r| ≤ ln 2 / 2, a degree-6 polynomial for `eʳ` and
-    /// `2ⁿ` from the exponent bits (Cephes' `expf`). Values below −87.3
-    /// give zero or a denormal-sized result; the caller masks what must be
-    /// zero.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(x, _mm256_set1_ps(88.37626));
-        let x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        // r = x − n·ln 2, ln 2 in two parts so that the product is exact.
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        for c in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            0.166_666_65,
-            0.5,
-        ] {
-            y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
-        }
-        let y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.)));
-        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::arch::x86_64::*;
-
-    /// The vector exponential against the library's, over the range the
-    /// softmax takes (scores less their maximum: zero and below).
-    #[test]
-    fn the_vector_exponential_is_within_two_units_in_the_last_place() {
-        if crate::engine::kernels::isa() == crate::engine::kernels::Isa::Scalar {
-            panic!("this test needs a CPU with AVX2");
-        }
-        let mut worst = 0f32;
-        let mut x = -87.0f32;
-        while x <= 0.0 {
-            let xs: [f32; 8] = std::array::from_fn(|i| x + i as f32 * 1e-3);
-            let mut got = [0f32; 8];
-            // SAFETY: the CPU has AVX2, FMA and F16C.
-            unsafe {
-                _mm256_storeu_ps(
-                    got.as_mut_ptr(),
-                    super::x86::exp(_mm256_loadu_ps(xs.as_ptr())),
-                )
-            };
-            for (g, x) in got.iter().zip(xs) {
-                let want = x.exp();
-                worst = worst.max((g - want).abs() / (want * f32::EPSILON));
-            }
-            x += 0.0371;
-        }
-        assert!(worst <= 2.0, "{worst} units");
     }
 }
