@@ -1023,6 +1023,10 @@ mod tests {
             (1, 2, 37, 37, 32),
             (2, 1, 20, 300, 128),
             (3, 2, 17, 50, 8),
+            // Several blocks of a prompt's positions, the last one short.
+            (2, 2, 150, 170, 64),
+            (1, 3, 70, 70, 16),
+            (2, 1, 130, 130, 8),
         ] {
             let q = random((1, kv, rep * seq, d), 1);
             // The cache holds more positions than are in use, as the
