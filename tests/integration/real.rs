@@ -346,7 +346,7 @@ fn smollm2_cites_the_part_each_bullet_comes_from() {
 #[test]
 fn smollm2_translation_keeps_numbers_and_says_where_it_is_not_french() {
     let home = tempfile::tempdir().unwrap();
-    let text = "The bridge is 420 metres long and cost 38 million euros.\n\nIt opened on Saturday, four years after the old crossing closed in 2021.\n";
+    let text = "The bridge is 420 metres long and cost 38 million euros.\n\nIn 2019 the city had 84,000 inhabitants; now it has 91,500.\n";
     let file = home.path().join("bridge.txt");
     std::fs::write(&file, text).unwrap();
     let json = with_smollm2(
@@ -360,7 +360,7 @@ fn smollm2_translation_keeps_numbers_and_says_where_it_is_not_french() {
         .split(|c: char| !c.is_ascii_digit())
         .filter(|w| !w.is_empty())
         .collect();
-    for n in ["420", "38", "2021"] {
+    for n in ["420", "38", "2019"] {
         let said = flagged
             .iter()
             .any(|f| f["kind"] == "numbers" && f["detail"].as_str().unwrap().contains(n));
@@ -375,16 +375,20 @@ fn smollm2_translation_keeps_numbers_and_says_where_it_is_not_french() {
         );
         eprintln!("{n}: kept {}, flagged {said}", numbers.contains(&n));
     }
-    // This model turns the 38 of line 1 into 380: the check must say so.
+    // This model drops every number of line 3 (it rewrites the sentence):
+    // the check must say so, by line. (Line 1 varies with the last bits of
+    // the arithmetic: one build gave 380 for 38, and was flagged for it.)
     let lost: Vec<(u64, &str)> = flagged
         .iter()
         .filter(|f| f["kind"] == "numbers")
         .map(|f| (f["line"].as_u64().unwrap(), f["detail"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        lost,
-        [(1, "number(s) 38 missing from the translation")],
-        "{translation}"
+    assert!(
+        lost.contains(&(
+            3,
+            "number(s) 2019, 84,000, 91,500 missing from the translation"
+        )),
+        "{lost:?}: {translation}"
     );
     let french = glot::text::lang::detect(translation)
         .is_some_and(|d| d.reliable && d.language.code == "fr");
