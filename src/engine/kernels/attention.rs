@@ -1121,14 +1121,11 @@ mod tests {
         let v = k.to_dtype(DType::F32).unwrap();
         assert!(attend(&q, &k, &v, 1, 1.0).unwrap().is_none());
     }
-}
 
-#[cfg(all(test, glot_x86))]
-mod wide_tests {
-    use std::arch::x86_64::*;
-
+    #[cfg(glot_x86)]
     #[test]
     fn sum16_gives_each_lane_the_sum_of_its_vector() {
+        use std::arch::x86_64::*;
         if !is_x86_feature_detected!("avx512f") {
             return;
         }

@@ -90,9 +90,8 @@ pub(super) struct Job<'a> {
 struct Scratch {
     /// The unit's query rows, times the scale.
     q: Vec<f32>,
-    /// Key positions per tile: [`TILE_VECTORS`] vectors' lanes.
-    tile: usize,
-    /// A tile of keys, transposed: value `j` of key `t` at `j · tile + t`.
+    /// A tile of keys, transposed: value `j` of key `t` at `j · tile + t`,
+    /// `tile` being [`TILE_VECTORS`] vectors' lanes.
     keys: Vec<f32>,
     /// A tile of values, a row per key.
     values: Vec<f32>,
@@ -109,7 +108,6 @@ impl Scratch {
     fn new(rows: usize, d: usize, tile: usize) -> Scratch {
         Scratch {
             q: vec![0.; rows * d],
-            tile,
             keys: vec![0.; d * tile],
             values: vec![0.; tile * d],
             row: vec![0.; d],
@@ -338,8 +336,8 @@ mod x86 {
             total,
             d,
         } = *job;
-        let tile = s.tile;
-        assert!(tile == TILE_VECTORS * V::LANES && d.is_multiple_of(V::LANES));
+        let tile = TILE_VECTORS * V::LANES;
+        assert!(s.keys.len() == d * tile && d.is_multiple_of(V::LANES));
         let bs = positions.len();
         let rows = rep * bs;
         // Local row `i` is head `i / bs`'s query at position
@@ -356,7 +354,9 @@ mod x86 {
         s.sum[..rows].fill(0.);
         s.acc[..rows * d].fill(0.);
         let end = sees(bs - 1);
-        let mut p = vec![0f32; tile];
+        // A row's weights of one tile (the widest: 16 lanes).
+        let mut weights = [0f32; TILE_VECTORS * 16];
+        let p = &mut weights[..tile];
         for t0 in (0..end).step_by(tile) {
             let tl = tile.min(end - t0);
             for t in 0..tile {
@@ -400,7 +400,7 @@ mod x86 {
                     let seen = sees(i + r);
                     if seen > t0 {
                         // SAFETY: row `i + r` and the tile are in `s`.
-                        unsafe { absorb(s, i + r, *scores, tl.min(seen - t0), d, &mut p) };
+                        unsafe { absorb(s, i + r, *scores, tl.min(seen - t0), d, p) };
                     }
                 }
             }
